@@ -1,0 +1,335 @@
+//! Compiling contracts into a [`Catalogue`].
+
+use super::{wire, Catalogue, Category, MethodRoute, Streaming};
+use crate::config::{Config, ConfigError, ConfigErrors, Location};
+use crate::identity::AgencyId;
+use prost_reflect::{
+    DescriptorPool, ExtensionDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+};
+use protox::file::{
+    ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
+};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The annotations contract, embedded so agency contracts can import
+/// `jisr/annotations.proto` without shipping it.
+pub const ANNOTATIONS_PROTO: &str = include_str!("../../proto/jisr/annotations.proto");
+const ANNOTATIONS_NAME: &str = "jisr/annotations.proto";
+
+/// How deep to look for a `(jisr.subject)` field in nested request messages.
+const SUBJECT_SEARCH_DEPTH: usize = 8;
+
+struct Embedded;
+
+impl FileResolver for Embedded {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        if name == ANNOTATIONS_NAME {
+            File::from_source(name, ANNOTATIONS_PROTO)
+        } else {
+            Err(protox::Error::file_not_found(name))
+        }
+    }
+}
+
+impl Catalogue {
+    /// Compiles the contracts named by `config` and builds the route table.
+    /// Every problem is reported with the place in the config or contract.
+    pub fn load(config: &Config) -> Result<Self, ConfigErrors> {
+        let mut errors = ConfigErrors(Vec::new());
+        let mut resolver = ChainFileResolver::new();
+        resolver.add(Embedded);
+        for dir in &config.catalogue.include {
+            resolver.add(IncludeFileResolver::new(dir.clone()));
+        }
+        resolver.add(GoogleFileResolver::new());
+        let mut compiler = protox::Compiler::with_file_resolver(resolver);
+        compiler.include_imports(true).include_source_info(false);
+
+        let mut owner: HashMap<&str, &AgencyId> = HashMap::new();
+        for agency in &config.agencies {
+            for contract in &agency.contracts {
+                if let Some(first) = owner.insert(contract, &agency.id) {
+                    if first != &agency.id {
+                        errors.0.push(ConfigError {
+                            at: Some(agency.at.clone()),
+                            message: format!(
+                                "contract `{contract}` is listed by agencies `{first}` and `{}`",
+                                agency.id
+                            ),
+                            fix: "list each contract under the one agency that provides it".into(),
+                        });
+                    }
+                    continue;
+                }
+                if let Err(e) = compiler.open_file(contract) {
+                    errors
+                        .0
+                        .push(protox_error(&e, contract, &agency.at, config));
+                }
+            }
+        }
+        if !errors.0.is_empty() {
+            return Err(errors);
+        }
+        let pool = compiler.descriptor_pool();
+        let catalogue = build(&pool, &owner, config, &mut errors);
+        if errors.0.is_empty() {
+            Ok(catalogue)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn build(
+    pool: &DescriptorPool,
+    owner: &HashMap<&str, &AgencyId>,
+    config: &Config,
+    errors: &mut ConfigErrors,
+) -> Catalogue {
+    let subject_ext = pool.get_extension_by_name("jisr.subject");
+    let category_ext = pool.get_extension_by_name("jisr.category");
+    let default_category_ext = pool.get_extension_by_name("jisr.default_category");
+    let mut by_path = HashMap::new();
+    for service in pool.services() {
+        let Some(provider) = owner.get(service.parent_file().name()) else {
+            continue; // an imported file: its services are not offered here
+        };
+        let at = agency_location(config, provider);
+        let service_category = default_category_ext
+            .as_ref()
+            .and_then(|ext| enum_option(&service.options(), ext));
+        for method in service.methods() {
+            let category = category_ext
+                .as_ref()
+                .and_then(|ext| enum_option(&method.options(), ext))
+                .or(service_category)
+                .map_or(Category::Unspecified, Category::from_number);
+            let route = match method_route(
+                &method,
+                (*provider).clone(),
+                category,
+                subject_ext.as_ref(),
+            ) {
+                Ok(route) => route,
+                Err(message) => {
+                    errors.0.push(ConfigError {
+                        at: at.clone(),
+                        message: format!("contract `{}`: {message}", service.parent_file().name()),
+                        fix: "mark exactly one string field of the request with `[(jisr.subject) = true]`"
+                            .into(),
+                    });
+                    continue;
+                }
+            };
+            by_path.insert(route.path.clone(), Arc::new(route));
+        }
+    }
+    let mut ordered: Vec<_> = by_path.values().cloned().collect();
+    ordered.sort_by(|a, b| (&a.provider, &a.path).cmp(&(&b.provider, &b.path)));
+    Catalogue {
+        pool: pool.clone(),
+        by_path,
+        ordered,
+    }
+}
+
+fn method_route(
+    method: &MethodDescriptor,
+    provider: AgencyId,
+    category: Category,
+    subject_ext: Option<&ExtensionDescriptor>,
+) -> Result<MethodRoute, String> {
+    let service = method.parent_service();
+    let input = method.input();
+    let subject = match subject_ext {
+        Some(ext) => find_subject(&input, ext)?,
+        None => None,
+    };
+    let (numbers, names): (Vec<u32>, Vec<String>) = subject.unwrap_or_default().into_iter().unzip();
+    let streaming = match (method.is_client_streaming(), method.is_server_streaming()) {
+        (false, false) => Streaming::Unary,
+        (false, true) => Streaming::Server,
+        (true, false) => Streaming::Client,
+        (true, true) => Streaming::Bidi,
+    };
+    Ok(MethodRoute {
+        path: format!("/{}/{}", service.full_name(), method.name()),
+        service: service.full_name().to_owned(),
+        method: method.name().to_owned(),
+        provider,
+        category,
+        streaming,
+        request_type: input.full_name().to_owned(),
+        response: method.output(),
+        subject_field: (!names.is_empty()).then(|| names.join(".")),
+        schema: wire::Schema::compile(&input, numbers),
+    })
+}
+
+/// The path (field number, field name) to the one field marked
+/// `(jisr.subject)`, searched through singular nested messages.
+fn find_subject(
+    root: &MessageDescriptor,
+    ext: &ExtensionDescriptor,
+) -> Result<Option<Vec<(u32, String)>>, String> {
+    let mut found = Vec::new();
+    let mut misplaced = Vec::new();
+    let mut seen = HashSet::new();
+    search(
+        root,
+        ext,
+        &mut Vec::new(),
+        &mut found,
+        &mut misplaced,
+        &mut seen,
+        0,
+    );
+    if !misplaced.is_empty() {
+        return Err(format!(
+            "field(s) {} marked (jisr.subject) must be a single (not repeated) string",
+            misplaced.join(", ")
+        ));
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => {
+            let path = found.remove(0);
+            Ok(Some(path))
+        }
+        _ => {
+            let names: Vec<String> = found
+                .iter()
+                .map(|p| {
+                    p.iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(".")
+                })
+                .collect();
+            Err(format!(
+                "request type `{}` has several (jisr.subject) fields: {}",
+                root.full_name(),
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+fn search(
+    msg: &MessageDescriptor,
+    ext: &ExtensionDescriptor,
+    path: &mut Vec<(u32, String)>,
+    found: &mut Vec<Vec<(u32, String)>>,
+    misplaced: &mut Vec<String>,
+    seen: &mut HashSet<String>,
+    depth: usize,
+) {
+    if depth > SUBJECT_SEARCH_DEPTH || !seen.insert(msg.full_name().to_owned()) {
+        return;
+    }
+    for field in msg.fields() {
+        path.push((field.number(), field.name().to_owned()));
+        let marked = matches!(
+            field.options().get_extension(ext).as_ref(),
+            Value::Bool(true)
+        );
+        if marked && field.kind() == Kind::String && !field.is_list() {
+            found.push(path.clone());
+        } else if marked {
+            misplaced.push(field.full_name().to_owned());
+        } else if let Kind::Message(inner) = field.kind() {
+            if !field.is_list() && !field.is_map() {
+                search(&inner, ext, path, found, misplaced, seen, depth + 1);
+            }
+        }
+        path.pop();
+    }
+    seen.remove(msg.full_name());
+}
+
+fn enum_option(options: &prost_reflect::DynamicMessage, ext: &ExtensionDescriptor) -> Option<i32> {
+    if !options.has_extension(ext) {
+        return None;
+    }
+    match options.get_extension(ext).as_ref() {
+        Value::EnumNumber(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn agency_location(config: &Config, id: &AgencyId) -> Option<Location> {
+    config
+        .agencies
+        .iter()
+        .find(|a| &a.id == id)
+        .map(|a| a.at.clone())
+}
+
+/// Turns a protox error into a located config error: inside the contract
+/// when protox says where, else at the agency that names the contract.
+fn protox_error(e: &protox::Error, contract: &str, at: &Location, config: &Config) -> ConfigError {
+    use miette::Diagnostic;
+    let file = e.file().unwrap_or(contract).to_owned();
+    let offset = e
+        .labels()
+        .and_then(|mut labels| labels.next())
+        .map(|label| label.offset());
+    let on_disk = find_on_disk(&file, &config.catalogue.include);
+    let location = match (&on_disk, offset) {
+        (Some(path), Some(offset)) => std::fs::read_to_string(path)
+            .ok()
+            .map(|text| location_of(path, &text, offset)),
+        _ => None,
+    };
+    let (message, fix) = if e.is_file_not_found() {
+        (
+            format!("contract `{file}` was not found in any catalogue.include directory"),
+            format!(
+                "check the path (relative to an include directory) or add its directory to `catalogue.include`; searched: {}",
+                config
+                    .catalogue
+                    .include
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+    } else {
+        (
+            format!("contract `{file}` does not compile: {e}"),
+            e.help()
+                .map(|h| h.to_string())
+                .unwrap_or_else(|| "fix the .proto file; `jisr check-config` re-checks it".into()),
+        )
+    };
+    ConfigError {
+        at: Some(location.unwrap_or_else(|| at.clone())),
+        message,
+        fix,
+    }
+}
+
+fn find_on_disk(name: &str, include: &[PathBuf]) -> Option<PathBuf> {
+    include
+        .iter()
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+fn location_of(path: &Path, text: &str, offset: usize) -> Location {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    Location {
+        file: path.to_owned(),
+        line,
+        column,
+    }
+}

@@ -1,0 +1,204 @@
+//! The subcommands' bodies.
+
+use super::{Command, PkiCommand, EXIT_INVALID_CONFIG};
+use crate::catalogue::Catalogue;
+use crate::config::{self, Config, ConfigErrors};
+use crate::identity::{AgencyId, TrustDomain};
+use crate::policy::Policy;
+use crate::proxy::{self, StartError};
+use crate::samples::{self, SampleAgency};
+use crate::{demo, pki, tls};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub(super) fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Serve { config } => serve(&config),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::Catalog { config } => catalog(&config),
+        Command::Pki { command } => pki_command(command),
+        Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
+        Command::SampleProvider {
+            agency,
+            listen,
+            pki,
+            trust_domain,
+            addr_file,
+        } => runtime().and_then(|rt| {
+            rt.block_on(sample_provider(
+                &agency,
+                &listen,
+                &pki,
+                &trust_domain,
+                addr_file.as_deref(),
+            ))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jisr: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn serve(path: &Path) -> anyhow::Result<()> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.node.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; check `node.listen` or free the port",
+                    config.node.listen
+                )
+            })?;
+        proxy::run(config, listener, shutdown_signal())
+            .await
+            .map_err(start_error)
+    })
+}
+
+fn start_error(e: StartError) -> anyhow::Error {
+    match e {
+        StartError::Config(errors) => anyhow::anyhow!("{}", config::report(&errors)),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// Loads everything a gateway would at start, without listening.
+fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
+    let config = Config::load(path)?;
+    let catalogue = Catalogue::load(&config)?;
+    Policy::compile(&config, &catalogue)?;
+    Ok((config, catalogue))
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load_all(path) {
+        Ok((config, catalogue)) => {
+            let tls_check = tls::server_config(
+                &config.tls,
+                &config.node.trust_domain,
+                tls::Accept::Agencies,
+            );
+            if let Err(e) = tls_check {
+                println!("{}: error: {e}", path.display());
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+            println!(
+                "{}: ok — {} agencies, {} methods, {} rules",
+                path.display(),
+                config.agencies.len(),
+                catalogue.methods().len(),
+                config.rules.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print!("{}", config::report(&errors));
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+fn catalog(path: &Path) -> anyhow::Result<()> {
+    let (_, catalogue) = load_all(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
+    print!("{}", catalogue.render());
+    Ok(())
+}
+
+fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
+    match command {
+        PkiCommand::Init {
+            dir,
+            trust_domain,
+            agencies,
+            gateway_node,
+            hosts,
+            force,
+        } => {
+            let opts = pki::PkiOptions {
+                dir,
+                domain: TrustDomain::parse(&trust_domain)?,
+                agencies: agencies
+                    .iter()
+                    .map(|a| AgencyId::parse(a))
+                    .collect::<Result<_, _>>()?,
+                gateway_node: AgencyId::parse(&gateway_node)?,
+                hosts,
+                force,
+            };
+            for path in pki::init(&opts)? {
+                println!("wrote {}", path.display());
+            }
+        }
+        PkiCommand::Issue {
+            dir,
+            trust_domain,
+            agency,
+        } => {
+            let domain = TrustDomain::parse(&trust_domain)?;
+            for path in pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)? {
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sample_provider(
+    agency: &str,
+    listen: &str,
+    pki_dir: &Path,
+    trust_domain: &str,
+    addr_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let id = AgencyId::parse(agency)?;
+    let sample = SampleAgency::from_id(&id).ok_or_else(|| {
+        anyhow::anyhow!("`{agency}` is not a sample agency; use civil-status, tax or health")
+    })?;
+    let domain = TrustDomain::parse(trust_domain)?;
+    let files = tls::TlsFiles::for_agency(pki_dir, agency);
+    let server_tls = tls::server_config(&files, &domain, tls::Accept::Gateways)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    if let Some(file) = addr_file {
+        std::fs::write(file, local.to_string())?;
+    }
+    tracing::info!(agency, %local, "sample provider listening");
+    samples::serve(sample, listener, server_tls, shutdown_signal()).await
+}

@@ -1,0 +1,393 @@
+//! Reading and checking each kind of section on its own: `[node]`, `[tls]`,
+//! `[catalogue]`, `[[purpose]]`, `[[agency]]` and `[[rule]]`. Checks across
+//! sections (duplicates, references) live in `mod.rs`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+
+use super::pattern::{Basis, MethodPattern};
+use super::table::{Ctx, Section};
+use super::{AgencyConfig, CatalogueConfig, NodeConfig, PurposeConfig, RuleConfig};
+use crate::identity::{AgencyId, TrustDomain};
+use crate::tls::TlsFiles;
+
+pub(super) const NODE_KEYS: &[&str] = &[
+    "id",
+    "trust_domain",
+    "listen",
+    "max_message_bytes",
+    "drain_timeout_ms",
+];
+pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
+pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
+pub(super) const PURPOSE_KEYS: &[&str] = &["code", "description"];
+pub(super) const AGENCY_KEYS: &[&str] = &["id", "upstream", "contracts", "connections"];
+pub(super) const RULE_KEYS: &[&str] = &["consumer", "methods", "purposes", "basis"];
+
+/// Default and bounds of `node.max_message_bytes`.
+pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+const MAX_MAX_MESSAGE_BYTES: i64 = 64 * 1024 * 1024;
+/// Default of `node.drain_timeout_ms`.
+pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_millis(10_000);
+/// Default and bounds of `agency.connections`.
+pub(super) const DEFAULT_CONNECTIONS: usize = 2;
+const MAX_CONNECTIONS: i64 = 64;
+
+fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, what: &str) -> Option<AgencyId> {
+    match AgencyId::parse(value.get_ref()) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            ctx.error(
+                &value.span(),
+                format!("{what}: {e}"),
+                "use lowercase letters, digits and `-`, e.g. `civil-status`",
+            );
+            None
+        }
+    }
+}
+
+/// An integer key within `min..=max`, or its default when absent.
+fn bounded(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    key: &str,
+    (min, max, default): (i64, i64, i64),
+) -> Option<i64> {
+    let example = default.to_string();
+    let Some(value) = s.opt_int(ctx, key, &example) else {
+        // Absent (default applies) or already reported.
+        return s.table.get(key).is_none().then_some(default);
+    };
+    let n = *value.get_ref();
+    if (min..=max).contains(&n) {
+        return Some(n);
+    }
+    ctx.error(
+        &value.span(),
+        format!("`{key}` = {n} in {} is out of range", s.name),
+        format!("use a value from {min} to {max}, or remove the key for the default {default}"),
+    );
+    None
+}
+
+pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
+    let id = s.req_str(ctx, "id", "\"gw-1\"");
+    let id = id.and_then(|v| agency_id(ctx, &v, "`id` in [node]"));
+    let domain = s.req_str(ctx, "trust_domain", "\"interop.gov.ma\"");
+    let trust_domain = domain.and_then(|v| match TrustDomain::parse(v.get_ref()) {
+        Ok(td) => Some(td),
+        Err(e) => {
+            ctx.error(
+                &v.span(),
+                format!("`trust_domain` in [node]: {e}"),
+                "use the domain written in the agencies' SPIFFE ids, e.g. `trust_domain = \"interop.gov.ma\"`",
+            );
+            None
+        }
+    });
+    let listen = s.req_str(ctx, "listen", "\"127.0.0.1:8443\"");
+    let listen = listen.and_then(|v| match v.get_ref().parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            ctx.error(
+                &v.span(),
+                format!("`listen` in [node] is not an IP address and port: `{}`", v.get_ref()),
+                "write an IP address and port such as `127.0.0.1:8443` or `[::]:8443` (host names are not accepted)",
+            );
+            None
+        }
+    });
+    let default_bytes = DEFAULT_MAX_MESSAGE_BYTES as i64;
+    let max_bytes = bounded(
+        ctx,
+        s,
+        "max_message_bytes",
+        (1, MAX_MAX_MESSAGE_BYTES, default_bytes),
+    );
+    let default_ms = DEFAULT_DRAIN_TIMEOUT.as_millis() as i64;
+    let drain_ms = bounded(ctx, s, "drain_timeout_ms", (0, i64::MAX, default_ms));
+    Some(NodeConfig {
+        id: id?,
+        trust_domain: trust_domain?,
+        listen: listen?,
+        // In 1..=64 MiB (checked above), so the casts are lossless.
+        max_message_bytes: max_bytes? as usize,
+        drain_timeout: Duration::from_millis(drain_ms? as u64),
+    })
+}
+
+/// A path relative to the configuration file's directory, made absolute.
+pub(super) fn resolve(base: &Path, path: &str) -> PathBuf {
+    base.join(path)
+}
+
+fn path(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    key: &str,
+    base: &Path,
+    example: &str,
+) -> Option<PathBuf> {
+    let value = s.req_str(ctx, key, example)?;
+    non_empty_path(ctx, s, key, &value, base)
+}
+
+fn non_empty_path(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    key: &str,
+    value: &Spanned<String>,
+    base: &Path,
+) -> Option<PathBuf> {
+    if value.get_ref().trim().is_empty() {
+        ctx.error(
+            &value.span(),
+            format!("`{key}` in {} is an empty path", s.name),
+            "give a path, relative to the directory of this configuration file",
+        );
+        return None;
+    }
+    Some(resolve(base, value.get_ref()))
+}
+
+pub(super) fn tls(ctx: &mut Ctx, s: &Section<'_, '_>, base: &Path) -> Option<TlsFiles> {
+    let ca = path(ctx, s, "ca", base, "\"pki/ca.crt\"");
+    let cert = path(ctx, s, "cert", base, "\"pki/gateway.crt\"");
+    let key = path(ctx, s, "key", base, "\"pki/gateway.key\"");
+    let crls = s.opt_str_list(ctx, "crls", "[\"pki/ca.crl\"]");
+    let crls: Option<Vec<_>> = match crls {
+        Some(list) => list
+            .iter()
+            .map(|v| non_empty_path(ctx, s, "crls", v, base))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect(),
+        None => s.table.get("crls").is_none().then(Vec::new),
+    };
+    Some(TlsFiles {
+        ca: ca?,
+        cert: cert?,
+        key: key?,
+        crls: crls?,
+    })
+}
+
+pub(super) fn catalogue(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    base: &Path,
+) -> Option<CatalogueConfig> {
+    let include = match s.opt_str_list(ctx, "include", "[\"../proto\"]") {
+        Some(list) => list
+            .iter()
+            .map(|v| non_empty_path(ctx, s, "include", v, base))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .collect::<Option<Vec<_>>>()?,
+        None if s.table.get("include").is_none() => Vec::new(),
+        None => return None,
+    };
+    Some(CatalogueConfig { include })
+}
+
+/// Whether a purpose code is lowercase letters, digits and `-`.
+pub(super) fn valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub(super) fn purpose(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<PurposeConfig> {
+    let code = s.req_str(ctx, "code", "\"bac-candidature\"");
+    let code = code.filter(|code| {
+        let ok = valid_code(code.get_ref());
+        if !ok {
+            ctx.error(
+                &code.span(),
+                format!("purpose code `{}` is not valid", code.get_ref()),
+                "use lowercase letters, digits and `-`, e.g. `bac-candidature`",
+            );
+        }
+        ok
+    });
+    let description = s.req_str(ctx, "description", "\"what the data is used for\"");
+    Some(PurposeConfig {
+        code: code?.into_inner(),
+        description: description?.into_inner(),
+        at: ctx.at(&s.span),
+    })
+}
+
+/// Checks `host:port` (host a name, an IPv4 address or a bracketed IPv6 address).
+fn upstream_problem(upstream: &str) -> Option<&'static str> {
+    let Some((host, port)) = upstream.rsplit_once(':') else {
+        return Some("it has no `:port`");
+    };
+    if !matches!(port.parse::<u16>(), Ok(p) if p > 0) {
+        return Some("the port is not a number from 1 to 65535");
+    }
+    let host = match host.strip_prefix('[') {
+        Some(v6) => match v6.strip_suffix(']') {
+            Some(v6) if v6.parse::<std::net::Ipv6Addr>().is_ok() => return None,
+            _ => return Some("the bracketed IPv6 address is malformed"),
+        },
+        None => host,
+    };
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_';
+    if host.is_empty() || !host.bytes().all(valid) {
+        return Some("the host is empty or not a host name or IP address");
+    }
+    None
+}
+
+fn contracts(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<String>> {
+    let example = "[\"agencies/tax/v1/tax.proto\"]";
+    let list = match s.opt_str_list(ctx, "contracts", example) {
+        Some(list) => list,
+        None => return s.table.get("contracts").is_none().then(Vec::new),
+    };
+    let mut ok = true;
+    for c in &list {
+        let text = c.get_ref();
+        let problem = if !text.ends_with(".proto") {
+            Some("is not a `.proto` file")
+        } else if text.starts_with('/') || text.contains('\\') {
+            Some("must be a relative path with `/` separators")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            ok = false;
+            ctx.error(
+                &c.span(),
+                format!("contract `{text}` {problem}"),
+                "give the .proto path relative to one of the [catalogue] include directories, e.g. `agencies/tax/v1/tax.proto`",
+            );
+        }
+    }
+    ok.then(|| list.into_iter().map(Spanned::into_inner).collect())
+}
+
+pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig> {
+    let id = s.req_str(ctx, "id", "\"civil-status\"");
+    let id = id.and_then(|v| agency_id(ctx, &v, "`id` in [[agency]]"));
+    let upstream = s.opt_str(ctx, "upstream", "\"127.0.0.1:9001\"");
+    let upstream_ok = match &upstream {
+        Some(u) => match upstream_problem(u.get_ref()) {
+            None => true,
+            Some(why) => {
+                ctx.error(
+                    &u.span(),
+                    format!("`upstream` `{}` is not host:port: {why}", u.get_ref()),
+                    "write the back-end's address as host:port, e.g. `upstream = \"127.0.0.1:9001\"`",
+                );
+                false
+            }
+        },
+        None => s.table.get("upstream").is_none(),
+    };
+    let contracts = contracts(ctx, s);
+    if matches!(&contracts, Some(c) if !c.is_empty()) && s.table.get("upstream").is_none() {
+        let name = id
+            .as_ref()
+            .map_or_else(String::new, |id| format!(" `{id}`"));
+        ctx.error(
+            &s.span_of("contracts"),
+            format!("agency{name} has contracts but no `upstream`: its methods could never be served"),
+            "add `upstream = \"host:port\"` of its back-end, or remove `contracts` if the agency only consumes",
+        );
+    }
+    let connections = bounded(
+        ctx,
+        s,
+        "connections",
+        (1, MAX_CONNECTIONS, DEFAULT_CONNECTIONS as i64),
+    );
+    if !upstream_ok {
+        return None;
+    }
+    Some(AgencyConfig {
+        id: id?,
+        upstream: upstream.map(Spanned::into_inner),
+        contracts: contracts?,
+        // In 1..=64 (checked by `bounded`), so the cast is lossless.
+        connections: connections? as usize,
+        at: ctx.at(&s.span),
+    })
+}
+
+/// Reads a `[[rule]]` on its own; whether its consumer and purposes are
+/// declared is checked by the caller.
+pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
+    let consumer = s.req_str(ctx, "consumer", "\"education\"");
+    let consumer = consumer.and_then(|v| agency_id(ctx, &v, "`consumer` in [[rule]]"));
+    let methods = s.req_str_list(ctx, "methods", "[\"ma.tax.v1.TaxRecords/GetTaxStatus\"]");
+    let methods = methods.and_then(|list| rule_methods(ctx, s, list));
+    let purposes = s.req_str_list(ctx, "purposes", "[\"bac-candidature\"]");
+    let purposes = purposes.and_then(|list| {
+        if list.is_empty() {
+            ctx.error(
+                &s.span_of("purposes"),
+                "`purposes` in [[rule]] is empty: the rule would allow nothing",
+                "list the declared purposes the rule serves, e.g. `purposes = [\"bac-candidature\"]`",
+            );
+            return None;
+        }
+        Some(list.into_iter().map(Spanned::into_inner).collect::<Vec<_>>())
+    });
+    let basis = s.req_str(ctx, "basis", "\"law:55-19\"");
+    let basis = basis.and_then(|v| match Basis::parse_parts(v.get_ref()) {
+        Ok(Basis::Consent) => {
+            ctx.error(
+                &v.span(),
+                "basis `consent` needs the consent store, which this version does not have yet",
+                "use a legal basis `law:<reference>`",
+            );
+            None
+        }
+        Ok(basis) => Some(basis),
+        Err((message, fix)) => {
+            ctx.error(&v.span(), message, fix);
+            None
+        }
+    });
+    let (methods, methods_at) = methods?;
+    Some(RuleConfig {
+        consumer: consumer?,
+        methods,
+        purposes: purposes?,
+        basis: basis?,
+        at: ctx.at(&s.span),
+        methods_at,
+    })
+}
+
+type Methods = (Vec<MethodPattern>, Vec<super::Location>);
+
+fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: Vec<Spanned<String>>) -> Option<Methods> {
+    if list.is_empty() {
+        ctx.error(
+            &s.span_of("methods"),
+            "`methods` in [[rule]] is empty: the rule would allow nothing",
+            "list the methods the consumer may call, e.g. `methods = [\"ma.tax.v1.TaxRecords/GetTaxStatus\"]`",
+        );
+        return None;
+    }
+    let mut methods = Vec::new();
+    let mut at = Vec::new();
+    for entry in &list {
+        match MethodPattern::parse_parts(entry.get_ref()) {
+            Ok(pattern) => {
+                methods.push(pattern);
+                at.push(ctx.at(&entry.span()));
+            }
+            Err((message, fix)) => ctx.error(&entry.span(), message, fix),
+        }
+    }
+    (methods.len() == list.len()).then_some((methods, at))
+}

@@ -1,0 +1,36 @@
+//! `jisr demo`: the baccalauréat free-candidate procedure, played on a local
+//! network of real processes' worth of parts — a development PKI, the sample
+//! providers and a gateway node on loopback — over real mutual TLS.
+
+mod network;
+mod script;
+
+pub use network::{write_atomic, Network, AGENCIES, TRUST_DOMAIN};
+
+use std::path::PathBuf;
+
+/// Runs the demo. With `serve`, the network stays up until Ctrl-C/SIGTERM
+/// and its files stay in `dir` (default: a temporary directory).
+pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let temp;
+    let dir = match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            dir
+        }
+        None => {
+            temp = tempfile::Builder::new().prefix("jisr-demo-").tempdir()?;
+            temp.path().to_owned()
+        }
+    };
+    let network = Network::start(&dir).await?;
+    let outcome = if serve {
+        script::print_serving(&network);
+        crate::cli::shutdown_signal().await;
+        Ok(())
+    } else {
+        script::play(&network).await
+    };
+    network.stop().await;
+    outcome
+}

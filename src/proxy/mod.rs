@@ -1,0 +1,185 @@
+//! The exchange path: a gRPC-aware HTTP/2 proxy over mutual TLS.
+//!
+//! [`Gateway::build`] resolves everything per method once (route, access
+//! table, upstream pool) into a map keyed by gRPC path; [`server`] accepts
+//! TLS connections and dispatches each request either to Jisr's own tonic
+//! services (health, reflection) or to the [`exchange`] path.
+
+pub mod body;
+pub mod exchange;
+pub mod metadata;
+pub mod refusal;
+pub mod server;
+pub mod upstream;
+
+use crate::catalogue::Catalogue;
+use crate::config::{Config, ConfigErrors};
+use crate::identity::{AgencyId, PeerIdentity, TrustDomain};
+use crate::policy::Policy;
+use crate::tls::{self, TlsError};
+use exchange::Exchange;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::body::Body;
+use tonic::service::Routes;
+use tower::ServiceExt as _;
+use upstream::Upstream;
+
+pub use server::run;
+
+/// Why a gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The config, a contract or a rule is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// Certificates or keys could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] TlsError),
+    /// Jisr's own gRPC services could not be set up.
+    #[error("cannot set up server reflection: {0}")]
+    Reflection(String),
+    /// The listener failed.
+    #[error("cannot listen: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A gateway node's routing state.
+pub struct Gateway {
+    domain: TrustDomain,
+    exchanges: HashMap<String, Arc<Exchange>>,
+    max_message: usize,
+    drain_timeout: Duration,
+    own: Routes,
+    health: tonic_health::server::HealthReporter,
+    catalogue: Catalogue,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("domain", &self.domain)
+            .field("methods", &self.exchanges.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Loads contracts and rules, prepares upstream pools and the TLS
+    /// configs. Returns the gateway and its server TLS config.
+    pub fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
+        tls::install_crypto_provider();
+        let catalogue = Catalogue::load(config)?;
+        let policy = Policy::compile(config, &catalogue)?;
+        let domain = config.node.trust_domain.clone();
+        let server_tls = tls::server_config(&config.tls, &domain, tls::Accept::Agencies)?;
+        let mut upstreams: HashMap<AgencyId, Arc<Upstream>> = HashMap::new();
+        for agency in &config.agencies {
+            let Some(addr) = &agency.upstream else {
+                continue;
+            };
+            let client_tls = tls::client_config(
+                &config.tls,
+                &domain,
+                PeerIdentity::Agency(agency.id.clone()),
+            )?;
+            let pool = Upstream::new(
+                agency.id.clone(),
+                addr.clone(),
+                agency.connections,
+                client_tls,
+            );
+            upstreams.insert(agency.id.clone(), Arc::new(pool));
+        }
+        let mut exchanges = HashMap::new();
+        for route in catalogue.methods() {
+            // Config validation guarantees every agency with contracts has an upstream.
+            let Some(upstream) = upstreams.get(&route.provider) else {
+                continue;
+            };
+            let exchange = Exchange {
+                route: route.clone(),
+                access: policy.access(&route.path).cloned().unwrap_or_default(),
+                upstream: upstream.clone(),
+            };
+            exchanges.insert(route.path.clone(), Arc::new(exchange));
+        }
+        let (own, health) = own_services(&catalogue)?;
+        let gateway = Self {
+            domain,
+            exchanges,
+            max_message: config.node.max_message_bytes,
+            drain_timeout: config.node.drain_timeout,
+            own,
+            health,
+            catalogue,
+        };
+        Ok((gateway, server_tls))
+    }
+
+    /// The loaded catalogue.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.catalogue
+    }
+
+    /// Handles one request from an authenticated agency.
+    pub async fn dispatch(
+        &self,
+        request: Request<Incoming>,
+        consumer: &AgencyId,
+    ) -> Response<Body> {
+        let path = request.uri().path();
+        if is_own(path) {
+            return match self.own.clone().oneshot(request).await {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+        }
+        let request_id = match metadata::request_id(request.headers()) {
+            Ok(id) => id,
+            Err(refusal) => return refusal.into_response(&metadata::new_request_id()),
+        };
+        match self.exchanges.get(path) {
+            Some(exchange) => {
+                let exchange = exchange.clone();
+                exchange
+                    .handle(request, consumer, &request_id, self.max_message)
+                    .await
+            }
+            None => exchange::unknown_method(path, consumer, &request_id),
+        }
+    }
+
+    /// Reports the node as not serving (at the start of a drain).
+    pub async fn set_not_serving(&self) {
+        self.health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    }
+}
+
+/// Paths served by Jisr itself rather than forwarded. Agency contracts may
+/// not use these package prefixes.
+fn is_own(path: &str) -> bool {
+    path.starts_with("/grpc.health.")
+        || path.starts_with("/grpc.reflection.")
+        || path.starts_with("/jisr.")
+}
+
+fn own_services(
+    catalogue: &Catalogue,
+) -> Result<(Routes, tonic_health::server::HealthReporter), StartError> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let fds = prost_types::FileDescriptorSet {
+        file: catalogue.pool().file_descriptor_protos().cloned().collect(),
+    };
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(fds)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    Ok((Routes::new(health).add_service(reflection), reporter))
+}

@@ -1,0 +1,130 @@
+//! Refusals: the one place where a reason to refuse a call becomes a gRPC
+//! status with a stable `google.rpc.ErrorInfo` reason (domain `jisr`) and a
+//! message that tells the caller what to do. Internal details go to the log.
+
+use http::{HeaderValue, Response};
+use std::collections::HashMap;
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every refusal.
+pub const DOMAIN: &str = "jisr";
+
+/// Stable reason codes, as they appear in `ErrorInfo.reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// No rule lets the consumer call the method.
+    AccessDenied,
+    /// The `jisr-purpose` metadata is missing.
+    PurposeRequired,
+    /// A rule exists, but not for the declared purpose.
+    PurposeNotAllowed,
+    /// The path is not in the catalogue.
+    UnknownMethod,
+    /// The method's call shape is not carried by the gateway.
+    UnsupportedStreaming,
+    /// The request is malformed (metadata or body).
+    InvalidRequest,
+    /// The request message exceeds the configured limit.
+    MessageTooLarge,
+    /// The provider could not be reached or failed at transport level.
+    ProviderUnavailable,
+    /// The caller's deadline passed.
+    DeadlineExceeded,
+    /// The gateway is shutting down.
+    ShuttingDown,
+}
+
+impl Reason {
+    /// The reason code text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "ACCESS_DENIED",
+            Self::PurposeRequired => "PURPOSE_REQUIRED",
+            Self::PurposeNotAllowed => "PURPOSE_NOT_ALLOWED",
+            Self::UnknownMethod => "UNKNOWN_METHOD",
+            Self::UnsupportedStreaming => "UNSUPPORTED_STREAMING",
+            Self::InvalidRequest => "INVALID_REQUEST",
+            Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
+            Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
+            Self::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+
+    /// The gRPC code that goes with the reason.
+    pub fn code(self) -> Code {
+        match self {
+            Self::AccessDenied | Self::PurposeRequired | Self::PurposeNotAllowed => {
+                Code::PermissionDenied
+            }
+            Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
+            Self::InvalidRequest => Code::InvalidArgument,
+            Self::MessageTooLarge => Code::ResourceExhausted,
+            Self::ProviderUnavailable | Self::ShuttingDown => Code::Unavailable,
+            Self::DeadlineExceeded => Code::DeadlineExceeded,
+        }
+    }
+}
+
+/// A refused call: the reason and a message for the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// Stable reason.
+    pub reason: Reason,
+    /// What went wrong and what to do, for the caller.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with its message.
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Self {
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// The gRPC status carrying the `ErrorInfo` detail.
+    pub fn to_status(&self, request_id: &str) -> tonic::Status {
+        let mut metadata = HashMap::new();
+        if !request_id.is_empty() {
+            metadata.insert("request_id".to_owned(), request_id.to_owned());
+        }
+        let details = ErrorDetails::with_error_info(self.reason.as_str(), DOMAIN, metadata);
+        tonic::Status::with_error_details(self.reason.code(), self.message.clone(), details)
+    }
+
+    /// A trailers-only gRPC response for this refusal, echoing the request id.
+    pub fn into_response<B: Default>(self, request_id: &str) -> Response<B> {
+        let mut response = self.to_status(request_id).into_http::<B>();
+        if let Ok(value) = HeaderValue::from_str(request_id) {
+            response
+                .headers_mut()
+                .insert(super::metadata::REQUEST_ID, value);
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_carries_error_info() {
+        let refusal = Refusal::new(Reason::AccessDenied, "ask the operator");
+        let status = refusal.to_status("req-1");
+        assert_eq!(status.code(), Code::PermissionDenied);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "ACCESS_DENIED");
+        assert_eq!(info.domain, "jisr");
+        assert_eq!(
+            info.metadata.get("request_id").map(String::as_str),
+            Some("req-1")
+        );
+        let response = refusal.into_response::<()>("req-1");
+        assert_eq!(response.headers()["grpc-status"], "7");
+        assert_eq!(response.headers()["jisr-request-id"], "req-1");
+    }
+}

@@ -1,0 +1,145 @@
+//! The listener: TLS handshakes, the caller's identity (read once per
+//! connection), HTTP/2 serving and graceful shutdown.
+
+use super::{Gateway, StartError};
+use crate::config::Config;
+use crate::identity::{AgencyId, PeerIdentity};
+use crate::tls;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+/// A peer has this long to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent calls per connection.
+const MAX_STREAMS: u32 = 1024;
+
+/// Builds a gateway from `config` and serves it on `listener` until
+/// `shutdown` resolves; then stops accepting, lets in-flight calls finish
+/// within the drain timeout, and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    let (gateway, server_tls) = Gateway::build(&config)?;
+    tracing::info!(
+        node = %config.node.id,
+        addr = %listener.local_addr()?,
+        methods = gateway.exchanges.len(),
+        "gateway listening"
+    );
+    serve(Arc::new(gateway), server_tls, listener, shutdown).await;
+    Ok(())
+}
+
+/// Serves an already built gateway.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    server_tls: Arc<rustls::ServerConfig>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(server_tls);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    let watcher = graceful.watcher();
+                    let gateway = gateway.clone();
+                    let acceptor = acceptor.clone();
+                    tokio::spawn(async move {
+                        if let Some((stream, consumer)) = handshake(&gateway, &acceptor, tcp, peer).await {
+                            serve_connection(gateway, stream, consumer, watcher).await;
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    gateway.set_not_serving().await;
+    tracing::info!(connections = graceful.count(), "draining in-flight calls");
+    match tokio::time::timeout(gateway.drain_timeout, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained; gateway stopped"),
+        Err(_) => {
+            tracing::warn!(timeout = ?gateway.drain_timeout, "drain timed out; closing the remaining connections")
+        }
+    }
+}
+
+/// Completes the TLS handshake and reads the caller's identity; `None` (and
+/// a log line saying why) when the peer is refused.
+async fn handshake(
+    gateway: &Arc<Gateway>,
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: SocketAddr,
+) -> Option<(TlsStream<TcpStream>, AgencyId)> {
+    let _ = tcp.set_nodelay(true);
+    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, reason = %tls::handshake_failure_reason(&e), "TLS handshake refused");
+            return None;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return None;
+        }
+    };
+    let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
+    let consumer = match identity {
+        Ok(PeerIdentity::Agency(id)) => id,
+        Ok(other) => {
+            tracing::warn!(%peer, identity = ?other, "connection refused: only agencies may call the gateway");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!(%peer, reason = %e, "connection refused");
+            return None;
+        }
+    };
+    tracing::debug!(%peer, %consumer, "agency connected");
+    Some((stream, consumer))
+}
+
+/// Serves HTTP/2 on an authenticated connection until it closes or the
+/// gateway drains.
+async fn serve_connection(
+    gateway: Arc<Gateway>,
+    stream: TlsStream<TcpStream>,
+    consumer: AgencyId,
+    watcher: Watcher,
+) {
+    let service = service_fn(move |request| {
+        let gateway = gateway.clone();
+        let consumer = consumer.clone();
+        async move { Ok::<_, Infallible>(gateway.dispatch(request, &consumer).await) }
+    });
+    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS)
+        .adaptive_window(true)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}

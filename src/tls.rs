@@ -1,0 +1,371 @@
+//! The mutual-TLS edge: loads the PEM files of a node, builds the rustls
+//! server and client configurations, and turns a peer's leaf certificate into
+//! a [`PeerIdentity`] exactly once per connection.
+//!
+//! Both directions speak TLS 1.3 only with ALPN `h2`, and both require the
+//! peer's certificate to chain to the configured CA *and* to carry one SPIFFE
+//! URI of this trust domain: a certificate from the right CA for the wrong
+//! kind of peer is refused during the handshake, so nothing downstream ever
+//! sees an unidentified connection. [`handshake_failure_reason`] turns the
+//! resulting errors into one-line reasons for the log.
+
+mod reason;
+mod verify;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::{fmt, fs, io};
+
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::identity::{IdentityError, PeerIdentity, TrustDomain};
+
+pub use reason::handshake_failure_reason;
+
+/// The only application protocol Jisr speaks: gRPC over HTTP/2.
+const ALPN_H2: &[u8] = b"h2";
+
+/// Paths of the PEM files a node or agency uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// CA bundle that peer certificates must chain to.
+    pub ca: PathBuf,
+    /// This node's certificate (chain), leaf first.
+    pub cert: PathBuf,
+    /// The private key of `cert`.
+    pub key: PathBuf,
+    /// Certificate revocation lists checked for client certificates.
+    pub crls: Vec<PathBuf>,
+}
+
+impl TlsFiles {
+    /// The files `jisr pki init` writes for agency (or `gateway`) `id` in
+    /// `pki_dir`: `ca.crt`, `<id>.crt`, `<id>.key`, and no CRL.
+    pub fn for_agency(pki_dir: &Path, id: &str) -> TlsFiles {
+        TlsFiles {
+            ca: pki_dir.join("ca.crt"),
+            cert: pki_dir.join(format!("{id}.crt")),
+            key: pki_dir.join(format!("{id}.key")),
+            crls: Vec::new(),
+        }
+    }
+}
+
+/// Which of the [`TlsFiles`] an error is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileRole {
+    /// `tls.ca`.
+    Ca,
+    /// `tls.cert`.
+    Cert,
+    /// `tls.key`.
+    Key,
+    /// One of `tls.crls`.
+    Crl,
+}
+
+impl FileRole {
+    fn hint(self) -> &'static str {
+        match self {
+            Self::Ca => "check `tls.ca` in the config or run `jisr pki init`",
+            Self::Cert => "check `tls.cert` in the config or run `jisr pki init`",
+            Self::Key => "check `tls.key` in the config or run `jisr pki init`",
+            Self::Crl => "check `tls.crls` in the config or fetch the CRL again from the CA",
+        }
+    }
+
+    fn item(self) -> &'static str {
+        match self {
+            Self::Ca | Self::Cert => "certificate",
+            Self::Key => "private key",
+            Self::Crl => "CRL",
+        }
+    }
+}
+
+impl fmt::Display for FileRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ca => "CA bundle",
+            Self::Cert => "certificate",
+            Self::Key => "private key",
+            Self::Crl => "CRL",
+        })
+    }
+}
+
+/// Why a TLS configuration could not be built from its files.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {role} {path}: {source}; {}", role.hint())]
+    Read {
+        /// Which file.
+        role: FileRole,
+        /// Its path.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// A file is not PEM.
+    #[error("{role} {path} is not valid PEM ({detail}); {}", role.hint())]
+    Pem {
+        /// Which file.
+        role: FileRole,
+        /// Its path.
+        path: PathBuf,
+        /// What the PEM parser said.
+        detail: String,
+    },
+    /// A file holds no item of the expected kind.
+    #[error("no {} in {role} {path}; {}", role.item(), role.hint())]
+    Empty {
+        /// Which file.
+        role: FileRole,
+        /// Its path.
+        path: PathBuf,
+    },
+    /// A certificate of the CA bundle cannot serve as a trust anchor.
+    #[error("the CA bundle {path} holds an unusable certificate ({detail}); {}", FileRole::Ca.hint())]
+    BadCa {
+        /// The CA bundle.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A CRL cannot be parsed or used.
+    #[error("CRL {path} invalid ({detail}); {}", FileRole::Crl.hint())]
+    BadCrl {
+        /// The CRL file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The key is not the one the certificate was issued for.
+    #[error("the private key in {key} does not match the certificate in {cert}; use the key file written together with that certificate")]
+    KeyMismatch {
+        /// The key file.
+        key: PathBuf,
+        /// The certificate file.
+        cert: PathBuf,
+    },
+    /// The key cannot be used for TLS.
+    #[error("the private key in {path} cannot be used ({detail}); use a PKCS#8 ECDSA P-256/P-384, Ed25519 or RSA key")]
+    BadKey {
+        /// The key file.
+        path: PathBuf,
+        /// What rustls said.
+        detail: String,
+    },
+    /// rustls refused the assembled configuration.
+    #[error("cannot set up TLS with CA {ca}: {detail}")]
+    Setup {
+        /// The CA bundle in use.
+        ca: PathBuf,
+        /// What rustls said.
+        detail: String,
+    },
+}
+
+/// Who may connect to a server built with [`server_config`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// Agencies' back-office systems (`spiffe://<td>/agency/<id>`).
+    Agencies,
+    /// Other gateway nodes (`spiffe://<td>/gateway/<id>`).
+    Gateways,
+}
+
+/// Installs ring as the process-wide rustls provider; idempotent, safe to
+/// call many times. (The configurations here name ring explicitly; this is
+/// for libraries such as tonic that ask for the process default.)
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The server side of mutual TLS: TLS 1.3, ALPN `h2`, presents
+/// `files.cert`/`files.key`, and requires a client certificate that chains to
+/// `files.ca`, is not revoked by `files.crls`, and names a peer of the
+/// `accept`ed kind in `domain`.
+pub fn server_config(
+    files: &TlsFiles,
+    domain: &TrustDomain,
+    accept: Accept,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(load_roots(&files.ca)?);
+    let crls = load_crls(&files.crls)?;
+    let setup = |detail: String| TlsError::Setup {
+        ca: files.ca.clone(),
+        detail,
+    };
+    // Unknown revocation status stays an error (the default): once CRLs are
+    // configured, a certificate whose issuer has no CRL is refused.
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .with_crls(crls)
+        .build()
+        .map_err(|e| setup(e.to_string()))?;
+    let verifier = verify::SpiffeClientVerifier::new(webpki, domain.clone(), accept);
+    let key = certified_key(files, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| setup(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side of mutual TLS towards a provider (or another gateway):
+/// TLS 1.3, ALPN `h2`, presents `files.cert`/`files.key`, and accepts only a
+/// server whose certificate chains to `files.ca` and whose SPIFFE identity is
+/// `expect`. The server name passed to the connector is not checked: peers
+/// are identified by SPIFFE URI, not by DNS name.
+pub fn client_config(
+    files: &TlsFiles,
+    domain: &TrustDomain,
+    expect: PeerIdentity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let roots = Arc::new(load_roots(&files.ca)?);
+    let verifier =
+        verify::SpiffeServerVerifier::new(roots, provider.clone(), domain.clone(), expect);
+    let key = certified_key(files, &provider)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Setup {
+            ca: files.ca.clone(),
+            detail: e.to_string(),
+        })?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The identity of the peer of an established connection, from its leaf
+/// certificate (the first of `certs`).
+pub fn peer_identity(
+    certs: Option<&[CertificateDer<'_>]>,
+    domain: &TrustDomain,
+) -> Result<PeerIdentity, IdentityError> {
+    let leaf = certs
+        .and_then(|certs| certs.first())
+        .ok_or(IdentityError::MissingSpiffeId)?;
+    PeerIdentity::from_cert_der(leaf, domain)
+}
+
+/// A tonic client TLS configuration acting as an agency (tests, demo, load
+/// generator): trusts `files.ca`, presents `files.cert`/`files.key`, and
+/// expects the server certificate to name `localhost`.
+pub fn tonic_client_tls(files: &TlsFiles) -> Result<tonic::transport::ClientTlsConfig, TlsError> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    // Parse everything first so mistakes surface with our messages, not
+    // tonic's at the first connection attempt.
+    load_roots(&files.ca)?;
+    certified_key(files, &provider())?;
+    let ca = read(FileRole::Ca, &files.ca)?;
+    let cert = read(FileRole::Cert, &files.cert)?;
+    let key = read(FileRole::Key, &files.key)?;
+    Ok(ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .identity(Identity::from_pem(cert, key))
+        .domain_name("localhost"))
+}
+
+fn read(role: FileRole, path: &Path) -> Result<Vec<u8>, TlsError> {
+    fs::read(path).map_err(|source| TlsError::Read {
+        role,
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn pem_error(role: FileRole, path: &Path, err: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Pem {
+        role,
+        path: path.to_owned(),
+        detail: err.to_string(),
+    }
+}
+
+/// All PEM items of type `T` in `path`; an error if there are none.
+fn load_all<T: PemObject>(role: FileRole, path: &Path) -> Result<Vec<T>, TlsError> {
+    let pem = read(role, path)?;
+    let items = T::pem_slice_iter(&pem)
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| pem_error(role, path, e))?;
+    if items.is_empty() {
+        return Err(TlsError::Empty {
+            role,
+            path: path.to_owned(),
+        });
+    }
+    Ok(items)
+}
+
+fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_all::<CertificateDer<'static>>(FileRole::Ca, path)? {
+        roots.add(cert).map_err(|e| TlsError::BadCa {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(roots)
+}
+
+fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    let mut crls = Vec::new();
+    for path in paths {
+        for crl in load_all::<CertificateRevocationListDer<'static>>(FileRole::Crl, path)? {
+            // Parse here so a broken CRL is reported with its file name;
+            // rustls would only say that one of them is invalid.
+            x509_parser::parse_x509_crl(&crl).map_err(|e| TlsError::BadCrl {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            crls.push(crl);
+        }
+    }
+    Ok(crls)
+}
+
+/// The certificate chain and key of `files`, checked to belong together.
+fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<CertifiedKey, TlsError> {
+    let chain = load_all::<CertificateDer<'static>>(FileRole::Cert, &files.cert)?;
+    let pem = read(FileRole::Key, &files.key)?;
+    let key = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Empty {
+            role: FileRole::Key,
+            path: files.key.clone(),
+        },
+        e => pem_error(FileRole::Key, &files.key, e),
+    })?;
+    CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch {
+                key: files.key.clone(),
+                cert: files.cert.clone(),
+            }
+        }
+        e => TlsError::BadKey {
+            path: files.key.clone(),
+            detail: e.to_string(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests;
