@@ -13,7 +13,7 @@ use std::process::ExitCode;
 
 pub(super) fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, addr_file } => serve(&config, addr_file.as_deref()),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Pki { command } => pki_command(command),
@@ -71,7 +71,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn serve(path: &Path) -> anyhow::Result<()> {
+fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -83,9 +83,20 @@ fn serve(path: &Path) -> anyhow::Result<()> {
                     config.node.listen
                 )
             })?;
-        proxy::run(config, listener, shutdown_signal())
-            .await
-            .map_err(start_error)
+        let (gateway, server_tls) = proxy::Gateway::build(&config).map_err(start_error)?;
+        let local = listener.local_addr()?;
+        tracing::info!(node = %config.node.id, addr = %local, "gateway listening");
+        if let Some(file) = addr_file {
+            demo::write_atomic(file, &local.to_string())?;
+        }
+        proxy::server::serve(
+            std::sync::Arc::new(gateway),
+            server_tls,
+            listener,
+            shutdown_signal(),
+        )
+        .await;
+        Ok(())
     })
 }
 
@@ -197,7 +208,7 @@ async fn sample_provider(
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
     if let Some(file) = addr_file {
-        std::fs::write(file, local.to_string())?;
+        demo::write_atomic(file, &local.to_string())?;
     }
     tracing::info!(agency, %local, "sample provider listening");
     samples::serve(sample, listener, server_tls, shutdown_signal()).await

@@ -42,6 +42,10 @@ pub enum Command {
         /// The node's configuration file.
         #[arg(long)]
         config: PathBuf,
+        /// Write the bound address (host:port) to this file once listening
+        /// (useful with `listen = "127.0.0.1:0"`).
+        #[arg(long)]
+        addr_file: Option<PathBuf>,
     },
     /// Check a configuration file, its contracts and its rules; print every error.
     CheckConfig {
@@ -144,8 +148,12 @@ fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    // Colours only on a terminal: logs in files and journald stay plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

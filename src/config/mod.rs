@@ -34,7 +34,7 @@ use sections::{AGENCY_KEYS, CATALOGUE_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS, 
 use table::{closest, Ctx, Section};
 
 /// A checked node configuration.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
     /// The file it was read from.
     pub path: PathBuf,

@@ -36,14 +36,19 @@ pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_millis(10_000)
 pub(super) const DEFAULT_CONNECTIONS: usize = 2;
 const MAX_CONNECTIONS: i64 = 64;
 
-fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, what: &str) -> Option<AgencyId> {
+fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, key: &str, section: &str) -> Option<AgencyId> {
     match AgencyId::parse(value.get_ref()) {
         Ok(id) => Some(id),
         Err(e) => {
+            let example = if section == "[node]" {
+                "gw-1"
+            } else {
+                "civil-status"
+            };
             ctx.error(
                 &value.span(),
-                format!("{what}: {e}"),
-                "use lowercase letters, digits and `-`, e.g. `civil-status`",
+                format!("`{key}` in {section}: {e}"),
+                format!("rename it, e.g. `{key} = \"{example}\"`"),
             );
             None
         }
@@ -76,7 +81,7 @@ fn bounded(
 
 pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
     let id = s.req_str(ctx, "id", "\"gw-1\"");
-    let id = id.and_then(|v| agency_id(ctx, &v, "`id` in [node]"));
+    let id = id.and_then(|v| agency_id(ctx, &v, "id", "[node]"));
     let domain = s.req_str(ctx, "trust_domain", "\"interop.gov.ma\"");
     let trust_domain = domain.and_then(|v| match TrustDomain::parse(v.get_ref()) {
         Ok(td) => Some(td),
@@ -275,7 +280,7 @@ fn contracts(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<String>> {
 
 pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig> {
     let id = s.req_str(ctx, "id", "\"civil-status\"");
-    let id = id.and_then(|v| agency_id(ctx, &v, "`id` in [[agency]]"));
+    let id = id.and_then(|v| agency_id(ctx, &v, "id", "[[agency]]"));
     let upstream = s.opt_str(ctx, "upstream", "\"127.0.0.1:9001\"");
     let upstream_ok = match &upstream {
         Some(u) => match upstream_problem(u.get_ref()) {
@@ -325,7 +330,7 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
 /// declared is checked by the caller.
 pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
     let consumer = s.req_str(ctx, "consumer", "\"education\"");
-    let consumer = consumer.and_then(|v| agency_id(ctx, &v, "`consumer` in [[rule]]"));
+    let consumer = consumer.and_then(|v| agency_id(ctx, &v, "consumer", "[[rule]]"));
     let methods = s.req_str_list(ctx, "methods", "[\"ma.tax.v1.TaxRecords/GetTaxStatus\"]");
     let methods = methods.and_then(|list| rule_methods(ctx, s, list));
     let purposes = s.req_str_list(ctx, "purposes", "[\"bac-candidature\"]");

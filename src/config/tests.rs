@@ -212,7 +212,7 @@ fn bad_node_id() {
         &with("\"gw-1\"", "\"GW_1\""),
         2,
         "`GW_1` is not a valid id",
-        "lowercase letters",
+        "rename it, e.g. `id = \"gw-1\"`",
     );
 }
 

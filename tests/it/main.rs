@@ -1,1 +1,12 @@
+//! Black-box tests: real `jisr` processes on loopback ports, called over real
+//! mutual TLS. One binary, a module per feature (see STYLE.md).
 
+// Items here are `pub` for sibling modules of this test binary only.
+#![allow(unreachable_pub)]
+
+mod certificates;
+mod cli;
+mod lifecycle;
+mod refusals;
+mod routing;
+mod support;

@@ -1,0 +1,268 @@
+//! The command line: check-config's messages and exit code, catalog,
+//! pki init, and the demo.
+
+use crate::support::*;
+use std::path::Path;
+use std::process::Output;
+
+fn run(args: &[&str]) -> Output {
+    jisr().args(args).output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn good_config(pki: &Pki) -> String {
+    let up = Upstreams {
+        civil_status: "127.0.0.1:9101".into(),
+        tax: "127.0.0.1:9102".into(),
+        health: "127.0.0.1:9103".into(),
+    };
+    gateway_config(pki, &up, "", "")
+}
+
+fn check(pki: &Pki, name: &str, config: &str) -> (i32, String) {
+    let path = pki.root().join(name);
+    std::fs::write(&path, config).unwrap();
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    (out.status.code().unwrap(), text(&out))
+}
+
+fn line_of(config: &str, needle: &str) -> usize {
+    config.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn check_config_accepts_a_good_config() {
+    let pki = Pki::new();
+    let (code, out) = check(&pki, "good.toml", &good_config(&pki));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("ok — 5 agencies, 5 methods, 2 rules"), "{out}");
+}
+
+#[test]
+fn check_config_reports_every_error_with_file_line_and_fix() {
+    let pki = Pki::new();
+    let config = good_config(&pki)
+        .replace("listen = \"127.0.0.1:0\"", "listen = \"localhost\"")
+        .replace(
+            "purposes = [\"tax-household\"]",
+            "purposes = [\"tax-houshold\"]",
+        )
+        .replace(
+            "ma.tax.v1.TaxRecords/GetTaxStatus\"",
+            "ma.tax.v1.TaxRecords/GetTaxStatuss\"",
+        );
+    let (code, out) = check(&pki, "bad.toml", &config);
+    assert_eq!(code, 64, "{out}");
+    let file = pki.root().join("bad.toml");
+    let listen = format!("{}:{}:", file.display(), line_of(&config, "listen = "));
+    assert!(out.contains(&listen), "no error at {listen}:\n{out}");
+    assert!(out.contains("did you mean `tax-household`"), "{out}");
+    assert!(out.contains("fix:"), "{out}");
+    assert!(
+        out.contains("2 errors in"),
+        "the unknown method is checked once the file parses:\n{out}"
+    );
+
+    // Once the file itself is right, rules are checked against the contracts.
+    let config = good_config(&pki).replace(
+        "ma.tax.v1.TaxRecords/GetTaxStatus\"",
+        "ma.tax.v1.TaxRecords/GetTaxStatuss\"",
+    );
+    let (code, out) = check(&pki, "bad-method.toml", &config);
+    assert_eq!(code, 64, "{out}");
+    let at = format!("bad-method.toml:{}:", line_of(&config, "GetTaxStatuss"));
+    assert!(out.contains(&at), "no error at {at}:\n{out}");
+    assert!(
+        out.contains("did you mean `ma.tax.v1.TaxRecords/GetTaxStatus`"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_locates_contract_and_tls_problems() {
+    let pki = Pki::new();
+    let protos = pki.root().join("contracts");
+    std::fs::create_dir_all(&protos).unwrap();
+    std::fs::write(
+        protos.join("broken.proto"),
+        "syntax = \"proto3\";\npackage ma.broken.v1;\n\nmessage A {\n  strin x = 1;\n}\n",
+    )
+    .unwrap();
+    let config = good_config(&pki)
+        .replace(
+            &format!("include = [\"{}\"]", proto_dir().display()),
+            &format!(
+                "include = [\"{}\", \"{}\"]",
+                proto_dir().display(),
+                protos.display()
+            ),
+        )
+        .replace(
+            "contracts = [\"agencies/tax/v1/tax.proto\"]",
+            "contracts = [\"broken.proto\"]",
+        );
+    let (code, out) = check(&pki, "contract.toml", &config);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("broken.proto:5:"),
+        "the contract error should point into the file:\n{out}"
+    );
+
+    let config = good_config(&pki)
+        .replace("missing", "x")
+        .replace("gateway.key", "nowhere.key");
+    let (code, out) = check(&pki, "tls.toml", &config);
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("nowhere.key"), "{out}");
+
+    let config = good_config(&pki).replace(
+        "contracts = [\"agencies/tax/v1/tax.proto\"]",
+        "contracts = [\"agencies/tax/v9/tax.proto\"]",
+    );
+    let (code, out) = check(&pki, "missing.toml", &config);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("agencies/tax/v9/tax.proto") && out.contains("not found"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_config_explains_syntax_errors_and_missing_files() {
+    let pki = Pki::new();
+    let (code, out) = check(&pki, "syntax.toml", "[node\nid = 1\n");
+    assert_eq!(code, 64, "{out}");
+    assert!(out.contains("syntax.toml:1:"), "{out}");
+    let out = run(&["check-config", "/nonexistent/jisr.toml"]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(
+        text(&out).contains("/nonexistent/jisr.toml"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn catalog_lists_agencies_services_methods_and_subjects() {
+    let pki = Pki::new();
+    let path = pki.root().join("good.toml");
+    std::fs::write(&path, good_config(&pki)).unwrap();
+    let out = run(&["catalog", "--config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "agency civil-status",
+        "service ma.civilstatus.v1.CivilStatus",
+        "GetBirthRecord",
+        "ListCivilEvents",
+        "server-streaming",
+        "agency health",
+        "category=health (sensitive)",
+        "subject=citizen_id",
+        "agency tax",
+        "GetTaxStatus",
+    ] {
+        assert!(
+            listing.contains(expected),
+            "missing {expected:?} in:\n{listing}"
+        );
+    }
+}
+
+#[test]
+fn pki_init_writes_a_ca_and_one_certificate_per_agency() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pki");
+    let args = [
+        "pki",
+        "init",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--trust-domain",
+        "interop.gov.ma",
+        "--agency",
+        "education",
+        "--agency",
+        "tax,health",
+    ];
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    for file in [
+        "ca.crt",
+        "education.crt",
+        "education.key",
+        "tax.crt",
+        "health.key",
+        "gateway.crt",
+        "gateway.key",
+    ] {
+        assert!(Path::new(&dir).join(file).is_file(), "{file} missing");
+    }
+    let again = run(&args);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("--force"), "{}", text(&again));
+}
+
+#[test]
+fn the_demo_plays_the_procedure_and_exits_zero() {
+    let out = run(&["demo"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out));
+    for expected in [
+        "education → civil-status",
+        "education → tax",
+        "education → health",
+        "basis law:55-19",
+        "ACCESS_DENIED",
+        "1 refused",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut demo = Proc::spawn(
+        "demo",
+        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
+    );
+    let addr = wait_for_file(&dir.join("gateway.addr"), &demo);
+    for agency in ["education", "tax", "health", "civil-status", "portal"] {
+        assert!(
+            dir.join("pki").join(format!("{agency}.crt")).is_file(),
+            "{agency}"
+        );
+    }
+    let files = jisr::tls::TlsFiles::for_agency(&dir.join("pki"), "education");
+    let client = channel(&addr, &files).await.unwrap();
+    use prost::Message as _;
+    let body = jisr::proto::ma::tax::v1::GetTaxStatusRequest {
+        citizen_id: "AB123456".into(),
+        fiscal_year: 0,
+    }
+    .encode_to_vec();
+    call_raw(
+        &client,
+        RawCall::new(
+            "/ma.tax.v1.TaxRecords/GetTaxStatus",
+            body,
+            "bac-candidature",
+        ),
+    )
+    .await
+    .unwrap();
+    let status = demo.terminate();
+    assert!(status.success(), "{status:?}\n{}", demo.logs());
+}

@@ -1,0 +1,63 @@
+//! Start and stop: SIGTERM drains in-flight calls and exits 0.
+
+use crate::routing::echo_network;
+use crate::support::*;
+use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
+use prost::Message as _;
+use std::time::Duration;
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
+    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let client = channel(&addr, &pki.files("education")).await.unwrap();
+    let body = GetBirthRecordRequest {
+        citizen_id: "AB123456".into(),
+    }
+    .encode_to_vec();
+    let slow = RawCall::new(
+        "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
+        body.clone(),
+        "bac-candidature",
+    )
+    .with("x-echo-delay-ms", "800");
+    let in_flight = tokio::spawn({
+        let client = client.clone();
+        async move { call_raw(&client, slow).await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let pid = gw.child.as_ref().unwrap().id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let (echoed, _) = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight call must complete");
+    assert_eq!(&echoed[..], &body[..]);
+    let status = gw.terminate();
+    assert!(status.success(), "{status:?}");
+    let logs = gw.logs();
+    assert!(logs.contains("draining"), "{logs}");
+    // No new connections after the drain.
+    assert!(channel(&addr, &pki.files("education")).await.is_err());
+}
+
+#[test]
+fn serve_refuses_to_start_on_a_broken_config_and_says_why() {
+    let pki = Pki::new();
+    let path = pki.root().join("broken.toml");
+    std::fs::write(&path, "[node]\nid = \"gw-1\"\n").unwrap();
+    let out = jisr()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("broken.toml") && stderr.contains("trust_domain"),
+        "{stderr}"
+    );
+}

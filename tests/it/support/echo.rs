@@ -1,0 +1,121 @@
+//! An echo provider: a real HTTP/2 server over mutual TLS (with an agency's
+//! certificate) that answers every call with the exact message bytes it
+//! received, and reports in response headers what the gateway sent it.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use jisr::identity::TrustDomain;
+use jisr::tls::{self, Accept, TlsFiles};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+type EchoBody =
+    StreamBody<futures_util::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+
+/// A running echo provider; stops when dropped.
+pub struct Echo {
+    /// Its address.
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Headers echoed back, as `x-echo-<name>`.
+const ECHOED: [&str; 5] = [
+    "jisr-consumer",
+    "jisr-request-id",
+    "jisr-purpose",
+    "grpc-timeout",
+    "jisr-official",
+];
+
+impl Echo {
+    /// Starts an echo provider with `agency`'s certificate from `pki`.
+    pub async fn start(pki: &Path, agency: &str) -> Self {
+        tls::install_crypto_provider();
+        let domain = TrustDomain::parse(super::DOMAIN).unwrap();
+        let server_tls = tls::server_config(
+            &TlsFiles::for_agency(pki, agency),
+            &domain,
+            Accept::Gateways,
+        )
+        .unwrap();
+        let acceptor = TlsAcceptor::from(server_tls);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service_fn(answer))
+                        .await;
+                });
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+async fn answer(request: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+    let (parts, body) = request.into_parts();
+    let delay = parts
+        .headers
+        .get("x-echo-delay-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let received = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    if let Some(ms) = delay {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut response = Response::new(StreamBody::new(futures_util::stream::iter(vec![
+        Ok(Frame::data(received)),
+        Ok(Frame::trailers(ok_trailers())),
+    ])));
+    let headers = response.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/grpc"));
+    headers.insert(
+        "x-echo-path",
+        HeaderValue::from_str(parts.uri.path()).unwrap(),
+    );
+    for name in ECHOED {
+        if let Some(value) = parts.headers.get(name) {
+            headers.insert(
+                format!("x-echo-{name}")
+                    .parse::<http::HeaderName>()
+                    .unwrap(),
+                value.clone(),
+            );
+        }
+    }
+    Ok(response)
+}
+
+fn ok_trailers() -> HeaderMap {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers
+}

@@ -1,0 +1,244 @@
+//! Test support: real `jisr` processes on loopback ports, a development PKI
+//! with its broken fixtures, raw gRPC clients and an echo provider.
+
+pub mod client;
+pub mod echo;
+pub mod proc;
+
+use jisr::identity::{AgencyId, TrustDomain};
+use std::path::{Path, PathBuf};
+
+pub use client::{call_raw, channel, framed_status, raw_h2, RawCall};
+pub use proc::{jisr, wait_for_file, Proc};
+
+/// The trust domain of every test PKI.
+pub const DOMAIN: &str = "interop.gov.ma";
+
+/// A temporary directory with a PKI (`pki/`) and its fixtures.
+pub struct Pki {
+    /// Keeps the directory alive.
+    pub tmp: tempfile::TempDir,
+    /// `<tmp>/pki`.
+    pub dir: PathBuf,
+}
+
+impl Pki {
+    /// A PKI for the usual agencies and gateway `gw-1`, plus the fixtures.
+    pub fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("jisr-it-")
+            .tempdir()
+            .unwrap();
+        let dir = tmp.path().join("pki");
+        let domain = TrustDomain::parse(DOMAIN).unwrap();
+        jisr::pki::init(&jisr::pki::PkiOptions {
+            dir: dir.clone(),
+            domain: domain.clone(),
+            agencies: ["education", "tax", "health", "civil-status", "portal"]
+                .iter()
+                .map(|a| AgencyId::parse(a).unwrap())
+                .collect(),
+            gateway_node: AgencyId::parse("gw-1").unwrap(),
+            hosts: Vec::new(),
+            force: false,
+        })
+        .unwrap();
+        jisr::pki::fixtures(&dir, &domain).unwrap();
+        Self { tmp, dir }
+    }
+
+    /// The temporary directory.
+    pub fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// TLS files for an agency, or a fixture name such as `expired`.
+    pub fn files(&self, name: &str) -> jisr::tls::TlsFiles {
+        let mut files = jisr::tls::TlsFiles::for_agency(&self.dir, name);
+        if name == "untrusted" {
+            // The client trusts the real CA; only its own certificate is foreign.
+            files.ca = self.dir.join("ca.crt");
+        }
+        files
+    }
+}
+
+/// The repository's `proto/` directory.
+pub fn proto_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("proto")
+}
+
+/// Where each provider is, for [`gateway_config`].
+pub struct Upstreams {
+    /// civil-status upstream `host:port`.
+    pub civil_status: String,
+    /// tax upstream.
+    pub tax: String,
+    /// health upstream.
+    pub health: String,
+}
+
+/// The standard test config: the demo's agencies and rules, with `extra`
+/// TOML appended (more rules, agencies) and `node_extra` lines in `[node]`.
+pub fn gateway_config(pki: &Pki, up: &Upstreams, node_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[node]
+id = "gw-1"
+trust_domain = "{DOMAIN}"
+listen = "127.0.0.1:0"
+drain_timeout_ms = 5000
+{node_extra}
+
+[tls]
+ca = "{pki}/ca.crt"
+cert = "{pki}/gateway.crt"
+key = "{pki}/gateway.key"
+
+[catalogue]
+include = ["{proto}"]
+
+[[purpose]]
+code = "bac-candidature"
+description = "Baccalauréat application"
+
+[[purpose]]
+code = "tax-household"
+description = "Tax household"
+
+[[agency]]
+id = "civil-status"
+upstream = "{cs}"
+contracts = ["agencies/civilstatus/v1/civilstatus.proto"]
+
+[[agency]]
+id = "tax"
+upstream = "{tax}"
+contracts = ["agencies/tax/v1/tax.proto"]
+
+[[agency]]
+id = "health"
+upstream = "{health}"
+contracts = ["agencies/health/v1/health.proto"]
+
+[[agency]]
+id = "education"
+
+[[agency]]
+id = "portal"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord", "ma.tax.v1.TaxRecords/GetTaxStatus", "ma.health.v1.HealthRecords/GetVaccinationRecord"]
+purposes = ["bac-candidature"]
+basis = "law:55-19"
+
+[[rule]]
+consumer = "tax"
+methods = ["ma.civilstatus.v1.CivilStatus/GetFamilyRecord", "ma.civilstatus.v1.CivilStatus/ListCivilEvents"]
+purposes = ["tax-household"]
+basis = "law:cgi-art-22"
+{extra}
+"#,
+        pki = pki.dir.display(),
+        proto = proto_dir().display(),
+        cs = up.civil_status,
+        tax = up.tax,
+        health = up.health,
+    )
+}
+
+/// A gateway process serving `config` (written into the PKI's directory).
+pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
+    let path = pki.root().join(format!("{name}.toml"));
+    std::fs::write(&path, config).unwrap();
+    let addr_file = pki.root().join(format!("{name}.addr"));
+    let _ = std::fs::remove_file(&addr_file);
+    let proc = Proc::spawn(
+        name,
+        jisr()
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .arg("--addr-file")
+            .arg(&addr_file),
+    );
+    let addr = wait_for_file(&addr_file, &proc);
+    (proc, addr)
+}
+
+/// A sample provider process for `agency`.
+pub fn start_provider(pki: &Pki, agency: &str) -> (Proc, String) {
+    let addr_file = pki.root().join(format!("{agency}.provider.addr"));
+    let proc = Proc::spawn(
+        agency,
+        jisr()
+            .args([
+                "sample-provider",
+                "--agency",
+                agency,
+                "--listen",
+                "127.0.0.1:0",
+                "--pki",
+            ])
+            .arg(&pki.dir)
+            .arg("--addr-file")
+            .arg(&addr_file),
+    );
+    let addr = wait_for_file(&addr_file, &proc);
+    (proc, addr)
+}
+
+/// Three sample providers and a gateway in front of them.
+pub struct Network {
+    /// The PKI and the files.
+    pub pki: Pki,
+    /// The gateway process.
+    pub gateway: Proc,
+    /// Its address.
+    pub addr: String,
+    /// The providers.
+    pub providers: Vec<(String, Proc, String)>,
+}
+
+impl Network {
+    /// Starts the providers and a gateway with the standard config plus `extra`.
+    pub fn start(node_extra: &str, extra: &str) -> Self {
+        let pki = Pki::new();
+        let providers: Vec<(String, Proc, String)> = ["civil-status", "tax", "health"]
+            .iter()
+            .map(|a| {
+                let (p, addr) = start_provider(&pki, a);
+                ((*a).to_owned(), p, addr)
+            })
+            .collect();
+        let up = Upstreams {
+            civil_status: providers[0].2.clone(),
+            tax: providers[1].2.clone(),
+            health: providers[2].2.clone(),
+        };
+        let config = gateway_config(&pki, &up, node_extra, extra);
+        let (gateway, addr) = start_gateway(&pki, "gateway", &config);
+        Self {
+            pki,
+            gateway,
+            addr,
+            providers,
+        }
+    }
+
+    /// A tonic channel to the gateway as `agency` (or a fixture).
+    pub async fn channel(&self, agency: &str) -> tonic::transport::Channel {
+        channel(&self.addr, &self.pki.files(agency)).await.unwrap()
+    }
+
+    /// The address of a provider.
+    pub fn provider(&self, agency: &str) -> &str {
+        &self
+            .providers
+            .iter()
+            .find(|(a, _, _)| a == agency)
+            .unwrap()
+            .2
+    }
+}
