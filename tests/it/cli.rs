@@ -230,7 +230,9 @@ fn the_demo_plays_the_procedure_and_exits_zero() {
     }
 }
 
-#[tokio::test]
+// Multi-threaded: the client's connection must keep answering HTTP/2 pings
+// while the test thread blocks waiting for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("demo");

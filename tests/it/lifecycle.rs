@@ -6,7 +6,9 @@ use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
 use std::time::Duration;
 
-#[tokio::test]
+// Multi-threaded: the client's connection must keep answering HTTP/2 pings
+// while the test thread blocks waiting for the process to exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
     let (pki, mut gw, addr, _echos) = echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();

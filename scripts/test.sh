@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs Jisr's whole test suite: unit, property and black-box tests.
+# Works on a fresh Debian machine with only the Rust toolchain; servers a
+# test needs (none yet beyond Jisr's own processes) are installed here when
+# missing, and the tests start their own instances on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkg() { # need_pkg COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "test.sh: installing $2 (needed by the tests)" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
+}
+
+# (Redis and nginx join here with the consent and benchmark work.)
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+  # One build, tests in parallel across binaries and within them.
+  cargo nextest run --no-fail-fast "$@"
+  # nextest does not run doctests.
+  cargo test --doc --quiet
+else
+  cargo test --no-fail-fast "$@"
+fi
