@@ -4,6 +4,7 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/jisr/annotations.proto",
+        "proto/jisr/audit/v1/audit.proto",
         "proto/agencies/civilstatus/v1/civilstatus.proto",
         "proto/agencies/tax/v1/tax.proto",
         "proto/agencies/health/v1/health.proto",

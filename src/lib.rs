@@ -21,6 +21,7 @@
 //! The [`cli`] module holds the `jisr` command; [`samples`] holds the sample
 //! agency back-ends used by the demo, the tests and the benchmarks.
 
+pub mod audit;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

@@ -7,6 +7,14 @@
 /// `proto/jisr`: annotations and Jisr's own APIs.
 pub mod jisr {
     tonic::include_proto!("jisr");
+
+    /// The audit log's records and API.
+    pub mod audit {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("jisr.audit.v1");
+        }
+    }
 }
 
 /// Sample agency contracts under `proto/agencies`.

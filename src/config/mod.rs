@@ -30,7 +30,9 @@ pub use pattern::{Basis, MethodPattern};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
-use sections::{AGENCY_KEYS, CATALOGUE_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS, TLS_KEYS};
+use sections::{
+    AGENCY_KEYS, AUDIT_KEYS, CATALOGUE_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS, TLS_KEYS,
+};
 use table::{closest, Ctx, Section};
 
 /// A checked node configuration.
@@ -50,6 +52,51 @@ pub struct Config {
     pub agencies: Vec<AgencyConfig>,
     /// The access rules, in file order.
     pub rules: Vec<RuleConfig>,
+    /// The audit log.
+    pub audit: AuditConfig,
+}
+
+/// `[audit]`: where the node keeps its audit log and keys.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditConfig {
+    /// The log directory (default `audit`, next to the config file).
+    pub dir: PathBuf,
+    /// The node's Ed25519 checkpoint signing key, in signed-note private key
+    /// text (default `audit-signing.key`; created at first start if absent).
+    pub signing_key: PathBuf,
+    /// The key of the keyed hash that pseudonymises citizen ids (default
+    /// `pseudonym.key`; created if absent). Every replica must share it.
+    pub pseudonym_key: PathBuf,
+    /// How often a new checkpoint is signed while entries arrive (default 1 s).
+    pub checkpoint_interval: Duration,
+}
+
+/// What an agency may do beyond calling services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Reads the whole audit log (the operator, the data protection authority).
+    Auditor,
+    /// Records and revokes citizens' consents (the portal).
+    ConsentManager,
+}
+
+impl Role {
+    /// The name used in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auditor => "auditor",
+            Self::ConsentManager => "consent-manager",
+        }
+    }
+
+    /// Parses a role name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "auditor" => Some(Self::Auditor),
+            "consent-manager" => Some(Self::ConsentManager),
+            _ => None,
+        }
+    }
 }
 
 /// `[node]`: who this gateway is and how it listens.
@@ -96,6 +143,8 @@ pub struct AgencyConfig {
     pub contracts: Vec<String>,
     /// HTTP/2 connections kept to the upstream (default 2, 1 to 64).
     pub connections: usize,
+    /// Roles beyond calling services.
+    pub roles: Vec<Role>,
     /// Where it is declared.
     pub at: Location,
 }
@@ -117,7 +166,15 @@ pub struct RuleConfig {
     pub methods_at: Vec<Location>,
 }
 
-const TOP_KEYS: &[&str] = &["node", "tls", "catalogue", "purpose", "agency", "rule"];
+const TOP_KEYS: &[&str] = &[
+    "node",
+    "tls",
+    "catalogue",
+    "audit",
+    "purpose",
+    "agency",
+    "rule",
+];
 
 impl Config {
     /// Reads and checks the configuration file at `path`.
@@ -192,6 +249,11 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| sections::catalogue(ctx, &s, &base)),
         None => Some(CatalogueConfig::default()),
     };
+    let audit = match top.table.get("audit") {
+        Some(v) => Section::new("[audit]", v, AUDIT_KEYS, ctx)
+            .and_then(|s| sections::audit(ctx, Some(&s), &base)),
+        None => sections::audit(ctx, None, &base),
+    };
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -220,6 +282,7 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         purposes: purposes.into_iter().collect::<Option<_>>()?,
         agencies: agencies.into_iter().collect::<Option<_>>()?,
         rules: rules.into_iter().collect::<Option<_>>()?,
+        audit: audit?,
     })
 }
 

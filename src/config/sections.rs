@@ -10,7 +10,9 @@ use toml::Spanned;
 
 use super::pattern::{Basis, MethodPattern};
 use super::table::{Ctx, Section};
-use super::{AgencyConfig, CatalogueConfig, NodeConfig, PurposeConfig, RuleConfig};
+use super::{
+    AgencyConfig, AuditConfig, CatalogueConfig, NodeConfig, PurposeConfig, Role, RuleConfig,
+};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 
@@ -24,7 +26,13 @@ pub(super) const NODE_KEYS: &[&str] = &[
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
 pub(super) const PURPOSE_KEYS: &[&str] = &["code", "description"];
-pub(super) const AGENCY_KEYS: &[&str] = &["id", "upstream", "contracts", "connections"];
+pub(super) const AGENCY_KEYS: &[&str] = &["id", "upstream", "contracts", "connections", "roles"];
+pub(super) const AUDIT_KEYS: &[&str] = &[
+    "dir",
+    "signing_key",
+    "pseudonym_key",
+    "checkpoint_interval_ms",
+];
 pub(super) const RULE_KEYS: &[&str] = &["consumer", "methods", "purposes", "basis"];
 
 /// Default and bounds of `node.max_message_bytes`.
@@ -313,6 +321,7 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         "connections",
         (1, MAX_CONNECTIONS, DEFAULT_CONNECTIONS as i64),
     );
+    let roles = roles(ctx, s);
     if !upstream_ok {
         return None;
     }
@@ -322,6 +331,7 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         contracts: contracts?,
         // In 1..=64 (checked by `bounded`), so the cast is lossless.
         connections: connections? as usize,
+        roles: roles?,
         at: ctx.at(&s.span),
     })
 }
@@ -395,4 +405,61 @@ fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: Vec<Spanned<String>>) 
         }
     }
     (methods.len() == list.len()).then_some((methods, at))
+}
+
+fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {
+    let Some(list) = s.opt_str_list(ctx, "roles", "[\"auditor\"]") else {
+        return s.table.get("roles").is_none().then(Vec::new);
+    };
+    let mut roles = Vec::new();
+    let mut ok = true;
+    for value in &list {
+        match Role::parse(value.get_ref()) {
+            Some(role) => roles.push(role),
+            None => {
+                ok = false;
+                ctx.error(
+                    &value.span(),
+                    format!("unknown role `{}` in [[agency]]", value.get_ref()),
+                    "use `auditor` (reads the whole audit log) or `consent-manager` (records consents)",
+                );
+            }
+        }
+    }
+    ok.then_some(roles)
+}
+
+/// Default of `audit.checkpoint_interval_ms`.
+const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 1000;
+
+/// `[audit]`, or its defaults when the section is absent.
+pub(super) fn audit(ctx: &mut Ctx, s: Option<&Section<'_, '_>>, base: &Path) -> Option<AuditConfig> {
+    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
+        match s {
+            Some(s) if s.table.get(key).is_some() => {
+                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
+                non_empty_path(ctx, s, key, &value, base)
+            }
+            _ => Some(resolve(base, default)),
+        }
+    };
+    let dir = file("dir", "audit");
+    let signing_key = file("signing_key", "audit-signing.key");
+    let pseudonym_key = file("pseudonym_key", "pseudonym.key");
+    let interval = match s {
+        Some(s) => bounded(
+            ctx,
+            s,
+            "checkpoint_interval_ms",
+            (10, 60_000, DEFAULT_CHECKPOINT_INTERVAL_MS),
+        ),
+        None => Some(DEFAULT_CHECKPOINT_INTERVAL_MS),
+    };
+    Some(AuditConfig {
+        dir: dir?,
+        signing_key: signing_key?,
+        pseudonym_key: pseudonym_key?,
+        // In 10..=60000 (checked by `bounded`), so the cast is lossless.
+        checkpoint_interval: Duration::from_millis(interval? as u64),
+    })
 }

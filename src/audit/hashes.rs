@@ -1,0 +1,129 @@
+//! The stored Merkle hashes of the log, in a file of 32-byte hashes laid out
+//! as [`merkle::stored_hash_index`] says. Derived from the records, rebuilt
+//! on start when it disagrees with them.
+
+use super::merkle::{self, Hash, HashReader, MerkleError};
+use super::AuditError;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// The stored-hash file.
+#[derive(Debug)]
+pub struct HashFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl HashFile {
+    /// Opens (creating) the file.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AuditError::io("open", path, e))?;
+        Ok(Self {
+            file,
+            path: path.to_owned(),
+        })
+    }
+
+    /// How many hashes the file holds.
+    pub fn count(&self) -> Result<u64, AuditError> {
+        let len = self
+            .file
+            .metadata()
+            .map_err(|e| AuditError::io("read", &self.path, e))?
+            .len();
+        Ok(len / 32)
+    }
+
+    /// Cuts the file to `count` hashes.
+    pub fn truncate(&self, count: u64) -> Result<(), AuditError> {
+        self.file
+            .set_len(count * 32)
+            .map_err(|e| AuditError::io("truncate", &self.path, e))
+    }
+
+    /// Appends hashes.
+    pub fn append(&self, hashes: &[Hash]) -> Result<(), AuditError> {
+        let mut bytes = Vec::with_capacity(hashes.len() * 32);
+        for h in hashes {
+            bytes.extend_from_slice(h);
+        }
+        (&self.file)
+            .write_all(&bytes)
+            .map_err(|e| AuditError::io("write", &self.path, e))
+    }
+}
+
+impl HashReader for HashFile {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let mut h = [0u8; 32];
+                self.file
+                    .read_exact_at(&mut h, i * 32)
+                    .map_err(|e| MerkleError::Read(format!("stored hash {i}: {e}")))?;
+                Ok(h)
+            })
+            .collect()
+    }
+}
+
+/// Stored hashes the writer needs again soon (the tree's right edge and the
+/// current batch) in memory, the rest from the file.
+#[derive(Debug, Default)]
+pub struct Cache {
+    hashes: HashMap<u64, Hash>,
+}
+
+impl Cache {
+    /// Remembers a stored hash.
+    pub fn insert(&mut self, index: u64, hash: Hash) {
+        self.hashes.insert(index, hash);
+    }
+
+    /// Keeps only the hashes of the perfect subtrees that make up a tree of
+    /// `size` leaves: the ones the next append and the root need.
+    pub fn keep_edge(&mut self, size: u64) {
+        let edge: Vec<u64> = edge_indexes(size).collect();
+        self.hashes.retain(|i, _| edge.contains(i));
+    }
+
+    /// A reader that looks here first, then in `file`.
+    pub fn over<'a>(&'a self, file: &'a HashFile) -> Cached<'a> {
+        Cached { cache: self, file }
+    }
+}
+
+/// Stored-hash indexes of the perfect subtrees of a tree of `size` leaves.
+pub fn edge_indexes(size: u64) -> impl Iterator<Item = u64> {
+    (0..64u32)
+        .filter(move |level| size >> level & 1 == 1)
+        .map(move |level| merkle::stored_hash_index(level, (size >> level) - 1))
+}
+
+/// See [`Cache::over`].
+#[derive(Debug)]
+pub struct Cached<'a> {
+    cache: &'a Cache,
+    file: &'a HashFile,
+}
+
+impl HashReader for Cached<'_> {
+    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
+        indexes
+            .iter()
+            .map(|i| match self.cache.hashes.get(i) {
+                Some(h) => Ok(*h),
+                None => self.file.read_hashes(&[*i]).map(|v| v[0]),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,311 @@
+//! The writer thread: group commit.
+//!
+//! One thread owns the files. It takes every append waiting in the queue,
+//! writes them in one go, fsyncs once, extends the Merkle tree and only then
+//! acknowledges the whole batch. While entries arrive it signs a checkpoint
+//! at least every interval. After a failed fsync it stops taking entries for
+//! good: the page cache can no longer be trusted, the node must restart.
+
+use super::hashes::{Cache, HashFile};
+use super::log::{write_durable, Shared, SignedCheckpoint, Tail};
+use super::merkle;
+use super::note::{Checkpoint, NoteSigner};
+use super::segment;
+use super::AuditError;
+use std::fs::File;
+use std::io::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot};
+
+/// Most entries written per fsync.
+const MAX_BATCH: usize = 4096;
+
+/// A message to the writer.
+#[derive(Debug)]
+pub(super) enum Request {
+    /// Append one encoded record; answer with its index once durable.
+    Append {
+        /// The encoded record.
+        payload: Vec<u8>,
+        /// Where the answer goes.
+        ack: oneshot::Sender<Result<u64, AuditError>>,
+    },
+    /// Flush, sign a final checkpoint and stop.
+    Close {
+        /// Answered when done.
+        ack: oneshot::Sender<()>,
+    },
+}
+
+/// The writer's files and state.
+pub(super) struct Writer {
+    shared: Arc<Shared>,
+    signer: NoteSigner,
+    interval: Duration,
+    segment: File,
+    index: File,
+    tail: Tail,
+    cache: Cache,
+    last_checkpoint: Instant,
+}
+
+impl Writer {
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        signer: NoteSigner,
+        interval: Duration,
+        tail: Tail,
+        cache: Cache,
+    ) -> Result<Self, AuditError> {
+        let (segment, index) = open_tail(&shared, tail.first)?;
+        Ok(Self {
+            shared,
+            signer,
+            interval,
+            segment,
+            index,
+            tail,
+            cache,
+            last_checkpoint: Instant::now(),
+        })
+    }
+
+    fn size(&self) -> u64 {
+        self.shared.size.load(Ordering::Acquire)
+    }
+
+    fn fail(&self, why: String) {
+        tracing::error!(reason = %why, "audit log stopped taking entries; restart the node once the cause is fixed");
+        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    fn failed(&self) -> Option<String> {
+        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Writes and fsyncs a batch; returns the index of its first entry.
+    fn commit(&mut self, payloads: &[Vec<u8>]) -> Result<u64, AuditError> {
+        if let Some(why) = self.failed() {
+            return Err(AuditError::Unavailable(why));
+        }
+        let first = self.size();
+        let rps = self.shared.records_per_segment;
+        let mut done = 0;
+        while done < payloads.len() {
+            if self.tail.records == rps {
+                self.seal()?;
+            }
+            let room = (rps - self.tail.records) as usize;
+            let chunk = &payloads[done..payloads.len().min(done + room)];
+            self.write_chunk(chunk)?;
+            done += chunk.len();
+        }
+        self.extend_tree(first, payloads)?;
+        self.shared.size.store(first + payloads.len() as u64, Ordering::Release);
+        Ok(first)
+    }
+
+    /// Appends records to the tail segment and makes them durable.
+    fn write_chunk(&mut self, chunk: &[Vec<u8>]) -> Result<(), AuditError> {
+        let path = segment::segment_path(&self.shared.dir, self.tail.first);
+        let mut bytes = Vec::with_capacity(chunk.iter().map(|p| p.len() + segment::HEADER).sum());
+        let mut offsets = Vec::with_capacity(chunk.len() * 8);
+        for payload in chunk {
+            offsets.extend_from_slice(&(self.tail.len + bytes.len() as u64).to_le_bytes());
+            segment::frame(payload, &mut bytes);
+        }
+        if let Err(e) = self.segment.write_all(&bytes) {
+            // Nothing of this batch was acknowledged: cut it off and go on
+            // (a full disk may free up).
+            if self.segment.set_len(self.tail.len).is_err() {
+                self.fail(format!("cannot undo a failed write to {}: {e}", path.display()));
+            }
+            return Err(AuditError::Unavailable(format!("writing {} failed: {e}", path.display())));
+        }
+        if let Err(e) = self.segment.sync_data() {
+            let why = format!("fsync of {} failed: {e}", path.display());
+            self.fail(why.clone());
+            return Err(AuditError::Unavailable(why));
+        }
+        self.tail.len += bytes.len() as u64;
+        self.tail.records += chunk.len() as u64;
+        if let Err(e) = self.index.write_all(&offsets) {
+            // The index is derived; the records are durable. Restart rebuilds it.
+            self.fail(format!("writing the offset index failed: {e}"));
+        }
+        Ok(())
+    }
+
+    /// Closes the full tail segment and starts the next one.
+    fn seal(&mut self) -> Result<(), AuditError> {
+        let idx_path = segment::index_path(&self.shared.dir, self.tail.first);
+        self.index
+            .sync_all()
+            .map_err(|e| AuditError::Unavailable(format!("fsync of {} failed: {e}", idx_path.display())))?;
+        let first = self.tail.first + self.tail.records;
+        let (segment, index) = open_tail(&self.shared, first)?;
+        segment::sync_dir(&self.shared.dir)
+            .map_err(|e| AuditError::Unavailable(format!("fsync of the log directory failed: {e}")))?;
+        self.segment = segment;
+        self.index = index;
+        self.tail = Tail { first, records: 0, len: 0 };
+        Ok(())
+    }
+
+    fn extend_tree(&mut self, first: u64, payloads: &[Vec<u8>]) -> Result<(), AuditError> {
+        let mut new = Vec::with_capacity(payloads.len() * 2);
+        for (i, payload) in payloads.iter().enumerate() {
+            let n = first + i as u64;
+            let stored = merkle::stored_hashes_for_leaf(n, merkle::leaf_hash(payload), &self.cache.over(&self.shared.hashes))
+                .map_err(|e| AuditError::Unavailable(format!("extending the Merkle tree failed: {e}")))?;
+            let base = merkle::stored_hash_count(n);
+            for (j, h) in stored.iter().enumerate() {
+                self.cache.insert(base + j as u64, *h);
+            }
+            new.extend(stored);
+            self.cache.keep_edge(n + 1);
+        }
+        if let Err(e) = self.shared.hashes.append(&new) {
+            // The records are durable; the stored hashes are derived. Stop
+            // taking entries so proofs stay right; a restart rebuilds them.
+            let why = format!("writing stored hashes failed: {e}");
+            self.fail(why.clone());
+            return Err(AuditError::Unavailable(why));
+        }
+        Ok(())
+    }
+
+    /// Signs and publishes a checkpoint of the current tree if it grew.
+    fn checkpoint(&mut self) {
+        let size = self.size();
+        let current = self.shared.checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if current.checkpoint.size == size && !current.note.is_empty() {
+            return;
+        }
+        match self.sign(size) {
+            Ok(signed) => {
+                *self.shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = signed;
+                self.last_checkpoint = Instant::now();
+            }
+            Err(e) => tracing::error!(error = %e, "cannot publish an audit checkpoint"),
+        }
+    }
+
+    fn sign(&self, size: u64) -> Result<SignedCheckpoint, AuditError> {
+        let root = merkle::tree_hash(size, &self.cache.over(&self.shared.hashes))
+            .map_err(|e| AuditError::Proof(e.to_string()))?;
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().to_owned(),
+            size,
+            root,
+            extensions: Vec::new(),
+        };
+        let note = self
+            .signer
+            .sign(&checkpoint.to_text())
+            .map_err(|e| AuditError::Proof(e.to_string()))?;
+        let dir = &self.shared.dir;
+        // History first: a published checkpoint is always in the history.
+        let history = dir.join("checkpoints.log");
+        let mut framed = Vec::new();
+        segment::frame(note.as_bytes(), &mut framed);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&history)
+            .map_err(|e| AuditError::io("open", &history, e))?;
+        file.write_all(&framed).map_err(|e| AuditError::io("write", &history, e))?;
+        file.sync_data().map_err(|e| AuditError::io("sync", &history, e))?;
+        write_durable(dir, &dir.join("checkpoint"), note.as_bytes())?;
+        Ok(SignedCheckpoint { checkpoint, note })
+    }
+}
+
+fn open_tail(shared: &Shared, first: u64) -> Result<(File, File), AuditError> {
+    let seg_path = segment::segment_path(&shared.dir, first);
+    let idx_path = segment::index_path(&shared.dir, first);
+    let segment = segment::open_append(&seg_path).map_err(|e| AuditError::io("open", &seg_path, e))?;
+    let index = segment::open_append(&idx_path).map_err(|e| AuditError::io("open", &idx_path, e))?;
+    Ok((segment, index))
+}
+
+/// The writer thread's loop.
+pub(super) fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            writer.fail(format!("cannot start the writer's runtime: {e}"));
+            return;
+        }
+    };
+    writer.checkpoint();
+    loop {
+        let pending = writer.shared.checkpoint.read().map(|c| c.checkpoint.size).unwrap_or(0) < writer.size();
+        let wait = pending.then(|| writer.interval.saturating_sub(writer.last_checkpoint.elapsed()));
+        let first = rt.block_on(async {
+            match wait {
+                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
+                None => Some(rx.recv().await),
+            }
+        });
+        let first = match first {
+            None => {
+                writer.checkpoint(); // the interval passed with entries unsigned
+                continue;
+            }
+            Some(None) => break, // every sender is gone
+            Some(Some(request)) => request,
+        };
+        let mut payloads = Vec::new();
+        let mut acks = Vec::new();
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(request) = next.take() {
+            match request {
+                Request::Append { payload, ack } => {
+                    payloads.push(payload);
+                    acks.push(ack);
+                }
+                Request::Close { ack } => {
+                    close = Some(ack);
+                    break;
+                }
+            }
+            if payloads.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !payloads.is_empty() {
+            match writer.commit(&payloads) {
+                Ok(first) => {
+                    for (i, ack) in acks.into_iter().enumerate() {
+                        let _ = ack.send(Ok(first + i as u64));
+                    }
+                }
+                Err(e) => {
+                    let why = e.to_string();
+                    for ack in acks {
+                        let _ = ack.send(Err(AuditError::Unavailable(why.clone())));
+                    }
+                }
+            }
+        }
+        if writer.last_checkpoint.elapsed() >= writer.interval {
+            writer.checkpoint();
+        }
+        if let Some(ack) = close {
+            writer.checkpoint();
+            let _ = ack.send(());
+            break;
+        }
+    }
+    // Whatever is still queued cannot be written any more.
+    rx.close();
+    while let Ok(request) = rx.try_recv() {
+        if let Request::Append { ack, .. } = request {
+            let _ = ack.send(Err(AuditError::Unavailable("the audit log is closed".into())));
+        }
+    }
+}
