@@ -11,6 +11,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;
+    // Jisr's own APIs, for server reflection.
+    let own = protox::compile(["proto/jisr/audit/v1/audit.proto"], ["proto"])?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(
+        out.join("jisr_own.bin"),
+        prost::Message::encode_to_vec(&own),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

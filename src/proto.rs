@@ -4,6 +4,10 @@
 
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
+/// The encoded descriptors of Jisr's own APIs (for server reflection).
+pub const JISR_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/jisr_own.bin"));
+
 /// `proto/jisr`: annotations and Jisr's own APIs.
 pub mod jisr {
     tonic::include_proto!("jisr");

@@ -12,14 +12,14 @@ use std::path::{Path, PathBuf};
 
 /// The stored-hash file.
 #[derive(Debug)]
-pub struct HashFile {
+pub(super) struct HashFile {
     file: File,
     path: PathBuf,
 }
 
 impl HashFile {
     /// Opens (creating) the file.
-    pub fn open(path: &Path) -> Result<Self, AuditError> {
+    pub(super) fn open(path: &Path) -> Result<Self, AuditError> {
         let file = OpenOptions::new()
             .create(true)
             .read(true)
@@ -33,7 +33,7 @@ impl HashFile {
     }
 
     /// How many hashes the file holds.
-    pub fn count(&self) -> Result<u64, AuditError> {
+    pub(super) fn count(&self) -> Result<u64, AuditError> {
         let len = self
             .file
             .metadata()
@@ -43,14 +43,14 @@ impl HashFile {
     }
 
     /// Cuts the file to `count` hashes.
-    pub fn truncate(&self, count: u64) -> Result<(), AuditError> {
+    pub(super) fn truncate(&self, count: u64) -> Result<(), AuditError> {
         self.file
             .set_len(count * 32)
             .map_err(|e| AuditError::io("truncate", &self.path, e))
     }
 
     /// Appends hashes.
-    pub fn append(&self, hashes: &[Hash]) -> Result<(), AuditError> {
+    pub(super) fn append(&self, hashes: &[Hash]) -> Result<(), AuditError> {
         let mut bytes = Vec::with_capacity(hashes.len() * 32);
         for h in hashes {
             bytes.extend_from_slice(h);
@@ -79,31 +79,31 @@ impl HashReader for HashFile {
 /// Stored hashes the writer needs again soon (the tree's right edge and the
 /// current batch) in memory, the rest from the file.
 #[derive(Debug, Default)]
-pub struct Cache {
+pub(super) struct Cache {
     hashes: HashMap<u64, Hash>,
 }
 
 impl Cache {
     /// Remembers a stored hash.
-    pub fn insert(&mut self, index: u64, hash: Hash) {
+    pub(super) fn insert(&mut self, index: u64, hash: Hash) {
         self.hashes.insert(index, hash);
     }
 
     /// Keeps only the hashes of the perfect subtrees that make up a tree of
     /// `size` leaves: the ones the next append and the root need.
-    pub fn keep_edge(&mut self, size: u64) {
+    pub(super) fn keep_edge(&mut self, size: u64) {
         let edge: Vec<u64> = edge_indexes(size).collect();
         self.hashes.retain(|i, _| edge.contains(i));
     }
 
     /// A reader that looks here first, then in `file`.
-    pub fn over<'a>(&'a self, file: &'a HashFile) -> Cached<'a> {
+    pub(super) fn over<'a>(&'a self, file: &'a HashFile) -> Cached<'a> {
         Cached { cache: self, file }
     }
 }
 
 /// Stored-hash indexes of the perfect subtrees of a tree of `size` leaves.
-pub fn edge_indexes(size: u64) -> impl Iterator<Item = u64> {
+pub(super) fn edge_indexes(size: u64) -> impl Iterator<Item = u64> {
     (0..64u32)
         .filter(move |level| size >> level & 1 == 1)
         .map(move |level| merkle::stored_hash_index(level, (size >> level) - 1))
@@ -111,7 +111,7 @@ pub fn edge_indexes(size: u64) -> impl Iterator<Item = u64> {
 
 /// See [`Cache::over`].
 #[derive(Debug)]
-pub struct Cached<'a> {
+pub(super) struct Cached<'a> {
     cache: &'a Cache,
     file: &'a HashFile,
 }

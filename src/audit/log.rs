@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+/// The file naming the log's format and layout.
+pub const FORMAT_FILE: &str = "FORMAT";
+
 /// Records per segment file in production.
 pub const RECORDS_PER_SEGMENT: u64 = 1 << 16;
 /// Appends waiting for the writer before callers wait for room.
@@ -78,13 +81,17 @@ impl AuditLog {
         if lock.try_lock().is_err() {
             return Err(AuditError::Locked { dir });
         }
-        let rps = opts.records_per_segment.max(1);
+        let rps = layout(&dir, opts.records_per_segment.max(1))?;
         let (size, tail) = recover_segments(&dir, rps)?;
         let hashes = HashFile::open(&dir.join("tree.hashes"))?;
         let cache = rebuild_hashes(&dir, rps, size, &hashes)?;
         let verifier = opts.signer.verifier();
         let vkey_path = dir.join("verifier.key");
-        write_durable(&dir, &vkey_path, format!("{}\n", verifier.to_text()).as_bytes())?;
+        write_durable(
+            &dir,
+            &vkey_path,
+            format!("{}\n", verifier.to_text()).as_bytes(),
+        )?;
         let checkpoint = check_last_checkpoint(&dir, &verifier, size, &cache.over(&hashes))?;
         let shared = Arc::new(Shared {
             dir: dir.clone(),
@@ -96,7 +103,13 @@ impl AuditLog {
             failure: Mutex::new(None),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = Writer::new(shared.clone(), opts.signer, opts.checkpoint_interval, tail, cache)?;
+        let writer = Writer::new(
+            shared.clone(),
+            opts.signer,
+            opts.checkpoint_interval,
+            tail,
+            cache,
+        )?;
         let thread = std::thread::Builder::new()
             .name("jisr-audit".into())
             .spawn(move || writer::run(writer, rx))
@@ -119,8 +132,9 @@ impl AuditLog {
             .send(Request::Append { payload, ack })
             .await
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
-        done.await
-            .map_err(|_| AuditError::Unavailable("the audit writer stopped before the entry was durable".into()))?
+        done.await.map_err(|_| {
+            AuditError::Unavailable("the audit writer stopped before the entry was durable".into())
+        })?
     }
 
     /// Flushes, signs a final checkpoint and stops the writer.
@@ -142,12 +156,20 @@ impl AuditLog {
 
     /// Why the log no longer takes entries, if it stopped.
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The latest signed checkpoint.
     pub fn checkpoint(&self) -> SignedCheckpoint {
-        self.shared.checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The verifier key of the node's checkpoints.
@@ -164,7 +186,9 @@ impl AuditLog {
     pub fn read(&self, index: u64) -> Result<Vec<u8>, AuditError> {
         let size = self.size();
         if index >= size {
-            return Err(AuditError::OutOfRange(format!("entry {index} does not exist: the log has {size} entries")));
+            return Err(AuditError::OutOfRange(format!(
+                "entry {index} does not exist: the log has {size} entries"
+            )));
         }
         read_entry(&self.shared.dir, self.shared.records_per_segment, index)
     }
@@ -173,18 +197,24 @@ impl AuditLog {
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(size)?;
         if index >= size {
-            return Err(AuditError::OutOfRange(format!("entry {index} is not in a tree of {size} entries")));
+            return Err(AuditError::OutOfRange(format!(
+                "entry {index} is not in a tree of {size} entries"
+            )));
         }
-        merkle::prove_inclusion(size, index, &self.shared.hashes).map_err(|e| AuditError::Proof(e.to_string()))
+        merkle::prove_inclusion(size, index, &self.shared.hashes)
+            .map_err(|e| AuditError::Proof(e.to_string()))
     }
 
     /// The consistency proof between tree sizes `old` ≤ `new`.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Result<Vec<Hash>, AuditError> {
         self.check_size(new)?;
         if old > new {
-            return Err(AuditError::OutOfRange(format!("tree size {old} is larger than {new}")));
+            return Err(AuditError::OutOfRange(format!(
+                "tree size {old} is larger than {new}"
+            )));
         }
-        merkle::prove_consistency(new, old, &self.shared.hashes).map_err(|e| AuditError::Proof(e.to_string()))
+        merkle::prove_consistency(new, old, &self.shared.hashes)
+            .map_err(|e| AuditError::Proof(e.to_string()))
     }
 
     /// The root hash of the tree of `size` entries.
@@ -196,9 +226,34 @@ impl AuditLog {
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
         let have = self.size();
         if size > have {
-            return Err(AuditError::OutOfRange(format!("the log has {have} entries, not {size}")));
+            return Err(AuditError::OutOfRange(format!(
+                "the log has {have} entries, not {size}"
+            )));
         }
         Ok(())
+    }
+}
+
+/// Reads the layout of an existing log, or records it for a new one; a log
+/// keeps the segment size it was created with.
+fn layout(dir: &Path, wanted: u64) -> Result<u64, AuditError> {
+    let path = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .lines()
+            .find_map(|l| l.strip_prefix("records_per_segment "))
+            .and_then(|n| n.trim().parse::<u64>().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| AuditError::Damaged {
+                segment: path.clone(),
+                what: "it does not say `records_per_segment N`".into(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = format!("jisr audit log v1\nrecords_per_segment {wanted}\n");
+            write_durable(dir, &path, text.as_bytes())?;
+            Ok(wanted)
+        }
+        Err(e) => Err(AuditError::io("read", &path, e)),
     }
 }
 
@@ -209,7 +264,8 @@ pub(super) fn read_entry(dir: &Path, rps: u64, index: u64) -> Result<Vec<u8>, Au
     let idx_path = segment::index_path(dir, first);
     let seg = File::open(&seg_path).map_err(|e| AuditError::io("open", &seg_path, e))?;
     let idx = File::open(&idx_path).map_err(|e| AuditError::io("open", &idx_path, e))?;
-    segment::read_record(&seg, &idx, index - first).map_err(|e| AuditError::io("read", &seg_path, e))
+    segment::read_record(&seg, &idx, index - first)
+        .map_err(|e| AuditError::io("read", &seg_path, e))
 }
 
 /// The tail segment the writer continues.
@@ -236,7 +292,14 @@ fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
         }
     }
     let Some((&last, sealed)) = firsts.split_last() else {
-        return Ok((0, Tail { first: 0, records: 0, len: 0 }));
+        return Ok((
+            0,
+            Tail {
+                first: 0,
+                records: 0,
+                len: 0,
+            },
+        ));
     };
     for &first in sealed {
         check_sealed(dir, first, rps)?;
@@ -252,10 +315,14 @@ fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
                 dropped_bytes = scan.file_len - scan.valid_len,
                 "audit log: truncating an interrupted write at the end of the log (those entries were never acknowledged)"
             );
-            segment::truncate(&path, scan.valid_len).map_err(|e| AuditError::io("truncate", &path, e))?;
+            segment::truncate(&path, scan.valid_len)
+                .map_err(|e| AuditError::io("truncate", &path, e))?;
         }
         Some(Problem::Damage { what }) => {
-            return Err(AuditError::Damaged { segment: path, what: what.clone() });
+            return Err(AuditError::Damaged {
+                segment: path,
+                what: what.clone(),
+            });
         }
     }
     let records = scan.offsets.len() as u64;
@@ -267,7 +334,14 @@ fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
     }
     let idx = segment::index_path(dir, last);
     segment::write_index(&idx, &scan.offsets).map_err(|e| AuditError::io("write", &idx, e))?;
-    Ok((last + records, Tail { first: last, records, len: scan.valid_len }))
+    Ok((
+        last + records,
+        Tail {
+            first: last,
+            records,
+            len: scan.valid_len,
+        },
+    ))
 }
 
 /// A sealed segment must hold exactly `rps` valid records; its index is
@@ -275,12 +349,17 @@ fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
 fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
     let path = segment::segment_path(dir, first);
     let idx = segment::index_path(dir, first);
-    let idx_ok = std::fs::metadata(&idx).map(|m| m.len() == rps * 8).unwrap_or(false);
+    let idx_ok = std::fs::metadata(&idx)
+        .map(|m| m.len() == rps * 8)
+        .unwrap_or(false);
     if idx_ok {
         // Cheap check: the last record ends exactly at the end of the file.
         let seg = File::open(&path).map_err(|e| AuditError::io("open", &path, e))?;
         let idx_file = File::open(&idx).map_err(|e| AuditError::io("open", &idx, e))?;
-        let len = seg.metadata().map_err(|e| AuditError::io("read", &path, e))?.len();
+        let len = seg
+            .metadata()
+            .map_err(|e| AuditError::io("read", &path, e))?
+            .len();
         if let Ok(last) = segment::read_record(&seg, &idx_file, rps - 1) {
             let mut offset = [0u8; 8];
             use std::os::unix::fs::FileExt as _;
@@ -294,15 +373,24 @@ fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
     let scan = segment::scan(&path, |_, _| {}).map_err(|e| AuditError::io("read", &path, e))?;
     if let Some(problem) = scan.problem {
         let what = match problem {
-            Problem::TornTail => format!("it ends with a cut record at offset {}, but it is not the last segment", scan.valid_len),
+            Problem::TornTail => format!(
+                "it ends with a cut record at offset {}, but it is not the last segment",
+                scan.valid_len
+            ),
             Problem::Damage { what } => what,
         };
-        return Err(AuditError::Damaged { segment: path, what });
+        return Err(AuditError::Damaged {
+            segment: path,
+            what,
+        });
     }
     if scan.offsets.len() as u64 != rps {
         return Err(AuditError::Damaged {
             segment: path,
-            what: format!("{} records where a sealed segment holds {rps}", scan.offsets.len()),
+            what: format!(
+                "{} records where a sealed segment holds {rps}",
+                scan.offsets.len()
+            ),
         });
     }
     segment::write_index(&idx, &scan.offsets).map_err(|e| AuditError::io("write", &idx, e))
@@ -323,16 +411,23 @@ fn rebuild_hashes(dir: &Path, rps: u64, size: u64, hashes: &HashFile) -> Result<
     }
     let mut cache = Cache::default();
     for index in super::hashes::edge_indexes(covered) {
-        let h = hashes.read_hashes(&[index]).map_err(|e| AuditError::Proof(e.to_string()))?;
+        let h = hashes
+            .read_hashes(&[index])
+            .map_err(|e| AuditError::Proof(e.to_string()))?;
         cache.insert(index, h[0]);
     }
     if covered < size {
-        tracing::info!(from = covered, to = size, "audit log: rebuilding stored hashes");
+        tracing::info!(
+            from = covered,
+            to = size,
+            "audit log: rebuilding stored hashes"
+        );
     }
     for n in covered..size {
         let record = read_entry(dir, rps, n)?;
-        let new = merkle::stored_hashes_for_leaf(n, merkle::leaf_hash(&record), &cache.over(hashes))
-            .map_err(|e| AuditError::Proof(e.to_string()))?;
+        let new =
+            merkle::stored_hashes_for_leaf(n, merkle::leaf_hash(&record), &cache.over(hashes))
+                .map_err(|e| AuditError::Proof(e.to_string()))?;
         let base = merkle::stored_hash_count(n);
         for (i, h) in new.iter().enumerate() {
             cache.insert(base + i as u64, *h);
@@ -356,29 +451,48 @@ fn check_last_checkpoint(
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let checkpoint = Checkpoint { origin: verifier.name().to_owned(), size, root, extensions: Vec::new() };
-            return Ok(SignedCheckpoint { checkpoint, note: String::new() });
+            let checkpoint = Checkpoint {
+                origin: verifier.name().to_owned(),
+                size,
+                root,
+                extensions: Vec::new(),
+            };
+            return Ok(SignedCheckpoint {
+                checkpoint,
+                note: String::new(),
+            });
         }
         Err(e) => return Err(AuditError::io("read", &path, e)),
     };
-    let inconsistent = |what: String| AuditError::Inconsistent { dir: dir.to_owned(), what };
-    let body = open_note(&text, verifier)
-        .map_err(|e| inconsistent(format!("its last checkpoint does not verify with this node's key ({e})")))?;
-    let checkpoint = Checkpoint::parse(body).map_err(|e| inconsistent(format!("its last checkpoint is malformed ({e})")))?;
+    let inconsistent = |what: String| AuditError::Inconsistent {
+        dir: dir.to_owned(),
+        what,
+    };
+    let body = open_note(&text, verifier).map_err(|e| {
+        inconsistent(format!(
+            "its last checkpoint does not verify with this node's key ({e})"
+        ))
+    })?;
+    let checkpoint = Checkpoint::parse(body)
+        .map_err(|e| inconsistent(format!("its last checkpoint is malformed ({e})")))?;
     if checkpoint.size > size {
         return Err(inconsistent(format!(
             "the last signed checkpoint covers {} entries but only {size} are in the log",
             checkpoint.size
         )));
     }
-    let then = merkle::tree_hash(checkpoint.size, reader).map_err(|e| AuditError::Proof(e.to_string()))?;
+    let then =
+        merkle::tree_hash(checkpoint.size, reader).map_err(|e| AuditError::Proof(e.to_string()))?;
     if then != checkpoint.root {
         return Err(inconsistent(format!(
             "the first {} entries no longer hash to the root of the last signed checkpoint",
             checkpoint.size
         )));
     }
-    Ok(SignedCheckpoint { checkpoint, note: text })
+    Ok(SignedCheckpoint {
+        checkpoint,
+        note: text,
+    })
 }
 
 /// Writes a file so that a crash leaves either the old or the new content:
@@ -387,8 +501,10 @@ pub(super) fn write_durable(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(),
     use std::io::Write as _;
     let tmp = path.with_extension("tmp");
     let mut file = File::create(&tmp).map_err(|e| AuditError::io("create", &tmp, e))?;
-    file.write_all(bytes).map_err(|e| AuditError::io("write", &tmp, e))?;
-    file.sync_all().map_err(|e| AuditError::io("sync", &tmp, e))?;
+    file.write_all(bytes)
+        .map_err(|e| AuditError::io("write", &tmp, e))?;
+    file.sync_all()
+        .map_err(|e| AuditError::io("sync", &tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| AuditError::io("rename", path, e))?;
     segment::sync_dir(dir).map_err(|e| AuditError::io("sync", dir, e))
 }

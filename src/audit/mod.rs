@@ -5,7 +5,73 @@
 //!   inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes (Ed25519) and tlog checkpoints.
 
+mod error;
+mod hashes;
+pub mod keys;
+pub mod log;
 pub mod merkle;
 pub mod note;
 pub mod segment;
-// (log, writer, hashes and error join once merkle and note land.)
+pub mod service;
+pub mod verify;
+mod writer;
+
+pub use error::AuditError;
+pub use keys::Pseudonymizer;
+pub use log::{AuditLog, LogOptions, SignedCheckpoint};
+pub mod index;
+
+#[cfg(test)]
+mod tests;
+
+/// Rebuilds the query indexes of the log in `dir` from its entries. The
+/// gateway using the log must be stopped. Returns the number of entries.
+pub fn reindex(dir: &std::path::Path) -> Result<u64, AuditError> {
+    use crate::proto::jisr::audit::v1::AuditRecord;
+    use prost::Message as _;
+    let lock_path = dir.join("LOCK");
+    let lock =
+        std::fs::File::create(&lock_path).map_err(|e| AuditError::io("create", &lock_path, e))?;
+    if lock.try_lock().is_err() {
+        return Err(AuditError::Locked {
+            dir: dir.to_owned(),
+        });
+    }
+    let index_path = dir.join("index.redb");
+    let index =
+        index::AuditIndex::open(&index_path).map_err(|e| AuditError::Unavailable(e.to_string()))?;
+    index
+        .reset()
+        .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+    let firsts = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
+    let mut next = 0u64;
+    for first in firsts {
+        let path = segment::segment_path(dir, first);
+        let mut records = Vec::new();
+        let mut bad = None;
+        let scan = segment::scan(&path, |_, payload| match AuditRecord::decode(payload) {
+            Ok(r) => records.push(r),
+            Err(e) => bad = bad.take().or(Some(e.to_string())),
+        })
+        .map_err(|e| AuditError::io("read", &path, e))?;
+        if let Some(what) = bad {
+            return Err(AuditError::Damaged {
+                segment: path,
+                what: format!("an entry is not a valid record ({what})"),
+            });
+        }
+        if let Some(segment::Problem::Damage { what }) = scan.problem {
+            return Err(AuditError::Damaged {
+                segment: path,
+                what,
+            });
+        }
+        for chunk in records.chunks(1000) {
+            index
+                .add(next, chunk)
+                .map_err(|e| AuditError::Unavailable(e.to_string()))?;
+            next += chunk.len() as u64;
+        }
+    }
+    Ok(next)
+}

@@ -125,7 +125,9 @@ fn check_frame(bytes: &[u8], pos: usize) -> Result<&[u8], String> {
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len > MAX_RECORD {
-        return Err(format!("a frame length of {len} bytes (more than {MAX_RECORD})"));
+        return Err(format!(
+            "a frame length of {len} bytes (more than {MAX_RECORD})"
+        ));
     }
     if len == 0 {
         // Records are never empty; zeroed blocks left by a crash look like this.
@@ -143,9 +145,7 @@ fn check_frame(bytes: &[u8], pos: usize) -> Result<&[u8], String> {
 /// Whether any offset from `from` on starts a valid frame: if so, the bad
 /// frame before it is damage in the middle, not an interrupted write.
 fn valid_frame_after(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len().saturating_sub(HEADER - 1)).any(|pos| {
-        check_frame(bytes, pos).is_ok()
-    })
+    (from..bytes.len().saturating_sub(HEADER - 1)).any(|pos| check_frame(bytes, pos).is_ok())
 }
 
 /// Writes the offsets of a segment's records as its `.idx` file.
@@ -167,12 +167,18 @@ pub fn read_record(segment: &File, index: &File, slot: u64) -> io::Result<Vec<u8
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
     if len > MAX_RECORD {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "record length out of range"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "record length out of range",
+        ));
     }
     let mut payload = vec![0u8; len];
     segment.read_exact_at(&mut payload, offset + HEADER as u64)?;
     if crc32fast::hash(&payload) != crc {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "record checksum mismatch"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "record checksum mismatch",
+        ));
     }
     Ok(payload)
 }
@@ -186,7 +192,12 @@ pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
 
 /// Opens a segment for appending at its end.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new().create(true).read(true).write(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
     file.seek(SeekFrom::End(0))?;
     Ok(file)
 }
@@ -219,7 +230,10 @@ mod tests {
         assert_eq!(scan.offsets, vec![0, 11, 22]);
         assert_eq!(scan.valid_len, bytes.len() as u64);
         assert_eq!(scan.problem, None);
-        assert_eq!(seen, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
+        assert_eq!(
+            seen,
+            vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+        );
     }
 
     #[test]
@@ -235,7 +249,10 @@ mod tests {
         let mut garbled = bytes.clone();
         *garbled.last_mut().unwrap() ^= 0xff;
         std::fs::write(&path, &garbled).unwrap();
-        assert_eq!(scan(&path, |_, _| {}).unwrap().problem, Some(Problem::TornTail));
+        assert_eq!(
+            scan(&path, |_, _| {}).unwrap().problem,
+            Some(Problem::TornTail)
+        );
     }
 
     #[test]
@@ -244,7 +261,10 @@ mod tests {
         bytes[HEADER + 1] ^= 0x01; // inside "one"
         std::fs::write(&path, &bytes).unwrap();
         let scan = scan(&path, |_, _| {}).unwrap();
-        assert!(matches!(scan.problem, Some(Problem::Damage { ref what }) if what.contains("offset 0")), "{scan:?}");
+        assert!(
+            matches!(scan.problem, Some(Problem::Damage { ref what }) if what.contains("offset 0")),
+            "{scan:?}"
+        );
         assert_eq!(scan.valid_len, 0);
     }
 

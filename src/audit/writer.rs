@@ -6,7 +6,7 @@
 //! at least every interval. After a failed fsync it stops taking entries for
 //! good: the page cache can no longer be trusted, the node must restart.
 
-use super::hashes::{Cache, HashFile};
+use super::hashes::Cache;
 use super::log::{write_durable, Shared, SignedCheckpoint, Tail};
 use super::merkle;
 use super::note::{Checkpoint, NoteSigner};
@@ -78,11 +78,19 @@ impl Writer {
 
     fn fail(&self, why: String) {
         tracing::error!(reason = %why, "audit log stopped taking entries; restart the node once the cause is fixed");
-        *self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+        *self
+            .shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(why);
     }
 
     fn failed(&self) -> Option<String> {
-        self.shared.failure.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Writes and fsyncs a batch; returns the index of its first entry.
@@ -103,7 +111,9 @@ impl Writer {
             done += chunk.len();
         }
         self.extend_tree(first, payloads)?;
-        self.shared.size.store(first + payloads.len() as u64, Ordering::Release);
+        self.shared
+            .size
+            .store(first + payloads.len() as u64, Ordering::Release);
         Ok(first)
     }
 
@@ -120,9 +130,15 @@ impl Writer {
             // Nothing of this batch was acknowledged: cut it off and go on
             // (a full disk may free up).
             if self.segment.set_len(self.tail.len).is_err() {
-                self.fail(format!("cannot undo a failed write to {}: {e}", path.display()));
+                self.fail(format!(
+                    "cannot undo a failed write to {}: {e}",
+                    path.display()
+                ));
             }
-            return Err(AuditError::Unavailable(format!("writing {} failed: {e}", path.display())));
+            return Err(AuditError::Unavailable(format!(
+                "writing {} failed: {e}",
+                path.display()
+            )));
         }
         if let Err(e) = self.segment.sync_data() {
             let why = format!("fsync of {} failed: {e}", path.display());
@@ -141,16 +157,21 @@ impl Writer {
     /// Closes the full tail segment and starts the next one.
     fn seal(&mut self) -> Result<(), AuditError> {
         let idx_path = segment::index_path(&self.shared.dir, self.tail.first);
-        self.index
-            .sync_all()
-            .map_err(|e| AuditError::Unavailable(format!("fsync of {} failed: {e}", idx_path.display())))?;
+        self.index.sync_all().map_err(|e| {
+            AuditError::Unavailable(format!("fsync of {} failed: {e}", idx_path.display()))
+        })?;
         let first = self.tail.first + self.tail.records;
         let (segment, index) = open_tail(&self.shared, first)?;
-        segment::sync_dir(&self.shared.dir)
-            .map_err(|e| AuditError::Unavailable(format!("fsync of the log directory failed: {e}")))?;
+        segment::sync_dir(&self.shared.dir).map_err(|e| {
+            AuditError::Unavailable(format!("fsync of the log directory failed: {e}"))
+        })?;
         self.segment = segment;
         self.index = index;
-        self.tail = Tail { first, records: 0, len: 0 };
+        self.tail = Tail {
+            first,
+            records: 0,
+            len: 0,
+        };
         Ok(())
     }
 
@@ -158,8 +179,14 @@ impl Writer {
         let mut new = Vec::with_capacity(payloads.len() * 2);
         for (i, payload) in payloads.iter().enumerate() {
             let n = first + i as u64;
-            let stored = merkle::stored_hashes_for_leaf(n, merkle::leaf_hash(payload), &self.cache.over(&self.shared.hashes))
-                .map_err(|e| AuditError::Unavailable(format!("extending the Merkle tree failed: {e}")))?;
+            let stored = merkle::stored_hashes_for_leaf(
+                n,
+                merkle::leaf_hash(payload),
+                &self.cache.over(&self.shared.hashes),
+            )
+            .map_err(|e| {
+                AuditError::Unavailable(format!("extending the Merkle tree failed: {e}"))
+            })?;
             let base = merkle::stored_hash_count(n);
             for (j, h) in stored.iter().enumerate() {
                 self.cache.insert(base + j as u64, *h);
@@ -180,13 +207,22 @@ impl Writer {
     /// Signs and publishes a checkpoint of the current tree if it grew.
     fn checkpoint(&mut self) {
         let size = self.size();
-        let current = self.shared.checkpoint.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let current = self
+            .shared
+            .checkpoint
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         if current.checkpoint.size == size && !current.note.is_empty() {
             return;
         }
         match self.sign(size) {
             Ok(signed) => {
-                *self.shared.checkpoint.write().unwrap_or_else(|e| e.into_inner()) = signed;
+                *self
+                    .shared
+                    .checkpoint
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner()) = signed;
                 self.last_checkpoint = Instant::now();
             }
             Err(e) => tracing::error!(error = %e, "cannot publish an audit checkpoint"),
@@ -216,8 +252,10 @@ impl Writer {
             .append(true)
             .open(&history)
             .map_err(|e| AuditError::io("open", &history, e))?;
-        file.write_all(&framed).map_err(|e| AuditError::io("write", &history, e))?;
-        file.sync_data().map_err(|e| AuditError::io("sync", &history, e))?;
+        file.write_all(&framed)
+            .map_err(|e| AuditError::io("write", &history, e))?;
+        file.sync_data()
+            .map_err(|e| AuditError::io("sync", &history, e))?;
         write_durable(dir, &dir.join("checkpoint"), note.as_bytes())?;
         Ok(SignedCheckpoint { checkpoint, note })
     }
@@ -226,14 +264,19 @@ impl Writer {
 fn open_tail(shared: &Shared, first: u64) -> Result<(File, File), AuditError> {
     let seg_path = segment::segment_path(&shared.dir, first);
     let idx_path = segment::index_path(&shared.dir, first);
-    let segment = segment::open_append(&seg_path).map_err(|e| AuditError::io("open", &seg_path, e))?;
-    let index = segment::open_append(&idx_path).map_err(|e| AuditError::io("open", &idx_path, e))?;
+    let segment =
+        segment::open_append(&seg_path).map_err(|e| AuditError::io("open", &seg_path, e))?;
+    let index =
+        segment::open_append(&idx_path).map_err(|e| AuditError::io("open", &idx_path, e))?;
     Ok((segment, index))
 }
 
 /// The writer thread's loop.
 pub(super) fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             writer.fail(format!("cannot start the writer's runtime: {e}"));
@@ -242,8 +285,18 @@ pub(super) fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
     };
     writer.checkpoint();
     loop {
-        let pending = writer.shared.checkpoint.read().map(|c| c.checkpoint.size).unwrap_or(0) < writer.size();
-        let wait = pending.then(|| writer.interval.saturating_sub(writer.last_checkpoint.elapsed()));
+        let pending = writer
+            .shared
+            .checkpoint
+            .read()
+            .map(|c| c.checkpoint.size)
+            .unwrap_or(0)
+            < writer.size();
+        let wait = pending.then(|| {
+            writer
+                .interval
+                .saturating_sub(writer.last_checkpoint.elapsed())
+        });
         let first = rt.block_on(async {
             match wait {
                 Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
@@ -305,7 +358,9 @@ pub(super) fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
     rx.close();
     while let Ok(request) = rx.try_recv() {
         if let Request::Append { ack, .. } = request {
-            let _ = ack.send(Err(AuditError::Unavailable("the audit log is closed".into())));
+            let _ = ack.send(Err(AuditError::Unavailable(
+                "the audit log is closed".into(),
+            )));
         }
     }
 }

@@ -285,8 +285,16 @@ fn protox_error(e: &protox::Error, contract: &str, at: &Location, config: &Confi
         _ => None,
     };
     let (message, fix) = if e.is_file_not_found() {
+        // protox reports an import it cannot find inside the importing file
+        // (with the span of the `import`), and a missing contract on its own.
+        let missing_import = offset.is_some() || e.to_string().starts_with("import ");
+        let message = if missing_import {
+            format!("contract `{file}`: {e} in any catalogue.include directory")
+        } else {
+            format!("contract `{file}` was not found in any catalogue.include directory")
+        };
         (
-            format!("contract `{file}` was not found in any catalogue.include directory"),
+            message,
             format!(
                 "check the path (relative to an include directory) or add its directory to `catalogue.include`; searched: {}",
                 config
@@ -323,9 +331,10 @@ fn find_on_disk(name: &str, include: &[PathBuf]) -> Option<PathBuf> {
 fn location_of(path: &Path, text: &str, offset: usize) -> Location {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before.len(), |nl| before.len() - nl - 1)
+    // Columns count characters, as in config errors.
+    let column = before[before.rfind('\n').map_or(0, |nl| nl + 1)..]
+        .chars()
+        .count()
         + 1;
     Location {
         file: path.to_owned(),

@@ -193,3 +193,6 @@ impl Catalogue {
         out
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -17,6 +17,16 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Pki { command } => pki_command(command),
+        Command::Audit { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::audit::run(command))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
         Command::SampleProvider {
             agency,

@@ -1,6 +1,7 @@
 //! The `jisr` command line: argument parsing, logging set-up and dispatch.
 //! Each subcommand is a thin wrapper over the library.
 
+pub mod audit;
 mod commands;
 
 pub use commands::shutdown_signal;
@@ -72,6 +73,12 @@ pub enum Command {
         /// Directory for certificates, config and addresses (default: a temporary one).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Verify, query and prove the audit log.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        command: audit::AuditCommand,
     },
     /// Run one of the sample agency back-ends (civil-status, tax, health).
     SampleProvider {

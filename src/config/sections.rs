@@ -433,7 +433,11 @@ fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {
 const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 1000;
 
 /// `[audit]`, or its defaults when the section is absent.
-pub(super) fn audit(ctx: &mut Ctx, s: Option<&Section<'_, '_>>, base: &Path) -> Option<AuditConfig> {
+pub(super) fn audit(
+    ctx: &mut Ctx,
+    s: Option<&Section<'_, '_>>,
+    base: &Path,
+) -> Option<AuditConfig> {
     let mut file = |key: &str, default: &str| -> Option<PathBuf> {
         match s {
             Some(s) if s.table.get(key).is_some() => {

@@ -31,6 +31,10 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     } else {
         script::play(&network).await
     };
+    let dir = network.dir.clone();
     network.stop().await;
+    if !serve && outcome.is_ok() && !script::print_verification(&dir) {
+        anyhow::bail!("the demo's audit log does not verify");
+    }
     outcome
 }

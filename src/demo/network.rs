@@ -18,7 +18,16 @@ use tokio::task::JoinHandle;
 /// The demo's trust domain.
 pub const TRUST_DOMAIN: &str = "interop.gov.ma";
 /// The agencies that get certificates.
-pub const AGENCIES: [&str; 5] = ["education", "tax", "health", "civil-status", "portal"];
+/// (`cndp`, the data protection authority, audits; `portal` shows citizens
+/// who accessed their data.)
+pub const AGENCIES: [&str; 6] = [
+    "education",
+    "tax",
+    "health",
+    "civil-status",
+    "portal",
+    "cndp",
+];
 
 /// The sample contracts, embedded so the demo runs from any directory.
 const CONTRACTS: [(&str, &str); 4] = [

@@ -253,5 +253,82 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         Err(status) => println!("    {}", refused(&status)),
     }
     println!("\nDone: 4 exchanges allowed on their legal basis, 1 refused.");
+    print_trail(network).await
+}
+
+/// The procedure's audit trail, as the data protection authority sees it,
+/// and the candidate's own access history, as the portal shows it.
+async fn print_trail(network: &Network) -> anyhow::Result<()> {
+    use crate::proto::jisr::audit::v1::{
+        audit_client::AuditClient, CitizenHistoryRequest, QueryRequest,
+    };
+    println!(
+        "\nAudit trail of procedure {PROCEDURE}, as the data protection authority (cndp) reads it:"
+    );
+    let mut cndp = AuditClient::new(connect(network, "cndp").await?);
+    let page = cndp
+        .query(QueryRequest {
+            procedure: PROCEDURE.into(),
+            page_size: 50,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    for entry in page.entries.iter().rev() {
+        if let Some(r) = &entry.record {
+            println!("  {}", crate::cli::audit::render(entry.index, r, false));
+        }
+    }
+    println!("\n{CANDIDATE}'s access history, as the citizen portal shows it (who, when, why):");
+    let mut portal = AuditClient::new(connect(network, "portal").await?);
+    let history = portal
+        .citizen_history(CitizenHistoryRequest {
+            citizen_id: CANDIDATE.into(),
+            page_size: 50,
+            page_token: String::new(),
+        })
+        .await?
+        .into_inner();
+    for entry in history.entries.iter().rev() {
+        if let Some(r) = &entry.record {
+            println!(
+                "  {}  {} ({}) for {} on {} — {}",
+                crate::cli::audit::format_time(r.time_unix_micros),
+                r.consumer,
+                if r.official.is_empty() {
+                    "-"
+                } else {
+                    &r.official
+                },
+                r.purpose,
+                r.basis,
+                r.method
+            );
+        }
+    }
     Ok(())
+}
+
+/// Verifies the stopped network's audit log offline and prints the result.
+pub(super) fn print_verification(dir: &std::path::Path) -> bool {
+    let log = dir.join("audit");
+    let report = crate::audit::verify::verify(&log, None);
+    let latest = report
+        .latest
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |c| format!("size {}", c.size));
+    if report.ok() {
+        println!(
+            "\nAudit log verified offline: {} entries, {} signed checkpoints consistent, latest checkpoint {latest} (`jisr audit verify {}`).",
+            report.entries,
+            report.checkpoints,
+            log.display()
+        );
+    } else {
+        println!("\nAudit log verification FAILED:");
+        for p in &report.problems {
+            println!("  {p}");
+        }
+    }
+    report.ok()
 }

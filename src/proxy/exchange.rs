@@ -4,18 +4,23 @@
 //! Order matters and is cheap-first: route lookup, metadata, the access
 //! check (no body read for a call that is not allowed), then the body is read
 //! within its size limit, walked against the contract, and forwarded as the
-//! bytes that arrived.
+//! bytes that arrived. A unary answer is held until its audit entry is
+//! durable (no audit, no data); a stream starts flowing only after the entry
+//! recording its opening is durable.
 
-use super::body::{read_message, Passthrough, PREFIX};
+use super::body::{read_message, Buffered, Passthrough, PREFIX};
 use super::metadata::{self, CallMetadata};
 use super::refusal::{Reason, Refusal};
+use super::trail::{digest, Ending, Recorder, Trail};
 use super::upstream::Upstream;
-use crate::catalogue::MethodRoute;
+use crate::catalogue::{MethodRoute, Streaming};
 use crate::identity::AgencyId;
 use crate::policy::{Denial, Grant, MethodAccess};
+use crate::proto::jisr::audit::v1::Outcome;
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HOST};
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
@@ -33,64 +38,57 @@ pub struct Exchange {
     pub upstream: Arc<Upstream>,
 }
 
-/// What the log line of an exchange says about it.
-struct Outcome<'a> {
-    consumer: &'a AgencyId,
-    exchange: Option<&'a Exchange>,
-    metadata: Option<&'a CallMetadata>,
-    basis: Option<String>,
+/// What one call brings along: who calls, its id, the limits, the recorder.
+#[derive(Debug, Clone, Copy)]
+pub struct CallContext<'a> {
+    /// The authenticated consumer.
+    pub consumer: &'a AgencyId,
+    /// The request id (given or generated).
+    pub request_id: &'a str,
+    /// Largest message accepted either way.
+    pub max_message: usize,
+    /// The audit log.
+    pub recorder: &'a Recorder,
+}
+
+/// What came back from the provider.
+enum Answer {
+    /// A whole unary answer, held until its audit entry is durable.
+    Unary {
+        parts: http::response::Parts,
+        body: Bytes,
+        trailers: Option<HeaderMap>,
+        grpc_status: i32,
+    },
+    /// A stream, passed through once its opening is recorded.
+    Stream(Response<Body>),
 }
 
 impl Exchange {
-    /// Carries one call for `consumer`. Never fails: a refusal is a gRPC
-    /// status response.
-    pub async fn handle(
-        &self,
-        request: Request<Incoming>,
-        consumer: &AgencyId,
-        request_id: &str,
-        max_message: usize,
-    ) -> Response<Body> {
+    /// Carries one call. Never fails: a refusal is a gRPC status response.
+    pub async fn handle(&self, request: Request<Incoming>, cx: CallContext<'_>) -> Response<Body> {
         let started = StdInstant::now();
-        let mut outcome = Outcome {
-            consumer,
-            exchange: Some(self),
-            metadata: None,
-            basis: None,
-        };
-        let metadata = match metadata::call_metadata(request.headers()) {
-            Ok(m) => m,
-            Err(refusal) => return refuse(refusal, request_id, &outcome, started),
-        };
-        outcome.metadata = Some(&metadata);
-        let result = self
-            .checked(
-                request,
-                consumer,
-                &metadata,
-                request_id,
-                max_message,
-                &mut outcome.basis,
-            )
-            .await;
-        match result {
-            Ok(response) => {
-                log_forwarded(request_id, &outcome, started, response.status());
-                response
-            }
-            Err(refusal) => refuse(refusal, request_id, &outcome, started),
-        }
+        let mut trail = Trail::start(
+            cx.request_id,
+            cx.consumer.as_str(),
+            &self.route.path,
+            request.headers(),
+        );
+        trail.provider = self.route.provider.to_string();
+        let result = self.checked(request, cx, &mut trail).await;
+        finish(result, &trail, cx, started).await
     }
 
     async fn checked(
         &self,
         request: Request<Incoming>,
-        consumer: &AgencyId,
-        metadata: &CallMetadata,
-        request_id: &str,
-        max_message: usize,
-        basis: &mut Option<String>,
-    ) -> Result<Response<Body>, Refusal> {
+        cx: CallContext<'_>,
+        trail: &mut Trail,
+    ) -> Result<Answer, Refusal> {
+        let metadata = metadata::call_metadata(request.headers())?;
+        trail.purpose.clone_from(&metadata.purpose);
+        trail.procedure = metadata.procedure.clone().unwrap_or_default();
+        trail.official = metadata.official.clone().unwrap_or_default();
         let route = &self.route;
         if !route.streaming.is_supported() {
             return Err(Refusal::new(
@@ -113,10 +111,10 @@ impl Exchange {
         let deadline = timeout.map(|t| Instant::now() + t);
         let grant = self
             .access
-            .check(consumer, &metadata.purpose)
-            .map_err(|d| self.denied(consumer, metadata, d))?;
-        *basis = Some(grant.basis.to_string());
-        let work = self.forward(request, &grant, request_id, max_message, deadline);
+            .check(cx.consumer, &metadata.purpose)
+            .map_err(|d| self.denied(cx.consumer, &metadata, d))?;
+        trail.basis = grant.basis.to_string();
+        let work = self.forward(request, &grant, cx, deadline, trail);
         match deadline {
             Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
                 Err(Refusal::new(
@@ -150,25 +148,29 @@ impl Exchange {
         &self,
         request: Request<Incoming>,
         grant: &Grant<'_>,
-        request_id: &str,
-        max_message: usize,
+        cx: CallContext<'_>,
         deadline: Option<Instant>,
-    ) -> Result<Response<Body>, Refusal> {
+        trail: &mut Trail,
+    ) -> Result<Answer, Refusal> {
         let route = &self.route;
         let (mut parts, body) = request.into_parts();
-        let message = read_message(body, max_message).await?;
+        let message = read_message(body, cx.max_message).await?;
         let subject = route.schema.walk(&message[PREFIX..]).map_err(|e| {
             Refusal::new(
                 Reason::InvalidRequest,
                 format!("the request does not decode as `{}`: {e}; build it with the published contract (`jisr catalog`)", route.request_type),
             )
         })?;
+        trail.request_digest = Some(digest(&message[PREFIX..]));
         if let Some(field) = &route.subject_field {
-            if subject.is_none_or(str::is_empty) {
-                return Err(Refusal::new(
-                    Reason::InvalidRequest,
-                    format!("the citizen identifier `{field}` is empty; set it to the citizen the call is about"),
-                ));
+            match subject.filter(|s| !s.is_empty()) {
+                Some(citizen) => trail.subject = Some(cx.recorder.pseudonyms.pseudonym(citizen)),
+                None => {
+                    return Err(Refusal::new(
+                        Reason::InvalidRequest,
+                        format!("the citizen identifier `{field}` is empty; set it to the citizen the call is about"),
+                    ))
+                }
             }
         }
         let upstream = self.upstream.as_ref();
@@ -184,7 +186,7 @@ impl Exchange {
         headers.remove(HOST);
         headers.remove(metadata::CONSUMER);
         headers.insert(metadata::CONSUMER, header(grant.consumer.as_str()));
-        headers.insert(metadata::REQUEST_ID, header(request_id));
+        headers.insert(metadata::REQUEST_ID, header(cx.request_id));
         if let Some(at) = deadline {
             let left = at.saturating_duration_since(Instant::now());
             headers.insert(
@@ -194,7 +196,7 @@ impl Exchange {
         }
         let upstream_request = Request::from_parts(parts, Full::new(message));
         let response = upstream.send(upstream_request).await.map_err(|e| {
-            tracing::warn!(request_id, provider = %route.provider, error = %e, "provider unreachable");
+            tracing::warn!(request_id = cx.request_id, provider = %route.provider, error = %e, "provider unreachable");
             Refusal::new(
                 Reason::ProviderUnavailable,
                 format!("the `{}` service is unreachable right now; retry later, and if it lasts tell the platform operator", route.provider),
@@ -202,7 +204,7 @@ impl Exchange {
         })?;
         let (mut parts, body) = response.into_parts();
         if parts.status != StatusCode::OK {
-            tracing::warn!(request_id, provider = %route.provider, status = %parts.status, "provider answered with a non-gRPC HTTP status");
+            tracing::warn!(request_id = cx.request_id, provider = %route.provider, status = %parts.status, "provider answered with a non-gRPC HTTP status");
             return Err(Refusal::new(
                 Reason::ProviderUnavailable,
                 format!(
@@ -213,13 +215,64 @@ impl Exchange {
         }
         parts
             .headers
-            .insert(metadata::REQUEST_ID, header(request_id));
+            .insert(metadata::REQUEST_ID, header(cx.request_id));
         parts
             .headers
             .insert(metadata::BASIS, header(&grant.basis.to_string()));
-        let body = Passthrough::new(body, deadline, route.provider.to_string());
-        Ok(Response::from_parts(parts, Body::new(body)))
+        if route.streaming == Streaming::Server {
+            let body = Passthrough::new(body, deadline, route.provider.to_string());
+            return Ok(Answer::Stream(Response::from_parts(parts, Body::new(body))));
+        }
+        let (body, trailers) = self.collect(body, cx.max_message).await?;
+        let grpc_status = trailers
+            .as_ref()
+            .and_then(status_of)
+            .or_else(|| status_of(&parts.headers))
+            .unwrap_or(tonic::Code::Unknown as i32);
+        Ok(Answer::Unary {
+            parts,
+            body,
+            trailers,
+            grpc_status,
+        })
     }
+
+    /// Reads a whole unary answer, bounded like requests are.
+    async fn collect(
+        &self,
+        mut body: Incoming,
+        limit: usize,
+    ) -> Result<(Bytes, Option<HeaderMap>), Refusal> {
+        let mut data = BytesMut::new();
+        let mut trailers = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                tracing::warn!(provider = %self.route.provider, error = %e, "provider answer broke off");
+                Refusal::new(
+                    Reason::ProviderUnavailable,
+                    format!("the `{}` service stopped in the middle of its answer; retry the call", self.route.provider),
+                )
+            })?;
+            match frame.into_data() {
+                Ok(chunk) => {
+                    if data.len() + chunk.len() > limit + PREFIX {
+                        return Err(Refusal::new(
+                            Reason::ProviderUnavailable,
+                            format!("the `{}` service answered with more than {limit} bytes, more than this gateway carries; tell the platform operator", self.route.provider),
+                        ));
+                    }
+                    data.extend_from_slice(&chunk);
+                }
+                Err(frame) => trailers = frame.into_trailers().ok(),
+            }
+        }
+        Ok((data.freeze(), trailers))
+    }
+}
+
+/// The `grpc-status` in a header map.
+fn status_of(headers: &HeaderMap) -> Option<i32> {
+    headers.get("grpc-status")?.to_str().ok()?.parse().ok()
 }
 
 /// A header value from text the gateway produced or validated.
@@ -227,55 +280,129 @@ fn header(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-/// Refuses a call whose path is not in the catalogue.
-pub fn unknown_method(path: &str, consumer: &AgencyId, request_id: &str) -> Response<Body> {
+/// Records the exchange and answers: the provider's answer once the entry is
+/// durable, or the refusal.
+async fn finish(
+    result: Result<Answer, Refusal>,
+    trail: &Trail,
+    cx: CallContext<'_>,
+    started: StdInstant,
+) -> Response<Body> {
+    let (ending, answer) = match result {
+        Ok(Answer::Unary {
+            parts,
+            body,
+            trailers,
+            grpc_status,
+        }) => {
+            let ending = Ending {
+                outcome: Outcome::Allowed,
+                reason: "",
+                grpc_status,
+                response_digest: Some(digest(&body)),
+            };
+            (
+                ending,
+                Ok(Response::from_parts(
+                    parts,
+                    Body::new(Buffered::new(body, trailers)),
+                )),
+            )
+        }
+        Ok(Answer::Stream(response)) => {
+            let ending = Ending {
+                outcome: Outcome::Allowed,
+                reason: "",
+                grpc_status: 0,
+                response_digest: None,
+            };
+            (ending, Ok(response))
+        }
+        Err(refusal) => {
+            let outcome = match refusal.reason {
+                Reason::ProviderUnavailable | Reason::DeadlineExceeded => Outcome::Failed,
+                _ => Outcome::Refused,
+            };
+            let ending = Ending {
+                outcome,
+                reason: refusal.reason.as_str(),
+                grpc_status: refusal.reason.code() as i32,
+                response_digest: None,
+            };
+            (ending, Err(refusal))
+        }
+    };
+    let entry = cx.recorder.record(trail, ending).await;
+    log_exchange(trail, &ending, entry.as_ref().ok().copied(), started);
+    match (answer, entry) {
+        (Ok(response), Ok(_)) => response,
+        (Ok(_), Err(e)) => {
+            tracing::error!(request_id = cx.request_id, error = %e, "exchange not recorded: answer withheld");
+            audit_unavailable().into_response(cx.request_id)
+        }
+        (Err(refusal), Ok(_)) => refusal.into_response(cx.request_id),
+        (Err(refusal), Err(e)) => {
+            // No data leaves on a refusal; the caller gets the real reason.
+            tracing::error!(request_id = cx.request_id, error = %e, "refusal not recorded in the audit log");
+            refusal.into_response(cx.request_id)
+        }
+    }
+}
+
+fn audit_unavailable() -> Refusal {
+    Refusal::new(
+        Reason::AuditUnavailable,
+        "the gateway cannot record this exchange in its audit log right now, so it releases no data; retry later, and tell the platform operator if it lasts",
+    )
+}
+
+/// Refuses (and records) a call whose path is not in the catalogue.
+pub async fn unknown_method(
+    path: &str,
+    headers: &HeaderMap,
+    cx: CallContext<'_>,
+) -> Response<Body> {
     let refusal = Refusal::new(
         Reason::UnknownMethod,
         format!("no onboarded contract provides `{path}`; check the service and method names, or ask the operator whether the agency is onboarded (`jisr catalog`)"),
     );
-    let outcome = Outcome {
-        consumer,
-        exchange: None,
-        metadata: None,
-        basis: None,
+    let mut trail = Trail::start(cx.request_id, cx.consumer.as_str(), path, headers);
+    if let Ok(md) = metadata::call_metadata(headers) {
+        trail.purpose = md.purpose;
+        trail.procedure = md.procedure.unwrap_or_default();
+        trail.official = md.official.unwrap_or_default();
+    }
+    finish(Err(refusal), &trail, cx, StdInstant::now()).await
+}
+
+/// One info line per exchange; never the citizen id.
+fn log_exchange(trail: &Trail, ending: &Ending<'_>, entry: Option<u64>, started: StdInstant) {
+    let outcome = match ending.outcome {
+        Outcome::Allowed => "allowed",
+        Outcome::Refused => "refused",
+        Outcome::Failed => "failed",
+        Outcome::Unspecified => "-",
     };
-    refuse(refusal, request_id, &outcome, StdInstant::now())
-}
-
-fn refuse(
-    refusal: Refusal,
-    request_id: &str,
-    o: &Outcome<'_>,
-    started: StdInstant,
-) -> Response<Body> {
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
+        }
+    };
     tracing::info!(
-        request_id,
-        consumer = %o.consumer,
-        provider = o.exchange.map(|e| e.route.provider.as_str()).unwrap_or("-"),
-        method = o.exchange.map(|e| e.route.path.as_str()).unwrap_or("-"),
-        purpose = o.metadata.map(|m| m.purpose.as_str()).unwrap_or("-"),
-        procedure = o.metadata.and_then(|m| m.procedure.as_deref()).unwrap_or("-"),
-        basis = o.basis.as_deref().unwrap_or("-"),
-        outcome = "refused",
-        reason = refusal.reason.as_str(),
-        micros = started.elapsed().as_micros() as u64,
-        "exchange"
-    );
-    refusal.into_response(request_id)
-}
-
-fn log_forwarded(request_id: &str, o: &Outcome<'_>, started: StdInstant, status: StatusCode) {
-    tracing::info!(
-        request_id,
-        consumer = %o.consumer,
-        provider = o.exchange.map(|e| e.route.provider.as_str()).unwrap_or("-"),
-        method = o.exchange.map(|e| e.route.path.as_str()).unwrap_or("-"),
-        purpose = o.metadata.map(|m| m.purpose.as_str()).unwrap_or("-"),
-        procedure = o.metadata.and_then(|m| m.procedure.as_deref()).unwrap_or("-"),
-        official = o.metadata.and_then(|m| m.official.as_deref()).unwrap_or("-"),
-        basis = o.basis.as_deref().unwrap_or("-"),
-        outcome = "forwarded",
-        http_status = status.as_u16(),
+        request_id = %trail.request_id,
+        consumer = %trail.consumer,
+        provider = %dash(&trail.provider),
+        method = %trail.method,
+        purpose = %dash(&trail.purpose),
+        procedure = %dash(&trail.procedure),
+        official = %dash(&trail.official),
+        basis = %dash(&trail.basis),
+        outcome,
+        reason = %dash(ending.reason),
+        grpc_status = ending.grpc_status,
+        audit_entry = entry.map_or(-1, |e| e as i64),
         micros = started.elapsed().as_micros() as u64,
         "exchange"
     );

@@ -10,6 +10,7 @@ pub mod exchange;
 pub mod metadata;
 pub mod refusal;
 pub mod server;
+pub mod trail;
 pub mod upstream;
 
 use crate::catalogue::Catalogue;
@@ -45,6 +46,12 @@ pub enum StartError {
     /// The listener failed.
     #[error("cannot listen: {0}")]
     Io(#[from] std::io::Error),
+    /// The audit log could not be opened: no audit, no data.
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
+    /// The audit index could not be opened.
+    #[error("{0}")]
+    Index(#[from] crate::audit::index::IndexError),
 }
 
 /// A gateway node's routing state.
@@ -56,6 +63,7 @@ pub struct Gateway {
     own: Routes,
     health: tonic_health::server::HealthReporter,
     catalogue: Catalogue,
+    recorder: trail::Recorder,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -107,7 +115,20 @@ impl Gateway {
             };
             exchanges.insert(route.path.clone(), Arc::new(exchange));
         }
-        let (own, health) = own_services(&catalogue)?;
+        let recorder = open_audit(config)?;
+        let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
+        let roles = config
+            .agencies
+            .iter()
+            .map(|a| (a.id.clone(), a.roles.clone()))
+            .collect();
+        let audit_api = crate::audit::service::AuditService::new(
+            recorder.log.clone(),
+            index,
+            recorder.pseudonyms.clone(),
+            roles,
+        );
+        let (own, health) = own_services(&catalogue, audit_api)?;
         let gateway = Self {
             domain,
             exchanges,
@@ -116,6 +137,7 @@ impl Gateway {
             own,
             health,
             catalogue,
+            recorder,
         };
         Ok((gateway, server_tls))
     }
@@ -125,14 +147,22 @@ impl Gateway {
         &self.catalogue
     }
 
+    /// The node's audit log.
+    pub fn audit_log(&self) -> &Arc<crate::audit::AuditLog> {
+        &self.recorder.log
+    }
+
     /// Handles one request from an authenticated agency.
     pub async fn dispatch(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         consumer: &AgencyId,
     ) -> Response<Body> {
         let path = request.uri().path();
         if is_own(path) {
+            request
+                .extensions_mut()
+                .insert(crate::audit::service::Caller(consumer.clone()));
             return match self.own.clone().oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
@@ -142,15 +172,24 @@ impl Gateway {
             Ok(id) => id,
             Err(refusal) => return refusal.into_response(&metadata::new_request_id()),
         };
+        let cx = exchange::CallContext {
+            consumer,
+            request_id: &request_id,
+            max_message: self.max_message,
+            recorder: &self.recorder,
+        };
         match self.exchanges.get(path) {
-            Some(exchange) => {
-                let exchange = exchange.clone();
-                exchange
-                    .handle(request, consumer, &request_id, self.max_message)
-                    .await
+            Some(exchange) => exchange.clone().handle(request, cx).await,
+            None => {
+                let path = path.to_owned();
+                exchange::unknown_method(&path, request.headers(), cx).await
             }
-            None => exchange::unknown_method(path, consumer, &request_id),
         }
+    }
+
+    /// Flushes the audit log and signs its final checkpoint.
+    pub async fn close(&self) {
+        self.recorder.log.close().await;
     }
 
     /// Reports the node as not serving (at the start of a drain).
@@ -169,8 +208,28 @@ fn is_own(path: &str) -> bool {
         || path.starts_with("/jisr.")
 }
 
+/// Opens the node's audit log with its keys (created on first start).
+fn open_audit(config: &Config) -> Result<trail::Recorder, StartError> {
+    use crate::audit::{keys, AuditLog, LogOptions};
+    let origin = format!("{}/jisr/{}", config.node.trust_domain, config.node.id);
+    let signer = keys::load_or_create_signer(&config.audit.signing_key, &origin)?;
+    let pseudonyms = keys::Pseudonymizer::load_or_create(&config.audit.pseudonym_key)?;
+    let log = AuditLog::open(LogOptions {
+        dir: config.audit.dir.clone(),
+        signer,
+        records_per_segment: crate::audit::log::RECORDS_PER_SEGMENT,
+        checkpoint_interval: config.audit.checkpoint_interval,
+    })?;
+    Ok(trail::Recorder {
+        log: Arc::new(log),
+        pseudonyms,
+        node: config.node.id.to_string(),
+    })
+}
+
 fn own_services(
     catalogue: &Catalogue,
+    audit: crate::audit::service::AuditService,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), StartError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let fds = prost_types::FileDescriptorSet {
@@ -178,8 +237,15 @@ fn own_services(
     };
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::proto::JISR_FILE_DESCRIPTOR_SET)
         .register_file_descriptor_set(fds)
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    Ok((Routes::new(health).add_service(reflection), reporter))
+    let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(audit);
+    Ok((
+        Routes::new(health)
+            .add_service(reflection)
+            .add_service(audit),
+        reporter,
+    ))
 }

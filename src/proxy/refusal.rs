@@ -33,6 +33,8 @@ pub enum Reason {
     DeadlineExceeded,
     /// The gateway is shutting down.
     ShuttingDown,
+    /// The exchange could not be recorded, so no data is released.
+    AuditUnavailable,
 }
 
 impl Reason {
@@ -49,6 +51,7 @@ impl Reason {
             Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::ShuttingDown => "SHUTTING_DOWN",
+            Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
         }
     }
 
@@ -61,7 +64,9 @@ impl Reason {
             Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
             Self::InvalidRequest => Code::InvalidArgument,
             Self::MessageTooLarge => Code::ResourceExhausted,
-            Self::ProviderUnavailable | Self::ShuttingDown => Code::Unavailable,
+            Self::ProviderUnavailable | Self::ShuttingDown | Self::AuditUnavailable => {
+                Code::Unavailable
+            }
             Self::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }

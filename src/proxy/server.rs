@@ -82,6 +82,8 @@ pub async fn serve(
             tracing::warn!(timeout = ?gateway.drain_timeout, "drain timed out; closing the remaining connections")
         }
     }
+    gateway.close().await;
+    tracing::info!("audit log closed with a final checkpoint");
 }
 
 /// Completes the TLS handshake and reads the caller's identity; `None` (and

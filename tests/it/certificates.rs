@@ -47,7 +47,9 @@ async fn bad_certificates_are_refused_with_the_reason_logged() {
 
     let config = std::fs::read_to_string(net.pki.root().join("gateway.toml")).unwrap();
     let key_line = format!("key = \"{}/gateway.key\"", net.pki.dir.display());
-    let with_crl = config.replace(&key_line, &format!("{key_line}\n{}", crl(&net.pki)));
+    let with_crl = config
+        .replace(&key_line, &format!("{key_line}\n{}", crl(&net.pki)))
+        .replace("gateway-audit", "gateway-crl-audit");
     assert_ne!(config, with_crl);
     let (gw2, addr2) = start_gateway(&net.pki, "gateway-crl", &with_crl);
     assert!(try_call(&addr2, &net.pki.files("revoked")).await.is_err());

@@ -42,7 +42,7 @@ fn check_config_accepts_a_good_config() {
     let pki = Pki::new();
     let (code, out) = check(&pki, "good.toml", &good_config(&pki));
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("ok — 5 agencies, 5 methods, 2 rules"), "{out}");
+    assert!(out.contains("ok — 6 agencies, 5 methods, 2 rules"), "{out}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 // Items here are `pub` for sibling modules of this test binary only.
 #![allow(unreachable_pub)]
 
+mod audit;
 mod certificates;
 mod cli;
 mod lifecycle;

@@ -34,10 +34,17 @@ impl Pki {
         jisr::pki::init(&jisr::pki::PkiOptions {
             dir: dir.clone(),
             domain: domain.clone(),
-            agencies: ["education", "tax", "health", "civil-status", "portal"]
-                .iter()
-                .map(|a| AgencyId::parse(a).unwrap())
-                .collect(),
+            agencies: [
+                "education",
+                "tax",
+                "health",
+                "civil-status",
+                "portal",
+                "cndp",
+            ]
+            .iter()
+            .map(|a| AgencyId::parse(a).unwrap())
+            .collect(),
             gateway_node: AgencyId::parse("gw-1").unwrap(),
             hosts: Vec::new(),
             force: false,
@@ -126,6 +133,11 @@ id = "education"
 
 [[agency]]
 id = "portal"
+roles = ["consent-manager"]
+
+[[agency]]
+id = "cndp"
+roles = ["auditor"]
 
 [[rule]]
 consumer = "education"
@@ -151,6 +163,12 @@ basis = "law:cgi-art-22"
 /// A gateway process serving `config` (written into the PKI's directory).
 pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
     let path = pki.root().join(format!("{name}.toml"));
+    // Each gateway keeps its own audit log (a log directory has one writer).
+    let config = if config.contains("[audit]") {
+        config.to_owned()
+    } else {
+        format!("{config}\n[audit]\ndir = \"{name}-audit\"\nsigning_key = \"{name}-audit.key\"\n")
+    };
     std::fs::write(&path, config).unwrap();
     let addr_file = pki.root().join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);

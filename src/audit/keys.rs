@@ -1,0 +1,153 @@
+//! The audit log's two secrets, kept in files the operator controls: the
+//! checkpoint signing key and the pseudonym key. Both are created at first
+//! start when absent (mode 0600) and never logged.
+
+use super::note::NoteSigner;
+use super::AuditError;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+/// Writes a new secret file, refusing to replace one.
+fn create_secret(path: &Path, text: &str) -> Result<(), AuditError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| AuditError::io("create", parent, e))?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| AuditError::io("create", path, e))?;
+    file.write_all(text.as_bytes())
+        .map_err(|e| AuditError::io("write", path, e))?;
+    file.sync_all().map_err(|e| AuditError::io("sync", path, e))
+}
+
+/// Loads the checkpoint signing key, or creates it for `origin`.
+pub fn load_or_create_signer(path: &Path, origin: &str) -> Result<NoteSigner, AuditError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let signer = NoteSigner::from_secret_text(text.trim()).map_err(|e| AuditError::Key {
+                path: path.to_owned(),
+                what: format!("not a signed-note private key ({e}); restore the node's key or remove the file to start a new log with a new key"),
+            })?;
+            if signer.name() != origin {
+                return Err(AuditError::Key {
+                    path: path.to_owned(),
+                    what: format!(
+                        "the key is named `{}` but this node's log origin is `{origin}`; use the key made for this node (the origin is <trust-domain>/jisr/<node-id>)",
+                        signer.name()
+                    ),
+                });
+            }
+            Ok(signer)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let signer = NoteSigner::generate(origin).map_err(|e| AuditError::Key {
+                path: path.to_owned(),
+                what: format!("cannot make a key for origin `{origin}`: {e}"),
+            })?;
+            create_secret(path, &format!("{}\n", signer.to_secret_text()))?;
+            tracing::warn!(
+                key = %path.display(),
+                verifier = %signer.verifier().to_text(),
+                "created a new audit signing key; publish the verifier key so others can check this node's checkpoints"
+            );
+            Ok(signer)
+        }
+        Err(e) => Err(AuditError::io("read", path, e)),
+    }
+}
+
+/// Turns citizen ids into pseudonyms with a keyed hash (HMAC-SHA-256): the
+/// same citizen gets the same pseudonym on every node sharing the key, and
+/// nobody without the key can recover the id.
+#[derive(Clone)]
+pub struct Pseudonymizer {
+    mac: Hmac<Sha256>,
+}
+
+impl std::fmt::Debug for Pseudonymizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pseudonymizer(<redacted>)")
+    }
+}
+
+impl Pseudonymizer {
+    /// A pseudonymizer with this 32-byte key.
+    pub fn new(key: &[u8; 32]) -> Self {
+        // HMAC takes keys of any length.
+        let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts any key length");
+        Self { mac }
+    }
+
+    /// Loads the key (64 hex digits), or creates a random one.
+    pub fn load_or_create(path: &Path) -> Result<Self, AuditError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let key = parse_hex32(text.trim()).ok_or_else(|| AuditError::Key {
+                    path: path.to_owned(),
+                    what: "not 64 hexadecimal digits; restore the operator's pseudonym key (every replica must share it)".into(),
+                })?;
+                Ok(Self::new(&key))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                create_secret(path, &format!("{}\n", hex(&key)))?;
+                tracing::warn!(key = %path.display(), "created a new pseudonym key; copy it to every replica and keep it safe");
+                Ok(Self::new(&key))
+            }
+            Err(e) => Err(AuditError::io("read", path, e)),
+        }
+    }
+
+    /// The pseudonym of a citizen id.
+    pub fn pseudonym(&self, citizen_id: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(citizen_id.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex32(text: &str) -> Option<[u8; 32]> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pseudonyms_are_stable_keyed_and_not_the_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pseudonym.key");
+        let a = Pseudonymizer::load_or_create(&path).unwrap();
+        let b = Pseudonymizer::load_or_create(&path).unwrap();
+        assert_eq!(a.pseudonym("AB123456"), b.pseudonym("AB123456"));
+        assert_ne!(a.pseudonym("AB123456"), a.pseudonym("AB123457"));
+        let other = Pseudonymizer::new(&[7; 32]);
+        assert_ne!(a.pseudonym("AB123456"), other.pseudonym("AB123456"));
+        let mode = std::fs::metadata(&path).unwrap().permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
+        std::fs::write(&path, "nothex").unwrap();
+        assert!(Pseudonymizer::load_or_create(&path).is_err());
+    }
+}

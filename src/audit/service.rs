@@ -1,0 +1,295 @@
+//! The `jisr.audit.v1.Audit` gRPC service: checkpoints, receipts (entries
+//! with inclusion proofs), consistency proofs, queries and a citizen's
+//! access history, each limited to what the caller may see.
+
+use super::index::{AuditIndex, IndexError, Query};
+use super::keys::Pseudonymizer;
+use super::AuditLog;
+use crate::config::Role;
+use crate::identity::AgencyId;
+use crate::proto::jisr::audit::v1 as pb;
+use pb::audit_server::Audit;
+use prost::Message as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+/// The authenticated caller, put in each request's extensions by the
+/// gateway's dispatcher.
+#[derive(Debug, Clone)]
+pub struct Caller(pub AgencyId);
+
+/// The audit API of a node.
+#[derive(Clone)]
+pub struct AuditService {
+    log: Arc<AuditLog>,
+    index: Arc<Mutex<AuditIndex>>,
+    pseudonyms: Pseudonymizer,
+    roles: Arc<HashMap<AgencyId, Vec<Role>>>,
+}
+
+const MAX_PAGE: u32 = 1000;
+
+fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let details =
+        ErrorDetails::with_error_info(reason, crate::proxy::refusal::DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "audit API failure");
+    refuse(Code::Unavailable, "AUDIT_UNAVAILABLE", "the audit log cannot be read right now; retry later, and tell the platform operator if it lasts")
+}
+
+impl std::fmt::Debug for AuditService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditService")
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AuditService {
+    /// The service over a node's log and index.
+    pub fn new(
+        log: Arc<AuditLog>,
+        index: AuditIndex,
+        pseudonyms: Pseudonymizer,
+        roles: HashMap<AgencyId, Vec<Role>>,
+    ) -> Self {
+        Self {
+            log,
+            index: Arc::new(Mutex::new(index)),
+            pseudonyms,
+            roles: Arc::new(roles),
+        }
+    }
+
+    fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map(|c| c.0.clone())
+            .ok_or_else(|| {
+                refuse(
+                    Code::Unauthenticated,
+                    "ACCESS_DENIED",
+                    "call the audit API over the gateway's mutual TLS with your agency certificate",
+                )
+            })
+    }
+
+    fn has(&self, agency: &AgencyId, role: Role) -> bool {
+        self.roles.get(agency).is_some_and(|r| r.contains(&role))
+    }
+
+    /// Brings the index up to the log and runs a query.
+    async fn run(&self, query: Query) -> Result<pb::QueryResponse, Status> {
+        let this = self.clone();
+        let page = tokio::task::spawn_blocking(move || {
+            let index = this.index.lock().unwrap_or_else(|e| e.into_inner());
+            catch_up(&index, &this.log)?;
+            let fetch = |i: u64| -> Result<pb::AuditRecord, IndexError> {
+                let bytes = this.log.read(i).map_err(|e| IndexError::log(i, e))?;
+                pb::AuditRecord::decode(bytes.as_slice()).map_err(|e| IndexError::log(i, e))
+            };
+            index.query(&query, &fetch)
+        })
+        .await
+        .map_err(unavailable)?
+        .map_err(unavailable)?;
+        Ok(pb::QueryResponse {
+            entries: page
+                .entries
+                .into_iter()
+                .map(|(index, record)| pb::Entry {
+                    index,
+                    record: Some(record),
+                    ..Default::default()
+                })
+                .collect(),
+            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+        })
+    }
+}
+
+/// Indexes the entries appended since the last call.
+pub fn catch_up(index: &AuditIndex, log: &AuditLog) -> Result<(), IndexError> {
+    let size = log.size();
+    let mut next = index.indexed_upto()?;
+    while next < size {
+        let end = size.min(next + 1000);
+        let records = (next..end)
+            .map(|i| {
+                let bytes = log.read(i).map_err(|e| IndexError::log(i, e))?;
+                pb::AuditRecord::decode(bytes.as_slice()).map_err(|e| IndexError::log(i, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        index.add(next, &records)?;
+        next = end;
+    }
+    Ok(())
+}
+
+fn page_token(token: &str) -> Result<Option<u64>, Status> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token.parse().map(Some).map_err(|_| {
+        refuse(
+            Code::InvalidArgument,
+            "INVALID_REQUEST",
+            "page_token must be the next_page_token of a previous answer",
+        )
+    })
+}
+
+fn page_size(size: u32) -> usize {
+    if size == 0 {
+        50
+    } else {
+        size.min(MAX_PAGE) as usize
+    }
+}
+
+#[tonic::async_trait]
+impl Audit for AuditService {
+    async fn get_checkpoint(
+        &self,
+        _request: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::SignedCheckpoint>, Status> {
+        let signed = self.log.checkpoint();
+        Ok(Response::new(pb::SignedCheckpoint {
+            note: signed.note,
+            verifier_key: self.log.verifier().to_text(),
+            size: signed.checkpoint.size,
+            root_hash: signed.checkpoint.root.to_vec(),
+            origin: signed.checkpoint.origin,
+        }))
+    }
+
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::Entry>, Status> {
+        let caller = Self::caller(&request)?;
+        let pb::GetEntryRequest { index, tree_size } = request.into_inner();
+        let latest = self.log.checkpoint();
+        let size = if tree_size == 0 {
+            latest.checkpoint.size
+        } else {
+            tree_size
+        };
+        if index >= size {
+            return Err(refuse(
+                Code::FailedPrecondition,
+                "NOT_YET_CHECKPOINTED",
+                format!("entry {index} is not covered by a tree of {size} entries yet; a new checkpoint is signed within a second — retry, or name a larger tree_size"),
+            ));
+        }
+        let bytes = self
+            .log
+            .read(index)
+            .map_err(|e| refuse(Code::NotFound, "NOT_FOUND", e.to_string()))?;
+        let record = pb::AuditRecord::decode(bytes.as_slice()).map_err(unavailable)?;
+        let mine = record.consumer == caller.as_str() || record.provider == caller.as_str();
+        if !mine && !self.has(&caller, Role::Auditor) {
+            return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("entry {index} is not about an exchange of `{caller}`; only auditors read every entry")));
+        }
+        let proof = self
+            .log
+            .inclusion_proof(index, size)
+            .map_err(|e| refuse(Code::OutOfRange, "OUT_OF_RANGE", e.to_string()))?;
+        let checkpoint_note = if size == latest.checkpoint.size {
+            latest.note
+        } else {
+            String::new()
+        };
+        Ok(Response::new(pb::Entry {
+            index,
+            record: Some(record),
+            record_bytes: bytes,
+            tree_size: size,
+            inclusion_proof: proof.iter().map(|h| h.to_vec()).collect(),
+            checkpoint_note,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        request: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::ConsistencyProof>, Status> {
+        let pb::GetConsistencyProofRequest { old_size, new_size } = request.into_inner();
+        let hashes = self
+            .log
+            .consistency_proof(old_size, new_size)
+            .map_err(|e| refuse(Code::OutOfRange, "OUT_OF_RANGE", e.to_string()))?;
+        Ok(Response::new(pb::ConsistencyProof {
+            old_size,
+            new_size,
+            hashes: hashes.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn query(
+        &self,
+        request: Request<pb::QueryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let caller = Self::caller(&request)?;
+        let q = request.into_inner();
+        let auditor = self.has(&caller, Role::Auditor);
+        let agency = match (q.agency.is_empty(), auditor) {
+            (true, true) => None,
+            (true, false) => Some(caller.to_string()),
+            (false, true) => Some(q.agency.clone()),
+            (false, false) if q.agency == caller.as_str() => Some(q.agency.clone()),
+            (false, false) => {
+                return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("`{caller}` may query only its own exchanges; leave `agency` empty or set it to `{caller}`")));
+            }
+        };
+        let side = match pb::Side::try_from(q.side).unwrap_or(pb::Side::Unspecified) {
+            pb::Side::Unspecified => None,
+            side => Some(side),
+        };
+        let query = Query {
+            agency,
+            side,
+            subject: None,
+            from_unix_micros: (q.from_unix_micros != 0).then_some(q.from_unix_micros),
+            to_unix_micros: (q.to_unix_micros != 0).then_some(q.to_unix_micros),
+            procedure: (!q.procedure.is_empty()).then(|| q.procedure.clone()),
+            outcome: (q.outcome != 0).then_some(q.outcome),
+            reason: (!q.reason.is_empty()).then(|| q.reason.clone()),
+            break_glass: q.break_glass,
+            page_size: page_size(q.page_size),
+            before: page_token(&q.page_token)?,
+        };
+        Ok(Response::new(self.run(query).await?))
+    }
+
+    async fn citizen_history(
+        &self,
+        request: Request<pb::CitizenHistoryRequest>,
+    ) -> Result<Response<pb::QueryResponse>, Status> {
+        let caller = Self::caller(&request)?;
+        if !self.has(&caller, Role::Auditor) && !self.has(&caller, Role::ConsentManager) {
+            return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", "a citizen's access history is shown through the citizen portal (`consent-manager` role) or to auditors"));
+        }
+        let q = request.into_inner();
+        if q.citizen_id.is_empty() {
+            return Err(refuse(
+                Code::InvalidArgument,
+                "INVALID_REQUEST",
+                "set citizen_id to the citizen whose history is asked for",
+            ));
+        }
+        let query = Query {
+            subject: Some(self.pseudonyms.pseudonym(&q.citizen_id)),
+            page_size: page_size(q.page_size),
+            before: page_token(&q.page_token)?,
+            ..Query::default()
+        };
+        Ok(Response::new(self.run(query).await?))
+    }
+}

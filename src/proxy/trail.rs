@@ -1,0 +1,129 @@
+//! What the audit log learns about an exchange, gathered as the call goes,
+//! and the recorder that turns it into a durable entry.
+
+use crate::audit::{AuditError, AuditLog, Pseudonymizer};
+use crate::proto::jisr::audit::v1::{AuditRecord, Kind, Outcome};
+use prost::Message as _;
+use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The node's audit log and pseudonym key.
+#[derive(Debug, Clone)]
+pub struct Recorder {
+    /// The log.
+    pub log: Arc<AuditLog>,
+    /// Turns citizen ids into pseudonyms.
+    pub pseudonyms: Pseudonymizer,
+    /// This node's id.
+    pub node: String,
+}
+
+/// The facts of one exchange, filled in step by step.
+#[derive(Debug, Default)]
+pub struct Trail {
+    /// Microseconds since the epoch when the call arrived.
+    pub time_unix_micros: i64,
+    /// Request id.
+    pub request_id: String,
+    /// W3C trace id, if the caller sent a traceparent.
+    pub trace_id: String,
+    /// Consumer agency.
+    pub consumer: String,
+    /// Provider agency (empty for an unknown method).
+    pub provider: String,
+    /// gRPC path.
+    pub method: String,
+    /// `jisr-purpose`.
+    pub purpose: String,
+    /// `jisr-procedure`.
+    pub procedure: String,
+    /// `jisr-official`.
+    pub official: String,
+    /// The basis of the grant.
+    pub basis: String,
+    /// Pseudonym of the subject, once read.
+    pub subject: Option<[u8; 32]>,
+    /// SHA-256 of the request message.
+    pub request_digest: Option<[u8; 32]>,
+}
+
+impl Trail {
+    /// A trail for a call that just arrived.
+    pub fn start(
+        request_id: &str,
+        consumer: &str,
+        method: &str,
+        headers: &http::HeaderMap,
+    ) -> Self {
+        let time_unix_micros = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as i64);
+        Self {
+            time_unix_micros,
+            request_id: request_id.to_owned(),
+            trace_id: trace_id(headers).unwrap_or_default(),
+            consumer: consumer.to_owned(),
+            method: method.to_owned(),
+            ..Self::default()
+        }
+    }
+}
+
+/// The trace id of a W3C `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(headers: &http::HeaderMap) -> Option<String> {
+    let value = headers.get("traceparent")?.to_str().ok()?;
+    let mut parts = value.split('-');
+    let (_version, id) = (parts.next()?, parts.next()?);
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
+}
+
+/// SHA-256 of some bytes.
+pub fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// How the exchange ended, for the record.
+#[derive(Debug, Clone, Copy)]
+pub struct Ending<'a> {
+    /// Allowed, refused or failed.
+    pub outcome: Outcome,
+    /// Refusal or failure reason code ("" when allowed).
+    pub reason: &'a str,
+    /// The gRPC status the consumer gets.
+    pub grpc_status: i32,
+    /// SHA-256 of the response body, for unary answers.
+    pub response_digest: Option<[u8; 32]>,
+}
+
+impl Recorder {
+    /// Appends the exchange's entry and waits until it is durable.
+    pub async fn record(&self, trail: &Trail, ending: Ending<'_>) -> Result<u64, AuditError> {
+        let record = AuditRecord {
+            time_unix_micros: trail.time_unix_micros,
+            node: self.node.clone(),
+            kind: Kind::Exchange as i32,
+            request_id: trail.request_id.clone(),
+            trace_id: trail.trace_id.clone(),
+            consumer: trail.consumer.clone(),
+            official: trail.official.clone(),
+            provider: trail.provider.clone(),
+            method: trail.method.clone(),
+            purpose: trail.purpose.clone(),
+            procedure: trail.procedure.clone(),
+            basis: trail.basis.clone(),
+            consent_id: String::new(),
+            subject: trail.subject.map(|s| s.to_vec()).unwrap_or_default(),
+            outcome: ending.outcome as i32,
+            reason: ending.reason.to_owned(),
+            grpc_status: ending.grpc_status,
+            request_digest: trail.request_digest.map(|d| d.to_vec()).unwrap_or_default(),
+            response_digest: ending
+                .response_digest
+                .map(|d| d.to_vec())
+                .unwrap_or_default(),
+            break_glass: false,
+        };
+        self.log.append(record.encode_to_vec()).await
+    }
+}
