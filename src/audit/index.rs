@@ -104,10 +104,7 @@ impl AuditIndex {
     /// Indexes entries `first..first + records.len()` in one write
     /// transaction; `first` must equal [`Self::indexed_upto`].
     pub fn add(&self, first: u64, records: &[AuditRecord]) -> Result<(), IndexError> {
-        let mut txn = self.db.begin_write().map_err(|e| self.db_err(e))?;
-        if std::env::var_os("IDX_NONDURABLE").is_some() && first % 64_000 != 0 {
-            txn.set_durability(redb::Durability::None).unwrap();
-        }
+        let txn = self.db.begin_write().map_err(|e| self.db_err(e))?;
         {
             let mut meta = txn.open_table(keys::META).map_err(|e| self.db_err(e))?;
             let upto = meta.get(keys::UPTO).map_err(|e| self.db_err(e))?;

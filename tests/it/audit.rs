@@ -69,7 +69,9 @@ fn audit_dir(pki: &Pki, name: &str) -> PathBuf {
     pki.root().join(format!("{name}-audit"))
 }
 
-#[tokio::test]
+// Multi-threaded: connections must keep answering while the test blocks on
+// the gateway's exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exchange_is_recorded_and_receipts_verify_offline() {
     let (pki, mut gw, addr, _echos) = echo_network("", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
@@ -304,4 +306,366 @@ async fn the_audit_api_shows_each_caller_only_what_it_may_see() {
         .unwrap()
         .into_inner();
     assert_eq!(proof.hashes.len(), 1);
+}
+
+/// Starts load on `addr` as education: `workers` tasks calling until `stop`;
+/// returns the request ids of the calls that succeeded.
+fn load(
+    addr: String,
+    pki_files: jisr::tls::TlsFiles,
+    round: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let Ok(client) = channel(&addr, &pki_files).await else {
+            return Vec::new();
+        };
+        let mut workers = Vec::new();
+        for w in 0..8 {
+            let client = client.clone();
+            let stop = stop.clone();
+            workers.push(tokio::spawn(async move {
+                let mut acked = Vec::new();
+                for i in 0..100_000 {
+                    if *stop.borrow() {
+                        break;
+                    }
+                    let id = format!("r{round}-w{w}-{i}");
+                    let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
+                        .with("jisr-request-id", &id);
+                    match call_raw(&client, call).await {
+                        Ok(_) => acked.push(id),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                    }
+                }
+                acked
+            }));
+        }
+        let mut all = Vec::new();
+        for w in workers {
+            all.extend(w.await.unwrap_or_default());
+        }
+        all
+    })
+}
+
+/// Every request id in the log, read through the audit API as the auditor.
+async fn logged_ids(addr: &str, pki: &Pki) -> std::collections::HashSet<String> {
+    let mut cndp = audit_client(addr, pki, "cndp").await;
+    let mut ids = std::collections::HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = cndp
+            .query(pb::QueryRequest {
+                page_size: 1000,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        ids.extend(
+            page.entries
+                .into_iter()
+                .filter_map(|e| e.record.map(|r| r.request_id)),
+        );
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        token = page.next_page_token;
+    }
+}
+
+// Multi-threaded: load keeps running while the test kills the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_acknowledged_exchange_is_lost_when_the_gateway_is_killed_under_load() {
+    let (pki, gw, addr, _echos) = echo_network("", "").await;
+    let config = std::fs::read_to_string(pki.root().join("gateway.toml")).unwrap();
+    let mut gw = gw;
+    let mut addr = addr;
+    let mut acked = Vec::new();
+    let mut seen: Vec<(u64, Vec<u8>)> = Vec::new();
+    for round in 0..3 {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let load = load(addr.clone(), pki.files("education"), round, stopped);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let mut cndp = audit_client(&addr, &pki, "cndp").await;
+        let cp = cndp
+            .get_checkpoint(pb::GetCheckpointRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        seen.push((cp.size, cp.root_hash));
+        gw.kill(); // SIGKILL, mid-load
+        let _ = stop.send(true);
+        acked.extend(load.await.unwrap());
+        let (restarted, new_addr) = start_gateway(&pki, "gateway", &config);
+        gw = restarted;
+        addr = new_addr;
+    }
+    assert!(
+        acked.len() > 50,
+        "the load produced only {} calls",
+        acked.len()
+    );
+    let logged = logged_ids(&addr, &pki).await;
+    let lost: Vec<&String> = acked.iter().filter(|id| !logged.contains(*id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged exchanges are missing from the log, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    // Every checkpoint seen before a kill is consistent with today's tree.
+    let mut cndp = audit_client(&addr, &pki, "cndp").await;
+    let now = checkpoint_at_least(&mut cndp, logged.len() as u64).await;
+    let now_root: [u8; 32] = now.root_hash.clone().try_into().unwrap();
+    for (size, root) in &seen {
+        let proof = cndp
+            .get_consistency_proof(pb::GetConsistencyProofRequest {
+                old_size: *size,
+                new_size: now.size,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let hashes: Vec<[u8; 32]> = proof
+            .hashes
+            .iter()
+            .map(|h| h.clone().try_into().unwrap())
+            .collect();
+        let old: [u8; 32] = root.clone().try_into().unwrap();
+        jisr::audit::merkle::verify_consistency(&hashes, now.size, &now_root, *size, &old).unwrap();
+    }
+    gw.terminate();
+    let dir = audit_dir(&pki, "gateway");
+    let vkey = dir.join("verifier.key");
+    let out = run(&[
+        "audit",
+        "verify",
+        dir.to_str().unwrap(),
+        "--key",
+        vkey.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+/// A closed log with `n` entries, and its verifier key.
+async fn closed_log(n: usize) -> (Pki, PathBuf) {
+    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let client = channel(&addr, &pki.files("education")).await.unwrap();
+    for i in 0..n {
+        let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
+            .with("jisr-request-id", &format!("t-{i}"));
+        call_raw(&client, call).await.unwrap();
+    }
+    drop(client);
+    assert!(gw.terminate().success());
+    let dir = audit_dir(&pki, "gateway");
+    (pki, dir)
+}
+
+/// Byte ranges of the frames of a segment.
+fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        out.push(pos..pos + 8 + len);
+        pos += 8 + len;
+    }
+    out
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_finds_and_locates_every_kind_of_tampering() {
+    let (pki, dir) = closed_log(6).await;
+    let vkey = dir.join("verifier.key");
+    let out = run(&[
+        "audit",
+        "verify",
+        dir.to_str().unwrap(),
+        "--key",
+        vkey.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success() && text(&out).contains("OK:"),
+        "{}",
+        text(&out)
+    );
+    let segment = "00000000000000000000.log";
+    let original = std::fs::read(dir.join(segment)).unwrap();
+    let f = frames(&original);
+    assert_eq!(f.len(), 6);
+    let mut swapped = original[..f[2].start].to_vec();
+    swapped.extend_from_slice(&original[f[3].clone()]);
+    swapped.extend_from_slice(&original[f[2].clone()]);
+    swapped.extend_from_slice(&original[f[4].start..]);
+    let mut deleted = original[..f[3].start].to_vec();
+    deleted.extend_from_slice(&original[f[4].start..]);
+    let mut flipped = original.clone();
+    flipped[f[1].start + 20] ^= 0x01;
+    let cases: [(&str, Vec<u8>, &str); 4] = [
+        (
+            "flipped",
+            flipped,
+            &format!("checksum mismatch at offset {}", f[1].start),
+        ),
+        (
+            "deleted",
+            deleted,
+            "entry 3 is not the entry that was appended",
+        ),
+        (
+            "swapped",
+            swapped,
+            "entry 2 is not the entry that was appended",
+        ),
+        (
+            "truncated",
+            original[..f[4].start].to_vec(),
+            "covers more entries than the log holds (4)",
+        ),
+    ];
+    for (name, bytes, expected) in cases {
+        let copy = pki.root().join(format!("tampered-{name}"));
+        copy_dir(&dir, &copy);
+        std::fs::write(copy.join(segment), bytes).unwrap();
+        let out = run(&[
+            "audit",
+            "verify",
+            copy.to_str().unwrap(),
+            "--key",
+            vkey.to_str().unwrap(),
+        ]);
+        assert!(
+            !out.status.success(),
+            "{name}: verify passed:\n{}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(expected),
+            "{name}: expected {expected:?} in:\n{}",
+            text(&out)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_read_only_disk_gives_audit_unavailable_not_a_crash() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+        return;
+    }
+    let pki = Pki::new();
+    let mnt = pki.root().join("small-disk");
+    std::fs::create_dir_all(&mnt).unwrap();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "mount -t tmpfs failed although running as root"
+    );
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    let _unmount = Unmount(mnt.clone());
+    let echo = crate::support::echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: echo.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let config = format!(
+        "{}\n[audit]\ndir = \"{}/audit\"\n",
+        gateway_config(&pki, &up, "", ""),
+        mnt.display()
+    );
+    let (mut gw, addr) = start_gateway(&pki, "gateway", &config);
+    let client = channel(&addr, &pki.files("education")).await.unwrap();
+    let ok = || RawCall::new(BIRTH, birth("AB123456"), "bac-candidature");
+    call_raw(&client, ok()).await.unwrap();
+    // Fill the disk.
+    let filler = mnt.join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 512 * 1024]);
+    let mut refusal = None;
+    for _ in 0..2000 {
+        match call_raw(&client, ok()).await {
+            Ok(_) => continue,
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
+        }
+    }
+    let status = refusal.expect("the disk never filled up");
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    use tonic_types::StatusExt as _;
+    assert_eq!(
+        status.get_details_error_info().unwrap().reason,
+        "AUDIT_UNAVAILABLE"
+    );
+    assert!(
+        status.message().contains("releases no data"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        gw.child.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "the gateway crashed"
+    );
+    // Space comes back: the gateway records again without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    call_raw(&client, ok())
+        .await
+        .expect("recording resumes once space is freed");
+    // A read-only disk: the node refuses to start and says why, rather
+    // than serve without an audit log.
+    gw.kill();
+    let status = std::process::Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "remount read-only failed");
+    let path = pki.root().join("gateway.toml");
+    let out = jisr()
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("Read-only file system") && stderr.contains("small-disk"),
+        "{stderr}"
+    );
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }

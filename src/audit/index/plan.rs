@@ -53,7 +53,10 @@ impl Plan {
         };
         let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
         let (walk, driven) = if let Some(s) = q.subject {
-            (rows(keys::BY_SUBJECT, keys::subject(&s))?, Driven::Subject(s))
+            (
+                rows(keys::BY_SUBJECT, keys::subject(&s))?,
+                Driven::Subject(s),
+            )
         } else if let Some(a) = given(&q.agency) {
             let walk = match q.side.filter(|s| *s != Side::Unspecified) {
                 Some(side) => rows(keys::BY_AGENCY, keys::agency(&a, side))?,
@@ -64,13 +67,19 @@ impl Plan {
             };
             (walk, Driven::Agency(a, q.side))
         } else if let Some(p) = given(&q.procedure) {
-            (rows(keys::BY_PROCEDURE, keys::text(&p))?, Driven::Procedure(p))
+            (
+                rows(keys::BY_PROCEDURE, keys::text(&p))?,
+                Driven::Procedure(p),
+            )
         } else if let Some(r) = given(&q.reason) {
             (rows(keys::BY_REASON, keys::text(&r))?, Driven::Reason(r))
         } else if q.break_glass {
             (rows(keys::BREAK_GLASS, Vec::new())?, Driven::BreakGlass)
         } else if let Some(o) = q.outcome {
-            (rows(keys::BY_OUTCOME, keys::outcome(o))?, Driven::Outcome(o))
+            (
+                rows(keys::BY_OUTCOME, keys::outcome(o))?,
+                Driven::Outcome(o),
+            )
         } else if timed {
             let walk = TimeWalk::new(&blocks, time, low..below)?;
             return Ok(Self {
@@ -175,7 +184,9 @@ fn window(blocks: &Blocks, time: TimeRange, below: u64) -> Result<(u64, u64), St
         Ok((_, span)) => time.meets(span.value()),
         Err(_) => true,
     };
-    let mut all = all.filter(meeting).map(|row| row.map(|(block, _)| block.value()));
+    let mut all = all
+        .filter(meeting)
+        .map(|row| row.map(|(block, _)| block.value()));
     let Some(newest) = all.next_back().transpose()? else {
         return Ok((0, 0));
     };

@@ -25,7 +25,7 @@ fn entry(i: u64) -> AuditRecord {
         k if k < 90 => citizen(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % CITIZENS),
         _ => Vec::new(),
     };
-    let refused = i % 50 == 0;
+    let refused = i.is_multiple_of(50);
     AuditRecord {
         time_unix_micros: 1_750_000_000_000_000 + i as i64 * 3_000,
         node: "node-1".into(),
@@ -50,7 +50,7 @@ fn entry(i: u64) -> AuditRecord {
         },
         request_digest: vec![7; 32],
         response_digest: vec![9; 32],
-        break_glass: i % 5000 == 0,
+        break_glass: i.is_multiple_of(5000),
         ..Default::default()
     }
 }
