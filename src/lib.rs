@@ -22,6 +22,7 @@
 //! agency back-ends used by the demo, the tests and the benchmarks.
 
 pub mod audit;
+pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

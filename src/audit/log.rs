@@ -57,6 +57,38 @@ pub(super) struct Shared {
     pub(super) verifier: NoteVerifier,
     /// Why the log stopped taking entries, once it has.
     pub(super) failure: Mutex<Option<String>>,
+    /// What the writer has done, for metrics and benchmarks.
+    pub(super) stats: Mutex<WriterStats>,
+}
+
+/// Counters of the writer's work.
+#[derive(Debug, Clone)]
+pub struct WriterStats {
+    /// Batches committed (one fsync each, more at segment boundaries).
+    pub batches: u64,
+    /// Entries committed.
+    pub entries: u64,
+    /// Bytes written to segments (frames).
+    pub segment_bytes: u64,
+    /// fsync latency in microseconds.
+    pub fsync_micros: hdrhistogram::Histogram<u64>,
+    /// Entries per batch.
+    pub batch_sizes: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        // Bounds cover 1 µs to 60 s and batches up to 1 M: construction cannot fail.
+        Self {
+            batches: 0,
+            entries: 0,
+            segment_bytes: 0,
+            fsync_micros: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+                .expect("valid bounds"),
+            batch_sizes: hdrhistogram::Histogram::new_with_bounds(1, 1_000_000, 3)
+                .expect("valid bounds"),
+        }
+    }
 }
 
 /// The audit log of one node: append from any task, read and prove from any
@@ -101,6 +133,7 @@ impl AuditLog {
             checkpoint: RwLock::new(checkpoint),
             verifier,
             failure: Mutex::new(None),
+            stats: Mutex::new(WriterStats::default()),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let writer = Writer::new(
@@ -158,6 +191,15 @@ impl AuditLog {
     pub fn failure(&self) -> Option<String> {
         self.shared
             .failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The writer's counters so far.
+    pub fn stats(&self) -> WriterStats {
+        self.shared
+            .stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()

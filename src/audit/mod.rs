@@ -5,6 +5,7 @@
 //!   inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes (Ed25519) and tlog checkpoints.
 
+pub mod bench;
 mod error;
 mod hashes;
 pub mod keys;

@@ -114,6 +114,10 @@ impl Writer {
         self.shared
             .size
             .store(first + payloads.len() as u64, Ordering::Release);
+        let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.batches += 1;
+        stats.entries += payloads.len() as u64;
+        let _ = stats.batch_sizes.record(payloads.len() as u64);
         Ok(first)
     }
 
@@ -140,10 +144,18 @@ impl Writer {
                 path.display()
             )));
         }
+        let synced = Instant::now();
         if let Err(e) = self.segment.sync_data() {
             let why = format!("fsync of {} failed: {e}", path.display());
             self.fail(why.clone());
             return Err(AuditError::Unavailable(why));
+        }
+        {
+            let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = stats
+                .fsync_micros
+                .record((synced.elapsed().as_micros() as u64).max(1));
+            stats.segment_bytes += bytes.len() as u64;
         }
         self.tail.len += bytes.len() as u64;
         self.tail.records += chunk.len() as u64;

@@ -67,6 +67,21 @@ pub enum AuditCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Measure durable appends, fsync latency, bytes per entry and history queries.
+    Bench {
+        /// Entries per append run.
+        #[arg(long, default_value_t = 100_000)]
+        entries: u64,
+        /// Concurrent appenders, one run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,16,128,1024")]
+        concurrency: Vec<usize>,
+        /// Entries in the log for the history query (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        history_entries: u64,
+        /// Where to write the logs (default: a temporary directory).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Check a receipt offline against the node's verifier key.
     CheckReceipt {
         /// The receipt file written by `jisr audit prove`.
@@ -171,6 +186,14 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             prove(&conn, index, out.as_deref()).await.map(|()| true)
         }
         AuditCommand::CheckReceipt { receipt, key } => check_receipt(&receipt, key.as_deref()),
+        AuditCommand::Bench {
+            entries,
+            concurrency,
+            history_entries,
+            dir,
+        } => bench(entries, &concurrency, history_entries, dir)
+            .await
+            .map(|()| true),
     }
 }
 
@@ -558,4 +581,28 @@ fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
             Ok(false)
         }
     }
+}
+
+async fn bench(
+    entries: u64,
+    levels: &[usize],
+    history_entries: u64,
+    dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let temp = tempfile::Builder::new()
+        .prefix("jisr-audit-bench-")
+        .tempdir_in(dir.unwrap_or_else(std::env::temp_dir))?;
+    println!(
+        "durable appends ({} entries per run; each appender waits for its entry's fsync)...",
+        entries
+    );
+    let appends = audit::bench::appends(temp.path(), entries, levels).await?;
+    let history = if history_entries > 0 {
+        println!("citizen history at {history_entries} entries (100,000 citizens)...");
+        Some(audit::bench::history(temp.path(), history_entries, 100_000, 1000).await?)
+    } else {
+        None
+    };
+    println!("\n{}", audit::bench::render(&appends, history.as_ref()));
+    Ok(())
 }

@@ -27,6 +27,7 @@ pub(super) fn run(command: Command) -> ExitCode {
                 }
             };
         }
+        Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
         Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
         Command::SampleProvider {
             agency,

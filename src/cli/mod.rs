@@ -80,6 +80,9 @@ pub enum Command {
         #[command(subcommand)]
         command: audit::AuditCommand,
     },
+    /// Measure throughput and latency: through a gateway, or with --compare
+    /// against calling the providers directly and through nginx.
+    Bench(crate::bench::BenchArgs),
     /// Run one of the sample agency back-ends (civil-status, tax, health).
     SampleProvider {
         /// Agency id.

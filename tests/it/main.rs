@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)]
 
 mod audit;
+mod bench;
 mod certificates;
 mod cli;
 mod lifecycle;

@@ -1,0 +1,79 @@
+//! `jisr bench` against its own network (sample providers and a gateway as
+//! separate processes): every call succeeds and the numbers are sane. No
+//! timing assertions: a benchmark is not a timed test.
+
+use crate::support::*;
+
+#[test]
+fn bench_runs_real_calls_through_its_own_network() {
+    let out = jisr()
+        .args([
+            "bench",
+            "--requests",
+            "200",
+            "--connections",
+            "2",
+            "--in-flight",
+            "8",
+            "--warmup",
+            "0s",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let jisr = &doc["jisr"];
+    assert_eq!(jisr["errors"]["total"], 0, "{doc:#}");
+    assert_eq!(jisr["requests"], 200, "{doc:#}");
+    assert!(jisr["requests_per_s"].as_f64().unwrap() > 0.0, "{doc:#}");
+    let p = &jisr["latency_us"];
+    let [p50, p90, p99, p999] = ["p50", "p90", "p99", "p999"].map(|k| p[k].as_u64().unwrap());
+    assert!(
+        0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= p999,
+        "{doc:#}"
+    );
+    // The gateway ran as its own process, so its memory is known.
+    let rss = jisr["gateway"]["peak_rss_mb"].as_f64().unwrap();
+    assert!(rss > 1.0 && rss < 1024.0, "{doc:#}");
+    assert!(doc.get("nginx").is_none() && doc.get("direct").is_none());
+}
+
+#[test]
+fn bench_prints_a_table_for_a_named_gateway() {
+    let network = Network::start("", "");
+    let out = jisr()
+        .args([
+            "bench",
+            "--requests",
+            "50",
+            "--connections",
+            "1",
+            "--in-flight",
+            "4",
+        ])
+        .args(["--warmup", "0s", "--gateway", &network.addr, "--pki"])
+        .arg(&network.pki.dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("jisr "))
+        .unwrap_or_else(|| panic!("no jisr line:\n{stdout}"));
+    let errors = line.split_whitespace().nth(6);
+    assert_eq!(errors, Some("0"), "{stdout}");
+    // Found through its listening socket: the gateway is a local process.
+    let pid = network.gateway.child.as_ref().unwrap().id();
+    assert!(
+        stdout.contains(&format!("gateway: process {pid}")),
+        "{stdout}"
+    );
+}
