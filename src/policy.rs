@@ -12,16 +12,36 @@ use crate::identity::AgencyId;
 use std::collections::HashMap;
 
 /// Permission to make one call: who, for what purpose, on which basis.
+/// Only [`MethodAccess::check`] makes one (the fields are private), and
+/// forwarding takes one: a call cannot be forwarded unchecked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant<'a> {
+    consumer: &'a AgencyId,
+    purpose: &'a str,
+    basis: &'a Basis,
+    rule: usize,
+}
+
+impl<'a> Grant<'a> {
     /// The calling agency.
-    pub consumer: &'a AgencyId,
+    pub fn consumer(&self) -> &'a AgencyId {
+        self.consumer
+    }
+
     /// The declared purpose.
-    pub purpose: &'a str,
+    pub fn purpose(&self) -> &'a str {
+        self.purpose
+    }
+
     /// The basis the rule names (a law, or consent).
-    pub basis: &'a Basis,
+    pub fn basis(&self) -> &'a Basis {
+        self.basis
+    }
+
     /// Index of the rule in the config (for logs and audit).
-    pub rule: usize,
+    pub fn rule(&self) -> usize {
+        self.rule
+    }
 }
 
 /// Why a call is not allowed.

@@ -162,6 +162,16 @@ pub enum TlsError {
         /// What rustls said.
         detail: String,
     },
+    /// The certificate names another identity than the one configured.
+    #[error("the certificate in {path} is for {found}, but this node is {expected}; issue the node's certificate for `{expected}` (e.g. `jisr pki init --gateway-node <node.id>`) or fix `node.id`")]
+    WrongIdentity {
+        /// The certificate file.
+        path: PathBuf,
+        /// What the certificate says.
+        found: String,
+        /// What the config says.
+        expected: String,
+    },
     /// rustls refused the assembled configuration.
     #[error("cannot set up TLS with CA {ca}: {detail}")]
     Setup {
@@ -298,6 +308,29 @@ fn pem_error(role: FileRole, path: &Path, err: rustls::pki_types::pem::Error) ->
         path: path.to_owned(),
         detail: err.to_string(),
     }
+}
+
+/// Checks that the node's own certificate carries the SPIFFE id `expect`.
+pub fn check_own_identity(
+    files: &TlsFiles,
+    domain: &TrustDomain,
+    expect: &PeerIdentity,
+) -> Result<(), TlsError> {
+    let chain: Vec<CertificateDer<'static>> = load_all(FileRole::Cert, &files.cert)?;
+    let describe = |id: &PeerIdentity| match id {
+        PeerIdentity::Agency(a) => domain.agency_uri(a),
+        PeerIdentity::Gateway(g) => domain.gateway_uri(g.as_str()),
+    };
+    let found = match PeerIdentity::from_cert_der(&chain[0], domain) {
+        Ok(id) if &id == expect => return Ok(()),
+        Ok(id) => describe(&id),
+        Err(e) => e.to_string(),
+    };
+    Err(TlsError::WrongIdentity {
+        path: files.cert.clone(),
+        found,
+        expected: describe(expect),
+    })
 }
 
 /// All PEM items of type `T` in `path`; an error if there are none.

@@ -98,6 +98,18 @@ fn build(
             continue; // an imported file: its services are not offered here
         };
         let at = agency_location(config, provider);
+        if super::is_reserved_service(service.full_name()) {
+            errors.0.push(ConfigError {
+                at: at.clone(),
+                message: format!(
+                    "contract `{}` declares `{}`, in a package reserved for the gateway's own services (grpc.health, grpc.reflection, jisr)",
+                    service.parent_file().name(),
+                    service.full_name()
+                ),
+                fix: "give the agency's contract a package of its own, e.g. `ma.<agency>.v1`".into(),
+            });
+            continue;
+        }
         let service_category = default_category_ext
             .as_ref()
             .and_then(|ext| enum_option(&service.options(), ext));

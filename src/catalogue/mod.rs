@@ -19,6 +19,15 @@ use std::sync::Arc;
 
 pub use load::ANNOTATIONS_PROTO;
 
+/// Package prefixes of the services the gateway serves itself.
+const RESERVED: [&str; 3] = ["grpc.health.", "grpc.reflection.", "jisr."];
+
+/// Whether a service (or `service/method` path) belongs to the gateway's
+/// own reserved packages.
+pub fn is_reserved_service(name: &str) -> bool {
+    RESERVED.iter().any(|prefix| name.starts_with(prefix))
+}
+
 /// The category of personal data a method releases (`jisr.DataCategory`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Category {

@@ -86,6 +86,9 @@ fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
     let rt = runtime()?;
     rt.block_on(async move {
+        // Everything that can be wrong with the config is found before the
+        // port is taken, so a busy port never hides a config error.
+        let (gateway, server_tls) = proxy::Gateway::build(&config).map_err(start_error)?;
         let listener = tokio::net::TcpListener::bind(config.node.listen)
             .await
             .map_err(|e| {
@@ -94,7 +97,6 @@ fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
                     config.node.listen
                 )
             })?;
-        let (gateway, server_tls) = proxy::Gateway::build(&config).map_err(start_error)?;
         let local = listener.local_addr()?;
         tracing::info!(node = %config.node.id, addr = %local, "gateway listening");
         if let Some(file) = addr_file {
@@ -129,26 +131,33 @@ fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
 fn check_config(path: &Path) -> ExitCode {
     match load_all(path) {
         Ok((config, catalogue)) => {
-            let tls_check = tls::server_config(
-                &config.tls,
-                &config.node.trust_domain,
-                tls::Accept::Agencies,
-            );
+            let domain = &config.node.trust_domain;
+            let node = crate::identity::PeerIdentity::Gateway(config.node.id.clone());
+            let tls_check = tls::check_own_identity(&config.tls, domain, &node)
+                .and_then(|()| tls::server_config(&config.tls, domain, tls::Accept::Agencies));
             if let Err(e) = tls_check {
-                println!("{}: error: {e}", path.display());
+                let errors = ConfigErrors(vec![config::ConfigError {
+                    at: None,
+                    message: format!("[tls]: {e}"),
+                    fix: "fix the [tls] paths or the certificate files; `jisr pki init` makes a development set".into(),
+                }]);
+                println!("{}", config::report(&errors));
                 return ExitCode::from(EXIT_INVALID_CONFIG);
             }
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
             println!(
-                "{}: ok — {} agencies, {} methods, {} rules",
+                "{}: ok — {}, {}, {}",
                 path.display(),
-                config.agencies.len(),
-                catalogue.methods().len(),
-                config.rules.len()
+                plural(config.agencies.len(), "agency", "agencies"),
+                plural(catalogue.methods().len(), "method", "methods"),
+                plural(config.rules.len(), "rule", "rules")
             );
             ExitCode::SUCCESS
         }
         Err(errors) => {
-            print!("{}", config::report(&errors));
+            println!("{}", config::report(&errors));
             ExitCode::from(EXIT_INVALID_CONFIG)
         }
     }

@@ -55,8 +55,8 @@ fn a_rule_grants_its_methods_for_its_purposes_only() {
         .access("/ma.civilstatus.v1.CivilStatus/GetBirthRecord")
         .unwrap();
     let grant = birth.check(&education, "bac-candidature").unwrap();
-    assert_eq!(grant.basis, &Basis::Law("55-19".into()));
-    assert_eq!(grant.rule, 0);
+    assert_eq!(grant.basis(), &Basis::Law("55-19".into()));
+    assert_eq!(grant.rule(), 0);
     assert_eq!(
         birth.check(&education, "tax-household"),
         Err(Denial::PurposeNotAllowed {
@@ -96,7 +96,7 @@ fn conflicting_bases_are_reported() {
         conflicts[0].1
     );
     let access = policy.access("/ma.tax.v1.TaxRecords/GetTaxStatus").unwrap();
-    assert_eq!(access.check(&id("tax"), "tax-household").unwrap().rule, 0);
+    assert_eq!(access.check(&id("tax"), "tax-household").unwrap().rule(), 0);
 }
 
 #[test]
@@ -146,7 +146,7 @@ proptest! {
                     });
                     let got = policy
                         .access(&format!("/{service}/{method}"))
-                        .map(|a| a.check(&consumer, purpose).map(|g| (g.rule, g.basis.clone())));
+                        .map(|a| a.check(&consumer, purpose).map(|g| (g.rule(), g.basis().clone())));
                     match (first, got) {
                         (Some((i, r)), Some(Ok((rule, basis)))) => {
                             prop_assert_eq!(rule, i);

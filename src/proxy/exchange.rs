@@ -113,7 +113,7 @@ impl Exchange {
             .access
             .check(cx.consumer, &metadata.purpose)
             .map_err(|d| self.denied(cx.consumer, &metadata, d))?;
-        trail.basis = grant.basis.to_string();
+        trail.basis = grant.basis().to_string();
         let work = self.forward(request, &grant, cx, deadline, trail);
         match deadline {
             Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
@@ -185,7 +185,7 @@ impl Exchange {
         let headers = &mut parts.headers;
         headers.remove(HOST);
         headers.remove(metadata::CONSUMER);
-        headers.insert(metadata::CONSUMER, header(grant.consumer.as_str()));
+        headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
         headers.insert(metadata::REQUEST_ID, header(cx.request_id));
         if let Some(at) = deadline {
             let left = at.saturating_duration_since(Instant::now());
@@ -218,7 +218,7 @@ impl Exchange {
             .insert(metadata::REQUEST_ID, header(cx.request_id));
         parts
             .headers
-            .insert(metadata::BASIS, header(&grant.basis.to_string()));
+            .insert(metadata::BASIS, header(&grant.basis().to_string()));
         if route.streaming == Streaming::Server {
             let body = Passthrough::new(body, deadline, route.provider.to_string());
             return Ok(Answer::Stream(Response::from_parts(parts, Body::new(body))));

@@ -83,6 +83,8 @@ impl Gateway {
         let catalogue = Catalogue::load(config)?;
         let policy = Policy::compile(config, &catalogue)?;
         let domain = config.node.trust_domain.clone();
+        let node = PeerIdentity::Gateway(config.node.id.clone());
+        tls::check_own_identity(&config.tls, &domain, &node)?;
         let server_tls = tls::server_config(&config.tls, &domain, tls::Accept::Agencies)?;
         let mut upstreams: HashMap<AgencyId, Arc<Upstream>> = HashMap::new();
         for agency in &config.agencies {
@@ -201,11 +203,10 @@ impl Gateway {
 }
 
 /// Paths served by Jisr itself rather than forwarded. Agency contracts may
-/// not use these package prefixes.
+/// not use these package prefixes (the catalogue refuses them).
 fn is_own(path: &str) -> bool {
-    path.starts_with("/grpc.health.")
-        || path.starts_with("/grpc.reflection.")
-        || path.starts_with("/jisr.")
+    path.strip_prefix('/')
+        .is_some_and(crate::catalogue::is_reserved_service)
 }
 
 /// Opens the node's audit log with its keys (created on first start).
@@ -241,10 +242,20 @@ fn own_services(
         .register_file_descriptor_set(fds)
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
+    // v1alpha too: many deployed grpcurl and IDE clients still speak only it.
+    let reflection_alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(crate::proto::JISR_FILE_DESCRIPTOR_SET)
+        .register_file_descriptor_set(prost_types::FileDescriptorSet {
+            file: catalogue.pool().file_descriptor_protos().cloned().collect(),
+        })
+        .build_v1alpha()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
     let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(audit);
     Ok((
         Routes::new(health)
             .add_service(reflection)
+            .add_service(reflection_alpha)
             .add_service(audit),
         reporter,
     ))

@@ -31,8 +31,6 @@ pub enum Reason {
     ProviderUnavailable,
     /// The caller's deadline passed.
     DeadlineExceeded,
-    /// The gateway is shutting down.
-    ShuttingDown,
     /// The exchange could not be recorded, so no data is released.
     AuditUnavailable,
 }
@@ -50,7 +48,6 @@ impl Reason {
             Self::MessageTooLarge => "MESSAGE_TOO_LARGE",
             Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
-            Self::ShuttingDown => "SHUTTING_DOWN",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
         }
     }
@@ -64,9 +61,7 @@ impl Reason {
             Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
             Self::InvalidRequest => Code::InvalidArgument,
             Self::MessageTooLarge => Code::ResourceExhausted,
-            Self::ProviderUnavailable | Self::ShuttingDown | Self::AuditUnavailable => {
-                Code::Unavailable
-            }
+            Self::ProviderUnavailable | Self::AuditUnavailable => Code::Unavailable,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }

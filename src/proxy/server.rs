@@ -98,7 +98,13 @@ async fn handshake(
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
-            tracing::warn!(%peer, reason = %tls::handshake_failure_reason(&e), "TLS handshake refused");
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                // Load balancers' and orchestrators' TCP probes connect and
+                // close: routine, not a refused peer.
+                tracing::debug!(%peer, "connection closed before the TLS handshake completed");
+            } else {
+                tracing::warn!(%peer, reason = %tls::handshake_failure_reason(&e), "TLS handshake refused");
+            }
             return None;
         }
         Err(_) => {
