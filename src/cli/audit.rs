@@ -103,7 +103,7 @@ pub struct Connection {
     pki: PathBuf,
     /// The agency to call as.
     #[arg(long = "as", default_value = "portal")]
-    agency: String,
+    caller: String,
 }
 
 /// `jisr audit query` filters.
@@ -243,7 +243,7 @@ async fn connect(conn: &Connection) -> anyhow::Result<AuditClient<Channel>> {
             .to_owned(),
         None => conn.gateway.clone(),
     };
-    let files = TlsFiles::for_agency(&conn.pki, &conn.agency);
+    let files = TlsFiles::for_agency(&conn.pki, &conn.caller);
     let channel = Channel::from_shared(format!("https://{addr}"))?
         .tls_config(tls::tonic_client_tls(&files)?)?
         .connect()

@@ -669,3 +669,87 @@ fn is_root() -> bool {
         .map(|o| o.stdout.starts_with(b"0\n"))
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_queries_tails_and_reindexes_the_log() {
+    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    for i in 0..3 {
+        let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
+            .with("jisr-procedure", &format!("proc-{i}"));
+        call_raw(&education, call).await.unwrap();
+    }
+    assert!(call_raw(
+        &education,
+        RawCall::new(BIRTH, birth("AB123456"), "tax-household")
+    )
+    .await
+    .is_err());
+    let pki_dir = pki.dir.to_str().unwrap().to_owned();
+    let base = ["--gateway", &addr, "--pki", &pki_dir, "--as", "cndp"];
+    let mut args = vec!["audit", "query"];
+    args.extend(base);
+    args.extend(["--outcome", "refused", "--json"]);
+    let out = run(&args);
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["reason"], "PURPOSE_NOT_ALLOWED");
+    let mut args = vec!["audit", "query"];
+    args.extend(base);
+    args.extend(["--citizen", "AB123456"]);
+    let out = run(&args);
+    // The refused call was refused before its body was read: it names no citizen.
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        3,
+        "{}",
+        text(&out)
+    );
+    let mut args = vec!["audit", "tail"];
+    args.extend(base);
+    args.extend(["--lines", "2"]);
+    let out = run(&args);
+    let tail = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(tail.lines().count(), 2, "{tail}");
+    assert!(
+        tail.lines().last().unwrap().contains("refused"),
+        "oldest first, newest last: {tail}"
+    );
+    // Offline: rebuild the indexes, then the gateway answers the same.
+    drop(education);
+    assert!(gw.terminate().success());
+    let dir = audit_dir(&pki, "gateway");
+    std::fs::remove_file(dir.join("index.redb")).unwrap();
+    let out = run(&["audit", "reindex", dir.to_str().unwrap()]);
+    assert!(
+        out.status.success() && text(&out).contains("reindexed 4 entries"),
+        "{}",
+        text(&out)
+    );
+    let config = std::fs::read_to_string(pki.root().join("gateway.toml")).unwrap();
+    let (_gw, addr) = start_gateway(&pki, "gateway", &config);
+    let args = [
+        "audit",
+        "query",
+        "--gateway",
+        &addr,
+        "--pki",
+        &pki_dir,
+        "--as",
+        "cndp",
+        "--procedure",
+        "proc-1",
+        "--json",
+    ];
+    let out = run(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().count(),
+        1,
+        "{}",
+        text(&out)
+    );
+}
