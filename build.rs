@@ -5,6 +5,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/jisr/annotations.proto",
         "proto/jisr/audit/v1/audit.proto",
+        "proto/jisr/consent/v1/consent.proto",
         "proto/agencies/civilstatus/v1/civilstatus.proto",
         "proto/agencies/tax/v1/tax.proto",
         "proto/agencies/health/v1/health.proto",
@@ -12,7 +13,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let fds = protox::compile(protos, ["proto"])?;
     // Jisr's own APIs, for server reflection.
-    let own = protox::compile(["proto/jisr/audit/v1/audit.proto"], ["proto"])?;
+    let own = protox::compile(
+        [
+            "proto/jisr/audit/v1/audit.proto",
+            "proto/jisr/consent/v1/consent.proto",
+        ],
+        ["proto"],
+    )?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("jisr_own.bin"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs Jisr's whole test suite: unit, property and black-box tests.
-# Works on a fresh Debian machine with only the Rust toolchain; servers a
-# test needs (none yet beyond Jisr's own processes) are installed here when
-# missing, and the tests start their own instances on free loopback ports.
+# Works on a fresh Debian machine with only the Rust toolchain; servers the
+# tests need beyond Jisr's own processes are installed here when
+# missing (redis-server for the consent store tests), and the tests start
+# their own instances on free loopback ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,10 @@ need_pkg() { # need_pkg COMMAND PACKAGE
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
 }
 
-# (Redis and nginx join here with the consent and benchmark work.)
+# The consent store tests start their own redis-server (and a cluster with
+# redis-cli, which the same package installs).
+need_pkg redis-server redis-server
+# (nginx joins here with the benchmark work.)
 
 if command -v cargo-nextest >/dev/null 2>&1; then
   # One build, tests in parallel across binaries and within them.

@@ -26,6 +26,7 @@ pub mod bench;
 pub mod catalogue;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod demo;
 pub mod identity;
 pub mod pki;

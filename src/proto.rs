@@ -12,6 +12,14 @@ pub const JISR_FILE_DESCRIPTOR_SET: &[u8] =
 pub mod jisr {
     tonic::include_proto!("jisr");
 
+    /// Citizens' consents and their API.
+    pub mod consent {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("jisr.consent.v1");
+        }
+    }
+
     /// The audit log's records and API.
     pub mod audit {
         /// Version 1.

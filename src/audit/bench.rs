@@ -81,6 +81,7 @@ fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64) -> Vec<u8> {
         request_digest: vec![0xab; 32],
         response_digest: vec![0xcd; 32],
         break_glass: false,
+        justification: String::new(),
     }
     .encode_to_vec()
 }

@@ -104,6 +104,17 @@ impl Pseudonymizer {
         }
     }
 
+    /// A keyed digest of a message (HMAC-SHA-256 under a key derived from
+    /// the pseudonym key): proves what was exchanged to the key holder, but
+    /// unlike a plain hash cannot be matched against guessed messages such
+    /// as a request naming a candidate citizen id.
+    pub fn digest(&self, message: &[u8]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"jisr-digest-v1\0");
+        mac.update(message);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The pseudonym of a citizen id.
     pub fn pseudonym(&self, citizen_id: &str) -> [u8; 32] {
         let mut mac = self.mac.clone();

@@ -150,6 +150,13 @@ impl NoteSigner {
         }
     }
 
+    /// Signs arbitrary bytes (an Ed25519 signature, 64 bytes). Callers
+    /// put a domain-separation prefix in `message` so a signature made for
+    /// one purpose cannot pass for another (e.g. a note).
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.key.sign(message).to_bytes()
+    }
+
     /// Signs `text` (which must end in a newline and hold no control
     /// characters other than newlines) and returns the signed note:
     /// `text ‖ "\n" ‖ "— <name> base64(key id ‖ signature)\n"`.
@@ -164,6 +171,16 @@ impl NoteSigner {
             self.name,
             B64.encode(blob)
         ))
+    }
+}
+
+impl NoteVerifier {
+    /// Whether `signature` is this key's Ed25519 signature of `message`.
+    pub fn verify_bytes(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+            return false;
+        };
+        self.key.verify_strict(message, &signature).is_ok()
     }
 }
 

@@ -6,7 +6,7 @@
 //! holds each record's byte offset (derived, rebuilt when it disagrees).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -190,16 +190,15 @@ pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Opens a segment for appending at its end.
+/// Opens a segment for appending. In append mode every write lands at the
+/// current end of the file, so after a failed write is cut off with
+/// `set_len`, the next write continues right there (no gap).
 pub fn open_append(path: &Path) -> io::Result<File> {
-    let mut file = OpenOptions::new()
+    OpenOptions::new()
         .create(true)
-        .truncate(false)
         .read(true)
-        .write(true)
-        .open(path)?;
-    file.seek(SeekFrom::End(0))?;
-    Ok(file)
+        .append(true)
+        .open(path)
 }
 
 /// Makes a directory entry (a new or renamed file) durable.

@@ -160,6 +160,9 @@ impl Writer {
         self.tail.len += bytes.len() as u64;
         self.tail.records += chunk.len() as u64;
         if let Err(e) = self.index.write_all(&offsets) {
+            let _ = self
+                .index
+                .set_len(self.tail.records.saturating_sub(chunk.len() as u64) * 8);
             // The index is derived; the records are durable. Restart rebuilds it.
             self.fail(format!("writing the offset index failed: {e}"));
         }
@@ -237,7 +240,11 @@ impl Writer {
                     .unwrap_or_else(|e| e.into_inner()) = signed;
                 self.last_checkpoint = Instant::now();
             }
-            Err(e) => tracing::error!(error = %e, "cannot publish an audit checkpoint"),
+            Err(e) => {
+                // Retry at the next interval, not in a tight loop.
+                self.last_checkpoint = Instant::now();
+                tracing::error!(error = %e, "cannot publish an audit checkpoint; retrying at the next interval");
+            }
         }
     }
 

@@ -88,7 +88,7 @@ fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
     rt.block_on(async move {
         // Everything that can be wrong with the config is found before the
         // port is taken, so a busy port never hides a config error.
-        let (gateway, server_tls) = proxy::Gateway::build(&config).map_err(start_error)?;
+        let (gateway, server_tls) = proxy::Gateway::build(&config).await.map_err(start_error)?;
         let listener = tokio::net::TcpListener::bind(config.node.listen)
             .await
             .map_err(|e| {

@@ -31,7 +31,8 @@ pub use pattern::{Basis, MethodPattern};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 use sections::{
-    AGENCY_KEYS, AUDIT_KEYS, CATALOGUE_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS, TLS_KEYS,
+    AGENCY_KEYS, AUDIT_KEYS, CATALOGUE_KEYS, CONSENT_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS,
+    TLS_KEYS,
 };
 use table::{closest, Ctx, Section};
 
@@ -54,6 +55,23 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Where consents are kept.
+    pub consent: ConsentConfig,
+}
+
+/// `[consent]`: the consent store and the key that signs consents.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentConfig {
+    /// The embedded store's file (default `consents.redb`), used when no
+    /// Redis is configured.
+    pub path: PathBuf,
+    /// The key that signs consent artefacts (default
+    /// `consent-signing.key`; created if absent). Every replica must share it.
+    pub signing_key: PathBuf,
+    /// Redis (`redis://…` or `redis+cluster://…`) shared by replicas.
+    pub redis_url: Option<String>,
+    /// How long a consent check may wait for the store (default 250 ms).
+    pub timeout: Duration,
 }
 
 /// `[audit]`: where the node keeps its audit log and keys.
@@ -164,6 +182,11 @@ pub struct RuleConfig {
     pub at: Location,
     /// Where each entry of `methods` is, in the same order.
     pub methods_at: Vec<Location>,
+    /// The response fields released (minimisation); `None` releases all.
+    pub release: Option<Vec<String>>,
+    /// An emergency rule: `jisr-justification` is required and the exchange
+    /// is flagged for review.
+    pub break_glass: bool,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -171,6 +194,7 @@ const TOP_KEYS: &[&str] = &[
     "tls",
     "catalogue",
     "audit",
+    "consent",
     "purpose",
     "agency",
     "rule",
@@ -254,6 +278,11 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| sections::audit(ctx, Some(&s), &base)),
         None => sections::audit(ctx, None, &base),
     };
+    let consent = match top.table.get("consent") {
+        Some(v) => Section::new("[consent]", v, CONSENT_KEYS, ctx)
+            .and_then(|s| sections::consent(ctx, Some(&s), &base)),
+        None => sections::consent(ctx, None, &base),
+    };
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -283,6 +312,7 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         agencies: agencies.into_iter().collect::<Option<_>>()?,
         rules: rules.into_iter().collect::<Option<_>>()?,
         audit: audit?,
+        consent: consent?,
     })
 }
 

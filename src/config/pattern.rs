@@ -117,8 +117,8 @@ impl fmt::Display for MethodPattern {
 pub enum Basis {
     /// A legal text, written `law:<reference>`, e.g. `law:55-19`.
     Law(String),
-    /// The citizen's recorded consent, written `consent` (recognised, but not
-    /// accepted by this version: there is no consent store yet).
+    /// The citizen's recorded consent, written `consent`: each call must name
+    /// a valid consent (`jisr-consent`).
     Consent,
 }
 

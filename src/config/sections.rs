@@ -11,7 +11,8 @@ use toml::Spanned;
 use super::pattern::{Basis, MethodPattern};
 use super::table::{Ctx, Section};
 use super::{
-    AgencyConfig, AuditConfig, CatalogueConfig, NodeConfig, PurposeConfig, Role, RuleConfig,
+    AgencyConfig, AuditConfig, CatalogueConfig, ConsentConfig, NodeConfig, PurposeConfig, Role,
+    RuleConfig,
 };
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -33,7 +34,15 @@ pub(super) const AUDIT_KEYS: &[&str] = &[
     "pseudonym_key",
     "checkpoint_interval_ms",
 ];
-pub(super) const RULE_KEYS: &[&str] = &["consumer", "methods", "purposes", "basis"];
+pub(super) const RULE_KEYS: &[&str] = &[
+    "consumer",
+    "methods",
+    "purposes",
+    "basis",
+    "release",
+    "break_glass",
+];
+pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "timeout_ms"];
 
 /// Default and bounds of `node.max_message_bytes`.
 pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -356,27 +365,41 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
         Some(list.into_iter().map(Spanned::into_inner).collect::<Vec<_>>())
     });
     let basis = s.req_str(ctx, "basis", "\"law:55-19\"");
+    let basis_at = basis.as_ref().map(|v| v.span());
     let basis = basis.and_then(|v| match Basis::parse_parts(v.get_ref()) {
-        Ok(Basis::Consent) => {
-            ctx.error(
-                &v.span(),
-                "basis `consent` needs the consent store, which this version does not have yet",
-                "use a legal basis `law:<reference>`",
-            );
-            None
-        }
         Ok(basis) => Some(basis),
         Err((message, fix)) => {
             ctx.error(&v.span(), message, fix);
             None
         }
     });
+    let release = match s.opt_str_list(ctx, "release", "[\"first_name\", \"birth_date\"]") {
+        Some(list) => Some(Some(
+            list.into_iter()
+                .map(Spanned::into_inner)
+                .collect::<Vec<_>>(),
+        )),
+        None => s.table.get("release").is_none().then_some(None),
+    };
+    let break_glass = match s.opt_bool(ctx, "break_glass", "true") {
+        Some(b) => Some(b.into_inner()),
+        None => s.table.get("break_glass").is_none().then_some(false),
+    };
+    if let (Some(true), Some(Basis::Consent), Some(span)) = (break_glass, &basis, basis_at) {
+        ctx.error(
+            &span,
+            "a break-glass rule cannot rest on consent: it is for emergencies where consent cannot be asked",
+            "name the legal basis of emergency access, e.g. `basis = \"law:emergency-care\"`",
+        );
+    }
     let (methods, methods_at) = methods?;
     Some(RuleConfig {
         consumer: consumer?,
         methods,
         purposes: purposes?,
         basis: basis?,
+        release: release?,
+        break_glass: break_glass?,
         at: ctx.at(&s.span),
         methods_at,
     })
@@ -465,5 +488,57 @@ pub(super) fn audit(
         pseudonym_key: pseudonym_key?,
         // In 10..=60000 (checked by `bounded`), so the cast is lossless.
         checkpoint_interval: Duration::from_millis(interval? as u64),
+    })
+}
+
+/// `[consent]`, or its defaults when the section is absent.
+pub(super) fn consent(
+    ctx: &mut Ctx,
+    s: Option<&Section<'_, '_>>,
+    base: &Path,
+) -> Option<ConsentConfig> {
+    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
+        match s {
+            Some(s) if s.table.get(key).is_some() => {
+                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
+                non_empty_path(ctx, s, key, &value, base)
+            }
+            _ => Some(resolve(base, default)),
+        }
+    };
+    let path = file("path", "consents.redb");
+    let signing_key = file("signing_key", "consent-signing.key");
+    let redis_url = match s {
+        Some(s) => match s.opt_str(ctx, "redis_url", "\"redis://127.0.0.1:6379\"") {
+            Some(url) => {
+                let text = url.get_ref();
+                if text.starts_with("redis://")
+                    || text.starts_with("rediss://")
+                    || text.starts_with("redis+cluster://")
+                {
+                    Some(Some(url.into_inner()))
+                } else {
+                    ctx.error(
+                        &url.span(),
+                        format!("`redis_url` `{text}` is not a Redis URL"),
+                        "write `redis://host:port` for one server, or `redis+cluster://h1:p1,h2:p2` for a cluster",
+                    );
+                    None
+                }
+            }
+            None => s.table.get("redis_url").is_none().then_some(None),
+        },
+        None => Some(None),
+    };
+    let timeout = match s {
+        Some(s) => bounded(ctx, s, "timeout_ms", (10, 10_000, 250)),
+        None => Some(250),
+    };
+    Some(ConsentConfig {
+        path: path?,
+        signing_key: signing_key?,
+        redis_url: redis_url?,
+        // In 10..=10000 (checked by `bounded`), so the cast is lossless.
+        timeout: Duration::from_millis(timeout? as u64),
     })
 }

@@ -194,6 +194,23 @@ impl<'a, 'i> Section<'a, 'i> {
         }
     }
 
+    /// An optional boolean.
+    pub(super) fn opt_bool(
+        &self,
+        ctx: &mut Ctx,
+        key: &str,
+        example: &str,
+    ) -> Option<Spanned<bool>> {
+        let value = self.get(key)?;
+        match value.get_ref().as_bool() {
+            Some(b) => Some(Spanned::new(value.span(), b)),
+            None => {
+                self.wrong_type(ctx, key, "true or false", value, example);
+                None
+            }
+        }
+    }
+
     /// An optional array of strings (`None` if absent or wrong).
     pub(super) fn opt_str_list(
         &self,

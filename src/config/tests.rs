@@ -361,12 +361,18 @@ fn empty_lists() {
 }
 
 #[test]
-fn consent_basis_is_not_available_yet() {
-    one_error(
+fn consent_basis_is_accepted_but_not_for_break_glass() {
+    let config = Config::from_toml(
         &with("\"law:55-19\"", "\"consent\""),
+        Path::new("/etc/jisr/jisr.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.rules[0].basis, Basis::Consent);
+    one_error(
+        &with("\"law:55-19\"", "\"consent\"\nbreak_glass = true"),
         27,
-        "basis `consent` needs the consent store, which this version does not have yet",
-        "use a legal basis `law:<reference>`",
+        "a break-glass rule cannot rest on consent",
+        "law:emergency-care",
     );
 }
 
@@ -425,7 +431,7 @@ fn all_errors_are_reported_at_once_in_file_order() {
     let text = with("\"gw-1\"", "\"GW\"")
         .replace("\"127.0.0.1:8443\"", "8443")
         .replace("consumer = \"education\"", "consumer = \"educaton\"")
-        .replace("\"law:55-19\"", "\"consent\"")
+        .replace("\"law:55-19\"", "\"law:\"")
         .replace(
             "id = \"education\"",
             "id = \"education\"\ncolour = \"blue\"",
@@ -480,7 +486,14 @@ fn example_config_loads() {
     let ids: Vec<&str> = config.agencies.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(
         ids,
-        ["civil-status", "tax", "health", "education", "portal"]
+        [
+            "civil-status",
+            "tax",
+            "health",
+            "education",
+            "portal",
+            "cndp"
+        ]
     );
     assert_eq!(config.rules.len(), 2);
     assert_eq!(config.rules[0].methods.len(), 3);

@@ -121,7 +121,9 @@ impl Network {
         write_atomic(&config_path, &config_text(&providers))?;
         let config =
             Config::load(&config_path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
-        let (gateway, server_tls) = Gateway::build(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (gateway, server_tls) = Gateway::build(&config)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let gateway_addr = listener.local_addr()?;
         let shutdown = stopped(rx.clone());

@@ -30,6 +30,8 @@ fn rule(consumer: &str, methods: &[&str], purposes: &[&str], basis: &str) -> Rul
         basis: Basis::Law(basis.to_owned()),
         at: at(),
         methods_at: methods.iter().map(|_| at()).collect(),
+        release: None,
+        break_glass: false,
     }
 }
 

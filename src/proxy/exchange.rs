@@ -11,9 +11,12 @@
 use super::body::{read_message, Buffered, Passthrough, PREFIX};
 use super::metadata::{self, CallMetadata};
 use super::refusal::{Reason, Refusal};
-use super::trail::{digest, Ending, Recorder, Trail};
+use super::trail::{Ending, Recorder, Trail};
 use super::upstream::Upstream;
 use crate::catalogue::{MethodRoute, Streaming};
+use crate::config::Basis;
+use crate::consent::check::{self, Claim};
+use crate::consent::ConsentStore;
 use crate::identity::AgencyId;
 use crate::policy::{Denial, Grant, MethodAccess};
 use crate::proto::jisr::audit::v1::Outcome;
@@ -38,6 +41,22 @@ pub struct Exchange {
     pub upstream: Arc<Upstream>,
 }
 
+/// The consent store and how long a check may wait for it.
+#[derive(Debug, Clone)]
+pub struct Consents {
+    /// Where consents live.
+    pub store: Arc<dyn ConsentStore>,
+    /// Bound on each store operation.
+    pub timeout: std::time::Duration,
+}
+
+/// What a rule adds beyond allowing the call.
+#[derive(Debug, Clone, Default)]
+pub struct RuleTerms {
+    /// `jisr-justification` required, exchange flagged for review.
+    pub break_glass: bool,
+}
+
 /// What one call brings along: who calls, its id, the limits, the recorder.
 #[derive(Debug, Clone, Copy)]
 pub struct CallContext<'a> {
@@ -49,6 +68,10 @@ pub struct CallContext<'a> {
     pub max_message: usize,
     /// The audit log.
     pub recorder: &'a Recorder,
+    /// The consent store.
+    pub consents: &'a Consents,
+    /// The terms of each rule, by rule index.
+    pub terms: &'a [RuleTerms],
 }
 
 /// What came back from the provider.
@@ -114,7 +137,18 @@ impl Exchange {
             .check(cx.consumer, &metadata.purpose)
             .map_err(|d| self.denied(cx.consumer, &metadata, d))?;
         trail.basis = grant.basis().to_string();
-        let work = self.forward(request, &grant, cx, deadline, trail);
+        let terms = cx.terms.get(grant.rule()).cloned().unwrap_or_default();
+        if terms.break_glass {
+            let Some(why) = &metadata.justification else {
+                return Err(Refusal::new(
+                    Reason::JustificationRequired,
+                    "this is an emergency (break-glass) access: say why in `jisr-justification`; the access is flagged for review",
+                ));
+            };
+            trail.break_glass = true;
+            trail.justification.clone_from(why);
+        }
+        let work = self.forward(request, &grant, &metadata, cx, deadline, trail);
         match deadline {
             Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
                 Err(Refusal::new(
@@ -148,6 +182,7 @@ impl Exchange {
         &self,
         request: Request<Incoming>,
         grant: &Grant<'_>,
+        metadata: &CallMetadata,
         cx: CallContext<'_>,
         deadline: Option<Instant>,
         trail: &mut Trail,
@@ -161,7 +196,7 @@ impl Exchange {
                 format!("the request does not decode as `{}`: {e}; build it with the published contract (`jisr catalog`)", route.request_type),
             )
         })?;
-        trail.request_digest = Some(digest(&message[PREFIX..]));
+        trail.request_digest = Some(cx.recorder.pseudonyms.digest(&message[PREFIX..]));
         if let Some(field) = &route.subject_field {
             match subject.filter(|s| !s.is_empty()) {
                 Some(citizen) => trail.subject = Some(cx.recorder.pseudonyms.pseudonym(citizen)),
@@ -172,6 +207,10 @@ impl Exchange {
                     ))
                 }
             }
+        }
+        if *grant.basis() == Basis::Consent {
+            self.check_consent(subject, grant, metadata, cx, trail)
+                .await?;
         }
         let upstream = self.upstream.as_ref();
         parts.uri = format!("https://{}{}", upstream.addr(), route.path)
@@ -185,6 +224,8 @@ impl Exchange {
         let headers = &mut parts.headers;
         headers.remove(HOST);
         headers.remove(metadata::CONSUMER);
+        // The justification may name people; it stays in the audit log.
+        headers.remove(metadata::JUSTIFICATION);
         headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
         headers.insert(metadata::REQUEST_ID, header(cx.request_id));
         if let Some(at) = deadline {
@@ -235,6 +276,42 @@ impl Exchange {
             trailers,
             grpc_status,
         })
+    }
+
+    /// The consent check, when the rule's basis is consent.
+    async fn check_consent(
+        &self,
+        subject: Option<&str>,
+        grant: &Grant<'_>,
+        metadata: &CallMetadata,
+        cx: CallContext<'_>,
+        trail: &mut Trail,
+    ) -> Result<(), Refusal> {
+        let Some(id) = &metadata.consent else {
+            return Err(Refusal::new(
+                Reason::ConsentRequired,
+                format!("`{}` needs the citizen's consent: send its id in `jisr-consent` (the portal returns it when the citizen consents)", self.route.qualified()),
+            ));
+        };
+        let Some(subject) = subject.filter(|s| !s.is_empty()) else {
+            return Err(Refusal::new(
+                Reason::ConsentRequired,
+                "this method's contract marks no citizen (jisr.subject), so a consent cannot apply to it; ask the operator to fix the rule",
+            ));
+        };
+        trail.consent_id.clone_from(id);
+        let claim = Claim {
+            consent_id: id,
+            subject,
+            consumer: grant.consumer(),
+            route: &self.route,
+            purpose: grant.purpose(),
+            procedure: metadata.procedure.as_deref(),
+            now: crate::consent::artefact::now_micros(),
+        };
+        check::check(cx.consents.store.as_ref(), claim, cx.consents.timeout)
+            .await
+            .map(drop)
     }
 
     /// Reads a whole unary answer, bounded like requests are.
@@ -299,7 +376,7 @@ async fn finish(
                 outcome: Outcome::Allowed,
                 reason: "",
                 grpc_status,
-                response_digest: Some(digest(&body)),
+                response_digest: Some(cx.recorder.pseudonyms.digest(&body)),
             };
             (
                 ending,

@@ -12,6 +12,10 @@ pub const PROCEDURE: &str = "jisr-procedure";
 pub const OFFICIAL: &str = "jisr-official";
 /// Correlation id; generated when absent and echoed back.
 pub const REQUEST_ID: &str = "jisr-request-id";
+/// The consent the call relies on, where the rule's basis is consent.
+pub const CONSENT: &str = "jisr-consent";
+/// Why an emergency (break-glass) call is made.
+pub const JUSTIFICATION: &str = "jisr-justification";
 /// Set by the gateway towards the provider: the authenticated consumer.
 pub const CONSUMER: &str = "jisr-consumer";
 /// Set by the gateway towards the consumer: the basis the call was granted on.
@@ -30,6 +34,10 @@ pub struct CallMetadata {
     pub procedure: Option<String>,
     /// `jisr-official`, if sent.
     pub official: Option<String>,
+    /// `jisr-consent`, if sent.
+    pub consent: Option<String>,
+    /// `jisr-justification`, if sent (free text, printable ASCII).
+    pub justification: Option<String>,
 }
 
 /// The request id: the caller's `jisr-request-id` if well-formed, else a new one.
@@ -68,6 +76,8 @@ pub fn call_metadata(headers: &HeaderMap) -> Result<CallMetadata, Refusal> {
         purpose,
         procedure: optional(headers, PROCEDURE)?,
         official: optional(headers, OFFICIAL)?,
+        consent: optional(headers, CONSENT)?,
+        justification: justification(headers)?,
     })
 }
 
@@ -80,6 +90,19 @@ fn optional(headers: &HeaderMap, name: &str) -> Result<Option<String>, Refusal> 
         _ => Err(Refusal::new(
             Reason::InvalidRequest,
             format!("metadata `{name}` must be 1 to {MAX_LEN} characters among letters, digits and `-_.:`; fix the value your client sends"),
+        )),
+    }
+}
+
+fn justification(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get(JUSTIFICATION) else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(text) if (10..=512).contains(&text.trim().len()) => Ok(Some(text.trim().to_owned())),
+        _ => Err(Refusal::new(
+            Reason::InvalidRequest,
+            "`jisr-justification` must be 10 to 512 printable ASCII characters saying why the emergency access is needed",
         )),
     }
 }

@@ -49,6 +49,9 @@ pub enum StartError {
     /// The audit log could not be opened: no audit, no data.
     #[error("{0}")]
     Audit(#[from] crate::audit::AuditError),
+    /// The consent store could not be opened.
+    #[error("{0}")]
+    Consent(#[from] crate::consent::StoreError),
     /// The audit index could not be opened.
     #[error("{0}")]
     Index(#[from] crate::audit::index::IndexError),
@@ -64,6 +67,8 @@ pub struct Gateway {
     health: tonic_health::server::HealthReporter,
     catalogue: Catalogue,
     recorder: trail::Recorder,
+    consents: exchange::Consents,
+    terms: Vec<exchange::RuleTerms>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -77,8 +82,9 @@ impl std::fmt::Debug for Gateway {
 
 impl Gateway {
     /// Loads contracts and rules, prepares upstream pools and the TLS
-    /// configs. Returns the gateway and its server TLS config.
-    pub fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
+    /// configs, opens the audit log and the consent store. Returns the
+    /// gateway and its server TLS config.
+    pub async fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
         tls::install_crypto_provider();
         let catalogue = Catalogue::load(config)?;
         let policy = Policy::compile(config, &catalogue)?;
@@ -130,6 +136,14 @@ impl Gateway {
             recorder.pseudonyms.clone(),
             roles,
         );
+        let consents = open_consents(config).await?;
+        let terms = config
+            .rules
+            .iter()
+            .map(|r| exchange::RuleTerms {
+                break_glass: r.break_glass,
+            })
+            .collect();
         let (own, health) = own_services(&catalogue, audit_api)?;
         let gateway = Self {
             domain,
@@ -140,6 +154,8 @@ impl Gateway {
             health,
             catalogue,
             recorder,
+            consents,
+            terms,
         };
         Ok((gateway, server_tls))
     }
@@ -179,6 +195,8 @@ impl Gateway {
             request_id: &request_id,
             max_message: self.max_message,
             recorder: &self.recorder,
+            consents: &self.consents,
+            terms: &self.terms,
         };
         match self.exchanges.get(path) {
             Some(exchange) => exchange.clone().handle(request, cx).await,
@@ -209,10 +227,36 @@ fn is_own(path: &str) -> bool {
         .is_some_and(crate::catalogue::is_reserved_service)
 }
 
+/// Opens the consent store: Redis when configured (shared by replicas),
+/// else the embedded one.
+async fn open_consents(config: &Config) -> Result<exchange::Consents, StartError> {
+    use crate::consent::{
+        embedded::EmbeddedConsentStore, redis_store::RedisConsentStore, ConsentStore,
+    };
+    let timeout = config.consent.timeout;
+    let store: Arc<dyn ConsentStore> = match &config.consent.redis_url {
+        Some(url) => Arc::new(RedisConsentStore::connect_with_timeout(url, timeout).await?),
+        None => Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+    };
+    Ok(exchange::Consents { store, timeout })
+}
+
 /// Opens the node's audit log with its keys (created on first start).
 fn open_audit(config: &Config) -> Result<trail::Recorder, StartError> {
     use crate::audit::{keys, AuditLog, LogOptions};
     let origin = format!("{}/jisr/{}", config.node.trust_domain, config.node.id);
+    let key = &config.audit.signing_key;
+    if !key.exists() && config.audit.dir.join("checkpoint").exists() {
+        // A new key could never sign checkpoints consistent with the old ones.
+        return Err(crate::audit::AuditError::Key {
+            path: key.clone(),
+            what: format!(
+                "the key is missing but the log in {} has signed checkpoints; restore the node's signing key (do not create a new one for an existing log)",
+                config.audit.dir.display()
+            ),
+        }
+        .into());
+    }
     let signer = keys::load_or_create_signer(&config.audit.signing_key, &origin)?;
     let pseudonyms = keys::Pseudonymizer::load_or_create(&config.audit.pseudonym_key)?;
     let log = AuditLog::open(LogOptions {

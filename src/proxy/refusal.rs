@@ -33,6 +33,20 @@ pub enum Reason {
     DeadlineExceeded,
     /// The exchange could not be recorded, so no data is released.
     AuditUnavailable,
+    /// The rule's basis is consent and no valid consent was named.
+    ConsentRequired,
+    /// The named consent was revoked.
+    ConsentRevoked,
+    /// The named consent expired, is not valid yet, or has no uses left.
+    ConsentExpired,
+    /// The consent is for another purpose or procedure.
+    PurposeMismatch,
+    /// The consent is about another citizen than the request.
+    SubjectMismatch,
+    /// The consent store cannot be reached: the call is refused (fail closed).
+    ConsentUnavailable,
+    /// A break-glass call without `jisr-justification`.
+    JustificationRequired,
 }
 
 impl Reason {
@@ -49,19 +63,34 @@ impl Reason {
             Self::ProviderUnavailable => "PROVIDER_UNAVAILABLE",
             Self::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Self::AuditUnavailable => "AUDIT_UNAVAILABLE",
+            Self::ConsentRequired => "CONSENT_REQUIRED",
+            Self::ConsentRevoked => "CONSENT_REVOKED",
+            Self::ConsentExpired => "CONSENT_EXPIRED",
+            Self::PurposeMismatch => "PURPOSE_MISMATCH",
+            Self::SubjectMismatch => "SUBJECT_MISMATCH",
+            Self::ConsentUnavailable => "CONSENT_UNAVAILABLE",
+            Self::JustificationRequired => "JUSTIFICATION_REQUIRED",
         }
     }
 
     /// The gRPC code that goes with the reason.
     pub fn code(self) -> Code {
         match self {
-            Self::AccessDenied | Self::PurposeRequired | Self::PurposeNotAllowed => {
-                Code::PermissionDenied
-            }
+            Self::AccessDenied
+            | Self::PurposeRequired
+            | Self::PurposeNotAllowed
+            | Self::ConsentRequired
+            | Self::ConsentRevoked
+            | Self::ConsentExpired
+            | Self::PurposeMismatch
+            | Self::SubjectMismatch
+            | Self::JustificationRequired => Code::PermissionDenied,
             Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
             Self::InvalidRequest => Code::InvalidArgument,
             Self::MessageTooLarge => Code::ResourceExhausted,
-            Self::ProviderUnavailable | Self::AuditUnavailable => Code::Unavailable,
+            Self::ProviderUnavailable | Self::AuditUnavailable | Self::ConsentUnavailable => {
+                Code::Unavailable
+            }
             Self::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }

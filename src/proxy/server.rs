@@ -30,7 +30,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
-    let (gateway, server_tls) = Gateway::build(&config)?;
+    let (gateway, server_tls) = Gateway::build(&config).await?;
     tracing::info!(
         node = %config.node.id,
         addr = %listener.local_addr()?,

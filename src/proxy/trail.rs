@@ -4,7 +4,6 @@
 use crate::audit::{AuditError, AuditLog, Pseudonymizer};
 use crate::proto::jisr::audit::v1::{AuditRecord, Kind, Outcome};
 use prost::Message as _;
-use sha2::{Digest as _, Sha256};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -44,8 +43,14 @@ pub struct Trail {
     pub basis: String,
     /// Pseudonym of the subject, once read.
     pub subject: Option<[u8; 32]>,
-    /// SHA-256 of the request message.
+    /// Keyed digest of the request message.
     pub request_digest: Option<[u8; 32]>,
+    /// The consent relied on.
+    pub consent_id: String,
+    /// An emergency access.
+    pub break_glass: bool,
+    /// Why (break-glass).
+    pub justification: String,
 }
 
 impl Trail {
@@ -78,11 +83,6 @@ fn trace_id(headers: &http::HeaderMap) -> Option<String> {
     (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_ascii_lowercase())
 }
 
-/// SHA-256 of some bytes.
-pub fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 /// How the exchange ended, for the record.
 #[derive(Debug, Clone, Copy)]
 pub struct Ending<'a> {
@@ -92,7 +92,7 @@ pub struct Ending<'a> {
     pub reason: &'a str,
     /// The gRPC status the consumer gets.
     pub grpc_status: i32,
-    /// SHA-256 of the response body, for unary answers.
+    /// Keyed digest of the response body, for unary answers.
     pub response_digest: Option<[u8; 32]>,
 }
 
@@ -112,7 +112,7 @@ impl Recorder {
             purpose: trail.purpose.clone(),
             procedure: trail.procedure.clone(),
             basis: trail.basis.clone(),
-            consent_id: String::new(),
+            consent_id: trail.consent_id.clone(),
             subject: trail.subject.map(|s| s.to_vec()).unwrap_or_default(),
             outcome: ending.outcome as i32,
             reason: ending.reason.to_owned(),
@@ -122,7 +122,8 @@ impl Recorder {
                 .response_digest
                 .map(|d| d.to_vec())
                 .unwrap_or_default(),
-            break_glass: false,
+            break_glass: trail.break_glass,
+            justification: trail.justification.clone(),
         };
         self.log.append(record.encode_to_vec()).await
     }

@@ -49,7 +49,8 @@ async fn bad_certificates_are_refused_with_the_reason_logged() {
     let key_line = format!("key = \"{}/gateway.key\"", net.pki.dir.display());
     let with_crl = config
         .replace(&key_line, &format!("{key_line}\n{}", crl(&net.pki)))
-        .replace("gateway-audit", "gateway-crl-audit");
+        .replace("gateway-audit", "gateway-crl-audit")
+        .replace("gateway-consents", "gateway-crl-consents");
     assert_ne!(config, with_crl);
     let (gw2, addr2) = start_gateway(&net.pki, "gateway-crl", &with_crl);
     assert!(try_call(&addr2, &net.pki.files("revoked")).await.is_err());

@@ -163,12 +163,17 @@ basis = "law:cgi-art-22"
 /// A gateway process serving `config` (written into the PKI's directory).
 pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
     let path = pki.root().join(format!("{name}.toml"));
-    // Each gateway keeps its own audit log (a log directory has one writer).
-    let config = if config.contains("[audit]") {
-        config.to_owned()
-    } else {
-        format!("{config}\n[audit]\ndir = \"{name}-audit\"\nsigning_key = \"{name}-audit.key\"\n")
-    };
+    // Each gateway keeps its own audit log and embedded consent store (each
+    // has one writer).
+    let mut config = config.to_owned();
+    if !config.contains("[audit]") {
+        config.push_str(&format!(
+            "\n[audit]\ndir = \"{name}-audit\"\nsigning_key = \"{name}-audit.key\"\n"
+        ));
+    }
+    if !config.contains("[consent]") {
+        config.push_str(&format!("\n[consent]\npath = \"{name}-consents.redb\"\n"));
+    }
     std::fs::write(&path, config).unwrap();
     let addr_file = pki.root().join(format!("{name}.addr"));
     let _ = std::fs::remove_file(&addr_file);

@@ -1,0 +1,11 @@
+//! Consent and legal-basis enforcement: consent artefacts, their lifecycle
+//! and the stores that hold them.
+
+pub mod artefact;
+pub mod check;
+pub mod embedded;
+pub mod minimise;
+pub mod redis_store;
+pub mod store;
+
+pub use store::{ConsentStore, StoreError, StoredConsent, UseOutcome};

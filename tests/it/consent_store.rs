@@ -1,0 +1,516 @@
+//! The Redis consent store against real redis-server processes that each
+//! test starts on free loopback ports: every operation, two replicas sharing
+//! one Redis, Redis killed and restarted under a live store, a revoke/use
+//! race, and a three-node Redis Cluster. `bash scripts/test.sh` installs
+//! redis-server when missing.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jisr::consent::embedded::EmbeddedConsentStore;
+use jisr::consent::redis_store::RedisConsentStore;
+use jisr::consent::{ConsentStore, StoreError, StoredConsent, UseOutcome};
+use jisr::proto::jisr::consent::v1::Consent;
+use prost::Message;
+
+const TIMEOUT: Duration = Duration::from_millis(250);
+
+/// A redis-server on a loopback port, killed on drop.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Redis {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one on a free port, trying another if the port was taken in
+    /// between (other tests pick ports too).
+    fn start_with(extra: &[&str]) -> Self {
+        require("redis-server");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let mut redis = Redis {
+                port: free_port(),
+                dir: tempfile::tempdir().unwrap(),
+                args: extra.iter().map(|s| s.to_string()).collect(),
+                child: None,
+            };
+            match redis.spawn() {
+                Ok(()) => return redis,
+                Err(why) => last = why,
+            }
+        }
+        panic!("could not start redis-server: {last}");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let log = self.dir.path().join("redis.log");
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(&log)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!("redis-server exited ({status}): {}", read(&log)));
+            }
+            if ping(self.port) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!("redis-server did not answer PING: {}", read(&log)))
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty: nothing is persisted).
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn().expect("restart redis-server on the same port");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Fails (never skips) when a Redis tool is missing.
+fn require(tool: &str) {
+    if Command::new(tool).arg("--version").output().is_err() {
+        panic!("`{tool}` is not installed; run the tests with `bash scripts/test.sh`, which installs redis-server (and redis-cli)");
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+fn ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+fn consent(id: &str, subject: &str, recorded: i64, max_uses: u32) -> StoredConsent {
+    let consent = Consent {
+        id: id.into(),
+        subject: subject.into(),
+        consumer: "education".into(),
+        methods: vec!["civil.v1.Births/GetBirthRecord".into()],
+        purpose: "bac-candidature".into(),
+        not_before_unix_micros: 1,
+        not_after_unix_micros: i64::MAX,
+        max_uses,
+        recorded_by: "portal".into(),
+        recorded_unix_micros: recorded,
+        ..Consent::default()
+    };
+    StoredConsent {
+        encoded: consent.encode_to_vec(),
+        signature: vec![7; 64],
+        consent,
+        revoked_unix_micros: 0,
+        uses: 0,
+    }
+}
+
+async fn connect(url: &str) -> RedisConsentStore {
+    RedisConsentStore::connect_with_timeout(url, TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
+}
+
+/// Every operation of the trait, as the embedded store's unit tests check it.
+async fn exercise(store: &dyn ConsentStore, tag: &str) {
+    let id = |n: &str| format!("{tag}-{n}");
+    let subject = format!("AB{tag}");
+    let c1 = consent(&id("c1"), &subject, 300, 3);
+    store.put(c1.clone()).await.unwrap();
+    assert_eq!(store.get(&id("c1")).await.unwrap(), Some(c1.clone()));
+    assert_eq!(store.get(&id("nope")).await.unwrap(), None);
+    let again = store.put(c1.clone()).await.unwrap_err();
+    assert!(matches!(again, StoreError::Exists(_)), "{again}");
+
+    for n in 1..=3 {
+        match store.use_once(&id("c1")).await.unwrap() {
+            UseOutcome::Counted(c) => assert_eq!(c.uses, n),
+            other => panic!("use {n}: {other:?}"),
+        }
+    }
+    assert!(
+        matches!(store.use_once(&id("c1")).await.unwrap(), UseOutcome::Exhausted(c) if c.uses == 3)
+    );
+    assert_eq!(
+        store.use_once(&id("nope")).await.unwrap(),
+        UseOutcome::Unknown
+    );
+
+    let c2 = consent(&id("c2"), &subject, 100, 0);
+    store.put(c2).await.unwrap();
+    for _ in 0..4 {
+        assert!(matches!(
+            store.use_once(&id("c2")).await.unwrap(),
+            UseOutcome::Counted(_)
+        ));
+    }
+    assert_eq!(
+        store
+            .revoke(&id("c2"), 500)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_unix_micros,
+        500
+    );
+    assert_eq!(
+        store
+            .revoke(&id("c2"), 900)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_unix_micros,
+        500
+    );
+    assert_eq!(
+        store
+            .revoke(&id("c2"), 400)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_unix_micros,
+        400
+    );
+    assert_eq!(store.revoke(&id("nope"), 1).await.unwrap(), None);
+    match store.use_once(&id("c2")).await.unwrap() {
+        UseOutcome::Revoked(c) => assert_eq!((c.uses, c.revoked_unix_micros), (4, 400)),
+        other => panic!("{other:?}"),
+    }
+
+    store
+        .put(consent(&id("c0"), &subject, -7, 0))
+        .await
+        .unwrap();
+    store
+        .put(consent(&id("x"), "someone-else", 200, 0))
+        .await
+        .unwrap();
+    let listed: Vec<_> = store.list_by_subject(&subject).await.unwrap();
+    let ids: Vec<_> = listed.iter().map(|c| c.consent.id.clone()).collect();
+    assert_eq!(ids, [id("c0"), id("c2"), id("c1")]);
+    assert_eq!(listed[1].revoked_unix_micros, 400);
+    assert!(store.list_by_subject("nobody").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn redis_store_does_every_operation() {
+    let redis = Redis::start();
+    let store = connect(&redis.url()).await;
+    exercise(&store, "one").await;
+}
+
+#[tokio::test]
+async fn a_revocation_through_one_replica_is_seen_by_the_other_at_once() {
+    let redis = Redis::start();
+    let (a, b) = (connect(&redis.url()).await, connect(&redis.url()).await);
+    a.put(consent("shared", "AB123456", 1, 0)).await.unwrap();
+    assert!(matches!(b.use_once("shared").await.unwrap(), UseOutcome::Counted(c) if c.uses == 1));
+    a.revoke("shared", 1_000).await.unwrap().unwrap();
+    assert_eq!(
+        b.get("shared").await.unwrap().unwrap().revoked_unix_micros,
+        1_000
+    );
+    assert!(matches!(b.use_once("shared").await.unwrap(), UseOutcome::Revoked(c) if c.uses == 1));
+    assert!(matches!(
+        a.use_once("shared").await.unwrap(),
+        UseOutcome::Revoked(_)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_fails_closed_in_time_and_the_same_store_recovers() {
+    let mut redis = Redis::start();
+    let store = connect(&redis.url()).await;
+    store
+        .put(consent("before", "AB123456", 1, 0))
+        .await
+        .unwrap();
+
+    redis.kill();
+    let outage = Instant::now();
+    let mut refused = 0;
+    while outage.elapsed() < Duration::from_secs(1) {
+        for op in 0..3 {
+            let started = Instant::now();
+            let result = match op {
+                0 => store.use_once("before").await.map(|_| ()),
+                1 => store.get("before").await.map(|_| ()),
+                _ => store.revoke("before", 5).await.map(|_| ()),
+            };
+            let took = started.elapsed();
+            match result {
+                Err(StoreError::Unavailable(why)) => assert!(why.contains("fail closed"), "{why}"),
+                other => panic!("op {op} with Redis down: {other:?}"),
+            }
+            // The timeout bounds the call; allow scheduling slack only.
+            assert!(
+                took < TIMEOUT + Duration::from_millis(150),
+                "op {op} took {took:?}"
+            );
+            refused += 1;
+        }
+    }
+    assert!(refused >= 3);
+
+    redis.restart();
+    let back = Instant::now();
+    // Nothing was persisted, so the restarted Redis is empty: the store
+    // works again once `put` succeeds.
+    loop {
+        match store.put(consent("after", "AB123456", 2, 0)).await {
+            Ok(()) => break,
+            Err(StoreError::Unavailable(why)) if back.elapsed() < Duration::from_secs(5) => {
+                let _ = why;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("the store did not recover within 5 s of Redis returning: {e}"),
+        }
+    }
+    println!("recovered {:?} after Redis returned", back.elapsed());
+    assert!(matches!(
+        store.use_once("after").await.unwrap(),
+        UseOutcome::Counted(_)
+    ));
+    exercise(&store, "back").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_use_is_counted_after_a_revocation_returned() {
+    let redis = Redis::start();
+    let a = Arc::new(connect(&redis.url()).await);
+    let b = Arc::new(connect(&redis.url()).await);
+    a.put(consent("raced", "AB123456", 1, 0)).await.unwrap();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..8)
+        .map(|n| {
+            let store = if n % 2 == 0 {
+                Arc::clone(&a)
+            } else {
+                Arc::clone(&b)
+            };
+            let stop = Arc::clone(&stop);
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = Instant::now();
+                    let outcome = store.use_once("raced").await.unwrap();
+                    seen.push((started, matches!(outcome, UseOutcome::Counted(_))));
+                }
+                seen
+            })
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    b.revoke("raced", 42).await.unwrap().unwrap();
+    let revoked = Instant::now();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let (mut before, mut after) = (0, 0);
+    for worker in workers {
+        for (started, counted) in worker.await.unwrap() {
+            if started > revoked {
+                assert!(
+                    !counted,
+                    "a use started {:?} after the revocation returned was counted",
+                    started - revoked
+                );
+                after += 1;
+            } else if counted {
+                before += 1;
+            }
+        }
+    }
+    assert!(
+        before > 0 && after > 0,
+        "the race did not happen: {before} counted before, {after} calls after"
+    );
+}
+
+/// Three cluster nodes and `redis-cli --cluster create`; any failure to
+/// build the cluster fails the test with the reason.
+struct Cluster {
+    nodes: Vec<Redis>,
+}
+
+impl Cluster {
+    fn start() -> Self {
+        require("redis-cli");
+        let nodes: Vec<_> = (0..3)
+            .map(|_| {
+                Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
+            })
+            .collect();
+        let addrs: Vec<_> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "cannot create a Redis Cluster (environment?): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(15);
+        for node in &nodes {
+            loop {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &node.port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("run redis-cli cluster info");
+                let info = String::from_utf8_lossy(&info.stdout).into_owned();
+                if info.contains("cluster_state:ok") {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the cluster did not become ready: {info}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        Cluster { nodes }
+    }
+
+    fn url(&self) -> String {
+        let hosts: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_does_every_operation() {
+    let cluster = Cluster::start();
+    let store = RedisConsentStore::connect_with_timeout(&cluster.url(), Duration::from_secs(1))
+        .await
+        .unwrap_or_else(|e| panic!("connect to the cluster: {e}"));
+    // Several tags put the consents in different slots, on different nodes.
+    for tag in ["k1", "k2", "k3", "k4"] {
+        exercise(&store, tag).await;
+    }
+    let holding = cluster.nodes.iter().filter(|n| dbsize(n.port) > 0).count();
+    assert!(
+        holding >= 2,
+        "the consents all landed on one node: the test does not cover slots"
+    );
+    // A second replica on the cluster sees the first one's revocation.
+    let other = RedisConsentStore::connect_with_timeout(&cluster.url(), Duration::from_secs(1))
+        .await
+        .unwrap();
+    store.put(consent("c-shared", "AB1", 1, 0)).await.unwrap();
+    store.revoke("c-shared", 9).await.unwrap();
+    assert!(matches!(
+        other.use_once("c-shared").await.unwrap(),
+        UseOutcome::Revoked(_)
+    ));
+}
+
+fn dbsize(port: u16) -> u64 {
+    let out = Command::new("redis-cli")
+        .args(["-p", &port.to_string(), "dbsize"])
+        .output()
+        .expect("run redis-cli dbsize");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// `cargo test --release --test it consent_store -- --ignored --nocapture`:
+/// latency of `use_once`, the consent check, on each store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, run by hand in release mode"]
+async fn measure_use_once_latency() {
+    const N: u64 = 20_000;
+    let redis = Redis::start();
+    let store = connect(&redis.url()).await;
+    report("redis (loopback)", &store, N).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb")).unwrap();
+    report("embedded (redb)", &embedded, N / 10).await;
+}
+
+async fn report(name: &str, store: &dyn ConsentStore, n: u64) {
+    store.put(consent("m", "AB123456", 1, 0)).await.unwrap();
+    for _ in 0..n / 10 {
+        store.use_once("m").await.unwrap(); // warm-up
+    }
+    let mut hist = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    for _ in 0..n {
+        let started = Instant::now();
+        let outcome = store.use_once("m").await.unwrap();
+        hist.record(started.elapsed().as_nanos() as u64).unwrap();
+        assert!(matches!(outcome, UseOutcome::Counted(_)));
+    }
+    println!(
+        "use_once on {name}: n={n} p50={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
+        hist.value_at_quantile(0.50) as f64 / 1e3,
+        hist.value_at_quantile(0.99) as f64 / 1e3,
+        hist.value_at_quantile(0.999) as f64 / 1e3,
+        hist.max() as f64 / 1e3,
+    );
+}
