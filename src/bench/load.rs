@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use std::collections::HashMap;
 use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
@@ -55,9 +56,17 @@ pub(crate) struct Load {
 pub(crate) struct Endpoints {
     civil_status: Vec<Channel>,
     tax: Vec<Channel>,
+    /// The consent to name for each citizen, where rules rest on consent.
+    consents: Arc<HashMap<String, String>>,
 }
 
 impl Endpoints {
+    /// Sends each citizen's consent id in `jisr-consent`.
+    pub(crate) fn with_consents(mut self, consents: Arc<HashMap<String, String>>) -> Self {
+        self.consents = consents;
+        self
+    }
+
     /// `connections` connections to one gateway (or proxy) at `addr`.
     pub(crate) async fn gateway(
         addr: &str,
@@ -68,6 +77,7 @@ impl Endpoints {
         Ok(Self {
             civil_status: channels.clone(),
             tax: channels,
+            consents: Arc::default(),
         })
     }
 
@@ -81,6 +91,7 @@ impl Endpoints {
         Ok(Self {
             civil_status: connect(civil_status, tls, connections).await?,
             tax: connect(tax, tls, connections).await?,
+            consents: Arc::default(),
         })
     }
 
@@ -220,6 +231,7 @@ pub(crate) async fn run(endpoints: &Endpoints, load: Load) -> Outcome {
             civil_status: CivilStatusClient::new(endpoints.civil_status[slot].clone()),
             tax: TaxRecordsClient::new(endpoints.tax[slot].clone()),
             citizens: citizens.clone(),
+            consents: endpoints.consents.clone(),
             schedule: schedule.clone(),
         };
         workers.push(tokio::spawn(worker.run()));
@@ -239,6 +251,7 @@ struct Worker {
     civil_status: CivilStatusClient<Channel>,
     tax: TaxRecordsClient<Channel>,
     citizens: Arc<[&'static str]>,
+    consents: Arc<HashMap<String, String>>,
     schedule: Arc<Schedule>,
 }
 
@@ -270,24 +283,30 @@ impl Worker {
     /// cycling through the citizens the dataset knows.
     async fn call(&mut self, n: u64) -> Result<(), Status> {
         let citizen_id = self.citizens[(n / 2) as usize % self.citizens.len()].to_owned();
+        let consent = self.consents.get(&citizen_id).cloned();
         if n.is_multiple_of(2) {
-            let request = with_purpose(Request::new(GetBirthRecordRequest { citizen_id }));
+            let request = with_purpose(Request::new(GetBirthRecordRequest { citizen_id }), consent);
             self.civil_status.get_birth_record(request).await?;
         } else {
-            let request = with_purpose(Request::new(GetTaxStatusRequest {
-                citizen_id,
-                fiscal_year: 0,
-            }));
+            let request = with_purpose(
+                Request::new(GetTaxStatusRequest {
+                    citizen_id,
+                    fiscal_year: 0,
+                }),
+                consent,
+            );
             self.tax.get_tax_status(request).await?;
         }
         Ok(())
     }
 }
 
-fn with_purpose<T>(mut request: Request<T>) -> Request<T> {
-    request
-        .metadata_mut()
-        .insert("jisr-purpose", MetadataValue::from_static(PURPOSE));
+fn with_purpose<T>(mut request: Request<T>, consent: Option<String>) -> Request<T> {
+    let md = request.metadata_mut();
+    md.insert("jisr-purpose", MetadataValue::from_static(PURPOSE));
+    if let Some(value) = consent.and_then(|c| MetadataValue::try_from(c).ok()) {
+        md.insert("jisr-consent", value);
+    }
     request
 }
 

@@ -278,8 +278,9 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
     if args.compare {
         // Providers accept gateways only: call them with the gateway's certificate.
         let as_gateway = tls::tonic_client_tls(&TlsFiles::for_agency(&network.pki, "gateway"))?;
-        let direct =
-            Endpoints::providers(&network.civil_status, &network.tax, &as_gateway, k).await?;
+        let direct = Endpoints::providers(&network.civil_status, &network.tax, &as_gateway, k)
+            .await?
+            .with_consents(network.consents());
         targets.push(Target::new("direct", direct, || None));
         if args.no_nginx {
             skipped.push(("nginx", "left out (--no-nginx)".to_owned()));
@@ -293,12 +294,16 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
             }
         }
     }
-    let jisr = Endpoints::gateway(&network.gateway, &as_agency, k).await?;
+    let jisr = Endpoints::gateway(&network.gateway, &as_agency, k)
+        .await?
+        .with_consents(network.consents());
     targets.push(Target::new("jisr", jisr, move || {
         ProcStats::read(&[gateway_pid])
     }));
     if let Some(nginx) = &nginx {
-        let endpoints = Endpoints::gateway(&nginx.addr.to_string(), &as_agency, k).await?;
+        let endpoints = Endpoints::gateway(&nginx.addr.to_string(), &as_agency, k)
+            .await?
+            .with_consents(network.consents());
         targets.push(Target::new("nginx", endpoints, || nginx.stats()));
     }
     let count = args

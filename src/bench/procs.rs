@@ -2,8 +2,10 @@
 //! gateway, each a child running this same executable, and what `/proc`
 //! says about a process's CPU time and peak memory.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -251,6 +253,7 @@ pub(crate) struct LocalNetwork {
     pub(crate) gateway: String,
     gateway_proc: Spawned,
     _providers: Vec<Spawned>,
+    consents: Arc<HashMap<String, String>>,
 }
 
 impl LocalNetwork {
@@ -314,6 +317,7 @@ impl LocalNetwork {
         let args = ["serve", "--config", &config_arg, "--addr-file", &addr_arg];
         let mut gateway_proc = Spawned::start("gateway", dir, &mut jisr(exe, &args))?;
         let gateway = gateway_proc.address(&addr_file).await?;
+        let consents = Arc::new(grant_consents(&gateway, &pki_dir).await?);
         Ok(Self {
             pki: pki_dir,
             civil_status: addrs[0].clone(),
@@ -321,7 +325,13 @@ impl LocalNetwork {
             gateway,
             gateway_proc,
             _providers: providers,
+            consents,
         })
+    }
+
+    /// The consent to send for each citizen (the demo rules rest on consent).
+    pub(crate) fn consents(&self) -> Arc<HashMap<String, String>> {
+        self.consents.clone()
     }
 
     /// The gateway's process id.
@@ -333,6 +343,43 @@ impl LocalNetwork {
     pub(crate) fn check_gateway(&mut self) -> anyhow::Result<()> {
         self.gateway_proc.check_running()
     }
+}
+
+/// Records, through the portal, each dataset citizen's consent to
+/// `education` for the benchmark's methods and purpose, so the measured
+/// path includes the consent check as the demo's rules require.
+async fn grant_consents(gateway: &str, pki: &Path) -> anyhow::Result<HashMap<String, String>> {
+    use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, Consent, GrantRequest};
+    let tls = crate::tls::tonic_client_tls(&crate::tls::TlsFiles::for_agency(pki, "portal"))?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))?
+        .tls_config(tls)?
+        .connect()
+        .await?;
+    let mut portal = ConsentsClient::new(channel);
+    let mut consents = HashMap::new();
+    for citizen in crate::samples::dataset::citizen_ids() {
+        let consent = Consent {
+            subject: citizen.into(),
+            consumer: "education".into(),
+            methods: vec![
+                "ma.civilstatus.v1.CivilStatus/GetBirthRecord".into(),
+                "ma.tax.v1.TaxRecords/GetTaxStatus".into(),
+            ],
+            purpose: "bac-candidature".into(),
+            not_after_unix_micros: crate::consent::artefact::now_micros() + 86_400_000_000,
+            ..Default::default()
+        };
+        let granted = portal
+            .grant(GrantRequest {
+                consent: Some(consent),
+            })
+            .await?
+            .into_inner();
+        if let Some(c) = granted.decoded {
+            consents.insert(citizen.to_owned(), c.id);
+        }
+    }
+    Ok(consents)
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! The consent check of one call: the named consent must exist, be about
 //! the request's citizen, be given to this consumer for this method (or its
 //! data category), purpose and procedure, be inside its validity window, not
-//! revoked and have uses left. The use is counted atomically last, so a
-//! call refused for any other reason uses nothing. The store answers within
+//! revoked and have uses left. For a consent with a use limit, the use is
+//! counted atomically last, so a call refused for any other reason uses
+//! nothing; consents without a limit are not written on each call. The store answers within
 //! a bound or the call is refused: Jisr fails closed.
 
 use super::store::{ConsentStore, StoredConsent, UseOutcome};
@@ -64,6 +65,12 @@ pub async fn check(
         )
     })?;
     validate(&stored, &claim)?;
+    if stored.consent.max_uses == 0 {
+        // Nothing to count: the read above saw the consent active, which is
+        // the check (a revocation that returned before it is seen). Skipping
+        // the write keeps a store write (an fsync, embedded) off every call.
+        return Ok(stored);
+    }
     match bounded(timeout, store.use_once(id)).await? {
         UseOutcome::Counted(stored) => Ok(stored),
         UseOutcome::Unknown => Err(Refusal::new(

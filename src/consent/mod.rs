@@ -6,6 +6,7 @@ pub mod check;
 pub mod embedded;
 pub mod minimise;
 pub mod redis_store;
+pub mod service;
 pub mod store;
 
 pub use store::{ConsentStore, StoreError, StoredConsent, UseOutcome};

@@ -26,6 +26,12 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let network = Network::start(&dir).await?;
     let outcome = if serve {
         script::print_serving(&network);
+        let consent = script::record_consent(&network).await?;
+        write_atomic(&dir.join("consent.id"), &consent)?;
+        println!(
+            "  consent      {consent} (AB123456 → education, bac-candidature; also in {})",
+            dir.join("consent.id").display()
+        );
         crate::cli::shutdown_signal().await;
         Ok(())
     } else {

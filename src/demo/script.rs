@@ -96,12 +96,46 @@ pub(super) fn print_serving(network: &Network) {
     println!("  agencies     {}", super::AGENCIES.join(", "));
 }
 
+/// Records the candidate's consent through the portal; returns its id.
+pub(super) async fn record_consent(network: &Network) -> anyhow::Result<String> {
+    use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, Consent, GrantRequest};
+    let mut portal = ConsentsClient::new(connect(network, "portal").await?);
+    let month = 30 * 24 * 3600 * 1_000_000i64;
+    let consent = Consent {
+        subject: CANDIDATE.into(),
+        consumer: "education".into(),
+        methods: vec![
+            "ma.civilstatus.v1.CivilStatus/GetBirthRecord".into(),
+            "ma.tax.v1.TaxRecords/GetTaxStatus".into(),
+            "ma.health.v1.HealthRecords/GetVaccinationRecord".into(),
+        ],
+        purpose: "bac-candidature".into(),
+        procedure: PROCEDURE.into(),
+        not_after_unix_micros: crate::consent::artefact::now_micros() + month,
+        ..Default::default()
+    };
+    let granted = portal
+        .grant(GrantRequest {
+            consent: Some(consent),
+        })
+        .await?
+        .into_inner();
+    Ok(granted.decoded.map(|c| c.id).unwrap_or_default())
+}
+
+fn with_consent<T>(mut request: Request<T>, id: &str) -> Request<T> {
+    request
+        .metadata_mut()
+        .insert("jisr-consent", id.parse().expect("consent ids are hex"));
+    request
+}
+
 /// Plays the procedure and prints each step.
 pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
     println!("Jisr demo — the baccalauréat free-candidate procedure");
     println!(
         "A free candidate used to bring 18 documents from six offices. Here the Ministry of Education\n\
-         fetches them itself through the gateway, and every call is checked against the access rules."
+         fetches them itself through the gateway, with the candidate's consent, and every call is checked."
     );
     println!(
         "\nnetwork: gateway gw-1 at {} (trust domain {}), providers {}, mutual TLS on both legs",
@@ -114,9 +148,15 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    println!("\n[0] portal → jisr   jisr.consent.v1.Consents/Grant");
+    println!("    {CANDIDATE} consents to education fetching their birth, tax and vaccination records for bac-candidature");
+    let consent = record_consent(network).await?;
+    println!("    ✔ consent {consent} recorded and signed by the gateway");
+
     let education = connect(network, "education").await?;
     let purpose = "bac-candidature";
     let official = "education.agent-017";
+    let ask = |m| with_consent(request(m, purpose, PROCEDURE, official), &consent);
 
     step(
         1,
@@ -128,14 +168,9 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
     );
     let mut civil = CivilStatusClient::new(education.clone());
     let birth = civil
-        .get_birth_record(request(
-            GetBirthRecordRequest {
-                citizen_id: CANDIDATE.into(),
-            },
-            purpose,
-            PROCEDURE,
-            official,
-        ))
+        .get_birth_record(ask(GetBirthRecordRequest {
+            citizen_id: CANDIDATE.into(),
+        }))
         .await?;
     let b = birth.get_ref();
     println!("    ✔ {}", granted(&birth));
@@ -153,14 +188,17 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         PROCEDURE,
     );
     let tax_status = TaxRecordsClient::new(education.clone())
-        .get_tax_status(request(
-            GetTaxStatusRequest {
-                citizen_id: CANDIDATE.into(),
-                fiscal_year: 0,
-            },
-            purpose,
-            PROCEDURE,
-            official,
+        .get_tax_status(with_consent(
+            request(
+                GetTaxStatusRequest {
+                    citizen_id: CANDIDATE.into(),
+                    fiscal_year: 0,
+                },
+                purpose,
+                PROCEDURE,
+                official,
+            ),
+            &consent,
         ))
         .await?;
     let t = tax_status.get_ref();
@@ -180,13 +218,16 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         PROCEDURE,
     );
     let vaccination = HealthRecordsClient::new(education.clone())
-        .get_vaccination_record(request(
-            GetVaccinationRecordRequest {
-                citizen_id: CANDIDATE.into(),
-            },
-            purpose,
-            PROCEDURE,
-            official,
+        .get_vaccination_record(with_consent(
+            request(
+                GetVaccinationRecordRequest {
+                    citizen_id: CANDIDATE.into(),
+                },
+                purpose,
+                PROCEDURE,
+                official,
+            ),
+            &consent,
         ))
         .await?;
     let v = vaccination.get_ref();
@@ -200,12 +241,27 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             "incomplete"
         }
     );
-
     println!("\nThe candidate's file is complete: three records fetched in seconds, none carried by hand.");
+
+    step(
+        4,
+        "education",
+        "civil-status",
+        "ma.civilstatus.v1.CivilStatus/GetBirthRecord",
+        purpose,
+        PROCEDURE,
+    );
+    println!("    (the same consent, used for another citizen, CD234567)");
+    let other = civil
+        .get_birth_record(ask(GetBirthRecordRequest {
+            citizen_id: "CD234567".into(),
+        }))
+        .await;
+    expect_refused(other, "SUBJECT_MISMATCH")?;
 
     let tax = connect(network, "tax").await?;
     step(
-        4,
+        5,
         "tax",
         "civil-status",
         "ma.civilstatus.v1.CivilStatus/GetFamilyRecord",
@@ -222,7 +278,10 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             "tax.agent-204",
         ))
         .await?;
-    println!("    ✔ {}", granted(&family));
+    println!(
+        "    ✔ {} (a legal basis: no consent needed)",
+        granted(&family)
+    );
     println!(
         "      family record: household {} with {} members",
         family.get_ref().household_id,
@@ -230,7 +289,7 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
     );
 
     step(
-        5,
+        6,
         "tax",
         "health",
         "ma.health.v1.HealthRecords/GetVaccinationRecord",
@@ -248,12 +307,52 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             "tax.agent-204",
         ))
         .await;
-    match denied {
-        Ok(_) => anyhow::bail!("the gateway let the tax administration read a health record: the access rules are broken"),
-        Err(status) => println!("    {}", refused(&status)),
-    }
-    println!("\nDone: 4 exchanges allowed on their legal basis, 1 refused.");
+    expect_refused(denied, "ACCESS_DENIED")?;
+
+    println!("\n[7] portal → jisr   jisr.consent.v1.Consents/Revoke");
+    use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, RevokeRequest};
+    ConsentsClient::new(connect(network, "portal").await?)
+        .revoke(RevokeRequest {
+            id: consent.clone(),
+        })
+        .await?;
+    println!("    ✔ {CANDIDATE} revoked consent {consent}");
+    step(
+        8,
+        "education",
+        "civil-status",
+        "ma.civilstatus.v1.CivilStatus/GetBirthRecord",
+        purpose,
+        PROCEDURE,
+    );
+    let after = civil
+        .get_birth_record(ask(GetBirthRecordRequest {
+            citizen_id: CANDIDATE.into(),
+        }))
+        .await;
+    expect_refused(after, "CONSENT_REVOKED")?;
+    println!("\nDone: 4 exchanges allowed (3 on consent, 1 on a legal basis), 3 refused.");
     print_trail(network).await
+}
+
+fn expect_refused<T>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+    reason: &str,
+) -> anyhow::Result<()> {
+    match result {
+        Ok(_) => anyhow::bail!(
+            "the gateway let through a call it must refuse with {reason}: the rules are broken"
+        ),
+        Err(status) => {
+            println!("    {}", refused(&status));
+            let got = status
+                .get_details_error_info()
+                .map(|i| i.reason)
+                .unwrap_or_default();
+            anyhow::ensure!(got == reason, "expected {reason}, got {got}");
+            Ok(())
+        }
+    }
 }
 
 /// The procedure's audit trail, as the data protection authority sees it,

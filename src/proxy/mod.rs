@@ -144,7 +144,25 @@ impl Gateway {
                 break_glass: r.break_glass,
             })
             .collect();
-        let (own, health) = own_services(&catalogue, audit_api)?;
+        let signer = crate::consent::artefact::ConsentSigner::load_or_create(
+            &config.consent.signing_key,
+            &format!("{}/jisr/consents", config.node.trust_domain),
+        )?;
+        let consent_api = crate::consent::service::ConsentService {
+            store: consents.store.clone(),
+            signer: Arc::new(signer),
+            recorder: recorder.clone(),
+            roles: Arc::new(
+                config
+                    .agencies
+                    .iter()
+                    .map(|a| (a.id.clone(), a.roles.clone()))
+                    .collect(),
+            ),
+            purposes: Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect()),
+            timeout: consents.timeout,
+        };
+        let (own, health) = own_services(&catalogue, audit_api, consent_api)?;
         let gateway = Self {
             domain,
             exchanges,
@@ -275,6 +293,7 @@ fn open_audit(config: &Config) -> Result<trail::Recorder, StartError> {
 fn own_services(
     catalogue: &Catalogue,
     audit: crate::audit::service::AuditService,
+    consents: crate::consent::service::ConsentService,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), StartError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let fds = prost_types::FileDescriptorSet {
@@ -300,7 +319,10 @@ fn own_services(
         Routes::new(health)
             .add_service(reflection)
             .add_service(reflection_alpha)
-            .add_service(audit),
+            .add_service(audit)
+            .add_service(
+                crate::proto::jisr::consent::v1::consents_server::ConsentsServer::new(consents),
+            ),
         reporter,
     ))
 }

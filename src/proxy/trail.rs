@@ -99,10 +99,20 @@ pub struct Ending<'a> {
 impl Recorder {
     /// Appends the exchange's entry and waits until it is durable.
     pub async fn record(&self, trail: &Trail, ending: Ending<'_>) -> Result<u64, AuditError> {
+        self.record_kind(trail, ending, Kind::Exchange).await
+    }
+
+    /// Appends an entry of `kind` and waits until it is durable.
+    pub async fn record_kind(
+        &self,
+        trail: &Trail,
+        ending: Ending<'_>,
+        kind: Kind,
+    ) -> Result<u64, AuditError> {
         let record = AuditRecord {
             time_unix_micros: trail.time_unix_micros,
             node: self.node.clone(),
-            kind: Kind::Exchange as i32,
+            kind: kind as i32,
             request_id: trail.request_id.clone(),
             trace_id: trail.trace_id.clone(),
             consumer: trail.consumer.clone(),

@@ -216,12 +216,18 @@ fn the_demo_plays_the_procedure_and_exits_zero() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", text(&out));
     for expected in [
+        "portal → jisr",
         "education → civil-status",
         "education → tax",
         "education → health",
-        "basis law:55-19",
+        "basis consent",
+        "SUBJECT_MISMATCH",
+        "basis law:cgi-art-22",
         "ACCESS_DENIED",
-        "1 refused",
+        "CONSENT_REVOKED",
+        "3 refused",
+        "AB123456's access history",
+        "Audit log verified offline",
     ] {
         assert!(
             stdout.contains(expected),
@@ -255,16 +261,16 @@ async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
         fiscal_year: 0,
     }
     .encode_to_vec();
-    call_raw(
-        &client,
-        RawCall::new(
-            "/ma.tax.v1.TaxRecords/GetTaxStatus",
-            body,
-            "bac-candidature",
-        ),
+    // The demo leaves an active consent for AB123456 ready to use.
+    let consent = std::fs::read_to_string(dir.join("consent.id")).unwrap();
+    let call = RawCall::new(
+        "/ma.tax.v1.TaxRecords/GetTaxStatus",
+        body,
+        "bac-candidature",
     )
-    .await
-    .unwrap();
+    .with("jisr-consent", consent.trim())
+    .with("jisr-procedure", "bac-2027-free-candidate");
+    call_raw(&client, call).await.unwrap();
     let status = demo.terminate();
     assert!(status.success(), "{status:?}\n{}", demo.logs());
 }

@@ -19,15 +19,15 @@ use prost::Message;
 const TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A redis-server on a loopback port, killed on drop.
-struct Redis {
-    port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     dir: tempfile::TempDir,
     args: Vec<String>,
     child: Option<Child>,
 }
 
 impl Redis {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
@@ -86,7 +86,7 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -94,7 +94,7 @@ impl Redis {
     }
 
     /// Starts it again on the same port (empty: nothing is persisted).
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn().expect("restart redis-server on the same port");
     }

@@ -8,6 +8,7 @@ mod audit;
 mod bench;
 mod certificates;
 mod cli;
+mod consent;
 mod consent_store;
 mod lifecycle;
 mod refusals;

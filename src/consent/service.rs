@@ -1,0 +1,339 @@
+//! The `jisr.consent.v1.Consents` gRPC service: the portal records and
+//! revokes citizens' consents; anyone holding a receipt can verify it. Every
+//! grant and revocation is an audit entry.
+
+use super::artefact::{self, now_micros, ConsentSigner};
+use super::store::{ConsentStore, StoredConsent};
+use crate::audit::service::Caller;
+use crate::config::{MethodPattern, Role};
+use crate::identity::AgencyId;
+use crate::proto::jisr::audit::v1::{Kind, Outcome};
+use crate::proto::jisr::consent::v1 as pb;
+use crate::proxy::trail::{Ending, Recorder, Trail};
+use pb::consents_server::Consents;
+use prost::Message as _;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt as _};
+
+/// Data categories a consent may name.
+const CATEGORIES: [&str; 5] = ["civil", "fiscal", "health", "education", "social"];
+
+/// The consents API of a node.
+#[derive(Clone)]
+pub struct ConsentService {
+    /// Where consents live.
+    pub store: Arc<dyn ConsentStore>,
+    /// The consent signing key.
+    pub signer: Arc<ConsentSigner>,
+    /// The audit log.
+    pub recorder: Recorder,
+    /// Roles by agency.
+    pub roles: Arc<HashMap<AgencyId, Vec<Role>>>,
+    /// Declared purposes.
+    pub purposes: Arc<HashSet<String>>,
+    /// Bound on each store operation.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for ConsentService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsentService")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let details =
+        ErrorDetails::with_error_info(reason, crate::proxy::refusal::DOMAIN, HashMap::new());
+    Status::with_error_details(code, message, details)
+}
+
+fn invalid(message: impl Into<String>) -> Status {
+    refuse(Code::InvalidArgument, "INVALID_REQUEST", message)
+}
+
+impl ConsentService {
+    fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
+        request
+            .extensions()
+            .get::<Caller>()
+            .map(|c| c.0.clone())
+            .ok_or_else(|| {
+                refuse(
+                    Code::Unauthenticated,
+                    "ACCESS_DENIED",
+                    "call the consents API over the gateway's mutual TLS",
+                )
+            })
+    }
+
+    fn has(&self, agency: &AgencyId, role: Role) -> bool {
+        self.roles.get(agency).is_some_and(|r| r.contains(&role))
+    }
+
+    fn manager(&self, caller: &AgencyId) -> Result<(), Status> {
+        if self.has(caller, Role::ConsentManager) {
+            Ok(())
+        } else {
+            Err(refuse(
+                Code::PermissionDenied,
+                "ACCESS_DENIED",
+                format!("`{caller}` may not record or read consents: only the citizen portal (`consent-manager` role) does"),
+            ))
+        }
+    }
+
+    async fn bounded<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, super::StoreError>>,
+    ) -> Result<T, Status> {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "consent store failure");
+                Err(refuse(
+                    Code::Unavailable,
+                    "CONSENT_UNAVAILABLE",
+                    "the consent store cannot be reached; retry shortly",
+                ))
+            }
+            Err(_) => Err(refuse(
+                Code::Unavailable,
+                "CONSENT_UNAVAILABLE",
+                "the consent store did not answer in time; retry shortly",
+            )),
+        }
+    }
+
+    /// Records a grant or revocation in the audit log; the answer waits for it.
+    async fn audit(
+        &self,
+        caller: &AgencyId,
+        kind: Kind,
+        method: &str,
+        consent: &pb::Consent,
+    ) -> Result<(), Status> {
+        let mut trail = Trail::start(
+            &format!("{:032x}", rand::random::<u128>()),
+            caller.as_str(),
+            method,
+            &http::HeaderMap::new(),
+        );
+        trail.provider.clone_from(&consent.consumer);
+        trail.purpose.clone_from(&consent.purpose);
+        trail.procedure.clone_from(&consent.procedure);
+        trail.basis = "consent".into();
+        trail.consent_id.clone_from(&consent.id);
+        trail.subject = Some(self.recorder.pseudonyms.pseudonym(&consent.subject));
+        let ending = Ending {
+            outcome: Outcome::Allowed,
+            reason: "",
+            grpc_status: 0,
+            response_digest: None,
+        };
+        self.recorder.record_kind(&trail, ending, kind).await.map(drop).map_err(|e| {
+            tracing::error!(error = %e, "consent change not recorded");
+            refuse(Code::Unavailable, "AUDIT_UNAVAILABLE", "the change cannot be recorded in the audit log right now, so it is not made; retry later")
+        })
+    }
+
+    fn validate(&self, c: &pb::Consent) -> Result<(), Status> {
+        let id_ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if !id_ok(&c.subject) {
+            return Err(invalid(
+                "`subject` must be the citizen's id (letters, digits, `-`)",
+            ));
+        }
+        if !self.roles.contains_key(
+            &AgencyId::parse(&c.consumer).map_err(|e| invalid(format!("`consumer`: {e}")))?,
+        ) {
+            return Err(invalid(format!(
+                "`consumer` `{}` is not an agency of this gateway",
+                c.consumer
+            )));
+        }
+        if !self.purposes.contains(&c.purpose) {
+            return Err(invalid(format!(
+                "`purpose` `{}` is not a declared purpose",
+                c.purpose
+            )));
+        }
+        if c.methods.is_empty() && c.categories.is_empty() {
+            return Err(invalid("name the data covered: `methods` (`pkg.Service/Method` or `pkg.Service/*`) or `categories`"));
+        }
+        for m in &c.methods {
+            MethodPattern::parse(m).map_err(|e| invalid(format!("method `{m}`: {e}")))?;
+        }
+        if let Some(bad) = c
+            .categories
+            .iter()
+            .find(|cat| !CATEGORIES.contains(&cat.as_str()))
+        {
+            return Err(invalid(format!(
+                "category `{bad}` is unknown; use one of {}",
+                CATEGORIES.join(", ")
+            )));
+        }
+        if c.not_after_unix_micros <= now_micros()
+            || c.not_after_unix_micros <= c.not_before_unix_micros
+        {
+            return Err(invalid(
+                "`not_after_unix_micros` must be in the future and after `not_before_unix_micros`",
+            ));
+        }
+        Ok(())
+    }
+
+    fn signed(&self, stored: &StoredConsent) -> pb::SignedConsent {
+        artefact::to_signed(stored, &self.signer.verifier(), now_micros())
+    }
+}
+
+#[tonic::async_trait]
+impl Consents for ConsentService {
+    async fn grant(
+        &self,
+        request: Request<pb::GrantRequest>,
+    ) -> Result<Response<pb::SignedConsent>, Status> {
+        let caller = Self::caller(&request)?;
+        self.manager(&caller)?;
+        let mut consent = request
+            .into_inner()
+            .consent
+            .ok_or_else(|| invalid("`consent` is required"))?;
+        let now = now_micros();
+        consent.id = format!("{:032x}", rand::random::<u128>());
+        consent.recorded_by = caller.to_string();
+        consent.recorded_unix_micros = now;
+        if consent.not_before_unix_micros == 0 {
+            consent.not_before_unix_micros = now;
+        }
+        self.validate(&consent)?;
+        let (encoded, signature) = self.signer.sign(&consent);
+        let stored = StoredConsent {
+            encoded,
+            signature,
+            consent: consent.clone(),
+            revoked_unix_micros: 0,
+            uses: 0,
+        };
+        self.audit(
+            &caller,
+            Kind::ConsentGranted,
+            "/jisr.consent.v1.Consents/Grant",
+            &consent,
+        )
+        .await?;
+        self.bounded(self.store.put(stored.clone())).await?;
+        Ok(Response::new(self.signed(&stored)))
+    }
+
+    async fn revoke(
+        &self,
+        request: Request<pb::RevokeRequest>,
+    ) -> Result<Response<pb::SignedConsent>, Status> {
+        let caller = Self::caller(&request)?;
+        self.manager(&caller)?;
+        let id = request.into_inner().id;
+        let current = self
+            .bounded(self.store.get(&id))
+            .await?
+            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+        self.audit(
+            &caller,
+            Kind::ConsentRevoked,
+            "/jisr.consent.v1.Consents/Revoke",
+            &current.consent,
+        )
+        .await?;
+        let revoked = self
+            .bounded(self.store.revoke(&id, now_micros()))
+            .await?
+            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+        Ok(Response::new(self.signed(&revoked)))
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::SignedConsent>, Status> {
+        let caller = Self::caller(&request)?;
+        let id = request.into_inner().id;
+        let stored = self
+            .bounded(self.store.get(&id))
+            .await?
+            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+        let allowed = self.has(&caller, Role::ConsentManager)
+            || self.has(&caller, Role::Auditor)
+            || stored.consent.consumer == caller.as_str();
+        if !allowed {
+            return Err(refuse(
+                Code::PermissionDenied,
+                "ACCESS_DENIED",
+                format!("consent `{id}` is not addressed to `{caller}`"),
+            ));
+        }
+        Ok(Response::new(self.signed(&stored)))
+    }
+
+    async fn list_by_subject(
+        &self,
+        request: Request<pb::ListBySubjectRequest>,
+    ) -> Result<Response<pb::ListBySubjectResponse>, Status> {
+        let caller = Self::caller(&request)?;
+        if !self.has(&caller, Role::ConsentManager) && !self.has(&caller, Role::Auditor) {
+            return Err(refuse(
+                Code::PermissionDenied,
+                "ACCESS_DENIED",
+                "a citizen's consents are listed for the portal (`consent-manager`) and auditors",
+            ));
+        }
+        let subject = request.into_inner().subject;
+        let all = self.bounded(self.store.list_by_subject(&subject)).await?;
+        Ok(Response::new(pb::ListBySubjectResponse {
+            consents: all.iter().map(|s| self.signed(s)).collect(),
+        }))
+    }
+
+    async fn verify(
+        &self,
+        request: Request<pb::VerifyRequest>,
+    ) -> Result<Response<pb::VerifyResponse>, Status> {
+        let signed = request
+            .into_inner()
+            .consent
+            .ok_or_else(|| invalid("`consent` is required"))?;
+        let valid = artefact::verify(&self.signer.verifier(), &signed.consent, &signed.signature);
+        if !valid {
+            return Ok(Response::new(pb::VerifyResponse {
+                signature_valid: false,
+                status: pb::Status::Unspecified as i32,
+                message: "the signature does not match: this is not a consent recorded by this gateway, or it was altered".into(),
+            }));
+        }
+        let consent = pb::Consent::decode(signed.consent.as_slice())
+            .map_err(|e| invalid(format!("the consent bytes do not decode: {e}")))?;
+        let status = match self.bounded(self.store.get(&consent.id)).await? {
+            Some(stored) => artefact::status(&stored, now_micros()),
+            None => pb::Status::Unspecified,
+        };
+        Ok(Response::new(pb::VerifyResponse {
+            signature_valid: true,
+            status: status as i32,
+            message: format!(
+                "consent `{}` signed by {}; currently {}",
+                consent.id,
+                self.signer.verifier().name(),
+                status.as_str_name()
+            ),
+        }))
+    }
+}

@@ -1,0 +1,360 @@
+//! Consent enforcement, black-box: every reason code, the portal's role,
+//! receipts, persistence across a restart, and two gateways sharing Redis.
+
+use crate::consent_store::Redis;
+use crate::routing::echo_network;
+use crate::support::*;
+use jisr::proto::jisr::consent::v1 as pb;
+use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
+use pb::consents_client::ConsentsClient;
+use prost::Message as _;
+use std::time::Duration;
+use tonic::Code;
+
+const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+
+/// Purposes whose rules rest on consent.
+const CONSENT_RULES: &str = r#"
+[[purpose]]
+code = "school-enrolment"
+description = "Enrolment in a public school"
+
+[[purpose]]
+code = "school-grant"
+description = "School grant"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["school-enrolment", "school-grant"]
+basis = "consent"
+"#;
+
+fn birth(citizen: &str) -> Vec<u8> {
+    GetBirthRecordRequest {
+        citizen_id: citizen.into(),
+    }
+    .encode_to_vec()
+}
+
+fn now() -> i64 {
+    jisr::consent::artefact::now_micros()
+}
+
+async fn portal(addr: &str, pki: &Pki) -> ConsentsClient<tonic::transport::Channel> {
+    ConsentsClient::new(channel(addr, &pki.files("portal")).await.unwrap())
+}
+
+async fn grant(
+    client: &mut ConsentsClient<tonic::transport::Channel>,
+    subject: &str,
+    purpose: &str,
+    max_uses: u32,
+    valid: Duration,
+) -> String {
+    let consent = pb::Consent {
+        subject: subject.into(),
+        consumer: "education".into(),
+        methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
+        purpose: purpose.into(),
+        max_uses,
+        not_after_unix_micros: now() + valid.as_micros() as i64,
+        ..Default::default()
+    };
+    let signed = client
+        .grant(pb::GrantRequest {
+            consent: Some(consent),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(signed.status, pb::Status::Active as i32);
+    signed.decoded.unwrap().id
+}
+
+fn call<'a>(purpose: &str, citizen: &str, consent: Option<&str>) -> RawCall<'a> {
+    let call = RawCall::new(BIRTH, birth(citizen), purpose);
+    match consent {
+        Some(id) => call.with("jisr-consent", id),
+        None => call,
+    }
+}
+
+async fn reason_of(client: &tonic::transport::Channel, c: RawCall<'_>) -> (Code, String) {
+    let (code, reason, _) = framed_status(call_raw(client, c).await);
+    (code, reason)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_rules_refuse_with_every_reason_and_allow_with_a_valid_consent() {
+    let (pki, _gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let mut portal = portal(&addr, &pki).await;
+    let id = grant(
+        &mut portal,
+        "AB123456",
+        "school-enrolment",
+        2,
+        Duration::from_secs(3600),
+    )
+    .await;
+
+    let denied = (Code::PermissionDenied, "CONSENT_REQUIRED".to_owned());
+    assert_eq!(
+        reason_of(&education, call("school-enrolment", "AB123456", None)).await,
+        denied
+    );
+    assert_eq!(
+        reason_of(
+            &education,
+            call("school-enrolment", "AB123456", Some("0000"))
+        )
+        .await,
+        denied
+    );
+    assert_eq!(
+        reason_of(&education, call("school-enrolment", "CD234567", Some(&id))).await,
+        (Code::PermissionDenied, "SUBJECT_MISMATCH".into())
+    );
+    assert_eq!(
+        reason_of(&education, call("school-grant", "AB123456", Some(&id))).await,
+        (Code::PermissionDenied, "PURPOSE_MISMATCH".into())
+    );
+    // Allowed twice (max_uses 2), refused calls used nothing, then exhausted.
+    for _ in 0..2 {
+        let (_, md) = call_raw(&education, call("school-enrolment", "AB123456", Some(&id)))
+            .await
+            .unwrap();
+        assert_eq!(md.get("jisr-basis").unwrap(), "consent");
+    }
+    assert_eq!(
+        reason_of(&education, call("school-enrolment", "AB123456", Some(&id))).await,
+        (Code::PermissionDenied, "CONSENT_EXPIRED".into())
+    );
+
+    // Expiry.
+    let short = grant(
+        &mut portal,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_millis(300),
+    )
+    .await;
+    call_raw(
+        &education,
+        call("school-enrolment", "AB123456", Some(&short)),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        reason_of(
+            &education,
+            call("school-enrolment", "AB123456", Some(&short))
+        )
+        .await,
+        (Code::PermissionDenied, "CONSENT_EXPIRED".into())
+    );
+
+    // Revocation takes effect on the next call.
+    let open = grant(
+        &mut portal,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_secs(3600),
+    )
+    .await;
+    call_raw(
+        &education,
+        call("school-enrolment", "AB123456", Some(&open)),
+    )
+    .await
+    .unwrap();
+    let revoked = portal
+        .revoke(pb::RevokeRequest { id: open.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.status, pb::Status::Revoked as i32);
+    assert_eq!(
+        reason_of(
+            &education,
+            call("school-enrolment", "AB123456", Some(&open))
+        )
+        .await,
+        (Code::PermissionDenied, "CONSENT_REVOKED".into())
+    );
+
+    // Only the portal records consents.
+    let mut as_education = ConsentsClient::new(education.clone());
+    let status = as_education
+        .grant(pb::GrantRequest {
+            consent: Some(pb::Consent::default()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // Receipts verify; an altered one does not.
+    let mut receipt = portal
+        .get(pb::GetRequest { id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let checked = as_education
+        .verify(pb::VerifyRequest {
+            consent: Some(receipt.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(checked.signature_valid);
+    assert_eq!(checked.status, pb::Status::Exhausted as i32);
+    let mut forged = pb::Consent::decode(receipt.consent.as_slice()).unwrap();
+    forged.subject = "CD234567".into();
+    receipt.consent = forged.encode_to_vec();
+    let checked = as_education
+        .verify(pb::VerifyRequest {
+            consent: Some(receipt),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!checked.signature_valid);
+
+    // Grants and revocations are audit entries.
+    let mut cndp = jisr::proto::jisr::audit::v1::audit_client::AuditClient::new(
+        channel(&addr, &pki.files("cndp")).await.unwrap(),
+    );
+    let history = cndp
+        .citizen_history(jisr::proto::jisr::audit::v1::CitizenHistoryRequest {
+            citizen_id: "AB123456".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let kinds: Vec<i32> = history
+        .entries
+        .iter()
+        .filter_map(|e| e.record.as_ref().map(|r| r.kind))
+        .collect();
+    use jisr::proto::jisr::audit::v1::Kind;
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == Kind::ConsentGranted as i32)
+            .count(),
+        3
+    );
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == Kind::ConsentRevoked as i32)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consents_survive_a_restart_of_the_embedded_store() {
+    let (pki, mut gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
+    let mut portal_client = portal(&addr, &pki).await;
+    let id = grant(
+        &mut portal_client,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_secs(3600),
+    )
+    .await;
+    drop(portal_client);
+    assert!(gw.terminate().success());
+    let config = std::fs::read_to_string(pki.root().join("gateway.toml")).unwrap();
+    let (_gw, addr) = start_gateway(&pki, "gateway", &config);
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    call_raw(&education, call("school-enrolment", "AB123456", Some(&id)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_sharing_redis_see_a_revocation_at_once_and_fail_closed_without_it() {
+    let mut redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (pki, _gw1, addr1, _echos) = echo_network(
+        "",
+        &format!("{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = 200\n"),
+    )
+    .await;
+    let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
+        .unwrap()
+        .replace("gateway-audit", "gateway2-audit");
+    let (_gw2, addr2) = start_gateway(&pki, "gateway2", &config);
+    let mut portal1 = portal(&addr1, &pki).await;
+    let id = grant(
+        &mut portal1,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_secs(3600),
+    )
+    .await;
+    let on2 = channel(&addr2, &pki.files("education")).await.unwrap();
+    call_raw(&on2, call("school-enrolment", "AB123456", Some(&id)))
+        .await
+        .unwrap();
+    portal1
+        .revoke(pb::RevokeRequest { id: id.clone() })
+        .await
+        .unwrap();
+    assert_eq!(
+        reason_of(&on2, call("school-enrolment", "AB123456", Some(&id))).await,
+        (Code::PermissionDenied, "CONSENT_REVOKED".into())
+    );
+
+    // Redis gone: refused with CONSENT_UNAVAILABLE within the bound; back: works again.
+    let fresh = grant(
+        &mut portal1,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_secs(3600),
+    )
+    .await;
+    redis.kill();
+    let started = std::time::Instant::now();
+    assert_eq!(
+        reason_of(&on2, call("school-enrolment", "AB123456", Some(&fresh))).await,
+        (Code::Unavailable, "CONSENT_UNAVAILABLE".into())
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the refusal took {:?}",
+        started.elapsed()
+    );
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match call_raw(&on2, call("school-enrolment", "AB123456", Some(&fresh))).await {
+            // Redis restarted empty (no persistence in the test): the consent is gone.
+            Err(status) if reason_of_status(&status) == "CONSENT_REQUIRED" => break,
+            Ok(_) => break,
+            Err(status) => assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not recover: {status:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn reason_of_status(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt as _;
+    status
+        .get_details_error_info()
+        .map(|i| i.reason)
+        .unwrap_or_default()
+}
