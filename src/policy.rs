@@ -8,6 +8,7 @@
 
 use crate::catalogue::Catalogue;
 use crate::config::{Basis, Config, ConfigError, ConfigErrors, MethodPattern, RuleConfig};
+use crate::consent::minimise::Release;
 use crate::identity::AgencyId;
 use std::collections::HashMap;
 
@@ -101,6 +102,8 @@ impl MethodAccess {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     by_path: HashMap<String, MethodAccess>,
+    /// Response minimisation, by (gRPC path, rule index).
+    releases: HashMap<(String, usize), std::sync::Arc<Release>>,
 }
 
 impl Policy {
@@ -127,7 +130,31 @@ impl Policy {
                 }
             }
         }
-        let (policy, conflicts) = Self::build(&config.rules, &methods);
+        let (mut policy, conflicts) = Self::build(&config.rules, &methods);
+        for (index, rule) in config.rules.iter().enumerate() {
+            let Some(fields) = &rule.release else {
+                continue;
+            };
+            for route in catalogue.methods() {
+                if !rule
+                    .methods
+                    .iter()
+                    .any(|p| p.matches(&route.service, &route.method))
+                {
+                    continue;
+                }
+                match Release::compile(&route.response, fields) {
+                    Ok(release) => {
+                        policy.releases.insert((route.path.clone(), index), std::sync::Arc::new(release));
+                    }
+                    Err(why) => errors.0.push(ConfigError {
+                        at: Some(rule.at.clone()),
+                        message: format!("`release` of this rule does not fit `{}`: {why}", route.qualified()),
+                        fix: "name fields of the method's response; a rule covering methods with different responses needs one rule per method".into(),
+                    }),
+                }
+            }
+        }
         for (rule, message) in conflicts {
             errors.0.push(ConfigError {
                 at: Some(config.rules[rule].at.clone()),
@@ -171,7 +198,18 @@ impl Policy {
                 }
             }
         }
-        (Self { by_path }, conflicts)
+        (
+            Self {
+                by_path,
+                releases: HashMap::new(),
+            },
+            conflicts,
+        )
+    }
+
+    /// The fields a rule releases from a method's responses, if it minimises.
+    pub fn release(&self, path: &str, rule: usize) -> Option<&std::sync::Arc<Release>> {
+        self.releases.get(&(path.to_owned(), rule))
     }
 
     /// The access table of a method, by gRPC path; `None` when no rule names it.

@@ -27,6 +27,16 @@ pub(super) fn run(command: Command) -> ExitCode {
                 }
             };
         }
+        Command::Consent { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::consent::run(command))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
         Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
         Command::SampleProvider {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 mod commands;
+pub mod consent;
 
 pub use commands::shutdown_signal;
 
@@ -79,6 +80,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: audit::AuditCommand,
+    },
+    /// Grant, revoke, list and verify citizens' consents on a running gateway.
+    Consent {
+        /// What to do.
+        #[command(subcommand)]
+        command: consent::ConsentCommand,
     },
     /// Measure throughput and latency: through a gateway, or with --compare
     /// against calling the providers directly and through nginx.

@@ -16,6 +16,7 @@ use super::upstream::Upstream;
 use crate::catalogue::{MethodRoute, Streaming};
 use crate::config::Basis;
 use crate::consent::check::{self, Claim};
+use crate::consent::minimise::Release;
 use crate::consent::ConsentStore;
 use crate::identity::AgencyId;
 use crate::policy::{Denial, Grant, MethodAccess};
@@ -25,6 +26,7 @@ use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
 use tokio::time::Instant;
@@ -39,6 +41,9 @@ pub struct Exchange {
     pub access: MethodAccess,
     /// Its provider's connection pool.
     pub upstream: Arc<Upstream>,
+    /// Response minimisation by rule index, for rules that release only
+    /// some fields.
+    pub releases: HashMap<usize, Arc<Release>>,
 }
 
 /// The consent store and how long a check may wait for it.
@@ -260,11 +265,28 @@ impl Exchange {
         parts
             .headers
             .insert(metadata::BASIS, header(&grant.basis().to_string()));
-        if route.streaming == Streaming::Server {
+        let release = self.releases.get(&grant.rule());
+        if route.streaming == Streaming::Server && release.is_none() {
             let body = Passthrough::new(body, deadline, route.provider.to_string());
             return Ok(Answer::Stream(Response::from_parts(parts, Body::new(body))));
         }
+        // A minimised answer is read whole (a stream too, within the size
+        // limit): fields are cleared message by message before anything leaves.
         let (body, trailers) = self.collect(body, cx.max_message).await?;
+        let body = match release {
+            None => body,
+            Some(release) => release.apply(&body).map_err(|e| {
+                tracing::warn!(request_id = cx.request_id, provider = %route.provider, error = %e, "answer could not be minimised");
+                Refusal::new(
+                    Reason::ProviderUnavailable,
+                    format!("the `{}` service's answer does not decode as its contract says, so it cannot be minimised and is withheld; tell the platform operator", route.provider),
+                )
+            })?,
+        };
+        if release.is_some() {
+            // The length changed.
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
         let grpc_status = trailers
             .as_ref()
             .and_then(status_of)

@@ -116,10 +116,14 @@ impl Gateway {
             let Some(upstream) = upstreams.get(&route.provider) else {
                 continue;
             };
+            let releases = (0..config.rules.len())
+                .filter_map(|rule| Some((rule, policy.release(&route.path, rule)?.clone())))
+                .collect();
             let exchange = Exchange {
                 route: route.clone(),
                 access: policy.access(&route.path).cloned().unwrap_or_default(),
                 upstream: upstream.clone(),
+                releases,
             };
             exchanges.insert(route.path.clone(), Arc::new(exchange));
         }

@@ -358,3 +358,105 @@ fn reason_of_status(status: &tonic::Status) -> String {
         .map(|i| i.reason)
         .unwrap_or_default()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_releases_only_the_fields_its_purpose_needs() {
+    let extra = r#"
+[[purpose]]
+code = "school-enrolment"
+description = "Enrolment in a public school"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["school-enrolment"]
+basis = "law:school-code"
+release = ["citizen_id", "first_name", "last_name", "birth_date", "birth_place"]
+"#;
+    let net = Network::start("", extra);
+    let education = net.channel("education").await;
+    let (minimised, _) = call_raw(
+        &education,
+        RawCall::new(BIRTH, birth("AB123456"), "school-enrolment"),
+    )
+    .await
+    .unwrap();
+    let record = jisr::proto::ma::civilstatus::v1::BirthRecord::decode(minimised).unwrap();
+    assert_eq!(record.citizen_id, "AB123456");
+    assert!(
+        !record.first_name.is_empty()
+            && !record.birth_place.is_empty()
+            && !record.birth_date.is_empty()
+    );
+    assert!(
+        record.father_name.is_empty()
+            && record.mother_name.is_empty()
+            && record.act_number.is_empty(),
+        "{record:?}"
+    );
+    // The same method for a purpose whose rule releases everything.
+    let (whole, _) = call_raw(
+        &education,
+        RawCall::new(BIRTH, birth("AB123456"), "bac-candidature"),
+    )
+    .await
+    .unwrap();
+    let record = jisr::proto::ma::civilstatus::v1::BirthRecord::decode(whole).unwrap();
+    assert!(!record.father_name.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_needs_a_justification_and_is_flagged_for_review() {
+    let extra = r#"
+[[purpose]]
+code = "emergency"
+description = "Emergency care"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["emergency"]
+basis = "law:emergency-care"
+break_glass = true
+"#;
+    let (pki, _gw, addr, _echos) = echo_network("", extra).await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    assert_eq!(
+        reason_of(&education, call("emergency", "AB123456", None)).await,
+        (Code::PermissionDenied, "JUSTIFICATION_REQUIRED".into())
+    );
+    let why = "pupil collapsed in class; identity needed for the ambulance";
+    call_raw(
+        &education,
+        call("emergency", "AB123456", None).with("jisr-justification", why),
+    )
+    .await
+    .unwrap();
+    let pki_dir = pki.dir.to_str().unwrap().to_owned();
+    let out = jisr()
+        .args([
+            "audit",
+            "query",
+            "--gateway",
+            &addr,
+            "--pki",
+            &pki_dir,
+            "--as",
+            "cndp",
+            "--break-glass",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "{lines:?} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(lines[0].contains("\"break_glass\":true"), "{}", lines[0]);
+}

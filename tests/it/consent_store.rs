@@ -292,9 +292,10 @@ async fn redis_killed_fails_closed_in_time_and_the_same_store_recovers() {
                 Err(StoreError::Unavailable(why)) => assert!(why.contains("fail closed"), "{why}"),
                 other => panic!("op {op} with Redis down: {other:?}"),
             }
-            // The timeout bounds the call; allow scheduling slack only.
+            // The timeout bounds the call; allow scheduling slack on a busy
+            // machine only (a hang would take seconds).
             assert!(
-                took < TIMEOUT + Duration::from_millis(150),
+                took < TIMEOUT + Duration::from_millis(250),
                 "op {op} took {took:?}"
             );
             refused += 1;
@@ -499,18 +500,24 @@ async fn report(name: &str, store: &dyn ConsentStore, n: u64) {
     for _ in 0..n / 10 {
         store.use_once("m").await.unwrap(); // warm-up
     }
-    let mut hist = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut uses = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+    let mut gets = uses.clone();
     for _ in 0..n {
         let started = Instant::now();
         let outcome = store.use_once("m").await.unwrap();
-        hist.record(started.elapsed().as_nanos() as u64).unwrap();
+        uses.record(started.elapsed().as_nanos() as u64).unwrap();
         assert!(matches!(outcome, UseOutcome::Counted(_)));
+        let started = Instant::now();
+        store.get("m").await.unwrap().unwrap();
+        gets.record(started.elapsed().as_nanos() as u64).unwrap();
     }
-    println!(
-        "use_once on {name}: n={n} p50={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
-        hist.value_at_quantile(0.50) as f64 / 1e3,
-        hist.value_at_quantile(0.99) as f64 / 1e3,
-        hist.value_at_quantile(0.999) as f64 / 1e3,
-        hist.max() as f64 / 1e3,
-    );
+    for (op, hist) in [("use_once", uses), ("get (read only)", gets)] {
+        println!(
+            "{op} on {name}: n={n} p50={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
+            hist.value_at_quantile(0.50) as f64 / 1e3,
+            hist.value_at_quantile(0.99) as f64 / 1e3,
+            hist.value_at_quantile(0.999) as f64 / 1e3,
+            hist.max() as f64 / 1e3,
+        );
+    }
 }

@@ -9,6 +9,7 @@ mod bench;
 mod certificates;
 mod cli;
 mod consent;
+mod consent_cli;
 mod consent_store;
 mod lifecycle;
 mod refusals;
