@@ -234,26 +234,38 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-async fn connect(conn: &Connection) -> anyhow::Result<AuditClient<Channel>> {
-    tls::install_crypto_provider();
-    let addr = match conn.gateway.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
-            .trim()
-            .to_owned(),
-        None => conn.gateway.clone(),
-    };
-    let files = TlsFiles::for_agency(&conn.pki, &conn.caller);
-    let channel = Channel::from_shared(format!("https://{addr}"))?
-        .tls_config(tls::tonic_client_tls(&files)?)?
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the gateway at {addr}: {e}"))?;
-    Ok(AuditClient::new(channel))
+impl Connection {
+    /// A mutual-TLS channel to the gateway as the chosen agency.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        tls::install_crypto_provider();
+        let addr = match self.gateway.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
+                .trim()
+                .to_owned(),
+            None => self.gateway.clone(),
+        };
+        let files = TlsFiles::for_agency(&self.pki, &self.caller);
+        Channel::from_shared(format!("https://{addr}"))?
+            .tls_config(tls::tonic_client_tls(&files)?)?
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot reach the gateway at {addr}: {e}"))
+    }
 }
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+async fn connect(conn: &Connection) -> anyhow::Result<AuditClient<Channel>> {
+    Ok(AuditClient::new(conn.channel().await?))
+}
+
+/// The gRPC code, the ErrorInfo reason and the message.
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
+    use tonic_types::StatusExt as _;
+    let reason = status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_else(|| "-".to_owned());
+    anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
 }
 
 /// Microseconds since the epoch as RFC 3339.

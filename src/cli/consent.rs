@@ -1,15 +1,13 @@
 //! `jisr consent …`: record, revoke, list and verify citizens' consents on a
 //! running gateway, as the citizen portal by default.
 
-use crate::cli::audit::format_time;
+use crate::cli::audit::{format_time, status_error, Connection};
 use crate::proto::jisr::consent::v1 as pb;
-use crate::tls::{self, TlsFiles};
 use base64::Engine as _;
 use clap::{Args, Subcommand};
 use pb::consents_client::ConsentsClient;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
-use tonic_types::StatusExt as _;
 
 /// `jisr consent …`.
 #[derive(Debug, Subcommand)]
@@ -54,20 +52,6 @@ pub enum ConsentCommand {
         /// The receipt file.
         file: PathBuf,
     },
-}
-
-/// How to reach a gateway as an agency.
-#[derive(Debug, Args)]
-pub struct Connection {
-    /// Gateway address host:port, or @FILE to read it from a file (e.g. @demo/gateway.addr).
-    #[arg(long)]
-    gateway: String,
-    /// PKI directory holding ca.crt and <agency>.crt/.key.
-    #[arg(long)]
-    pki: PathBuf,
-    /// The agency to call as.
-    #[arg(long = "as", default_value = "portal")]
-    caller: String,
 }
 
 /// The terms of a consent.
@@ -168,30 +152,7 @@ pub async fn run(command: ConsentCommand) -> anyhow::Result<bool> {
 }
 
 async fn connect(conn: &Connection) -> anyhow::Result<ConsentsClient<Channel>> {
-    tls::install_crypto_provider();
-    let addr = match conn.gateway.strip_prefix('@') {
-        Some(file) => std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
-            .trim()
-            .to_owned(),
-        None => conn.gateway.clone(),
-    };
-    let files = TlsFiles::for_agency(&conn.pki, &conn.caller);
-    let channel = Channel::from_shared(format!("https://{addr}"))?
-        .tls_config(tls::tonic_client_tls(&files)?)?
-        .connect()
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot reach the gateway at {addr}: {e}"))?;
-    Ok(ConsentsClient::new(channel))
-}
-
-/// The gRPC code, the ErrorInfo reason and the message.
-fn status_error(status: tonic::Status) -> anyhow::Error {
-    let reason = status
-        .get_details_error_info()
-        .map(|info| info.reason)
-        .unwrap_or_else(|| "-".to_owned());
-    anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
+    Ok(ConsentsClient::new(conn.channel().await?))
 }
 
 fn status_name(status: i32) -> &'static str {
