@@ -214,7 +214,7 @@ impl Exchange {
             }
         }
         if *grant.basis() == Basis::Consent {
-            self.check_consent(subject, grant, metadata, cx, trail)
+            self.check_consent(subject, grant, metadata, cx, deadline, trail)
                 .await?;
         }
         let upstream = self.upstream.as_ref();
@@ -307,6 +307,7 @@ impl Exchange {
         grant: &Grant<'_>,
         metadata: &CallMetadata,
         cx: CallContext<'_>,
+        deadline: Option<Instant>,
         trail: &mut Trail,
     ) -> Result<(), Refusal> {
         let Some(id) = &metadata.consent else {
@@ -331,7 +332,15 @@ impl Exchange {
             procedure: metadata.procedure.as_deref(),
             now: crate::consent::artefact::now_micros(),
         };
-        check::check(cx.consents.store.as_ref(), claim, cx.consents.timeout)
+        // The store may take the configured bound, but never past the caller's deadline.
+        let bound = match deadline {
+            Some(at) => cx
+                .consents
+                .timeout
+                .min(at.saturating_duration_since(Instant::now())),
+            None => cx.consents.timeout,
+        };
+        check::check(cx.consents.store.as_ref(), claim, bound)
             .await
             .map(drop)
     }
