@@ -262,7 +262,8 @@ async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
     }
     .encode_to_vec();
     // The demo leaves an active consent for AB123456 ready to use.
-    let consent = std::fs::read_to_string(dir.join("consent.id")).unwrap();
+    // Written once the portal has recorded it, a moment after gateway.addr.
+    let consent = wait_for_file(&dir.join("consent.id"), &demo);
     let call = RawCall::new(
         "/ma.tax.v1.TaxRecords/GetTaxStatus",
         body,
