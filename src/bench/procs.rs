@@ -10,33 +10,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::catalogue::ANNOTATIONS_PROTO;
-use crate::demo::{AGENCIES, TRUST_DOMAIN};
-use crate::identity::{AgencyId, TrustDomain};
-use crate::pki;
-
 /// Linux reports CPU time in clock ticks of `USER_HZ`, which the kernel ABI
 /// fixes at 100 on every architecture Jisr runs on.
 const TICKS_PER_SECOND: u64 = 100;
 /// How long a child may take to write its address file.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// The contracts the benchmark network serves, as the demo does.
-const CONTRACTS: [(&str, &str); 4] = [
-    ("jisr/annotations.proto", ANNOTATIONS_PROTO),
-    (
-        "agencies/civilstatus/v1/civilstatus.proto",
-        include_str!("../../proto/agencies/civilstatus/v1/civilstatus.proto"),
-    ),
-    (
-        "agencies/tax/v1/tax.proto",
-        include_str!("../../proto/agencies/tax/v1/tax.proto"),
-    ),
-    (
-        "agencies/health/v1/health.proto",
-        include_str!("../../proto/agencies/health/v1/health.proto"),
-    ),
-];
 
 /// CPU time and peak resident memory of one or more processes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -259,26 +237,8 @@ pub(crate) struct LocalNetwork {
 impl LocalNetwork {
     /// Creates everything under `dir` and starts the processes from `exe`.
     pub(crate) async fn start(dir: &Path, exe: &Path) -> anyhow::Result<Self> {
-        let pki_dir = dir.join("pki");
-        pki::init(&pki::PkiOptions {
-            dir: pki_dir.clone(),
-            domain: TrustDomain::parse(TRUST_DOMAIN)?,
-            agencies: AGENCIES
-                .iter()
-                .map(|a| AgencyId::parse(a))
-                .collect::<Result<_, _>>()?,
-            gateway_node: AgencyId::parse("gw-1")?,
-            hosts: Vec::new(),
-            force: true,
-        })
-        .context("creating the benchmark PKI")?;
-        for (name, text) in CONTRACTS {
-            let path = dir.join("proto").join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, text)?;
-        }
+        let pki_dir =
+            crate::demo::prepare(dir).context("creating the benchmark PKI and contracts")?;
         let mut providers = Vec::new();
         let mut addrs = Vec::new();
         for agency in ["civil-status", "tax", "health"] {

@@ -5,7 +5,7 @@
 mod network;
 mod script;
 
-pub use network::{write_atomic, Network, AGENCIES, TRUST_DOMAIN};
+pub use network::{prepare, write_atomic, Network, AGENCIES, TRUST_DOMAIN};
 
 use std::path::PathBuf;
 

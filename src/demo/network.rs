@@ -77,31 +77,38 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
+/// Writes the network's PKI (`DIR/pki`, replacing any) and the sample
+/// contracts (`DIR/proto`); returns the PKI directory. Shared by the demo and
+/// the load generator's own network.
+pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
+    let pki_dir = dir.join("pki");
+    pki::init(&pki::PkiOptions {
+        dir: pki_dir.clone(),
+        domain: TrustDomain::parse(TRUST_DOMAIN)?,
+        agencies: AGENCIES
+            .iter()
+            .map(|a| AgencyId::parse(a))
+            .collect::<Result<_, _>>()?,
+        gateway_node: AgencyId::parse("gw-1")?,
+        hosts: Vec::new(),
+        force: true,
+    })?;
+    for (name, text) in CONTRACTS {
+        let path = dir.join("proto").join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(&path, text)?;
+    }
+    Ok(pki_dir)
+}
+
 impl Network {
     /// Creates the PKI, config and contracts under `dir` and starts everything.
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
         tls::install_crypto_provider();
         let domain = TrustDomain::parse(TRUST_DOMAIN)?;
-        let pki_dir = dir.join("pki");
-        pki::init(&pki::PkiOptions {
-            dir: pki_dir.clone(),
-            domain: domain.clone(),
-            agencies: AGENCIES
-                .iter()
-                .map(|a| AgencyId::parse(a))
-                .collect::<Result<_, _>>()?,
-            gateway_node: AgencyId::parse("gw-1")?,
-            hosts: Vec::new(),
-            force: true,
-        })
-        .context("creating the demo PKI")?;
-        for (name, text) in CONTRACTS {
-            let path = dir.join("proto").join(name);
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent)?;
-            }
-            std::fs::write(&path, text)?;
-        }
+        let pki_dir = prepare(dir).context("creating the demo PKI and contracts")?;
         let (stop, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut providers = Vec::new();
