@@ -14,7 +14,7 @@ use tonic::Code;
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// Purposes whose rules rest on consent.
-const CONSENT_RULES: &str = r#"
+pub(crate) const CONSENT_RULES: &str = r#"
 [[purpose]]
 code = "school-enrolment"
 description = "Enrolment in a public school"

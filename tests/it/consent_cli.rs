@@ -1,6 +1,7 @@
 //! `jisr consent …` against a running gateway: grant with a receipt, list,
 //! verify (and refuse a tampered receipt), revoke, and the revocation's effect.
 
+use crate::consent::CONSENT_RULES;
 use crate::routing::echo_network;
 use crate::support::*;
 use base64::Engine as _;
@@ -11,19 +12,6 @@ use std::process::Output;
 use tonic::Code;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-
-/// A purpose whose rule rests on consent.
-const CONSENT_RULES: &str = r#"
-[[purpose]]
-code = "school-enrolment"
-description = "Enrolment in a public school"
-
-[[rule]]
-consumer = "education"
-methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
-purposes = ["school-enrolment"]
-basis = "consent"
-"#;
 
 fn consent(addr: &str, pki: &Pki, args: &[&str]) -> Output {
     let (command, rest) = args.split_first().unwrap();
