@@ -52,6 +52,9 @@ pub enum ConsentCommand {
         /// The receipt file.
         file: PathBuf,
     },
+    /// Measure the consent check's latency on the embedded store and on
+    /// Redis (started for the run unless --redis-url is given).
+    Bench(crate::consent::bench::ConsentBenchArgs),
 }
 
 /// The terms of a consent.
@@ -148,6 +151,10 @@ pub async fn run(command: ConsentCommand) -> anyhow::Result<bool> {
             Ok(true)
         }
         ConsentCommand::Verify { conn, file } => verify(&conn, &file).await,
+        ConsentCommand::Bench(args) => {
+            crate::consent::bench::run(&args).await?;
+            Ok(true)
+        }
     }
 }
 

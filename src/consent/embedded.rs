@@ -11,13 +11,23 @@
 //! serialises: a use counted after a revocation committed cannot happen.
 //! Every commit is durable (fsync) before the call returns, so a revocation
 //! or a counted use survives a crash. redb is blocking I/O, so each operation
-//! runs on tokio's blocking pool.
+//! that reaches the database runs on tokio's blocking pool.
+//!
+//! Reads are answered from an in-memory copy of the consents read or written
+//! since start (up to [`CACHE_CAPACITY`]), which keeps the disk and the
+//! blocking pool off the exchange path. The copy can never show a revoked
+//! consent as active: redb's lock file gives this process the database to
+//! itself, so every change goes through this store, and each change updates
+//! the copy before it returns, under a lock that also covers filling the copy
+//! from the database on a miss (a miss cannot put back a value that a
+//! concurrent revocation has just replaced).
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -50,9 +60,17 @@ pub struct EmbeddedConsentStore {
     inner: Arc<Inner>,
 }
 
+/// How many consents the in-memory copy holds before it starts over.
+pub const CACHE_CAPACITY: usize = 100_000;
+
 struct Inner {
     db: Database,
     path: PathBuf,
+    /// Consents as last committed, by id.
+    cache: RwLock<HashMap<String, StoredConsent>>,
+    /// Held from a change's write transaction until the copy shows it, and
+    /// while a miss fills the copy from the database.
+    changes: Mutex<()>,
 }
 
 impl std::fmt::Debug for EmbeddedConsentStore {
@@ -75,6 +93,8 @@ impl EmbeddedConsentStore {
         let inner = Inner {
             db,
             path: path.to_owned(),
+            cache: RwLock::default(),
+            changes: Mutex::default(),
         };
         let txn = inner.db.begin_write().map_err(|e| inner.failed(e))?;
         txn.open_table(CONSENTS).map_err(|e| inner.failed(e))?;
@@ -103,6 +123,39 @@ impl EmbeddedConsentStore {
 }
 
 impl Inner {
+    fn changing(&self) -> MutexGuard<'_, ()> {
+        // A panic while holding it cannot leave the copy ahead of the
+        // database (the copy is written after the commit): carry on.
+        self.changes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn cached(&self, id: &str) -> Option<StoredConsent> {
+        let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+        cache.get(id).cloned()
+    }
+
+    /// Records a committed state in the copy; call with `changing()` held.
+    fn remember(&self, stored: &StoredConsent) {
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= CACHE_CAPACITY && !cache.contains_key(&stored.consent.id) {
+            cache.clear();
+        }
+        cache.insert(stored.consent.id.clone(), stored.clone());
+    }
+
+    /// A read that missed the copy: from the database, then into the copy.
+    fn load(&self, id: &str) -> Result<Option<StoredConsent>, StoreError> {
+        let _changing = self.changing();
+        if let Some(stored) = self.cached(id) {
+            return Ok(Some(stored));
+        }
+        let found = self.get(id)?;
+        if let Some(stored) = &found {
+            self.remember(stored);
+        }
+        Ok(found)
+    }
+
     fn failed(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Unavailable(format!(
             "the consent store {} failed: {}; the call is refused (fail closed); check the disk",
@@ -113,6 +166,7 @@ impl Inner {
 
     fn put(&self, consent: StoredConsent) -> Result<(), StoreError> {
         check_new(&consent)?;
+        let _changing = self.changing();
         let c = &consent.consent;
         let record = Record {
             encoded: consent.encoded.clone(),
@@ -139,7 +193,13 @@ impl Inner {
                 .insert(key.as_slice(), ())
                 .map_err(|e| self.failed(e))?;
         }
-        txn.commit().map_err(|e| self.failed(e))
+        txn.commit().map_err(|e| self.failed(e))?;
+        self.remember(&StoredConsent {
+            revoked_unix_micros: 0,
+            uses: 0,
+            ..consent
+        });
+        Ok(())
     }
 
     fn get(&self, id: &str) -> Result<Option<StoredConsent>, StoreError> {
@@ -152,6 +212,7 @@ impl Inner {
     fn revoke(&self, id: &str, at: i64) -> Result<Option<StoredConsent>, StoreError> {
         // 0 means "not revoked": a revocation is at least 1 µs after the epoch.
         let at = at.max(1);
+        let _changing = self.changing();
         let txn = self.db.begin_write().map_err(|e| self.failed(e))?;
         let stored = {
             let mut consents = txn.open_table(CONSENTS).map_err(|e| self.failed(e))?;
@@ -171,10 +232,12 @@ impl Inner {
             stored
         };
         txn.commit().map_err(|e| self.failed(e))?;
+        self.remember(&stored);
         Ok(Some(stored))
     }
 
     fn use_once(&self, id: &str) -> Result<UseOutcome, StoreError> {
+        let _changing = self.changing();
         let txn = self.db.begin_write().map_err(|e| self.failed(e))?;
         let stored = {
             let mut consents = txn.open_table(CONSENTS).map_err(|e| self.failed(e))?;
@@ -196,6 +259,7 @@ impl Inner {
             stored
         };
         txn.commit().map_err(|e| self.failed(e))?;
+        self.remember(&stored);
         Ok(UseOutcome::Counted(stored))
     }
 
@@ -239,8 +303,11 @@ impl ConsentStore for EmbeddedConsentStore {
     }
 
     fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>> {
+        if let Some(stored) = self.inner.cached(id) {
+            return Box::pin(std::future::ready(Ok(Some(stored))));
+        }
         let id = id.to_owned();
-        Box::pin(self.blocking(move |s| s.get(&id)))
+        Box::pin(self.blocking(move |s| s.load(&id)))
     }
 
     fn revoke<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, Option<StoredConsent>> {

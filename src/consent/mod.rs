@@ -2,6 +2,7 @@
 //! and the stores that hold them.
 
 pub mod artefact;
+pub mod bench;
 pub mod check;
 pub mod embedded;
 pub mod minimise;

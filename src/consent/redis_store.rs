@@ -20,6 +20,7 @@ mod scripts;
 mod target;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
@@ -27,7 +28,7 @@ use redis::RedisResult;
 use super::embedded::{check_new, subject_digest};
 use super::store::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
 use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};
-use target::Conn;
+use target::{Conn, Target};
 
 /// How long an operation may take by default before it is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -35,7 +36,10 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Consents in Redis (standalone or Cluster), shared by every replica.
 #[derive(Clone)]
 pub struct RedisConsentStore {
-    conn: Conn,
+    /// Set once the first connection succeeds; the connection then
+    /// reconnects by itself.
+    conn: Arc<tokio::sync::OnceCell<Conn>>,
+    target: Arc<Target>,
     /// The URL without credentials, for messages.
     address: String,
     timeout: Duration,
@@ -59,30 +63,73 @@ impl RedisConsentStore {
     /// Connects to `redis://host:port[/db]`, or to a cluster named as
     /// `redis+cluster://[user:password@]h1:p1,h2:p2,…` or as a
     /// comma-separated list of `redis://` URLs. Fails if Redis cannot be
-    /// reached now, so a wrong URL shows at start-up; once connected, the
-    /// store reconnects by itself. `timeout` bounds every operation.
+    /// reached now, so a wrong URL shows at once; once connected, the store
+    /// reconnects by itself. `timeout` bounds every operation.
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let store = Self::new(url, timeout)?;
+        store.connection().await?;
+        Ok(store)
+    }
+
+    /// Like [`Self::connect_with_timeout`], but a Redis that cannot be
+    /// reached now is not an error: the store connects on its first use, and
+    /// until then every operation fails (the gateway refuses those calls
+    /// with CONSENT_UNAVAILABLE). A gateway replica can so start before Redis
+    /// and serve the calls that need no consent meanwhile. A URL that cannot
+    /// name a Redis at all is still an error.
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+        let store = Self::new(url, timeout)?;
+        if let Err(e) = store.connection().await {
+            tracing::warn!(
+                error = %e,
+                "starting without the consent store; calls that need a consent are refused with CONSENT_UNAVAILABLE until Redis answers"
+            );
+        }
+        Ok(store)
+    }
+
+    fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let address = target::redact(url);
         let target = target::parse(url);
-        // Connecting may retry a few times; give it a few operations' time.
-        let conn = tokio::time::timeout(timeout * 4, target::open(&target, timeout))
-            .await
-            .map_err(|_| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to redis at {address} within {} ms; check that Redis runs and `redis.url`",
-                    (timeout * 4).as_millis()
-                ))
-            })?
-            .map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to redis at {address}: {e}; check that Redis runs and `redis.url`"
-                ))
-            })?;
+        target::validate(&target).map_err(|e| {
+            StoreError::Unavailable(format!(
+                "`{address}` is not a Redis URL ({e}); write `redis://host:port` or `redis+cluster://host1:port1,host2:port2`"
+            ))
+        })?;
         Ok(Self {
-            conn,
+            conn: Arc::new(tokio::sync::OnceCell::new()),
+            target: Arc::new(target),
             address,
             timeout,
         })
+    }
+
+    /// The shared connection, opening it first if no attempt succeeded yet.
+    /// An attempt is bounded by a few operations' time (connecting may retry
+    /// a few times); a failed one leaves the next caller to try again.
+    async fn connection(&self) -> Result<Conn, StoreError> {
+        if let Some(conn) = self.conn.get() {
+            return Ok(conn.clone());
+        }
+        let bound = self.timeout * 4;
+        let attempt = self.conn.get_or_try_init(|| async {
+            match tokio::time::timeout(bound, target::open(&self.target, self.timeout)).await {
+                Ok(Ok(conn)) => {
+                    tracing::info!(address = %self.address, "connected to the consent store");
+                    Ok(conn)
+                }
+                Ok(Err(e)) => Err(StoreError::Unavailable(format!(
+                    "cannot connect to redis at {}: {e}; check that Redis runs and `consent.redis_url`",
+                    self.address
+                ))),
+                Err(_) => Err(StoreError::Unavailable(format!(
+                    "cannot connect to redis at {} within {} ms; check that Redis runs and `consent.redis_url`",
+                    self.address,
+                    bound.as_millis()
+                ))),
+            }
+        });
+        attempt.await.cloned()
     }
 
     /// The store's address, without credentials.
@@ -113,7 +160,7 @@ impl RedisConsentStore {
     async fn put_consent(&self, consent: StoredConsent) -> Result<(), StoreError> {
         check_new(&consent)?;
         let c = &consent.consent;
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let stored: i64 = self
             .bounded("store a consent", async {
                 // The index entry goes first: a crash in between leaves an
@@ -142,7 +189,7 @@ impl RedisConsentStore {
     }
 
     async fn get_consent(&self, id: &str) -> Result<Option<StoredConsent>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let fields: Vec<Option<Vec<u8>>> = self
             .bounded(
                 "read a consent",
@@ -161,7 +208,7 @@ impl RedisConsentStore {
     async fn revoke_consent(&self, id: &str, at: i64) -> Result<Option<StoredConsent>, StoreError> {
         // 0 means "not revoked": a revocation is at least 1 µs after the epoch.
         let at = at.max(1);
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let fields: Option<Vec<Option<Vec<u8>>>> = self
             .bounded(
                 "revoke a consent",
@@ -172,7 +219,7 @@ impl RedisConsentStore {
     }
 
     async fn use_consent(&self, id: &str) -> Result<UseOutcome, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let reply: Vec<Option<Vec<u8>>> = self
             .bounded(
                 "count a use of a consent",
@@ -183,7 +230,7 @@ impl RedisConsentStore {
     }
 
     async fn list_consents(&self, subject: &str) -> Result<Vec<StoredConsent>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.connection().await?;
         let rows = self
             .bounded("list a citizen's consents", async {
                 let ids: Vec<String> = redis::cmd("ZRANGE")

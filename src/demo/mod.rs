@@ -5,6 +5,7 @@
 mod network;
 mod script;
 
+pub(crate) use network::config_text;
 pub use network::{prepare, write_atomic, Network, AGENCIES, TRUST_DOMAIN};
 
 use std::path::PathBuf;

@@ -162,7 +162,7 @@ impl Network {
     }
 }
 
-fn config_text(providers: &[(SampleAgency, SocketAddr)]) -> String {
+pub(crate) fn config_text(providers: &[(SampleAgency, SocketAddr)]) -> String {
     let upstream = |agency: SampleAgency| {
         providers
             .iter()

@@ -257,7 +257,7 @@ async fn open_consents(config: &Config) -> Result<exchange::Consents, StartError
     };
     let timeout = config.consent.timeout;
     let store: Arc<dyn ConsentStore> = match &config.consent.redis_url {
-        Some(url) => Arc::new(RedisConsentStore::connect_with_timeout(url, timeout).await?),
+        Some(url) => Arc::new(RedisConsentStore::open(url, timeout).await?),
         None => Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
     };
     Ok(exchange::Consents { store, timeout })

@@ -77,3 +77,29 @@ fn bench_prints_a_table_for_a_named_gateway() {
         "{stdout}"
     );
 }
+
+#[test]
+fn consent_bench_measures_every_store_against_the_redis_floor() {
+    let out = jisr()
+        .args(["consent", "bench", "--count", "300", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    // redis-server is installed by the test command, so the Redis rows are there.
+    assert_eq!(rows.len(), 5, "{names:?}");
+    assert!(names[0].starts_with("embedded, unlimited"), "{names:?}");
+    assert!(names[4].starts_with("redis PING"), "{names:?}");
+    for row in &rows {
+        let [p50, p99, p999, max] =
+            ["p50_us", "p99_us", "p999_us", "max_us"].map(|k| row[k].as_f64().unwrap());
+        assert!(
+            0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max * 1.01,
+            "{row}"
+        );
+        assert!(row["count"].as_u64().unwrap() >= 30, "{row}");
+    }
+}

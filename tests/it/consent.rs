@@ -460,3 +460,171 @@ break_glass = true
     );
     assert!(lines[0].contains("\"break_glass\":true"), "{}", lines[0]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_started_while_redis_is_down_fails_closed_then_recovers() {
+    let mut redis = Redis::start();
+    redis.kill();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (pki, _gw, addr, _echos) = echo_network(
+        "",
+        &format!("{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = 200\n"),
+    )
+    .await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+
+    // Calls on a legal basis need no consent store and are served meanwhile.
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth("AB123456"), "bac-candidature"),
+    )
+    .await
+    .expect("a call on a legal basis while Redis is down");
+    // A call resting on consent is refused, and so is a grant.
+    assert_eq!(
+        reason_of(
+            &education,
+            call("school-enrolment", "AB123456", Some("c-1"))
+        )
+        .await,
+        (Code::Unavailable, "CONSENT_UNAVAILABLE".into())
+    );
+    let mut portal = portal(&addr, &pki).await;
+    let refused = portal
+        .grant(pb::GrantRequest {
+            consent: Some(pb::Consent {
+                subject: "AB123456".into(),
+                consumer: "education".into(),
+                methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
+                purpose: "school-enrolment".into(),
+                not_after_unix_micros: now() + 3_600_000_000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect_err("a grant while Redis is down");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+
+    // Redis comes up: the same gateway, without a restart, grants and serves.
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let attempt = portal
+            .grant(pb::GrantRequest {
+                consent: Some(pb::Consent {
+                    subject: "AB123456".into(),
+                    consumer: "education".into(),
+                    methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
+                    purpose: "school-enrolment".into(),
+                    not_after_unix_micros: now() + 3_600_000_000,
+                    ..Default::default()
+                }),
+            })
+            .await;
+        match attempt {
+            Ok(signed) => break signed.into_inner().decoded.unwrap().id,
+            Err(status) => assert!(
+                std::time::Instant::now() < deadline,
+                "the gateway did not connect to Redis once it came up: {status:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    call_raw(&education, call("school-enrolment", "AB123456", Some(&id)))
+        .await
+        .expect("a call on the new consent once Redis is up");
+}
+
+/// When a call started, and whether it got through (else its reason).
+type CallOutcome = (std::time::Instant, Result<(), String>);
+
+/// Revocations race calls on another replica: once `Revoke` has returned on
+/// one gateway, no call that starts afterwards on the other gets through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_call_gets_through_after_a_revocation_returned_on_another_replica() {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+    let redis = Redis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let (pki, _gw1, addr1, _echos) = echo_network(
+        "",
+        &format!("{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = 500\n"),
+    )
+    .await;
+    let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
+        .unwrap()
+        .replace("gateway-audit", "gateway2-audit");
+    let (_gw2, addr2) = start_gateway(&pki, "gateway2", &config);
+    let mut portal1 = portal(&addr1, &pki).await;
+    let on2 = channel(&addr2, &pki.files("education")).await.unwrap();
+
+    const ROUNDS: usize = 12;
+    const CALLERS: usize = 4;
+    let (mut allowed_before, mut refused_after) = (0, 0);
+    for round in 0..ROUNDS {
+        let id = grant(
+            &mut portal1,
+            "AB123456",
+            "school-enrolment",
+            0,
+            Duration::from_secs(3600),
+        )
+        .await;
+        // Each caller records (started, finished, outcome) of its calls.
+        let log: Arc<Mutex<Vec<CallOutcome>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let callers: Vec<_> = (0..CALLERS)
+            .map(|_| {
+                let (on2, id, log, stop) = (on2.clone(), id.clone(), log.clone(), stop.clone());
+                tokio::spawn(async move {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let started = Instant::now();
+                        let outcome =
+                            match call_raw(&on2, call("school-enrolment", "AB123456", Some(&id)))
+                                .await
+                            {
+                                Ok(_) => Ok(()),
+                                Err(status) => Err(reason_of_status(&status)),
+                            };
+                        log.lock().unwrap().push((started, outcome));
+                    }
+                })
+            })
+            .collect();
+        // Let calls through for a moment that varies by round, then revoke.
+        tokio::time::sleep(Duration::from_millis(5 + 3 * round as u64)).await;
+        portal1
+            .revoke(pb::RevokeRequest { id: id.clone() })
+            .await
+            .unwrap();
+        let revoked = Instant::now();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for caller in callers {
+            caller.await.unwrap();
+        }
+        for (started, outcome) in log.lock().unwrap().iter() {
+            match outcome {
+                Ok(()) if *started > revoked => panic!(
+                    "round {round}: a call started {:?} after the revocation returned got through",
+                    *started - revoked
+                ),
+                Ok(()) => allowed_before += 1,
+                Err(reason) if *started > revoked => {
+                    assert_eq!(reason, "CONSENT_REVOKED", "round {round}");
+                    refused_after += 1;
+                }
+                Err(reason) => assert_eq!(reason, "CONSENT_REVOKED", "round {round}"),
+            }
+        }
+    }
+    // The race was really run: calls went through before and were refused after.
+    assert!(
+        allowed_before > ROUNDS,
+        "only {allowed_before} calls got through before revocations"
+    );
+    assert!(
+        refused_after >= ROUNDS,
+        "only {refused_after} calls started after revocations"
+    );
+}

@@ -10,7 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jisr::consent::embedded::EmbeddedConsentStore;
 use jisr::consent::redis_store::RedisConsentStore;
 use jisr::consent::{ConsentStore, StoreError, StoredConsent, UseOutcome};
 use jisr::proto::jisr::consent::v1::Consent;
@@ -478,46 +477,4 @@ fn dbsize(port: u16) -> u64 {
         .trim()
         .parse()
         .unwrap_or(0)
-}
-
-/// `cargo test --release --test it consent_store -- --ignored --nocapture`:
-/// latency of `use_once`, the consent check, on each store.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run by hand in release mode"]
-async fn measure_use_once_latency() {
-    const N: u64 = 20_000;
-    let redis = Redis::start();
-    let store = connect(&redis.url()).await;
-    report("redis (loopback)", &store, N).await;
-
-    let dir = tempfile::tempdir().unwrap();
-    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb")).unwrap();
-    report("embedded (redb)", &embedded, N / 10).await;
-}
-
-async fn report(name: &str, store: &dyn ConsentStore, n: u64) {
-    store.put(consent("m", "AB123456", 1, 0)).await.unwrap();
-    for _ in 0..n / 10 {
-        store.use_once("m").await.unwrap(); // warm-up
-    }
-    let mut uses = hdrhistogram::Histogram::<u64>::new(3).unwrap();
-    let mut gets = uses.clone();
-    for _ in 0..n {
-        let started = Instant::now();
-        let outcome = store.use_once("m").await.unwrap();
-        uses.record(started.elapsed().as_nanos() as u64).unwrap();
-        assert!(matches!(outcome, UseOutcome::Counted(_)));
-        let started = Instant::now();
-        store.get("m").await.unwrap().unwrap();
-        gets.record(started.elapsed().as_nanos() as u64).unwrap();
-    }
-    for (op, hist) in [("use_once", uses), ("get (read only)", gets)] {
-        println!(
-            "{op} on {name}: n={n} p50={:.1} µs p99={:.1} µs p99.9={:.1} µs max={:.1} µs",
-            hist.value_at_quantile(0.50) as f64 / 1e3,
-            hist.value_at_quantile(0.99) as f64 / 1e3,
-            hist.value_at_quantile(0.999) as f64 / 1e3,
-            hist.max() as f64 / 1e3,
-        );
-    }
 }

@@ -185,3 +185,57 @@ async fn concurrent_use_once_counts_exactly_max_uses() {
     assert_eq!(counted, (1..=10).collect::<Vec<_>>());
     assert_eq!(exhausted, 30);
 }
+
+/// The in-memory copy under concurrent uses, revocations and first reads
+/// (a reopened store starts with an empty copy): once `revoke` returned,
+/// every read sees it, and at the end the copy equals the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_copy_never_shows_a_revoked_consent_as_active() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consents.redb");
+    let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    {
+        let store = EmbeddedConsentStore::open(&path).unwrap();
+        for (i, id) in ids.iter().enumerate() {
+            store
+                .put(consent(id, "AB123456", i as i64, (i % 2) as u32 * 1000))
+                .await
+                .unwrap();
+        }
+    }
+    let store = Arc::new(EmbeddedConsentStore::open(&path).unwrap());
+    let mut tasks = Vec::new();
+    for id in ids.clone() {
+        for _ in 0..3 {
+            let (store, id) = (Arc::clone(&store), id.clone());
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..5 {
+                    store.get(&id).await.unwrap().unwrap();
+                    store.use_once(&id).await.unwrap();
+                }
+            }));
+        }
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store.get(&id).await.unwrap();
+            store.revoke(&id, 99).await.unwrap().unwrap();
+            let after = store.get(&id).await.unwrap().unwrap();
+            assert_eq!(
+                after.revoked_unix_micros, 99,
+                "{id} read as active after its revocation returned"
+            );
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for id in &ids {
+        let cached = store
+            .inner
+            .cached(id)
+            .expect("read or written, so in the copy");
+        let on_disk = store.inner.get(id).unwrap().unwrap();
+        assert_eq!(cached, on_disk, "{id}");
+        assert_eq!(on_disk.revoked_unix_micros, 99);
+    }
+}

@@ -106,6 +106,24 @@ fn redact_part(part: &str) -> String {
     }
 }
 
+/// Checks that every URL of the target can name a Redis, without connecting.
+pub(super) fn validate(target: &Target) -> RedisResult<()> {
+    let urls = match target {
+        Target::Standalone(url) => std::slice::from_ref(url),
+        Target::Cluster(nodes) => nodes.as_slice(),
+    };
+    if urls.is_empty() {
+        return Err(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "no node named",
+        )));
+    }
+    for url in urls {
+        redis::Client::open(url.as_str())?;
+    }
+    Ok(())
+}
+
 /// Opens the connection; `timeout` bounds each connection attempt and reply.
 pub(super) async fn open(target: &Target, timeout: Duration) -> RedisResult<Conn> {
     match target {
