@@ -502,3 +502,5 @@ fn example_config_loads() {
         vec![path.parent().unwrap().join("../proto")]
     );
 }
+
+mod resilience;

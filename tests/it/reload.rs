@@ -206,3 +206,45 @@ async fn a_contract_is_onboarded_when_the_file_changes() {
         gw.logs()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    // The revoked fixture is let in while no CRL is configured...
+    let before = channel(&addr, &pki.files("revoked")).await.unwrap();
+    call_raw(&before, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .expect("an education certificate, not yet known to be revoked");
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let key_line = format!("key = \"{}/gateway.key\"", pki.dir.display());
+    edit(&pki, |text| {
+        text.replacen(
+            &key_line,
+            &format!("{key_line}\ncrls = [\"{}/ca.crl\"]", pki.dir.display()),
+            1,
+        )
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    // ...and refused at the next handshake once the reload adds the CRL.
+    let refused = match channel(&addr, &pki.files("revoked")).await {
+        Err(_) => true,
+        Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(), "bac-candidature"))
+            .await
+            .is_err_and(|s| s.code() == Code::Unavailable || s.code() == Code::Unknown),
+    };
+    assert!(
+        refused,
+        "the revoked certificate was let in after the reload"
+    );
+    gw.wait_log("certificate revoked");
+    // Connections opened before the reload keep working; upstream pools
+    // were rebuilt with the new TLS files and still reach the providers.
+    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .expect("an open connection survives the reload");
+    let fresh = channel(&addr, &pki.files("education")).await.unwrap();
+    call_raw(&fresh, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .unwrap();
+}
