@@ -162,7 +162,7 @@ impl Exchange {
         // Admission, before the body is read: a call over its consumer's
         // rate, or towards a provider that is saturated or ejected, costs
         // almost nothing and waits for nothing.
-        cx.limits.check(cx.consumer)?;
+        cx.limits.check(cx.consumer).await?;
         let lease = self.upstream.lease().map_err(|n| self.not_admitted(n))?;
         let work = self.forward(request, lease, &grant, &metadata, cx, deadline, trail);
         match deadline {

@@ -108,7 +108,7 @@ impl Gateway {
             recorder.pseudonyms.clone(),
             routing::roles(config),
         );
-        let consents = open_consents(config).await?;
+        let (consents, redis) = open_consents(config).await?;
         let signer = crate::consent::artefact::ConsentSigner::load_or_create(
             &config.consent.signing_key,
             &format!("{}/jisr/consents", config.node.trust_domain),
@@ -127,6 +127,7 @@ impl Gateway {
             audit: audit_api,
             consents: consent_api,
             health: health.clone(),
+            redis,
         };
         let routing = prepared.finish(&apis)?;
         let server_tls = routing.server_tls.clone();
@@ -232,18 +233,32 @@ fn is_own(path: &str) -> bool {
         .is_some_and(crate::catalogue::is_reserved_service)
 }
 
-/// Opens the consent store: Redis when configured (shared by replicas),
-/// else the embedded one.
-async fn open_consents(config: &Config) -> Result<exchange::Consents, StartError> {
+/// Opens the consent store: Redis when configured (shared by replicas, and
+/// returned apart for shared rate limits), else the embedded one.
+async fn open_consents(
+    config: &Config,
+) -> Result<
+    (
+        exchange::Consents,
+        Option<crate::consent::redis_store::RedisConsentStore>,
+    ),
+    StartError,
+> {
     use crate::consent::{
         embedded::EmbeddedConsentStore, redis_store::RedisConsentStore, ConsentStore,
     };
     let timeout = config.consent.timeout;
-    let store: Arc<dyn ConsentStore> = match &config.consent.redis_url {
-        Some(url) => Arc::new(RedisConsentStore::connect_with_timeout(url, timeout).await?),
-        None => Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+    let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
+        Some(url) => {
+            let redis = RedisConsentStore::connect_with_timeout(url, timeout).await?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
+        None => (
+            Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+            None,
+        ),
     };
-    Ok(exchange::Consents { store, timeout })
+    Ok((exchange::Consents { store, timeout }, redis))
 }
 
 /// Opens the node's audit log with its keys (created on first start).

@@ -2,10 +2,16 @@
 //! consumer, one atomic compare-and-swap per call. A call over the limit is
 //! refused at once with `RATE_LIMITED` and the time after which a retry
 //! will pass, never queued.
+//!
+//! A `shared` limit is counted in Redis (the consent store's, one script
+//! call per call, on Redis's clock) so that it holds across every replica.
+//! If Redis fails or does not answer in time, the node falls back to its
+//! own bucket for that call rather than refuse or let everything through.
 
 use super::breaker::now_us;
 use super::refusal::{Reason, Refusal};
 use crate::config::RateLimitConfig;
+use crate::consent::redis_store::RedisConsentStore;
 use crate::identity::AgencyId;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +29,7 @@ pub struct Bucket {
     /// Theoretical arrival time, microseconds on the [`now_us`] clock.
     tat: AtomicU64,
     limited: AtomicU64,
+    fallbacks: AtomicU64,
     config: RateLimitConfig,
 }
 
@@ -34,6 +41,7 @@ impl Bucket {
             tolerance: interval * u64::from(config.burst.max(1)),
             tat: AtomicU64::new(0),
             limited: AtomicU64::new(0),
+            fallbacks: AtomicU64::new(0),
             config: config.clone(),
         }
     }
@@ -61,18 +69,55 @@ impl Bucket {
     pub fn limited(&self) -> u64 {
         self.limited.load(Ordering::Relaxed)
     }
+
+    /// Calls of a shared limit counted locally because Redis failed.
+    pub fn fallbacks(&self) -> u64 {
+        self.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// The shared count in Redis; on failure, this node's own bucket.
+    async fn take_shared(
+        &self,
+        redis: &RedisConsentStore,
+        consumer: &AgencyId,
+    ) -> Result<(), Duration> {
+        match redis
+            .take_rate(consumer.as_str(), self.interval, self.tolerance)
+            .await
+        {
+            Ok(0) => Ok(()),
+            Ok(wait) => {
+                self.limited.fetch_add(1, Ordering::Relaxed);
+                Err(Duration::from_micros(wait))
+            }
+            Err(e) => {
+                let n = self.fallbacks.fetch_add(1, Ordering::Relaxed);
+                // Once, then every 1000th: Redis trouble is logged by the
+                // consent path too.
+                if n.is_multiple_of(1000) {
+                    tracing::warn!(%consumer, error = %e, fallbacks = n + 1, "shared rate limit unavailable: counting on this node");
+                }
+                self.take(now_us())
+            }
+        }
+    }
 }
 
 /// The buckets of every limited consumer.
 #[derive(Debug, Default, Clone)]
 pub struct RateLimits {
     buckets: HashMap<AgencyId, Arc<Bucket>>,
+    redis: Option<RedisConsentStore>,
 }
 
 impl RateLimits {
     /// Buckets for `limits`; a consumer whose limit did not change keeps its
     /// bucket from `previous` (a reload does not hand out a new burst).
-    pub fn new(limits: &[RateLimitConfig], previous: Option<&RateLimits>) -> Self {
+    pub fn new(
+        limits: &[RateLimitConfig],
+        previous: Option<&RateLimits>,
+        redis: Option<&RedisConsentStore>,
+    ) -> Self {
         let buckets = limits
             .iter()
             .map(|l| {
@@ -86,18 +131,25 @@ impl RateLimits {
                 )
             })
             .collect();
-        Self { buckets }
+        Self {
+            buckets,
+            redis: redis.cloned(),
+        }
     }
 
     /// Lets the call through, or refuses it with a retry hint.
-    pub fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
+    pub async fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
         if self.buckets.is_empty() {
             return Ok(());
         }
         let Some(bucket) = self.buckets.get(consumer) else {
             return Ok(());
         };
-        bucket.take(now_us()).map_err(|wait| {
+        let taken = match (&self.redis, bucket.config.shared) {
+            (Some(redis), true) => bucket.take_shared(redis, consumer).await,
+            _ => bucket.take(now_us()),
+        };
+        taken.map_err(|wait| {
             Refusal::new(
                 Reason::RateLimited,
                 format!(
@@ -152,24 +204,24 @@ mod tests {
         assert_eq!(b.limited(), 2);
     }
 
-    #[test]
-    fn a_reload_keeps_an_unchanged_bucket_and_replaces_a_changed_one() {
-        let one = RateLimits::new(&[limit(10, 1)], None);
+    #[tokio::test]
+    async fn a_reload_keeps_an_unchanged_bucket_and_replaces_a_changed_one() {
+        let one = RateLimits::new(&[limit(10, 1)], None, None);
         let id = AgencyId::parse("education").unwrap();
-        one.check(&id).unwrap();
-        let same = RateLimits::new(&[limit(10, 1)], Some(&one));
+        one.check(&id).await.unwrap();
+        let same = RateLimits::new(&[limit(10, 1)], Some(&one), None);
         assert!(Arc::ptr_eq(
             one.bucket(&id).unwrap(),
             same.bucket(&id).unwrap()
         ));
-        let refusal = same.check(&id).unwrap_err();
+        let refusal = same.check(&id).await.unwrap_err();
         assert_eq!(refusal.reason, Reason::RateLimited);
         assert!(refusal.retry_after.is_some());
-        let changed = RateLimits::new(&[limit(20, 1)], Some(&one));
-        changed.check(&id).unwrap();
+        let changed = RateLimits::new(&[limit(20, 1)], Some(&one), None);
+        changed.check(&id).await.unwrap();
         let other = AgencyId::parse("tax").unwrap();
         for _ in 0..100 {
-            changed.check(&other).unwrap();
+            changed.check(&other).await.unwrap();
         }
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct Apis {
     pub(super) audit: crate::audit::service::AuditService,
     pub(super) consents: crate::consent::service::ConsentService,
     pub(super) health: tonic_health::server::HealthReporter,
+    /// The consent store's Redis, if any, for shared rate limits.
+    pub(super) redis: Option<crate::consent::redis_store::RedisConsentStore>,
 }
 
 /// Everything a reload may change, resolved for call time.
@@ -56,6 +58,8 @@ impl std::fmt::Debug for Routing {
 /// own APIs are attached.
 pub(super) struct Prepared {
     routing: Routing,
+    /// The rate buckets before the reload, kept where limits are unchanged.
+    previous_limits: Option<RateLimits>,
 }
 
 /// Roles by agency, as the APIs want them.
@@ -132,8 +136,8 @@ impl Routing {
                 break_glass: r.break_glass,
             })
             .collect();
-        let limits = RateLimits::new(&config.rate_limits, previous.map(|p| &p.limits));
         Ok(Prepared {
+            previous_limits: previous.map(|p| p.limits.clone()),
             routing: Routing {
                 config: config.clone(),
                 exchanges,
@@ -141,7 +145,7 @@ impl Routing {
                 own: Routes::default(),
                 catalogue,
                 terms,
-                limits,
+                limits: RateLimits::default(),
                 server_tls,
                 tls_digest,
                 max_message: config.node.max_message_bytes,
@@ -177,10 +181,16 @@ impl Routing {
 }
 
 impl Prepared {
-    /// Attaches the gateway's own APIs (with this configuration's roles).
+    /// Attaches the gateway's own APIs (with this configuration's roles)
+    /// and the rate limits (which may count in the consent store's Redis).
     pub(super) fn finish(self, apis: &Apis) -> Result<Routing, StartError> {
         let mut routing = self.routing;
         routing.own = own_services(&routing.config, &routing.catalogue, apis)?;
+        routing.limits = RateLimits::new(
+            &routing.config.rate_limits,
+            self.previous_limits.as_ref(),
+            apis.redis.as_ref(),
+        );
         Ok(routing)
     }
 }

@@ -319,3 +319,44 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
         "the ejected instance is named: {logs}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
+    let redis = crate::consent_store::Redis::start();
+    let extra = format!(
+        "\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\n\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 1\nburst = 4\nshared = true\n",
+        redis.port
+    );
+    let pki = Pki::new();
+    let cs = Echo::start(&pki.dir, "civil-status").await;
+    let tax_echo = Echo::start(&pki.dir, "tax").await;
+    let health = Echo::start(&pki.dir, "health").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: tax_echo.addr.to_string(),
+        health: health.addr.to_string(),
+    };
+    let config = gateway_config(&pki, &up, "", &extra);
+    let (_a, addr_a) = start_gateway(&pki, "gw-a", &config);
+    let (_b, addr_b) = start_gateway(&pki, "gw-b", &config);
+    let a = channel(&addr_a, &pki.files("education")).await.unwrap();
+    let b = channel(&addr_b, &pki.files("education")).await.unwrap();
+    let mut passed = [0, 0];
+    let mut refused = [0, 0];
+    for i in 0..8 {
+        let ch = if i % 2 == 0 { &a } else { &b };
+        match call_raw(ch, RawCall::new(BIRTH, birth(), "bac-candidature")).await {
+            Ok(_) => passed[i % 2] += 1,
+            Err(status) => {
+                assert_eq!(client_reason(&status), "RATE_LIMITED", "{status:?}");
+                retry_delay(&status);
+                refused[i % 2] += 1;
+            }
+        }
+    }
+    // One bucket of 4 for both nodes (plus at most one refill at 1/s while
+    // the calls run); two per-node buckets would have let all 8 through.
+    let total = passed[0] + passed[1];
+    assert!((4..=5).contains(&total), "passed {passed:?}");
+    assert!(refused[0] > 0 && refused[1] > 0, "refused {refused:?}");
+}
