@@ -102,10 +102,13 @@ impl Breaker {
         self.ejections.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn admit(&self, now: u64) -> Admit {
+    /// Whether a call may go; `now` is read only when the breaker is not
+    /// closed, so a healthy instance costs no clock read.
+    pub(crate) fn admit(&self, now: impl FnOnce() -> u64) -> Admit {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Admit::Call,
             OPEN => {
+                let now = now();
                 let at = self.retry_at.load(Ordering::Acquire);
                 if now < at {
                     return Admit::Ejected(Duration::from_millis(at - now));
@@ -190,7 +193,7 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.failure(false, 10));
         assert_eq!(b.state(), BreakerState::Open);
-        assert_eq!(b.admit(50), Admit::Ejected(Duration::from_millis(60)));
+        assert_eq!(b.admit(|| 50), Admit::Ejected(Duration::from_millis(60)));
         assert_eq!(b.ejections(), 1);
     }
 
@@ -198,16 +201,16 @@ mod tests {
     fn one_probe_after_the_cooldown_decides() {
         let b = Breaker::new(1, Duration::from_millis(100));
         b.failure(false, 0);
-        assert_eq!(b.admit(100), Admit::Probe);
+        assert_eq!(b.admit(|| 100), Admit::Probe);
         assert_eq!(b.state(), BreakerState::HalfOpen);
-        assert_eq!(b.admit(100), Admit::Ejected(PROBE_RETRY));
+        assert_eq!(b.admit(|| 100), Admit::Ejected(PROBE_RETRY));
         // A failed probe ejects again for a whole cooldown.
         assert!(b.failure(true, 120));
-        assert_eq!(b.admit(150), Admit::Ejected(Duration::from_millis(70)));
-        assert_eq!(b.admit(220), Admit::Probe);
+        assert_eq!(b.admit(|| 150), Admit::Ejected(Duration::from_millis(70)));
+        assert_eq!(b.admit(|| 220), Admit::Probe);
         assert!(b.success(true));
         assert_eq!(b.state(), BreakerState::Closed);
-        assert_eq!(b.admit(221), Admit::Call);
+        assert_eq!(b.admit(|| 221), Admit::Call);
         assert_eq!(b.ejections(), 2);
     }
 
@@ -215,9 +218,9 @@ mod tests {
     fn an_abandoned_probe_lets_the_next_call_probe() {
         let b = Breaker::new(1, Duration::from_millis(100));
         b.failure(false, 0);
-        assert_eq!(b.admit(200), Admit::Probe);
+        assert_eq!(b.admit(|| 200), Admit::Probe);
         b.abandon(210);
         assert_eq!(b.state(), BreakerState::Open);
-        assert_eq!(b.admit(210), Admit::Probe);
+        assert_eq!(b.admit(|| 210), Admit::Probe);
     }
 }

@@ -226,6 +226,12 @@ impl Gateway {
     }
 }
 
+/// Checks that every `[[route]]` pattern names a loaded method (for
+/// `jisr check-config`; the gateway checks the same when it loads).
+pub fn check_routes(config: &Config, catalogue: &Catalogue) -> Result<(), ConfigErrors> {
+    routing::route_timeouts(config, catalogue).map(drop)
+}
+
 /// Paths served by Jisr itself rather than forwarded. Agency contracts may
 /// not use these package prefixes (the catalogue refuses them).
 fn is_own(path: &str) -> bool {

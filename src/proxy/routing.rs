@@ -197,7 +197,7 @@ impl Prepared {
 
 /// The `[[route]]` timeout of each method it names; a pattern that matches
 /// no loaded method is an error at its place.
-fn route_timeouts<'c>(
+pub(super) fn route_timeouts<'c>(
     config: &Config,
     catalogue: &'c Catalogue,
 ) -> Result<HashMap<&'c str, Duration>, ConfigErrors> {

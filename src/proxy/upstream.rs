@@ -209,11 +209,12 @@ impl Upstream {
         }
         let n = self.instances.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let now = now_ms();
+        let mut now = None;
+        let mut clock = || *now.get_or_insert_with(now_ms);
         let mut soonest = Duration::MAX;
         for k in 0..n {
             let instance = &self.instances[(start + k) % n];
-            match instance.breaker.admit(now) {
+            match instance.breaker.admit(&mut clock) {
                 Admit::Call => return Ok(self.leased(instance, false)),
                 Admit::Probe => return Ok(self.leased(instance, true)),
                 Admit::Ejected(wait) => soonest = soonest.min(wait),

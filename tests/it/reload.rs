@@ -157,6 +157,19 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
     gw.hangup();
     wait_count(&gw, "configuration reload rejected", 2);
     assert!(gw.logs().contains("drain_timeout_ms"), "{}", gw.logs());
+    // A route timeout for a method no contract provides.
+    edit(&pki, |text| {
+        text.replace("drain_timeout_ms = 6000", "drain_timeout_ms = 5000")
+            + "\n[[route]]\nmethods = [\"ma.tax.v1.TaxRecords/GetTaxStatu\"]\ntimeout_ms = 100\n"
+    });
+    gw.hangup();
+    wait_count(&gw, "configuration reload rejected", 3);
+    assert!(
+        gw.logs()
+            .contains("the route names `ma.tax.v1.TaxRecords/GetTaxStatu`"),
+        "{}",
+        gw.logs()
+    );
     call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
         .await
         .unwrap();
