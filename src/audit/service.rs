@@ -66,6 +66,15 @@ impl AuditService {
         }
     }
 
+    /// The same service (same log and index) with the roles of a reloaded
+    /// configuration.
+    pub fn with_roles(&self, roles: HashMap<AgencyId, Vec<Role>>) -> Self {
+        Self {
+            roles: Arc::new(roles),
+            ..self.clone()
+        }
+    }
+
     fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
         request
             .extensions()

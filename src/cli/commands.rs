@@ -135,6 +135,7 @@ fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
     let config = Config::load(path)?;
     let catalogue = Catalogue::load(&config)?;
     Policy::compile(&config, &catalogue)?;
+    crate::proxy::check_routes(&config, &catalogue)?;
     Ok((config, catalogue))
 }
 

@@ -12,6 +12,7 @@
 
 mod error;
 mod pattern;
+mod resilience;
 mod sections;
 mod table;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use toml::Spanned;
 
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
+pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -57,6 +59,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Where consents are kept.
     pub consent: ConsentConfig,
+    /// Timeouts per method (`[[route]]`), in file order.
+    pub routes: Vec<RouteConfig>,
+    /// Calls per second per consumer (`[[rate_limit]]`), in file order.
+    pub rate_limits: Vec<RateLimitConfig>,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -130,6 +136,9 @@ pub struct NodeConfig {
     pub max_message_bytes: usize,
     /// How long in-flight calls may run at shutdown (default 10 s).
     pub drain_timeout: Duration,
+    /// How often the configuration and the files it names are checked for
+    /// changes (default 2 s; `None` when `reload_poll_ms = 0`: SIGHUP only).
+    pub reload_poll: Option<Duration>,
 }
 
 /// `[catalogue]`: where the contracts (`.proto` files) are found.
@@ -155,14 +164,17 @@ pub struct PurposeConfig {
 pub struct AgencyConfig {
     /// The agency id, as in its certificates.
     pub id: AgencyId,
-    /// `host:port` of the provider back-end; `None` for a consumer-only agency.
-    pub upstream: Option<String>,
+    /// `host:port` of each instance of the provider back-end; empty for a
+    /// consumer-only agency.
+    pub upstreams: Vec<String>,
     /// The `.proto` files it provides, relative to a catalogue include directory.
     pub contracts: Vec<String>,
     /// HTTP/2 connections kept to the upstream (default 2, 1 to 64).
     pub connections: usize,
     /// Roles beyond calling services.
     pub roles: Vec<Role>,
+    /// Timeout, in-flight limit and breaker thresholds towards its upstream.
+    pub limits: ProviderLimits,
     /// Where it is declared.
     pub at: Location,
 }
@@ -198,6 +210,8 @@ const TOP_KEYS: &[&str] = &[
     "purpose",
     "agency",
     "rule",
+    "route",
+    "rate_limit",
 ];
 
 impl Config {
@@ -286,6 +300,8 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
+    let route_sections = array(ctx, &top, "route", resilience::ROUTE_KEYS);
+    let limit_sections = array(ctx, &top, "rate_limit", resilience::RATE_LIMIT_KEYS);
     let purposes: Vec<_> = purpose_sections
         .iter()
         .map(|s| sections::purpose(ctx, s))
@@ -303,6 +319,20 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
     for s in &rule_sections {
         check_references(ctx, s, &declared_agencies, &declared_purposes);
     }
+    let routes: Vec<_> = route_sections
+        .iter()
+        .map(|s| resilience::route(ctx, s))
+        .collect();
+    let redis = matches!(&consent, Some(c) if c.redis_url.is_some());
+    let rate_limits: Option<Vec<_>> = limit_sections
+        .iter()
+        .map(|s| resilience::rate_limit(ctx, s, &declared_agencies, redis))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect();
+    if let Some(limits) = &rate_limits {
+        resilience::duplicate_limits(ctx, limits);
+    }
     Some(Config {
         path: path.to_path_buf(),
         node: node?,
@@ -313,6 +343,8 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         rules: rules.into_iter().collect::<Option<_>>()?,
         audit: audit?,
         consent: consent?,
+        routes: routes.into_iter().collect::<Option<_>>()?,
+        rate_limits: rate_limits?,
     })
 }
 
@@ -351,6 +383,8 @@ fn array<'a, 'i>(
     let name = match key {
         "purpose" => "[[purpose]]",
         "agency" => "[[agency]]",
+        "route" => "[[route]]",
+        "rate_limit" => "[[rate_limit]]",
         _ => "[[rule]]",
     };
     let Some(value) = top.table.get(key) else {

@@ -23,11 +23,23 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "listen",
     "max_message_bytes",
     "drain_timeout_ms",
+    "reload_poll_ms",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
 pub(super) const PURPOSE_KEYS: &[&str] = &["code", "description"];
-pub(super) const AGENCY_KEYS: &[&str] = &["id", "upstream", "contracts", "connections", "roles"];
+pub(super) const AGENCY_KEYS: &[&str] = &[
+    "id",
+    "upstream",
+    "contracts",
+    "connections",
+    "roles",
+    // Resilience (read in `resilience.rs`).
+    "timeout_ms",
+    "max_in_flight",
+    "breaker_failures",
+    "breaker_cooldown_ms",
+];
 pub(super) const AUDIT_KEYS: &[&str] = &[
     "dir",
     "signing_key",
@@ -73,7 +85,7 @@ fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, key: &str, section: &str) -
 }
 
 /// An integer key within `min..=max`, or its default when absent.
-fn bounded(
+pub(super) fn bounded(
     ctx: &mut Ctx,
     s: &Section<'_, '_>,
     key: &str,
@@ -132,6 +144,7 @@ pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
     );
     let default_ms = DEFAULT_DRAIN_TIMEOUT.as_millis() as i64;
     let drain_ms = bounded(ctx, s, "drain_timeout_ms", (0, i64::MAX, default_ms));
+    let poll_ms = bounded(ctx, s, "reload_poll_ms", (0, 3_600_000, 2000));
     Some(NodeConfig {
         id: id?,
         trust_domain: trust_domain?,
@@ -139,6 +152,9 @@ pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
         // In 1..=64 MiB (checked above), so the casts are lossless.
         max_message_bytes: max_bytes? as usize,
         drain_timeout: Duration::from_millis(drain_ms? as u64),
+        reload_poll: Some(poll_ms?)
+            .filter(|&ms| ms > 0)
+            .map(|ms| Duration::from_millis(ms as u64)),
     })
 }
 
@@ -246,7 +262,7 @@ pub(super) fn purpose(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<PurposeConfi
 }
 
 /// Checks `host:port` (host a name, an IPv4 address or a bracketed IPv6 address).
-fn upstream_problem(upstream: &str) -> Option<&'static str> {
+pub(super) fn upstream_problem(upstream: &str) -> Option<&'static str> {
     let Some((host, port)) = upstream.rsplit_once(':') else {
         return Some("it has no `:port`");
     };
@@ -298,21 +314,8 @@ fn contracts(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<String>> {
 pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig> {
     let id = s.req_str(ctx, "id", "\"civil-status\"");
     let id = id.and_then(|v| agency_id(ctx, &v, "id", "[[agency]]"));
-    let upstream = s.opt_str(ctx, "upstream", "\"127.0.0.1:9001\"");
-    let upstream_ok = match &upstream {
-        Some(u) => match upstream_problem(u.get_ref()) {
-            None => true,
-            Some(why) => {
-                ctx.error(
-                    &u.span(),
-                    format!("`upstream` `{}` is not host:port: {why}", u.get_ref()),
-                    "write the back-end's address as host:port, e.g. `upstream = \"127.0.0.1:9001\"`",
-                );
-                false
-            }
-        },
-        None => s.table.get("upstream").is_none(),
-    };
+    let upstreams = super::resilience::upstreams(ctx, s);
+    let limits = super::resilience::provider_limits(ctx, s);
     let contracts = contracts(ctx, s);
     if matches!(&contracts, Some(c) if !c.is_empty()) && s.table.get("upstream").is_none() {
         let name = id
@@ -331,12 +334,10 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         (1, MAX_CONNECTIONS, DEFAULT_CONNECTIONS as i64),
     );
     let roles = roles(ctx, s);
-    if !upstream_ok {
-        return None;
-    }
     Some(AgencyConfig {
         id: id?,
-        upstream: upstream.map(Spanned::into_inner),
+        upstreams: upstreams?,
+        limits: limits?,
         contracts: contracts?,
         // In 1..=64 (checked by `bounded`), so the cast is lossless.
         connections: connections? as usize,

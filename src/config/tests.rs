@@ -74,12 +74,12 @@ fn valid_file_gets_defaults_and_locations() {
     assert_eq!(config.purposes[0].at.line, 11);
     let cs = &config.agencies[0];
     assert_eq!(cs.connections, 2);
-    assert_eq!(cs.upstream.as_deref(), Some("127.0.0.1:9001"));
+    assert_eq!(cs.upstreams, ["127.0.0.1:9001"]);
     assert_eq!(cs.at.line, 15);
     let edu = config
         .agency(&AgencyId::parse("education").unwrap())
         .unwrap();
-    assert_eq!((edu.upstream.as_ref(), edu.contracts.len()), (None, 0));
+    assert_eq!((edu.upstreams.len(), edu.contracts.len()), (0, 0));
     let rule = &config.rules[0];
     assert_eq!(rule.at.line, 23);
     assert_eq!(rule.basis, Basis::Law("55-19".into()));
@@ -502,3 +502,5 @@ fn example_config_loads() {
         vec![path.parent().unwrap().join("../proto")]
     );
 }
+
+mod resilience;

@@ -27,7 +27,7 @@ use redis::RedisResult;
 
 use super::embedded::{check_new, subject_digest};
 use super::store::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
-use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};
+use scripts::{FIELDS, PUT, RATE, REVOKE, USE_ONCE};
 use target::{Conn, Target};
 
 /// How long an operation may take by default before it is refused.
@@ -135,6 +135,26 @@ impl RedisConsentStore {
     /// The store's address, without credentials.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Takes one call from `consumer`'s shared rate bucket (`interval` and
+    /// `tolerance` in microseconds, as in `proxy::rate`): `Ok(0)` if let
+    /// through, else the microseconds to wait. Bounded like every operation.
+    pub async fn take_rate(
+        &self,
+        consumer: &str,
+        interval: u64,
+        tolerance: u64,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.connection().await?;
+        self.bounded("count a call against a rate limit", async {
+            RATE.key(format!("jisr:rate:{{{consumer}}}"))
+                .arg(interval)
+                .arg(tolerance)
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await
     }
 
     /// Runs `op` within the store's timeout, turning failure into a refusal.

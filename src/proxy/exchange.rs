@@ -10,9 +10,10 @@
 
 use super::body::{read_message, Buffered, Passthrough, PREFIX};
 use super::metadata::{self, CallMetadata};
+use super::rate::RateLimits;
 use super::refusal::{Reason, Refusal};
 use super::trail::{Ending, Recorder, Trail};
-use super::upstream::Upstream;
+use super::upstream::{Lease, NotAdmitted, Upstream};
 use crate::catalogue::{MethodRoute, Streaming};
 use crate::config::Basis;
 use crate::consent::check::{self, Claim};
@@ -44,6 +45,9 @@ pub struct Exchange {
     /// Response minimisation by rule index, for rules that release only
     /// some fields.
     pub releases: HashMap<usize, Arc<Release>>,
+    /// How long the provider may take to answer (`[[route]]`, else the
+    /// agency's `timeout_ms`).
+    pub timeout: std::time::Duration,
 }
 
 /// The consent store and how long a check may wait for it.
@@ -77,6 +81,8 @@ pub struct CallContext<'a> {
     pub consents: &'a Consents,
     /// The terms of each rule, by rule index.
     pub terms: &'a [RuleTerms],
+    /// Calls per second per consumer.
+    pub limits: &'a RateLimits,
 }
 
 /// What came back from the provider.
@@ -153,7 +159,12 @@ impl Exchange {
             trail.break_glass = true;
             trail.justification.clone_from(why);
         }
-        let work = self.forward(request, &grant, &metadata, cx, deadline, trail);
+        // Admission, before the body is read: a call over its consumer's
+        // rate, or towards a provider that is saturated or ejected, costs
+        // almost nothing and waits for nothing.
+        cx.limits.check(cx.consumer).await?;
+        let lease = self.upstream.lease().map_err(|n| self.not_admitted(n))?;
+        let work = self.forward(request, lease, &grant, &metadata, cx, deadline, trail);
         match deadline {
             Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
                 Err(Refusal::new(
@@ -183,9 +194,27 @@ impl Exchange {
         }
     }
 
+    fn not_admitted(&self, why: NotAdmitted) -> Refusal {
+        let provider = &self.route.provider;
+        match why {
+            NotAdmitted::Overloaded => Refusal::new(
+                Reason::Overloaded,
+                format!("the `{provider}` service already has {} calls in flight through this gateway, its limit; retry after the delay given", self.upstream.limits().max_in_flight),
+            )
+            .retry_after(OVERLOAD_RETRY),
+            NotAdmitted::Ejected(wait) => Refusal::new(
+                Reason::ProviderUnavailable,
+                format!("the `{provider}` service failed repeatedly and is set aside for a while; retry after the delay given, and tell the platform operator if it lasts"),
+            )
+            .retry_after(wait.max(std::time::Duration::from_millis(1))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn forward(
         &self,
         request: Request<Incoming>,
+        lease: Lease<'_>,
         grant: &Grant<'_>,
         metadata: &CallMetadata,
         cx: CallContext<'_>,
@@ -217,8 +246,7 @@ impl Exchange {
             self.check_consent(subject, grant, metadata, cx, deadline, trail)
                 .await?;
         }
-        let upstream = self.upstream.as_ref();
-        parts.uri = format!("https://{}{}", upstream.addr(), route.path)
+        parts.uri = format!("https://{}{}", lease.addr(), route.path)
             .parse()
             .map_err(|_| {
                 Refusal::new(
@@ -233,15 +261,50 @@ impl Exchange {
         headers.remove(metadata::JUSTIFICATION);
         headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
         headers.insert(metadata::REQUEST_ID, header(cx.request_id));
-        if let Some(at) = deadline {
-            let left = at.saturating_duration_since(Instant::now());
-            headers.insert(
-                metadata::GRPC_TIMEOUT,
-                header(&metadata::format_timeout(left)),
-            );
-        }
+        // The provider gets the sooner of the caller's deadline and the
+        // route's timeout, so it can stop working on a call nobody awaits.
+        let timeout_at = Instant::now() + self.timeout;
+        let left = deadline
+            .map_or(timeout_at, |at| at.min(timeout_at))
+            .saturating_duration_since(Instant::now());
+        headers.insert(
+            metadata::GRPC_TIMEOUT,
+            header(&metadata::format_timeout(left)),
+        );
         let upstream_request = Request::from_parts(parts, Full::new(message));
-        let response = upstream.send(upstream_request).await.map_err(|e| {
+        let answer = self.answer(&lease, upstream_request, grant, cx, deadline);
+        match tokio::time::timeout_at(timeout_at, answer).await {
+            Ok(Err(refusal)) if refusal.reason == Reason::ProviderUnavailable => {
+                lease.failed();
+                Err(refusal)
+            }
+            Ok(answer) => {
+                lease.succeeded();
+                answer
+            }
+            Err(_) => {
+                tracing::warn!(request_id = cx.request_id, provider = %route.provider, instance = lease.addr(), timeout_ms = self.timeout.as_millis() as u64, "provider did not answer within the route's timeout");
+                lease.failed();
+                Err(Refusal::new(
+                    Reason::ProviderTimeout,
+                    format!("the `{}` service did not answer within {} ms, this route's limit; retry later, and tell the platform operator if it lasts", route.provider, self.timeout.as_millis()),
+                )
+                .retry_after(OVERLOAD_RETRY))
+            }
+        }
+    }
+
+    /// Sends the request to the leased instance and reads its answer.
+    async fn answer(
+        &self,
+        lease: &Lease<'_>,
+        upstream_request: Request<Full<Bytes>>,
+        grant: &Grant<'_>,
+        cx: CallContext<'_>,
+        deadline: Option<Instant>,
+    ) -> Result<Answer, Refusal> {
+        let route = &self.route;
+        let response = lease.send(upstream_request).await.map_err(|e| {
             tracing::warn!(request_id = cx.request_id, provider = %route.provider, error = %e, "provider unreachable");
             Refusal::new(
                 Reason::ProviderUnavailable,
@@ -428,7 +491,9 @@ async fn finish(
         }
         Err(refusal) => {
             let outcome = match refusal.reason {
-                Reason::ProviderUnavailable | Reason::DeadlineExceeded => Outcome::Failed,
+                Reason::ProviderUnavailable
+                | Reason::DeadlineExceeded
+                | Reason::ProviderTimeout => Outcome::Failed,
                 _ => Outcome::Refused,
             };
             let ending = Ending {
@@ -456,6 +521,9 @@ async fn finish(
         }
     }
 }
+
+/// The retry hint of a shed call or a provider timeout.
+const OVERLOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn audit_unavailable() -> Refusal {
     Refusal::new(

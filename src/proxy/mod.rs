@@ -4,30 +4,37 @@
 //! table, upstream pool) into a map keyed by gRPC path; [`server`] accepts
 //! TLS connections and dispatches each request either to Jisr's own tonic
 //! services (health, reflection) or to the [`exchange`] path.
+//!
+//! What a reload may change (catalogue, rules, routes, rate limits, upstream
+//! pools, TLS configs) lives in one [`Routing`] value behind an `ArcSwap`:
+//! each call takes the current one with one atomic increment and keeps it
+//! to the end, so a reload ([`reload`]) never disturbs a call in flight. The
+//! audit log, its index, the consent store and the health reporter live in
+//! the [`Gateway`] itself and survive every reload.
 
 pub mod body;
+pub mod breaker;
 pub mod exchange;
 pub mod metadata;
+pub mod rate;
 pub mod refusal;
+pub mod reload;
+mod routing;
 pub mod server;
 pub mod trail;
 pub mod upstream;
 
 use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigErrors};
-use crate::identity::{AgencyId, PeerIdentity, TrustDomain};
-use crate::policy::Policy;
+use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::{self, TlsError};
-use exchange::Exchange;
+use arc_swap::ArcSwap;
 use http::{Request, Response};
 use hyper::body::Incoming;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::body::Body;
-use tonic::service::Routes;
 use tower::ServiceExt as _;
-use upstream::Upstream;
 
 pub use server::run;
 
@@ -57,25 +64,29 @@ pub enum StartError {
     Index(#[from] crate::audit::index::IndexError),
 }
 
-/// A gateway node's routing state.
+/// A gateway node: what survives reloads, and the current [`Routing`].
 pub struct Gateway {
     domain: TrustDomain,
-    exchanges: HashMap<String, Arc<Exchange>>,
-    max_message: usize,
     drain_timeout: Duration,
-    own: Routes,
     health: tonic_health::server::HealthReporter,
-    catalogue: Catalogue,
     recorder: trail::Recorder,
     consents: exchange::Consents,
-    terms: Vec<exchange::RuleTerms>,
+    /// The gateway's own APIs as built at start; a reload only gives them
+    /// the new roles and purposes.
+    apis: routing::Apis,
+    routing: ArcSwap<Routing>,
+    reload: Arc<reload::ReloadStatus>,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
+
+pub use routing::Routing;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gateway")
             .field("domain", &self.domain)
-            .field("methods", &self.exchanges.len())
+            .field("methods", &self.routing.load().exchanges.len())
             .finish_non_exhaustive()
     }
 }
@@ -86,68 +97,18 @@ impl Gateway {
     /// gateway and its server TLS config.
     pub async fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
         tls::install_crypto_provider();
-        let catalogue = Catalogue::load(config)?;
-        let policy = Policy::compile(config, &catalogue)?;
-        let domain = config.node.trust_domain.clone();
-        let node = PeerIdentity::Gateway(config.node.id.clone());
-        tls::check_own_identity(&config.tls, &domain, &node)?;
-        let server_tls = tls::server_config(&config.tls, &domain, tls::Accept::Agencies)?;
-        let mut upstreams: HashMap<AgencyId, Arc<Upstream>> = HashMap::new();
-        for agency in &config.agencies {
-            let Some(addr) = &agency.upstream else {
-                continue;
-            };
-            let client_tls = tls::client_config(
-                &config.tls,
-                &domain,
-                PeerIdentity::Agency(agency.id.clone()),
-            )?;
-            let pool = Upstream::new(
-                agency.id.clone(),
-                addr.clone(),
-                agency.connections,
-                client_tls,
-            );
-            upstreams.insert(agency.id.clone(), Arc::new(pool));
-        }
-        let mut exchanges = HashMap::new();
-        for route in catalogue.methods() {
-            // Config validation guarantees every agency with contracts has an upstream.
-            let Some(upstream) = upstreams.get(&route.provider) else {
-                continue;
-            };
-            let releases = (0..config.rules.len())
-                .filter_map(|rule| Some((rule, policy.release(&route.path, rule)?.clone())))
-                .collect();
-            let exchange = Exchange {
-                route: route.clone(),
-                access: policy.access(&route.path).cloned().unwrap_or_default(),
-                upstream: upstream.clone(),
-                releases,
-            };
-            exchanges.insert(route.path.clone(), Arc::new(exchange));
-        }
+        // Everything a reload rebuilds is checked first: a bad contract or
+        // certificate is reported before the audit log is opened.
+        let prepared = Routing::prepare(config, None)?;
         let recorder = open_audit(config)?;
         let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
-        let roles = config
-            .agencies
-            .iter()
-            .map(|a| (a.id.clone(), a.roles.clone()))
-            .collect();
         let audit_api = crate::audit::service::AuditService::new(
             recorder.log.clone(),
             index,
             recorder.pseudonyms.clone(),
-            roles,
+            routing::roles(config),
         );
-        let consents = open_consents(config).await?;
-        let terms = config
-            .rules
-            .iter()
-            .map(|r| exchange::RuleTerms {
-                break_glass: r.break_glass,
-            })
-            .collect();
+        let (consents, redis) = open_consents(config).await?;
         let signer = crate::consent::artefact::ConsentSigner::load_or_create(
             &config.consent.signing_key,
             &format!("{}/jisr/consents", config.node.trust_domain),
@@ -156,35 +117,55 @@ impl Gateway {
             store: consents.store.clone(),
             signer: Arc::new(signer),
             recorder: recorder.clone(),
-            roles: Arc::new(
-                config
-                    .agencies
-                    .iter()
-                    .map(|a| (a.id.clone(), a.roles.clone()))
-                    .collect(),
-            ),
+            roles: Arc::new(routing::roles(config)),
             purposes: Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect()),
             timeout: consents.timeout,
         };
-        let (own, health) = own_services(&catalogue, audit_api, consent_api)?;
+        // Reports SERVING for "" from the start.
+        let (health, _) = tonic_health::server::health_reporter();
+        let apis = routing::Apis {
+            audit: audit_api,
+            consents: consent_api,
+            health: health.clone(),
+            redis,
+        };
+        let routing = prepared.finish(&apis)?;
+        let server_tls = routing.server_tls.clone();
         let gateway = Self {
-            domain,
-            exchanges,
-            max_message: config.node.max_message_bytes,
+            domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
-            own,
             health,
-            catalogue,
             recorder,
             consents,
-            terms,
+            apis,
+            routing: ArcSwap::from_pointee(routing),
+            reload: Arc::new(reload::ReloadStatus::default()),
+            reloading: tokio::sync::Mutex::new(()),
         };
         Ok((gateway, server_tls))
     }
 
+    /// The current routing state (catalogue, exchanges, upstream pools).
+    pub fn routing(&self) -> Arc<Routing> {
+        self.routing.load_full()
+    }
+
+    /// How reloads went, for operators and metrics.
+    pub fn reload_status(&self) -> &Arc<reload::ReloadStatus> {
+        &self.reload
+    }
+
+    /// Each provider's in-flight calls, shed calls and breakers.
+    pub fn upstream_stats(&self) -> Vec<upstream::UpstreamStats> {
+        let routing = self.routing.load();
+        let mut stats: Vec<_> = routing.upstreams.values().map(|u| u.stats()).collect();
+        stats.sort_by(|a, b| a.provider.cmp(&b.provider));
+        stats
+    }
+
     /// The loaded catalogue.
-    pub fn catalogue(&self) -> &Catalogue {
-        &self.catalogue
+    pub fn catalogue(&self) -> Catalogue {
+        self.routing.load().catalogue.clone()
     }
 
     /// The node's audit log.
@@ -198,12 +179,14 @@ impl Gateway {
         mut request: Request<Incoming>,
         consumer: &AgencyId,
     ) -> Response<Body> {
+        // Held to the end of the call: a reload meanwhile does not touch it.
+        let routing = self.routing.load_full();
         let path = request.uri().path();
         if is_own(path) {
             request
                 .extensions_mut()
                 .insert(crate::audit::service::Caller(consumer.clone()));
-            return match self.own.clone().oneshot(request).await {
+            return match routing.own.clone().oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
@@ -215,12 +198,13 @@ impl Gateway {
         let cx = exchange::CallContext {
             consumer,
             request_id: &request_id,
-            max_message: self.max_message,
+            max_message: routing.max_message,
             recorder: &self.recorder,
             consents: &self.consents,
-            terms: &self.terms,
+            terms: &routing.terms,
+            limits: &routing.limits,
         };
-        match self.exchanges.get(path) {
+        match routing.exchanges.get(path) {
             Some(exchange) => exchange.clone().handle(request, cx).await,
             None => {
                 let path = path.to_owned();
@@ -242,6 +226,12 @@ impl Gateway {
     }
 }
 
+/// Checks that every `[[route]]` pattern names a loaded method (for
+/// `jisr check-config`; the gateway checks the same when it loads).
+pub fn check_routes(config: &Config, catalogue: &Catalogue) -> Result<(), ConfigErrors> {
+    routing::route_timeouts(config, catalogue).map(drop)
+}
+
 /// Paths served by Jisr itself rather than forwarded. Agency contracts may
 /// not use these package prefixes (the catalogue refuses them).
 fn is_own(path: &str) -> bool {
@@ -249,18 +239,32 @@ fn is_own(path: &str) -> bool {
         .is_some_and(crate::catalogue::is_reserved_service)
 }
 
-/// Opens the consent store: Redis when configured (shared by replicas),
-/// else the embedded one.
-async fn open_consents(config: &Config) -> Result<exchange::Consents, StartError> {
+/// Opens the consent store: Redis when configured (shared by replicas, and
+/// returned apart for shared rate limits), else the embedded one.
+async fn open_consents(
+    config: &Config,
+) -> Result<
+    (
+        exchange::Consents,
+        Option<crate::consent::redis_store::RedisConsentStore>,
+    ),
+    StartError,
+> {
     use crate::consent::{
         embedded::EmbeddedConsentStore, redis_store::RedisConsentStore, ConsentStore,
     };
     let timeout = config.consent.timeout;
-    let store: Arc<dyn ConsentStore> = match &config.consent.redis_url {
-        Some(url) => Arc::new(RedisConsentStore::open(url, timeout).await?),
-        None => Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+    let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
+        Some(url) => {
+            let redis = RedisConsentStore::open(url, timeout).await?;
+            (Arc::new(redis.clone()), Some(redis))
+        }
+        None => (
+            Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+            None,
+        ),
     };
-    Ok(exchange::Consents { store, timeout })
+    Ok((exchange::Consents { store, timeout }, redis))
 }
 
 /// Opens the node's audit log with its keys (created on first start).
@@ -292,41 +296,4 @@ fn open_audit(config: &Config) -> Result<trail::Recorder, StartError> {
         pseudonyms,
         node: config.node.id.to_string(),
     })
-}
-
-fn own_services(
-    catalogue: &Catalogue,
-    audit: crate::audit::service::AuditService,
-    consents: crate::consent::service::ConsentService,
-) -> Result<(Routes, tonic_health::server::HealthReporter), StartError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    let fds = prost_types::FileDescriptorSet {
-        file: catalogue.pool().file_descriptor_protos().cloned().collect(),
-    };
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(crate::proto::JISR_FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(fds)
-        .build_v1()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-    // v1alpha too: many deployed grpcurl and IDE clients still speak only it.
-    let reflection_alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(crate::proto::JISR_FILE_DESCRIPTOR_SET)
-        .register_file_descriptor_set(prost_types::FileDescriptorSet {
-            file: catalogue.pool().file_descriptor_protos().cloned().collect(),
-        })
-        .build_v1alpha()
-        .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(audit);
-    Ok((
-        Routes::new(health)
-            .add_service(reflection)
-            .add_service(reflection_alpha)
-            .add_service(audit)
-            .add_service(
-                crate::proto::jisr::consent::v1::consents_server::ConsentsServer::new(consents),
-            ),
-        reporter,
-    ))
 }

@@ -47,6 +47,13 @@ pub enum Reason {
     ConsentUnavailable,
     /// A break-glass call without `jisr-justification`.
     JustificationRequired,
+    /// The consumer exceeded its `[[rate_limit]]`.
+    RateLimited,
+    /// The provider already has `max_in_flight` calls in flight: the call is
+    /// shed rather than queued.
+    Overloaded,
+    /// The provider did not answer within the route's timeout.
+    ProviderTimeout,
 }
 
 impl Reason {
@@ -70,6 +77,9 @@ impl Reason {
             Self::SubjectMismatch => "SUBJECT_MISMATCH",
             Self::ConsentUnavailable => "CONSENT_UNAVAILABLE",
             Self::JustificationRequired => "JUSTIFICATION_REQUIRED",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::Overloaded => "OVERLOADED",
+            Self::ProviderTimeout => "PROVIDER_TIMEOUT",
         }
     }
 
@@ -87,10 +97,12 @@ impl Reason {
             | Self::JustificationRequired => Code::PermissionDenied,
             Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
             Self::InvalidRequest => Code::InvalidArgument,
-            Self::MessageTooLarge => Code::ResourceExhausted,
-            Self::ProviderUnavailable | Self::AuditUnavailable | Self::ConsentUnavailable => {
-                Code::Unavailable
-            }
+            Self::MessageTooLarge | Self::RateLimited => Code::ResourceExhausted,
+            Self::ProviderUnavailable
+            | Self::AuditUnavailable
+            | Self::ConsentUnavailable
+            | Self::Overloaded
+            | Self::ProviderTimeout => Code::Unavailable,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
         }
     }
@@ -103,6 +115,8 @@ pub struct Refusal {
     pub reason: Reason,
     /// What went wrong and what to do, for the caller.
     pub message: String,
+    /// When retrying may succeed (`google.rpc.RetryInfo`), if known.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Refusal {
@@ -111,7 +125,15 @@ impl Refusal {
         Self {
             reason,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// The same refusal with a retry hint.
+    #[must_use]
+    pub fn retry_after(mut self, delay: std::time::Duration) -> Self {
+        self.retry_after = Some(delay);
+        self
     }
 
     /// The gRPC status carrying the `ErrorInfo` detail.
@@ -120,7 +142,10 @@ impl Refusal {
         if !request_id.is_empty() {
             metadata.insert("request_id".to_owned(), request_id.to_owned());
         }
-        let details = ErrorDetails::with_error_info(self.reason.as_str(), DOMAIN, metadata);
+        let mut details = ErrorDetails::with_error_info(self.reason.as_str(), DOMAIN, metadata);
+        if let Some(delay) = self.retry_after {
+            details.set_retry_info(Some(delay));
+        }
         tonic::Status::with_error_details(self.reason.code(), self.message.clone(), details)
     }
 
@@ -155,5 +180,27 @@ mod tests {
         let response = refusal.into_response::<()>("req-1");
         assert_eq!(response.headers()["grpc-status"], "7");
         assert_eq!(response.headers()["jisr-request-id"], "req-1");
+        assert!(status.get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn shed_and_limited_calls_carry_a_retry_hint() {
+        let delay = std::time::Duration::from_millis(250);
+        for (reason, code) in [
+            (Reason::RateLimited, Code::ResourceExhausted),
+            (Reason::Overloaded, Code::Unavailable),
+            (Reason::ProviderTimeout, Code::Unavailable),
+        ] {
+            let status = Refusal::new(reason, "retry later")
+                .retry_after(delay)
+                .to_status("r");
+            assert_eq!(status.code(), code);
+            let retry = status.get_details_retry_info().expect("retry info");
+            assert_eq!(retry.retry_delay, Some(delay));
+            assert_eq!(
+                status.get_details_error_info().unwrap().reason,
+                reason.as_str()
+            );
+        }
     }
 }

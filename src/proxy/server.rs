@@ -34,22 +34,28 @@ pub async fn run(
     tracing::info!(
         node = %config.node.id,
         addr = %listener.local_addr()?,
-        methods = gateway.exchanges.len(),
+        methods = gateway.routing().methods(),
         "gateway listening"
     );
     serve(Arc::new(gateway), server_tls, listener, shutdown).await;
     Ok(())
 }
 
-/// Serves an already built gateway.
+/// Serves an already built gateway, reloading its configuration on SIGHUP
+/// and when its files change (see [`super::reload`]).
+///
+/// `server_tls` is the config [`Gateway::build`] returned; each accepted
+/// connection uses the gateway's current one, which starts as it and
+/// changes with reloads.
 pub async fn serve(
     gateway: Arc<Gateway>,
     server_tls: Arc<rustls::ServerConfig>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = TlsAcceptor::from(server_tls);
+    drop(server_tls);
     let graceful = GracefulShutdown::new();
+    let watcher_task = super::reload::spawn_watcher(gateway.clone());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -57,7 +63,9 @@ pub async fn serve(
                 Ok((tcp, peer)) => {
                     let watcher = graceful.watcher();
                     let gateway = gateway.clone();
-                    let acceptor = acceptor.clone();
+                    // Looked up per connection so reloaded certificates
+                    // apply to the next handshake; open connections keep theirs.
+                    let acceptor = TlsAcceptor::from(gateway.routing().server_tls().clone());
                     tokio::spawn(async move {
                         if let Some((stream, consumer)) = handshake(&gateway, &acceptor, tcp, peer).await {
                             serve_connection(gateway, stream, consumer, watcher).await;
@@ -74,6 +82,7 @@ pub async fn serve(
         }
     }
     drop(listener);
+    watcher_task.abort();
     gateway.set_not_serving().await;
     tracing::info!(connections = graceful.count(), "draining in-flight calls");
     match tokio::time::timeout(gateway.drain_timeout, graceful.shutdown()).await {

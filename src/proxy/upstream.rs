@@ -1,7 +1,13 @@
-//! Connections to a provider's back-end: several HTTP/2 connections over
-//! mutual TLS, opened lazily, reused across calls and reopened when they
-//! close. One connection is driven by one task, so a single connection would
-//! cap throughput; calls are spread round-robin over the pool.
+//! Connections to a provider's back-end: one or more instances, each with
+//! several HTTP/2 connections over mutual TLS, opened lazily, reused across
+//! calls and reopened when they close. One connection is driven by one task,
+//! so a single connection would cap throughput; calls are spread round-robin
+//! over the instances that are not ejected, then over their connections.
+//!
+//! Admission ([`Upstream::lease`]) is where two resilience concerns sit: the
+//! in-flight limit (a call over `max_in_flight` is shed at once, never
+//! queued) and each instance's [`Breaker`]. The lease carries the call's
+//! verdict back to the breaker.
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -10,12 +16,14 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use super::breaker::{now_ms, Admit, Breaker, BreakerState};
+use crate::config::ProviderLimits;
 use crate::identity::AgencyId;
 
 /// How long opening one connection (TCP + TLS + HTTP/2) may take.
@@ -58,14 +66,24 @@ pub enum UpstreamError {
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// The connection pool of one provider.
+/// The connection pool of one provider, over its instances.
 pub struct Upstream {
     provider: AgencyId,
+    tls: TlsConnector,
+    instances: Box<[Instance]>,
+    next: AtomicUsize,
+    limits: ProviderLimits,
+    in_flight: AtomicUsize,
+    shed: AtomicU64,
+}
+
+/// One instance (address) of a provider's back-end.
+struct Instance {
     addr: String,
     server_name: ServerName<'static>,
-    tls: TlsConnector,
     slots: Box<[Slot]>,
     next: AtomicUsize,
+    breaker: Breaker,
 }
 
 #[derive(Default)]
@@ -80,35 +98,76 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("provider", &self.provider)
-            .field("addr", &self.addr)
-            .field("connections", &self.slots.len())
+            .field(
+                "instances",
+                &self.instances.iter().map(|i| &i.addr).collect::<Vec<_>>(),
+            )
+            .field("limits", &self.limits)
             .finish()
     }
 }
 
+/// Why a call was not admitted towards the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotAdmitted {
+    /// `max_in_flight` calls are already in flight.
+    Overloaded,
+    /// Every instance is ejected; the first comes back after this long.
+    Ejected(Duration),
+}
+
+/// The state of one instance, for operators and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Its `host:port`.
+    pub addr: String,
+    /// Its breaker.
+    pub state: BreakerState,
+    /// How many times it was ejected.
+    pub ejections: u64,
+}
+
+/// The state of a provider's pool, for operators and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStats {
+    /// The provider.
+    pub provider: AgencyId,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Calls shed so far because `max_in_flight` were in flight.
+    pub shed: u64,
+    /// Each instance.
+    pub instances: Vec<InstanceStats>,
+}
+
 impl Upstream {
-    /// A pool of `connections` connections to `addr` (`host:port`); the TLS
-    /// config must verify the provider's identity.
+    /// A pool of `connections` connections to each of `addrs` (`host:port`);
+    /// the TLS config must verify the provider's identity.
     pub fn new(
         provider: AgencyId,
-        addr: String,
+        addrs: &[String],
         connections: usize,
+        limits: ProviderLimits,
         tls: Arc<rustls::ClientConfig>,
     ) -> Self {
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        // The provider is authenticated by its SPIFFE id, not by this name;
-        // it is only sent as SNI.
-        let server_name = ServerName::try_from(host.to_owned()).unwrap_or_else(|_| {
-            ServerName::try_from("provider.invalid").expect("a valid DNS name")
-        });
+        let instances = addrs
+            .iter()
+            .map(|addr| Instance {
+                addr: addr.clone(),
+                server_name: server_name(addr),
+                slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+                next: AtomicUsize::new(0),
+                breaker: Breaker::new(limits.breaker_failures, limits.breaker_cooldown),
+            })
+            .collect();
         Self {
             provider,
-            addr,
-            server_name,
             tls: TlsConnector::from(tls),
-            slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+            instances,
             next: AtomicUsize::new(0),
+            limits,
+            in_flight: AtomicUsize::new(0),
+            shed: AtomicU64::new(0),
         }
     }
 
@@ -117,90 +176,189 @@ impl Upstream {
         &self.provider
     }
 
-    /// The `host:port` of the provider.
-    pub fn addr(&self) -> &str {
-        &self.addr
+    /// Its timeout, in-flight limit and breaker thresholds.
+    pub fn limits(&self) -> &ProviderLimits {
+        &self.limits
     }
 
-    /// Sends a request on one of the pool's connections. A request that a
-    /// closed connection never started is retried once on a new connection.
+    /// In-flight calls, shed calls and each instance's breaker.
+    pub fn stats(&self) -> UpstreamStats {
+        UpstreamStats {
+            provider: self.provider.clone(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            shed: self.shed.load(Ordering::Relaxed),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| InstanceStats {
+                    addr: i.addr.clone(),
+                    state: i.breaker.state(),
+                    ejections: i.breaker.ejections(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Admits a call: under the in-flight limit, to an instance whose
+    /// breaker lets it through (round-robin over those). Nothing waits.
+    pub fn lease(&self) -> Result<Lease<'_>, NotAdmitted> {
+        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limits.max_in_flight {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return Err(NotAdmitted::Overloaded);
+        }
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut now = None;
+        let mut clock = || *now.get_or_insert_with(now_ms);
+        let mut soonest = Duration::MAX;
+        for k in 0..n {
+            let instance = &self.instances[(start + k) % n];
+            match instance.breaker.admit(&mut clock) {
+                Admit::Call => return Ok(self.leased(instance, false)),
+                Admit::Probe => return Ok(self.leased(instance, true)),
+                Admit::Ejected(wait) => soonest = soonest.min(wait),
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        Err(NotAdmitted::Ejected(soonest))
+    }
+
+    fn leased<'a>(&'a self, instance: &'a Instance, probe: bool) -> Lease<'a> {
+        Lease {
+            upstream: self,
+            instance,
+            probe,
+            settled: false,
+        }
+    }
+
+    fn http(addr: &str, source: hyper::Error) -> UpstreamError {
+        UpstreamError::Http {
+            addr: addr.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A name for SNI from `host:port`. The provider is authenticated by its
+/// SPIFFE id, not by this name.
+fn server_name(addr: &str) -> ServerName<'static> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("provider.invalid").expect("a valid DNS name"))
+}
+
+/// An admitted call: holds its in-flight place and reports its outcome to
+/// the instance's breaker. Dropped without a verdict (the caller went
+/// away), it counts neither way.
+pub struct Lease<'a> {
+    upstream: &'a Upstream,
+    instance: &'a Instance,
+    probe: bool,
+    settled: bool,
+}
+
+impl std::fmt::Debug for Lease<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lease")
+            .field("addr", &self.instance.addr)
+            .field("probe", &self.probe)
+            .finish()
+    }
+}
+
+impl Lease<'_> {
+    /// The `host:port` of the chosen instance.
+    pub fn addr(&self) -> &str {
+        &self.instance.addr
+    }
+
+    /// The provider answered (whatever its gRPC status).
+    pub fn succeeded(mut self) {
+        self.settled = true;
+        if self.instance.breaker.success(self.probe) {
+            tracing::info!(provider = %self.upstream.provider, instance = %self.instance.addr, "provider instance answered its probe: back in service");
+        }
+    }
+
+    /// The call failed at transport level or timed out.
+    pub fn failed(mut self) {
+        self.settled = true;
+        if self.instance.breaker.failure(self.probe, now_ms()) {
+            let limits = &self.upstream.limits;
+            tracing::warn!(
+                provider = %self.upstream.provider,
+                instance = %self.instance.addr,
+                failures = limits.breaker_failures,
+                cooldown_ms = limits.breaker_cooldown.as_millis() as u64,
+                probe = self.probe,
+                "provider instance ejected"
+            );
+        }
+    }
+
+    /// Sends a request on one of the instance's connections. A request that
+    /// a closed connection never started is retried once on a new connection.
     pub async fn send(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, UpstreamError> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let slot = &self.slots[index];
+        let instance = self.instance;
+        let index = instance.next.fetch_add(1, Ordering::Relaxed) % instance.slots.len();
+        let slot = &instance.slots[index];
         let mut sender = self.sender(slot).await?;
         match sender.try_send_request(request).await {
             Ok(response) => Ok(response),
             Err(mut failed) => match failed.take_message() {
                 Some(request) => {
-                    self.discard(slot, &sender);
+                    discard(slot, &sender);
                     let mut sender = self.sender(slot).await?;
                     sender
                         .send_request(request)
                         .await
-                        .map_err(|source| self.http(source))
+                        .map_err(|source| Upstream::http(&instance.addr, source))
                 }
-                None => Err(self.http(failed.into_error())),
+                None => Err(Upstream::http(&instance.addr, failed.into_error())),
             },
         }
     }
 
-    fn http(&self, source: hyper::Error) -> UpstreamError {
-        UpstreamError::Http {
-            addr: self.addr.clone(),
-            source,
-        }
-    }
-
-    fn live(slot: &Slot) -> Option<Sender> {
-        let guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
-        guard.as_ref().filter(|s| !s.is_closed()).cloned()
-    }
-
-    fn discard(&self, slot: &Slot, dead: &Sender) {
-        let mut guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
-        if guard
-            .as_ref()
-            .is_some_and(|s| s.is_closed() || dead.is_closed())
-        {
-            *guard = None;
-        }
-    }
-
     async fn sender(&self, slot: &Slot) -> Result<Sender, UpstreamError> {
-        if let Some(sender) = Self::live(slot) {
+        if let Some(sender) = live(slot) {
             return Ok(sender);
         }
         let _connecting = slot.connecting.lock().await;
-        if let Some(sender) = Self::live(slot) {
+        if let Some(sender) = live(slot) {
             return Ok(sender);
         }
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {
-                addr: self.addr.clone(),
+                addr: self.instance.addr.clone(),
             })??;
         *slot.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 
     async fn connect(&self) -> Result<Sender, UpstreamError> {
-        let tcp =
-            TcpStream::connect(&self.addr)
-                .await
-                .map_err(|source| UpstreamError::Connect {
-                    addr: self.addr.clone(),
-                    source,
-                })?;
+        let addr = &self.instance.addr;
+        let provider = &self.upstream.provider;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
         let _ = tcp.set_nodelay(true);
         let tls = self
+            .upstream
             .tls
-            .connect(self.server_name.clone(), tcp)
+            .connect(self.instance.server_name.clone(), tcp)
             .await
             .map_err(|e| UpstreamError::Tls {
-                addr: self.addr.clone(),
+                addr: addr.clone(),
                 reason: crate::tls::handshake_failure_reason(&e),
             })?;
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
@@ -210,14 +368,38 @@ impl Upstream {
             .keep_alive_while_idle(true)
             .handshake(TokioIo::new(tls))
             .await
-            .map_err(|source| self.http(source))?;
-        let provider = self.provider.clone();
+            .map_err(|source| Upstream::http(addr, source))?;
+        let owner = provider.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
-                tracing::debug!(%provider, error = %e, "upstream connection closed");
+                tracing::debug!(provider = %owner, error = %e, "upstream connection closed");
             }
         });
-        tracing::debug!(provider = %self.provider, addr = %self.addr, "upstream connection opened");
+        tracing::debug!(%provider, %addr, "upstream connection opened");
         Ok(sender)
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.probe {
+            self.instance.breaker.abandon(now_ms());
+        }
+        self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn live(slot: &Slot) -> Option<Sender> {
+    let guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().filter(|s| !s.is_closed()).cloned()
+}
+
+fn discard(slot: &Slot, dead: &Sender) {
+    let mut guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
+    if guard
+        .as_ref()
+        .is_some_and(|s| s.is_closed() || dead.is_closed())
+    {
+        *guard = None;
     }
 }

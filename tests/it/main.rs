@@ -13,5 +13,7 @@ mod consent_cli;
 mod consent_store;
 mod lifecycle;
 mod refusals;
+mod reload;
+mod resilience;
 mod routing;
 mod support;

@@ -45,6 +45,16 @@ const ECHOED: [&str; 5] = [
 impl Echo {
     /// Starts an echo provider with `agency`'s certificate from `pki`.
     pub async fn start(pki: &Path, agency: &str) -> Self {
+        Self::start_with(pki, agency, false).await
+    }
+
+    /// A provider that completes TLS and HTTP/2, reads each request and
+    /// never answers: a hung back-end.
+    pub async fn hanging(pki: &Path, agency: &str) -> Self {
+        Self::start_with(pki, agency, true).await
+    }
+
+    async fn start_with(pki: &Path, agency: &str, hang: bool) -> Self {
         tls::install_crypto_provider();
         let domain = TrustDomain::parse(super::DOMAIN).unwrap();
         let server_tls = tls::server_config(
@@ -66,8 +76,15 @@ impl Echo {
                     let Ok(stream) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    let service = service_fn(move |request: Request<Incoming>| async move {
+                        if hang {
+                            let _ = request.into_body().collect().await;
+                            return std::future::pending().await;
+                        }
+                        answer(request).await
+                    });
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service_fn(answer))
+                        .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }

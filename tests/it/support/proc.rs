@@ -79,6 +79,21 @@ impl Proc {
         }
     }
 
+    /// Sends SIGHUP (reload the configuration).
+    pub fn hangup(&self) {
+        let pid = self.child.as_ref().unwrap().id().to_string();
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    /// How many times the log contains `needle`.
+    pub fn count_log(&self, needle: &str) -> usize {
+        self.logs().matches(needle).count()
+    }
+
     /// Kills the process at once.
     pub fn kill(&mut self) {
         if let Some(child) = self.child.as_mut() {

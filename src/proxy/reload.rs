@@ -1,0 +1,216 @@
+//! Hot reload: on SIGHUP, or when the configuration file, the TLS files or
+//! a contract changes (checked every `node.reload_poll_ms`), the gateway
+//! reads its configuration again, builds a whole new [`Routing`] beside the
+//! current one and swaps it in. Calls in flight keep the state they started
+//! with. A configuration that does not load, compile or pass the TLS checks
+//! is rejected: the current state stays, the reason is logged at `error` and
+//! kept in [`ReloadStatus`].
+
+use super::{Gateway, Routing, StartError};
+use crate::config::Config;
+use sha2::{Digest as _, Sha256};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// How reloads went, for operators and metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStatus {
+    reloads: AtomicU64,
+    failures: AtomicU64,
+    last_error: Mutex<Option<String>>,
+}
+
+impl ReloadStatus {
+    /// Successful reloads since start.
+    pub fn reloads(&self) -> u64 {
+        self.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Rejected reloads since start.
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Why the last reload was rejected; `None` once a reload succeeds.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn succeeded(&self) {
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    fn failed(&self, why: &str) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(why.to_owned());
+    }
+}
+
+/// Why a new configuration was rejected.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// It does not load, compile or pass the TLS checks.
+    #[error("{0}")]
+    Invalid(#[from] StartError),
+    /// It changes settings that only a restart applies.
+    #[error("{0}")]
+    RestartOnly(String),
+}
+
+impl Gateway {
+    /// Reads the configuration file again and, if it is valid, swaps in the
+    /// new routing state. On error the current state stays.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let _one = self.reloading.lock().await;
+        let current = self.routing.load_full();
+        let apis = self.apis.clone();
+        let built = tokio::task::spawn_blocking(move || rebuild(&current, &apis))
+            .await
+            .unwrap_or_else(|e| {
+                Err(ReloadError::RestartOnly(format!(
+                    "the reload task failed: {e}"
+                )))
+            });
+        match built {
+            Ok(routing) => {
+                let methods = routing.methods();
+                self.routing.store(Arc::new(routing));
+                self.reload.succeeded();
+                tracing::info!(methods, "configuration reloaded");
+                Ok(())
+            }
+            Err(e) => {
+                let why = e.to_string();
+                self.reload.failed(&why);
+                tracing::error!(reason = %why, failures = self.reload.failures(), "configuration reload rejected; the previous configuration stays in force");
+                Err(e)
+            }
+        }
+    }
+}
+
+fn rebuild(current: &Routing, apis: &super::routing::Apis) -> Result<Routing, ReloadError> {
+    let config = Config::load(&current.config.path).map_err(StartError::Config)?;
+    restart_only(&current.config, &config)?;
+    Ok(Routing::prepare(&config, Some(current))?.finish(apis)?)
+}
+
+/// Settings a running node cannot change: its identity, its port, its audit
+/// log and its consent store.
+fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
+    let changed: Vec<&str> = [
+        ("`[node] id`", old.node.id != new.node.id),
+        (
+            "`[node] trust_domain`",
+            old.node.trust_domain != new.node.trust_domain,
+        ),
+        ("`[node] listen`", old.node.listen != new.node.listen),
+        (
+            "`[node] drain_timeout_ms`",
+            old.node.drain_timeout != new.node.drain_timeout,
+        ),
+        ("[audit]", old.audit != new.audit),
+        ("[consent]", old.consent != new.consent),
+    ]
+    .into_iter()
+    .filter_map(|(name, changed)| changed.then_some(name))
+    .collect();
+    if changed.is_empty() {
+        return Ok(());
+    }
+    Err(ReloadError::RestartOnly(format!(
+        "{} changed, which only a restart applies: restart the node to apply it, or put the old value back to reload the rest",
+        changed.join(", ")
+    )))
+}
+
+/// A digest of the configuration file and every file it names that a reload
+/// reads (TLS files, contracts); a file that cannot be read counts as empty.
+fn fingerprint(config: &Config) -> [u8; 32] {
+    let mut files: Vec<PathBuf> = vec![
+        config.path.clone(),
+        config.tls.ca.clone(),
+        config.tls.cert.clone(),
+        config.tls.key.clone(),
+    ];
+    files.extend(config.tls.crls.iter().cloned());
+    for contract in config.agencies.iter().flat_map(|a| &a.contracts) {
+        if let Some(found) = config
+            .catalogue
+            .include
+            .iter()
+            .map(|dir| dir.join(contract))
+            .find(|p| p.exists())
+        {
+            files.push(found);
+        }
+    }
+    let mut hash = Sha256::new();
+    for file in files {
+        hash.update(std::fs::read(&file).unwrap_or_default());
+        hash.update(file.as_os_str().as_encoded_bytes());
+    }
+    hash.finalize().into()
+}
+
+async fn current_fingerprint(gateway: &Gateway) -> [u8; 32] {
+    let routing = gateway.routing();
+    tokio::task::spawn_blocking(move || fingerprint(&routing.config))
+        .await
+        .unwrap_or_default()
+}
+
+/// Reloads on SIGHUP and when the watched files change, until aborted.
+pub(super) fn spawn_watcher(gateway: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
+                None
+            }
+        };
+        let mut seen = current_fingerprint(&gateway).await;
+        loop {
+            let poll = gateway.routing().config.node.reload_poll;
+            let signalled = async {
+                match hangup.as_mut() {
+                    Some(s) => s.recv().await.is_some(),
+                    None => std::future::pending().await,
+                }
+            };
+            let tick = async {
+                match poll {
+                    Some(every) => tokio::time::sleep(every).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                got = signalled => {
+                    if !got {
+                        hangup = None;
+                        continue;
+                    }
+                    tracing::info!("SIGHUP: reloading the configuration");
+                }
+                () = tick => {
+                    if current_fingerprint(&gateway).await == seen {
+                        continue;
+                    }
+                    tracing::info!("configuration files changed: reloading");
+                }
+            }
+            // The outcome is logged and kept in the status by `reload`. What
+            // was seen is remembered even if the reload fails, so a broken
+            // file is reported once, not at every poll.
+            let _ = gateway.reload().await;
+            seen = current_fingerprint(&gateway).await;
+        }
+    })
+}

@@ -1,0 +1,263 @@
+//! Hot reload: rules, contracts and certificates change on SIGHUP or when
+//! the files change; calls in flight and under load are not lost; an
+//! invalid configuration is rejected with its reason and the old one stays.
+
+use crate::resilience::birth;
+use crate::routing::echo_network;
+use crate::support::*;
+use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
+use prost::Message as _;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::Code;
+
+const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
+
+/// A rule letting `health` read birth records.
+const HEALTH_RULE: &str = r#"
+[[purpose]]
+code = "care"
+description = "Care"
+
+[[rule]]
+consumer = "health"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["care"]
+basis = "law:65-00"
+"#;
+
+fn config_path(pki: &Pki) -> std::path::PathBuf {
+    pki.root().join("gateway.toml")
+}
+
+/// Rewrites the gateway's config file with `f` applied, atomically (as
+/// deployment tools do), so a poll never reads half a file.
+fn edit(pki: &Pki, f: impl FnOnce(String) -> String) {
+    let path = config_path(pki);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let new = f(text.clone());
+    assert_ne!(new, text, "test bug: the edit changed nothing");
+    let tmp = path.with_extension("toml.tmp");
+    std::fs::write(&tmp, new).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+}
+
+/// Waits (bounded) until the log has `n` occurrences of `needle`.
+fn wait_count(gw: &Proc, needle: &str, n: usize) {
+    let start = Instant::now();
+    while gw.count_log(needle) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "fewer than {n} `{needle}` in:\n{}",
+            gw.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_load_loses_no_call() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let (ch, stop, done) = (education.clone(), stop.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut errors = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    // Slow answers keep calls in flight across each swap.
+                    let call = RawCall::new(BIRTH, birth(), "bac-candidature")
+                        .with("x-echo-delay-ms", "30");
+                    match call_raw(&ch, call).await {
+                        Ok(_) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(status) => errors.push(status),
+                    }
+                }
+                errors
+            })
+        })
+        .collect();
+    // Five reloads under load, alternating between two valid configurations
+    // (the second adds a rule and a route timeout).
+    for i in 1..=5 {
+        edit(&pki, |text| {
+            if i % 2 == 1 {
+                format!("{text}{HEALTH_RULE}\n[[route]]\nmethods = [\"ma.tax.v1.TaxRecords/*\"]\ntimeout_ms = 2000\n")
+            } else {
+                text.split(HEALTH_RULE).next().unwrap().to_owned()
+            }
+        });
+        gw.hangup();
+        wait_count(&gw, "configuration reloaded", i);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lost = Vec::new();
+    for w in workers {
+        lost.extend(w.await.unwrap());
+    }
+    let completed = done.load(Ordering::Relaxed);
+    assert!(lost.is_empty(), "calls lost across reloads: {lost:?}");
+    assert!(
+        completed >= 20,
+        "too few calls to mean anything: {completed}"
+    );
+    assert_eq!(gw.count_log("configuration reload rejected"), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_rule_applies_on_sighup() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let health = channel(&addr, &pki.files("health")).await.unwrap();
+    let call = || RawCall::new(BIRTH, birth(), "care");
+    let (code, reason, _) = framed_status(call_raw(&health, call()).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::PermissionDenied, "ACCESS_DENIED")
+    );
+    edit(&pki, |text| text + HEALTH_RULE);
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    // The same connection: the new rule applies to the next call.
+    call_raw(&health, call())
+        .await
+        .expect("allowed after reload");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    // A rule naming a method no contract provides.
+    edit(&pki, |text| {
+        text + "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.tax.v1.TaxRecords/GetTaxStatuss\"]\npurposes = [\"bac-candidature\"]\nbasis = \"law:55-19\"\n"
+    });
+    gw.hangup();
+    let logs = gw.wait_log("configuration reload rejected");
+    assert!(logs.contains("GetTaxStatuss"), "{logs}");
+    assert!(
+        logs.contains("gateway.toml:"),
+        "the reason is located in the file: {logs}"
+    );
+    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .expect("the previous configuration still serves");
+    // A setting only a restart applies is refused too, and named.
+    edit(&pki, |text| {
+        text.split("\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.tax.v1.TaxRecords/GetTaxStatuss\"]")
+            .next()
+            .unwrap()
+            .replace("drain_timeout_ms = 5000", "drain_timeout_ms = 6000")
+    });
+    gw.hangup();
+    wait_count(&gw, "configuration reload rejected", 2);
+    assert!(gw.logs().contains("drain_timeout_ms"), "{}", gw.logs());
+    // A route timeout for a method no contract provides.
+    edit(&pki, |text| {
+        text.replace("drain_timeout_ms = 6000", "drain_timeout_ms = 5000")
+            + "\n[[route]]\nmethods = [\"ma.tax.v1.TaxRecords/GetTaxStatu\"]\ntimeout_ms = 100\n"
+    });
+    gw.hangup();
+    wait_count(&gw, "configuration reload rejected", 3);
+    assert!(
+        gw.logs()
+            .contains("the route names `ma.tax.v1.TaxRecords/GetTaxStatu`"),
+        "{}",
+        gw.logs()
+    );
+    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contract_is_onboarded_when_the_file_changes() {
+    let (pki, gw, addr, echos) = echo_network("reload_poll_ms = 100", "").await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let body = GetVaccinationRecordRequest {
+        citizen_id: "AB123456".into(),
+    }
+    .encode_to_vec();
+    let call = || RawCall::new(VACCINATION, body.clone(), "bac-candidature");
+    call_raw(&education, call()).await.expect("served at start");
+    let contract = "contracts = [\"agencies/health/v1/health.proto\"]";
+    let in_rule = ", \"ma.health.v1.HealthRecords/GetVaccinationRecord\"";
+    // Off-board health's contract (and the rule entry naming its method),
+    // by editing the file only: no signal.
+    edit(&pki, |text| {
+        text.replacen(contract, "", 1).replacen(in_rule, "", 1)
+    });
+    wait_count(&gw, "configuration reloaded", 1);
+    let (code, reason, _) = framed_status(call_raw(&education, call()).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Code::Unimplemented, "UNKNOWN_METHOD")
+    );
+    // And onboard it again.
+    let upstream = format!("upstream = \"{}\"", echos[2].addr);
+    edit(&pki, |text| {
+        text.replacen(&upstream, &format!("{upstream}\n{contract}"), 1)
+            .replacen(
+                "\"ma.tax.v1.TaxRecords/GetTaxStatus\"]",
+                &format!("\"ma.tax.v1.TaxRecords/GetTaxStatus\"{in_rule}]"),
+                1,
+            )
+    });
+    wait_count(&gw, "configuration reloaded", 2);
+    call_raw(&education, call())
+        .await
+        .expect("the contract is served after the reload");
+    assert_eq!(
+        gw.count_log("configuration reload rejected"),
+        0,
+        "{}",
+        gw.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    // The revoked fixture is let in while no CRL is configured...
+    let before = channel(&addr, &pki.files("revoked")).await.unwrap();
+    call_raw(&before, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .expect("an education certificate, not yet known to be revoked");
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let key_line = format!("key = \"{}/gateway.key\"", pki.dir.display());
+    edit(&pki, |text| {
+        text.replacen(
+            &key_line,
+            &format!("{key_line}\ncrls = [\"{}/ca.crl\"]", pki.dir.display()),
+            1,
+        )
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    // ...and refused at the next handshake once the reload adds the CRL.
+    let refused = match channel(&addr, &pki.files("revoked")).await {
+        Err(_) => true,
+        Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(), "bac-candidature"))
+            .await
+            .is_err_and(|s| s.code() == Code::Unavailable || s.code() == Code::Unknown),
+    };
+    assert!(
+        refused,
+        "the revoked certificate was let in after the reload"
+    );
+    gw.wait_log("certificate revoked");
+    // Connections opened before the reload keep working; upstream pools
+    // were rebuilt with the new TLS files and still reach the providers.
+    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .expect("an open connection survives the reload");
+    let fresh = channel(&addr, &pki.files("education")).await.unwrap();
+    call_raw(&fresh, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        .await
+        .unwrap();
+}
