@@ -242,9 +242,12 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
     // ...and refused at the next handshake once the reload adds the CRL.
     let refused = match channel(&addr, &pki.files("revoked")).await {
         Err(_) => true,
+        // With TLS 1.3 the client may finish its side of the handshake
+        // before the gateway refuses its certificate; the call then fails.
+        // (This identity is allowed the call: any error is the handshake.)
         Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(), "bac-candidature"))
             .await
-            .is_err_and(|s| s.code() == Code::Unavailable || s.code() == Code::Unknown),
+            .is_err(),
     };
     assert!(
         refused,
