@@ -214,3 +214,60 @@ pub(super) fn spawn_watcher(gateway: Arc<Gateway>) -> tokio::task::JoinHandle<()
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"[node]
+id = "gw-1"
+trust_domain = "interop.gov.ma"
+listen = "127.0.0.1:8443"
+
+[tls]
+ca = "ca.crt"
+cert = "gw.crt"
+key = "gw.key"
+"#;
+
+    fn config(text: &str) -> Config {
+        Config::from_toml(text, std::path::Path::new("/etc/jisr/jisr.toml")).unwrap()
+    }
+
+    #[test]
+    fn restart_only_settings_are_named() {
+        let old = config(BASE);
+        assert!(restart_only(&old, &old).is_ok());
+        let new = config(
+            &BASE
+                .replace("8443", "9443")
+                .replace("[tls]", "[audit]\ndir = \"elsewhere\"\n\n[tls]"),
+        );
+        let message = restart_only(&old, &new).unwrap_err().to_string();
+        assert!(message.contains("`[node] listen`"), "{message}");
+        assert!(message.contains("[audit]"), "{message}");
+        assert!(!message.contains("trust_domain"), "{message}");
+        assert!(message.contains("restart the node"), "{message}");
+        // Reloadable settings are not restart-only.
+        let new = config(&BASE.replace(
+            "[tls]",
+            "[[purpose]]\ncode = \"x\"\ndescription = \"x\"\n\n[tls]",
+        ));
+        assert!(restart_only(&old, &new).is_ok());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_files_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jisr.toml");
+        std::fs::write(&path, BASE).unwrap();
+        let c = Config::load(&path).unwrap();
+        let before = fingerprint(&c);
+        assert_eq!(before, fingerprint(&c));
+        std::fs::write(dir.path().join("ca.crt"), "new CA").unwrap();
+        let after = fingerprint(&c);
+        assert_ne!(before, after);
+        std::fs::write(&path, format!("{BASE}\n# a comment\n")).unwrap();
+        assert_ne!(after, fingerprint(&c));
+    }
+}

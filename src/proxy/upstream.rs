@@ -403,3 +403,72 @@ fn discard(slot: &Slot, dead: &Sender) {
         *guard = None;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(addrs: &[&str], limits: ProviderLimits) -> Upstream {
+        crate::tls::install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Upstream::new(
+            AgencyId::parse("tax").unwrap(),
+            &addrs.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+            2,
+            limits,
+            Arc::new(tls),
+        )
+    }
+
+    #[test]
+    fn calls_over_the_in_flight_limit_are_shed_and_a_finished_call_frees_its_place() {
+        let up = pool(
+            &["127.0.0.1:1"],
+            ProviderLimits {
+                max_in_flight: 2,
+                ..ProviderLimits::default()
+            },
+        );
+        let a = up.lease().unwrap();
+        let b = up.lease().unwrap();
+        assert_eq!(up.lease().unwrap_err(), NotAdmitted::Overloaded);
+        assert_eq!((up.stats().in_flight, up.stats().shed), (2, 1));
+        a.succeeded();
+        let c = up.lease().unwrap();
+        drop((b, c));
+        assert_eq!(up.stats().in_flight, 0);
+    }
+
+    #[test]
+    fn ejected_instances_are_skipped_until_all_are_out() {
+        let limits = ProviderLimits {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_secs(30),
+            ..ProviderLimits::default()
+        };
+        let up = pool(&["127.0.0.1:1", "127.0.0.1:2"], limits);
+        let first = up.lease().unwrap();
+        let bad = first.addr().to_owned();
+        first.failed();
+        // Every call now goes to the other instance.
+        for _ in 0..4 {
+            let lease = up.lease().unwrap();
+            assert_ne!(lease.addr(), bad);
+            lease.succeeded();
+        }
+        let other = up.lease().unwrap();
+        other.failed();
+        match up.lease().unwrap_err() {
+            NotAdmitted::Ejected(wait) => assert!(wait <= Duration::from_secs(30), "{wait:?}"),
+            other => panic!("{other:?}"),
+        }
+        let stats = up.stats();
+        assert_eq!(stats.in_flight, 0, "a refused call holds no place");
+        assert!(stats
+            .instances
+            .iter()
+            .all(|i| i.state == BreakerState::Open && i.ejections == 1));
+    }
+}

@@ -59,7 +59,7 @@ fn wait_count(gw: &Proc, needle: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_load_loses_no_call() {
-    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, echos) = echo_network("reload_poll_ms = 0", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
@@ -83,18 +83,28 @@ async fn a_reload_during_load_loses_no_call() {
             })
         })
         .collect();
-    // Five reloads under load, alternating between two valid configurations
-    // (the second adds a rule and a route timeout).
+    // Five reloads under load, alternating between two valid configurations:
+    // the second adds a rule and a route timeout, and changes civil-status's
+    // connections, so its pool (serving the load) is replaced while calls
+    // are in flight on the old one.
+    let upstream = format!("upstream = \"{}\"", echos[0].addr);
     for i in 1..=5 {
         edit(&pki, |text| {
             if i % 2 == 1 {
                 format!("{text}{HEALTH_RULE}\n[[route]]\nmethods = [\"ma.tax.v1.TaxRecords/*\"]\ntimeout_ms = 2000\n")
+                    .replacen(&upstream, &format!("{upstream}\nconnections = 3"), 1)
             } else {
-                text.split(HEALTH_RULE).next().unwrap().to_owned()
+                text.split(HEALTH_RULE).next().unwrap().replacen(
+                    &format!("{upstream}\nconnections = 3"),
+                    &upstream,
+                    1,
+                )
             }
         });
         gw.hangup();
         wait_count(&gw, "configuration reloaded", i);
+        // Let calls run on the new state before the next swap.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     stop.store(true, Ordering::Relaxed);
     let mut lost = Vec::new();
@@ -108,6 +118,14 @@ async fn a_reload_during_load_loses_no_call() {
         "too few calls to mean anything: {completed}"
     );
     assert_eq!(gw.count_log("configuration reload rejected"), 0);
+    let opened = gw.count_log("upstream connection opened provider=civil-status");
+    eprintln!(
+        "{completed} calls across 5 reloads, none lost; civil-status connections opened: {opened}"
+    );
+    assert!(
+        opened > 2,
+        "the changed pool was not replaced: {opened} connections opened"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,9 +260,12 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
     // ...and refused at the next handshake once the reload adds the CRL.
     let refused = match channel(&addr, &pki.files("revoked")).await {
         Err(_) => true,
+        // With TLS 1.3 the client may finish its side of the handshake
+        // before the gateway refuses its certificate; the call then fails.
+        // (This identity is allowed the call: any error is the handshake.)
         Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(), "bac-candidature"))
             .await
-            .is_err_and(|s| s.code() == Code::Unavailable || s.code() == Code::Unknown),
+            .is_err(),
     };
     assert!(
         refused,

@@ -54,7 +54,16 @@ impl Echo {
         Self::start_with(pki, agency, true).await
     }
 
+    /// An echo provider on a given address (a provider coming back).
+    pub async fn start_at(pki: &Path, agency: &str, addr: &str) -> Self {
+        Self::serve(pki, agency, false, addr).await
+    }
+
     async fn start_with(pki: &Path, agency: &str, hang: bool) -> Self {
+        Self::serve(pki, agency, hang, "127.0.0.1:0").await
+    }
+
+    async fn serve(pki: &Path, agency: &str, hang: bool, addr: &str) -> Self {
         tls::install_crypto_provider();
         let domain = TrustDomain::parse(super::DOMAIN).unwrap();
         let server_tls = tls::server_config(
@@ -64,7 +73,7 @@ impl Echo {
         )
         .unwrap();
         let acceptor = TlsAcceptor::from(server_tls);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             loop {
