@@ -65,16 +65,16 @@ pub(crate) fn benches(c: &mut Criterion) {
         fiscal_year: 2026,
     }
     .encode_to_vec();
-    let family_4k = family(40);
+    let family_4k = family(60);
     let unknown_4k = tax_with_unknown(4096 - small.len() - 3);
     assert!(
         (3900..4400).contains(&family_4k.len()),
-        "{}",
+        "the family record is {} bytes, not ~4 KiB: adjust its member count",
         family_4k.len()
     );
     assert!(
         (4000..4200).contains(&unknown_4k.len()),
-        "{}",
+        "the padded request is {} bytes, not ~4 KiB: adjust its padding",
         unknown_4k.len()
     );
 
