@@ -3,8 +3,10 @@
 //! citizen's history query at a million entries — measured on this machine,
 //! through the same code the gateway uses.
 
+use super::hashes::Cache;
 use super::index::{AuditIndex, Query};
 use super::keys::Pseudonymizer;
+use super::merkle::{self, Hash, MerkleError};
 use super::note::NoteSigner;
 use super::service::catch_up;
 use super::{AuditLog, LogOptions};
@@ -56,6 +58,35 @@ pub struct HistoryRun {
     pub max_us: u64,
     /// Mean entries returned per query.
     pub mean_results: f64,
+}
+
+/// The writer's in-memory Merkle step for one entry, for the
+/// micro-benchmarks (`benches/micro`): leaf hash, the stored hashes the leaf
+/// adds (read from the cached right edge), and the edge cache update —
+/// everything the writer does per entry except the file writes.
+#[doc(hidden)]
+#[derive(Debug, Default)]
+pub struct TreeEdge {
+    cache: Cache,
+    size: u64,
+}
+
+impl TreeEdge {
+    /// Appends one encoded entry; returns the stored hashes it adds. Fails
+    /// only if the cache lacks an edge hash (there is no file behind it).
+    pub fn push(&mut self, payload: &[u8]) -> Result<Vec<Hash>, MerkleError> {
+        let no_file: &[Hash] = &[];
+        let stored = self
+            .cache
+            .add_leaf(self.size, merkle::leaf_hash(payload), no_file)?;
+        self.size += 1;
+        Ok(stored)
+    }
+
+    /// Entries pushed.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
 }
 
 /// A realistic exchange record for citizen number `citizen`.
@@ -244,4 +275,26 @@ pub fn render(appends: &[AppendRun], history: Option<&HistoryRun>) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TreeEdge;
+    use crate::audit::merkle::{self, Frontier, Hash};
+
+    #[test]
+    fn the_writer_tree_step_builds_the_rfc6962_tree() {
+        let mut edge = TreeEdge::default();
+        let mut stored: Vec<Hash> = Vec::new();
+        let mut frontier = Frontier::default();
+        for i in 0..300u32 {
+            let payload = i.to_be_bytes();
+            stored.extend(edge.push(&payload).unwrap());
+            frontier.push(merkle::leaf_hash(&payload));
+            let n = u64::from(i) + 1;
+            assert_eq!(edge.size(), n);
+            assert_eq!(stored.len() as u64, merkle::stored_hash_count(n));
+            assert_eq!(merkle::tree_hash(n, &stored).unwrap(), frontier.root());
+        }
+    }
 }

@@ -32,14 +32,18 @@ impl HashFile {
         })
     }
 
-    /// How many hashes the file holds.
+    /// How many whole hashes the file holds.
     pub(super) fn count(&self) -> Result<u64, AuditError> {
-        let len = self
+        Ok(self.len()? / 32)
+    }
+
+    /// The file's length in bytes: a torn write can leave part of a hash.
+    pub(super) fn len(&self) -> Result<u64, AuditError> {
+        Ok(self
             .file
             .metadata()
             .map_err(|e| AuditError::io("read", &self.path, e))?
-            .len();
-        Ok(len / 32)
+            .len())
     }
 
     /// Cuts the file to `count` hashes.
@@ -97,8 +101,26 @@ impl Cache {
     }
 
     /// A reader that looks here first, then in `file`.
-    pub(super) fn over<'a>(&'a self, file: &'a HashFile) -> Cached<'a> {
+    pub(super) fn over<'a, R: HashReader + ?Sized>(&'a self, file: &'a R) -> Cached<'a, R> {
         Cached { cache: self, file }
+    }
+
+    /// Adds leaf `n` with leaf hash `leaf` to the tree: returns the stored
+    /// hashes to append (the leaf's, then each subtree it completes), read
+    /// from here first, then `file`, and keeps only the new right edge.
+    pub(super) fn add_leaf<R: HashReader + ?Sized>(
+        &mut self,
+        n: u64,
+        leaf: Hash,
+        file: &R,
+    ) -> Result<Vec<Hash>, MerkleError> {
+        let stored = merkle::stored_hashes_for_leaf(n, leaf, &self.over(file))?;
+        let base = merkle::stored_hash_count(n);
+        for (j, h) in stored.iter().enumerate() {
+            self.insert(base + j as u64, *h);
+        }
+        self.keep_edge(n + 1);
+        Ok(stored)
     }
 }
 
@@ -111,12 +133,12 @@ pub(super) fn edge_indexes(size: u64) -> impl Iterator<Item = u64> {
 
 /// See [`Cache::over`].
 #[derive(Debug)]
-pub(super) struct Cached<'a> {
+pub(super) struct Cached<'a, R: ?Sized = HashFile> {
     cache: &'a Cache,
-    file: &'a HashFile,
+    file: &'a R,
 }
 
-impl HashReader for Cached<'_> {
+impl<R: HashReader + ?Sized> HashReader for Cached<'_, R> {
     fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
         indexes
             .iter()

@@ -448,7 +448,8 @@ fn rebuild_hashes(dir: &Path, rps: u64, size: u64, hashes: &HashFile) -> Result<
         covered -= 1;
     }
     let keep = merkle::stored_hash_count(covered);
-    if keep != have {
+    // Also cut a torn partial hash: appends after it would be misaligned.
+    if keep != have || hashes.len()? != keep * 32 {
         hashes.truncate(keep)?;
     }
     let mut cache = Cache::default();
@@ -467,15 +468,10 @@ fn rebuild_hashes(dir: &Path, rps: u64, size: u64, hashes: &HashFile) -> Result<
     }
     for n in covered..size {
         let record = read_entry(dir, rps, n)?;
-        let new =
-            merkle::stored_hashes_for_leaf(n, merkle::leaf_hash(&record), &cache.over(hashes))
-                .map_err(|e| AuditError::Proof(e.to_string()))?;
-        let base = merkle::stored_hash_count(n);
-        for (i, h) in new.iter().enumerate() {
-            cache.insert(base + i as u64, *h);
-        }
+        let new = cache
+            .add_leaf(n, merkle::leaf_hash(&record), hashes)
+            .map_err(|e| AuditError::Proof(e.to_string()))?;
         hashes.append(&new)?;
-        cache.keep_edge(n + 1);
     }
     Ok(cache)
 }

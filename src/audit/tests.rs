@@ -135,3 +135,34 @@ async fn a_second_process_cannot_open_the_same_log() {
     let err = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap_err();
     assert!(matches!(err, AuditError::Locked { .. }), "{err}");
 }
+
+#[tokio::test]
+async fn lost_stored_hashes_are_rebuilt_from_the_records_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    fill(&log, 0..77).await;
+    let root = log.root(77).unwrap();
+    log.close().await;
+    drop(log);
+    // A crash between the records' fsync and the stored hashes' write.
+    let hashes = dir.path().join("tree.hashes");
+    let full = std::fs::metadata(&hashes).unwrap().len();
+    let cut = merkle::stored_hash_count(40) * 32 + 7;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&hashes)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    assert_eq!(std::fs::metadata(&hashes).unwrap().len(), full);
+    assert_eq!(log.root(77).unwrap(), root);
+    fill(&log, 77..90).await;
+    log.close().await;
+    drop(log);
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 90);
+}

@@ -194,20 +194,13 @@ impl Writer {
         let mut new = Vec::with_capacity(payloads.len() * 2);
         for (i, payload) in payloads.iter().enumerate() {
             let n = first + i as u64;
-            let stored = merkle::stored_hashes_for_leaf(
-                n,
-                merkle::leaf_hash(payload),
-                &self.cache.over(&self.shared.hashes),
-            )
-            .map_err(|e| {
-                AuditError::Unavailable(format!("extending the Merkle tree failed: {e}"))
-            })?;
-            let base = merkle::stored_hash_count(n);
-            for (j, h) in stored.iter().enumerate() {
-                self.cache.insert(base + j as u64, *h);
-            }
+            let stored = self
+                .cache
+                .add_leaf(n, merkle::leaf_hash(payload), &self.shared.hashes)
+                .map_err(|e| {
+                    AuditError::Unavailable(format!("extending the Merkle tree failed: {e}"))
+                })?;
             new.extend(stored);
-            self.cache.keep_edge(n + 1);
         }
         if let Err(e) = self.shared.hashes.append(&new) {
             // The records are durable; the stored hashes are derived. Stop

@@ -109,32 +109,39 @@ impl Recorder {
         ending: Ending<'_>,
         kind: Kind,
     ) -> Result<u64, AuditError> {
-        let record = AuditRecord {
-            time_unix_micros: trail.time_unix_micros,
-            node: self.node.clone(),
+        let record = trail.to_record(&self.node, ending, kind);
+        self.log.append(record.encode_to_vec()).await
+    }
+}
+
+impl Trail {
+    /// The audit record of this exchange, written by node `node`.
+    pub fn to_record(&self, node: &str, ending: Ending<'_>, kind: Kind) -> AuditRecord {
+        AuditRecord {
+            time_unix_micros: self.time_unix_micros,
+            node: node.to_owned(),
             kind: kind as i32,
-            request_id: trail.request_id.clone(),
-            trace_id: trail.trace_id.clone(),
-            consumer: trail.consumer.clone(),
-            official: trail.official.clone(),
-            provider: trail.provider.clone(),
-            method: trail.method.clone(),
-            purpose: trail.purpose.clone(),
-            procedure: trail.procedure.clone(),
-            basis: trail.basis.clone(),
-            consent_id: trail.consent_id.clone(),
-            subject: trail.subject.map(|s| s.to_vec()).unwrap_or_default(),
+            request_id: self.request_id.clone(),
+            trace_id: self.trace_id.clone(),
+            consumer: self.consumer.clone(),
+            official: self.official.clone(),
+            provider: self.provider.clone(),
+            method: self.method.clone(),
+            purpose: self.purpose.clone(),
+            procedure: self.procedure.clone(),
+            basis: self.basis.clone(),
+            consent_id: self.consent_id.clone(),
+            subject: self.subject.map(|s| s.to_vec()).unwrap_or_default(),
             outcome: ending.outcome as i32,
             reason: ending.reason.to_owned(),
             grpc_status: ending.grpc_status,
-            request_digest: trail.request_digest.map(|d| d.to_vec()).unwrap_or_default(),
+            request_digest: self.request_digest.map(|d| d.to_vec()).unwrap_or_default(),
             response_digest: ending
                 .response_digest
                 .map(|d| d.to_vec())
                 .unwrap_or_default(),
-            break_glass: trail.break_glass,
-            justification: trail.justification.clone(),
-        };
-        self.log.append(record.encode_to_vec()).await
+            break_glass: self.break_glass,
+            justification: self.justification.clone(),
+        }
     }
 }
