@@ -38,6 +38,12 @@ use tower::ServiceExt as _;
 
 pub use server::run;
 
+/// HTTP/2 flow-control window per stream, both legs: a default-size
+/// (4 MiB) message flows without waiting for a window update.
+const STREAM_WINDOW: u32 = 4 << 20;
+/// HTTP/2 flow-control window per connection, both legs.
+const CONNECTION_WINDOW: u32 = 16 << 20;
+
 /// Why a gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

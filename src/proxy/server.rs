@@ -153,7 +153,10 @@ async fn serve_connection(
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(MAX_STREAMS)
-        .adaptive_window(true)
+        // Static windows wide enough for the largest message: the adaptive
+        // window's bandwidth probes cost a PING round per burst of calls.
+        .initial_stream_window_size(super::STREAM_WINDOW)
+        .initial_connection_window_size(super::CONNECTION_WINDOW)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .serve_connection(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(connection).await {

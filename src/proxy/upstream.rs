@@ -363,7 +363,8 @@ impl Lease<'_> {
             })?;
         let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .adaptive_window(true)
+            .initial_stream_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(super::CONNECTION_WINDOW)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_while_idle(true)
             .handshake(TokioIo::new(tls))
