@@ -14,6 +14,7 @@ mod error;
 mod pattern;
 mod sections;
 mod table;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use toml::Spanned;
 
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
+pub use telemetry::{LogFormat, TelemetryConfig};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -57,6 +59,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Where consents are kept.
     pub consent: ConsentConfig,
+    /// Traces, metrics, the admin listener, logs.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -195,6 +199,7 @@ const TOP_KEYS: &[&str] = &[
     "catalogue",
     "audit",
     "consent",
+    "telemetry",
     "purpose",
     "agency",
     "rule",
@@ -283,6 +288,11 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| sections::consent(ctx, Some(&s), &base)),
         None => sections::consent(ctx, None, &base),
     };
+    let telemetry = match top.table.get("telemetry") {
+        Some(v) => Section::new("[telemetry]", v, telemetry::TELEMETRY_KEYS, ctx)
+            .and_then(|s| telemetry::telemetry(ctx, Some(&s))),
+        None => telemetry::telemetry(ctx, None),
+    };
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -313,6 +323,7 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         rules: rules.into_iter().collect::<Option<_>>()?,
         audit: audit?,
         consent: consent?,
+        telemetry: telemetry?,
     })
 }
 

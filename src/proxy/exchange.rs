@@ -21,6 +21,7 @@ use crate::consent::ConsentStore;
 use crate::identity::AgencyId;
 use crate::policy::{Denial, Grant, MethodAccess};
 use crate::proto::jisr::audit::v1::Outcome;
+use crate::telemetry::{labels, ExchangeSpan, RouteMetrics, Telemetry};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -44,6 +45,8 @@ pub struct Exchange {
     /// Response minimisation by rule index, for rules that release only
     /// some fields.
     pub releases: HashMap<usize, Arc<Release>>,
+    /// Its counters, labels resolved at load.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// The consent store and how long a check may wait for it.
@@ -77,6 +80,8 @@ pub struct CallContext<'a> {
     pub consents: &'a Consents,
     /// The terms of each rule, by rule index.
     pub terms: &'a [RuleTerms],
+    /// Metrics and spans.
+    pub telemetry: &'a Telemetry,
 }
 
 /// What came back from the provider.
@@ -103,8 +108,13 @@ impl Exchange {
             request.headers(),
         );
         trail.provider = self.route.provider.to_string();
+        let span = cx.telemetry.span(&self.route.path, request.headers());
+        if let Some(span) = &span {
+            trail.trace_id.clone_from(&span.trace_id);
+            trail.traceparent = Some(span.traceparent.clone());
+        }
         let result = self.checked(request, cx, &mut trail).await;
-        finish(result, &trail, cx, started).await
+        finish(result, &trail, cx, started, (&self.metrics, span)).await
     }
 
     async fn checked(
@@ -214,8 +224,12 @@ impl Exchange {
             }
         }
         if *grant.basis() == Basis::Consent {
-            self.check_consent(subject, grant, metadata, cx, deadline, trail)
-                .await?;
+            let started = StdInstant::now();
+            let checked = self
+                .check_consent(subject, grant, metadata, cx, deadline, trail)
+                .await;
+            cx.telemetry.metrics().consent_check(started.elapsed());
+            checked?;
         }
         let upstream = self.upstream.as_ref();
         parts.uri = format!("https://{}{}", upstream.addr(), route.path)
@@ -233,6 +247,10 @@ impl Exchange {
         headers.remove(metadata::JUSTIFICATION);
         headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
         headers.insert(metadata::REQUEST_ID, header(cx.request_id));
+        if let Some(traceparent) = &trail.traceparent {
+            // The provider's spans become children of the exchange's.
+            headers.insert(TRACEPARENT, traceparent.clone());
+        }
         if let Some(at) = deadline {
             let left = at.saturating_duration_since(Instant::now());
             headers.insert(
@@ -378,6 +396,9 @@ impl Exchange {
     }
 }
 
+/// The W3C trace context header.
+const TRACEPARENT: &str = "traceparent";
+
 /// The `grpc-status` in a header map.
 fn status_of(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
@@ -395,6 +416,7 @@ async fn finish(
     trail: &Trail,
     cx: CallContext<'_>,
     started: StdInstant,
+    (metrics, span): (&RouteMetrics, Option<ExchangeSpan>),
 ) -> Response<Body> {
     let (ending, answer) = match result {
         Ok(Answer::Unary {
@@ -427,12 +449,8 @@ async fn finish(
             (ending, Ok(response))
         }
         Err(refusal) => {
-            let outcome = match refusal.reason {
-                Reason::ProviderUnavailable | Reason::DeadlineExceeded => Outcome::Failed,
-                _ => Outcome::Refused,
-            };
             let ending = Ending {
-                outcome,
+                outcome: labels::outcome(Some(refusal.reason)),
                 reason: refusal.reason.as_str(),
                 grpc_status: refusal.reason.code() as i32,
                 response_digest: None,
@@ -441,7 +459,27 @@ async fn finish(
         }
     };
     let entry = cx.recorder.record(trail, ending).await;
-    log_exchange(trail, &ending, entry.as_ref().ok().copied(), started);
+    // What the caller gets: an allowed answer whose entry failed is withheld.
+    let (reason, grpc_status) = match (&answer, &entry) {
+        (Ok(_), Err(_)) => (
+            Some(Reason::AuditUnavailable),
+            Reason::AuditUnavailable.code() as i32,
+        ),
+        (Ok(_), Ok(_)) => (None, ending.grpc_status),
+        (Err(refusal), _) => (Some(refusal.reason), ending.grpc_status),
+    };
+    let elapsed = started.elapsed();
+    let telemetry = cx.telemetry.metrics();
+    telemetry.exchange(
+        metrics,
+        telemetry.consumer_slot(cx.consumer.as_str()),
+        reason,
+        elapsed,
+    );
+    if let Some(span) = span {
+        span.end(trail, reason, labels::outcome(reason), grpc_status);
+    }
+    log_exchange(trail, &ending, entry.as_ref().ok().copied(), elapsed);
     match (answer, entry) {
         (Ok(response), Ok(_)) => response,
         (Ok(_), Err(e)) => {
@@ -474,23 +512,29 @@ pub async fn unknown_method(
         Reason::UnknownMethod,
         format!("no onboarded contract provides `{path}`; check the service and method names, or ask the operator whether the agency is onboarded (`jisr catalog`)"),
     );
+    let started = StdInstant::now();
     let mut trail = Trail::start(cx.request_id, cx.consumer.as_str(), path, headers);
+    let span = cx.telemetry.span(path, headers);
+    if let Some(span) = &span {
+        trail.trace_id.clone_from(&span.trace_id);
+    }
     if let Ok(md) = metadata::call_metadata(headers) {
         trail.purpose = md.purpose;
         trail.procedure = md.procedure.unwrap_or_default();
         trail.official = md.official.unwrap_or_default();
     }
-    finish(Err(refusal), &trail, cx, StdInstant::now()).await
+    let metrics = cx.telemetry.metrics().unknown_route().clone();
+    finish(Err(refusal), &trail, cx, started, (&metrics, span)).await
 }
 
 /// One info line per exchange; never the citizen id.
-fn log_exchange(trail: &Trail, ending: &Ending<'_>, entry: Option<u64>, started: StdInstant) {
-    let outcome = match ending.outcome {
-        Outcome::Allowed => "allowed",
-        Outcome::Refused => "refused",
-        Outcome::Failed => "failed",
-        Outcome::Unspecified => "-",
-    };
+fn log_exchange(
+    trail: &Trail,
+    ending: &Ending<'_>,
+    entry: Option<u64>,
+    elapsed: std::time::Duration,
+) {
+    let outcome = labels::outcome_label(ending.outcome);
     let dash = |s: &str| {
         if s.is_empty() {
             "-".to_owned()
@@ -511,7 +555,8 @@ fn log_exchange(trail: &Trail, ending: &Ending<'_>, entry: Option<u64>, started:
         reason = %dash(ending.reason),
         grpc_status = ending.grpc_status,
         audit_entry = entry.map_or(-1, |e| e as i64),
-        micros = started.elapsed().as_micros() as u64,
+        trace_id = %dash(&trail.trace_id),
+        micros = elapsed.as_micros() as u64,
         "exchange"
     );
 }

@@ -17,6 +17,7 @@ use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigErrors};
 use crate::identity::{AgencyId, PeerIdentity, TrustDomain};
 use crate::policy::Policy;
+use crate::telemetry::{Metrics, Readiness, Telemetry};
 use crate::tls::{self, TlsError};
 use exchange::Exchange;
 use http::{Request, Response};
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The audit index could not be opened.
     #[error("{0}")]
     Index(#[from] crate::audit::index::IndexError),
+    /// OTLP export could not be set up.
+    #[error("{0}")]
+    Telemetry(#[from] crate::telemetry::OtlpError),
 }
 
 /// A gateway node's routing state.
@@ -69,6 +73,7 @@ pub struct Gateway {
     recorder: trail::Recorder,
     consents: exchange::Consents,
     terms: Vec<exchange::RuleTerms>,
+    telemetry: Arc<Telemetry>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -110,6 +115,10 @@ impl Gateway {
             );
             upstreams.insert(agency.id.clone(), Arc::new(pool));
         }
+        let mut metrics = Metrics::new(
+            config.agencies.iter().map(|a| a.id.as_str()),
+            upstreams.keys().map(AgencyId::as_str),
+        );
         let mut exchanges = HashMap::new();
         for route in catalogue.methods() {
             // Config validation guarantees every agency with contracts has an upstream.
@@ -124,6 +133,8 @@ impl Gateway {
                 access: policy.access(&route.path).cloned().unwrap_or_default(),
                 upstream: upstream.clone(),
                 releases,
+                metrics: metrics
+                    .add_route(route.provider.as_str(), route.path.trim_start_matches('/')),
             };
             exchanges.insert(route.path.clone(), Arc::new(exchange));
         }
@@ -167,6 +178,23 @@ impl Gateway {
             timeout: consents.timeout,
         };
         let (own, health) = own_services(&catalogue, audit_api, consent_api)?;
+        metrics.set_audit_log(recorder.log.clone());
+        let readiness = Readiness::new(
+            &config.tls.cert,
+            exchanges.len(),
+            recorder.log.clone(),
+            config
+                .consent
+                .redis_url
+                .is_some()
+                .then(|| consents.store.clone()),
+        );
+        let telemetry = Arc::new(Telemetry::start(
+            &config.telemetry,
+            config.node.id.as_str(),
+            metrics,
+            readiness,
+        )?);
         let gateway = Self {
             domain,
             exchanges,
@@ -178,6 +206,7 @@ impl Gateway {
             recorder,
             consents,
             terms,
+            telemetry,
         };
         Ok((gateway, server_tls))
     }
@@ -219,6 +248,7 @@ impl Gateway {
             recorder: &self.recorder,
             consents: &self.consents,
             terms: &self.terms,
+            telemetry: &self.telemetry,
         };
         match self.exchanges.get(path) {
             Some(exchange) => exchange.clone().handle(request, cx).await,
@@ -229,16 +259,53 @@ impl Gateway {
         }
     }
 
-    /// Flushes the audit log and signs its final checkpoint.
+    /// Flushes the audit log and signs its final checkpoint; exports
+    /// pending telemetry and stops the admin listener.
     pub async fn close(&self) {
         self.recorder.log.close().await;
+        self.telemetry.shutdown().await;
     }
 
-    /// Reports the node as not serving (at the start of a drain).
+    /// Reports the node as not serving and not ready (at the start of a drain).
     pub async fn set_not_serving(&self) {
+        self.telemetry.ready().set_draining();
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+    }
+
+    /// The node's telemetry (metrics, readiness, spans).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the
+    /// gateway closes.
+    pub fn spawn_admin(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::telemetry::admin::serve(
+            self.telemetry.clone(),
+            listener,
+        ))
+    }
+
+    /// Reports `NOT_SERVING` on `grpc.health.v1` as soon as the audit log
+    /// stops taking entries (after an fsync failure, say): the node then
+    /// releases no data, and load balancers should stop sending it calls.
+    async fn watch_audit(self: Arc<Self>) {
+        let mut stopped = self.telemetry.stopped();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            if let Err(why) = self.telemetry.ready().audit_up() {
+                tracing::error!(reason = %why, "the audit log stopped: reporting NOT_SERVING");
+                self.health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                return;
+            }
+        }
     }
 }
 
