@@ -15,3 +15,4 @@ mod lifecycle;
 mod refusals;
 mod routing;
 mod support;
+mod telemetry;
