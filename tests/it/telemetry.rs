@@ -357,3 +357,153 @@ async fn demo_serve_writes_the_admin_address() {
     assert_ne!(line, "jisr_audit_entries_total 0");
     assert!(demo.terminate().success());
 }
+
+/// A small ext4 file system on a loop device whose backing file lives on a
+/// tiny tmpfs: once the tmpfs is full, every block the file system writes
+/// fails, so `fsync` returns EIO — a real failing disk.
+struct FailingDisk {
+    back: std::path::PathBuf,
+    mnt: std::path::PathBuf,
+    loop_dev: String,
+}
+
+impl FailingDisk {
+    fn mount(root: &std::path::Path) -> Self {
+        let back = root.join("disk-back");
+        let mnt = root.join("disk");
+        std::fs::create_dir_all(&back).unwrap();
+        std::fs::create_dir_all(&mnt).unwrap();
+        let sh = |args: &[&str]| {
+            let out = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap().trim().to_owned()
+        };
+        let back_s = back.to_str().unwrap();
+        sh(&["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", back_s]);
+        let image = back.join("disk.img");
+        let image_s = image.to_str().unwrap();
+        sh(&["truncate", "-s", "64M", image_s]);
+        sh(&[
+            "mkfs.ext4",
+            "-q",
+            "-E",
+            "lazy_itable_init=1,lazy_journal_init=1",
+            image_s,
+        ]);
+        let loop_dev = sh(&["losetup", "-f", "--show", image_s]);
+        let disk = Self {
+            back,
+            mnt,
+            loop_dev,
+        };
+        sh(&["mount", &disk.loop_dev, disk.mnt.to_str().unwrap()]);
+        disk
+    }
+
+    /// Fills the tmpfs under the loop device.
+    fn break_it(&self) {
+        let filler = self.back.join("filler");
+        let _ = std::fs::write(filler, vec![0u8; 16 * 1024 * 1024]);
+    }
+}
+
+impl Drop for FailingDisk {
+    fn drop(&mut self) {
+        let run = |args: &[&str]| {
+            let _ = std::process::Command::new(args[0])
+                .args(&args[1..])
+                .output();
+        };
+        run(&["umount", "-l", self.mnt.to_str().unwrap()]);
+        run(&["losetup", "-d", &self.loop_dev]);
+        run(&["umount", "-l", self.back.to_str().unwrap()]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_log_stopped_by_an_fsync_failure_makes_the_node_not_ready() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        eprintln!("skipped: a loop device needs root (CI runs as root)");
+        return;
+    }
+    use tonic_health::pb::health_client::HealthClient;
+    use tonic_health::pb::HealthCheckRequest;
+    let pki = Pki::new();
+    let disk = FailingDisk::mount(pki.root());
+    let cs = echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let config = format!(
+        "{}\n[audit]\ndir = \"{}/audit\"\n",
+        gateway_config(&pki, &up, "", ""),
+        disk.mnt.display()
+    );
+    let (mut gw, addr) = start_gateway(&pki, "gateway", &config);
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let client = channel(&addr, &pki.files("education")).await.unwrap();
+    let call = || RawCall::new(BIRTH, birth(), "bac-candidature");
+    call_raw(&client, call()).await.unwrap();
+    assert_eq!(admin::get(&admin, "/readyz").await.0, 200);
+    let health = || async {
+        HealthClient::new(client.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+    };
+    assert_eq!(health().await, 1, "SERVING");
+
+    disk.break_it();
+    let mut refused = None;
+    for _ in 0..200 {
+        if let Err(status) = call_raw(&client, call()).await {
+            refused = Some(status);
+            break;
+        }
+    }
+    let status = refused.expect("calls kept succeeding on a failing disk");
+    let (code, reason) = (status.code(), crate::support::client::reason(&status));
+    assert_eq!(
+        (code, reason.as_str()),
+        (tonic::Code::Unavailable, "AUDIT_UNAVAILABLE")
+    );
+    gw.wait_log("audit log stopped taking entries");
+
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = admin::get(&admin, "/readyz").await;
+        if status == 503 {
+            assert!(body.contains("FAIL audit: the audit log stopped"), "{body}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still ready:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin::wait_metric(&admin, "jisr_audit_up 0").await;
+    let start = std::time::Instant::now();
+    while health().await != 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "grpc.health still SERVING after the audit log stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(client);
+    gw.kill();
+}
