@@ -26,7 +26,7 @@ pub enum LogFormat {
 /// `[telemetry]`: traces, metrics, the admin listener, logs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TelemetryConfig {
-    /// The OTLP/gRPC collector (`http://host:4317`); `None` exports nothing
+    /// The OTLP/gRPC collector (`http://host:4317`, plaintext); `None` exports nothing
     /// and does no span work on the exchange path.
     pub otlp_endpoint: Option<String>,
     /// Where the plain-HTTP admin listener (`/metrics`, `/healthz`,
@@ -56,12 +56,17 @@ pub(super) fn telemetry(ctx: &mut Ctx, s: Option<&Section<'_, '_>>) -> Option<Te
     let mut ok = true;
     if let Some(url) = s.opt_str(ctx, "otlp_endpoint", "\"http://127.0.0.1:4317\"") {
         let text = url.get_ref();
-        let authority = text
-            .strip_prefix("http://")
-            .or_else(|| text.strip_prefix("https://"));
-        match authority {
+        match text.strip_prefix("http://") {
             Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {
                 config.otlp_endpoint = Some(text.clone());
+            }
+            _ if text.starts_with("https://") => {
+                ctx.error(
+                    &url.span(),
+                    format!("`otlp_endpoint` `{text}`: TLS to the collector is not supported"),
+                    "export to a collector or agent on this host or a management network over `http://host:4317`, and let it forward over TLS",
+                );
+                ok = false;
             }
             _ => {
                 ctx.error(

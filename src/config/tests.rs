@@ -531,6 +531,12 @@ fn telemetry_errors_are_located_with_a_fix() {
         "http://host:4317",
     );
     one_error(
+        &section("otlp_endpoint = \"https://collector:4317\""),
+        30,
+        "TLS to the collector is not supported",
+        "http://host:4317",
+    );
+    one_error(
         &section("admin_listen = \"localhost\""),
         30,
         "`admin_listen` in [telemetry] is not an IP address and port",

@@ -523,8 +523,8 @@ pub async fn unknown_method(
         trail.procedure = md.procedure.unwrap_or_default();
         trail.official = md.official.unwrap_or_default();
     }
-    let metrics = cx.telemetry.metrics().unknown_route().clone();
-    finish(Err(refusal), &trail, cx, started, (&metrics, span)).await
+    let metrics = cx.telemetry.metrics().unknown_route();
+    finish(Err(refusal), &trail, cx, started, (metrics, span)).await
 }
 
 /// One info line per exchange; never the citizen id.
