@@ -34,4 +34,5 @@ pub mod policy;
 pub mod proto;
 pub mod proxy;
 pub mod samples;
+pub mod telemetry;
 pub mod tls;

@@ -13,7 +13,11 @@ use std::process::ExitCode;
 
 pub(super) fn run(command: Command) -> ExitCode {
     let result = match command {
-        Command::Serve { config, addr_file } => serve(&config, addr_file.as_deref()),
+        Command::Serve {
+            config,
+            addr_file,
+            admin_addr_file,
+        } => serve(&config, addr_file.as_deref(), admin_addr_file.as_deref()),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Pki { command } => pki_command(command),
@@ -92,7 +96,11 @@ pub async fn shutdown_signal() {
     tracing::info!("shutdown requested");
 }
 
-fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
+fn serve(
+    path: &Path,
+    addr_file: Option<&Path>,
+    admin_addr_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
     let rt = runtime()?;
     rt.block_on(async move {
@@ -107,8 +115,15 @@ fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
                     config.node.listen
                 )
             })?;
+        let admin = bind_admin(&config).await?;
         let local = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
         tracing::info!(node = %config.node.id, addr = %local, "gateway listening");
+        tracing::info!(addr = %admin_addr, "admin listener (/metrics, /healthz, /readyz)");
+        gateway.spawn_admin(admin);
+        if let Some(file) = admin_addr_file {
+            demo::write_atomic(file, &admin_addr.to_string())?;
+        }
         if let Some(file) = addr_file {
             demo::write_atomic(file, &local.to_string())?;
         }
@@ -120,6 +135,16 @@ fn serve(path: &Path, addr_file: Option<&Path>) -> anyhow::Result<()> {
         )
         .await;
         Ok(())
+    })
+}
+
+/// Binds `telemetry.admin_listen`.
+pub(crate) async fn bind_admin(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = config.telemetry.admin_listen;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for the admin listener: {e}; check `telemetry.admin_listen` or free the port"
+        )
     })
 }
 

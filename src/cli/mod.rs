@@ -5,6 +5,7 @@ pub mod audit;
 mod commands;
 pub mod consent;
 
+pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
 
 use clap::{Parser, Subcommand};
@@ -19,9 +20,9 @@ pub const EXIT_INVALID_CONFIG: u8 = 64;
 #[derive(Debug, Parser)]
 #[command(name = "jisr", version, about, long_about = None)]
 pub struct Cli {
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value = "text")]
-    pub log_format: LogFormat,
+    /// Log format (default: `telemetry.log_format` of the served config, else text).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -48,6 +49,10 @@ pub enum Command {
         /// (useful with `listen = "127.0.0.1:0"`).
         #[arg(long)]
         addr_file: Option<PathBuf>,
+        /// Write the admin listener's address (`/metrics`, `/healthz`,
+        /// `/readyz`) to this file once listening.
+        #[arg(long)]
+        admin_addr_file: Option<PathBuf>,
     },
     /// Check a configuration file, its contracts and its rules; print every error.
     CheckConfig {
@@ -157,7 +162,15 @@ pub fn main() -> ExitCode {
         Command::Demo { serve: false, .. } => "warn",
         _ => "info",
     };
-    init_logging(cli.log_format, default_level);
+    let format = cli.log_format.unwrap_or_else(|| match &cli.command {
+        // A config that does not load is reported by `serve` itself.
+        Command::Serve { config, .. } => match crate::config::Config::load(config) {
+            Ok(c) if c.telemetry.log_format == crate::config::LogFormat::Json => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+        _ => LogFormat::Text,
+    });
+    init_logging(format, default_level);
     commands::run(cli.command)
 }
 

@@ -15,6 +15,7 @@ mod pattern;
 mod resilience;
 mod sections;
 mod table;
+mod telemetry;
 #[cfg(test)]
 mod tests;
 
@@ -29,6 +30,7 @@ use toml::Spanned;
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
+pub use telemetry::{LogFormat, TelemetryConfig};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -63,6 +65,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Calls per second per consumer (`[[rate_limit]]`), in file order.
     pub rate_limits: Vec<RateLimitConfig>,
+    /// Traces, metrics, the admin listener, logs.
+    pub telemetry: TelemetryConfig,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -207,6 +211,7 @@ const TOP_KEYS: &[&str] = &[
     "catalogue",
     "audit",
     "consent",
+    "telemetry",
     "purpose",
     "agency",
     "rule",
@@ -297,6 +302,11 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| sections::consent(ctx, Some(&s), &base)),
         None => sections::consent(ctx, None, &base),
     };
+    let telemetry = match top.table.get("telemetry") {
+        Some(v) => Section::new("[telemetry]", v, telemetry::TELEMETRY_KEYS, ctx)
+            .and_then(|s| telemetry::telemetry(ctx, Some(&s))),
+        None => telemetry::telemetry(ctx, None),
+    };
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -345,6 +355,7 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         consent: consent?,
         routes: routes.into_iter().collect::<Option<_>>()?,
         rate_limits: rate_limits?,
+        telemetry: telemetry?,
     })
 }
 

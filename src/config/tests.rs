@@ -504,3 +504,55 @@ fn example_config_loads() {
 }
 
 mod resilience;
+#[test]
+fn telemetry_defaults_to_no_export_loopback_admin_and_text_logs() {
+    let config = Config::from_toml(BASE, Path::new(FILE)).unwrap();
+    assert_eq!(config.telemetry, TelemetryConfig::default());
+    assert_eq!(config.telemetry.admin_listen.to_string(), "127.0.0.1:0");
+    let text = format!(
+        "{BASE}\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4317\"\nadmin_listen = \"127.0.0.1:9464\"\nlog_format = \"json\"\n"
+    );
+    let config = Config::from_toml(&text, Path::new(FILE)).unwrap();
+    assert_eq!(
+        config.telemetry.otlp_endpoint.as_deref(),
+        Some("http://127.0.0.1:4317")
+    );
+    assert_eq!(config.telemetry.admin_listen.port(), 9464);
+    assert_eq!(config.telemetry.log_format, LogFormat::Json);
+}
+
+#[test]
+fn telemetry_errors_are_located_with_a_fix() {
+    // BASE has 27 lines; `[telemetry]` is line 29, its key line 30.
+    let section = |line: &str| format!("{BASE}\n[telemetry]\n{line}\n");
+    one_error(
+        &section("otlp_endpoint = \"127.0.0.1:4317\""),
+        30,
+        "`otlp_endpoint` `127.0.0.1:4317` is not an OTLP/gRPC collector URL",
+        "http://host:4317",
+    );
+    one_error(
+        &section("otlp_endpoint = \"https://collector:4317\""),
+        30,
+        "TLS to the collector is not supported",
+        "http://host:4317",
+    );
+    one_error(
+        &section("admin_listen = \"localhost\""),
+        30,
+        "`admin_listen` in [telemetry] is not an IP address and port",
+        "127.0.0.1:9464",
+    );
+    one_error(
+        &section("log_format = \"xml\""),
+        30,
+        "`log_format` `xml` is not a log format",
+        "\"json\"",
+    );
+    one_error(
+        &section("otlp = \"http://x:4317\""),
+        30,
+        "otlp",
+        "otlp_endpoint",
+    );
+}

@@ -311,6 +311,16 @@ impl ConsentStore for RedisConsentStore {
     fn list_by_subject<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<StoredConsent>> {
         Box::pin(self.list_consents(subject))
     }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let _: String = self
+                .bounded("answer PING", redis::cmd("PING").query_async(&mut conn))
+                .await?;
+            Ok(())
+        })
+    }
 }
 
 /// The hash of one consent; the id is the hash tag, so a cluster keeps it

@@ -71,4 +71,9 @@ pub trait ConsentStore: Send + Sync + std::fmt::Debug {
     fn use_once<'a>(&'a self, id: &'a str) -> StoreFuture<'a, UseOutcome>;
     /// Every consent of a subject (citizen id), oldest first.
     fn list_by_subject<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<StoredConsent>>;
+    /// Whether the store answers now (readiness). An embedded store is
+    /// always reachable once open.
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 }

@@ -57,6 +57,8 @@ pub struct Network {
     pub config_path: PathBuf,
     /// The gateway's address.
     pub gateway: SocketAddr,
+    /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: SocketAddr,
     /// The providers' addresses.
     pub providers: Vec<(SampleAgency, SocketAddr)>,
     /// The loaded config.
@@ -133,6 +135,9 @@ impl Network {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let gateway_addr = listener.local_addr()?;
+        let admin = crate::cli::bind_admin(&config).await?;
+        let admin_addr = admin.local_addr()?;
+        tasks.push(gateway.spawn_admin(admin));
         let shutdown = stopped(rx.clone());
         tasks.push(tokio::spawn(proxy::server::serve(
             Arc::new(gateway),
@@ -140,12 +145,14 @@ impl Network {
             listener,
             shutdown,
         )));
+        write_atomic(&dir.join("admin.addr"), &admin_addr.to_string())?;
         write_atomic(&dir.join("gateway.addr"), &gateway_addr.to_string())?;
         Ok(Self {
             dir: dir.to_owned(),
             pki: pki_dir,
             config_path,
             gateway: gateway_addr,
+            admin: admin_addr,
             providers,
             config,
             stop,

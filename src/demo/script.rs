@@ -84,6 +84,11 @@ pub(super) fn print_serving(network: &Network) {
         network.gateway,
         network.dir.join("gateway.addr").display()
     );
+    println!(
+        "  admin        http://{}/metrics, /healthz, /readyz   (also in {})",
+        network.admin,
+        network.dir.join("admin.addr").display()
+    );
     for (agency, addr) in &network.providers {
         println!("  provider     {:<13} {addr}", agency.id());
     }

@@ -22,6 +22,7 @@ use crate::consent::ConsentStore;
 use crate::identity::AgencyId;
 use crate::policy::{Denial, Grant, MethodAccess};
 use crate::proto::jisr::audit::v1::Outcome;
+use crate::telemetry::{labels, ExchangeSpan, RouteMetrics, Telemetry};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
@@ -48,6 +49,8 @@ pub struct Exchange {
     /// How long the provider may take to answer (`[[route]]`, else the
     /// agency's `timeout_ms`).
     pub timeout: std::time::Duration,
+    /// Its counters, labels resolved at load.
+    pub metrics: Arc<RouteMetrics>,
 }
 
 /// The consent store and how long a check may wait for it.
@@ -83,6 +86,8 @@ pub struct CallContext<'a> {
     pub terms: &'a [RuleTerms],
     /// Calls per second per consumer.
     pub limits: &'a RateLimits,
+    /// Metrics and spans.
+    pub telemetry: &'a Telemetry,
 }
 
 /// What came back from the provider.
@@ -109,8 +114,13 @@ impl Exchange {
             request.headers(),
         );
         trail.provider = self.route.provider.to_string();
+        let span = cx.telemetry.span(&self.route.path, request.headers());
+        if let Some(span) = &span {
+            trail.trace_id.clone_from(&span.trace_id);
+            trail.traceparent = Some(span.traceparent.clone());
+        }
         let result = self.checked(request, cx, &mut trail).await;
-        finish(result, &trail, cx, started).await
+        finish(result, &trail, cx, started, (&self.metrics, span)).await
     }
 
     async fn checked(
@@ -243,8 +253,12 @@ impl Exchange {
             }
         }
         if *grant.basis() == Basis::Consent {
-            self.check_consent(subject, grant, metadata, cx, deadline, trail)
-                .await?;
+            let started = StdInstant::now();
+            let checked = self
+                .check_consent(subject, grant, metadata, cx, deadline, trail)
+                .await;
+            cx.telemetry.metrics().consent_check(started.elapsed());
+            checked?;
         }
         parts.uri = format!("https://{}{}", lease.addr(), route.path)
             .parse()
@@ -261,6 +275,10 @@ impl Exchange {
         headers.remove(metadata::JUSTIFICATION);
         headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
         headers.insert(metadata::REQUEST_ID, header(cx.request_id));
+        if let Some(traceparent) = &trail.traceparent {
+            // The provider's spans become children of the exchange's.
+            headers.insert(TRACEPARENT, traceparent.clone());
+        }
         // The provider gets the sooner of the caller's deadline and the
         // route's timeout, so it can stop working on a call nobody awaits.
         let timeout_at = Instant::now() + self.timeout;
@@ -441,6 +459,9 @@ impl Exchange {
     }
 }
 
+/// The W3C trace context header.
+const TRACEPARENT: &str = "traceparent";
+
 /// The `grpc-status` in a header map.
 fn status_of(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
@@ -458,6 +479,7 @@ async fn finish(
     trail: &Trail,
     cx: CallContext<'_>,
     started: StdInstant,
+    (metrics, span): (&RouteMetrics, Option<ExchangeSpan>),
 ) -> Response<Body> {
     let (ending, answer) = match result {
         Ok(Answer::Unary {
@@ -490,14 +512,8 @@ async fn finish(
             (ending, Ok(response))
         }
         Err(refusal) => {
-            let outcome = match refusal.reason {
-                Reason::ProviderUnavailable
-                | Reason::DeadlineExceeded
-                | Reason::ProviderTimeout => Outcome::Failed,
-                _ => Outcome::Refused,
-            };
             let ending = Ending {
-                outcome,
+                outcome: labels::outcome(Some(refusal.reason)),
                 reason: refusal.reason.as_str(),
                 grpc_status: refusal.reason.code() as i32,
                 response_digest: None,
@@ -506,7 +522,27 @@ async fn finish(
         }
     };
     let entry = cx.recorder.record(trail, ending).await;
-    log_exchange(trail, &ending, entry.as_ref().ok().copied(), started);
+    // What the caller gets: an allowed answer whose entry failed is withheld.
+    let (reason, grpc_status) = match (&answer, &entry) {
+        (Ok(_), Err(_)) => (
+            Some(Reason::AuditUnavailable),
+            Reason::AuditUnavailable.code() as i32,
+        ),
+        (Ok(_), Ok(_)) => (None, ending.grpc_status),
+        (Err(refusal), _) => (Some(refusal.reason), ending.grpc_status),
+    };
+    let elapsed = started.elapsed();
+    let telemetry = cx.telemetry.metrics();
+    telemetry.exchange(
+        metrics,
+        telemetry.consumer_slot(cx.consumer.as_str()),
+        reason,
+        elapsed,
+    );
+    if let Some(span) = span {
+        span.end(trail, reason, labels::outcome(reason), grpc_status);
+    }
+    log_exchange(trail, &ending, entry.as_ref().ok().copied(), elapsed);
     match (answer, entry) {
         (Ok(response), Ok(_)) => response,
         (Ok(_), Err(e)) => {
@@ -542,23 +578,29 @@ pub async fn unknown_method(
         Reason::UnknownMethod,
         format!("no onboarded contract provides `{path}`; check the service and method names, or ask the operator whether the agency is onboarded (`jisr catalog`)"),
     );
+    let started = StdInstant::now();
     let mut trail = Trail::start(cx.request_id, cx.consumer.as_str(), path, headers);
+    let span = cx.telemetry.span(path, headers);
+    if let Some(span) = &span {
+        trail.trace_id.clone_from(&span.trace_id);
+    }
     if let Ok(md) = metadata::call_metadata(headers) {
         trail.purpose = md.purpose;
         trail.procedure = md.procedure.unwrap_or_default();
         trail.official = md.official.unwrap_or_default();
     }
-    finish(Err(refusal), &trail, cx, StdInstant::now()).await
+    let metrics = cx.telemetry.metrics().unknown_route();
+    finish(Err(refusal), &trail, cx, started, (metrics, span)).await
 }
 
 /// One info line per exchange; never the citizen id.
-fn log_exchange(trail: &Trail, ending: &Ending<'_>, entry: Option<u64>, started: StdInstant) {
-    let outcome = match ending.outcome {
-        Outcome::Allowed => "allowed",
-        Outcome::Refused => "refused",
-        Outcome::Failed => "failed",
-        Outcome::Unspecified => "-",
-    };
+fn log_exchange(
+    trail: &Trail,
+    ending: &Ending<'_>,
+    entry: Option<u64>,
+    elapsed: std::time::Duration,
+) {
+    let outcome = labels::outcome_label(ending.outcome);
     let dash = |s: &str| {
         if s.is_empty() {
             "-".to_owned()
@@ -579,7 +621,8 @@ fn log_exchange(trail: &Trail, ending: &Ending<'_>, entry: Option<u64>, started:
         reason = %dash(ending.reason),
         grpc_status = ending.grpc_status,
         audit_entry = entry.map_or(-1, |e| e as i64),
-        micros = started.elapsed().as_micros() as u64,
+        trace_id = %dash(&trail.trace_id),
+        micros = elapsed.as_micros() as u64,
         "exchange"
     );
 }

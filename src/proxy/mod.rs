@@ -27,6 +27,7 @@ pub mod upstream;
 use crate::catalogue::Catalogue;
 use crate::config::{Config, ConfigErrors};
 use crate::identity::{AgencyId, TrustDomain};
+use crate::telemetry::{Metrics, Readiness, Telemetry};
 use crate::tls::{self, TlsError};
 use arc_swap::ArcSwap;
 use http::{Request, Response};
@@ -68,6 +69,9 @@ pub enum StartError {
     /// The audit index could not be opened.
     #[error("{0}")]
     Index(#[from] crate::audit::index::IndexError),
+    /// OTLP export could not be set up.
+    #[error("{0}")]
+    Telemetry(#[from] crate::telemetry::OtlpError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].
@@ -84,6 +88,7 @@ pub struct Gateway {
     reload: Arc<reload::ReloadStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
+    telemetry: Arc<Telemetry>,
 }
 
 pub use routing::Routing;
@@ -105,7 +110,15 @@ impl Gateway {
         tls::install_crypto_provider();
         // Everything a reload rebuilds is checked first: a bad contract or
         // certificate is reported before the audit log is opened.
-        let prepared = Routing::prepare(config, None)?;
+        let metrics = Metrics::new(
+            config.agencies.iter().map(|a| a.id.as_str()),
+            config
+                .agencies
+                .iter()
+                .filter(|a| !a.upstreams.is_empty())
+                .map(|a| a.id.as_str()),
+        );
+        let prepared = Routing::prepare(config, None, &metrics)?;
         let recorder = open_audit(config)?;
         let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
         let audit_api = crate::audit::service::AuditService::new(
@@ -137,6 +150,23 @@ impl Gateway {
         };
         let routing = prepared.finish(&apis)?;
         let server_tls = routing.server_tls.clone();
+        metrics.set_audit_log(recorder.log.clone());
+        let readiness = Readiness::new(
+            &config.tls.cert,
+            routing.exchanges.len(),
+            recorder.log.clone(),
+            config
+                .consent
+                .redis_url
+                .is_some()
+                .then(|| consents.store.clone()),
+        );
+        let telemetry = Arc::new(Telemetry::start(
+            &config.telemetry,
+            config.node.id.as_str(),
+            metrics,
+            readiness,
+        )?);
         let gateway = Self {
             domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
@@ -147,6 +177,7 @@ impl Gateway {
             routing: ArcSwap::from_pointee(routing),
             reload: Arc::new(reload::ReloadStatus::default()),
             reloading: tokio::sync::Mutex::new(()),
+            telemetry,
         };
         Ok((gateway, server_tls))
     }
@@ -209,6 +240,7 @@ impl Gateway {
             consents: &self.consents,
             terms: &routing.terms,
             limits: &routing.limits,
+            telemetry: &self.telemetry,
         };
         match routing.exchanges.get(path) {
             Some(exchange) => exchange.clone().handle(request, cx).await,
@@ -219,16 +251,53 @@ impl Gateway {
         }
     }
 
-    /// Flushes the audit log and signs its final checkpoint.
+    /// Flushes the audit log and signs its final checkpoint; exports
+    /// pending telemetry and stops the admin listener.
     pub async fn close(&self) {
         self.recorder.log.close().await;
+        self.telemetry.shutdown().await;
     }
 
-    /// Reports the node as not serving (at the start of a drain).
+    /// Reports the node as not serving and not ready (at the start of a drain).
     pub async fn set_not_serving(&self) {
+        self.telemetry.ready().set_draining();
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+    }
+
+    /// The node's telemetry (metrics, readiness, spans).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until the
+    /// gateway closes.
+    pub fn spawn_admin(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::telemetry::admin::serve(
+            self.telemetry.clone(),
+            listener,
+        ))
+    }
+
+    /// Reports `NOT_SERVING` on `grpc.health.v1` as soon as the audit log
+    /// stops taking entries (after an fsync failure, say): the node then
+    /// releases no data, and load balancers should stop sending it calls.
+    async fn watch_audit(self: Arc<Self>) {
+        let mut stopped = self.telemetry.stopped();
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            if let Err(why) = self.telemetry.ready().audit_up() {
+                tracing::error!(reason = %why, "the audit log stopped: reporting NOT_SERVING");
+                self.health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
+                return;
+            }
+        }
     }
 }
 

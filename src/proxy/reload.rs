@@ -69,7 +69,9 @@ impl Gateway {
         let _one = self.reloading.lock().await;
         let current = self.routing.load_full();
         let apis = self.apis.clone();
-        let built = tokio::task::spawn_blocking(move || rebuild(&current, &apis))
+        let telemetry = self.telemetry.clone();
+        let built =
+            tokio::task::spawn_blocking(move || rebuild(&current, &apis, telemetry.metrics()))
             .await
             .unwrap_or_else(|e| {
                 Err(ReloadError::RestartOnly(format!(
@@ -94,10 +96,14 @@ impl Gateway {
     }
 }
 
-fn rebuild(current: &Routing, apis: &super::routing::Apis) -> Result<Routing, ReloadError> {
+fn rebuild(
+    current: &Routing,
+    apis: &super::routing::Apis,
+    metrics: &crate::telemetry::Metrics,
+) -> Result<Routing, ReloadError> {
     let config = Config::load(&current.config.path).map_err(StartError::Config)?;
     restart_only(&current.config, &config)?;
-    Ok(Routing::prepare(&config, Some(current))?.finish(apis)?)
+    Ok(Routing::prepare(&config, Some(current), metrics)?.finish(apis)?)
 }
 
 /// Settings a running node cannot change: its identity, its port, its audit

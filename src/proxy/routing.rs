@@ -77,6 +77,7 @@ impl Routing {
     pub(super) fn prepare(
         config: &Config,
         previous: Option<&Routing>,
+        metrics: &crate::telemetry::Metrics,
     ) -> Result<Prepared, StartError> {
         let catalogue = Catalogue::load(config)?;
         let policy = Policy::compile(config, &catalogue)?;
@@ -126,6 +127,8 @@ impl Routing {
                     .get(route.path.as_str())
                     .copied()
                     .unwrap_or(upstream.limits().timeout),
+                // Kept across reloads: a method's counters continue.
+                metrics: metrics.route(route.provider.as_str(), route.path.trim_start_matches('/')),
             };
             exchanges.insert(route.path.clone(), Arc::new(exchange));
         }

@@ -4,6 +4,7 @@
 use super::{Gateway, StartError};
 use crate::config::Config;
 use crate::identity::{AgencyId, PeerIdentity};
+use crate::telemetry::TlsFailure;
 use crate::tls;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -37,6 +38,9 @@ pub async fn run(
         methods = gateway.routing().methods(),
         "gateway listening"
     );
+    let admin = TcpListener::bind(config.telemetry.admin_listen).await?;
+    tracing::info!(addr = %admin.local_addr()?, "admin listener (/metrics, /healthz, /readyz)");
+    gateway.spawn_admin(admin);
     serve(Arc::new(gateway), server_tls, listener, shutdown).await;
     Ok(())
 }
@@ -56,6 +60,7 @@ pub async fn serve(
     drop(server_tls);
     let graceful = GracefulShutdown::new();
     let watcher_task = super::reload::spawn_watcher(gateway.clone());
+    tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -111,12 +116,15 @@ async fn handshake(
                 // Load balancers' and orchestrators' TCP probes connect and
                 // close: routine, not a refused peer.
                 tracing::debug!(%peer, "connection closed before the TLS handshake completed");
+                gateway.telemetry.metrics().tls_failure(TlsFailure::Closed);
             } else {
+                gateway.telemetry.metrics().tls_failure(TlsFailure::of(&e));
                 tracing::warn!(%peer, reason = %tls::handshake_failure_reason(&e), "TLS handshake refused");
             }
             return None;
         }
         Err(_) => {
+            gateway.telemetry.metrics().tls_failure(TlsFailure::Timeout);
             tracing::warn!(%peer, "TLS handshake timed out");
             return None;
         }
@@ -125,10 +133,18 @@ async fn handshake(
     let consumer = match identity {
         Ok(PeerIdentity::Agency(id)) => id,
         Ok(other) => {
+            gateway
+                .telemetry
+                .metrics()
+                .tls_failure(TlsFailure::Identity);
             tracing::warn!(%peer, identity = ?other, "connection refused: only agencies may call the gateway");
             return None;
         }
         Err(e) => {
+            gateway
+                .telemetry
+                .metrics()
+                .tls_failure(TlsFailure::Identity);
             tracing::warn!(%peer, reason = %e, "connection refused");
             return None;
         }

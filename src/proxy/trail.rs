@@ -51,6 +51,9 @@ pub struct Trail {
     pub break_glass: bool,
     /// Why (break-glass).
     pub justification: String,
+    /// The `traceparent` sent to the provider (the exchange's span), when
+    /// traces are exported; otherwise the caller's passes through.
+    pub traceparent: Option<http::HeaderValue>,
 }
 
 impl Trail {

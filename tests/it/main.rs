@@ -17,3 +17,4 @@ mod reload;
 mod resilience;
 mod routing;
 mod support;
+mod telemetry;

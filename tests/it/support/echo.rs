@@ -34,12 +34,13 @@ impl Drop for Echo {
 }
 
 /// Headers echoed back, as `x-echo-<name>`.
-const ECHOED: [&str; 5] = [
+const ECHOED: [&str; 6] = [
     "jisr-consumer",
     "jisr-request-id",
     "jisr-purpose",
     "grpc-timeout",
     "jisr-official",
+    "traceparent",
 ];
 
 impl Echo {

@@ -1,8 +1,10 @@
 //! Test support: real `jisr` processes on loopback ports, a development PKI
 //! with its broken fixtures, raw gRPC clients and an echo provider.
 
+pub mod admin;
 pub mod client;
 pub mod echo;
+pub mod otlp;
 pub mod proc;
 
 use jisr::identity::{AgencyId, TrustDomain};
@@ -161,7 +163,23 @@ basis = "law:cgi-art-22"
 }
 
 /// A gateway process serving `config` (written into the PKI's directory).
+/// Its admin listener's address is in `<name>.admin.addr` ([`admin_addr`]).
 pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
+    start_gateway_env(pki, name, config, &[])
+}
+
+/// The admin listener address of gateway `name` started by [`start_gateway`].
+pub fn admin_addr(pki: &Pki, name: &str, proc: &Proc) -> String {
+    wait_for_file(&pki.root().join(format!("{name}.admin.addr")), proc)
+}
+
+/// [`start_gateway`] with extra environment variables.
+pub fn start_gateway_env(
+    pki: &Pki,
+    name: &str,
+    config: &str,
+    env: &[(&str, &str)],
+) -> (Proc, String) {
     let path = pki.root().join(format!("{name}.toml"));
     // Each gateway keeps its own audit log and embedded consent store (each
     // has one writer).
@@ -176,7 +194,9 @@ pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
     }
     std::fs::write(&path, config).unwrap();
     let addr_file = pki.root().join(format!("{name}.addr"));
+    let admin_file = pki.root().join(format!("{name}.admin.addr"));
     let _ = std::fs::remove_file(&addr_file);
+    let _ = std::fs::remove_file(&admin_file);
     let proc = Proc::spawn(
         name,
         jisr()
@@ -184,7 +204,10 @@ pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
             .arg("--config")
             .arg(&path)
             .arg("--addr-file")
-            .arg(&addr_file),
+            .arg(&addr_file)
+            .arg("--admin-addr-file")
+            .arg(&admin_file)
+            .envs(env.iter().copied()),
     );
     let addr = wait_for_file(&addr_file, &proc);
     (proc, addr)

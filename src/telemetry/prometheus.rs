@@ -1,0 +1,237 @@
+//! The Prometheus text exposition (format 0.0.4) of a node's metrics, as
+//! served on the admin listener's `/metrics`.
+
+use super::histogram::{Snapshot, BOUNDS_MICROS};
+use super::labels;
+use super::metrics::Metrics;
+use crate::audit::log::WriterStats;
+use std::fmt::Write as _;
+
+/// Renders every metric. `audit` is the audit writer's figures and whether
+/// the log still takes entries.
+pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: bool) -> String {
+    let mut out = String::with_capacity(8 * 1024);
+    header(
+        &mut out,
+        "jisr_exchanges_total",
+        "counter",
+        "Exchanges by consumer, provider, method, outcome and reason (reason empty when allowed).",
+    );
+    for (consumer, route, reason, n) in metrics.exchange_counts() {
+        let _ = writeln!(
+            out,
+            "jisr_exchanges_total{{consumer=\"{}\",provider=\"{}\",method=\"{}\",outcome=\"{}\",reason=\"{}\"}} {n}",
+            escape(consumer),
+            escape(&route.provider),
+            escape(&route.method),
+            labels::outcome_label(labels::outcome(reason)),
+            reason.map_or("", |r| r.as_str()),
+        );
+    }
+    header(
+        &mut out,
+        "jisr_exchange_duration_seconds",
+        "histogram",
+        "Time from a call's arrival to its answer (after its audit entry is durable), by provider, method and outcome.",
+    );
+    for (route, outcome) in metrics.latencies() {
+        let histogram = route.latency(outcome);
+        let labels = format!(
+            "provider=\"{}\",method=\"{}\",outcome=\"{}\"",
+            escape(&route.provider),
+            escape(&route.method),
+            labels::outcome_label(outcome)
+        );
+        histogram_lines(
+            &mut out,
+            "jisr_exchange_duration_seconds",
+            &labels,
+            &histogram.snapshot(),
+        );
+    }
+    header(
+        &mut out,
+        "jisr_upstream_errors_total",
+        "counter",
+        "Calls a provider failed (unreachable, failed TLS check, non-gRPC answer, broken or oversized answer).",
+    );
+    for (provider, n) in metrics.upstream_errors() {
+        let _ = writeln!(
+            out,
+            "jisr_upstream_errors_total{{provider=\"{}\"}} {n}",
+            escape(provider)
+        );
+    }
+    header(
+        &mut out,
+        "jisr_consent_check_duration_seconds",
+        "histogram",
+        "Time a consent check took (store read, and use count when limited).",
+    );
+    histogram_lines(
+        &mut out,
+        "jisr_consent_check_duration_seconds",
+        "",
+        &metrics.consent_histogram().snapshot(),
+    );
+    header(
+        &mut out,
+        "jisr_tls_handshake_failures_total",
+        "counter",
+        "Refused consumer connections, by reason.",
+    );
+    for (code, n) in metrics.tls_failures() {
+        let _ = writeln!(
+            out,
+            "jisr_tls_handshake_failures_total{{reason=\"{}\"}} {n}",
+            code.as_str()
+        );
+    }
+    audit_lines(&mut out, audit, audit_up);
+    header(
+        &mut out,
+        "jisr_ready",
+        "gauge",
+        "1 when /readyz answers ready.",
+    );
+    let _ = writeln!(out, "jisr_ready {}", u8::from(ready));
+    out
+}
+
+fn audit_lines(out: &mut String, audit: &WriterStats, up: bool) {
+    header(
+        out,
+        "jisr_audit_up",
+        "gauge",
+        "1 while the audit log takes entries; 0 once it stopped (e.g. after an fsync failure).",
+    );
+    let _ = writeln!(out, "jisr_audit_up {}", u8::from(up));
+    header(out, "jisr_audit_batches_total", "counter", "Group commits.");
+    let _ = writeln!(out, "jisr_audit_batches_total {}", audit.batches);
+    header(
+        out,
+        "jisr_audit_entries_total",
+        "counter",
+        "Entries made durable.",
+    );
+    let _ = writeln!(out, "jisr_audit_entries_total {}", audit.entries);
+    header(
+        out,
+        "jisr_audit_batch_size",
+        "histogram",
+        "Entries per group commit.",
+    );
+    let bounds = [1u64, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096, 16384];
+    for bound in bounds {
+        let _ = writeln!(
+            out,
+            "jisr_audit_batch_size_bucket{{le=\"{bound}\"}} {}",
+            audit.batch_sizes.count_between(0, bound)
+        );
+    }
+    hdr_tail(out, "jisr_audit_batch_size", &audit.batch_sizes, 1.0);
+    header(
+        out,
+        "jisr_audit_fsync_duration_seconds",
+        "histogram",
+        "fsync latency of the audit log's group commits.",
+    );
+    for bound in BOUNDS_MICROS {
+        let _ = writeln!(
+            out,
+            "jisr_audit_fsync_duration_seconds_bucket{{le=\"{}\"}} {}",
+            seconds(bound),
+            audit.fsync_micros.count_between(0, bound)
+        );
+    }
+    hdr_tail(
+        out,
+        "jisr_audit_fsync_duration_seconds",
+        &audit.fsync_micros,
+        1e-6,
+    );
+}
+
+/// `+Inf`, `_sum` and `_count` of an hdrhistogram (its sum is estimated from
+/// the mean: hdrhistogram keeps no exact sum).
+fn hdr_tail(out: &mut String, name: &str, h: &hdrhistogram::Histogram<u64>, scale: f64) {
+    let count = h.len();
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let _ = writeln!(out, "{name}_sum {}", h.mean() * count as f64 * scale);
+    let _ = writeln!(out, "{name}_count {count}");
+}
+
+fn histogram_lines(out: &mut String, name: &str, labels: &str, s: &Snapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    for (bound, n) in BOUNDS_MICROS.iter().zip(s.cumulative) {
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{}\"}} {n}",
+            seconds(*bound)
+        );
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", s.count);
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(
+        out,
+        "{name}_sum{braces} {}",
+        s.sum_micros as f64 / 1_000_000.0
+    );
+    let _ = writeln!(out, "{name}_count{braces} {}", s.count);
+}
+
+fn seconds(micros: u64) -> String {
+    format!("{}", micros as f64 / 1_000_000.0)
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Label values are ids and paths checked at load, but escape anyway.
+fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(['\\', '"', '\n']) {
+        value
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+            .into()
+    } else {
+        value.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proxy::refusal::Reason;
+    use std::time::Duration;
+
+    #[test]
+    fn a_refusal_shows_under_its_reason_and_histograms_are_cumulative() {
+        let m = Metrics::new(["tax"], ["health"]);
+        let route = m.route("health", "ma.health.v1.HealthRecords/GetVaccinationRecord");
+        m.exchange(
+            &route,
+            m.consumer_slot("tax"),
+            Some(Reason::AccessDenied),
+            Duration::from_micros(300),
+        );
+        let text = render(&m, &WriterStats::default(), true, true);
+        assert!(text.contains(
+            "jisr_exchanges_total{consumer=\"tax\",provider=\"health\",method=\"ma.health.v1.HealthRecords/GetVaccinationRecord\",outcome=\"refused\",reason=\"ACCESS_DENIED\"} 1"
+        ), "{text}");
+        assert!(text.contains("jisr_exchange_duration_seconds_bucket{provider=\"health\",method=\"ma.health.v1.HealthRecords/GetVaccinationRecord\",outcome=\"refused\",le=\"0.00025\"} 0"), "{text}");
+        assert!(text.contains("jisr_exchange_duration_seconds_bucket{provider=\"health\",method=\"ma.health.v1.HealthRecords/GetVaccinationRecord\",outcome=\"refused\",le=\"0.0005\"} 1"), "{text}");
+        assert!(
+            text.contains("jisr_consent_check_duration_seconds_count 0"),
+            "{text}"
+        );
+        assert!(text.contains("jisr_audit_up 1"), "{text}");
+    }
+}

@@ -1,0 +1,160 @@
+//! Readiness: the node takes traffic only when its certificate is valid,
+//! its catalogue has methods, its audit log takes entries and (when
+//! configured) Redis answers. Checked on each `/readyz` request.
+
+use crate::audit::AuditLog;
+use crate::consent::ConsentStore;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::CertificateDer;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// One readiness check's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    pub detail: String,
+}
+
+/// What readiness looks at.
+#[derive(Debug)]
+pub struct Readiness {
+    /// The node certificate's validity (unix seconds), read at start.
+    cert: Result<(i64, i64), String>,
+    methods: usize,
+    audit: Arc<AuditLog>,
+    /// The shared consent store, when it is Redis.
+    redis: Option<Arc<dyn ConsentStore>>,
+    draining: AtomicBool,
+}
+
+impl Readiness {
+    /// Readiness of a node serving `methods` methods with this certificate,
+    /// audit log and (if Redis) consent store.
+    pub fn new(
+        cert: &Path,
+        methods: usize,
+        audit: Arc<AuditLog>,
+        redis: Option<Arc<dyn ConsentStore>>,
+    ) -> Self {
+        Self {
+            cert: validity(cert),
+            methods,
+            audit,
+            redis,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the node as draining: never ready again.
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the audit log still takes entries (`Err` says why not).
+    pub fn audit_up(&self) -> Result<(), String> {
+        match self.audit.failure() {
+            None => Ok(()),
+            Some(why) => Err(why),
+        }
+    }
+
+    /// Runs every check.
+    pub async fn check(&self) -> Vec<Check> {
+        let mut checks = Vec::with_capacity(5);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        checks.push(match &self.cert {
+            Ok((from, until)) if (*from..=*until).contains(&now) => Check {
+                name: "certificates",
+                ok: true,
+                detail: format!(
+                    "node certificate valid for {} more day(s)",
+                    (until - now) / 86_400
+                ),
+            },
+            Ok((from, _)) if now < *from => Check {
+                name: "certificates",
+                ok: false,
+                detail: "the node certificate is not valid yet; check the clock or the certificate"
+                    .into(),
+            },
+            Ok(_) => Check {
+                name: "certificates",
+                ok: false,
+                detail: "the node certificate has expired; install a renewed one and restart"
+                    .into(),
+            },
+            Err(e) => Check {
+                name: "certificates",
+                ok: false,
+                detail: e.clone(),
+            },
+        });
+        checks.push(Check {
+            name: "catalogue",
+            ok: self.methods > 0,
+            detail: if self.methods > 0 {
+                format!("{} method(s) routable", self.methods)
+            } else {
+                "no method is routable: add an [[agency]] with an upstream and contracts".into()
+            },
+        });
+        checks.push(match self.audit_up() {
+            Ok(()) => Check {
+                name: "audit",
+                ok: true,
+                detail: format!("{} entries", self.audit.size()),
+            },
+            Err(why) => Check {
+                name: "audit",
+                ok: false,
+                detail: format!(
+                    "the audit log stopped: {why}; the node releases no data until restarted"
+                ),
+            },
+        });
+        if let Some(store) = &self.redis {
+            checks.push(match store.ping().await {
+                Ok(()) => Check {
+                    name: "redis",
+                    ok: true,
+                    detail: "answers".into(),
+                },
+                Err(e) => Check {
+                    name: "redis",
+                    ok: false,
+                    detail: e.to_string(),
+                },
+            });
+        }
+        if self.draining.load(Ordering::Relaxed) {
+            checks.push(Check {
+                name: "serving",
+                ok: false,
+                detail: "the node is shutting down".into(),
+            });
+        }
+        checks
+    }
+}
+
+/// The validity window of the first certificate in a PEM file.
+fn validity(path: &Path) -> Result<(i64, i64), String> {
+    let der = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the node certificate {}: {e}", path.display()))?
+        .next()
+        .ok_or_else(|| format!("no certificate in {}", path.display()))?
+        .map_err(|e| format!("cannot read the node certificate {}: {e}", path.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| format!("the node certificate {} is not X.509: {e}", path.display()))?;
+    let v = cert.validity();
+    Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
