@@ -84,7 +84,7 @@ pub struct Gateway {
     /// The gateway's own APIs as built at start; a reload only gives them
     /// the new roles and purposes.
     apis: routing::Apis,
-    routing: ArcSwap<Routing>,
+    routing: Arc<ArcSwap<Routing>>,
     reload: Arc<reload::ReloadStatus>,
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
@@ -161,6 +161,12 @@ impl Gateway {
                 .is_some()
                 .then(|| consents.store.clone()),
         );
+        let routing = Arc::new(ArcSwap::from_pointee(routing));
+        let reload = Arc::new(reload::ReloadStatus::default());
+        metrics.set_gateway(crate::telemetry::GatewayState {
+            reload: reload.clone(),
+            routing: routing.clone(),
+        });
         let telemetry = Arc::new(Telemetry::start(
             &config.telemetry,
             config.node.id.as_str(),
@@ -174,8 +180,8 @@ impl Gateway {
             recorder,
             consents,
             apis,
-            routing: ArcSwap::from_pointee(routing),
-            reload: Arc::new(reload::ReloadStatus::default()),
+            routing: routing.clone(),
+            reload,
             reloading: tokio::sync::Mutex::new(()),
             telemetry,
         };
@@ -194,10 +200,7 @@ impl Gateway {
 
     /// Each provider's in-flight calls, shed calls and breakers.
     pub fn upstream_stats(&self) -> Vec<upstream::UpstreamStats> {
-        let routing = self.routing.load();
-        let mut stats: Vec<_> = routing.upstreams.values().map(|u| u.stats()).collect();
-        stats.sort_by(|a, b| a.provider.cmp(&b.provider));
-        stats
+        self.routing.load().upstream_stats()
     }
 
     /// The loaded catalogue.

@@ -72,12 +72,12 @@ impl Gateway {
         let telemetry = self.telemetry.clone();
         let built =
             tokio::task::spawn_blocking(move || rebuild(&current, &apis, telemetry.metrics()))
-            .await
-            .unwrap_or_else(|e| {
-                Err(ReloadError::RestartOnly(format!(
-                    "the reload task failed: {e}"
-                )))
-            });
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ReloadError::RestartOnly(format!(
+                        "the reload task failed: {e}"
+                    )))
+                });
         match built {
             Ok(routing) => {
                 let methods = routing.methods();

@@ -177,6 +177,13 @@ impl Routing {
         self.exchanges.len()
     }
 
+    /// Each provider's in-flight calls, shed calls and breakers, by provider.
+    pub fn upstream_stats(&self) -> Vec<super::upstream::UpstreamStats> {
+        let mut stats: Vec<_> = self.upstreams.values().map(|u| u.stats()).collect();
+        stats.sort_by(|a, b| a.provider.cmp(&b.provider));
+        stats
+    }
+
     /// The server TLS config for new connections.
     pub fn server_tls(&self) -> &Arc<rustls::ServerConfig> {
         &self.server_tls

@@ -57,6 +57,17 @@ pub struct Metrics {
     tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub(crate) otel: OnceLock<OtelInstruments>,
     audit: OnceLock<Arc<crate::audit::AuditLog>>,
+    gateway: OnceLock<GatewayState>,
+}
+
+/// What the gateway's reloads and upstream pools look like now, read when
+/// metrics are exported (not on the call path).
+#[derive(Debug, Clone)]
+pub struct GatewayState {
+    /// How reloads went.
+    pub reload: Arc<crate::proxy::reload::ReloadStatus>,
+    /// The current routing state, whose pools hold the breakers.
+    pub routing: Arc<arc_swap::ArcSwap<crate::proxy::Routing>>,
 }
 
 impl Metrics {
@@ -87,6 +98,7 @@ impl Metrics {
             tls_failures: Default::default(),
             otel: OnceLock::new(),
             audit: OnceLock::new(),
+            gateway: OnceLock::new(),
         };
         metrics.unknown = Arc::new(metrics.route_metrics("", "unknown"));
         metrics
@@ -184,6 +196,16 @@ impl Metrics {
         if let Some(otel) = self.otel.get() {
             otel.consent_duration.record(elapsed.as_secs_f64(), &[]);
         }
+    }
+
+    /// Names the reload status and routing state whose figures are exported.
+    pub fn set_gateway(&self, state: GatewayState) {
+        let _ = self.gateway.set(state);
+    }
+
+    /// The reload and upstream state, once the gateway is built.
+    pub(crate) fn gateway(&self) -> Option<&GatewayState> {
+        self.gateway.get()
     }
 
     /// Names the audit log whose writer figures are exported.

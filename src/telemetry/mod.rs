@@ -19,7 +19,7 @@ pub mod ready;
 pub mod trace;
 
 pub use labels::TlsFailure;
-pub use metrics::{Metrics, RouteMetrics};
+pub use metrics::{GatewayState, Metrics, RouteMetrics};
 pub use otlp::OtlpError;
 pub use ready::Readiness;
 pub use trace::ExchangeSpan;

@@ -7,6 +7,104 @@ use super::metrics::Metrics;
 use crate::audit::log::WriterStats;
 use std::fmt::Write as _;
 
+/// Reloads, and each provider pool's load, shedding and breakers.
+fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
+    let reload = &gateway.reload;
+    header(
+        out,
+        "jisr_config_reloads_total",
+        "counter",
+        "Configuration reloads applied since start.",
+    );
+    let _ = writeln!(out, "jisr_config_reloads_total {}", reload.reloads());
+    header(
+        out,
+        "jisr_config_reload_failures_total",
+        "counter",
+        "Configuration reloads rejected since start (the previous configuration stayed; the reason is in the log).",
+    );
+    let _ = writeln!(
+        out,
+        "jisr_config_reload_failures_total {}",
+        reload.failures()
+    );
+    header(
+        out,
+        "jisr_config_last_reload_ok",
+        "gauge",
+        "1 unless the last reload attempt was rejected.",
+    );
+    let _ = writeln!(
+        out,
+        "jisr_config_last_reload_ok {}",
+        u8::from(reload.last_error().is_none())
+    );
+    let stats = gateway.routing.load().upstream_stats();
+    header(
+        out,
+        "jisr_upstream_in_flight",
+        "gauge",
+        "Calls in flight to a provider now.",
+    );
+    for s in &stats {
+        let _ = writeln!(
+            out,
+            "jisr_upstream_in_flight{{provider=\"{}\"}} {}",
+            escape(s.provider.as_str()),
+            s.in_flight
+        );
+    }
+    header(
+        out,
+        "jisr_upstream_shed_total",
+        "counter",
+        "Calls refused with OVERLOADED because the provider's max_in_flight were in flight.",
+    );
+    for s in &stats {
+        let _ = writeln!(
+            out,
+            "jisr_upstream_shed_total{{provider=\"{}\"}} {}",
+            escape(s.provider.as_str()),
+            s.shed
+        );
+    }
+    header(
+        out,
+        "jisr_upstream_instance_ejected",
+        "gauge",
+        "1 while a provider instance is ejected by its breaker (open or probing), else 0.",
+    );
+    for s in &stats {
+        for i in &s.instances {
+            let ejected = u8::from(i.state != crate::proxy::breaker::BreakerState::Closed);
+            let _ = writeln!(
+                out,
+                "jisr_upstream_instance_ejected{{provider=\"{}\",instance=\"{}\",state=\"{}\"}} {ejected}",
+                escape(s.provider.as_str()),
+                escape(&i.addr),
+                i.state.as_str()
+            );
+        }
+    }
+    header(
+        out,
+        "jisr_upstream_ejections_total",
+        "counter",
+        "Times a provider instance was ejected.",
+    );
+    for s in &stats {
+        for i in &s.instances {
+            let _ = writeln!(
+                out,
+                "jisr_upstream_ejections_total{{provider=\"{}\",instance=\"{}\"}} {}",
+                escape(s.provider.as_str()),
+                escape(&i.addr),
+                i.ejections
+            );
+        }
+    }
+}
+
 /// Renders every metric. `audit` is the audit writer's figures and whether
 /// the log still takes entries.
 pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: bool) -> String {
@@ -61,6 +159,9 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             "jisr_upstream_errors_total{{provider=\"{}\"}} {n}",
             escape(provider)
         );
+    }
+    if let Some(gateway) = metrics.gateway() {
+        gateway_lines(&mut out, gateway);
     }
     header(
         &mut out,

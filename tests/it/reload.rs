@@ -188,6 +188,16 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
         "{}",
         gw.logs()
     );
+    // Operators see the rejections in the metrics too.
+    let admin = admin_addr(&pki, "gateway", &gw);
+    assert_eq!(
+        admin::wait_metric(&admin, "jisr_config_reload_failures_total").await,
+        "jisr_config_reload_failures_total 3"
+    );
+    assert_eq!(
+        admin::wait_metric(&admin, "jisr_config_last_reload_ok").await,
+        "jisr_config_last_reload_ok 0"
+    );
     call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
         .await
         .unwrap();

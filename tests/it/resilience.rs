@@ -163,6 +163,23 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     latencies(&education, 5).await;
     let logs = gw.logs();
     assert!(logs.contains("reason=PROVIDER_TIMEOUT"), "{logs}");
+    // The metrics tell the same story.
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let timeouts = admin::wait_metric(
+        &admin,
+        "jisr_exchanges_total{consumer=\"education\",provider=\"tax\",method=\"ma.tax.v1.TaxRecords/GetTaxStatus\",outcome=\"failed\",reason=\"PROVIDER_TIMEOUT\"}",
+    )
+    .await;
+    assert!(timeouts.ends_with(" 20"), "{timeouts}");
+    let ejected = admin::wait_metric(
+        &admin,
+        &format!(
+            "jisr_upstream_instance_ejected{{provider=\"tax\",instance=\"{}\",state=\"open\"}}",
+            up.tax
+        ),
+    )
+    .await;
+    assert!(ejected.ends_with(" 1"), "{ejected}");
 }
 
 fn client_reason(status: &tonic::Status) -> String {
