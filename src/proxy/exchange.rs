@@ -26,7 +26,7 @@ use crate::telemetry::{labels, ExchangeSpan, RouteMetrics, Telemetry};
 use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -289,7 +289,7 @@ impl Exchange {
             metadata::GRPC_TIMEOUT,
             header(&metadata::format_timeout(left)),
         );
-        let upstream_request = Request::from_parts(parts, Full::new(message));
+        let upstream_request = Request::from_parts(parts, message);
         let answer = self.answer(&lease, upstream_request, grant, cx, deadline);
         match tokio::time::timeout_at(timeout_at, answer).await {
             Ok(Err(refusal)) if refusal.reason == Reason::ProviderUnavailable => {
@@ -316,7 +316,7 @@ impl Exchange {
     async fn answer(
         &self,
         lease: &Lease<'_>,
-        upstream_request: Request<Full<Bytes>>,
+        upstream_request: Request<Bytes>,
         grant: &Grant<'_>,
         cx: CallContext<'_>,
         deadline: Option<Instant>,
@@ -429,7 +429,7 @@ impl Exchange {
     /// Reads a whole unary answer, bounded like requests are.
     async fn collect(
         &self,
-        mut body: Incoming,
+        mut body: super::upstream::RecvBody,
         limit: usize,
     ) -> Result<(Bytes, Option<HeaderMap>), Refusal> {
         let mut data = BytesMut::new();

@@ -11,12 +11,11 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::client::conn::http2::SendRequest;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http_body::{Body, Frame};
 use rustls_pki_types::ServerName;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -60,11 +59,26 @@ pub enum UpstreamError {
         /// The upstream address.
         addr: String,
         /// The error.
-        source: hyper::Error,
+        source: h2::Error,
     },
 }
 
-type Sender = SendRequest<Full<Bytes>>;
+/// One HTTP/2 connection: its request handle, and whether its connection
+/// task has ended. The h2 client is used directly rather than through
+/// hyper's: a request is then sent from the calling task (hyper hands each
+/// one to the connection task over a channel and spawns a task per request
+/// body).
+#[derive(Clone)]
+struct Sender {
+    send: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
 
 /// The connection pool of one provider, over its instances.
 pub struct Upstream {
@@ -233,7 +247,7 @@ impl Upstream {
         }
     }
 
-    fn http(addr: &str, source: hyper::Error) -> UpstreamError {
+    fn http(addr: &str, source: h2::Error) -> UpstreamError {
         UpstreamError::Http {
             addr: addr.to_owned(),
             source,
@@ -301,28 +315,27 @@ impl Lease<'_> {
 
     /// Sends a request on one of the instance's connections. A request that
     /// a closed connection never started is retried once on a new connection.
-    pub async fn send(
-        &self,
-        request: Request<Full<Bytes>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<RecvBody>, UpstreamError> {
         let instance = self.instance;
         let index = instance.next.fetch_add(1, Ordering::Relaxed) % instance.slots.len();
         let slot = &instance.slots[index];
-        let mut sender = self.sender(slot).await?;
-        match sender.try_send_request(request).await {
-            Ok(response) => Ok(response),
-            Err(mut failed) => match failed.take_message() {
-                Some(request) => {
-                    discard(slot, &sender);
-                    let mut sender = self.sender(slot).await?;
-                    sender
-                        .send_request(request)
-                        .await
-                        .map_err(|source| Upstream::http(&instance.addr, source))
-                }
-                None => Err(Upstream::http(&instance.addr, failed.into_error())),
-            },
-        }
+        let sender = self.sender(slot).await?;
+        let (parts, body) = request.into_parts();
+        let response = match start(&sender, &parts, &body).await {
+            Ok(response) => response,
+            Err(_) => {
+                // Nothing was sent: the connection was gone. Once more on a new one.
+                discard(slot, &sender);
+                let sender = self.sender(slot).await?;
+                start(&sender, &parts, &body)
+                    .await
+                    .map_err(|source| Upstream::http(&instance.addr, source))?
+            }
+        };
+        let response = response
+            .await
+            .map_err(|source| Upstream::http(&instance.addr, source))?;
+        Ok(response.map(RecvBody::new))
     }
 
     async fn sender(&self, slot: &Slot) -> Result<Sender, UpstreamError> {
@@ -361,21 +374,22 @@ impl Lease<'_> {
                 addr: addr.clone(),
                 reason: crate::tls::handshake_failure_reason(&e),
             })?;
-        let (sender, connection) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(super::STREAM_WINDOW)
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(super::STREAM_WINDOW)
             .initial_connection_window_size(super::CONNECTION_WINDOW)
-            .keep_alive_interval(Some(Duration::from_secs(30)))
-            .keep_alive_while_idle(true)
-            .handshake(TokioIo::new(tls))
+            .handshake::<_, Bytes>(tls)
             .await
             .map_err(|source| Upstream::http(addr, source))?;
+        let closed = Arc::new(AtomicBool::new(false));
         let owner = provider.clone();
+        let ended = closed.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(provider = %owner, error = %e, "upstream connection closed");
             }
+            ended.store(true, Ordering::Release);
         });
+        let sender = Sender { send, closed };
         tracing::debug!(%provider, %addr, "upstream connection opened");
         Ok(sender)
     }
@@ -387,6 +401,85 @@ impl Drop for Lease<'_> {
             self.instance.breaker.abandon(now_ms());
         }
         self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Opens a stream and sends the request on it (headers and, if any, the
+/// whole body); an error means nothing reached the provider.
+async fn start(
+    sender: &Sender,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Result<h2::client::ResponseFuture, h2::Error> {
+    let mut send = sender.send.clone().ready().await?;
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.headers_mut() = parts.headers.clone();
+    let (response, mut stream) = send.send_request(head, body.is_empty())?;
+    if !body.is_empty() {
+        // Buffered by h2 and sent as the provider's window allows.
+        stream.send_data(body.clone(), true)?;
+    }
+    Ok(response)
+}
+
+/// A provider's answer body: data frames, then trailers. Received bytes are
+/// handed back to HTTP/2 flow control as they are read.
+#[derive(Debug)]
+pub struct RecvBody {
+    stream: h2::RecvStream,
+    data_done: bool,
+    finished: bool,
+}
+
+impl RecvBody {
+    fn new(stream: h2::RecvStream) -> Self {
+        Self {
+            stream,
+            data_done: false,
+            finished: false,
+        }
+    }
+}
+
+impl Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if !this.data_done {
+            match this.stream.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match this.stream.poll_trailers(cx) {
+            Poll::Ready(result) => {
+                this.finished = true;
+                Poll::Ready(result.transpose().map(|r| r.map(Frame::trailers)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
     }
 }
 
