@@ -10,6 +10,7 @@
 //!
 //! See `config/example.toml` for a commented reference file.
 
+mod bus;
 mod error;
 mod pattern;
 mod sections;
@@ -25,6 +26,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
 
@@ -57,6 +59,10 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Where consents are kept.
     pub consent: ConsentConfig,
+    /// The message bus's store and limits.
+    pub bus: BusConfig,
+    /// The bus topics, in file order.
+    pub topics: Vec<TopicConfig>,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -198,6 +204,8 @@ const TOP_KEYS: &[&str] = &[
     "purpose",
     "agency",
     "rule",
+    "bus",
+    "topic",
 ];
 
 impl Config {
@@ -283,6 +291,15 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| sections::consent(ctx, Some(&s), &base)),
         None => sections::consent(ctx, None, &base),
     };
+    let bus = match top.table.get("bus") {
+        Some(v) => Section::new("[bus]", v, bus::BUS_KEYS, ctx)
+            .and_then(|s| bus::bus(ctx, Some(&s), &base)),
+        None => bus::bus(ctx, None, &base),
+    };
+    let topics: Vec<_> = array(ctx, &top, "topic", bus::TOPIC_KEYS)
+        .iter()
+        .map(|s| bus::topic(ctx, s))
+        .collect();
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -303,6 +320,10 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
     for s in &rule_sections {
         check_references(ctx, s, &declared_agencies, &declared_purposes);
     }
+    let topics: Option<Vec<_>> = topics.into_iter().collect();
+    if let Some(topics) = &topics {
+        bus::check_topic_references(ctx, topics, &declared_agencies, &declared_purposes);
+    }
     Some(Config {
         path: path.to_path_buf(),
         node: node?,
@@ -313,6 +334,8 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         rules: rules.into_iter().collect::<Option<_>>()?,
         audit: audit?,
         consent: consent?,
+        bus: bus?,
+        topics: topics?,
     })
 }
 
@@ -351,6 +374,7 @@ fn array<'a, 'i>(
     let name = match key {
         "purpose" => "[[purpose]]",
         "agency" => "[[agency]]",
+        "topic" => "[[topic]]",
         _ => "[[rule]]",
     };
     let Some(value) = top.table.get(key) else {

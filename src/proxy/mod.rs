@@ -55,6 +55,9 @@ pub enum StartError {
     /// The audit index could not be opened.
     #[error("{0}")]
     Index(#[from] crate::audit::index::IndexError),
+    /// The bus store could not be opened.
+    #[error("{0}")]
+    Bus(#[from] crate::bus::BusError),
 }
 
 /// A gateway node's routing state.
@@ -69,6 +72,7 @@ pub struct Gateway {
     recorder: trail::Recorder,
     consents: exchange::Consents,
     terms: Vec<exchange::RuleTerms>,
+    bus: crate::bus::service::BusService,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -166,7 +170,8 @@ impl Gateway {
             purposes: Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect()),
             timeout: consents.timeout,
         };
-        let (own, health) = own_services(&catalogue, audit_api, consent_api)?;
+        let bus = open_bus(config, &catalogue, &recorder, &consents).await?;
+        let (own, health) = own_services(&catalogue, audit_api, consent_api, bus.clone())?;
         let gateway = Self {
             domain,
             exchanges,
@@ -178,6 +183,7 @@ impl Gateway {
             recorder,
             consents,
             terms,
+            bus,
         };
         Ok((gateway, server_tls))
     }
@@ -236,6 +242,7 @@ impl Gateway {
 
     /// Reports the node as not serving (at the start of a drain).
     pub async fn set_not_serving(&self) {
+        self.bus.close_streams();
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
@@ -261,6 +268,36 @@ async fn open_consents(config: &Config) -> Result<exchange::Consents, StartError
         None => Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
     };
     Ok(exchange::Consents { store, timeout })
+}
+
+/// Compiles the topics and opens the bus store.
+async fn open_bus(
+    config: &Config,
+    catalogue: &Catalogue,
+    recorder: &trail::Recorder,
+    consents: &exchange::Consents,
+) -> Result<crate::bus::service::BusService, StartError> {
+    let topics = crate::bus::Topics::compile(config, catalogue)?;
+    let store = crate::bus::open_store(config, &topics).await?;
+    Ok(crate::bus::service::BusService::new(
+        crate::bus::service::BusParts {
+            topics,
+            store,
+            recorder: recorder.clone(),
+            roles: config
+                .agencies
+                .iter()
+                .map(|a| (a.id.clone(), a.roles.clone()))
+                .collect(),
+            consents: crate::bus::deliver::ConsentSource {
+                store: consents.store.clone(),
+                timeout: consents.timeout,
+            },
+            timeout: config.bus.timeout,
+            ack_deadline: config.bus.ack_deadline,
+            max_in_flight: config.bus.max_in_flight,
+        },
+    ))
 }
 
 /// Opens the node's audit log with its keys (created on first start).
@@ -298,6 +335,7 @@ fn own_services(
     catalogue: &Catalogue,
     audit: crate::audit::service::AuditService,
     consents: crate::consent::service::ConsentService,
+    bus: crate::bus::service::BusService,
 ) -> Result<(Routes, tonic_health::server::HealthReporter), StartError> {
     let (reporter, health) = tonic_health::server::health_reporter();
     let fds = prost_types::FileDescriptorSet {
@@ -326,7 +364,8 @@ fn own_services(
             .add_service(audit)
             .add_service(
                 crate::proto::jisr::consent::v1::consents_server::ConsentsServer::new(consents),
-            ),
+            )
+            .add_service(crate::proto::jisr::bus::v1::bus_server::BusServer::new(bus)),
         reporter,
     ))
 }

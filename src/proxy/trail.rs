@@ -51,6 +51,10 @@ pub struct Trail {
     pub break_glass: bool,
     /// Why (break-glass).
     pub justification: String,
+    /// Bus entries: the topic.
+    pub topic: String,
+    /// Bus entries: the event's id in its topic.
+    pub event_id: String,
 }
 
 impl Trail {
@@ -134,6 +138,8 @@ impl Recorder {
                 .unwrap_or_default(),
             break_glass: trail.break_glass,
             justification: trail.justification.clone(),
+            topic: trail.topic.clone(),
+            event_id: trail.event_id.clone(),
         };
         self.log.append(record.encode_to_vec()).await
     }
