@@ -1,6 +1,7 @@
 //! Test support: real `jisr` processes on loopback ports, a development PKI
 //! with its broken fixtures, raw gRPC clients and an echo provider.
 
+pub mod bus;
 pub mod client;
 pub mod echo;
 pub mod proc;
