@@ -14,6 +14,7 @@
 //! [`service`] is the `jisr.bus.v1.Bus` gRPC API; [`deliver`] prepares each
 //! delivery (consent, minimisation, audit).
 
+pub mod bench;
 pub mod deliver;
 pub mod embedded;
 pub mod redis_store;

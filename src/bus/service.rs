@@ -247,8 +247,12 @@ impl Inner {
             Some(s) if !s.purposes.iter().any(|p| p == purpose) => refuse(Code::PermissionDenied, "PURPOSE_NOT_ALLOWED", format!("`{caller}` receives topic `{}` only for: {}; send one of them in `purpose`", topic.name, s.purposes.join(", "))),
             Some(terms) => {
                 let terms = terms.clone();
-                trail.basis = terms.basis.to_string();
-                self.audit(&trail, Kind::Subscribed, None).await?;
+                // A stream opening is recorded; each pull is not (its
+                // deliveries are), or a polling consumer would fill the log.
+                if method == SUBSCRIBE {
+                    trail.basis = terms.basis.to_string();
+                    self.audit(&trail, Kind::Subscribed, None).await?;
+                }
                 return Ok(terms);
             }
         };

@@ -76,7 +76,7 @@ async fn a_death_reaches_tax_and_health_once_minimised_and_audited() {
     assert!(more.is_err(), "no second delivery: {more:?}");
 
     // The audit log has the publish (and its duplicate) and both deliveries.
-    let kinds = audit_kinds(&net, DEATHS).await;
+    let kinds = audit_kinds(&net, DEATHS, 6).await;
     let count = |k: Kind, reason: &str| {
         kinds
             .iter()
@@ -95,8 +95,9 @@ async fn a_death_reaches_tax_and_health_once_minimised_and_audited() {
     assert_eq!(delivered_to, BTreeSet::from(["health", "tax"]));
 }
 
-/// (kind, reason, consumer) of every audit entry about `topic`.
-async fn audit_kinds(net: &BusNet, topic: &str) -> Vec<(i32, String, String)> {
+/// (kind, reason, consumer) of the audit entries about `topic`, once there
+/// are at least `want` (or after 5 s).
+async fn audit_kinds(net: &BusNet, topic: &str, want: usize) -> Vec<(i32, String, String)> {
     let channel = crate::support::channel(&net.addr, &net.pki.files("cndp"))
         .await
         .unwrap();
@@ -119,7 +120,7 @@ async fn audit_kinds(net: &BusNet, topic: &str) -> Vec<(i32, String, String)> {
             .filter(|r| r.topic == topic)
             .map(|r| (r.kind, r.reason, r.consumer))
             .collect();
-        if found.len() >= 6 || start.elapsed() > Duration::from_secs(5) {
+        if found.len() >= want || start.elapsed() > Duration::from_secs(5) {
             return found;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -206,7 +207,7 @@ async fn publish_by_a_non_owner_and_subscribe_without_a_rule_are_refused() {
         no_topic.message()
     );
     // Refusals are recorded too.
-    let kinds = audit_kinds(&net, DEATHS).await;
+    let kinds = audit_kinds(&net, DEATHS, 5).await;
     let refused_publish = kinds
         .iter()
         .filter(|(k, r, c)| *k == Kind::EventPublished as i32 && r == "ACCESS_DENIED" && c == "tax")
@@ -491,4 +492,173 @@ async fn two_replicas_share_a_subscription_through_redis() {
     assert!(pull(&mut tax_a, DEATHS, "tax-household", n, 1500)
         .await
         .is_empty());
+}
+
+fn birth(citizen: &str, act: &str) -> pb::PublishRequest {
+    use prost::Message as _;
+    let event = jisr::proto::ma::civilstatus::v1::BirthRegistered {
+        citizen_id: citizen.into(),
+        first_name: "Yasmine".into(),
+        act_number: act.into(),
+        ..Default::default()
+    };
+    pb::PublishRequest {
+        topic: BIRTHS.into(),
+        event: Some(prost_types::Any {
+            type_url: "type.googleapis.com/ma.civilstatus.v1.BirthRegistered".into(),
+            value: event.encode_to_vec(),
+        }),
+        idempotency_key: act.into(),
+        subject: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consent_based_subscriber_receives_only_the_events_of_citizens_who_consented() {
+    use jisr::proto::jisr::consent::v1 as cpb;
+    let net = BusNet::start("");
+    let channel = crate::support::channel(&net.addr, &net.pki.files("portal"))
+        .await
+        .unwrap();
+    let mut portal = cpb::consents_client::ConsentsClient::new(channel);
+    let now = jisr::consent::artefact::now_micros();
+    portal
+        .grant(cpb::GrantRequest {
+            consent: Some(cpb::Consent {
+                subject: "C-YES".into(),
+                consumer: "education".into(),
+                categories: vec!["civil".into()],
+                purpose: "bac-candidature".into(),
+                not_after_unix_micros: now + 3_600_000_000,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut cs = net.client("civil-status").await;
+    cs.publish(birth("C-NO", "B-1")).await.unwrap();
+    cs.publish(birth("C-YES", "B-2")).await.unwrap();
+    let mut education = net.client("education").await;
+    let got = pull(&mut education, BIRTHS, "bac-candidature", 10, 3000).await;
+    let subjects: Vec<_> = got.iter().map(|d| d.subject.as_str()).collect();
+    assert_eq!(subjects, ["C-YES"], "only the consenting citizen's birth");
+    ack(
+        &mut education,
+        BIRTHS,
+        got.iter().map(|d| d.id.clone()).collect(),
+    )
+    .await;
+    // The refused one is settled (not retried) and recorded as refused.
+    assert!(pull(&mut education, BIRTHS, "bac-candidature", 10, 500)
+        .await
+        .is_empty());
+    let kinds = audit_kinds(&net, BIRTHS, 4).await;
+    assert!(
+        kinds
+            .iter()
+            .any(|(k, r, c)| *k == Kind::EventDelivered as i32
+                && r == "CONSENT_REQUIRED"
+                && c == "education"),
+        "{kinds:?}"
+    );
+    // Health, on a legal basis, receives both.
+    let mut health = net.client("health").await;
+    assert_eq!(
+        pull(&mut health, BIRTHS, "civil-event", 10, 3000)
+            .await
+            .len(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jisr_bus_dlq_lists_and_replays_dead_letters() {
+    let net = BusNet::start("ack_deadline_ms = 200\nmax_attempts = 1");
+    let mut cs = net.client("civil-status").await;
+    let published = publish_death(&mut cs, "C-5", "ACT-5").await.unwrap();
+    let mut tax = net.client("tax").await;
+    assert_eq!(
+        pull(&mut tax, DEATHS, "tax-household", 10, 3000)
+            .await
+            .len(),
+        1
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The next fetch finds it past its deadline with no attempt left.
+    assert!(pull(&mut tax, DEATHS, "tax-household", 10, 0)
+        .await
+        .is_empty());
+    let pki = net.pki.dir.to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let out = crate::support::jisr()
+            .args(["bus", "dlq"])
+            .args(args)
+            .args(["--gateway", &net.addr, "--pki", &pki, "--topic", DEATHS])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = cli(&["list", "--as", "tax"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(&format!("event {}", published.event_id)),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("not acknowledged after 1 attempts"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ma.civilstatus.v1.DeathRegistered"),
+        "{stdout}"
+    );
+    // The auditor sees it too; another subscriber may not.
+    let (ok, stdout, _) = cli(&["list", "--as", "cndp", "--subscriber", "tax"]);
+    assert!(ok && stdout.contains("subscriber=tax"), "{stdout}");
+    let (ok, _, stderr) = cli(&["list", "--as", "health", "--subscriber", "tax"]);
+    assert!(!ok && stderr.contains("ACCESS_DENIED"), "{stderr}");
+    let (ok, _, stderr) = cli(&["replay", "--as", "tax"]);
+    assert!(
+        !ok && stderr.contains("--all"),
+        "replay without a choice says how: {stderr}"
+    );
+    let (ok, stdout, stderr) = cli(&["replay", "--as", "tax", "--all"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("1 dead letter(s)"), "{stdout}");
+    let (_, stdout, _) = cli(&["list", "--as", "tax"]);
+    assert!(stdout.contains("no dead letters"), "{stdout}");
+    let back = pull(&mut tax, DEATHS, "tax-household", 10, 3000).await;
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].event_id, published.event_id);
+}
+
+#[test]
+fn the_demo_registers_one_death_and_notifies_tax_and_health() {
+    let out = crate::support::jisr().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "duplicate of event 1",
+        "tax notified: event 1 (attempt 1)",
+        "cause (withheld)",
+        "health notified: event 1 (attempt 1)",
+        "cause cardiac arrest",
+        "EVENT_PUBLISHED civil-status.death-registered event 1",
+        "EVENT_DELIVERED civil-status.death-registered event 1",
+        "Audit log verified offline",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(stdout.matches("EVENT_DELIVERED").count(), 2, "{stdout}");
 }

@@ -48,6 +48,12 @@ event = "ma.civilstatus.v1.BirthRegistered"
 agency = "health"
 purposes = ["civil-event"]
 basis = "law:65-00"
+
+# Education learns of a birth only for citizens who consented.
+[[topic.subscriber]]
+agency = "education"
+purposes = ["bac-candidature"]
+basis = "consent"
 "#
     )
 }
