@@ -272,20 +272,23 @@ impl Inner {
         rx: Receiver<'_>,
         batch: Vec<Pending>,
     ) -> Result<Vec<pb::Delivery>, Status> {
-        let mut out = Vec::new();
-        let (mut refused, mut later) = (Vec::new(), Vec::new());
-        for p in batch {
-            match deliver::prepare(
+        // Prepared together, so their audit entries share one fsync.
+        let prepared = futures_util::future::join_all(batch.iter().map(|p| {
+            deliver::prepare(
                 &self.recorder,
                 &self.recorder.pseudonyms,
                 &self.consents,
                 topic,
                 rx,
-                &p,
+                p,
                 self.ack_deadline,
             )
-            .await
-            {
+        }))
+        .await;
+        let mut out = Vec::new();
+        let (mut refused, mut later) = (Vec::new(), Vec::new());
+        for (p, prepared) in batch.into_iter().zip(prepared) {
+            match prepared {
                 Prepared::Send(d) => out.push(*d),
                 Prepared::Refused => refused.push(p.id),
                 Prepared::Later => later.push(p.id),

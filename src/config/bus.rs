@@ -326,3 +326,6 @@ pub(super) fn check_topic_references(
             .push(super::ConfigError::new(Some(at), message, fix));
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -662,3 +662,40 @@ fn the_demo_registers_one_death_and_notifies_tax_and_health() {
     }
     assert_eq!(stdout.matches("EVENT_DELIVERED").count(), 2, "{stdout}");
 }
+
+#[test]
+fn check_config_locates_topics_whose_event_or_release_does_not_fit_the_contracts() {
+    let pki = crate::support::Pki::new();
+    let up = crate::support::Upstreams {
+        civil_status: "127.0.0.1:9".into(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let topics = crate::support::bus::topics("")
+        .replace(
+            "event = \"ma.civilstatus.v1.BirthRegistered\"",
+            "event = \"ma.tax.v1.GetTaxStatusRequest\"",
+        )
+        .replace("\"death_date\", \"act_number\"]", "\"death_day\"]")
+        .replace(
+            "basis = \"law:65-00\"\n",
+            "basis = \"law:65-00\"\nrelease = [\"citizen_id\"]\n",
+        );
+    let config = crate::support::gateway_config(&pki, &up, "", &topics);
+    let path = pki.root().join("bad.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = crate::support::jisr()
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(64), "{stdout}");
+    assert!(stdout.contains("declared in `agencies/tax/v1/tax.proto`, which is not a contract of owner `civil-status`"), "{stdout}");
+    assert!(
+        stdout.contains("`release` of `tax` on topic `civil-status.death-registered`"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("death_day"), "{stdout}");
+    assert!(stdout.contains("bad.toml:"), "errors are located: {stdout}");
+}
