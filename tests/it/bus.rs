@@ -699,3 +699,24 @@ fn check_config_locates_topics_whose_event_or_release_does_not_fit_the_contracts
     assert!(stdout.contains("death_day"), "{stdout}");
     assert!(stdout.contains("bad.toml:"), "errors are located: {stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_subscription_does_not_hold_the_shutdown_for_the_drain_timeout() {
+    // The test config drains for up to 5 s.
+    let mut net = BusNet::start("");
+    let mut tax = net.client("tax").await;
+    let mut stream = subscribe(&mut tax, DEATHS, "tax-household").await;
+    let start = Instant::now();
+    let status = net.gateway.terminate();
+    assert!(status.success(), "{status:?}\n{}", net.gateway.logs());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the drain waited for the open stream: {:?}",
+        start.elapsed()
+    );
+    // The stream ended cleanly rather than being cut.
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap();
+    assert!(matches!(end, None | Some(Err(_))), "{end:?}");
+}
