@@ -9,7 +9,9 @@
 //! then); `bus_dead` (topic, subscriber, seq) → the encoded [`DeadRecord`].
 //!
 //! A publish commits durably (fsync) before it returns: an acknowledged
-//! publish survives a crash. Delivery-state changes (fetch, ack, release)
+//! publish survives a crash. Publishes go through one writer thread that
+//! commits everything queued in one transaction (group commit), so
+//! concurrent publishers share an fsync. Delivery-state changes (fetch, ack, release)
 //! commit without fsync: a crash can only forget that a delivery was made or
 //! acknowledged, so the event is delivered again — at-least-once, never lost.
 //! redb is blocking I/O, so each operation runs on tokio's blocking pool.
@@ -46,6 +48,50 @@ struct DeadRecord {
 #[derive(Clone)]
 pub struct EmbeddedBusStore {
     inner: Arc<Inner>,
+    writer: Arc<Writer>,
+}
+
+/// The publish writer thread and its queue; the last store clone to go
+/// closes the queue and waits for the thread, so the file is closed when
+/// the store is dropped (and can be opened again at once).
+struct Writer {
+    publishes: Option<std::sync::mpsc::Sender<PublishJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.publishes.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A publish waiting for the writer thread.
+struct PublishJob {
+    topic: String,
+    subscribers: Vec<String>,
+    event: StoredEvent,
+    reply: tokio::sync::oneshot::Sender<Result<Published, BusError>>,
+}
+
+/// Publishes queued together are committed together.
+const MAX_PUBLISH_BATCH: usize = 256;
+
+/// The publish writer: takes every publish queued, commits them in one
+/// durable transaction, answers each. Ends when the store is dropped.
+fn publish_writer(inner: Arc<Inner>, jobs: std::sync::mpsc::Receiver<PublishJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_PUBLISH_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        inner.publish_batch(batch);
+    }
 }
 
 struct Inner {
@@ -95,8 +141,22 @@ impl EmbeddedBusStore {
         txn.open_table(PENDING).map_err(|e| inner.failed(e))?;
         txn.open_table(DEAD).map_err(|e| inner.failed(e))?;
         txn.commit().map_err(|e| inner.failed(e))?;
+        let inner = Arc::new(inner);
+        let (publishes, jobs) = std::sync::mpsc::channel();
+        let writer = Arc::clone(&inner);
+        let thread = std::thread::Builder::new()
+            .name("jisr-bus-publish".into())
+            .spawn(move || publish_writer(writer, jobs))
+            .map_err(|e| {
+                BusError::Unavailable(format!("cannot start the bus writer thread: {e}"))
+            })?;
+        let writer = Writer {
+            publishes: Some(publishes),
+            thread: Some(thread),
+        };
         Ok(Self {
-            inner: Arc::new(inner),
+            inner,
+            writer: Arc::new(writer),
         })
     }
 
@@ -130,55 +190,85 @@ impl Inner {
         Ok(txn)
     }
 
-    fn publish(
+    /// One publish inside the batch's transaction: an earlier publish of
+    /// the same batch with the same key makes this one a duplicate.
+    fn publish_in(
         &self,
-        topic: &str,
-        subscribers: &[String],
-        event: &StoredEvent,
+        txn: &redb::WriteTransaction,
+        job: &PublishJob,
     ) -> Result<Published, BusError> {
-        let txn = self.write(true)?;
-        let published = {
-            let mut idem = txn.open_table(IDEM).map_err(|e| self.failed(e))?;
-            let window = micros(self.limits.idempotency_window);
-            let key = event.idempotency_key.as_str();
-            let seen = idem
-                .get((topic, key))
-                .map_err(|e| self.failed(e))?
-                .map(|v| v.value());
-            match seen {
-                Some((seq, at)) if event.published_unix_micros - at < window => Published {
+        let (topic, event) = (job.topic.as_str(), &job.event);
+        let mut idem = txn.open_table(IDEM).map_err(|e| self.failed(e))?;
+        let window = micros(self.limits.idempotency_window);
+        let key = event.idempotency_key.as_str();
+        let seen = idem
+            .get((topic, key))
+            .map_err(|e| self.failed(e))?
+            .map(|v| v.value());
+        if let Some((seq, at)) = seen {
+            if event.published_unix_micros - at < window {
+                return Ok(Published {
                     event_id: seq.to_string(),
                     duplicate: true,
-                },
-                _ => {
-                    let mut seqs = txn.open_table(SEQ).map_err(|e| self.failed(e))?;
-                    let seq = seqs
-                        .get(topic)
-                        .map_err(|e| self.failed(e))?
-                        .map_or(0, |v| v.value())
-                        + 1;
-                    seqs.insert(topic, seq).map_err(|e| self.failed(e))?;
-                    idem.insert((topic, key), (seq, event.published_unix_micros))
-                        .map_err(|e| self.failed(e))?;
-                    let mut events = txn.open_table(EVENTS).map_err(|e| self.failed(e))?;
-                    events
-                        .insert((topic, seq), event.encode_to_vec().as_slice())
-                        .map_err(|e| self.failed(e))?;
-                    let mut pending = txn.open_table(PENDING).map_err(|e| self.failed(e))?;
-                    for sub in subscribers {
-                        pending
-                            .insert((topic, sub.as_str(), seq), (0u32, 0i64))
-                            .map_err(|e| self.failed(e))?;
-                    }
-                    Published {
-                        event_id: seq.to_string(),
-                        duplicate: false,
-                    }
+                });
+            }
+        }
+        let mut seqs = txn.open_table(SEQ).map_err(|e| self.failed(e))?;
+        let seq = seqs
+            .get(topic)
+            .map_err(|e| self.failed(e))?
+            .map_or(0, |v| v.value())
+            + 1;
+        seqs.insert(topic, seq).map_err(|e| self.failed(e))?;
+        idem.insert((topic, key), (seq, event.published_unix_micros))
+            .map_err(|e| self.failed(e))?;
+        let mut events = txn.open_table(EVENTS).map_err(|e| self.failed(e))?;
+        events
+            .insert((topic, seq), event.encode_to_vec().as_slice())
+            .map_err(|e| self.failed(e))?;
+        let mut pending = txn.open_table(PENDING).map_err(|e| self.failed(e))?;
+        for sub in &job.subscribers {
+            pending
+                .insert((topic, sub.as_str(), seq), (0u32, 0i64))
+                .map_err(|e| self.failed(e))?;
+        }
+        Ok(Published {
+            event_id: seq.to_string(),
+            duplicate: false,
+        })
+    }
+
+    /// Publishes a batch in one durable transaction: one fsync for all.
+    fn publish_batch(&self, jobs: Vec<PublishJob>) {
+        let outcome = self.write(true).and_then(|txn| {
+            let results: Vec<_> = jobs.iter().map(|job| self.publish_in(&txn, job)).collect();
+            if results.iter().any(Result::is_err) {
+                // Nothing of a failed batch is kept; each caller learns why.
+                return Ok(results);
+            }
+            txn.commit().map_err(|e| self.failed(e))?;
+            Ok(results)
+        });
+        match outcome {
+            Ok(results) => {
+                let failed = results
+                    .iter()
+                    .find_map(|r| r.as_ref().err().map(ToString::to_string));
+                for (job, result) in jobs.into_iter().zip(results) {
+                    let result = match &failed {
+                        Some(why) => Err(BusError::Unavailable(why.clone())),
+                        None => result,
+                    };
+                    let _ = job.reply.send(result);
                 }
             }
-        };
-        txn.commit().map_err(|e| self.failed(e))?;
-        Ok(published)
+            Err(e) => {
+                let why = e.to_string();
+                for job in jobs {
+                    let _ = job.reply.send(Err(BusError::Unavailable(why.clone())));
+                }
+            }
+        }
     }
 
     fn event(
@@ -375,8 +465,22 @@ impl BusStore for EmbeddedBusStore {
         subscribers: &'a [String],
         event: StoredEvent,
     ) -> BusFuture<'a, Published> {
-        let (topic, subscribers) = (topic.to_owned(), subscribers.to_vec());
-        Box::pin(self.blocking(move |s| s.publish(&topic, &subscribers, &event)))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job = PublishJob {
+            topic: topic.to_owned(),
+            subscribers: subscribers.to_vec(),
+            event,
+            reply,
+        };
+        let sent = match &self.writer.publishes {
+            Some(queue) => queue.send(job).map_err(drop),
+            None => Err(()),
+        };
+        Box::pin(async move {
+            let stopped = || BusError::Unavailable("the bus writer thread stopped".into());
+            sent.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        })
     }
 
     fn fetch<'a>(

@@ -127,3 +127,27 @@ async fn a_released_delivery_is_due_at_once_and_bad_ids_are_refused() {
     let err = store.ack("t", "tax", &["nope".into()]).await.unwrap_err();
     assert!(err.to_string().contains("not a delivery id"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_commit_together_and_keys_stay_unique() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedBusStore::open(&dir.path().join("bus.redb"), limits()).unwrap();
+    let subs = subs();
+    let results = futures_util::future::join_all(
+        (0..60).map(|i| store.publish("t", &subs, event(&format!("k{}", i % 10), 0))),
+    )
+    .await;
+    let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    let fresh: std::collections::BTreeSet<_> = results
+        .iter()
+        .filter(|p| !p.duplicate)
+        .map(|p| p.event_id.clone())
+        .collect();
+    assert_eq!(fresh.len(), 10, "one event per key");
+    assert!(results.iter().all(|p| fresh.contains(&p.event_id)));
+    let seen = store.fetch("t", "tax", 100, 0).await.unwrap();
+    assert_eq!(seen.len(), 3, "bounded by max_in_flight");
+    drop(store);
+    // Dropping the store closes the file: it opens again at once.
+    EmbeddedBusStore::open(&dir.path().join("bus.redb"), limits()).unwrap();
+}
