@@ -129,6 +129,20 @@ impl EmbeddedBusStore {
                 path.display()
             ))
         })?;
+        Self::with(db, path, limits)
+    }
+
+    /// A store in memory, for a node without topics: it never holds an
+    /// event, and opens no file (so nodes without topics can share a
+    /// directory).
+    pub fn in_memory(limits: Limits) -> Result<Self, BusError> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(|e| BusError::Unavailable(format!("cannot create the bus store: {e}")))?;
+        Self::with(db, Path::new("(memory)"), limits)
+    }
+
+    fn with(db: Database, path: &Path, limits: Limits) -> Result<Self, BusError> {
         let inner = Inner {
             db,
             path: path.to_owned(),

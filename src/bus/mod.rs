@@ -229,7 +229,8 @@ fn compile_topic(
 }
 
 /// Opens the bus store: Redis Streams when `bus.redis_url` is set, else
-/// the embedded one.
+/// the embedded one; nothing on disk or in Redis when no topic is
+/// configured.
 pub async fn open_store(config: &Config, topics: &Topics) -> Result<Arc<dyn BusStore>, BusError> {
     let bus = &config.bus;
     let limits = Limits {
@@ -239,6 +240,7 @@ pub async fn open_store(config: &Config, topics: &Topics) -> Result<Arc<dyn BusS
         idempotency_window: bus.idempotency_window,
     };
     let store: Arc<dyn BusStore> = match &bus.redis_url {
+        _ if config.topics.is_empty() => Arc::new(embedded::EmbeddedBusStore::in_memory(limits)?),
         Some(url) => Arc::new(
             redis_store::RedisBusStore::connect(url, limits, bus.timeout, config.node.id.as_str())
                 .await?,
