@@ -223,7 +223,17 @@ async fn publish_by_a_non_owner_and_subscribe_without_a_rule_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_not_acknowledged_before_a_disconnect_is_delivered_again() {
-    let net = BusNet::start("ack_deadline_ms = 60000");
+    redelivery_after_disconnect("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_not_acknowledged_before_a_disconnect_is_delivered_again_redis() {
+    let redis = Redis::start();
+    redelivery_after_disconnect(&format!("redis_url = \"{}\"\n", redis.url())).await;
+}
+
+async fn redelivery_after_disconnect(bus: &str) {
+    let net = BusNet::start(&format!("{bus}ack_deadline_ms = 60000"));
     let mut cs = net.client("civil-status").await;
     {
         let mut tax = net.client("tax").await;
@@ -244,7 +254,17 @@ async fn an_event_not_acknowledged_before_a_disconnect_is_delivered_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_never_acknowledged_becomes_a_dead_letter_and_can_be_replayed() {
-    let net = BusNet::start("ack_deadline_ms = 300\nmax_attempts = 2");
+    dead_letter_path("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_never_acknowledged_becomes_a_dead_letter_and_can_be_replayed_redis() {
+    let redis = Redis::start();
+    dead_letter_path(&format!("redis_url = \"{}\"\n", redis.url())).await;
+}
+
+async fn dead_letter_path(bus: &str) {
+    let net = BusNet::start(&format!("{bus}ack_deadline_ms = 300\nmax_attempts = 2"));
     let mut cs = net.client("civil-status").await;
     let published = publish_death(&mut cs, "C-9", "ACT-9").await.unwrap();
     let mut tax = net.client("tax").await;
