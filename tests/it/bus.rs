@@ -345,7 +345,17 @@ async fn dead_letter_path(bus: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_does_not_delay_another() {
-    let net = BusNet::start("max_in_flight = 8");
+    stalled_subscriber("").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_does_not_delay_another_redis() {
+    let redis = Redis::start();
+    stalled_subscriber(&format!("redis_url = \"{}\"\n", redis.url())).await;
+}
+
+async fn stalled_subscriber(bus: &str) {
+    let net = BusNet::start(&format!("{bus}max_in_flight = 8"));
     let mut health = net.client("health").await;
     // Health subscribes and never reads its stream.
     let _stalled = subscribe(&mut health, DEATHS, "civil-event").await;
