@@ -20,6 +20,7 @@ pub mod embedded;
 pub mod redis_store;
 pub mod service;
 pub mod store;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -28,6 +28,8 @@ use super::store::{
 };
 use crate::consent::redis_store::target::{self, Conn};
 
+mod reply;
+
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
 const PUBLISH: &str = r"
 local seen = redis.call('GET', KEYS[2])
@@ -57,52 +59,7 @@ impl std::fmt::Debug for RedisBusStore {
     }
 }
 
-type Fields = HashMap<String, Vec<u8>>;
-
-fn text(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn int(v: &Value) -> i64 {
-    match v {
-        Value::Int(n) => *n,
-        other => text(other).and_then(|s| s.parse().ok()).unwrap_or(0),
-    }
-}
-
-fn items(v: &Value) -> &[Value] {
-    match v {
-        Value::Array(a) | Value::Set(a) => a,
-        _ => &[],
-    }
-}
-
-/// Stream entries `[[id, [k, v, …]], …]`; deleted entries (nil fields) are skipped.
-fn entries(v: &Value) -> Vec<(String, Fields)> {
-    items(v)
-        .iter()
-        .filter_map(|entry| {
-            let parts = items(entry);
-            let id = text(parts.first()?)?;
-            let raw = items(parts.get(1)?);
-            let fields = raw
-                .chunks(2)
-                .filter_map(|kv| match kv {
-                    [Value::BulkString(k), Value::BulkString(v)] => {
-                        Some((String::from_utf8_lossy(k).into_owned(), v.clone()))
-                    }
-                    _ => None,
-                })
-                .collect();
-            Some((id, fields))
-        })
-        .collect()
-}
+use reply::{entries, int, items, text, Fields};
 
 fn decode(fields: &Fields) -> Result<StoredEvent, BusError> {
     let bytes = fields.get("e").map_or(&[][..], Vec::as_slice);

@@ -30,12 +30,12 @@ use crate::proxy::trail::{Ending, Recorder, Trail};
 /// Deliveries buffered per Subscribe stream before its task waits.
 const STREAM_BUFFER: usize = 16;
 /// Events fetched at a time by a stream.
-const BATCH: u32 = 32;
+pub(super) const BATCH: u32 = 32;
 /// How often an idle stream looks for due redeliveries (and, with Redis,
 /// for events published through other replicas).
-const POLL: Duration = Duration::from_millis(100);
+pub(super) const POLL: Duration = Duration::from_millis(100);
 
-const SUBSCRIBE: &str = "/jisr.bus.v1.Bus/Subscribe";
+pub(super) const SUBSCRIBE: &str = "/jisr.bus.v1.Bus/Subscribe";
 const PULL: &str = "/jisr.bus.v1.Bus/Pull";
 const PUBLISH: &str = "/jisr.bus.v1.Bus/Publish";
 
@@ -45,19 +45,19 @@ pub struct BusService {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     topics: Topics,
-    store: Arc<dyn BusStore>,
+    pub(super) store: Arc<dyn BusStore>,
     recorder: Recorder,
     roles: HashMap<AgencyId, Vec<Role>>,
     consents: ConsentSource,
     timeout: Duration,
     ack_deadline: Duration,
-    max_in_flight: u32,
+    pub(super) max_in_flight: u32,
     /// Bumped on each publish through this node, per topic.
-    wake: HashMap<String, watch::Sender<u64>>,
+    pub(super) wake: HashMap<String, watch::Sender<u64>>,
     /// Set at the start of a drain: open streams end.
-    closing: watch::Sender<bool>,
+    pub(super) closing: watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for BusService {
@@ -114,7 +114,7 @@ fn store_status(e: BusError) -> Status {
     }
 }
 
-fn now_micros() -> i64 {
+pub(super) fn now_micros() -> i64 {
     crate::consent::artefact::now_micros()
 }
 
@@ -180,7 +180,7 @@ impl Inner {
         })
     }
 
-    async fn bounded<T>(
+    pub(super) async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, BusError>>,
     ) -> Result<T, Status> {
@@ -266,7 +266,7 @@ impl Inner {
         Err(refusal)
     }
 
-    async fn prepare_all(
+    pub(super) async fn prepare_all(
         &self,
         topic: &Topic,
         rx: Receiver<'_>,
@@ -416,9 +416,9 @@ impl pb::bus_server::Bus for BusService {
             .await?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
         let inner = self.inner.clone();
-        tokio::spawn(
-            async move { stream_task(inner, topic, caller, terms, req.purpose, tx).await },
-        );
+        tokio::spawn(async move {
+            super::stream::run(inner, topic, caller, terms, req.purpose, tx).await;
+        });
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
@@ -593,109 +593,5 @@ impl Inner {
             ));
         }
         Ok((topic, sub))
-    }
-}
-
-/// Drives one Subscribe stream until the subscriber goes away or the node
-/// drains; deliveries it sent and that are still unacknowledged when it ends
-/// are released, so they are redelivered without waiting for the deadline.
-async fn stream_task(
-    inner: Arc<Inner>,
-    topic: Arc<Topic>,
-    caller: AgencyId,
-    terms: Subscriber,
-    purpose: String,
-    tx: mpsc::Sender<Result<pb::Delivery, Status>>,
-) {
-    let rx = Receiver {
-        agency: caller.as_str(),
-        terms: &terms,
-        purpose: &purpose,
-        method: SUBSCRIBE,
-    };
-    let mut woken = inner.wake.get(&topic.name).map(watch::Sender::subscribe);
-    let mut closing = inner.closing.subscribe();
-    let cap = usize::try_from(inner.max_in_flight).unwrap_or(usize::MAX);
-    let mut sent: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-    'outer: loop {
-        if *closing.borrow() || tx.is_closed() {
-            break;
-        }
-        if let Some(w) = woken.as_mut() {
-            w.borrow_and_update();
-        }
-        let batch = match inner
-            .bounded(
-                inner
-                    .store
-                    .fetch(&topic.name, caller.as_str(), BATCH, now_micros()),
-            )
-            .await
-        {
-            Ok(b) => b,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
-                break;
-            }
-        };
-        if batch.is_empty() {
-            let nap = tokio::time::sleep(POLL);
-            tokio::select! {
-                () = nap => {}
-                () = tx.closed() => break,
-                _ = closing.changed() => break,
-                _ = async { match woken.as_mut() { Some(w) => { let _ = w.changed().await; } None => std::future::pending().await } } => {}
-            }
-            continue;
-        }
-        let deliveries = match inner.prepare_all(&topic, rx, batch).await {
-            Ok(d) => d,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
-                break;
-            }
-        };
-        let mut unsent: Vec<String> = Vec::new();
-        let mut it = deliveries.into_iter();
-        while let Some(d) = it.next() {
-            let id = d.id.clone();
-            tokio::select! {
-                r = tx.send(Ok(d)) => {
-                    if r.is_err() {
-                        unsent.push(id);
-                        unsent.extend(it.map(|d| d.id));
-                        release(&inner, &topic.name, caller.as_str(), unsent).await;
-                        break 'outer;
-                    }
-                    sent.push_back(id);
-                    if sent.len() > cap {
-                        sent.pop_front();
-                    }
-                }
-                _ = closing.changed() => {
-                    unsent.push(id);
-                    unsent.extend(it.map(|d| d.id));
-                    release(&inner, &topic.name, caller.as_str(), unsent).await;
-                    break 'outer;
-                }
-            }
-        }
-    }
-    release(
-        &inner,
-        &topic.name,
-        caller.as_str(),
-        sent.into_iter().collect(),
-    )
-    .await;
-    tracing::debug!(topic = %topic.name, subscriber = %caller, "subscription stream ended");
-}
-
-async fn release(inner: &Inner, topic: &str, sub: &str, ids: Vec<String>) {
-    if ids.is_empty() {
-        return;
-    }
-    if let Err(e) = inner.bounded(inner.store.release(topic, sub, &ids)).await {
-        tracing::warn!(error = %e.message(), "could not release deliveries; they are redelivered after their ack deadline");
     }
 }
