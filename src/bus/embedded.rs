@@ -325,7 +325,7 @@ impl Inner {
                 let (attempts, until) = value.value();
                 if until > now {
                     in_flight += 1;
-                } else if until != 0 && attempts >= limits.max_attempts {
+                } else if attempts >= limits.max_attempts {
                     expired.push((seq, attempts));
                     continue;
                 } else {
@@ -363,7 +363,15 @@ impl Inner {
         Ok(out)
     }
 
-    fn ack(&self, topic: &str, sub: &str, ids: &[String], release: bool) -> Result<u32, BusError> {
+    /// Acknowledges (`release` `None`), or releases keeping the attempt
+    /// (`Some(true)`) or giving it back (`Some(false)`).
+    fn settle(
+        &self,
+        topic: &str,
+        sub: &str,
+        ids: &[String],
+        release: Option<bool>,
+    ) -> Result<u32, BusError> {
         let seqs = ids
             .iter()
             .map(|id| seq_of(id))
@@ -380,7 +388,12 @@ impl Inner {
                 let Some((attempts, _)) = current else {
                     continue;
                 };
-                if release {
+                if let Some(counted) = release {
+                    let attempts = if counted {
+                        attempts
+                    } else {
+                        attempts.saturating_sub(1)
+                    };
                     pending
                         .insert((topic, sub, seq), (attempts, 0i64))
                         .map_err(|e| self.failed(e))?;
@@ -515,7 +528,7 @@ impl BusStore for EmbeddedBusStore {
         ids: &'a [String],
     ) -> BusFuture<'a, u32> {
         let (topic, sub, ids) = (topic.to_owned(), subscriber.to_owned(), ids.to_vec());
-        Box::pin(self.blocking(move |s| s.ack(&topic, &sub, &ids, false)))
+        Box::pin(self.blocking(move |s| s.settle(&topic, &sub, &ids, None)))
     }
 
     fn release<'a>(
@@ -523,9 +536,10 @@ impl BusStore for EmbeddedBusStore {
         topic: &'a str,
         subscriber: &'a str,
         ids: &'a [String],
+        counted: bool,
     ) -> BusFuture<'a, ()> {
         let (topic, sub, ids) = (topic.to_owned(), subscriber.to_owned(), ids.to_vec());
-        Box::pin(self.blocking(move |s| s.ack(&topic, &sub, &ids, true).map(drop)))
+        Box::pin(self.blocking(move |s| s.settle(&topic, &sub, &ids, Some(counted)).map(drop)))
     }
 
     fn dead_letters<'a>(

@@ -309,7 +309,7 @@ impl RedisBusStore {
         topic: &str,
         sub: &str,
         ids: &[String],
-        release: bool,
+        release: Option<bool>,
     ) -> Result<u32, BusError> {
         let k = keys(topic, sub);
         let mut by_stream: [(String, Vec<&str>); 2] = [
@@ -325,7 +325,9 @@ impl RedisBusStore {
             if list.is_empty() {
                 continue;
             }
-            if release {
+            if release == Some(false) {
+                self.give_back(stream, sub, list).await?;
+            } else if release.is_some() {
                 // Idle as long as the deadline: due again at once, for any replica.
                 let mut cmd = redis::cmd("XCLAIM");
                 cmd.arg(stream)
@@ -356,6 +358,33 @@ impl RedisBusStore {
             }
         }
         Ok(done)
+    }
+
+    /// Makes deliveries due at once with one delivery fewer counted (they
+    /// never left the gateway).
+    async fn give_back(&self, stream: &str, sub: &str, ids: &[&str]) -> Result<(), BusError> {
+        for id in ids {
+            let mut pending = redis::cmd("XPENDING");
+            pending.arg(stream).arg(sub).arg(*id).arg(*id).arg(1);
+            let reply: Value = self.run("read a delivery count", &pending).await?;
+            let Some(row) = items(&reply).first() else {
+                continue; // acknowledged meanwhile
+            };
+            let count = items(row).get(3).map_or(1, int);
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(stream)
+                .arg(sub)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(*id)
+                .arg("IDLE")
+                .arg(Self::ms(self.limits.ack_deadline))
+                .arg("RETRYCOUNT")
+                .arg((count - 1).max(0))
+                .arg("JUSTID");
+            let _: Value = self.run("give a delivery back", &cmd).await?;
+        }
+        Ok(())
     }
 
     async fn dead_inner(
@@ -503,7 +532,7 @@ impl BusStore for RedisBusStore {
         subscriber: &'a str,
         ids: &'a [String],
     ) -> BusFuture<'a, u32> {
-        Box::pin(self.ack_inner(topic, subscriber, ids, false))
+        Box::pin(self.ack_inner(topic, subscriber, ids, None))
     }
 
     fn release<'a>(
@@ -511,8 +540,13 @@ impl BusStore for RedisBusStore {
         topic: &'a str,
         subscriber: &'a str,
         ids: &'a [String],
+        counted: bool,
     ) -> BusFuture<'a, ()> {
-        Box::pin(async move { self.ack_inner(topic, subscriber, ids, true).await.map(drop) })
+        Box::pin(async move {
+            self.ack_inner(topic, subscriber, ids, Some(counted))
+                .await
+                .map(drop)
+        })
     }
 
     fn dead_letters<'a>(

@@ -299,7 +299,7 @@ impl Inner {
                 .await?;
         }
         if !later.is_empty() {
-            self.bounded(self.store.release(&topic.name, rx.agency, &later))
+            self.bounded(self.store.release(&topic.name, rx.agency, &later, false))
                 .await?;
         }
         Ok(out)

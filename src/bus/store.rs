@@ -131,13 +131,18 @@ pub trait BusStore: Send + Sync + std::fmt::Debug {
         subscriber: &'a str,
         ids: &'a [String],
     ) -> BusFuture<'a, u32>;
-    /// Makes unacknowledged deliveries due again at once (their stream
-    /// closed); already acknowledged ones are ignored.
+    /// Makes unacknowledged deliveries due again at once; already
+    /// acknowledged ones are ignored. `counted`: the delivery reached the
+    /// subscriber (its stream closed) and keeps its attempt; otherwise it
+    /// never left the gateway (audit log or consent store unavailable) and
+    /// its attempt is given back, so an outage does not turn events into
+    /// dead letters.
     fn release<'a>(
         &'a self,
         topic: &'a str,
         subscriber: &'a str,
         ids: &'a [String],
+        counted: bool,
     ) -> BusFuture<'a, ()>;
     /// The subscription's dead letters, oldest first.
     fn dead_letters<'a>(

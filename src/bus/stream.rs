@@ -75,6 +75,16 @@ pub(super) async fn run(
                 break;
             }
         };
+        if deliveries.is_empty() {
+            // Everything was refused or put back (audit log or consent store
+            // unavailable): wait before trying again rather than spin.
+            tokio::select! {
+                () = tokio::time::sleep(POLL) => {}
+                () = tx.closed() => break,
+                _ = closing.changed() => break,
+            }
+            continue;
+        }
         let mut unsent: Vec<String> = Vec::new();
         let mut it = deliveries.into_iter();
         while let Some(d) = it.next() {
@@ -115,7 +125,10 @@ async fn release(inner: &Inner, topic: &str, sub: &str, ids: Vec<String>) {
     if ids.is_empty() {
         return;
     }
-    if let Err(e) = inner.bounded(inner.store.release(topic, sub, &ids)).await {
+    if let Err(e) = inner
+        .bounded(inner.store.release(topic, sub, &ids, true))
+        .await
+    {
         tracing::warn!(error = %e.message(), "could not release deliveries; they are redelivered after their ack deadline");
     }
 }

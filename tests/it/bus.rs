@@ -750,3 +750,63 @@ async fn an_open_subscription_does_not_hold_the_shutdown_for_the_drain_timeout()
         .unwrap();
     assert!(matches!(end, None | Some(Err(_))), "{end:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consent_based_delivery_waits_while_the_consent_store_is_down() {
+    use jisr::proto::jisr::consent::v1 as cpb;
+    let mut redis = Redis::start();
+    let consent = format!("[consent]\nredis_url = \"{}\"\n", redis.url());
+    let net = BusNet::start_with("max_attempts = 2", &consent);
+    let grant = |portal: &mut cpb::consents_client::ConsentsClient<tonic::transport::Channel>| {
+        let now = jisr::consent::artefact::now_micros();
+        let request = cpb::GrantRequest {
+            consent: Some(cpb::Consent {
+                subject: "C-WAIT".into(),
+                consumer: "education".into(),
+                categories: vec!["civil".into()],
+                purpose: "bac-candidature".into(),
+                not_after_unix_micros: now + 3_600_000_000,
+                ..Default::default()
+            }),
+        };
+        let mut portal = portal.clone();
+        async move { portal.grant(request).await.unwrap() }
+    };
+    let channel = crate::support::channel(&net.addr, &net.pki.files("portal"))
+        .await
+        .unwrap();
+    let mut portal = cpb::consents_client::ConsentsClient::new(channel);
+    redis.kill();
+    let mut cs = net.client("civil-status").await;
+    cs.publish(birth("C-WAIT", "B-W")).await.unwrap();
+    let mut education = net.client("education").await;
+    // Fail closed: nothing is delivered while consent cannot be checked,
+    // across many more fetches than max_attempts…
+    assert!(pull(&mut education, BIRTHS, "bac-candidature", 10, 1500)
+        .await
+        .is_empty());
+    // …and the event was neither refused nor set aside.
+    let dead = education
+        .list_dead_letters(pb::ListDeadLettersRequest {
+            topic: BIRTHS.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert!(
+        dead.is_empty(),
+        "an outage does not make dead letters: {dead:?}"
+    );
+    redis.restart();
+    grant(&mut portal).await;
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        got = pull(&mut education, BIRTHS, "bac-candidature", 10, 1000).await;
+    }
+    assert_eq!(got.len(), 1, "delivered once consent can be checked");
+    assert_eq!(got[0].subject, "C-WAIT");
+    assert_eq!(got[0].attempt, 1, "the outage used no attempt");
+}

@@ -119,11 +119,17 @@ async fn a_released_delivery_is_due_at_once_and_bad_ids_are_refused() {
     store.publish("t", &subs(), event("k", 0)).await.unwrap();
     let got = store.fetch("t", "tax", 1, 0).await.unwrap();
     store
-        .release("t", "tax", &[got[0].id.clone()])
+        .release("t", "tax", &[got[0].id.clone()], true)
         .await
         .unwrap();
     let again = store.fetch("t", "tax", 1, 1).await.unwrap();
     assert_eq!(again[0].attempt, 2);
+    // Given back uncounted (it never left the gateway): the attempt is not used.
+    store
+        .release("t", "tax", &[again[0].id.clone()], false)
+        .await
+        .unwrap();
+    assert_eq!(store.fetch("t", "tax", 1, 2).await.unwrap()[0].attempt, 2);
     let err = store.ack("t", "tax", &["nope".into()]).await.unwrap_err();
     assert!(err.to_string().contains("not a delivery id"), "{err}");
 }

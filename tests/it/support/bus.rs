@@ -73,13 +73,18 @@ pub struct BusNet {
 impl BusNet {
     /// A gateway with the topics and `bus` lines in `[bus]`.
     pub fn start(bus: &str) -> Self {
+        Self::start_with(bus, "")
+    }
+
+    /// The same, with `extra` sections appended (e.g. `[consent]`).
+    pub fn start_with(bus: &str, extra: &str) -> Self {
         let pki = Pki::new();
         let up = Upstreams {
             civil_status: "127.0.0.1:9".into(),
             tax: "127.0.0.1:9".into(),
             health: "127.0.0.1:9".into(),
         };
-        let config = gateway_config(&pki, &up, "", &topics(bus));
+        let config = gateway_config(&pki, &up, "", &format!("{}\n{extra}", topics(bus)));
         let (gateway, addr) = start_gateway(&pki, "gateway", &config);
         Self {
             pki,
