@@ -31,7 +31,11 @@ use crate::consent::redis_store::target::{self, Conn};
 mod reply;
 
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
-const PUBLISH: &str = r"
+/// Sent by digest (`EVALSHA`), loaded on first use.
+static PUBLISH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_LUA));
+
+const PUBLISH_LUA: &str = r"
 local seen = redis.call('GET', KEYS[2])
 if seen then return {seen, 1} end
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
@@ -496,14 +500,33 @@ impl BusStore for RedisBusStore {
         Box::pin(async move {
             let k = keys(topic, "");
             let idem = format!("jisr:bus:{{{topic}}}:idem:{}", event.idempotency_key);
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(PUBLISH)
-                .arg(2)
-                .arg(&k.events)
-                .arg(&idem)
+            let mut invocation = PUBLISH.key(&k.events);
+            invocation
+                .key(&idem)
                 .arg(event.encode_to_vec())
                 .arg(Self::ms(self.limits.idempotency_window));
-            let reply: Value = self.run("publish", &cmd).await?;
+            let mut conn = self.conn.clone();
+            let reply: Value = match tokio::time::timeout(
+                self.timeout,
+                invocation.invoke_async(&mut conn),
+            )
+            .await
+            {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    return Err(BusError::Unavailable(format!(
+                        "redis at {} failed to publish: {e}",
+                        self.address
+                    )))
+                }
+                Err(_) => {
+                    return Err(BusError::Unavailable(format!(
+                        "redis at {} did not answer in {} ms (publish)",
+                        self.address,
+                        self.timeout.as_millis()
+                    )))
+                }
+            };
             let parts = items(&reply);
             let event_id = parts
                 .first()
