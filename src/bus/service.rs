@@ -331,50 +331,8 @@ impl pb::bus_server::Bus for BusService {
             }
             return Err(status);
         }
-        let event = req.event.ok_or_else(|| {
-            invalid(format!(
-                "`event` is required: a `{}` packed in a google.protobuf.Any",
-                topic.event.full_name()
-            ))
-        })?;
-        if event.type_url != topic.type_url {
-            return Err(invalid(format!(
-                "topic `{}` carries `{}` events, not `{}`; pack the event with type_url `{}`",
-                topic.name,
-                topic.event.full_name(),
-                event.type_url,
-                topic.type_url
-            )));
-        }
-        let key = req.idempotency_key;
-        if key.is_empty() || key.len() > 200 {
-            return Err(invalid("`idempotency_key` is required (1 to 200 characters), e.g. the act number: a retried publish with the same key is the same event"));
-        }
-        let decoded =
-            DynamicMessage::decode(topic.event.clone(), event.value.as_slice()).map_err(|e| {
-                invalid(format!(
-                    "the event does not decode as `{}`: {e}",
-                    topic.event.full_name()
-                ))
-            })?;
-        let subject = match topic.subject_of(&decoded) {
-            Some(found) if !req.subject.is_empty() && req.subject != found => {
-                return Err(refuse(Code::InvalidArgument, "SUBJECT_MISMATCH", "`subject` differs from the citizen id in the event; send the same id, or leave `subject` empty"));
-            }
-            Some(found) => found,
-            None => req.subject,
-        };
-        if topic.subject_path.is_some() && subject.is_empty() {
-            return Err(invalid("the event's citizen id field is empty: an event about a citizen must name the citizen"));
-        }
-        let stored = StoredEvent {
-            type_url: event.type_url,
-            payload: event.value,
-            subject: subject.clone(),
-            publisher: caller.to_string(),
-            published_unix_micros: now_micros(),
-            idempotency_key: key,
-        };
+        let stored = checked_event(&topic, &caller, req)?;
+        let subject = stored.subject.clone();
         let published = s
             .bounded(s.store.publish(&topic.name, &topic.subscriber_ids, stored))
             .await?;
@@ -594,4 +552,59 @@ impl Inner {
         }
         Ok((topic, sub))
     }
+}
+
+/// The publish request's event, checked against its topic: the contract's
+/// type, an idempotency key, a decodable message, and the citizen it names.
+fn checked_event(
+    topic: &Topic,
+    caller: &AgencyId,
+    req: pb::PublishRequest,
+) -> Result<StoredEvent, Status> {
+    let event = req.event.ok_or_else(|| {
+        invalid(format!(
+            "`event` is required: a `{}` packed in a google.protobuf.Any",
+            topic.event.full_name()
+        ))
+    })?;
+    if event.type_url != topic.type_url {
+        return Err(invalid(format!(
+            "topic `{}` carries `{}` events, not `{}`; pack the event with type_url `{}`",
+            topic.name,
+            topic.event.full_name(),
+            event.type_url,
+            topic.type_url
+        )));
+    }
+    let key = req.idempotency_key;
+    if key.is_empty() || key.len() > 200 {
+        return Err(invalid("`idempotency_key` is required (1 to 200 characters), e.g. the act number: a retried publish with the same key is the same event"));
+    }
+    let decoded =
+        DynamicMessage::decode(topic.event.clone(), event.value.as_slice()).map_err(|e| {
+            invalid(format!(
+                "the event does not decode as `{}`: {e}",
+                topic.event.full_name()
+            ))
+        })?;
+    let subject = match topic.subject_of(&decoded) {
+        Some(found) if !req.subject.is_empty() && req.subject != found => {
+            return Err(refuse(Code::InvalidArgument, "SUBJECT_MISMATCH", "`subject` differs from the citizen id in the event; send the same id, or leave `subject` empty"));
+        }
+        Some(found) => found,
+        None => req.subject,
+    };
+    if topic.subject_path.is_some() && subject.is_empty() {
+        return Err(invalid(
+            "the event's citizen id field is empty: an event about a citizen must name the citizen",
+        ));
+    }
+    Ok(StoredEvent {
+        type_url: event.type_url,
+        payload: event.value,
+        subject,
+        publisher: caller.to_string(),
+        published_unix_micros: now_micros(),
+        idempotency_key: key,
+    })
 }

@@ -191,6 +191,31 @@ async fn publish_by_a_non_owner_and_subscribe_without_a_rule_are_refused() {
         "{}",
         wrong_type.message()
     );
+    let mismatch = cs
+        .publish(pb::PublishRequest {
+            topic: DEATHS.into(),
+            event: Some(crate::support::bus::death("C-1", "ACT-M")),
+            idempotency_key: "ACT-M".into(),
+            subject: "C-2".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&mismatch), "SUBJECT_MISMATCH");
+    let no_key = cs
+        .publish(pb::PublishRequest {
+            topic: DEATHS.into(),
+            event: Some(crate::support::bus::death("C-1", "ACT-N")),
+            idempotency_key: String::new(),
+            subject: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_key.code(), Code::InvalidArgument);
+    assert!(
+        no_key.message().contains("idempotency_key"),
+        "{}",
+        no_key.message()
+    );
     let unknown = publish_death(&mut cs, "C-1", "ACT-Z").await.map(drop);
     assert!(unknown.is_ok());
     let no_topic = cs
