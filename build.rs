@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/jisr/annotations.proto",
         "proto/jisr/audit/v1/audit.proto",
         "proto/jisr/consent/v1/consent.proto",
+        "proto/jisr/bus/v1/bus.proto",
         "proto/agencies/civilstatus/v1/civilstatus.proto",
         "proto/agencies/tax/v1/tax.proto",
         "proto/agencies/health/v1/health.proto",
@@ -17,6 +18,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         [
             "proto/jisr/audit/v1/audit.proto",
             "proto/jisr/consent/v1/consent.proto",
+            "proto/jisr/bus/v1/bus.proto",
         ],
         ["proto"],
     )?;

@@ -23,6 +23,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bus;
 pub mod catalogue;
 pub mod cli;
 pub mod config;

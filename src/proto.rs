@@ -20,6 +20,14 @@ pub mod jisr {
         }
     }
 
+    /// The message bus between agencies.
+    pub mod bus {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("jisr.bus.v1");
+        }
+    }
+
     /// The audit log's records and API.
     pub mod audit {
         /// Version 1.

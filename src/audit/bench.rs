@@ -113,6 +113,8 @@ fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64) -> Vec<u8> {
         response_digest: vec![0xcd; 32],
         break_glass: false,
         justification: String::new(),
+        topic: String::new(),
+        event_id: String::new(),
     }
     .encode_to_vec()
 }

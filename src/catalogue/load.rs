@@ -181,6 +181,18 @@ fn method_route(
     })
 }
 
+/// The path (field number, field name) to the field of `message` marked
+/// `(jisr.subject)`, if any (used for bus event types).
+pub fn subject_path(
+    pool: &DescriptorPool,
+    message: &MessageDescriptor,
+) -> Result<Option<Vec<(u32, String)>>, String> {
+    match pool.get_extension_by_name("jisr.subject") {
+        Some(ext) => find_subject(message, &ext),
+        None => Ok(None),
+    }
+}
+
 /// The path (field number, field name) to the one field marked
 /// `(jisr.subject)`, searched through singular nested messages.
 fn find_subject(

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub use load::ANNOTATIONS_PROTO;
+pub use load::{subject_path, ANNOTATIONS_PROTO};
 
 /// Package prefixes of the services the gateway serves itself.
 const RESERVED: [&str; 3] = ["grpc.health.", "grpc.reflection.", "jisr."];

@@ -97,13 +97,13 @@ pub enum AuditCommand {
 pub struct Connection {
     /// Gateway address host:port, or @FILE to read it from a file (e.g. @demo/gateway.addr).
     #[arg(long)]
-    gateway: String,
+    pub(crate) gateway: String,
     /// PKI directory holding ca.crt and <agency>.crt/.key.
     #[arg(long)]
-    pki: PathBuf,
+    pub(crate) pki: PathBuf,
     /// The agency to call as.
     #[arg(long = "as", default_value = "portal")]
-    caller: String,
+    pub(crate) caller: String,
 }
 
 /// `jisr audit query` filters.
@@ -268,6 +268,11 @@ pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?} {reason}: {}", status.code(), status.message())
 }
 
+/// The entry kind's name, e.g. `EVENT_DELIVERED`.
+fn kind_name(kind: i32) -> &'static str {
+    pb::Kind::try_from(kind).map_or("UNKNOWN", |k| k.as_str_name())
+}
+
 /// Microseconds since the epoch as RFC 3339.
 pub fn format_time(micros: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
@@ -313,6 +318,9 @@ pub fn render(index: u64, r: &pb::AuditRecord, json: bool) -> String {
             "reason": r.reason,
             "grpc_status": r.grpc_status,
             "break_glass": r.break_glass,
+            "kind": kind_name(r.kind),
+            "topic": r.topic,
+            "event_id": r.event_id,
         })
         .to_string();
     }
@@ -323,8 +331,18 @@ pub fn render(index: u64, r: &pb::AuditRecord, json: bool) -> String {
             s.to_owned()
         }
     };
+    let bus = if r.topic.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  {} {} event {}",
+            kind_name(r.kind),
+            r.topic,
+            dash(&r.event_id)
+        )
+    };
     format!(
-        "{index:>7}  {}  {:<12} → {:<12} {:<48} {:<16} {:<18} {:<8} {}",
+        "{index:>7}  {}  {:<12} → {:<12} {:<48} {:<16} {:<18} {:<8} {}{bus}",
         format_time(r.time_unix_micros),
         r.consumer,
         dash(&r.provider),

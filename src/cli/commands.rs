@@ -41,6 +41,15 @@ pub(super) fn run(command: Command) -> ExitCode {
                 }
             };
         }
+        Command::Bus { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::bus::run(command))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Bench(args) => runtime().and_then(|rt| rt.block_on(crate::bench::run(args))),
         Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
         Command::SampleProvider {
@@ -161,6 +170,7 @@ fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
     let catalogue = Catalogue::load(&config)?;
     Policy::compile(&config, &catalogue)?;
     crate::proxy::check_routes(&config, &catalogue)?;
+    crate::bus::Topics::compile(&config, &catalogue)?;
     Ok((config, catalogue))
 }
 

@@ -2,6 +2,7 @@
 //! Each subcommand is a thin wrapper over the library.
 
 pub mod audit;
+pub mod bus;
 mod commands;
 pub mod consent;
 
@@ -91,6 +92,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: consent::ConsentCommand,
+    },
+    /// The message bus on a running gateway: dead letters, benchmark.
+    Bus {
+        /// What to do.
+        #[command(subcommand)]
+        command: bus::BusCommand,
     },
     /// Measure throughput and latency: through a gateway, or with --compare
     /// against calling the providers directly and through nginx.

@@ -10,6 +10,7 @@
 //!
 //! See `config/example.toml` for a commented reference file.
 
+mod bus;
 mod error;
 mod pattern;
 mod resilience;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
+pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
@@ -67,6 +69,10 @@ pub struct Config {
     pub rate_limits: Vec<RateLimitConfig>,
     /// Traces, metrics, the admin listener, logs.
     pub telemetry: TelemetryConfig,
+    /// The message bus's store and limits.
+    pub bus: BusConfig,
+    /// The bus topics, in file order.
+    pub topics: Vec<TopicConfig>,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -217,6 +223,8 @@ const TOP_KEYS: &[&str] = &[
     "rule",
     "route",
     "rate_limit",
+    "bus",
+    "topic",
 ];
 
 impl Config {
@@ -307,6 +315,15 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
             .and_then(|s| telemetry::telemetry(ctx, Some(&s))),
         None => telemetry::telemetry(ctx, None),
     };
+    let bus = match top.table.get("bus") {
+        Some(v) => Section::new("[bus]", v, bus::BUS_KEYS, ctx)
+            .and_then(|s| bus::bus(ctx, Some(&s), &base)),
+        None => bus::bus(ctx, None, &base),
+    };
+    let topics: Vec<_> = array(ctx, &top, "topic", bus::TOPIC_KEYS)
+        .iter()
+        .map(|s| bus::topic(ctx, s))
+        .collect();
     let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
     let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
     let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
@@ -343,6 +360,10 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
     if let Some(limits) = &rate_limits {
         resilience::duplicate_limits(ctx, limits);
     }
+    let topics: Option<Vec<_>> = topics.into_iter().collect();
+    if let Some(topics) = &topics {
+        bus::check_topic_references(ctx, topics, &declared_agencies, &declared_purposes);
+    }
     Some(Config {
         path: path.to_path_buf(),
         node: node?,
@@ -356,6 +377,8 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         routes: routes.into_iter().collect::<Option<_>>()?,
         rate_limits: rate_limits?,
         telemetry: telemetry?,
+        bus: bus?,
+        topics: topics?,
     })
 }
 
@@ -396,6 +419,7 @@ fn array<'a, 'i>(
         "agency" => "[[agency]]",
         "route" => "[[route]]",
         "rate_limit" => "[[rate_limit]]",
+        "topic" => "[[topic]]",
         _ => "[[rule]]",
     };
     let Some(value) = top.table.get(key) else {

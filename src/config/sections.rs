@@ -510,25 +510,7 @@ pub(super) fn consent(
     let path = file("path", "consents.redb");
     let signing_key = file("signing_key", "consent-signing.key");
     let redis_url = match s {
-        Some(s) => match s.opt_str(ctx, "redis_url", "\"redis://127.0.0.1:6379\"") {
-            Some(url) => {
-                let text = url.get_ref();
-                if text.starts_with("redis://")
-                    || text.starts_with("rediss://")
-                    || text.starts_with("redis+cluster://")
-                {
-                    Some(Some(url.into_inner()))
-                } else {
-                    ctx.error(
-                        &url.span(),
-                        format!("`redis_url` `{text}` is not a Redis URL"),
-                        "write `redis://host:port` for one server, or `redis+cluster://h1:p1,h2:p2` for a cluster",
-                    );
-                    None
-                }
-            }
-            None => s.table.get("redis_url").is_none().then_some(None),
-        },
+        Some(s) => redis_url(ctx, s),
         None => Some(None),
     };
     let timeout = match s {
@@ -542,4 +524,27 @@ pub(super) fn consent(
         // In 10..=10000 (checked by `bounded`), so the cast is lossless.
         timeout: Duration::from_millis(timeout? as u64),
     })
+}
+
+/// An optional `redis_url` key (`[consent]`, `[bus]`).
+pub(super) fn redis_url(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<String>> {
+    match s.opt_str(ctx, "redis_url", "\"redis://127.0.0.1:6379\"") {
+        Some(url) => {
+            let text = url.get_ref();
+            if text.starts_with("redis://")
+                || text.starts_with("rediss://")
+                || text.starts_with("redis+cluster://")
+            {
+                Some(Some(url.into_inner()))
+            } else {
+                ctx.error(
+                    &url.span(),
+                    format!("`redis_url` `{text}` is not a Redis URL"),
+                    "write `redis://host:port` for one server, or `redis+cluster://h1:p1,h2:p2` for a cluster",
+                );
+                None
+            }
+        }
+        None => s.table.get("redis_url").is_none().then_some(None),
+    }
 }

@@ -17,7 +17,7 @@
 //! by itself, so the same store works again once Redis is back.
 
 mod scripts;
-mod target;
+pub(crate) mod target;
 
 use std::future::Future;
 use std::sync::Arc;

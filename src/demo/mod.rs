@@ -2,6 +2,7 @@
 //! network of real processes' worth of parts — a development PKI, the sample
 //! providers and a gateway node on loopback — over real mutual TLS.
 
+mod bus;
 mod network;
 mod script;
 
@@ -36,7 +37,10 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
         crate::cli::shutdown_signal().await;
         Ok(())
     } else {
-        script::play(&network).await
+        match script::play(&network).await {
+            Ok(()) => bus::play(&network).await,
+            failed => failed,
+        }
     };
     let dir = network.dir.clone();
     network.stop().await;

@@ -72,6 +72,9 @@ pub enum StartError {
     /// OTLP export could not be set up.
     #[error("{0}")]
     Telemetry(#[from] crate::telemetry::OtlpError),
+    /// The bus store could not be opened.
+    #[error("{0}")]
+    Bus(#[from] crate::bus::BusError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].
@@ -89,6 +92,7 @@ pub struct Gateway {
     /// One reload at a time.
     reloading: tokio::sync::Mutex<()>,
     telemetry: Arc<Telemetry>,
+    bus: crate::bus::service::BusService,
 }
 
 pub use routing::Routing;
@@ -142,11 +146,13 @@ impl Gateway {
         };
         // Reports SERVING for "" from the start.
         let (health, _) = tonic_health::server::health_reporter();
+        let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
         let apis = routing::Apis {
             audit: audit_api,
             consents: consent_api,
             health: health.clone(),
             redis,
+            bus: bus.clone(),
         };
         let routing = prepared.finish(&apis)?;
         let server_tls = routing.server_tls.clone();
@@ -184,6 +190,7 @@ impl Gateway {
             reload,
             reloading: tokio::sync::Mutex::new(()),
             telemetry,
+            bus,
         };
         Ok((gateway, server_tls))
     }
@@ -264,6 +271,7 @@ impl Gateway {
     /// Reports the node as not serving and not ready (at the start of a drain).
     pub async fn set_not_serving(&self) {
         self.telemetry.ready().set_draining();
+        self.bus.close_streams();
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
@@ -343,6 +351,36 @@ async fn open_consents(
         ),
     };
     Ok((exchange::Consents { store, timeout }, redis))
+}
+
+/// Compiles the topics and opens the bus store.
+async fn open_bus(
+    config: &Config,
+    catalogue: &Catalogue,
+    recorder: &trail::Recorder,
+    consents: &exchange::Consents,
+) -> Result<crate::bus::service::BusService, StartError> {
+    let topics = crate::bus::Topics::compile(config, catalogue)?;
+    let store = crate::bus::open_store(config, &topics).await?;
+    Ok(crate::bus::service::BusService::new(
+        crate::bus::service::BusParts {
+            topics,
+            store,
+            recorder: recorder.clone(),
+            roles: config
+                .agencies
+                .iter()
+                .map(|a| (a.id.clone(), a.roles.clone()))
+                .collect(),
+            consents: crate::bus::deliver::ConsentSource {
+                store: consents.store.clone(),
+                timeout: consents.timeout,
+            },
+            timeout: config.bus.timeout,
+            ack_deadline: config.bus.ack_deadline,
+            max_in_flight: config.bus.max_in_flight,
+        },
+    ))
 }
 
 /// Opens the node's audit log with its keys (created on first start).

@@ -122,6 +122,9 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
         ),
         ("[audit]", old.audit != new.audit),
         ("[consent]", old.consent != new.consent),
+        // The bus's subscriptions and stores are built once, at start.
+        ("[bus]", old.bus != new.bus),
+        ("[[topic]]", old.topics != new.topics),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))

@@ -27,6 +27,8 @@ pub(super) struct Apis {
     pub(super) health: tonic_health::server::HealthReporter,
     /// The consent store's Redis, if any, for shared rate limits.
     pub(super) redis: Option<crate::consent::redis_store::RedisConsentStore>,
+    /// The bus, whose topics are fixed at start.
+    pub(super) bus: crate::bus::service::BusService,
 }
 
 /// Everything a reload may change, resolved for call time.
@@ -191,6 +193,11 @@ impl Routing {
 }
 
 impl Prepared {
+    /// The catalogue it loaded.
+    pub(super) fn catalogue(&self) -> &Catalogue {
+        &self.routing.catalogue
+    }
+
     /// Attaches the gateway's own APIs (with this configuration's roles)
     /// and the rate limits (which may count in the consent store's Redis).
     pub(super) fn finish(self, apis: &Apis) -> Result<Routing, StartError> {
@@ -284,5 +291,8 @@ fn own_services(config: &Config, catalogue: &Catalogue, apis: &Apis) -> Result<R
         .add_service(audit)
         .add_service(
             crate::proto::jisr::consent::v1::consents_server::ConsentsServer::new(consents),
-        ))
+        )
+        .add_service(crate::proto::jisr::bus::v1::bus_server::BusServer::new(
+            apis.bus.clone(),
+        )))
 }

@@ -54,6 +54,10 @@ pub struct Trail {
     /// The `traceparent` sent to the provider (the exchange's span), when
     /// traces are exported; otherwise the caller's passes through.
     pub traceparent: Option<http::HeaderValue>,
+    /// Bus entries: the topic.
+    pub topic: String,
+    /// Bus entries: the event's id in its topic.
+    pub event_id: String,
 }
 
 impl Trail {
@@ -145,6 +149,8 @@ impl Trail {
                 .unwrap_or_default(),
             break_glass: self.break_glass,
             justification: self.justification.clone(),
+            topic: self.topic.clone(),
+            event_id: self.event_id.clone(),
         }
     }
 }

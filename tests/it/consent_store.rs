@@ -81,7 +81,7 @@ impl Redis {
         Err(format!("redis-server did not answer PING: {}", read(&log)))
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 

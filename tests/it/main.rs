@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bus;
 mod certificates;
 mod cli;
 mod consent;

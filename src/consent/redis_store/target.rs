@@ -11,7 +11,7 @@ use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
 /// A connection to the store's Redis; cheap to clone (clones share it).
 #[derive(Clone)]
-pub(super) enum Conn {
+pub(crate) enum Conn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -46,7 +46,7 @@ impl ConnectionLike for Conn {
 
 /// What a store URL names.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Target {
+pub(crate) enum Target {
     /// One server: the URL as given.
     Standalone(String),
     /// A cluster: one `redis://` URL per seed node.
@@ -58,7 +58,7 @@ const CLUSTER_SCHEME: &str = "redis+cluster://";
 /// Reads `redis://host:port[/db]` (standalone), or a cluster as
 /// `redis+cluster://[user:password@]h1:p1,h2:p2,…` (the credentials apply to
 /// every node) or as a comma-separated list of `redis://` URLs.
-pub(super) fn parse(url: &str) -> Target {
+pub(crate) fn parse(url: &str) -> Target {
     let url = url.trim();
     if let Some(rest) = url.strip_prefix(CLUSTER_SCHEME) {
         let (auth, hosts) = match rest.rsplit_once('@') {
@@ -86,7 +86,7 @@ pub(super) fn parse(url: &str) -> Target {
 }
 
 /// The URL without credentials, for messages and logs.
-pub(super) fn redact(url: &str) -> String {
+pub(crate) fn redact(url: &str) -> String {
     // Each element of a list may carry credentials; in the cluster form only
     // the first does.
     url.trim()
@@ -125,7 +125,7 @@ pub(super) fn validate(target: &Target) -> RedisResult<()> {
 }
 
 /// Opens the connection; `timeout` bounds each connection attempt and reply.
-pub(super) async fn open(target: &Target, timeout: Duration) -> RedisResult<Conn> {
+pub(crate) async fn open(target: &Target, timeout: Duration) -> RedisResult<Conn> {
     match target {
         Target::Standalone(url) => {
             let client = redis::Client::open(url.as_str())?;

@@ -2,6 +2,7 @@
 //! with its broken fixtures, raw gRPC clients and an echo provider.
 
 pub mod admin;
+pub mod bus;
 pub mod client;
 pub mod echo;
 pub mod otlp;
