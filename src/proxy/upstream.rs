@@ -27,6 +27,13 @@ use crate::identity::AgencyId;
 
 /// How long opening one connection (TCP + TLS + HTTP/2) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an HTTP/2 PING checks that a provider connection still
+/// answers, busy or idle: a peer gone silently (a host down, a firewall that
+/// forgot the flow) would otherwise keep the connection "open" for ever.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a keep-alive PING may wait for its answer before the
+/// connection is dropped (and reopened by the next call).
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why a call could not be delivered to the provider.
 #[derive(Debug, thiserror::Error)]
@@ -383,11 +390,25 @@ impl Lease<'_> {
         let closed = Arc::new(AtomicBool::new(false));
         let owner = provider.clone();
         let ended = closed.clone();
+        let mut connection = connection;
+        let pings = connection.ping_pong();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(provider = %owner, error = %e, "upstream connection closed");
-            }
+            // The connection runs until it closes or stops answering pings;
+            // dropping it then closes the socket and fails its calls.
+            let outcome = match pings {
+                Some(pings) => tokio::select! {
+                    result = &mut connection => result.map_err(|e| e.to_string()),
+                    why = keep_alive(pings) => {
+                        tracing::warn!(provider = %owner, reason = %why, "upstream connection dropped");
+                        Ok(())
+                    }
+                },
+                None => (&mut connection).await.map_err(|e| e.to_string()),
+            };
             ended.store(true, Ordering::Release);
+            if let Err(why) = outcome {
+                tracing::debug!(provider = %owner, error = %why, "upstream connection closed");
+            }
         });
         let sender = Sender { send, closed };
         tracing::debug!(%provider, %addr, "upstream connection opened");
@@ -401,6 +422,24 @@ impl Drop for Lease<'_> {
             self.instance.breaker.abandon(now_ms());
         }
         self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Pings the provider every [`KEEP_ALIVE_INTERVAL`]; returns why the
+/// connection should be dropped.
+async fn keep_alive(mut pings: h2::PingPong) -> String {
+    loop {
+        tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
+            Err(_) => {
+                return format!(
+                    "no answer to a keep-alive ping within {} s; the connection is dropped",
+                    KEEP_ALIVE_TIMEOUT.as_secs()
+                )
+            }
+        }
     }
 }
 
