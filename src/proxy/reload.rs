@@ -81,6 +81,9 @@ impl Gateway {
         match built {
             Ok(routing) => {
                 let methods = routing.methods();
+                self.telemetry
+                    .ready()
+                    .update(&routing.config.tls.cert, methods);
                 self.routing.store(Arc::new(routing));
                 self.reload.succeeded();
                 tracing::info!(methods, "configuration reloaded");

@@ -25,13 +25,20 @@ pub struct Check {
 /// What readiness looks at.
 #[derive(Debug)]
 pub struct Readiness {
-    /// The node certificate's validity (unix seconds), read at start.
-    cert: Result<(i64, i64), String>,
-    methods: usize,
+    /// What the current configuration serves: read at start and again
+    /// after each applied reload.
+    serving: std::sync::Mutex<Serving>,
     audit: Arc<AuditLog>,
     /// The shared consent store, when it is Redis.
     redis: Option<Arc<dyn ConsentStore>>,
     draining: AtomicBool,
+}
+
+/// The node certificate's validity (unix seconds) and the routable methods.
+#[derive(Debug)]
+struct Serving {
+    cert: Result<(i64, i64), String>,
+    methods: usize,
 }
 
 impl Readiness {
@@ -44,12 +51,24 @@ impl Readiness {
         redis: Option<Arc<dyn ConsentStore>>,
     ) -> Self {
         Self {
-            cert: validity(cert),
-            methods,
+            serving: std::sync::Mutex::new(Serving {
+                cert: validity(cert),
+                methods,
+            }),
             audit,
             redis,
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// After a reload: the certificate and methods now served (a renewed
+    /// certificate's dates, contracts added or removed).
+    pub fn update(&self, cert: &Path, methods: usize) {
+        let serving = Serving {
+            cert: validity(cert),
+            methods,
+        };
+        *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = serving;
     }
 
     /// Marks the node as draining: never ready again.
@@ -68,10 +87,14 @@ impl Readiness {
     /// Runs every check.
     pub async fn check(&self) -> Vec<Check> {
         let mut checks = Vec::with_capacity(5);
+        let (cert, methods) = {
+            let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+            (serving.cert.clone(), serving.methods)
+        };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        checks.push(match &self.cert {
+        checks.push(match &cert {
             Ok((from, until)) if (*from..=*until).contains(&now) => Check {
                 name: "certificates",
                 ok: true,
@@ -100,9 +123,9 @@ impl Readiness {
         });
         checks.push(Check {
             name: "catalogue",
-            ok: self.methods > 0,
-            detail: if self.methods > 0 {
-                format!("{} method(s) routable", self.methods)
+            ok: methods > 0,
+            detail: if methods > 0 {
+                format!("{methods} method(s) routable")
             } else {
                 "no method is routable: add an [[agency]] with an upstream and contracts".into()
             },

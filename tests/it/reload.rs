@@ -213,6 +213,16 @@ async fn a_contract_is_onboarded_when_the_file_changes() {
     .encode_to_vec();
     let call = || RawCall::new(VACCINATION, body.clone(), "bac-candidature");
     call_raw(&education, call()).await.expect("served at start");
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let routable = || async {
+        let (_, body) = admin::get(&admin, "/readyz").await;
+        body.split(" method(s) routable")
+            .next()
+            .and_then(|s| s.rsplit(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<usize>().ok())
+            .unwrap_or_else(|| panic!("{body}"))
+    };
+    let before = routable().await;
     let contract = "contracts = [\"agencies/health/v1/health.proto\"]";
     let in_rule = ", \"ma.health.v1.HealthRecords/GetVaccinationRecord\"";
     // Off-board health's contract (and the rule entry naming its method),
@@ -225,6 +235,11 @@ async fn a_contract_is_onboarded_when_the_file_changes() {
     assert_eq!(
         (code, reason.as_str()),
         (Code::Unimplemented, "UNKNOWN_METHOD")
+    );
+    // Readiness reports what the reloaded configuration serves.
+    assert!(
+        routable().await < before,
+        "readiness still counts the off-boarded methods"
     );
     // And onboard it again.
     let upstream = format!("upstream = \"{}\"", echos[2].addr);
