@@ -578,6 +578,19 @@ pub async fn unknown_method(
         Reason::UnknownMethod,
         format!("no onboarded contract provides `{path}`; check the service and method names, or ask the operator whether the agency is onboarded (`jisr catalog`)"),
     );
+    let metrics = cx.telemetry.metrics().unknown_route().clone();
+    refused_early(path, headers, refusal, &metrics, cx).await
+}
+
+/// Refuses (and records, and counts under `metrics`) a call stopped before
+/// the exchange's own checks, such as one with a malformed `jisr-request-id`.
+pub async fn refused_early(
+    path: &str,
+    headers: &HeaderMap,
+    refusal: Refusal,
+    metrics: &RouteMetrics,
+    cx: CallContext<'_>,
+) -> Response<Body> {
     let started = StdInstant::now();
     let mut trail = Trail::start(cx.request_id, cx.consumer.as_str(), path, headers);
     let span = cx.telemetry.span(path, headers);
@@ -589,7 +602,6 @@ pub async fn unknown_method(
         trail.procedure = md.procedure.unwrap_or_default();
         trail.official = md.official.unwrap_or_default();
     }
-    let metrics = cx.telemetry.metrics().unknown_route();
     finish(Err(refusal), &trail, cx, started, (metrics, span)).await
 }
 

@@ -238,9 +238,10 @@ impl Gateway {
                 Err(never) => match never {},
             };
         }
-        let request_id = match metadata::request_id(request.headers()) {
-            Ok(id) => id,
-            Err(refusal) => return refusal.into_response(&metadata::new_request_id()),
+        // A malformed id is replaced by one of ours, so its refusal is recorded.
+        let (request_id, bad_id) = match metadata::request_id(request.headers()) {
+            Ok(id) => (id, None),
+            Err(refusal) => (metadata::new_request_id(), Some(refusal)),
         };
         let cx = exchange::CallContext {
             consumer,
@@ -252,6 +253,14 @@ impl Gateway {
             limits: &routing.limits,
             telemetry: &self.telemetry,
         };
+        if let Some(refusal) = bad_id {
+            let metrics = match routing.exchanges.get(path) {
+                Some(exchange) => exchange.metrics.clone(),
+                None => self.telemetry.metrics().unknown_route().clone(),
+            };
+            let path = path.to_owned();
+            return exchange::refused_early(&path, request.headers(), refusal, &metrics, cx).await;
+        }
         match routing.exchanges.get(path) {
             Some(exchange) => exchange.clone().handle(request, cx).await,
             None => {

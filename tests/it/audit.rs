@@ -82,9 +82,22 @@ async fn every_exchange_is_recorded_and_receipts_verify_offline() {
     let refused =
         RawCall::new(BIRTH, birth("AB123456"), "tax-household").with("jisr-request-id", "no-1");
     assert!(call_raw(&education, refused).await.is_err());
+    // A malformed request id is refused, and recorded under an id of the gateway's.
+    let malformed = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
+        .with("jisr-request-id", "not a valid id!");
+    let status = call_raw(&education, malformed)
+        .await
+        .expect_err("a malformed request id is refused");
+    let given = status
+        .metadata()
+        .get("jisr-request-id")
+        .expect("the refusal names the id it was recorded under")
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     let mut cndp = audit_client(&addr, &pki, "cndp").await;
-    let cp = checkpoint_at_least(&mut cndp, 2).await;
+    let cp = checkpoint_at_least(&mut cndp, 3).await;
     assert!(
         cp.note
             .contains(&format!("{DOMAIN}/jisr/gw-1\n{}\n", cp.size)),
@@ -125,6 +138,14 @@ async fn every_exchange_is_recorded_and_receipts_verify_offline() {
     assert_eq!(
         (no.outcome, no.reason.as_str()),
         (pb::Outcome::Refused as i32, "PURPOSE_NOT_ALLOWED")
+    );
+    let bad = records
+        .iter()
+        .find(|r| r.request_id == given)
+        .expect("the refusal of a malformed request id is recorded");
+    assert_eq!(
+        (bad.outcome, bad.reason.as_str()),
+        (pb::Outcome::Refused as i32, "INVALID_REQUEST")
     );
 
     // A receipt for the allowed exchange verifies offline, and fails when altered.
