@@ -490,17 +490,18 @@ async fn a_gateway_started_while_redis_is_down_fails_closed_then_recovers() {
         (Code::Unavailable, "CONSENT_UNAVAILABLE".into())
     );
     let mut portal = portal(&addr, &pki).await;
+    let request = || pb::GrantRequest {
+        consent: Some(pb::Consent {
+            subject: "AB123456".into(),
+            consumer: "education".into(),
+            methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
+            purpose: "school-enrolment".into(),
+            not_after_unix_micros: now() + 3_600_000_000,
+            ..Default::default()
+        }),
+    };
     let refused = portal
-        .grant(pb::GrantRequest {
-            consent: Some(pb::Consent {
-                subject: "AB123456".into(),
-                consumer: "education".into(),
-                methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
-                purpose: "school-enrolment".into(),
-                not_after_unix_micros: now() + 3_600_000_000,
-                ..Default::default()
-            }),
-        })
+        .grant(request())
         .await
         .expect_err("a grant while Redis is down");
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
@@ -509,18 +510,7 @@ async fn a_gateway_started_while_redis_is_down_fails_closed_then_recovers() {
     redis.restart();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let id = loop {
-        let attempt = portal
-            .grant(pb::GrantRequest {
-                consent: Some(pb::Consent {
-                    subject: "AB123456".into(),
-                    consumer: "education".into(),
-                    methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
-                    purpose: "school-enrolment".into(),
-                    not_after_unix_micros: now() + 3_600_000_000,
-                    ..Default::default()
-                }),
-            })
-            .await;
+        let attempt = portal.grant(request()).await;
         match attempt {
             Ok(signed) => break signed.into_inner().decoded.unwrap().id,
             Err(status) => assert!(
