@@ -3,6 +3,7 @@
 
 use crate::consent_store::Redis;
 use crate::routing::echo_network;
+use crate::support::client::reason;
 use crate::support::*;
 use jisr::proto::jisr::consent::v1 as pb;
 use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
@@ -340,7 +341,7 @@ async fn two_gateways_sharing_redis_see_a_revocation_at_once_and_fail_closed_wit
     loop {
         match call_raw(&on2, call("school-enrolment", "AB123456", Some(&fresh))).await {
             // Redis restarted empty (no persistence in the test): the consent is gone.
-            Err(status) if reason_of_status(&status) == "CONSENT_REQUIRED" => break,
+            Err(status) if reason(&status) == "CONSENT_REQUIRED" => break,
             Ok(_) => break,
             Err(status) => assert!(
                 std::time::Instant::now() < deadline,
@@ -349,14 +350,6 @@ async fn two_gateways_sharing_redis_see_a_revocation_at_once_and_fail_closed_wit
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn reason_of_status(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -574,7 +567,7 @@ async fn no_call_gets_through_after_a_revocation_returned_on_another_replica() {
                                 .await
                             {
                                 Ok(_) => Ok(()),
-                                Err(status) => Err(reason_of_status(&status)),
+                                Err(status) => Err(reason(&status)),
                             };
                         log.lock().unwrap().push((started, outcome));
                     }

@@ -2,6 +2,7 @@
 //! that says what to do, and a gateway that keeps serving afterwards.
 
 use crate::routing::echo_network;
+use crate::support::client::reason;
 use crate::support::*;
 use bytes::Bytes;
 use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
@@ -234,7 +235,7 @@ async fn deadlines_are_honoured() {
     )
     .await;
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert_eq!(reason_of(&status), "DEADLINE_EXCEEDED");
+    assert_eq!(reason(&status), "DEADLINE_EXCEEDED");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(2),
         "the gateway waited past the deadline"
@@ -266,12 +267,4 @@ fn jisr_frame(message: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(message.len() as u32).to_be_bytes());
     out.extend_from_slice(message);
     out
-}
-
-fn reason_of(status: &tonic::Status) -> String {
-    use tonic_types::StatusExt as _;
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
 }

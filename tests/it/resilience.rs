@@ -3,6 +3,7 @@
 //! in-flight limit or a consumer's rate are refused at once with a retry
 //! hint; a dead instance of a provider is ejected and the others serve.
 
+use crate::support::client::reason;
 use crate::support::echo::Echo;
 use crate::support::*;
 use bytes::Bytes;
@@ -133,7 +134,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
         let (took, result) = task.await.unwrap();
         let status = result.expect_err("a hung provider cannot answer");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-        assert_eq!(client_reason(&status), "PROVIDER_TIMEOUT");
+        assert_eq!(reason(&status), "PROVIDER_TIMEOUT");
         assert!(status.message().contains("300 ms"), "{status:?}");
         assert!(
             took >= Duration::from_millis(290) && took < Duration::from_secs(3),
@@ -153,7 +154,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
         started.elapsed()
     );
     assert_eq!(status.code(), Code::Unavailable);
-    assert_eq!(client_reason(&status), "PROVIDER_UNAVAILABLE");
+    assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
     let wait = retry_delay(&status);
     assert!(
         wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
@@ -180,13 +181,6 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     )
     .await;
     assert!(ejected.ends_with(" 1"), "{ejected}");
-}
-
-fn client_reason(status: &tonic::Status) -> String {
-    status
-        .get_details_error_info()
-        .map(|i| i.reason)
-        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +226,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
         "shed, not queued"
     );
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    assert_eq!(client_reason(&status), "OVERLOADED");
+    assert_eq!(reason(&status), "OVERLOADED");
     assert!(status.message().contains("2 calls in flight"), "{status:?}");
     assert_eq!(retry_delay(&status), Duration::from_millis(200));
     // Other providers are not limited by health's limit.
@@ -266,7 +260,7 @@ async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
         .await
         .expect_err("over the rate");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    assert_eq!(client_reason(&status), "RATE_LIMITED");
+    assert_eq!(reason(&status), "RATE_LIMITED");
     assert!(
         status.message().contains("2 calls per second"),
         "{status:?}"
@@ -331,7 +325,7 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
         match call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature")).await {
             Ok(_) => {}
             Err(status) => {
-                assert_eq!(client_reason(&status), "PROVIDER_UNAVAILABLE");
+                assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
                 failures += 1;
             }
         }
@@ -375,7 +369,7 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
         match call_raw(ch, RawCall::new(BIRTH, birth(), "bac-candidature")).await {
             Ok(_) => passed[i % 2] += 1,
             Err(status) => {
-                assert_eq!(client_reason(&status), "RATE_LIMITED", "{status:?}");
+                assert_eq!(reason(&status), "RATE_LIMITED", "{status:?}");
                 retry_delay(&status);
                 refused[i % 2] += 1;
             }
@@ -412,11 +406,11 @@ async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
     let call = || RawCall::new(BIRTH, birth(), "bac-candidature");
     // The first call finds the provider down and ejects its only instance.
     let status = call_raw(&education, call()).await.unwrap_err();
-    assert_eq!(client_reason(&status), "PROVIDER_UNAVAILABLE");
+    assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
     gw.wait_log("provider instance ejected");
     // The next is refused without trying, with the cooldown left as hint.
     let status = call_raw(&education, call()).await.unwrap_err();
-    assert_eq!(client_reason(&status), "PROVIDER_UNAVAILABLE");
+    assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
     assert!(status.message().contains("set aside"), "{status:?}");
     let wait = retry_delay(&status);
     assert!(wait <= Duration::from_millis(400), "{wait:?}");
