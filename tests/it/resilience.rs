@@ -79,11 +79,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let hung = Echo::hanging(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
-    let up = Upstreams {
-        civil_status: cs.addr.to_string(),
-        tax: hung.addr.to_string(),
-        health: health.addr.to_string(),
-    };
+    let up = Upstreams::echoes(&cs, &hung, &health);
     let config = with_agency_keys(
         gateway_config(&pki, &up, "", ""),
         &up.tax,
@@ -189,11 +185,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let tax_echo = Echo::start(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
-    let up = Upstreams {
-        civil_status: cs.addr.to_string(),
-        tax: tax_echo.addr.to_string(),
-        health: health.addr.to_string(),
-    };
+    let up = Upstreams::echoes(&cs, &tax_echo, &health);
     let config = with_agency_keys(
         gateway_config(&pki, &up, "", ""),
         &up.health,
@@ -305,11 +297,7 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    let up = Upstreams {
-        civil_status: cs.addr.to_string(),
-        tax: tax_echo.addr.to_string(),
-        health: health.addr.to_string(),
-    };
+    let up = Upstreams::echoes(&cs, &tax_echo, &health);
     let config = gateway_config(&pki, &up, "", "").replacen(
         &format!("upstream = \"{}\"", up.civil_status),
         &format!(
@@ -352,11 +340,7 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let tax_echo = Echo::start(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
-    let up = Upstreams {
-        civil_status: cs.addr.to_string(),
-        tax: tax_echo.addr.to_string(),
-        health: health.addr.to_string(),
-    };
+    let up = Upstreams::echoes(&cs, &tax_echo, &health);
     let config = gateway_config(&pki, &up, "", &extra);
     let (_a, addr_a) = start_gateway(&pki, "gw-a", &config);
     let (_b, addr_b) = start_gateway(&pki, "gw-b", &config);

@@ -26,11 +26,7 @@ pub(crate) async fn echo_network(node_extra: &str, extra: &str) -> (Pki, Proc, S
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let tax = Echo::start(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
-    let up = Upstreams {
-        civil_status: cs.addr.to_string(),
-        tax: tax.addr.to_string(),
-        health: health.addr.to_string(),
-    };
+    let up = Upstreams::echoes(&cs, &tax, &health);
     let config = gateway_config(&pki, &up, node_extra, extra);
     let (gw, addr) = start_gateway(&pki, "gateway", &config);
     (pki, gw, addr, vec![cs, tax, health])

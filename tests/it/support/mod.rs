@@ -88,6 +88,17 @@ pub struct Upstreams {
     pub health: String,
 }
 
+impl Upstreams {
+    /// The three agencies served by these echo providers.
+    pub fn echoes(civil_status: &echo::Echo, tax: &echo::Echo, health: &echo::Echo) -> Self {
+        Self {
+            civil_status: civil_status.addr.to_string(),
+            tax: tax.addr.to_string(),
+            health: health.addr.to_string(),
+        }
+    }
+}
+
 /// The standard test config: the demo's agencies and rules, with `extra`
 /// TOML appended (more rules, agencies) and `node_extra` lines in `[node]`.
 pub fn gateway_config(pki: &Pki, up: &Upstreams, node_extra: &str, extra: &str) -> String {
