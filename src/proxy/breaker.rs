@@ -4,13 +4,25 @@
 //! for `breaker_cooldown`; then one probe call is let through, and its
 //! outcome closes the breaker or ejects the instance again.
 //!
+//! [`Eject`] is the tower layer: it picks an instance whose breaker lets the
+//! call through and reports the call's outcome back to that breaker.
+//!
 //! All state is atomics: a call on a healthy instance costs one load on
 //! admission and, on success, one load (the failure count is written only
 //! when it is not already zero).
 
+use super::refusal::{Reason, Refusal};
+use super::stack::{Admitted, Answer, Targeted};
+use super::upstream::{Target, Upstream};
+use futures_util::future::Either;
+use pin_project_lite::pin_project;
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tower::{Layer, Service};
 
 const CLOSED: u8 = 0;
 const OPEN: u8 = 1;
@@ -178,6 +190,163 @@ impl Breaker {
     }
 }
 
+/// Adds [`Eject`] in front of a service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EjectLayer<'a> {
+    upstream: &'a Upstream,
+}
+
+impl<'a> EjectLayer<'a> {
+    /// Picks among `upstream`'s instances.
+    pub(crate) fn new(upstream: &'a Upstream) -> Self {
+        Self { upstream }
+    }
+}
+
+impl<'a, S> Layer<S> for EjectLayer<'a> {
+    type Service = Eject<'a, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Eject {
+            upstream: self.upstream,
+            inner,
+        }
+    }
+}
+
+/// Sends each call to an instance whose breaker lets it through
+/// (round-robin over those), or refuses it with `PROVIDER_UNAVAILABLE` and
+/// the time until the first ejected instance may be probed. The instance
+/// is then judged by the call's outcome.
+#[derive(Debug, Clone)]
+pub(crate) struct Eject<'a, S> {
+    upstream: &'a Upstream,
+    inner: S,
+}
+
+impl<'a, S> Service<Admitted<'a>> for Eject<'a, S>
+where
+    S: Service<Targeted<'a>, Response = Answer, Error = Refusal>,
+{
+    type Response = Answer;
+    type Error = Refusal;
+    type Future = Either<Ready<Result<Answer, Refusal>>, Judged<'a, S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, admitted: Admitted<'a>) -> Self::Future {
+        let Admitted { call, place } = admitted;
+        match self.upstream.pick() {
+            Ok((target, probe)) => Either::Right(Judged {
+                inner: self.inner.call(Targeted {
+                    call,
+                    place,
+                    target,
+                }),
+                ticket: Some(Ticket {
+                    target,
+                    probe,
+                    settled: false,
+                }),
+            }),
+            Err(wait) => {
+                let provider = self.upstream.provider();
+                Either::Left(ready(Err(Refusal::new(
+                    Reason::ProviderUnavailable,
+                    format!("the `{provider}` service failed repeatedly and is set aside for a while; retry after the delay given, and tell the platform operator if it lasts"),
+                )
+                .retry_after(wait.max(Duration::from_millis(1))))))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// A call on its way to an instance; its outcome goes to the
+    /// instance's breaker.
+    pub(crate) struct Judged<'a, F> {
+        #[pin]
+        inner: F,
+        ticket: Option<Ticket<'a>>,
+    }
+}
+
+impl<F> Future for Judged<'_, F>
+where
+    F: Future<Output = Result<Answer, Refusal>>,
+{
+    type Output = Result<Answer, Refusal>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.inner.poll(cx));
+        if let Some(ticket) = this.ticket.take() {
+            match &result {
+                Ok(_) => ticket.succeeded(),
+                Err(refusal) if is_provider_fault(refusal.reason) => ticket.failed(),
+                // The consumer's doing (a malformed message, no consent):
+                // says nothing about the instance.
+                Err(_) => drop(ticket),
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// Whether a refusal means the instance failed: it could not be reached,
+/// broke off, answered nonsense or did not answer in time.
+fn is_provider_fault(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::ProviderUnavailable | Reason::ProviderTimeout
+    )
+}
+
+/// A call's pending verdict on its instance. Dropped without one (the
+/// caller went away, or the call was refused for the consumer's doing), it
+/// counts neither way, and a probe lets the next call probe.
+struct Ticket<'a> {
+    target: Target<'a>,
+    probe: bool,
+    settled: bool,
+}
+
+impl Ticket<'_> {
+    /// The provider answered (whatever its gRPC status).
+    fn succeeded(mut self) {
+        self.settled = true;
+        if self.target.breaker().success(self.probe) {
+            tracing::info!(provider = %self.target.provider(), instance = %self.target.addr(), "provider instance answered its probe: back in service");
+        }
+    }
+
+    /// The call failed at transport level or timed out.
+    fn failed(mut self) {
+        self.settled = true;
+        if self.target.breaker().failure(self.probe, now_ms()) {
+            let limits = self.target.limits();
+            tracing::warn!(
+                provider = %self.target.provider(),
+                instance = %self.target.addr(),
+                failures = limits.breaker_failures,
+                cooldown_ms = limits.breaker_cooldown.as_millis() as u64,
+                probe = self.probe,
+                "provider instance ejected"
+            );
+        }
+    }
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        if !self.settled && self.probe {
+            self.target.breaker().abandon(now_ms());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,5 +391,52 @@ mod tests {
         b.abandon(210);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.admit(|| 210), Admit::Probe);
+    }
+
+    fn judged<'a>(
+        target: Target<'a>,
+        result: Result<Answer, Refusal>,
+    ) -> Judged<'a, Ready<Result<Answer, Refusal>>> {
+        Judged {
+            inner: ready(result),
+            ticket: Some(Ticket {
+                target,
+                probe: false,
+                settled: false,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_providers_faults_count_against_its_instance() {
+        crate::tls::install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        let limits = crate::config::ProviderLimits {
+            breaker_failures: 1,
+            ..Default::default()
+        };
+        let up = Upstream::new(
+            crate::identity::AgencyId::parse("tax").unwrap(),
+            &["127.0.0.1:1".to_owned()],
+            1,
+            limits,
+            std::sync::Arc::new(tls),
+        );
+        let (target, _) = up.pick().unwrap();
+        for consumers_doing in [
+            Reason::InvalidRequest,
+            Reason::ConsentRevoked,
+            Reason::DeadlineExceeded,
+        ] {
+            let refusal = Refusal::new(consumers_doing, "x");
+            assert!(judged(target, Err(refusal)).await.is_err());
+            assert_eq!(target.breaker().state(), BreakerState::Closed);
+        }
+        let refusal = Refusal::new(Reason::ProviderTimeout, "x");
+        assert!(judged(target, Err(refusal)).await.is_err());
+        assert_eq!(target.breaker().state(), BreakerState::Open);
+        assert!(up.pick().is_err(), "the only instance is ejected");
     }
 }

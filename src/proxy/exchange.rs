@@ -12,8 +12,9 @@ use super::body::{read_message, Buffered, Passthrough, PREFIX};
 use super::metadata::{self, CallMetadata};
 use super::rate::RateLimits;
 use super::refusal::{Reason, Refusal};
+use super::stack::{self, Answer, Outbound, Prepared, Targeted, Then};
 use super::trail::{Ending, Recorder, Trail};
-use super::upstream::{Lease, NotAdmitted, Upstream};
+use super::upstream::Upstream;
 use crate::catalogue::{MethodRoute, Streaming};
 use crate::config::Basis;
 use crate::consent::check::{self, Claim};
@@ -29,10 +30,14 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 use tokio::time::Instant;
 use tonic::body::Body;
+use tower::{Layer, Service};
 
 /// Everything one method needs at call time, resolved at load.
 #[derive(Debug)]
@@ -88,19 +93,6 @@ pub struct CallContext<'a> {
     pub limits: &'a RateLimits,
     /// Metrics and spans.
     pub telemetry: &'a Telemetry,
-}
-
-/// What came back from the provider.
-enum Answer {
-    /// A whole unary answer, held until its audit entry is durable.
-    Unary {
-        parts: http::response::Parts,
-        body: Bytes,
-        trailers: Option<HeaderMap>,
-        grpc_status: i32,
-    },
-    /// A stream, passed through once its opening is recorded.
-    Stream(Response<Body>),
 }
 
 impl Exchange {
@@ -169,12 +161,22 @@ impl Exchange {
             trail.break_glass = true;
             trail.justification.clone_from(why);
         }
-        // Admission, before the body is read: a call over its consumer's
-        // rate, or towards a provider that is saturated or ejected, costs
-        // almost nothing and waits for nothing.
-        cx.limits.check(cx.consumer).await?;
-        let lease = self.upstream.lease().map_err(|n| self.not_admitted(n))?;
-        let work = self.forward(request, lease, &grant, &metadata, cx, deadline, trail);
+        let call = Outbound {
+            exchange: self,
+            request,
+            grant,
+            metadata: &metadata,
+            cx,
+            deadline,
+            trail,
+        };
+        let mut leg = stack::provider_leg(self, cx.limits);
+        // No layer queues (a call over a limit is refused, never held), so
+        // the leg is ready at once.
+        std::future::poll_fn(|ready| leg.poll_ready(ready)).await?;
+        let work = leg.call(call);
+        // The caller's deadline bounds the whole leg; a call it cuts short
+        // says nothing about the provider's instance.
         match deadline {
             Some(at) => tokio::time::timeout_at(at, work).await.unwrap_or_else(|_| {
                 Err(Refusal::new(
@@ -204,125 +206,19 @@ impl Exchange {
         }
     }
 
-    fn not_admitted(&self, why: NotAdmitted) -> Refusal {
-        let provider = &self.route.provider;
-        match why {
-            NotAdmitted::Overloaded => Refusal::new(
-                Reason::Overloaded,
-                format!("the `{provider}` service already has {} calls in flight through this gateway, its limit; retry after the delay given", self.upstream.limits().max_in_flight),
-            )
-            .retry_after(OVERLOAD_RETRY),
-            NotAdmitted::Ejected(wait) => Refusal::new(
-                Reason::ProviderUnavailable,
-                format!("the `{provider}` service failed repeatedly and is set aside for a while; retry after the delay given, and tell the platform operator if it lasts"),
-            )
-            .retry_after(wait.max(std::time::Duration::from_millis(1))),
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn forward(
-        &self,
-        request: Request<Incoming>,
-        lease: Lease<'_>,
-        grant: &Grant<'_>,
-        metadata: &CallMetadata,
-        cx: CallContext<'_>,
-        deadline: Option<Instant>,
-        trail: &mut Trail,
-    ) -> Result<Answer, Refusal> {
+    /// Sends a prepared request to its instance and reads the answer.
+    async fn answer(&self, prepared: Prepared<'_>) -> Result<Answer, Refusal> {
+        let Prepared {
+            grant,
+            cx,
+            deadline,
+            place: _place,
+            target,
+            request,
+            ..
+        } = prepared;
         let route = &self.route;
-        let (mut parts, body) = request.into_parts();
-        let message = read_message(body, cx.max_message).await?;
-        let subject = route.schema.walk(&message[PREFIX..]).map_err(|e| {
-            Refusal::new(
-                Reason::InvalidRequest,
-                format!("the request does not decode as `{}`: {e}; build it with the published contract (`jisr catalog`)", route.request_type),
-            )
-        })?;
-        trail.request_digest = Some(cx.recorder.pseudonyms.digest(&message[PREFIX..]));
-        if let Some(field) = &route.subject_field {
-            match subject.filter(|s| !s.is_empty()) {
-                Some(citizen) => trail.subject = Some(cx.recorder.pseudonyms.pseudonym(citizen)),
-                None => {
-                    return Err(Refusal::new(
-                        Reason::InvalidRequest,
-                        format!("the citizen identifier `{field}` is empty; set it to the citizen the call is about"),
-                    ))
-                }
-            }
-        }
-        if *grant.basis() == Basis::Consent {
-            let started = StdInstant::now();
-            let checked = self
-                .check_consent(subject, grant, metadata, cx, deadline, trail)
-                .await;
-            cx.telemetry.metrics().consent_check(started.elapsed());
-            checked?;
-        }
-        parts.uri = format!("https://{}{}", lease.addr(), route.path)
-            .parse()
-            .map_err(|_| {
-                Refusal::new(
-                    Reason::ProviderUnavailable,
-                    "the provider's address is invalid; tell the operator",
-                )
-            })?;
-        let headers = &mut parts.headers;
-        headers.remove(HOST);
-        headers.remove(metadata::CONSUMER);
-        // The justification may name people; it stays in the audit log.
-        headers.remove(metadata::JUSTIFICATION);
-        headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
-        headers.insert(metadata::REQUEST_ID, header(cx.request_id));
-        if let Some(traceparent) = &trail.traceparent {
-            // The provider's spans become children of the exchange's.
-            headers.insert(TRACEPARENT, traceparent.clone());
-        }
-        // The provider gets the sooner of the caller's deadline and the
-        // route's timeout, so it can stop working on a call nobody awaits.
-        let timeout_at = Instant::now() + self.timeout;
-        let left = deadline
-            .map_or(timeout_at, |at| at.min(timeout_at))
-            .saturating_duration_since(Instant::now());
-        headers.insert(
-            metadata::GRPC_TIMEOUT,
-            header(&metadata::format_timeout(left)),
-        );
-        let upstream_request = Request::from_parts(parts, message);
-        let answer = self.answer(&lease, upstream_request, grant, cx, deadline);
-        match tokio::time::timeout_at(timeout_at, answer).await {
-            Ok(Err(refusal)) if refusal.reason == Reason::ProviderUnavailable => {
-                lease.failed();
-                Err(refusal)
-            }
-            Ok(answer) => {
-                lease.succeeded();
-                answer
-            }
-            Err(_) => {
-                tracing::warn!(request_id = cx.request_id, provider = %route.provider, instance = lease.addr(), timeout_ms = self.timeout.as_millis() as u64, "provider did not answer within the route's timeout");
-                lease.failed();
-                Err(Refusal::new(
-                    Reason::ProviderTimeout,
-                    format!("the `{}` service did not answer within {} ms, this route's limit; retry later, and tell the platform operator if it lasts", route.provider, self.timeout.as_millis()),
-                )
-                .retry_after(OVERLOAD_RETRY))
-            }
-        }
-    }
-
-    /// Sends the request to the leased instance and reads its answer.
-    async fn answer(
-        &self,
-        lease: &Lease<'_>,
-        upstream_request: Request<Bytes>,
-        grant: &Grant<'_>,
-        cx: CallContext<'_>,
-        deadline: Option<Instant>,
-    ) -> Result<Answer, Refusal> {
-        let route = &self.route;
-        let response = lease.send(upstream_request).await.map_err(|e| {
+        let response = target.send(request).await.map_err(|e| {
             tracing::warn!(request_id = cx.request_id, provider = %route.provider, error = %e, "provider unreachable");
             Refusal::new(
                 Reason::ProviderUnavailable,
@@ -459,6 +355,144 @@ impl Exchange {
     }
 }
 
+/// Adds [`Prepare`] in front of a service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrepareLayer;
+
+impl<S> Layer<S> for PrepareLayer {
+    type Service = Prepare<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Prepare { inner }
+    }
+}
+
+/// The exchange's own work on an admitted call: reads the message within
+/// its size limit, walks it to the citizen it concerns, checks the consent
+/// when the rule's basis is consent, and addresses the request to its
+/// instance. The message goes on as the bytes that arrived.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepare<S> {
+    inner: S,
+}
+
+type Leg<'a> = Pin<Box<dyn Future<Output = Result<Answer, Refusal>> + Send + 'a>>;
+
+impl<'a, S> Service<Targeted<'a>> for Prepare<S>
+where
+    S: Service<Prepared<'a>, Response = Answer, Error = Refusal> + Clone,
+{
+    type Response = Answer;
+    type Error = Refusal;
+    type Future = Then<'a, Prepared<'a>, S, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Targeted<'a>) -> Self::Future {
+        // The service polled ready goes with the call; a clone stays.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Then::new(Box::pin(prepare(call)), inner)
+    }
+}
+
+async fn prepare(targeted: Targeted<'_>) -> Result<Prepared<'_>, Refusal> {
+    let Targeted {
+        call,
+        place,
+        target,
+    } = targeted;
+    let Outbound {
+        exchange,
+        request,
+        grant,
+        metadata,
+        cx,
+        deadline,
+        trail,
+    } = call;
+    let route = &exchange.route;
+    let (mut parts, body) = request.into_parts();
+    let message = read_message(body, cx.max_message).await?;
+    let subject = route.schema.walk(&message[PREFIX..]).map_err(|e| {
+        Refusal::new(
+            Reason::InvalidRequest,
+            format!("the request does not decode as `{}`: {e}; build it with the published contract (`jisr catalog`)", route.request_type),
+        )
+    })?;
+    trail.request_digest = Some(cx.recorder.pseudonyms.digest(&message[PREFIX..]));
+    if let Some(field) = &route.subject_field {
+        match subject.filter(|s| !s.is_empty()) {
+            Some(citizen) => trail.subject = Some(cx.recorder.pseudonyms.pseudonym(citizen)),
+            None => {
+                return Err(Refusal::new(
+                    Reason::InvalidRequest,
+                    format!("the citizen identifier `{field}` is empty; set it to the citizen the call is about"),
+                ))
+            }
+        }
+    }
+    if *grant.basis() == Basis::Consent {
+        let started = StdInstant::now();
+        let checked = exchange
+            .check_consent(subject, &grant, metadata, cx, deadline, trail)
+            .await;
+        cx.telemetry.metrics().consent_check(started.elapsed());
+        checked?;
+    }
+    parts.uri = format!("https://{}{}", target.addr(), route.path)
+        .parse()
+        .map_err(|_| {
+            Refusal::new(
+                Reason::ProviderUnavailable,
+                "the provider's address is invalid; tell the operator",
+            )
+        })?;
+    let headers = &mut parts.headers;
+    headers.remove(HOST);
+    headers.remove(metadata::CONSUMER);
+    // The justification may name people; it stays in the audit log.
+    headers.remove(metadata::JUSTIFICATION);
+    headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
+    headers.insert(metadata::REQUEST_ID, header(cx.request_id));
+    if let Some(traceparent) = &trail.traceparent {
+        // The provider's spans become children of the exchange's.
+        headers.insert(TRACEPARENT, traceparent.clone());
+    }
+    Ok(Prepared {
+        exchange,
+        grant,
+        cx,
+        deadline,
+        place,
+        target,
+        request: Request::from_parts(parts, message),
+    })
+}
+
+/// The innermost service: sends the request on one of its instance's
+/// HTTP/2 connections and reads the answer (a unary answer whole,
+/// minimised if the rule says so; a stream's head).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deliver;
+
+impl<'a> Service<Prepared<'a>> for Deliver {
+    type Response = Answer;
+    type Error = Refusal;
+    type Future = Leg<'a>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, prepared: Prepared<'a>) -> Self::Future {
+        let exchange = prepared.exchange;
+        Box::pin(exchange.answer(prepared))
+    }
+}
+
 /// The W3C trace context header.
 const TRACEPARENT: &str = "traceparent";
 
@@ -557,9 +591,6 @@ async fn finish(
         }
     }
 }
-
-/// The retry hint of a shed call or a provider timeout.
-const OVERLOAD_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
 fn audit_unavailable() -> Refusal {
     Refusal::new(

@@ -21,6 +21,9 @@ pub mod refusal;
 pub mod reload;
 mod routing;
 pub mod server;
+pub mod shed;
+mod stack;
+mod timeout;
 pub mod trail;
 pub mod upstream;
 

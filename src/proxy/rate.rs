@@ -10,13 +10,18 @@
 
 use super::breaker::now_us;
 use super::refusal::{Reason, Refusal};
+use super::stack::{Answer, Outbound, Then};
 use crate::config::RateLimitConfig;
 use crate::consent::redis_store::RedisConsentStore;
 use crate::identity::AgencyId;
+use futures_util::future::Either;
 use std::collections::HashMap;
+use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tower::{Layer, Service};
 
 /// One consumer's bucket, in the generic cell rate algorithm's form: the
 /// theoretical arrival time of the next call.
@@ -139,31 +144,123 @@ impl RateLimits {
 
     /// Lets the call through, or refuses it with a retry hint.
     pub async fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
+        match self.decide(consumer) {
+            Decision::Pass => Ok(()),
+            Decision::Over(refusal) => Err(refusal),
+            Decision::Shared(bucket, redis) => bucket
+                .take_shared(redis, consumer)
+                .await
+                .map_err(|wait| over(bucket, consumer, wait)),
+        }
+    }
+
+    /// What can be decided without waiting: a consumer without a limit
+    /// passes, a local bucket answers at once, a shared one asks Redis.
+    fn decide(&self, consumer: &AgencyId) -> Decision<'_> {
         if self.buckets.is_empty() {
-            return Ok(());
+            return Decision::Pass;
         }
         let Some(bucket) = self.buckets.get(consumer) else {
-            return Ok(());
+            return Decision::Pass;
         };
-        let taken = match (&self.redis, bucket.config.shared) {
-            (Some(redis), true) => bucket.take_shared(redis, consumer).await,
-            _ => bucket.take(now_us()),
-        };
-        taken.map_err(|wait| {
-            Refusal::new(
-                Reason::RateLimited,
-                format!(
-                    "agency `{consumer}` may make {} calls per second (bursts of {}) and is over it; retry after the delay given, and spread the calls out",
-                    bucket.config.per_second, bucket.config.burst
-                ),
-            )
-            .retry_after(wait.max(Duration::from_millis(1)))
-        })
+        match (&self.redis, bucket.config.shared) {
+            (Some(redis), true) => Decision::Shared(bucket, redis),
+            _ => match bucket.take(now_us()) {
+                Ok(()) => Decision::Pass,
+                Err(wait) => Decision::Over(over(bucket, consumer, wait)),
+            },
+        }
     }
 
     /// The bucket of a consumer, for statistics.
     pub fn bucket(&self, consumer: &AgencyId) -> Option<&Arc<Bucket>> {
         self.buckets.get(consumer)
+    }
+}
+
+/// The outcome of a rate check that did not have to wait.
+enum Decision<'a> {
+    Pass,
+    Over(Refusal),
+    Shared(&'a Bucket, &'a RedisConsentStore),
+}
+
+fn over(bucket: &Bucket, consumer: &AgencyId, wait: Duration) -> Refusal {
+    Refusal::new(
+        Reason::RateLimited,
+        format!(
+            "agency `{consumer}` may make {} calls per second (bursts of {}) and is over it; retry after the delay given, and spread the calls out",
+            bucket.config.per_second, bucket.config.burst
+        ),
+    )
+    .retry_after(wait.max(Duration::from_millis(1)))
+}
+
+/// Adds [`RateLimit`] in front of a service.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RateLimitLayer<'a> {
+    limits: &'a RateLimits,
+}
+
+impl<'a> RateLimitLayer<'a> {
+    /// Limits each consumer to its `[[rate_limit]]`.
+    pub(crate) fn new(limits: &'a RateLimits) -> Self {
+        Self { limits }
+    }
+}
+
+impl<'a, S> Layer<S> for RateLimitLayer<'a> {
+    type Service = RateLimit<'a, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit {
+            limits: self.limits,
+            inner,
+        }
+    }
+}
+
+/// Refuses a call over its consumer's rate with `RATE_LIMITED`. A local
+/// bucket decides on the spot (no allocation); a shared one awaits Redis.
+#[derive(Debug, Clone)]
+pub(crate) struct RateLimit<'a, S> {
+    limits: &'a RateLimits,
+    inner: S,
+}
+
+type Answered = Result<Answer, Refusal>;
+
+impl<'a, S> Service<Outbound<'a>> for RateLimit<'a, S>
+where
+    S: Service<Outbound<'a>, Response = Answer, Error = Refusal> + Clone,
+{
+    type Response = Answer;
+    type Error = Refusal;
+    type Future = Either<Either<Ready<Answered>, S::Future>, Then<'a, Outbound<'a>, S, S::Future>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Refusal>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, call: Outbound<'a>) -> Self::Future {
+        let consumer = call.cx.consumer;
+        match self.limits.decide(consumer) {
+            Decision::Pass => Either::Left(Either::Right(self.inner.call(call))),
+            Decision::Over(refusal) => Either::Left(Either::Left(ready(Err(refusal)))),
+            Decision::Shared(bucket, redis) => {
+                // The service polled ready goes with the call; a clone stays.
+                let clone = self.inner.clone();
+                let inner = std::mem::replace(&mut self.inner, clone);
+                let check = async move {
+                    bucket
+                        .take_shared(redis, consumer)
+                        .await
+                        .map_err(|wait| over(bucket, consumer, wait))?;
+                    Ok(call)
+                };
+                Either::Right(Then::new(Box::pin(check), inner))
+            }
+        }
     }
 }
 

@@ -4,17 +4,16 @@
 //! so a single connection would cap throughput; calls are spread round-robin
 //! over the instances that are not ejected, then over their connections.
 //!
-//! Admission ([`Upstream::lease`]) is where two resilience concerns sit: the
-//! in-flight limit (a call over `max_in_flight` is shed at once, never
-//! queued) and each instance's [`Breaker`]. The lease carries the call's
-//! verdict back to the breaker.
+//! The pool keeps the state of two resilience layers: the provider's
+//! in-flight count ([`super::shed`]) and each instance's [`Breaker`]
+//! ([`super::breaker`]), which [`Upstream::pick`] consults.
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::{Body, Frame};
 use rustls_pki_types::ServerName;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -22,6 +21,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::breaker::{now_ms, Admit, Breaker, BreakerState};
+use super::shed::InFlightLimit;
 use crate::config::ProviderLimits;
 use crate::identity::AgencyId;
 
@@ -94,8 +94,7 @@ pub struct Upstream {
     instances: Box<[Instance]>,
     next: AtomicUsize,
     limits: ProviderLimits,
-    in_flight: AtomicUsize,
-    shed: AtomicU64,
+    in_flight: InFlightLimit,
 }
 
 /// One instance (address) of a provider's back-end.
@@ -126,15 +125,6 @@ impl std::fmt::Debug for Upstream {
             .field("limits", &self.limits)
             .finish()
     }
-}
-
-/// Why a call was not admitted towards the provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NotAdmitted {
-    /// `max_in_flight` calls are already in flight.
-    Overloaded,
-    /// Every instance is ejected; the first comes back after this long.
-    Ejected(Duration),
 }
 
 /// The state of one instance, for operators and metrics.
@@ -186,9 +176,8 @@ impl Upstream {
             tls: TlsConnector::from(tls),
             instances,
             next: AtomicUsize::new(0),
+            in_flight: InFlightLimit::new(limits.max_in_flight),
             limits,
-            in_flight: AtomicUsize::new(0),
-            shed: AtomicU64::new(0),
         }
     }
 
@@ -206,8 +195,8 @@ impl Upstream {
     pub fn stats(&self) -> UpstreamStats {
         UpstreamStats {
             provider: self.provider.clone(),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
-            shed: self.shed.load(Ordering::Relaxed),
+            in_flight: self.in_flight.in_flight(),
+            shed: self.in_flight.shed(),
             instances: self
                 .instances
                 .iter()
@@ -220,14 +209,15 @@ impl Upstream {
         }
     }
 
-    /// Admits a call: under the in-flight limit, to an instance whose
-    /// breaker lets it through (round-robin over those). Nothing waits.
-    pub fn lease(&self) -> Result<Lease<'_>, NotAdmitted> {
-        if self.in_flight.fetch_add(1, Ordering::AcqRel) >= self.limits.max_in_flight {
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            self.shed.fetch_add(1, Ordering::Relaxed);
-            return Err(NotAdmitted::Overloaded);
-        }
+    /// The provider's in-flight count, for the shedding layer.
+    pub fn in_flight(&self) -> &InFlightLimit {
+        &self.in_flight
+    }
+
+    /// An instance whose breaker lets a call through, round-robin over
+    /// those, and whether the call is its probe; or, when every instance
+    /// is ejected, how long until the first may be probed. Nothing waits.
+    pub fn pick(&self) -> Result<(Target<'_>, bool), Duration> {
         let n = self.instances.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut now = None;
@@ -235,23 +225,17 @@ impl Upstream {
         let mut soonest = Duration::MAX;
         for k in 0..n {
             let instance = &self.instances[(start + k) % n];
+            let target = Target {
+                upstream: self,
+                instance,
+            };
             match instance.breaker.admit(&mut clock) {
-                Admit::Call => return Ok(self.leased(instance, false)),
-                Admit::Probe => return Ok(self.leased(instance, true)),
+                Admit::Call => return Ok((target, false)),
+                Admit::Probe => return Ok((target, true)),
                 Admit::Ejected(wait) => soonest = soonest.min(wait),
             }
         }
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-        Err(NotAdmitted::Ejected(soonest))
-    }
-
-    fn leased<'a>(&'a self, instance: &'a Instance, probe: bool) -> Lease<'a> {
-        Lease {
-            upstream: self,
-            instance,
-            probe,
-            settled: false,
-        }
+        Err(soonest)
     }
 
     fn http(addr: &str, source: h2::Error) -> UpstreamError {
@@ -271,53 +255,41 @@ fn server_name(addr: &str) -> ServerName<'static> {
         .unwrap_or_else(|_| ServerName::try_from("provider.invalid").expect("a valid DNS name"))
 }
 
-/// An admitted call: holds its in-flight place and reports its outcome to
-/// the instance's breaker. Dropped without a verdict (the caller went
-/// away), it counts neither way.
-pub struct Lease<'a> {
+/// One instance of a provider, chosen for a call.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
     upstream: &'a Upstream,
     instance: &'a Instance,
-    probe: bool,
-    settled: bool,
 }
 
-impl std::fmt::Debug for Lease<'_> {
+impl std::fmt::Debug for Target<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lease")
+        f.debug_struct("Target")
+            .field("provider", &self.upstream.provider)
             .field("addr", &self.instance.addr)
-            .field("probe", &self.probe)
             .finish()
     }
 }
 
-impl Lease<'_> {
-    /// The `host:port` of the chosen instance.
-    pub fn addr(&self) -> &str {
+impl<'a> Target<'a> {
+    /// The `host:port` of the instance.
+    pub fn addr(&self) -> &'a str {
         &self.instance.addr
     }
 
-    /// The provider answered (whatever its gRPC status).
-    pub fn succeeded(mut self) {
-        self.settled = true;
-        if self.instance.breaker.success(self.probe) {
-            tracing::info!(provider = %self.upstream.provider, instance = %self.instance.addr, "provider instance answered its probe: back in service");
-        }
+    /// The provider agency.
+    pub fn provider(&self) -> &'a AgencyId {
+        &self.upstream.provider
     }
 
-    /// The call failed at transport level or timed out.
-    pub fn failed(mut self) {
-        self.settled = true;
-        if self.instance.breaker.failure(self.probe, now_ms()) {
-            let limits = &self.upstream.limits;
-            tracing::warn!(
-                provider = %self.upstream.provider,
-                instance = %self.instance.addr,
-                failures = limits.breaker_failures,
-                cooldown_ms = limits.breaker_cooldown.as_millis() as u64,
-                probe = self.probe,
-                "provider instance ejected"
-            );
-        }
+    /// Its provider's limits and breaker thresholds.
+    pub(crate) fn limits(&self) -> &'a ProviderLimits {
+        &self.upstream.limits
+    }
+
+    /// The instance's breaker.
+    pub(crate) fn breaker(&self) -> &'a Breaker {
+        &self.instance.breaker
     }
 
     /// Sends a request on one of the instance's connections. A request that
@@ -413,15 +385,6 @@ impl Lease<'_> {
         let sender = Sender { send, closed };
         tracing::debug!(%provider, %addr, "upstream connection opened");
         Ok(sender)
-    }
-}
-
-impl Drop for Lease<'_> {
-    fn drop(&mut self) {
-        if !self.settled && self.probe {
-            self.instance.breaker.abandon(now_ms());
-        }
-        self.upstream.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -556,25 +519,6 @@ mod tests {
     }
 
     #[test]
-    fn calls_over_the_in_flight_limit_are_shed_and_a_finished_call_frees_its_place() {
-        let up = pool(
-            &["127.0.0.1:1"],
-            ProviderLimits {
-                max_in_flight: 2,
-                ..ProviderLimits::default()
-            },
-        );
-        let a = up.lease().unwrap();
-        let b = up.lease().unwrap();
-        assert_eq!(up.lease().unwrap_err(), NotAdmitted::Overloaded);
-        assert_eq!((up.stats().in_flight, up.stats().shed), (2, 1));
-        a.succeeded();
-        let c = up.lease().unwrap();
-        drop((b, c));
-        assert_eq!(up.stats().in_flight, 0);
-    }
-
-    #[test]
     fn ejected_instances_are_skipped_until_all_are_out() {
         let limits = ProviderLimits {
             breaker_failures: 1,
@@ -582,23 +526,21 @@ mod tests {
             ..ProviderLimits::default()
         };
         let up = pool(&["127.0.0.1:1", "127.0.0.1:2"], limits);
-        let first = up.lease().unwrap();
+        let (first, _) = up.pick().unwrap();
         let bad = first.addr().to_owned();
-        first.failed();
+        assert!(first.breaker().failure(false, now_ms()));
         // Every call now goes to the other instance.
         for _ in 0..4 {
-            let lease = up.lease().unwrap();
-            assert_ne!(lease.addr(), bad);
-            lease.succeeded();
+            let (target, probe) = up.pick().unwrap();
+            assert_ne!(target.addr(), bad);
+            assert!(!probe);
+            target.breaker().success(false);
         }
-        let other = up.lease().unwrap();
-        other.failed();
-        match up.lease().unwrap_err() {
-            NotAdmitted::Ejected(wait) => assert!(wait <= Duration::from_secs(30), "{wait:?}"),
-            other => panic!("{other:?}"),
-        }
+        let (other, _) = up.pick().unwrap();
+        assert!(other.breaker().failure(false, now_ms()));
+        let wait = up.pick().unwrap_err();
+        assert!(wait <= Duration::from_secs(30), "{wait:?}");
         let stats = up.stats();
-        assert_eq!(stats.in_flight, 0, "a refused call holds no place");
         assert!(stats
             .instances
             .iter()
