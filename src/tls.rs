@@ -238,8 +238,8 @@ pub fn server_config(
 
 /// The client side of mutual TLS towards a provider (or another gateway):
 /// TLS 1.3, ALPN `h2`, presents `files.cert`/`files.key`, and accepts only a
-/// server whose certificate chains to `files.ca` and whose SPIFFE identity is
-/// `expect`. The server name passed to the connector is not checked: peers
+/// server whose certificate chains to `files.ca`, is not revoked by
+/// `files.crls`, and whose SPIFFE identity is `expect`. The server name passed to the connector is not checked: peers
 /// are identified by SPIFFE URI, not by DNS name.
 pub fn client_config(
     files: &TlsFiles,
@@ -248,8 +248,20 @@ pub fn client_config(
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&files.ca)?);
+    let crls = load_crls(&files.crls)?
+        .iter()
+        .map(|der| {
+            webpki::OwnedCertRevocationList::from_der(der)
+                .map(webpki::CertRevocationList::from)
+                // `load_crls` parsed each file the same way, with its name.
+                .map_err(|e| TlsError::BadCrl {
+                    path: files.crls.first().cloned().unwrap_or_default(),
+                    detail: e.to_string(),
+                })
+        })
+        .collect::<Result<Arc<[_]>, _>>()?;
     let verifier =
-        verify::SpiffeServerVerifier::new(roots, provider.clone(), domain.clone(), expect);
+        verify::SpiffeServerVerifier::new(roots, provider.clone(), domain.clone(), expect, crls);
     let key = certified_key(files, &provider)?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -366,6 +378,11 @@ fn load_crls(paths: &[PathBuf]) -> Result<Vec<CertificateRevocationListDer<'stat
             // Parse here so a broken CRL is reported with its file name;
             // rustls would only say that one of them is invalid.
             x509_parser::parse_x509_crl(&crl).map_err(|e| TlsError::BadCrl {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
+            // And as webpki will use it (a delta CRL, say, is not supported).
+            webpki::OwnedCertRevocationList::from_der(&crl).map_err(|e| TlsError::BadCrl {
                 path: path.clone(),
                 detail: e.to_string(),
             })?;

@@ -104,7 +104,8 @@ async fn a_client_without_certificate_is_refused() {
     let pki = make_pki();
     let files = TlsFiles::for_agency(pki.path(), "tax");
     let roots = Arc::new(load_roots(&files.ca).unwrap());
-    let verifier = verify::SpiffeServerVerifier::new(roots, provider(), td(), gateway());
+    let verifier =
+        verify::SpiffeServerVerifier::new(roots, provider(), td(), gateway(), Arc::from([]));
     let client = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()
@@ -170,6 +171,43 @@ async fn the_client_refuses_a_server_from_another_ca() {
     )
     .unwrap();
     let (_, client_side) = handshake(server, client).await;
+    let reason = handshake_failure_reason(&client_side.unwrap_err());
+    assert!(reason.contains("unknown issuer"), "{reason}");
+}
+
+#[tokio::test]
+async fn with_crls_the_client_refuses_a_revoked_server() {
+    let pki = make_pki();
+    // `revoked` names agency education and is listed in ca.crl.
+    let server = |stem: &str| {
+        server_config(
+            &TlsFiles::for_agency(pki.path(), stem),
+            &td(),
+            Accept::Gateways,
+        )
+        .unwrap()
+    };
+    let client_for = |expect: &str, crls: Vec<PathBuf>| {
+        let mut files = TlsFiles::for_agency(pki.path(), "gateway");
+        files.crls = crls;
+        client_config(&files, &td(), agency(expect)).unwrap()
+    };
+    let client = |crls: Vec<PathBuf>| client_for("education", crls);
+    let crl = vec![pki.path().join("ca.crl")];
+    let (_, client_side) = handshake(server("revoked"), client(crl.clone())).await;
+    let reason = handshake_failure_reason(&client_side.unwrap_err());
+    assert!(reason.contains("revoked"), "{reason}");
+    // The same server passes without CRLs, and a valid one passes with them.
+    let (_, client_side) = handshake(server("revoked"), client(Vec::new())).await;
+    client_side.unwrap();
+    let (server_side, client_side) = handshake(server("tax"), client_for("tax", crl.clone())).await;
+    client_side.unwrap();
+    assert_eq!(server_side.unwrap(), gateway());
+    // An expired or foreign server is still refused on the CRL path.
+    let (_, client_side) = handshake(server("expired"), client(crl.clone())).await;
+    let reason = handshake_failure_reason(&client_side.unwrap_err());
+    assert!(reason.contains("expired"), "{reason}");
+    let (_, client_side) = handshake(server("untrusted"), client(crl)).await;
     let reason = handshake_failure_reason(&client_side.unwrap_err());
     assert!(reason.contains("unknown issuer"), "{reason}");
 }

@@ -140,14 +140,17 @@ impl ClientCertVerifier for SpiffeClientVerifier {
 /// the DNS name or IP address dialled. Jisr identifies servers by SPIFFE URI
 /// instead (a provider's address comes from configuration and may be a load
 /// balancer or a bare IP), so the server name is deliberately ignored and the
-/// URI compared with the expected identity. Revocation of server
-/// certificates is not checked here.
+/// URI compared with the expected identity. When CRLs are configured, the
+/// whole chain is checked against them, as for agencies' client
+/// certificates: a revoked certificate, or one whose issuer has no CRL, is
+/// refused.
 #[derive(Debug)]
 pub(super) struct SpiffeServerVerifier {
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
     domain: TrustDomain,
     expect: PeerIdentity,
+    crls: Arc<[webpki::CertRevocationList<'static>]>,
 }
 
 impl SpiffeServerVerifier {
@@ -156,14 +159,62 @@ impl SpiffeServerVerifier {
         provider: Arc<CryptoProvider>,
         domain: TrustDomain,
         expect: PeerIdentity,
+        crls: Arc<[webpki::CertRevocationList<'static>]>,
     ) -> Self {
         Self {
             roots,
             provider,
             domain,
             expect,
+            crls,
         }
     }
+
+    /// Chain and revocation check through webpki, which rustls's
+    /// server-certificate helper does not offer with CRLs.
+    fn verify_chain_and_revocation(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(pki_error)?;
+        let crls: Vec<&webpki::CertRevocationList<'_>> = self.crls.iter().collect();
+        let revocation = webpki::RevocationOptionsBuilder::new(&crls)
+            .map_err(|_| Error::General("no CRL to check against".into()))?
+            .with_depth(webpki::RevocationCheckDepth::Chain)
+            .with_status_policy(webpki::UnknownStatusPolicy::Deny)
+            .build();
+        cert.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &self.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            Some(revocation),
+            None,
+        )
+        .map(drop)
+        .map_err(pki_error)
+    }
+}
+
+/// A webpki error as the rustls error a handshake reports (the reasons
+/// `handshake_failure_reason` names).
+fn pki_error(e: webpki::Error) -> Error {
+    use webpki::Error as E;
+    let kind = match e {
+        E::BadDer | E::BadDerTime | E::TrailingData(_) => CertificateError::BadEncoding,
+        E::CertNotValidYet { .. } => CertificateError::NotValidYet,
+        E::CertExpired { .. } | E::InvalidCertValidity => CertificateError::Expired,
+        E::UnknownIssuer => CertificateError::UnknownIssuer,
+        E::CertRevoked => CertificateError::Revoked,
+        E::UnknownRevocationStatus => CertificateError::UnknownRevocationStatus,
+        E::CrlExpired { .. } => CertificateError::ExpiredRevocationList,
+        E::InvalidSignatureForPublicKey => CertificateError::BadSignature,
+        other => CertificateError::Other(OtherError(Arc::new(other))),
+    };
+    Error::InvalidCertificate(kind)
 }
 
 impl ServerCertVerifier for SpiffeServerVerifier {
@@ -175,14 +226,18 @@ impl ServerCertVerifier for SpiffeServerVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        rustls::client::verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        if self.crls.is_empty() {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                &self.roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        } else {
+            self.verify_chain_and_revocation(end_entity, intermediates, now)?;
+        }
         let identity = PeerIdentity::from_cert_der(end_entity, &self.domain).map_err(refuse)?;
         if identity != self.expect {
             return Err(refuse(PeerRefused::NotExpected {
