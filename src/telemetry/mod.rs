@@ -10,6 +10,7 @@
 //! relaxed atomic adds into counters resolved when the gateway was built).
 
 pub mod admin;
+pub mod agencies;
 pub mod histogram;
 pub mod labels;
 pub mod metrics;
@@ -18,6 +19,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod trace;
 
+pub use agencies::AgencyLabels;
 pub use labels::TlsFailure;
 pub use metrics::{GatewayState, Metrics, RouteMetrics};
 pub use otlp::OtlpError;

@@ -119,7 +119,7 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
                 observer.observe(
                     n,
                     &[
-                        KeyValue::new("consumer", consumer.to_owned()),
+                        KeyValue::new("consumer", consumer.to_string()),
                         KeyValue::new("provider", route.provider.clone()),
                         KeyValue::new("method", route.method.clone()),
                         KeyValue::new("outcome", labels::outcome_label(labels::outcome(reason))),
@@ -135,7 +135,7 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
         .with_description("Calls a provider failed")
         .with_callback(move |observer| {
             for (provider, n) in m.upstream_errors() {
-                observer.observe(n, &[KeyValue::new("provider", provider.to_owned())]);
+                observer.observe(n, &[KeyValue::new("provider", provider)]);
             }
         })
         .build();

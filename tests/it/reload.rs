@@ -307,3 +307,76 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
+    let agency = jisr::identity::AgencyId::parse("employment").unwrap();
+    jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    let employment = channel(&addr, &pki.files("employment")).await.unwrap();
+    let call = || RawCall::new(BIRTH, birth(), "job-seeker");
+    let metric = |consumer: &str, outcome: &str, reason: &str| {
+        format!("jisr_exchanges_total{{consumer=\"{consumer}\",provider=\"civil-status\",method=\"ma.civilstatus.v1.CivilStatus/GetBirthRecord\",outcome=\"{outcome}\",reason=\"{reason}\"}}")
+    };
+    // Not declared yet: its certificate is valid, the call is refused and
+    // counted under `other`.
+    let (_, reason, _) = framed_status(call_raw(&employment, call()).await);
+    assert_eq!(reason, "ACCESS_DENIED");
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    assert!(
+        text.contains(&format!(
+            "{} 1",
+            metric("other", "refused", "ACCESS_DENIED")
+        )),
+        "{text}"
+    );
+
+    edit(&pki, |text| {
+        text + r#"
+[[agency]]
+id = "employment"
+
+[[purpose]]
+code = "job-seeker"
+description = "Job seeker registration"
+
+[[rule]]
+consumer = "employment"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["job-seeker"]
+basis = "law:65-99"
+"#
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    for _ in 0..2 {
+        call_raw(&employment, call())
+            .await
+            .expect("allowed after reload");
+    }
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    assert!(
+        text.contains(&format!("{} 2", metric("employment", "allowed", ""))),
+        "the new agency is not counted under its own name:\n{text}"
+    );
+    assert!(!text.contains(&metric("other", "allowed", "")), "{text}");
+    // What was counted before the reload stays.
+    assert!(
+        text.contains(&format!(
+            "{} 1",
+            metric("other", "refused", "ACCESS_DENIED")
+        )),
+        "{text}"
+    );
+    // A call to an unknown method is counted under its name too.
+    let unknown = RawCall::new("/ma.nothing.v1.Nothing/Get", birth(), "job-seeker");
+    let (_, reason, _) = framed_status(call_raw(&employment, unknown).await);
+    assert_eq!(reason, "UNKNOWN_METHOD");
+    admin::wait_metric(
+        &admin,
+        "jisr_exchanges_total{consumer=\"employment\",provider=\"\",method=\"unknown\",outcome=\"refused\",reason=\"UNKNOWN_METHOD\"} 1",
+    )
+    .await;
+}
