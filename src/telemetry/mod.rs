@@ -13,6 +13,7 @@ pub mod admin;
 pub mod agencies;
 pub mod histogram;
 pub mod labels;
+mod logged;
 pub mod metrics;
 mod otlp;
 pub mod prometheus;
@@ -51,8 +52,14 @@ impl Telemetry {
         let metrics = Arc::new(metrics);
         let otlp = match &config.otlp_endpoint {
             Some(endpoint) => {
-                let otlp = otlp::Otlp::start(endpoint, node, &metrics)?;
-                tracing::info!(%endpoint, "exporting traces and metrics over OTLP/gRPC");
+                let otlp = otlp::Otlp::start(endpoint, config, node, &metrics)?;
+                let tls = config.otlp_tls.as_ref();
+                tracing::info!(
+                    %endpoint,
+                    ca = ?tls.map(|t| &t.ca),
+                    client_certificate = ?tls.and_then(|t| t.client.as_ref()).map(|(cert, _)| cert),
+                    "exporting traces and metrics over OTLP/gRPC"
+                );
                 Some(otlp)
             }
             None => None,
