@@ -308,6 +308,18 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
         .unwrap();
 }
 
+/// A contract for the `employment` agency added by a reload.
+const EMPLOYMENT_PROTO: &str = r#"syntax = "proto3";
+package ma.employment.v1;
+import "jisr/annotations.proto";
+service Jobs {
+  option (jisr.default_category) = SOCIAL;
+  rpc GetRegistration(RegistrationRequest) returns (Registration);
+}
+message RegistrationRequest { string citizen_id = 1 [(jisr.subject) = true]; }
+message Registration { bool registered = 1; }
+"#;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
     let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
@@ -315,6 +327,13 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
     let agency = jisr::identity::AgencyId::parse("employment").unwrap();
     jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    let contracts = pki.root().join("contracts");
+    std::fs::create_dir_all(contracts.join("employment/v1")).unwrap();
+    std::fs::write(
+        contracts.join("employment/v1/employment.proto"),
+        EMPLOYMENT_PROTO,
+    )
+    .unwrap();
     let employment = channel(&addr, &pki.files("employment")).await.unwrap();
     let call = || RawCall::new(BIRTH, birth(), "job-seeker");
     let metric = |consumer: &str, outcome: &str, reason: &str| {
@@ -332,11 +351,25 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
         )),
         "{text}"
     );
+    assert!(!text.contains("employment"), "{text}");
 
+    // The reload declares `employment` as a consumer with a rule, and as a
+    // provider (with a contract and an upstream where nothing listens).
     edit(&pki, |text| {
+        let include = format!("include = [\"{}\"]", proto_dir().display());
+        let text = text.replace(
+            &include,
+            &format!(
+                "include = [\"{}\", \"{}\"]",
+                proto_dir().display(),
+                contracts.display()
+            ),
+        );
         text + r#"
 [[agency]]
 id = "employment"
+upstream = "127.0.0.1:9"
+contracts = ["employment/v1/employment.proto"]
 
 [[purpose]]
 code = "job-seeker"
@@ -347,6 +380,12 @@ consumer = "employment"
 methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
 purposes = ["job-seeker"]
 basis = "law:65-99"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.employment.v1.Jobs/GetRegistration"]
+purposes = ["bac-candidature"]
+basis = "law:55-19"
 "#
     });
     gw.hangup();
@@ -370,13 +409,29 @@ basis = "law:65-99"
         )),
         "{text}"
     );
+    assert!(
+        text.contains("jisr_upstream_errors_total{provider=\"employment\"} 0"),
+        "the new provider has no upstream-error counter:\n{text}"
+    );
     // A call to an unknown method is counted under its name too.
     let unknown = RawCall::new("/ma.nothing.v1.Nothing/Get", birth(), "job-seeker");
     let (_, reason, _) = framed_status(call_raw(&employment, unknown).await);
     assert_eq!(reason, "UNKNOWN_METHOD");
-    admin::wait_metric(
-        &admin,
+    // The new provider's failures are counted under its name.
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let to_employment = RawCall::new(
+        "/ma.employment.v1.Jobs/GetRegistration",
+        birth(),
+        "bac-candidature",
+    );
+    let (_, reason, _) = framed_status(call_raw(&education, to_employment).await);
+    assert_eq!(reason, "PROVIDER_UNAVAILABLE");
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    for line in [
         "jisr_exchanges_total{consumer=\"employment\",provider=\"\",method=\"unknown\",outcome=\"refused\",reason=\"UNKNOWN_METHOD\"} 1",
-    )
-    .await;
+        "jisr_exchanges_total{consumer=\"education\",provider=\"employment\",method=\"ma.employment.v1.Jobs/GetRegistration\",outcome=\"failed\",reason=\"PROVIDER_UNAVAILABLE\"} 1",
+        "jisr_upstream_errors_total{provider=\"employment\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
 }
