@@ -7,7 +7,8 @@
 //! The exchange path touches this module twice: [`Telemetry::span`] when a
 //! call arrives (nothing at all when export is off) and
 //! [`metrics::Metrics::exchange`] when its audit entry is settled (a few
-//! relaxed atomic adds into counters resolved when the gateway was built).
+//! relaxed atomic adds into counters resolved when the routing state was
+//! built, at start or by a reload).
 
 pub mod admin;
 pub mod agencies;

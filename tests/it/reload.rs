@@ -435,3 +435,59 @@ basis = "law:55-19"
         assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
+    let collector = crate::support::otlp::Collector::start().await;
+    let otlp = format!(
+        "\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
+        collector.addr
+    );
+    let pki = Pki::new();
+    let cs = echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let config = gateway_config(&pki, &up, "reload_poll_ms = 0", &otlp);
+    let (gw, addr) = start_gateway_env(
+        &pki,
+        "gateway",
+        &config,
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "200")],
+    );
+    let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
+    let agency = jisr::identity::AgencyId::parse("employment").unwrap();
+    jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    edit(&pki, |text| {
+        text + r#"
+[[agency]]
+id = "employment"
+
+[[purpose]]
+code = "job-seeker"
+description = "Job seeker registration"
+
+[[rule]]
+consumer = "employment"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["job-seeker"]
+basis = "law:65-99"
+"#
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    let employment = channel(&addr, &pki.files("employment")).await.unwrap();
+    call_raw(&employment, RawCall::new(BIRTH, birth(), "job-seeker"))
+        .await
+        .expect("allowed after reload");
+    let allowed = collector
+        .wait_sum(
+            "jisr.exchanges",
+            &[("consumer", "employment"), ("outcome", "allowed")],
+        )
+        .await;
+    assert_eq!(allowed, 1);
+    drop(employment);
+}
