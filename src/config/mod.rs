@@ -32,7 +32,7 @@ pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
-pub use telemetry::{LogFormat, TelemetryConfig};
+pub use telemetry::{LogFormat, OtlpTls, TelemetryConfig};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -311,9 +311,11 @@ fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Confi
         None => sections::consent(ctx, None, &base),
     };
     let telemetry = match top.table.get("telemetry") {
-        Some(v) => Section::new("[telemetry]", v, telemetry::TELEMETRY_KEYS, ctx)
-            .and_then(|s| telemetry::telemetry(ctx, Some(&s))),
-        None => telemetry::telemetry(ctx, None),
+        Some(v) => Section::new("[telemetry]", v, telemetry::TELEMETRY_KEYS, ctx).and_then(|s| {
+            let node_ca = tls.as_ref().map(|t| t.ca.as_path());
+            telemetry::telemetry(ctx, Some(&s), &base, node_ca)
+        }),
+        None => telemetry::telemetry(ctx, None, &base, None),
     };
     let bus = match top.table.get("bus") {
         Some(v) => Section::new("[bus]", v, bus::BUS_KEYS, ctx)

@@ -84,7 +84,9 @@ impl Gateway {
                 self.telemetry
                     .ready()
                     .update(&routing.config.tls.cert, methods);
+                let labels = routing.labels.clone();
                 self.routing.store(Arc::new(routing));
+                self.telemetry.metrics().use_labels(labels);
                 self.reload.succeeded();
                 tracing::info!(methods, "configuration reloaded");
                 Ok(())

@@ -45,6 +45,9 @@ pub struct Routing {
     /// SHA-256 of the TLS files' contents: pools are rebuilt when it changes.
     tls_digest: [u8; 32],
     pub(super) max_message: usize,
+    /// The agencies this configuration gives metric labels, put in force
+    /// with this state.
+    pub(super) labels: Arc<crate::telemetry::AgencyLabels>,
 }
 
 impl std::fmt::Debug for Routing {
@@ -111,6 +114,8 @@ impl Routing {
             upstreams.insert(agency.id.clone(), pool);
         }
         let timeouts = route_timeouts(config, &catalogue)?;
+        // Before the methods register: their counters get slots for new agencies.
+        let labels = metrics.declare(config);
         let mut exchanges = HashMap::new();
         for route in catalogue.methods() {
             // Config validation guarantees every agency with contracts has an upstream.
@@ -154,6 +159,7 @@ impl Routing {
                 server_tls,
                 tls_digest,
                 max_message: config.node.max_message_bytes,
+                labels,
             },
         })
     }

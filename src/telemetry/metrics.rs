@@ -1,22 +1,27 @@
 //! The gateway's counters and histograms. Everything a call touches is
-//! allocated when the gateway is built: one [`RouteMetrics`] per method
-//! (its provider and method labels fixed), a dense array of counters per
-//! (consumer, reason) and a histogram per outcome. A call costs an index
-//! computation and a few relaxed atomic adds; no lock, no label string.
+//! allocated when a configuration is loaded (at start or by a reload): one
+//! [`RouteMetrics`] per method (its provider and method labels fixed), a
+//! dense array of counters per (consumer, reason) and a histogram per
+//! outcome. A call costs an index computation and a few relaxed atomic
+//! adds; no lock, no label string.
+//!
+//! A reload that declares new consumers gives each method it routes a new
+//! generation of counters with room for them ([`Metrics::route`]); the
+//! generation it replaces stays linked to it, since calls in flight may
+//! still count there, and the export adds the generations up.
 
+use super::agencies::{AgencyLabels, Registry, OTHER_SLOT};
 use super::histogram::Histogram;
 use super::labels::{self, TlsFailure, OUTCOMES, SLOTS};
 use crate::proto::jisr::audit::v1::Outcome;
 use crate::proxy::refusal::Reason;
+use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
-/// The label used for a consumer that is not declared in the configuration
-/// (its certificate is valid, but no `[[agency]]` names it).
-pub const OTHER_CONSUMER: &str = "other";
+pub use super::agencies::OTHER_CONSUMER;
 
 /// Counters of one method (or of calls to unknown methods).
 #[derive(Debug)]
@@ -25,15 +30,23 @@ pub struct RouteMetrics {
     pub provider: String,
     /// Method label: `package.Service/Method`, or `unknown`.
     pub method: String,
-    /// Exchanges by consumer slot × reason slot.
+    /// Exchanges by consumer slot × reason slot, for the consumer slots
+    /// known when this generation was made.
     counts: Box<[AtomicU64]>,
-    /// Exchange latency by outcome (allowed, refused, failed).
-    latency: [Histogram; 3],
+    /// The generation this one replaced (calls in flight may still count
+    /// there): exports add it in.
+    earlier: Option<Arc<RouteMetrics>>,
+    /// Exchange latency by outcome (allowed, refused, failed), shared by
+    /// every generation.
+    latency: Arc<[Histogram; 3]>,
     /// The provider's upstream-error counter.
     upstream_errors: Option<Arc<AtomicU64>>,
     /// OTLP attributes per outcome, built once.
     otel_attributes: [Box<[KeyValue]>; 3],
 }
+
+/// One exchange counter: (consumer, route, reason, count).
+pub(crate) type ExchangeCount = (Arc<str>, Arc<RouteMetrics>, Option<Reason>, u64);
 
 /// Instruments recorded on the call path when OTLP export is on.
 #[derive(Debug)]
@@ -45,14 +58,15 @@ pub(crate) struct OtelInstruments {
 /// Every metric of a node.
 #[derive(Debug)]
 pub struct Metrics {
-    consumers: HashMap<String, usize>,
-    consumer_names: Vec<String>,
-    /// Every method registered since start (kept across reloads, so a
-    /// method's counters continue; a method dropped by a reload keeps its
-    /// last values).
-    routes: std::sync::RwLock<Vec<Arc<RouteMetrics>>>,
-    unknown: Arc<RouteMetrics>,
-    upstream_errors: Vec<(String, Arc<AtomicU64>)>,
+    /// Every consumer slot and provider counter since start.
+    registry: RwLock<Registry>,
+    /// The labels of the configuration in force: what the call path reads.
+    in_force: ArcSwap<AgencyLabels>,
+    /// Every method registered since start, latest generation (kept across
+    /// reloads, so a method's counters continue; a method dropped by a
+    /// reload keeps its last values).
+    routes: RwLock<Vec<Arc<RouteMetrics>>>,
+    unknown: ArcSwap<RouteMetrics>,
     consent_check: Histogram,
     tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub(crate) otel: OnceLock<OtelInstruments>,
@@ -71,75 +85,80 @@ pub struct GatewayState {
 }
 
 impl Metrics {
-    /// Metrics for these consumers (agency ids) and providers.
+    /// Metrics for these consumers (agency ids) and providers, in force at once.
     pub fn new<'a>(
         consumers: impl IntoIterator<Item = &'a str>,
         providers: impl IntoIterator<Item = &'a str>,
     ) -> Self {
-        let mut consumer_names: Vec<String> = consumers.into_iter().map(str::to_owned).collect();
-        consumer_names.push(OTHER_CONSUMER.to_owned());
-        let consumers = consumer_names
-            .iter()
-            .enumerate()
-            .take(consumer_names.len() - 1)
-            .map(|(i, name)| (name.clone(), i))
-            .collect();
-        let upstream_errors = providers
-            .into_iter()
-            .map(|p| (p.to_owned(), Arc::new(AtomicU64::new(0))))
-            .collect();
-        let mut metrics = Self {
-            consumers,
-            consumer_names,
+        let mut registry = Registry::default();
+        let in_force = registry.declare(consumers, providers);
+        let unknown = RouteMetrics::new("", "unknown", &registry, None);
+        Self {
+            registry: RwLock::new(registry),
+            in_force: ArcSwap::from_pointee(in_force),
             routes: Default::default(),
-            unknown: Arc::new(RouteMetrics::placeholder()),
-            upstream_errors,
+            unknown: ArcSwap::from_pointee(unknown),
             consent_check: Histogram::default(),
             tls_failures: Default::default(),
             otel: OnceLock::new(),
             audit: OnceLock::new(),
             gateway: OnceLock::new(),
-        };
-        metrics.unknown = Arc::new(metrics.route_metrics("", "unknown"));
-        metrics
+        }
     }
 
-    fn route_metrics(&self, provider: &str, method: &str) -> RouteMetrics {
-        let cells = self.consumer_names.len() * SLOTS;
-        let attributes = |outcome: Outcome| -> Box<[KeyValue]> {
-            Box::new([
-                KeyValue::new("provider", provider.to_owned()),
-                KeyValue::new("method", method.to_owned()),
-                KeyValue::new("outcome", labels::outcome_label(outcome)),
-            ])
-        };
-        RouteMetrics {
-            provider: provider.to_owned(),
-            method: method.to_owned(),
-            counts: (0..cells).map(|_| AtomicU64::new(0)).collect(),
-            latency: Default::default(),
-            upstream_errors: self
-                .upstream_errors
-                .iter()
-                .find(|(p, _)| p == provider)
-                .map(|(_, c)| c.clone()),
-            otel_attributes: OUTCOMES.map(attributes),
+    /// Declares the agencies `config` names, so that the methods registered
+    /// next ([`Metrics::route`]) have counters for them. The labels take
+    /// effect once put in force with [`Metrics::use_labels`], when the
+    /// routing state built from `config` is.
+    pub fn declare(&self, config: &crate::config::Config) -> Arc<AgencyLabels> {
+        let (consumers, providers) = AgencyLabels::of_config(config);
+        let mut registry = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        let labels = registry.declare(consumers, providers);
+        let unknown = self.unknown.load_full();
+        if unknown.slots() < registry.slots() {
+            self.unknown.store(Arc::new(RouteMetrics::new(
+                "",
+                "unknown",
+                &registry,
+                Some(unknown),
+            )));
         }
+        Arc::new(labels)
+    }
+
+    /// Puts the agency labels of a configuration in force (when its routing
+    /// state is swapped in).
+    pub fn use_labels(&self, labels: Arc<AgencyLabels>) {
+        self.in_force.store(labels);
     }
 
     /// The handle a method's calls record into: registered on first use,
-    /// the same one again when a reload routes the method anew.
+    /// the same one again when a reload routes the method anew, or a new
+    /// generation of it when consumers were declared since.
     pub fn route(&self, provider: &str, method: &str) -> Arc<RouteMetrics> {
         let mut routes = self.routes.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(known) = routes
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let known = routes
             .iter()
-            .find(|r| r.provider == provider && r.method == method)
-        {
-            return known.clone();
+            .position(|r| r.provider == provider && r.method == method);
+        match known {
+            Some(i) if routes[i].slots() >= registry.slots() => routes[i].clone(),
+            Some(i) => {
+                let next = Arc::new(RouteMetrics::new(
+                    provider,
+                    method,
+                    &registry,
+                    Some(routes[i].clone()),
+                ));
+                routes[i] = next.clone();
+                next
+            }
+            None => {
+                let route = Arc::new(RouteMetrics::new(provider, method, &registry, None));
+                routes.push(route.clone());
+                route
+            }
         }
-        let route = Arc::new(self.route_metrics(provider, method));
-        routes.push(route.clone());
-        route
     }
 
     /// The registered methods and the unknown-method handle, at this moment.
@@ -147,25 +166,25 @@ impl Metrics {
         let routes = self.routes.read().unwrap_or_else(|e| e.into_inner());
         routes
             .iter()
-            .chain(std::iter::once(&self.unknown))
             .cloned()
+            .chain(std::iter::once(self.unknown.load_full()))
             .collect()
     }
 
     /// The handle for calls to methods not in the catalogue.
-    pub fn unknown_route(&self) -> &Arc<RouteMetrics> {
-        &self.unknown
+    pub fn unknown_route(&self) -> Arc<RouteMetrics> {
+        self.unknown.load_full()
     }
 
-    /// The counter slot of a consumer (one hash lookup).
+    /// The counter slot of a consumer in the configuration in force (one
+    /// hash lookup).
     pub fn consumer_slot(&self, consumer: &str) -> usize {
-        self.consumers
-            .get(consumer)
-            .copied()
-            .unwrap_or(self.consumer_names.len() - 1)
+        self.in_force.load().slot(consumer)
     }
 
-    /// Counts one exchange of `route` and its latency.
+    /// Counts one exchange of `route` and its latency. A consumer slot
+    /// declared after `route` was made (a call that started before a
+    /// reload) counts under `other`, as the consumer was when it started.
     pub fn exchange(
         &self,
         route: &RouteMetrics,
@@ -174,7 +193,11 @@ impl Metrics {
         elapsed: Duration,
     ) {
         let slot = labels::slot(reason);
-        if let Some(cell) = route.counts.get(consumer * SLOTS + slot) {
+        let cell = route
+            .counts
+            .get(consumer * SLOTS + slot)
+            .or_else(|| route.counts.get(OTHER_SLOT * SLOTS + slot));
+        if let Some(cell) = cell {
             cell.fetch_add(1, Ordering::Relaxed);
         }
         let outcome = labels::outcome_index(labels::outcome(reason));
@@ -223,15 +246,28 @@ impl Metrics {
         self.tls_failures[code.index()].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Every non-zero exchange counter: (consumer, route, reason, count).
-    pub(crate) fn exchange_counts(&self) -> Vec<(&str, Arc<RouteMetrics>, Option<Reason>, u64)> {
+    /// Every non-zero exchange counter: (consumer, route, reason, count),
+    /// each generation of a method added up.
+    pub(crate) fn exchange_counts(&self) -> Vec<ExchangeCount> {
+        let routes = self.all_routes();
+        let names = {
+            let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+            registry.names().to_vec()
+        };
         let mut out = Vec::new();
-        for route in self.all_routes() {
-            for (i, c) in route.counts.iter().enumerate() {
-                let n = c.load(Ordering::Relaxed);
+        for route in routes {
+            for i in 0..route.counts.len() {
+                let n = route.total(i);
                 if n > 0 {
-                    let consumer = self.consumer_names[i / SLOTS].as_str();
-                    out.push((consumer, route.clone(), labels::reason_of(i % SLOTS), n));
+                    let Some(consumer) = names.get(i / SLOTS) else {
+                        continue;
+                    };
+                    out.push((
+                        consumer.clone(),
+                        route.clone(),
+                        labels::reason_of(i % SLOTS),
+                        n,
+                    ));
                 }
             }
         }
@@ -253,11 +289,12 @@ impl Metrics {
         out
     }
 
-    /// Upstream errors by provider.
-    pub(crate) fn upstream_errors(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.upstream_errors
-            .iter()
-            .map(|(p, c)| (p.as_str(), c.load(Ordering::Relaxed)))
+    /// Upstream errors by provider: the providers in force, and any other
+    /// that counted errors before a reload dropped it.
+    pub(crate) fn upstream_errors(&self) -> Vec<(String, u64)> {
+        let in_force = self.in_force.load();
+        let registry = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        registry.upstream_error_counts(&in_force)
     }
 
     /// The consent-check latency histogram.
@@ -282,15 +319,49 @@ impl RouteMetrics {
         &self.latency[labels::outcome_index(outcome)]
     }
 
-    fn placeholder() -> Self {
+    /// A generation of counters with a slot for every consumer of
+    /// `registry`, continuing `earlier` if given.
+    fn new(
+        provider: &str,
+        method: &str,
+        registry: &Registry,
+        earlier: Option<Arc<RouteMetrics>>,
+    ) -> Self {
+        let cells = registry.slots() * SLOTS;
+        let attributes = |outcome: Outcome| -> Box<[KeyValue]> {
+            Box::new([
+                KeyValue::new("provider", provider.to_owned()),
+                KeyValue::new("method", method.to_owned()),
+                KeyValue::new("outcome", labels::outcome_label(outcome)),
+            ])
+        };
         Self {
-            provider: String::new(),
-            method: String::new(),
-            counts: Box::new([]),
-            latency: Default::default(),
-            upstream_errors: None,
-            otel_attributes: [Box::new([]), Box::new([]), Box::new([])],
+            provider: provider.to_owned(),
+            method: method.to_owned(),
+            counts: (0..cells).map(|_| AtomicU64::new(0)).collect(),
+            latency: earlier
+                .as_ref()
+                .map_or_else(Default::default, |e| e.latency.clone()),
+            earlier,
+            upstream_errors: registry.upstream_errors(provider),
+            otel_attributes: OUTCOMES.map(attributes),
         }
+    }
+
+    /// How many consumer slots this generation counts.
+    fn slots(&self) -> usize {
+        self.counts.len() / SLOTS
+    }
+
+    /// Counter `cell` added up over this generation and the earlier ones.
+    fn total(&self, cell: usize) -> u64 {
+        let mut n = 0;
+        let mut generation = Some(self);
+        while let Some(g) = generation {
+            n += g.counts.get(cell).map_or(0, |c| c.load(Ordering::Relaxed));
+            generation = g.earlier.as_deref();
+        }
+        n
     }
 }
 
@@ -333,7 +404,7 @@ mod tests {
         let all = m.exchange_counts();
         let counts: Vec<_> = all
             .iter()
-            .map(|(c, r, reason, n)| (*c, r.method.as_str(), *reason, *n))
+            .map(|(c, r, reason, n)| (&**c, r.method.as_str(), *reason, *n))
             .collect();
         assert!(counts.contains(&(
             "tax",
@@ -348,9 +419,75 @@ mod tests {
             1
         )));
         assert_eq!(counts.len(), 3);
-        assert_eq!(
-            m.upstream_errors().collect::<Vec<_>>(),
-            [("civil-status", 1)]
+        assert_eq!(m.upstream_errors(), [("civil-status".to_owned(), 1)]);
+    }
+
+    fn config(agencies: &str) -> crate::config::Config {
+        let text = format!(
+            "[node]\nid = \"gw-1\"\ntrust_domain = \"interop.gov.ma\"\nlisten = \"127.0.0.1:8443\"\n\n[tls]\nca = \"ca.crt\"\ncert = \"gw.crt\"\nkey = \"gw.key\"\n{agencies}"
         );
+        crate::config::Config::from_toml(&text, std::path::Path::new("/etc/jisr/jisr.toml"))
+            .unwrap()
+    }
+
+    fn count(m: &Metrics, consumer: &str, method: &str) -> u64 {
+        m.exchange_counts()
+            .iter()
+            .filter(|(c, r, _, _)| &**c == consumer && r.method == method)
+            .map(|(_, _, _, n)| n)
+            .sum()
+    }
+
+    #[test]
+    fn a_consumer_declared_by_a_reload_gets_its_own_label() {
+        const BIRTH: &str = "ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+        let m = Metrics::new(["tax"], ["civil-status"]);
+        let before = m.route("civil-status", BIRTH);
+        let unknown_before = m.unknown_route();
+        m.exchange(&before, m.consumer_slot("employment"), None, Duration::ZERO);
+        assert_eq!(count(&m, OTHER_CONSUMER, BIRTH), 1);
+
+        // A reload declares `employment` and a new provider; its routing
+        // state registers the method again.
+        let reloaded = config(
+            "[[agency]]\nid = \"tax\"\n\n[[agency]]\nid = \"employment\"\nupstream = \"127.0.0.1:9\"\ncontracts = [\"a.proto\"]\n",
+        );
+        let labels = m.declare(&reloaded);
+        let after = m.route("civil-status", BIRTH);
+        assert!(!Arc::ptr_eq(&before, &after), "a new generation");
+        assert!(Arc::ptr_eq(&after, &m.route("civil-status", BIRTH)));
+        // Not in force until the routing state is swapped in.
+        assert_eq!(m.consumer_slot("employment"), OTHER_SLOT);
+        m.use_labels(labels);
+        let employment = m.consumer_slot("employment");
+        assert_ne!(employment, OTHER_SLOT);
+        m.exchange(&after, employment, None, Duration::ZERO);
+        // A call that started on the old routing state and ends now counts
+        // under `other`, as it started, and in the old generation.
+        m.exchange(&before, employment, None, Duration::ZERO);
+        m.exchange(&before, m.consumer_slot("tax"), None, Duration::ZERO);
+        m.exchange(&after, m.consumer_slot("tax"), None, Duration::ZERO);
+        m.exchange(
+            &m.unknown_route(),
+            employment,
+            Some(Reason::UnknownMethod),
+            Duration::ZERO,
+        );
+        assert!(!Arc::ptr_eq(&unknown_before, &m.unknown_route()));
+        assert_eq!(count(&m, "employment", BIRTH), 1);
+        assert_eq!(count(&m, OTHER_CONSUMER, BIRTH), 2);
+        assert_eq!(count(&m, "tax", BIRTH), 2);
+        assert_eq!(count(&m, "employment", "unknown"), 1);
+        // Latency is one histogram across generations.
+        assert_eq!(after.latency(Outcome::Allowed).snapshot().count, 5);
+        assert_eq!(
+            m.upstream_errors(),
+            [("employment".to_owned(), 0)],
+            "civil-status is no longer named and counted nothing"
+        );
+
+        // A reload that drops `employment` counts it under `other` again.
+        m.use_labels(m.declare(&config("[[agency]]\nid = \"tax\"\n")));
+        assert_eq!(m.consumer_slot("employment"), OTHER_SLOT);
     }
 }

@@ -7,17 +7,21 @@
 //! The exchange path touches this module twice: [`Telemetry::span`] when a
 //! call arrives (nothing at all when export is off) and
 //! [`metrics::Metrics::exchange`] when its audit entry is settled (a few
-//! relaxed atomic adds into counters resolved when the gateway was built).
+//! relaxed atomic adds into counters resolved when the routing state was
+//! built, at start or by a reload).
 
 pub mod admin;
+pub mod agencies;
 pub mod histogram;
 pub mod labels;
+mod logged;
 pub mod metrics;
 mod otlp;
 pub mod prometheus;
 pub mod ready;
 pub mod trace;
 
+pub use agencies::AgencyLabels;
 pub use labels::TlsFailure;
 pub use metrics::{GatewayState, Metrics, RouteMetrics};
 pub use otlp::OtlpError;
@@ -49,8 +53,14 @@ impl Telemetry {
         let metrics = Arc::new(metrics);
         let otlp = match &config.otlp_endpoint {
             Some(endpoint) => {
-                let otlp = otlp::Otlp::start(endpoint, node, &metrics)?;
-                tracing::info!(%endpoint, "exporting traces and metrics over OTLP/gRPC");
+                let otlp = otlp::Otlp::start(endpoint, config, node, &metrics)?;
+                let tls = config.otlp_tls.as_ref();
+                tracing::info!(
+                    %endpoint,
+                    ca = ?tls.map(|t| &t.ca),
+                    client_certificate = ?tls.and_then(|t| t.client.as_ref()).map(|(cert, _)| cert),
+                    "exporting traces and metrics over OTLP/gRPC"
+                );
                 Some(otlp)
             }
             None => None,

@@ -1,18 +1,22 @@
 //! OTLP export over gRPC: a tracer provider with a batch span exporter, and
 //! a meter provider with a periodic exporter whose observable instruments
 //! read the same atomic counters `/metrics` shows. Started only when
-//! `telemetry.otlp_endpoint` is set.
+//! `telemetry.otlp_endpoint` is set; over TLS when it is `https://`, with
+//! the CA and client certificate of `telemetry.otlp_ca`, `otlp_cert` and
+//! `otlp_key` (checked when the configuration was loaded).
 //!
 //! The standard `OTEL_BSP_*` and `OTEL_METRIC_EXPORT_INTERVAL` variables
 //! tune batching and the export interval (defaults 5 s and 60 s).
 
 use super::histogram::BOUNDS_MICROS;
 use super::labels;
+use super::logged;
 use super::metrics::{Metrics, OtelInstruments};
+use crate::config::{OtlpTls, TelemetryConfig};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 use opentelemetry_sdk::Resource;
@@ -20,7 +24,7 @@ use std::sync::Arc;
 
 /// Why OTLP export could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up OTLP export to {endpoint}: {what}; check `telemetry.otlp_endpoint`")]
+#[error("cannot set up OTLP export to {endpoint}: {what}; check `telemetry.otlp_endpoint` (and, for https, `otlp_ca`, `otlp_cert`, `otlp_key`)")]
 pub struct OtlpError {
     endpoint: String,
     what: String,
@@ -40,6 +44,7 @@ impl Otlp {
     /// that is down loses telemetry, never calls.
     pub(crate) fn start(
         endpoint: &str,
+        config: &TelemetryConfig,
         node: &str,
         metrics: &Arc<Metrics>,
     ) -> Result<Self, OtlpError> {
@@ -47,28 +52,38 @@ impl Otlp {
             endpoint: endpoint.to_owned(),
             what: e.to_string(),
         };
+        let tls = match &config.otlp_tls {
+            Some(tls) if endpoint.starts_with("https://") => {
+                Some(client_tls(tls).map_err(|e| error(&e))?)
+            }
+            _ => None,
+        };
         let resource = Resource::builder()
             .with_service_name("jisr")
             .with_attribute(KeyValue::new("service.instance.id", node.to_owned()))
             .build();
-        let spans = opentelemetry_otlp::SpanExporter::builder()
+        let mut spans = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|e| error(&e))?;
+            .with_endpoint(endpoint);
+        if let Some(tls) = &tls {
+            spans = spans.with_tls_config(tls.clone());
+        }
+        let spans = spans.build().map_err(|e| error(&e))?;
         let tracer_provider = SdkTracerProvider::builder()
             .with_resource(resource.clone())
-            .with_batch_exporter(spans)
+            .with_batch_exporter(logged::Spans::new(spans, endpoint))
             .build();
         let tracer = tracer_provider.tracer("jisr");
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
+        let mut exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
-            .with_endpoint(endpoint)
-            .build()
-            .map_err(|e| error(&e))?;
+            .with_endpoint(endpoint);
+        if let Some(tls) = tls {
+            exporter = exporter.with_tls_config(tls);
+        }
+        let exporter = exporter.build().map_err(|e| error(&e))?;
         let meter_provider = SdkMeterProvider::builder()
             .with_resource(resource)
-            .with_periodic_exporter(exporter)
+            .with_periodic_exporter(logged::Metrics::new(exporter, endpoint))
             .build();
         register(&meter_provider, metrics);
         Ok(Self {
@@ -87,6 +102,25 @@ impl Otlp {
             tracing::warn!(error = %e, "OTLP metric export did not finish cleanly");
         }
     }
+}
+
+/// The client TLS configuration towards the collector: trust `tls.ca` only
+/// (no system roots), present the client certificate if configured. The
+/// server name checked is the endpoint's host.
+fn client_tls(tls: &OtlpTls) -> Result<tonic::transport::ClientTlsConfig, String> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| format!("cannot read `{key}` file {}: {e}", path.display()))
+    };
+    let mut config =
+        ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("otlp_ca", &tls.ca)?));
+    if let Some((cert, key)) = &tls.client {
+        config = config.identity(Identity::from_pem(
+            read("otlp_cert", cert)?,
+            read("otlp_key", key)?,
+        ));
+    }
+    Ok(config)
 }
 
 /// The OTLP instruments. Counters are observable: their callbacks read the
@@ -119,7 +153,7 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
                 observer.observe(
                     n,
                     &[
-                        KeyValue::new("consumer", consumer.to_owned()),
+                        KeyValue::new("consumer", consumer.to_string()),
                         KeyValue::new("provider", route.provider.clone()),
                         KeyValue::new("method", route.method.clone()),
                         KeyValue::new("outcome", labels::outcome_label(labels::outcome(reason))),
@@ -135,7 +169,7 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
         .with_description("Calls a provider failed")
         .with_callback(move |observer| {
             for (provider, n) in m.upstream_errors() {
-                observer.observe(n, &[KeyValue::new("provider", provider.to_owned())]);
+                observer.observe(n, &[KeyValue::new("provider", provider)]);
             }
         })
         .build();

@@ -119,7 +119,7 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
         let _ = writeln!(
             out,
             "jisr_exchanges_total{{consumer=\"{}\",provider=\"{}\",method=\"{}\",outcome=\"{}\",reason=\"{}\"}} {n}",
-            escape(consumer),
+            escape(&consumer),
             escape(&route.provider),
             escape(&route.method),
             labels::outcome_label(labels::outcome(reason)),
@@ -157,7 +157,7 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
         let _ = writeln!(
             out,
             "jisr_upstream_errors_total{{provider=\"{}\"}} {n}",
-            escape(provider)
+            escape(&provider)
         );
     }
     if let Some(gateway) = metrics.gateway() {

@@ -307,3 +307,187 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
         .await
         .unwrap();
 }
+
+/// A contract for the `employment` agency added by a reload.
+const EMPLOYMENT_PROTO: &str = r#"syntax = "proto3";
+package ma.employment.v1;
+import "jisr/annotations.proto";
+service Jobs {
+  option (jisr.default_category) = SOCIAL;
+  rpc GetRegistration(RegistrationRequest) returns (Registration);
+}
+message RegistrationRequest { string citizen_id = 1 [(jisr.subject) = true]; }
+message Registration { bool registered = 1; }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
+    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
+    let agency = jisr::identity::AgencyId::parse("employment").unwrap();
+    jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    let contracts = pki.root().join("contracts");
+    std::fs::create_dir_all(contracts.join("employment/v1")).unwrap();
+    std::fs::write(
+        contracts.join("employment/v1/employment.proto"),
+        EMPLOYMENT_PROTO,
+    )
+    .unwrap();
+    let employment = channel(&addr, &pki.files("employment")).await.unwrap();
+    let call = || RawCall::new(BIRTH, birth(), "job-seeker");
+    let metric = |consumer: &str, outcome: &str, reason: &str| {
+        format!("jisr_exchanges_total{{consumer=\"{consumer}\",provider=\"civil-status\",method=\"ma.civilstatus.v1.CivilStatus/GetBirthRecord\",outcome=\"{outcome}\",reason=\"{reason}\"}}")
+    };
+    // Not declared yet: its certificate is valid, the call is refused and
+    // counted under `other`.
+    let (_, reason, _) = framed_status(call_raw(&employment, call()).await);
+    assert_eq!(reason, "ACCESS_DENIED");
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    assert!(
+        text.contains(&format!(
+            "{} 1",
+            metric("other", "refused", "ACCESS_DENIED")
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("employment"), "{text}");
+
+    // The reload declares `employment` as a consumer with a rule, and as a
+    // provider (with a contract and an upstream where nothing listens).
+    edit(&pki, |text| {
+        let include = format!("include = [\"{}\"]", proto_dir().display());
+        let text = text.replace(
+            &include,
+            &format!(
+                "include = [\"{}\", \"{}\"]",
+                proto_dir().display(),
+                contracts.display()
+            ),
+        );
+        text + r#"
+[[agency]]
+id = "employment"
+upstream = "127.0.0.1:9"
+contracts = ["employment/v1/employment.proto"]
+
+[[purpose]]
+code = "job-seeker"
+description = "Job seeker registration"
+
+[[rule]]
+consumer = "employment"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["job-seeker"]
+basis = "law:65-99"
+
+[[rule]]
+consumer = "education"
+methods = ["ma.employment.v1.Jobs/GetRegistration"]
+purposes = ["bac-candidature"]
+basis = "law:55-19"
+"#
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    for _ in 0..2 {
+        call_raw(&employment, call())
+            .await
+            .expect("allowed after reload");
+    }
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    assert!(
+        text.contains(&format!("{} 2", metric("employment", "allowed", ""))),
+        "the new agency is not counted under its own name:\n{text}"
+    );
+    assert!(!text.contains(&metric("other", "allowed", "")), "{text}");
+    // What was counted before the reload stays.
+    assert!(
+        text.contains(&format!(
+            "{} 1",
+            metric("other", "refused", "ACCESS_DENIED")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("jisr_upstream_errors_total{provider=\"employment\"} 0"),
+        "the new provider has no upstream-error counter:\n{text}"
+    );
+    // A call to an unknown method is counted under its name too.
+    let unknown = RawCall::new("/ma.nothing.v1.Nothing/Get", birth(), "job-seeker");
+    let (_, reason, _) = framed_status(call_raw(&employment, unknown).await);
+    assert_eq!(reason, "UNKNOWN_METHOD");
+    // The new provider's failures are counted under its name.
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let to_employment = RawCall::new(
+        "/ma.employment.v1.Jobs/GetRegistration",
+        birth(),
+        "bac-candidature",
+    );
+    let (_, reason, _) = framed_status(call_raw(&education, to_employment).await);
+    assert_eq!(reason, "PROVIDER_UNAVAILABLE");
+    let (_, text) = admin::get(&admin, "/metrics").await;
+    for line in [
+        "jisr_exchanges_total{consumer=\"employment\",provider=\"\",method=\"unknown\",outcome=\"refused\",reason=\"UNKNOWN_METHOD\"} 1",
+        "jisr_exchanges_total{consumer=\"education\",provider=\"employment\",method=\"ma.employment.v1.Jobs/GetRegistration\",outcome=\"failed\",reason=\"PROVIDER_UNAVAILABLE\"} 1",
+        "jisr_upstream_errors_total{provider=\"employment\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
+    let collector = crate::support::otlp::Collector::start().await;
+    let otlp = format!(
+        "\n[telemetry]\notlp_endpoint = \"http://{}\"\n",
+        collector.addr
+    );
+    let pki = Pki::new();
+    let cs = echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let config = gateway_config(&pki, &up, "reload_poll_ms = 0", &otlp);
+    let (gw, addr) = start_gateway_env(
+        &pki,
+        "gateway",
+        &config,
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "200")],
+    );
+    let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
+    let agency = jisr::identity::AgencyId::parse("employment").unwrap();
+    jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    edit(&pki, |text| {
+        text + r#"
+[[agency]]
+id = "employment"
+
+[[purpose]]
+code = "job-seeker"
+description = "Job seeker registration"
+
+[[rule]]
+consumer = "employment"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["job-seeker"]
+basis = "law:65-99"
+"#
+    });
+    gw.hangup();
+    gw.wait_log("configuration reloaded");
+    let employment = channel(&addr, &pki.files("employment")).await.unwrap();
+    call_raw(&employment, RawCall::new(BIRTH, birth(), "job-seeker"))
+        .await
+        .expect("allowed after reload");
+    let allowed = collector
+        .wait_sum(
+            "jisr.exchanges",
+            &[("consumer", "employment"), ("outcome", "allowed")],
+        )
+        .await;
+    assert_eq!(allowed, 1);
+    drop(employment);
+}

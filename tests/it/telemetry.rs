@@ -507,3 +507,116 @@ async fn an_audit_log_stopped_by_an_fsync_failure_makes_the_node_not_ready() {
     drop(client);
     gw.kill();
 }
+
+/// A gateway exporting to `collector` over TLS with the `[telemetry]`
+/// lines `tls`, whose export runs every 100–200 ms.
+fn tls_exporting_gateway(
+    pki: &Pki,
+    collector: &Collector,
+    tls: &str,
+    up: &Upstreams,
+) -> (Proc, String) {
+    let config = format!(
+        "{}\n[telemetry]\notlp_endpoint = \"https://{}\"\n{tls}\n",
+        gateway_config(pki, up, "", ""),
+        collector.addr
+    );
+    start_gateway_env(
+        pki,
+        "gateway",
+        &config,
+        &[
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "200"),
+        ],
+    )
+}
+
+/// Echo providers for the TLS export tests (tax is unused).
+async fn echoes(pki: &Pki) -> (echo::Echo, Upstreams) {
+    let cs = echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    (cs, up)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_tls_collector_trusting_the_node_ca_by_default() {
+    let pki = Pki::new();
+    let (_cs, up) = echoes(&pki).await;
+    // A collector certificate from the platform CA (for 127.0.0.1).
+    let collector = Collector::start_tls(&pki.files("cndp"), None).await;
+    let (gw, addr) = tls_exporting_gateway(&pki, &collector, "", &up);
+    gw.wait_log("exporting traces and metrics over OTLP/gRPC");
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let call = RawCall::new(BIRTH, birth(), "bac-candidature").with("jisr-request-id", "req-tls-1");
+    call_raw(&education, call).await.unwrap();
+    collector
+        .wait_span("over TLS", |s| {
+            attribute(&s.attributes, "jisr.request_id").as_deref() == Some("req-tls-1")
+        })
+        .await;
+    collector.wait_sum("jisr.audit.entries", &[]).await;
+    assert_eq!(gw.count_log("OTLP export failed"), 0, "{}", gw.logs());
+    drop(education);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_a_collector_that_requires_a_client_certificate() {
+    let pki = Pki::new();
+    let (_cs, up) = echoes(&pki).await;
+    let ca = pki.dir.join("ca.crt");
+    let collector = Collector::start_tls(&pki.files("cndp"), Some(&ca)).await;
+    let tls = format!(
+        "otlp_ca = \"{0}/ca.crt\"\notlp_cert = \"{0}/gateway.crt\"\notlp_key = \"{0}/gateway.key\"",
+        pki.dir.display()
+    );
+    let (gw, addr) = tls_exporting_gateway(&pki, &collector, &tls, &up);
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let call =
+        RawCall::new(BIRTH, birth(), "bac-candidature").with("jisr-request-id", "req-mtls-1");
+    call_raw(&education, call).await.unwrap();
+    collector
+        .wait_span("over mutual TLS", |s| {
+            attribute(&s.attributes, "jisr.request_id").as_deref() == Some("req-mtls-1")
+        })
+        .await;
+    assert_eq!(gw.count_log("OTLP export failed"), 0, "{}", gw.logs());
+    drop(education);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_the_otlp_ca_does_not_trust_loses_telemetry_not_calls() {
+    let pki = Pki::new();
+    let (_cs, up) = echoes(&pki).await;
+    let collector = Collector::start_tls(&pki.files("cndp"), None).await;
+    // The wrong CA: the collector's certificate is from the platform CA.
+    let tls = format!("otlp_ca = \"{}/untrusted-ca.crt\"", pki.dir.display());
+    let (gw, addr) = tls_exporting_gateway(&pki, &collector, &tls, &up);
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    for i in 0..3 {
+        let call = RawCall::new(BIRTH, birth(), "bac-candidature")
+            .with("jisr-request-id", &format!("req-untrusted-{i}"));
+        call_raw(&education, call)
+            .await
+            .expect("telemetry never blocks a call");
+    }
+    let logs = gw.wait_log("OTLP export failed");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("OTLP export failed"))
+        .unwrap();
+    assert!(line.contains("otlp_ca"), "{line}");
+    assert!(
+        line.to_lowercase().contains("certificate"),
+        "the cause is not in the log line: {line}"
+    );
+    assert_eq!(collector.spans(), 0);
+    // Logged once per signal, not at every attempt.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(gw.count_log("OTLP export failed") <= 2, "{}", gw.logs());
+    drop(education);
+}

@@ -1,6 +1,6 @@
 //! An OTLP collector run in the test: the OpenTelemetry collector's gRPC
 //! trace and metrics services (from `opentelemetry-proto`), keeping what
-//! they receive.
+//! they receive; in plaintext, over TLS, or requiring a client certificate.
 
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -61,7 +61,7 @@ impl MetricsService for Sink {
 
 /// A running collector; stops when dropped.
 pub struct Collector {
-    /// Its address (plain gRPC).
+    /// Its address.
     pub addr: SocketAddr,
     sink: Sink,
     task: tokio::task::JoinHandle<()>,
@@ -74,12 +74,39 @@ impl Drop for Collector {
 }
 
 impl Collector {
-    /// Starts a collector on a loopback port picked by the system.
+    /// Starts a plaintext collector on a loopback port picked by the system.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts a collector serving TLS with `server`'s certificate and key;
+    /// with `clients_from`, it requires a client certificate issued by that
+    /// CA bundle.
+    pub async fn start_tls(
+        server: &jisr::tls::TlsFiles,
+        clients_from: Option<&std::path::Path>,
+    ) -> Self {
+        use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+        let identity = Identity::from_pem(
+            std::fs::read(&server.cert).unwrap(),
+            std::fs::read(&server.key).unwrap(),
+        );
+        let mut tls = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = clients_from {
+            tls = tls.client_ca_root(Certificate::from_pem(std::fs::read(ca).unwrap()));
+        }
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let sink = Sink::default();
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).unwrap();
+        }
+        let server = builder
             .add_service(TraceServiceServer::new(sink.clone()))
             .add_service(MetricsServiceServer::new(sink.clone()));
         let task = tokio::spawn(async move {
@@ -87,6 +114,11 @@ impl Collector {
             let _ = server.serve_with_incoming(incoming).await;
         });
         Self { addr, sink, task }
+    }
+
+    /// How many spans arrived so far.
+    pub fn spans(&self) -> usize {
+        self.sink.spans.lock().unwrap().len()
     }
 
     /// Waits (up to 15 s) for a span that `matches`.
