@@ -112,7 +112,7 @@ fn rebuild(
 }
 
 /// Settings a running node cannot change: its identity, its port, its audit
-/// log and its consent store.
+/// log, its consent store, its bus and its telemetry.
 fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let changed: Vec<&str> = [
         ("`[node] id`", old.node.id != new.node.id),
@@ -130,6 +130,9 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
         // The bus's subscriptions and stores are built once, at start.
         ("[bus]", old.bus != new.bus),
         ("[[topic]]", old.topics != new.topics),
+        // The exporters, the admin listener and the log format are set up
+        // once, at start.
+        ("[telemetry]", old.telemetry != new.telemetry),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -255,11 +258,13 @@ key = "gw.key"
         let new = config(
             &BASE
                 .replace("8443", "9443")
-                .replace("[tls]", "[audit]\ndir = \"elsewhere\"\n\n[tls]"),
+                .replace("[tls]", "[audit]\ndir = \"elsewhere\"\n\n[tls]")
+                .replace("[tls]", "[telemetry]\nlog_format = \"json\"\n\n[tls]"),
         );
         let message = restart_only(&old, &new).unwrap_err().to_string();
         assert!(message.contains("`[node] listen`"), "{message}");
         assert!(message.contains("[audit]"), "{message}");
+        assert!(message.contains("[telemetry]"), "{message}");
         assert!(!message.contains("trust_domain"), "{message}");
         assert!(message.contains("restart the node"), "{message}");
         // Reloadable settings are not restart-only.
