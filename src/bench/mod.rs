@@ -56,6 +56,12 @@ pub struct BenchArgs {
     /// The agency to call as.
     #[arg(long = "as", default_value = "education")]
     pub agency: String,
+    /// With `--gateway`: first grant each sample citizen's consent to the
+    /// calling agency through this agency (it needs the consent-manager
+    /// role), for gateways whose rules rest on consent, e.g. `portal` on
+    /// `jisr demo --serve`.
+    #[arg(long, requires = "gateway", value_name = "AGENCY")]
+    pub consents_as: Option<String>,
     /// The process id of `--gateway`, for its CPU time and memory (default:
     /// the local process listening on its port, if any).
     #[arg(long, requires = "gateway")]
@@ -241,7 +247,11 @@ async fn rounds(args: &BenchArgs, targets: &mut [Target<'_>], rounds: u32) {
 async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
     let pki = args.pki.as_deref().unwrap_or(Path::new("."));
     let client = tls::tonic_client_tls(&TlsFiles::for_agency(pki, &args.agency))?;
-    let endpoints = Endpoints::gateway(addr, &client, args.connections).await?;
+    let mut endpoints = Endpoints::gateway(addr, &client, args.connections).await?;
+    if let Some(manager) = &args.consents_as {
+        let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
+        endpoints = endpoints.with_consents(std::sync::Arc::new(consents));
+    }
     let pid = args.gateway_pid.or_else(|| {
         let port = addr.rsplit_once(':')?.1.parse().ok()?;
         procs::listening_pid(port)

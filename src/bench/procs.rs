@@ -277,7 +277,7 @@ impl LocalNetwork {
         let args = ["serve", "--config", &config_arg, "--addr-file", &addr_arg];
         let mut gateway_proc = Spawned::start("gateway", dir, &mut jisr(exe, &args))?;
         let gateway = gateway_proc.address(&addr_file).await?;
-        let consents = Arc::new(grant_consents(&gateway, &pki_dir).await?);
+        let consents = Arc::new(grant_consents(&gateway, &pki_dir, "portal", "education").await?);
         Ok(Self {
             pki: pki_dir,
             civil_status: addrs[0].clone(),
@@ -308,9 +308,17 @@ impl LocalNetwork {
 /// Records, through the portal, each dataset citizen's consent to
 /// `education` for the benchmark's methods and purpose, so the measured
 /// path includes the consent check as the demo's rules require.
-async fn grant_consents(gateway: &str, pki: &Path) -> anyhow::Result<HashMap<String, String>> {
+/// Grants, through `manager` (an agency with the consent-manager role), a
+/// day's consent for each sample citizen to `consumer` for the benchmark's
+/// methods and purpose; returns each citizen's consent id.
+pub(crate) async fn grant_consents(
+    gateway: &str,
+    pki: &Path,
+    manager: &str,
+    consumer: &str,
+) -> anyhow::Result<HashMap<String, String>> {
     use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, Consent, GrantRequest};
-    let tls = crate::tls::tonic_client_tls(&crate::tls::TlsFiles::for_agency(pki, "portal"))?;
+    let tls = crate::tls::tonic_client_tls(&crate::tls::TlsFiles::for_agency(pki, manager))?;
     let channel = tonic::transport::Endpoint::from_shared(format!("https://{gateway}"))?
         .tls_config(tls)?
         .connect()
@@ -320,7 +328,7 @@ async fn grant_consents(gateway: &str, pki: &Path) -> anyhow::Result<HashMap<Str
     for citizen in crate::samples::dataset::citizen_ids() {
         let consent = Consent {
             subject: citizen.into(),
-            consumer: "education".into(),
+            consumer: consumer.into(),
             methods: vec![
                 "ma.civilstatus.v1.CivilStatus/GetBirthRecord".into(),
                 "ma.tax.v1.TaxRecords/GetTaxStatus".into(),
@@ -333,7 +341,8 @@ async fn grant_consents(gateway: &str, pki: &Path) -> anyhow::Result<HashMap<Str
             .grant(GrantRequest {
                 consent: Some(consent),
             })
-            .await?
+            .await
+            .map_err(|s| anyhow::anyhow!("granting the benchmark's consents as `{manager}` failed: {}; `{manager}` needs the consent-manager role on that gateway", s.message()))?
             .into_inner();
         if let Some(c) = granted.decoded {
             consents.insert(citizen.to_owned(), c.id);

@@ -79,6 +79,50 @@ fn bench_prints_a_table_for_a_named_gateway() {
 }
 
 #[test]
+fn bench_against_the_demo_grants_consents_when_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let mut demo = Proc::spawn(
+        "demo",
+        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
+    );
+    let addr = wait_for_file(&dir.join("gateway.addr"), &demo);
+    let bench = |extra: &[&str]| {
+        let out = jisr()
+            .args(["bench", "--requests", "40", "--connections", "1"])
+            .args(["--in-flight", "4", "--warmup", "0s", "--gateway"])
+            .arg(addr.trim())
+            .arg("--pki")
+            .arg(dir.join("pki"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("jisr "))
+            .unwrap_or_default();
+        let errors = line.split_whitespace().nth(6).map(str::to_owned);
+        (errors, stdout)
+    };
+    // The demo's education rules rest on consent: without one, every call
+    // is refused, and the report says why.
+    let (errors, stdout) = bench(&[]);
+    assert_eq!(errors.as_deref(), Some("40"), "{stdout}");
+    assert!(stdout.contains("CONSENT_REQUIRED"), "{stdout}");
+    // Granted through the portal first, every call goes through.
+    let (errors, stdout) = bench(&["--consents-as", "portal"]);
+    assert_eq!(errors.as_deref(), Some("0"), "{stdout}");
+    let status = demo.terminate();
+    assert!(status.success(), "{status:?}\n{}", demo.logs());
+}
+
+#[test]
 fn consent_bench_measures_every_store_against_the_redis_floor() {
     let out = jisr()
         .args(["consent", "bench", "--count", "300", "--json"])
