@@ -11,6 +11,7 @@
 //! the providers directly, through Jisr, and through nginx as a plain
 //! mutual-TLS gRPC proxy ([`nginx`]).
 
+mod disk;
 mod load;
 mod nginx;
 mod procs;
@@ -228,6 +229,24 @@ fn load_line(args: &BenchArgs, rounds: u32) -> LoadLine {
         },
         rounds,
         rate: args.rate,
+        fsync: [None, None],
+    }
+}
+
+/// Probes the `fdatasync` latency in `dir` (see [`disk`]); `None`, said on
+/// stderr, when the probe itself fails.
+async fn fsync_probe(dir: &Path) -> Option<disk::Fsync> {
+    let dir = dir.to_owned();
+    match tokio::task::spawn_blocking(move || disk::probe(&dir)).await {
+        Ok(Ok(fsync)) => Some(fsync),
+        Ok(Err(e)) => {
+            eprintln!("bench: the fdatasync probe failed: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!("bench: the fdatasync probe failed: {e}");
+            None
+        }
     }
 }
 
@@ -320,7 +339,9 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
         .rounds
         .unwrap_or(if args.compare { 3 } else { 1 })
         .max(1);
+    let before = fsync_probe(dir).await;
     rounds(args, &mut targets, count).await;
+    let after = fsync_probe(dir).await;
     network.check_gateway()?;
     let mut summaries: Vec<Summary> = targets.iter().map(Target::summary).collect();
     for s in &mut summaries {
@@ -331,8 +352,10 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
             _ => None,
         };
     }
+    let mut load = load_line(args, count);
+    load.fsync = [before, after];
     Ok(Report {
-        load: load_line(args, count),
+        load,
         targets: summaries,
         skipped,
     })

@@ -9,6 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::disk::Fsync;
 use super::load::Outcome;
 use super::procs::ProcStats;
 
@@ -133,6 +134,9 @@ pub(crate) struct LoadLine {
     pub(crate) amount: String,
     pub(crate) rounds: u32,
     pub(crate) rate: Option<f64>,
+    /// The audit disk's `fdatasync` latency before and after the rounds
+    /// (own network only).
+    pub(crate) fsync: [Option<Fsync>; 2],
 }
 
 /// The whole report: the load, one summary per target, and targets that
@@ -191,6 +195,9 @@ impl Report {
                 .map(|r| format!(", rate {r}/s"))
                 .unwrap_or_default(),
         );
+        if let Some(line) = fsync_line(&load.fsync) {
+            out.insert_str(out.len() - 1, &line);
+        }
         let _ = writeln!(
             out,
             "{:<8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>10} {:>8}",
@@ -305,6 +312,13 @@ impl Report {
                 "rate_per_s": load.rate,
             },
         });
+        let probe = |f: &Option<Fsync>| f.map(|f| json!({"p50": f.p50_us, "p99": f.p99_us}));
+        if load.fsync.iter().any(Option::is_some) {
+            doc["load"]["fsync_probe_us"] = json!({
+                "before": probe(&load.fsync[0]),
+                "after": probe(&load.fsync[1]),
+            });
+        }
         for t in &self.targets {
             doc[t.name] = t.to_json();
         }
@@ -325,6 +339,24 @@ impl Report {
         }
         doc
     }
+}
+
+/// The line saying how fast the audit disk synced around the rounds.
+fn fsync_line(fsync: &[Option<Fsync>; 2]) -> Option<String> {
+    if fsync.iter().all(Option::is_none) {
+        return None;
+    }
+    let show = |f: &Option<Fsync>| {
+        f.map_or_else(
+            || "unknown".to_owned(),
+            |f| format!("{} / {}", f.p50_us, f.p99_us),
+        )
+    };
+    Some(format!(
+        "disk (audit log's directory): fdatasync p50 / p99 µs {} before the rounds, {} after; every answer through Jisr waits for one, and a busy disk (other processes' writes) slows it\n",
+        show(&fsync[0]),
+        show(&fsync[1])
+    ))
 }
 
 /// "10s" or "1.5s" for a duration given on the command line.
@@ -403,6 +435,7 @@ mod tests {
                 amount: "1s per round".into(),
                 rounds: 3,
                 rate: None,
+                fsync: [None, None],
             },
             targets: vec![direct, jisr, nginx],
             skipped: Vec::new(),
@@ -467,5 +500,33 @@ mod tests {
         assert_eq!(doc["ratios"]["jisr_over_nginx_throughput"], 1.5);
         assert_eq!(doc["skipped"]["nginx"], "not installed");
         assert_eq!(doc["load"]["in_flight_per_connection"], 64);
+    }
+
+    #[test]
+    fn the_fsync_probe_shows_under_the_load_line_and_in_the_json() {
+        let mut r = report();
+        r.load.fsync = [
+            Some(Fsync {
+                p50_us: 260,
+                p99_us: 1200,
+            }),
+            None,
+        ];
+        let table = r.table();
+        let mut lines = table.lines();
+        assert!(lines.next().unwrap().starts_with("load: "), "{table}");
+        let disk = lines.next().unwrap();
+        assert!(
+            disk.contains("260 / 1200 before the rounds, unknown after"),
+            "{table}"
+        );
+        assert_eq!(lines.next(), Some(""), "{table}");
+        let doc = r.json();
+        assert_eq!(doc["load"]["fsync_probe_us"]["before"]["p99"], 1200);
+        assert!(doc["load"]["fsync_probe_us"]["after"].is_null());
+        // Without a probe (an external gateway) neither appears.
+        let plain = report();
+        assert!(plain.table().lines().nth(1) == Some(""));
+        assert!(plain.json()["load"].get("fsync_probe_us").is_none());
     }
 }

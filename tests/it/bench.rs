@@ -39,6 +39,15 @@ fn bench_runs_real_calls_through_its_own_network() {
     let rss = jisr["gateway"]["peak_rss_mb"].as_f64().unwrap();
     assert!(rss > 1.0 && rss < 1024.0, "{doc:#}");
     assert!(doc.get("nginx").is_none() && doc.get("direct").is_none());
+    // The audit directory's fdatasync was probed around the rounds.
+    for when in ["before", "after"] {
+        let probe = &doc["load"]["fsync_probe_us"][when];
+        let (p50, p99) = (probe["p50"].as_u64(), probe["p99"].as_u64());
+        assert!(
+            matches!((p50, p99), (Some(a), Some(b)) if a <= b),
+            "{doc:#}"
+        );
+    }
 }
 
 #[test]
@@ -76,6 +85,8 @@ fn bench_prints_a_table_for_a_named_gateway() {
         stdout.contains(&format!("gateway: process {pid}")),
         "{stdout}"
     );
+    // A named gateway's audit disk is not the bench's: no probe line.
+    assert!(!stdout.contains("fdatasync"), "{stdout}");
 }
 
 #[test]
