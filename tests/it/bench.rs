@@ -3,6 +3,7 @@
 //! timing assertions: a benchmark is not a timed test.
 
 use crate::support::*;
+use std::path::Path;
 
 #[test]
 fn bench_runs_real_calls_through_its_own_network() {
@@ -50,24 +51,18 @@ fn bench_runs_real_calls_through_its_own_network() {
     }
 }
 
-#[test]
-fn bench_prints_a_table_for_a_named_gateway() {
-    let network = Network::start("", "");
+/// Runs `jisr bench` (40 calls, 1 connection × 4) against a named gateway;
+/// returns the error count on its `jisr` line and the whole output.
+fn bench_gateway(addr: &str, pki: &Path, extra: &[&str]) -> (Option<String>, String) {
     let out = jisr()
-        .args([
-            "bench",
-            "--requests",
-            "50",
-            "--connections",
-            "1",
-            "--in-flight",
-            "4",
-        ])
-        .args(["--warmup", "0s", "--gateway", &network.addr, "--pki"])
-        .arg(&network.pki.dir)
+        .args(["bench", "--requests", "40", "--connections", "1"])
+        .args(["--in-flight", "4", "--warmup", "0s", "--gateway", addr])
+        .arg("--pki")
+        .arg(pki)
+        .args(extra)
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
@@ -77,8 +72,15 @@ fn bench_prints_a_table_for_a_named_gateway() {
         .lines()
         .find(|l| l.starts_with("jisr "))
         .unwrap_or_else(|| panic!("no jisr line:\n{stdout}"));
-    let errors = line.split_whitespace().nth(6);
-    assert_eq!(errors, Some("0"), "{stdout}");
+    let errors = line.split_whitespace().nth(6).map(str::to_owned);
+    (errors, stdout)
+}
+
+#[test]
+fn bench_prints_a_table_for_a_named_gateway() {
+    let network = Network::start("", "");
+    let (errors, stdout) = bench_gateway(&network.addr, &network.pki.dir, &[]);
+    assert_eq!(errors.as_deref(), Some("0"), "{stdout}");
     // Found through its listening socket: the gateway is a local process.
     let pid = network.gateway.child.as_ref().unwrap().id();
     assert!(
@@ -92,35 +94,9 @@ fn bench_prints_a_table_for_a_named_gateway() {
 #[test]
 fn bench_against_the_demo_grants_consents_when_asked() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut demo = Proc::spawn(
-        "demo",
-        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
-    );
+    let (mut demo, dir) = demo_serve(tmp.path());
     let addr = wait_for_file(&dir.join("gateway.addr"), &demo);
-    let bench = |extra: &[&str]| {
-        let out = jisr()
-            .args(["bench", "--requests", "40", "--connections", "1"])
-            .args(["--in-flight", "4", "--warmup", "0s", "--gateway"])
-            .arg(addr.trim())
-            .arg("--pki")
-            .arg(dir.join("pki"))
-            .args(extra)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = stdout
-            .lines()
-            .find(|l| l.starts_with("jisr "))
-            .unwrap_or_default();
-        let errors = line.split_whitespace().nth(6).map(str::to_owned);
-        (errors, stdout)
-    };
+    let bench = |extra: &[&str]| bench_gateway(&addr, &dir.join("pki"), extra);
     // The demo's education rules rest on consent: without one, every call
     // is refused, and the report says why.
     let (errors, stdout) = bench(&[]);

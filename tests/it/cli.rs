@@ -241,11 +241,7 @@ fn the_demo_plays_the_procedure_and_exits_zero() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut demo = Proc::spawn(
-        "demo",
-        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
-    );
+    let (mut demo, dir) = demo_serve(tmp.path());
     let addr = wait_for_file(&dir.join("gateway.addr"), &demo);
     for agency in ["education", "tax", "health", "civil-status", "portal"] {
         assert!(

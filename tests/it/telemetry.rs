@@ -343,11 +343,7 @@ async fn json_logs_have_one_line_per_exchange_and_no_citizen_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serve_writes_the_admin_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("demo");
-    let mut demo = Proc::spawn(
-        "demo",
-        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
-    );
+    let (mut demo, dir) = demo_serve(tmp.path());
     let admin = wait_for_file(&dir.join("admin.addr"), &demo);
     wait_for_file(&dir.join("consent.id"), &demo);
     let (status, body) = admin::get(&admin, "/readyz").await;

@@ -1,6 +1,6 @@
 //! Child processes that die with the test.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,17 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `jisr demo --serve --dir DIR/demo` (the directory is made under
+/// `tmp`); returns the process and the directory.
+pub fn demo_serve(tmp: &Path) -> (Proc, PathBuf) {
+    let dir = tmp.join("demo");
+    let demo = Proc::spawn(
+        "demo",
+        jisr().args(["demo", "--serve", "--dir", dir.to_str().unwrap()]),
+    );
+    (demo, dir)
 }
 
 /// Waits (up to 20 s) for a file the process writes, and returns its text.
