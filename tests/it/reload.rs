@@ -5,12 +5,26 @@
 use crate::resilience::birth;
 use crate::routing::echo_network;
 use crate::support::*;
+
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
 use prost::Message as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Code;
+
+/// The purpose and rule a reload adds for a new consumer, `employment`.
+const EMPLOYMENT_MAY_READ_BIRTHS: &str = r#"
+[[purpose]]
+code = "job-seeker"
+description = "Job seeker registration"
+
+[[rule]]
+consumer = "employment"
+methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
+purposes = ["job-seeker"]
+basis = "law:65-99"
+"#;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
@@ -371,22 +385,12 @@ id = "employment"
 upstream = "127.0.0.1:9"
 contracts = ["employment/v1/employment.proto"]
 
-[[purpose]]
-code = "job-seeker"
-description = "Job seeker registration"
-
-[[rule]]
-consumer = "employment"
-methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
-purposes = ["job-seeker"]
-basis = "law:65-99"
-
 [[rule]]
 consumer = "education"
 methods = ["ma.employment.v1.Jobs/GetRegistration"]
 purposes = ["bac-candidature"]
 basis = "law:55-19"
-"#
+"# + EMPLOYMENT_MAY_READ_BIRTHS
     });
     gw.hangup();
     gw.wait_log("configuration reloaded");
@@ -461,20 +465,7 @@ async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
     let agency = jisr::identity::AgencyId::parse("employment").unwrap();
     jisr::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
     edit(&pki, |text| {
-        text + r#"
-[[agency]]
-id = "employment"
-
-[[purpose]]
-code = "job-seeker"
-description = "Job seeker registration"
-
-[[rule]]
-consumer = "employment"
-methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
-purposes = ["job-seeker"]
-basis = "law:65-99"
-"#
+        text + "\n[[agency]]\nid = \"employment\"\n" + EMPLOYMENT_MAY_READ_BIRTHS
     });
     gw.hangup();
     gw.wait_log("configuration reloaded");
