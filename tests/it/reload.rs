@@ -5,7 +5,6 @@
 use crate::resilience::birth;
 use crate::routing::echo_network;
 use crate::support::*;
-
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
 use prost::Message as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
