@@ -185,12 +185,8 @@ where
                         Ok(next) => next,
                         Err(refusal) => return Poll::Ready(Err(refusal)),
                     };
-                    let Some(mut inner) = inner.take() else {
-                        return Poll::Ready(Err(Refusal::new(
-                            super::refusal::Reason::InvalidRequest,
-                            "internal error: a layer was polled after it finished; retry the call",
-                        )));
-                    };
+                    // Taken once: the state moves to `Next` right after.
+                    let mut inner = inner.take().expect("the next layer is called once");
                     let future = inner.call(next);
                     self.set(Self::Next { future });
                 }
