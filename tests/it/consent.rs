@@ -42,6 +42,37 @@ fn now() -> i64 {
     jisr::consent::artefact::now_micros()
 }
 
+/// Two gateways with the consent rules, sharing the consent store in the
+/// Redis at `url` (store bound `timeout_ms`), each with its own audit log.
+struct Replicas {
+    pki: Pki,
+    addr1: String,
+    addr2: String,
+    _processes: (Proc, Proc, Vec<crate::support::echo::Echo>),
+}
+
+impl Replicas {
+    async fn start(url: &str, timeout_ms: u64) -> Self {
+        let (pki, gw1, addr1, echos) = echo_network(
+            "",
+            &format!(
+                "{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = {timeout_ms}\n"
+            ),
+        )
+        .await;
+        let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
+            .unwrap()
+            .replace("gateway-audit", "gateway2-audit");
+        let (gw2, addr2) = start_gateway(&pki, "gateway2", &config);
+        Self {
+            pki,
+            addr1,
+            addr2,
+            _processes: (gw1, gw2, echos),
+        }
+    }
+}
+
 async fn portal(addr: &str, pki: &Pki) -> ConsentsClient<tonic::transport::Channel> {
     ConsentsClient::new(channel(addr, &pki.files("portal")).await.unwrap())
 }
@@ -285,15 +316,12 @@ async fn consents_survive_a_restart_of_the_embedded_store() {
 async fn two_gateways_sharing_redis_see_a_revocation_at_once_and_fail_closed_without_it() {
     let mut redis = Redis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let (pki, _gw1, addr1, _echos) = echo_network(
-        "",
-        &format!("{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = 200\n"),
-    )
-    .await;
-    let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
-        .unwrap()
-        .replace("gateway-audit", "gateway2-audit");
-    let (_gw2, addr2) = start_gateway(&pki, "gateway2", &config);
+    let Replicas {
+        pki,
+        addr1,
+        addr2,
+        _processes: _running,
+    } = Replicas::start(&url, 200).await;
     let mut portal1 = portal(&addr1, &pki).await;
     let id = grant(
         &mut portal1,
@@ -529,15 +557,12 @@ async fn no_call_gets_through_after_a_revocation_returned_on_another_replica() {
     use std::time::Instant;
     let redis = Redis::start();
     let url = format!("redis://127.0.0.1:{}", redis.port);
-    let (pki, _gw1, addr1, _echos) = echo_network(
-        "",
-        &format!("{CONSENT_RULES}\n[consent]\nredis_url = \"{url}\"\ntimeout_ms = 500\n"),
-    )
-    .await;
-    let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
-        .unwrap()
-        .replace("gateway-audit", "gateway2-audit");
-    let (_gw2, addr2) = start_gateway(&pki, "gateway2", &config);
+    let Replicas {
+        pki,
+        addr1,
+        addr2,
+        _processes: _running,
+    } = Replicas::start(&url, 500).await;
     let mut portal1 = portal(&addr1, &pki).await;
     let on2 = channel(&addr2, &pki.files("education")).await.unwrap();
 
