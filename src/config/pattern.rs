@@ -91,6 +91,16 @@ impl MethodPattern {
         }
     }
 
+    /// Whether the pattern written `pattern` covers a call to
+    /// `service`/`method`, without building it: for patterns checked when
+    /// stored (a consent's methods) and matched on every call. Text that is
+    /// not a pattern covers nothing.
+    pub fn text_matches(pattern: &str, service: &str, method: &str) -> bool {
+        pattern
+            .split_once('/')
+            .is_some_and(|(s, m)| s == service && (m == "*" || m == method))
+    }
+
     /// Whether a call to `service`/`method` is covered.
     pub fn matches(&self, service: &str, method: &str) -> bool {
         match self {
@@ -259,6 +269,27 @@ mod tests {
                 }),
             ] {
                 prop_assert_eq!(p.matches(&service, &method), reference(&service, &method));
+            }
+        }
+
+        #[test]
+        fn text_matches_agrees_with_the_parsed_pattern(
+            text in prop_oneof![
+                pattern().prop_map(|p| p.to_string()),
+                "[a-z./*]{0,24}",
+                (service(), "[A-Za-z/*]{0,6}").prop_map(|(s, m)| format!("{s}/{m}")),
+            ],
+            call in (service(), ident()),
+        ) {
+            let (service, method) = call;
+            let parsed = MethodPattern::parse(&text).is_ok_and(|p| p.matches(&service, &method));
+            prop_assert_eq!(MethodPattern::text_matches(&text, &service, &method), parsed);
+            if let Ok(p) = MethodPattern::parse(&text) {
+                let covered = match &p {
+                    MethodPattern::Method { method, .. } => method.clone(),
+                    MethodPattern::Service { .. } => method.clone(),
+                };
+                prop_assert!(MethodPattern::text_matches(&text, p.service(), &covered));
             }
         }
     }

@@ -164,7 +164,9 @@ async fn serve_connection(
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         let consumer = consumer.clone();
-        async move { Ok::<_, Infallible>(gateway.dispatch(request, &consumer).await) }
+        // Boxed: the call's future is several kilobytes, and hyper moves
+        // what it is given into the stream's task (a copy per move).
+        Box::pin(async move { Ok::<_, Infallible>(gateway.dispatch(request, &consumer).await) })
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
