@@ -398,3 +398,27 @@ async fn a_full_disk_uses_the_padding_left_then_refuses_and_loses_nothing() {
     let report = verify::verify(&dir, Some(signer.verifier()));
     assert!(report.ok(), "{:?}", report.problems);
 }
+
+#[tokio::test]
+async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    fill(&log, 0..16).await;
+    log.close().await;
+    drop(log);
+    let (end, len) = ends(&segment::segment_path(dir.path(), 0));
+    assert_eq!(end, len, "the full segment was sealed exact");
+    // The next segment exists already, empty and padded.
+    let (end, len) = ends(&segment::segment_path(dir.path(), 16));
+    assert_eq!(end, 0);
+    assert!(len >= writer::PAD_CHUNK);
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    assert_eq!(log.size(), 16);
+    fill(&log, 16..20).await;
+    log.close().await;
+    drop(log);
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 20);
+}

@@ -248,10 +248,22 @@ impl Writer {
         }
     }
 
-    /// Called between batches: tops the padding up when less than half a
-    /// chunk is left, so that extensions rarely sit on a batch's path.
+    /// Called between batches: seals a full tail segment and tops the
+    /// padding up when less than half a chunk is left, so that neither
+    /// often sits on a batch's path.
     fn prepare(&mut self) {
-        if self.failed().is_none() && self.end - self.tail.len < PAD_CHUNK / 2 {
+        if self.failed().is_some() {
+            return;
+        }
+        if self.tail.records == self.shared.records_per_segment {
+            // Full: seal it now rather than pad it (sealing would cut the
+            // padding off again); a failure is retried by the next batch.
+            if let Err(e) = self.seal() {
+                tracing::warn!(error = %e, "audit log: cannot seal the full tail segment yet; the next batch retries");
+                return;
+            }
+        }
+        if self.end - self.tail.len < PAD_CHUNK / 2 {
             self.pad(0);
         }
     }
