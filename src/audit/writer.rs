@@ -279,9 +279,10 @@ impl Writer {
         let target = (self.tail.len + need + PAD_CHUNK).next_multiple_of(4096);
         let started = Instant::now();
         let mut at = self.end;
+        let path = segment::segment_path(&self.shared.dir, self.tail.first);
         let written = loop {
             if at >= target {
-                break self.segment.sync_data();
+                break Ok(());
             }
             let n = (target - at).min(ZEROS.len() as u64) as usize;
             if let Err(e) = self.segment.write_all_at(&ZEROS[..n], at) {
@@ -289,7 +290,14 @@ impl Writer {
             }
             at += n as u64;
         };
-        let path = segment::segment_path(&self.shared.dir, self.tail.first);
+        if written.is_ok() {
+            if let Err(e) = self.segment.sync_data() {
+                // As for any failed fsync: the page cache can no longer be
+                // trusted, the node must restart.
+                self.fail(format!("fsync of {} failed: {e}", path.display()));
+                return;
+            }
+        }
         match written {
             Ok(()) => {
                 tracing::debug!(segment = %path.display(), bytes = target - self.end, micros = started.elapsed().as_micros() as u64, "audit log: padded the tail segment");
