@@ -415,6 +415,32 @@ mod tests {
     }
 
     proptest::proptest! {
+        /// The fuzz target's invariants (`fuzz/fuzz_targets/audit_segment.rs`)
+        /// on arbitrary bytes, mostly zeros with a real frame in them: the
+        /// records frame back into the bytes before `valid_len`, and there is
+        /// a problem iff something other than zeros follows.
+        #[test]
+        fn any_bytes_scan_to_records_then_zeros_or_a_problem(
+            noise in proptest::collection::vec(proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => proptest::prelude::any::<u8>()], 0..200),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40),
+            at in 0usize..200,
+        ) {
+            let mut bytes = noise;
+            let mut framed = Vec::new();
+            frame(&payload, &mut framed);
+            let at = at.min(bytes.len());
+            bytes.splice(at..at, framed);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.log");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut again = Vec::new();
+            let scan = scan(&path, |_, p| frame(p, &mut again)).unwrap();
+            proptest::prop_assert_eq!(&again[..], &bytes[..scan.valid_len as usize]);
+            let rest = &bytes[scan.valid_len as usize..];
+            proptest::prop_assert_eq!(scan.problem.is_none(), rest.iter().all(|b| *b == 0));
+            proptest::prop_assert_eq!(scan.padding(), if scan.problem.is_none() { rest.len() as u64 } else { 0 });
+        }
+
         /// Any records, then any prefix of one more frame, then any padding:
         /// the scan keeps every complete record and calls the rest clean
         /// padding exactly when it is all zeros, else a torn tail.
