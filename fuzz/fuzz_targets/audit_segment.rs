@@ -1,7 +1,8 @@
 //! `segment::scan` on arbitrary segment bytes (what `jisr audit verify`
 //! reads from a directory that may have been tampered with): besides not
 //! panicking, the valid records it reports must frame back into exactly the
-//! bytes before `valid_len`, a problem is reported iff bytes remain, and
+//! bytes before `valid_len`, a problem is reported iff bytes other than
+//! zeros (the tail's padding) remain, and
 //! every payload decodes as an `AuditRecord` or is refused, never a panic.
 
 #![no_main]
@@ -22,7 +23,9 @@ fuzz_target!(|data: &[u8]| {
     .expect("a readable file");
     assert_eq!(scan.file_len, data.len() as u64);
     assert!(scan.valid_len <= scan.file_len);
-    assert_eq!(scan.problem.is_none(), scan.valid_len == scan.file_len);
+    let rest = &data[scan.valid_len as usize..];
+    assert_eq!(scan.problem.is_none(), rest.iter().all(|b| *b == 0));
+    assert_eq!(scan.padding(), if scan.problem.is_none() { rest.len() as u64 } else { 0 });
     let mut framed = Vec::new();
     for ((offset, payload), listed) in payloads.iter().zip(&scan.offsets) {
         assert_eq!(offset, listed);

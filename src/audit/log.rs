@@ -182,6 +182,18 @@ impl AuditLog {
         }
     }
 
+    /// Stops the writer as a crash would: no flush, no final checkpoint;
+    /// only what was acknowledged is on disk (and possibly more).
+    #[cfg(test)]
+    pub(super) fn crash(self) {
+        let Self { tx, thread, .. } = self;
+        drop(tx);
+        let thread = thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+
     /// Entries that are durable.
     pub fn size(&self) -> u64 {
         self.shared.size.load(Ordering::Acquire)
@@ -321,8 +333,9 @@ pub(super) struct Tail {
     pub(super) len: u64,
 }
 
-/// Checks the segments and truncates a torn tail. Returns the number of
-/// entries and the tail segment.
+/// Checks the segments and truncates a torn tail. Zero padding after the
+/// tail's records is kept as it is: the writer continues over it. Returns
+/// the number of entries and the tail segment.
 fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
     let firsts = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
     for (k, first) in firsts.iter().enumerate() {
@@ -421,6 +434,12 @@ fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
             ),
             Problem::Damage { what } => what,
         };
+        return Err(AuditError::Damaged {
+            segment: path,
+            what,
+        });
+    }
+    if let Some(what) = scan.sealed_padding() {
         return Err(AuditError::Damaged {
             segment: path,
             what,

@@ -46,6 +46,7 @@ pub fn reindex(dir: &std::path::Path) -> Result<u64, AuditError> {
         .map_err(|e| AuditError::Unavailable(e.to_string()))?;
     let firsts = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
     let mut next = 0u64;
+    let last = firsts.last().copied();
     for first in firsts {
         let path = segment::segment_path(dir, first);
         let mut records = Vec::new();
@@ -62,6 +63,13 @@ pub fn reindex(dir: &std::path::Path) -> Result<u64, AuditError> {
             });
         }
         if let Some(segment::Problem::Damage { what }) = scan.problem {
+            return Err(AuditError::Damaged {
+                segment: path,
+                what,
+            });
+        }
+        // Only the tail may be padded; the scan stopped at its records' end.
+        if let Some(what) = scan.sealed_padding().filter(|_| Some(first) != last) {
             return Err(AuditError::Damaged {
                 segment: path,
                 what,

@@ -4,6 +4,13 @@
 //! holds entries `k·R .. (k+1)·R` (R records per segment) and is named by its
 //! first index, so finding an entry needs no search. A sidecar `.idx` file
 //! holds each record's byte offset (derived, rebuilt when it disagrees).
+//!
+//! The tail segment (the one the writer appends to) is padded with zeros
+//! written ahead of the records, so that a batch overwrites blocks that
+//! already exist and its `fdatasync` need not write the inode too. A run of
+//! zeros from a frame boundary to the end of the file is therefore the clean
+//! end of the records, not damage. Sealing a segment cuts the padding off,
+//! so a sealed segment ends exactly where its last record ends.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
@@ -59,8 +66,32 @@ pub struct Scan {
     pub valid_len: u64,
     /// The file's length.
     pub file_len: u64,
-    /// What is wrong after `valid_len`, if anything.
+    /// What is wrong after `valid_len`, if anything. `None` with
+    /// `valid_len < file_len` means zero padding after the records.
     pub problem: Option<Problem>,
+}
+
+impl Scan {
+    /// Bytes of zero padding after the records (0 when there is a problem
+    /// or the records end at the end of the file).
+    pub fn padding(&self) -> u64 {
+        match self.problem {
+            None => self.file_len - self.valid_len,
+            Some(_) => 0,
+        }
+    }
+
+    /// What is wrong with this scan if it is of a sealed segment: sealing
+    /// cuts the padding off, so padding there means the file was altered.
+    pub fn sealed_padding(&self) -> Option<String> {
+        (self.padding() > 0).then(|| {
+            format!(
+                "it ends with {} zero bytes after its last record (offset {}), but only the last segment may be padded (sealing cuts the padding off): the file was altered or damaged",
+                self.padding(),
+                self.valid_len
+            )
+        })
+    }
 }
 
 /// A bad frame found by a scan.
@@ -79,10 +110,17 @@ pub enum Problem {
 
 /// Reads a whole segment and checks every frame. `payloads` receives each
 /// valid payload (for rebuilding derived data and for `verify`).
+///
+/// A bad frame at `pos` is, in this order: the clean end of the records if
+/// only zeros follow from `pos` (the tail's padding); damage if a valid
+/// frame starts anywhere after it; else a torn tail (an interrupted write,
+/// possibly followed by padding).
 pub fn scan(path: &Path, mut payloads: impl FnMut(u64, &[u8])) -> io::Result<Scan> {
     let mut bytes = Vec::new();
     File::open(path)?.read_to_end(&mut bytes)?;
     let file_len = bytes.len() as u64;
+    // Where the trailing run of zeros starts (the padding, if any).
+    let zeros_from = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
     let mut offsets = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -92,8 +130,16 @@ pub fn scan(path: &Path, mut payloads: impl FnMut(u64, &[u8])) -> io::Result<Sca
                 payloads(pos as u64, payload);
                 pos += HEADER + payload.len();
             }
+            Err(_) if pos >= zeros_from => {
+                return Ok(Scan {
+                    offsets,
+                    valid_len: pos as u64,
+                    file_len,
+                    problem: None,
+                });
+            }
             Err(what) => {
-                let problem = if valid_frame_after(&bytes, pos + 1) {
+                let problem = if valid_frame_after(&bytes, pos + 1, zeros_from) {
                     Problem::Damage {
                         what: format!("{what} at offset {pos}, with valid records after it"),
                     }
@@ -143,9 +189,12 @@ fn check_frame(bytes: &[u8], pos: usize) -> Result<&[u8], String> {
 }
 
 /// Whether any offset from `from` on starts a valid frame: if so, the bad
-/// frame before it is damage in the middle, not an interrupted write.
-fn valid_frame_after(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len().saturating_sub(HEADER - 1)).any(|pos| check_frame(bytes, pos).is_ok())
+/// frame before it is damage in the middle, not an interrupted write. A
+/// valid frame's length field is not zero, so none starts in the trailing
+/// zeros (from `zeros_from` on): the padding is not searched.
+fn valid_frame_after(bytes: &[u8], from: usize, zeros_from: usize) -> bool {
+    let end = zeros_from.min(bytes.len().saturating_sub(HEADER - 1));
+    (from..end).any(|pos| check_frame(bytes, pos).is_ok())
 }
 
 /// Writes the offsets of a segment's records as its `.idx` file.
@@ -190,9 +239,20 @@ pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Opens a segment for appending. In append mode every write lands at the
-/// current end of the file, so after a failed write is cut off with
-/// `set_len`, the next write continues right there (no gap).
+/// Opens the tail segment for positional writes (`write_all_at`): records
+/// overwrite the padding at the records' end, not at the end of the file.
+pub fn open_tail(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(path)
+}
+
+/// Opens a file for appending (the offset index). In append mode every
+/// write lands at the current end of the file, so after a failed write is
+/// cut off with `set_len`, the next write continues right there (no gap).
 pub fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .create(true)
@@ -276,5 +336,143 @@ mod tests {
         let (seg, idx) = (File::open(&path).unwrap(), File::open(&idx).unwrap());
         assert_eq!(read_record(&seg, &idx, 1).unwrap(), b"beta");
         assert!(read_record(&seg, &idx, 2).is_err());
+    }
+
+    fn padded(frames: &[&[u8]], tail: &[u8], zeros: usize) -> (tempfile::TempDir, PathBuf, u64) {
+        let (dir, path, mut bytes) = write(frames);
+        let records_end = bytes.len() as u64;
+        bytes.extend_from_slice(tail);
+        bytes.resize(bytes.len() + zeros, 0);
+        std::fs::write(&path, &bytes).unwrap();
+        (dir, path, records_end)
+    }
+
+    #[test]
+    fn zero_padding_after_the_records_is_their_clean_end() {
+        // Padding of any length, even shorter than a frame header.
+        for zeros in [1, 3, HEADER, 4096, 64 * 1024] {
+            let (_d, path, end) = padded(&[b"one", b"two", b"three"], &[], zeros);
+            let scan = scan(&path, |_, _| {}).unwrap();
+            assert_eq!(scan.problem, None, "{zeros} zeros");
+            assert_eq!(scan.offsets, vec![0, 11, 22]);
+            assert_eq!(scan.valid_len, end);
+            assert_eq!(scan.file_len, end + zeros as u64);
+            assert_eq!(scan.padding(), zeros as u64);
+            assert!(scan.sealed_padding().unwrap().contains("zero bytes"));
+        }
+        // An empty tail segment that is all padding.
+        let (_d, path, _) = padded(&[], &[], 4096);
+        let scan = scan(&path, |_, _| {}).unwrap();
+        assert_eq!((scan.problem, scan.valid_len), (None, 0));
+        // Unpadded: nothing to say about a sealed segment.
+        let (_d, path, _) = write(&[b"one"]);
+        assert_eq!(scan_of(&path).sealed_padding(), None);
+    }
+
+    fn scan_of(path: &Path) -> Scan {
+        scan(path, |_, _| {}).unwrap()
+    }
+
+    #[test]
+    fn a_torn_write_inside_the_padding_is_a_torn_tail() {
+        let mut extra = Vec::new();
+        frame(b"four, never acknowledged", &mut extra);
+        for cut in 1..extra.len() {
+            let (_d, path, end) = padded(&[b"one", b"two", b"three"], &extra[..cut], 4096);
+            let scan = scan_of(&path);
+            assert_eq!(scan.problem, Some(Problem::TornTail), "cut at {cut}");
+            assert_eq!(scan.valid_len, end);
+            assert_eq!(scan.padding(), 0);
+        }
+        // A header whose payload never reached the disk (zeros instead).
+        let (_d, path, end) = padded(&[b"one"], &extra[..HEADER], 4096);
+        assert_eq!(scan_of(&path).problem, Some(Problem::TornTail));
+        assert_eq!(scan_of(&path).valid_len, end);
+    }
+
+    #[test]
+    fn damage_before_valid_records_stays_damage_with_padding_after() {
+        let (_d, path, _) = padded(&[b"one", b"two", b"three"], &[], 4096);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[HEADER + 1] ^= 0x01; // inside "one"
+        std::fs::write(&path, &bytes).unwrap();
+        let scan = scan_of(&path);
+        assert!(
+            matches!(scan.problem, Some(Problem::Damage { ref what }) if what.contains("offset 0")),
+            "{scan:?}"
+        );
+        // Pages written out of order by a crash: zeros, a valid frame, zeros.
+        // The rule is unchanged: a valid frame after a bad one is damage.
+        let mut later = vec![0u8; 512];
+        frame(b"a later record", &mut later);
+        let (_d, path, end) = padded(&[b"one"], &later, 4096);
+        let scan = scan_of(&path);
+        assert!(
+            matches!(scan.problem, Some(Problem::Damage { .. })),
+            "{scan:?}"
+        );
+        assert_eq!(scan.valid_len, end);
+    }
+
+    proptest::proptest! {
+        /// The fuzz target's invariants (`fuzz/fuzz_targets/audit_segment.rs`)
+        /// on arbitrary bytes, mostly zeros with a real frame in them: the
+        /// records frame back into the bytes before `valid_len`, and there is
+        /// a problem iff something other than zeros follows.
+        #[test]
+        fn any_bytes_scan_to_records_then_zeros_or_a_problem(
+            noise in proptest::collection::vec(proptest::prop_oneof![3 => proptest::strategy::Just(0u8), 1 => proptest::prelude::any::<u8>()], 0..200),
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..40),
+            at in 0usize..200,
+        ) {
+            let mut bytes = noise;
+            let mut framed = Vec::new();
+            frame(&payload, &mut framed);
+            let at = at.min(bytes.len());
+            bytes.splice(at..at, framed);
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.log");
+            std::fs::write(&path, &bytes).unwrap();
+            let mut again = Vec::new();
+            let scan = scan(&path, |_, p| frame(p, &mut again)).unwrap();
+            proptest::prop_assert_eq!(&again[..], &bytes[..scan.valid_len as usize]);
+            let rest = &bytes[scan.valid_len as usize..];
+            proptest::prop_assert_eq!(scan.problem.is_none(), rest.iter().all(|b| *b == 0));
+            proptest::prop_assert_eq!(scan.padding(), if scan.problem.is_none() { rest.len() as u64 } else { 0 });
+        }
+
+        /// Any records, then any prefix of one more frame, then any padding:
+        /// the scan keeps every complete record and calls the rest clean
+        /// padding exactly when it is all zeros, else a torn tail.
+        #[test]
+        fn padded_tails_scan_to_their_records(
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64), 0..8),
+            last in proptest::collection::vec(proptest::prelude::any::<u8>(), 1..64),
+            cut in 0usize..80,
+            zeros in 0usize..300,
+        ) {
+            let refs: Vec<&[u8]> = payloads.iter().map(|p| p.as_slice()).collect();
+            let mut extra = Vec::new();
+            frame(&last, &mut extra);
+            let cut = cut.min(extra.len());
+            let (_d, path, end) = padded(&refs, &extra[..cut], zeros);
+            let scan = scan_of(&path);
+            let written_is_zero = extra[..cut].iter().all(|b| *b == 0);
+            let rest_is_zero = extra[cut..].iter().all(|b| *b == 0);
+            if written_is_zero {
+                proptest::prop_assert_eq!(scan.problem, None);
+                proptest::prop_assert_eq!(scan.offsets.len(), payloads.len());
+                proptest::prop_assert_eq!(scan.valid_len, end);
+            } else if rest_is_zero && zeros >= extra.len() - cut {
+                // The zeros complete the frame: it is the same bytes.
+                proptest::prop_assert_eq!(scan.problem, None);
+                proptest::prop_assert_eq!(scan.offsets.len(), payloads.len() + 1);
+            } else {
+                proptest::prop_assert_eq!(scan.problem, Some(Problem::TornTail));
+                proptest::prop_assert_eq!(scan.offsets.len(), payloads.len());
+                proptest::prop_assert_eq!(scan.valid_len, end);
+            }
+            proptest::prop_assert_eq!(scan.file_len, end + (cut + zeros) as u64);
+        }
     }
 }

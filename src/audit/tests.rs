@@ -3,6 +3,7 @@
 use super::merkle::{self, verify_consistency, verify_inclusion};
 use super::note::{open_note, Checkpoint, NoteSigner};
 use super::segment;
+use super::writer;
 use super::*;
 use crate::proto::jisr::audit::v1::AuditRecord;
 use prost::Message as _;
@@ -83,17 +84,23 @@ async fn a_torn_tail_is_truncated_and_damage_refuses_to_start() {
     log.close().await;
     drop(log);
     let seg = segment::segment_path(dir.path(), 0);
-    // An interrupted write: half a frame at the end.
+    let clean = ends(&seg).0 as usize;
+    // An interrupted write: half a frame at the end, in a log without
+    // padding (as written before the tail was padded) …
     let mut extra = Vec::new();
     segment::frame(&record(10), &mut extra);
     let mut bytes = std::fs::read(&seg).unwrap();
-    let clean = bytes.len();
+    bytes.truncate(clean);
     bytes.extend_from_slice(&extra[..extra.len() / 2]);
     std::fs::write(&seg, &bytes).unwrap();
     let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
     assert_eq!(log.size(), 10);
-    assert_eq!(std::fs::metadata(&seg).unwrap().len() as usize, clean);
+    log.close().await;
     drop(log);
+    // … is cut off; the writer pads the tail again.
+    let (end, len) = ends(&seg);
+    assert_eq!(end as usize, clean);
+    assert!(len > end);
     // Damage in the middle: a flipped byte in the third record.
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes[clean / 3] ^= 0x40;
@@ -165,4 +172,253 @@ async fn lost_stored_hashes_are_rebuilt_from_the_records_on_open() {
     let report = verify::verify(dir.path(), Some(signer.verifier()));
     assert!(report.ok(), "{:?}", report.problems);
     assert_eq!(report.entries, 90);
+}
+
+/// The records' end and the file's length of a segment.
+fn ends(path: &Path) -> (u64, u64) {
+    let scan = segment::scan(path, |_, _| {}).unwrap();
+    assert_eq!(scan.problem, None, "{}", path.display());
+    (scan.valid_len, scan.file_len)
+}
+
+#[tokio::test]
+async fn a_padded_tail_reopens_as_it_is_and_appends_go_on_over_the_padding() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
+    fill(&log, 0..50).await;
+    log.close().await;
+    drop(log);
+    let seg = segment::segment_path(dir.path(), 0);
+    let (records_end, file_len) = ends(&seg);
+    assert!(
+        file_len >= records_end + writer::PAD_CHUNK / 2,
+        "the tail is padded ahead: records end at {records_end}, file at {file_len}"
+    );
+
+    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
+    assert_eq!(log.size(), 50);
+    // Clean padding is neither truncated nor rewritten on open.
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), file_len);
+    let old = log.root(50).unwrap();
+    fill(&log, 50..80).await;
+    let root = log.root(80).unwrap();
+    for i in [0, 49, 50, 79] {
+        let proof = log.inclusion_proof(i, 80).unwrap();
+        let leaf = merkle::leaf_hash(&log.read(i).unwrap());
+        verify_inclusion(&proof, 80, &root, i, &leaf).unwrap();
+    }
+    let proof = log.consistency_proof(50, 80).unwrap();
+    verify_consistency(&proof, 80, &root, 50, &old).unwrap();
+    log.close().await;
+    assert_eq!(log.checkpoint().checkpoint.size, 80);
+    drop(log);
+    let (end, len) = ends(&seg);
+    assert!(end > records_end && len == file_len, "{end} {len}");
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 80);
+}
+
+#[tokio::test]
+async fn after_a_crash_padding_is_kept_a_torn_write_in_it_is_cut_and_sealed_segments_are_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    fill(&log, 0..40).await;
+    let root = log.root(40).unwrap();
+    log.crash();
+    // Sealed segments lost their padding when sealed; the tail has some.
+    for first in [0, 16] {
+        let (end, len) = ends(&segment::segment_path(dir.path(), first));
+        assert_eq!(end, len, "segment {first} is exact");
+    }
+    let seg = segment::segment_path(dir.path(), 32);
+    let (records_end, file_len) = ends(&seg);
+    assert!(file_len > records_end);
+
+    // Reopen after the crash: the same entries, the padding kept.
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    assert_eq!((log.size(), log.root(40).unwrap()), (40, root));
+    assert_eq!(std::fs::metadata(&seg).unwrap().len(), file_len);
+    log.crash();
+
+    // A write interrupted inside the padding: half a frame, zeros after.
+    let mut torn = Vec::new();
+    segment::frame(&record(40), &mut torn);
+    use std::os::unix::fs::FileExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .write_all_at(&torn[..torn.len() / 2], records_end)
+        .unwrap();
+    let scan = segment::scan(&seg, |_, _| {}).unwrap();
+    assert_eq!(scan.problem, Some(segment::Problem::TornTail));
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    assert_eq!(log.size(), 40);
+    fill(&log, 40..60).await;
+    log.close().await;
+    drop(log);
+    // The torn write was cut and the tail padded again; the log verifies.
+    let (end, len) = ends(&segment::segment_path(dir.path(), 48));
+    assert!(len > end);
+    assert_eq!(ends(&seg).0, ends(&seg).1, "segment 32 is sealed now");
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 60);
+}
+
+#[tokio::test]
+async fn a_sealed_segment_with_padding_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    fill(&log, 0..40).await;
+    log.close().await;
+    drop(log);
+    let seg = segment::segment_path(dir.path(), 16);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes.resize(bytes.len() + 4096, 0);
+    std::fs::write(&seg, &bytes).unwrap();
+    let err = AuditLog::open(options(dir.path(), &signer, 16))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("00000000000000000016.log") && err.contains("4096 zero bytes"),
+        "{err}"
+    );
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.contains("4096 zero bytes") && p.contains("only the last segment")),
+        "{:?}",
+        report.problems
+    );
+    let err = reindex(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("zero bytes"), "{err}");
+}
+
+/// A small tmpfs, unmounted on drop; `None` when not root (mounting needs it).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let root = std::process::Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.starts_with(b"0\n"))
+            .unwrap_or(false);
+        if !root {
+            eprintln!("skipped: mounting a small tmpfs needs root (CI runs as root)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount -t tmpfs failed although root");
+        Some(Self { dir })
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// Appends rounds of `n` entries until one fails; returns the entries
+/// acknowledged and the first error.
+async fn fill_until_refused(log: &AuditLog, from: u64, n: u64) -> (u64, AuditError) {
+    let mut next = from;
+    for _ in 0..2000 {
+        let results =
+            futures_util::future::join_all((next..next + n).map(|i| log.append(record(i)))).await;
+        next += n;
+        for r in results {
+            if let Err(e) = r {
+                let acked = log.size();
+                return (acked, e);
+            }
+        }
+    }
+    panic!("the disk never filled up");
+}
+
+#[tokio::test]
+async fn a_full_disk_uses_the_padding_left_then_refuses_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount("6m") else {
+        return;
+    };
+    let dir = disk.dir.path().join("audit");
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(&dir, &signer, 1 << 16)).unwrap();
+    fill(&log, 0..10).await;
+    let seg = segment::segment_path(&dir, 0);
+    assert!(std::fs::metadata(&seg).unwrap().len() >= writer::PAD_CHUNK);
+    // Fill the disk; the tail's padding is all the room left.
+    let filler = disk.dir.path().join("filler");
+    let _ = std::fs::write(&filler, vec![0u8; 8 << 20]);
+    assert!(std::fs::write(disk.dir.path().join("more"), [1u8; 8192]).is_err());
+    // Entries go on into the padding, then on the space it gave back, then
+    // the log refuses with a clear error.
+    fill(&log, 10..1010).await;
+    let (acked, err) = fill_until_refused(&log, 1010, 100).await;
+    assert!(acked > 1010, "{acked}");
+    assert!(
+        matches!(err, AuditError::Unavailable(ref why) if why.contains("No space left")),
+        "{err}"
+    );
+    // Space comes back. The log records again without a restart, unless a
+    // derived file (the offset index, the stored hashes) was the one that
+    // hit the full disk: then it stopped for good and a restart fixes it.
+    std::fs::remove_file(&filler).unwrap();
+    if log.failure().is_none() {
+        log.append(record(1)).await.expect("recording resumes");
+    }
+    let acked = log.size();
+    log.crash();
+    // Nothing acknowledged is lost, and the log verifies and restarts.
+    let log = AuditLog::open(options(&dir, &signer, 1 << 16)).unwrap();
+    assert!(log.size() >= acked, "{} < {acked}", log.size());
+    let n = log.size();
+    fill(&log, n..n + 10).await;
+    log.close().await;
+    drop(log);
+    let report = verify::verify(&dir, Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+#[tokio::test]
+async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    fill(&log, 0..16).await;
+    log.close().await;
+    drop(log);
+    let (end, len) = ends(&segment::segment_path(dir.path(), 0));
+    assert_eq!(end, len, "the full segment was sealed exact");
+    // The next segment exists already, empty and padded.
+    let (end, len) = ends(&segment::segment_path(dir.path(), 16));
+    assert_eq!(end, 0);
+    assert!(len >= writer::PAD_CHUNK);
+    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    assert_eq!(log.size(), 16);
+    fill(&log, 16..20).await;
+    log.close().await;
+    drop(log);
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 20);
 }

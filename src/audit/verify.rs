@@ -44,6 +44,16 @@ fn history(dir: &Path, report: &mut Report) -> Vec<String> {
         notes.push(String::from_utf8_lossy(payload).into_owned())
     }) {
         Ok(scan) => {
+            // The history is appended, never padded: zeros at its end are
+            // an interrupted write, as any other cut frame.
+            if scan.padding() > 0 {
+                report.problems.push(format!(
+                    "{}: an interrupted write at its end ({} zero bytes at offset {})",
+                    path.display(),
+                    scan.padding(),
+                    scan.valid_len
+                ));
+            }
             if let Some(problem) = scan.problem {
                 let what = match problem {
                     Problem::TornTail => "an interrupted write at its end".to_owned(),
@@ -190,6 +200,10 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
                     scan.valid_len
                 )),
                 Some(Problem::TornTail) => report.problems.push(format!("{}: cut short at offset {} (entry {}), but it is not the last segment", path.display(), scan.valid_len, report.entries)),
+                None if k + 1 < firsts.len() && scan.padding() > 0 => {
+                    let what = scan.sealed_padding().unwrap_or_default();
+                    report.problems.push(format!("{}: {what} (after entry {})", path.display(), report.entries));
+                }
                 None if k + 1 < firsts.len() && count != rps => {
                     report.problems.push(format!("{}: {count} entries where a sealed segment holds {rps} (entries were removed or added)", path.display()));
                 }

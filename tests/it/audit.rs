@@ -492,6 +492,9 @@ fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut pos = 0;
     while pos + 8 <= bytes.len() {
         let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap()) as usize;
+        if len == 0 {
+            break; // the tail's zero padding: the records end here
+        }
         out.push(pos..pos + 8 + len);
         pos += 8 + len;
     }

@@ -399,8 +399,18 @@ impl FailingDisk {
         disk
     }
 
-    /// Fills the tmpfs under the loop device.
+    /// Fills the tmpfs under the loop device. Every block of the image is
+    /// given back first (punched out): the audit log overwrites padding it
+    /// wrote ahead, whose blocks would otherwise still be there to take
+    /// the writes, so that fsync would keep succeeding.
     fn break_it(&self) {
+        let image = self.back.join("disk.img");
+        let punched = std::process::Command::new("fallocate")
+            .args(["--punch-hole", "--offset", "0", "--length", "64MiB"])
+            .arg(&image)
+            .status()
+            .unwrap();
+        assert!(punched.success(), "fallocate --punch-hole failed");
         let filler = self.back.join("filler");
         let _ = std::fs::write(filler, vec![0u8; 16 * 1024 * 1024]);
     }
