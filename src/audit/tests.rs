@@ -30,6 +30,38 @@ fn record(i: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// A fresh directory and signer, and a log there with `rps` records per
+/// segment.
+fn new_log(rps: u64) -> (tempfile::TempDir, NoteSigner, AuditLog) {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let log = AuditLog::open(options(dir.path(), &signer, rps)).unwrap();
+    (dir, signer, log)
+}
+
+/// A log with `rps` records per segment holding entries `0..entries`,
+/// closed, in a fresh directory.
+async fn closed_log(rps: u64, entries: u64) -> (tempfile::TempDir, NoteSigner) {
+    let (dir, signer, log) = new_log(rps);
+    fill(&log, 0..entries).await;
+    log.close().await;
+    (dir, signer)
+}
+
+/// Checks that `dir` verifies offline and holds `entries`.
+fn verifies(dir: &Path, signer: &NoteSigner, entries: u64) {
+    let report = verify::verify(dir, Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, entries);
+}
+
+/// Closes `log`, then checks that `dir` verifies offline and holds `entries`.
+async fn close_and_verify(log: AuditLog, dir: &Path, signer: &NoteSigner, entries: u64) {
+    log.close().await;
+    drop(log);
+    verifies(dir, signer, entries);
+}
+
 async fn fill(log: &AuditLog, range: std::ops::Range<u64>) -> Vec<u64> {
     let appends = range.map(|i| log.append(record(i)));
     futures_util::future::join_all(appends)
@@ -41,9 +73,7 @@ async fn fill(log: &AuditLog, range: std::ops::Range<u64>) -> Vec<u64> {
 
 #[tokio::test]
 async fn appends_are_durable_provable_and_survive_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    let (dir, signer, log) = new_log(16);
     let mut indexes = fill(&log, 0..100).await;
     indexes.sort_unstable();
     assert_eq!(indexes, (0..100).collect::<Vec<_>>());
@@ -68,21 +98,12 @@ async fn appends_are_durable_provable_and_survive_reopening() {
     assert_eq!(log.size(), 100);
     assert_eq!(log.root(100).unwrap(), root);
     fill(&log, 100..130).await;
-    log.close().await;
-    drop(log);
-    let report = verify::verify(dir.path(), Some(signer.verifier()));
-    assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, 130);
+    close_and_verify(log, dir.path(), &signer, 130).await;
 }
 
 #[tokio::test]
 async fn a_torn_tail_is_truncated_and_damage_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
-    fill(&log, 0..10).await;
-    log.close().await;
-    drop(log);
+    let (dir, signer) = closed_log(1000, 10).await;
     let seg = segment::segment_path(dir.path(), 0);
     let clean = ends(&seg).0 as usize;
     // An interrupted write: half a frame at the end, in a log without
@@ -115,12 +136,7 @@ async fn a_torn_tail_is_truncated_and_damage_refuses_to_start() {
 
 #[tokio::test]
 async fn a_log_shorter_than_its_checkpoint_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
-    fill(&log, 0..10).await;
-    log.close().await;
-    drop(log);
+    let (dir, signer) = closed_log(1000, 10).await;
     // Cut exactly at a record boundary: not torn, but acknowledged entries are gone.
     let seg = segment::segment_path(dir.path(), 0);
     let scan = segment::scan(&seg, |_, _| {}).unwrap();
@@ -145,9 +161,7 @@ async fn a_second_process_cannot_open_the_same_log() {
 
 #[tokio::test]
 async fn lost_stored_hashes_are_rebuilt_from_the_records_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    let (dir, signer, log) = new_log(16);
     fill(&log, 0..77).await;
     let root = log.root(77).unwrap();
     log.close().await;
@@ -167,11 +181,7 @@ async fn lost_stored_hashes_are_rebuilt_from_the_records_on_open() {
     assert_eq!(std::fs::metadata(&hashes).unwrap().len(), full);
     assert_eq!(log.root(77).unwrap(), root);
     fill(&log, 77..90).await;
-    log.close().await;
-    drop(log);
-    let report = verify::verify(dir.path(), Some(signer.verifier()));
-    assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, 90);
+    close_and_verify(log, dir.path(), &signer, 90).await;
 }
 
 /// The records' end and the file's length of a segment.
@@ -183,12 +193,7 @@ fn ends(path: &Path) -> (u64, u64) {
 
 #[tokio::test]
 async fn a_padded_tail_reopens_as_it_is_and_appends_go_on_over_the_padding() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
-    fill(&log, 0..50).await;
-    log.close().await;
-    drop(log);
+    let (dir, signer) = closed_log(1000, 50).await;
     let seg = segment::segment_path(dir.path(), 0);
     let (records_end, file_len) = ends(&seg);
     assert!(
@@ -215,16 +220,12 @@ async fn a_padded_tail_reopens_as_it_is_and_appends_go_on_over_the_padding() {
     drop(log);
     let (end, len) = ends(&seg);
     assert!(end > records_end && len == file_len, "{end} {len}");
-    let report = verify::verify(dir.path(), Some(signer.verifier()));
-    assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, 80);
+    verifies(dir.path(), &signer, 80);
 }
 
 #[tokio::test]
 async fn after_a_crash_padding_is_kept_a_torn_write_in_it_is_cut_and_sealed_segments_are_exact() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
+    let (dir, signer, log) = new_log(16);
     fill(&log, 0..40).await;
     let root = log.root(40).unwrap();
     log.crash();
@@ -264,19 +265,12 @@ async fn after_a_crash_padding_is_kept_a_torn_write_in_it_is_cut_and_sealed_segm
     let (end, len) = ends(&segment::segment_path(dir.path(), 48));
     assert!(len > end);
     assert_eq!(ends(&seg).0, ends(&seg).1, "segment 32 is sealed now");
-    let report = verify::verify(dir.path(), Some(signer.verifier()));
-    assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, 60);
+    verifies(dir.path(), &signer, 60);
 }
 
 #[tokio::test]
 async fn a_sealed_segment_with_padding_is_damage() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
-    fill(&log, 0..40).await;
-    log.close().await;
-    drop(log);
+    let (dir, signer) = closed_log(16, 40).await;
     let seg = segment::segment_path(dir.path(), 16);
     let mut bytes = std::fs::read(&seg).unwrap();
     bytes.resize(bytes.len() + 4096, 0);
@@ -401,12 +395,7 @@ async fn a_full_disk_uses_the_padding_left_then_refuses_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
-    let dir = tempfile::tempdir().unwrap();
-    let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
-    let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
-    fill(&log, 0..16).await;
-    log.close().await;
-    drop(log);
+    let (dir, signer) = closed_log(16, 16).await;
     let (end, len) = ends(&segment::segment_path(dir.path(), 0));
     assert_eq!(end, len, "the full segment was sealed exact");
     // The next segment exists already, empty and padded.
@@ -416,9 +405,5 @@ async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
     let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
     assert_eq!(log.size(), 16);
     fill(&log, 16..20).await;
-    log.close().await;
-    drop(log);
-    let report = verify::verify(dir.path(), Some(signer.verifier()));
-    assert!(report.ok(), "{:?}", report.problems);
-    assert_eq!(report.entries, 20);
+    close_and_verify(log, dir.path(), &signer, 20).await;
 }
