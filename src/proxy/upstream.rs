@@ -420,6 +420,18 @@ async fn start(
     *head.headers_mut() = parts.headers.clone();
     let (response, mut stream) = send.send_request(head, body.is_empty())?;
     if !body.is_empty() {
+        // Wait for the stream to be given window before queueing the body.
+        // Data queued earlier is held by h2 without waking the connection's
+        // task, so it went out only at that connection's next event (another
+        // call, a frame from the provider): milliseconds at moderate rates.
+        stream.reserve_capacity(body.len());
+        while stream.capacity() == 0 {
+            match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
         // Buffered by h2 and sent as the provider's window allows.
         stream.send_data(body.clone(), true)?;
     }
