@@ -92,9 +92,10 @@ impl MethodPattern {
     }
 
     /// Whether the pattern written `pattern` covers a call to
-    /// `service`/`method`, without building it: for patterns checked when
-    /// stored (a consent's methods) and matched on every call. Text that is
-    /// not a pattern covers nothing.
+    /// `service`/`method`, without building it: for patterns validated with
+    /// [`MethodPattern::parse`] when stored (a consent's methods) and matched
+    /// on every call. It does not validate: for such text it agrees with the
+    /// parsed pattern's [`MethodPattern::matches`].
     pub fn text_matches(pattern: &str, service: &str, method: &str) -> bool {
         pattern
             .split_once('/')
