@@ -1,15 +1,15 @@
-//! `jisr bench`: measured speed. A load generator ([`load`]) drives K
+//! `jisr bench`: measured speed. A load generator (`load`) drives K
 //! mutual-TLS HTTP/2 connections × C calls in flight, each a real
 //! `GetBirthRecord` or `GetTaxStatus` made as an agency for the baccalauréat
 //! purpose, and reports throughput, latency percentiles, errors by code and
-//! reason, and the proxy's CPU time and peak memory ([`report`]).
+//! reason, and the proxy's CPU time and peak memory (`report`).
 //!
 //! The target is a gateway named on the command line, or the benchmark's own
 //! network: the sample providers and a gateway started as separate processes
-//! from this executable ([`procs`]), so the gateway's CPU and memory are its
+//! from this executable (`procs`), so the gateway's CPU and memory are its
 //! own. With `--compare` the same load is run, in interleaved rounds, against
 //! the providers directly, through Jisr, and through nginx as a plain
-//! mutual-TLS gRPC proxy ([`nginx`]).
+//! mutual-TLS gRPC proxy (`nginx`).
 
 mod disk;
 mod load;

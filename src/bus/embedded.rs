@@ -6,7 +6,7 @@
 //! last seq; `bus_idem` (topic, key) → (seq, time); `bus_pending` (topic,
 //! subscriber, seq) → (attempts, deadline), one row per event a subscription
 //! still owes (deadline 0: never delivered or released; else in flight until
-//! then); `bus_dead` (topic, subscriber, seq) → the encoded [`DeadRecord`].
+//! then); `bus_dead` (topic, subscriber, seq) → the encoded `DeadRecord`.
 //!
 //! A publish commits durably (fsync) before it returns: an acknowledged
 //! publish survives a crash. Publishes go through one writer thread that

@@ -4,7 +4,7 @@
 //! for `breaker_cooldown`; then one probe call is let through, and its
 //! outcome closes the breaker or ejects the instance again.
 //!
-//! [`Eject`] is the tower layer: it picks an instance whose breaker lets the
+//! `Eject` is the tower layer: it picks an instance whose breaker lets the
 //! call through and reports the call's outcome back to that breaker.
 //!
 //! All state is atomics: a call on a healthy instance costs one load on

@@ -4,7 +4,7 @@
 //! changes with reloads.
 //!
 //! Consumer labels are counter slots: every name ever declared since start
-//! keeps its slot for the life of the process ([`Registry`], append-only, so
+//! keeps its slot for the life of the process (`Registry`, append-only, so
 //! a slot means the same thing in every generation of a method's counters).
 //! Which names are *in force* is an [`AgencyLabels`] built when a
 //! configuration is loaded and put in force when its routing state is

@@ -2,7 +2,7 @@
 //! histograms of every exchange ([`metrics`]), served as Prometheus text on
 //! the admin listener ([`admin`]) with health and readiness ([`ready`]);
 //! one OpenTelemetry span per exchange and the same metrics over OTLP/gRPC
-//! when `telemetry.otlp_endpoint` is set ([`otlp`], [`trace`]).
+//! when `telemetry.otlp_endpoint` is set (`otlp`, [`trace`]).
 //!
 //! The exchange path touches this module twice: [`Telemetry::span`] when a
 //! call arrives (nothing at all when export is off) and
