@@ -181,32 +181,23 @@ fn otlp_tls(
             None => ok &= s.table.get(key).is_none(),
         }
     }
-    let https = match https {
-        Some(https) => https,
+    // Without an `https://` endpoint the TLS files have nothing to apply to.
+    let unused = match https {
+        Some(true) => None,
+        Some(false) => Some((
+            "applies only to an `https://` `otlp_endpoint`",
+            "write the endpoint as `https://host:4317` to export over TLS, or remove the key",
+        )),
         // The endpoint's own error is reported already.
         None if endpoint_given => return Err(()),
-        None => {
-            for (key, _, span) in &files {
-                ctx.error(
-                    span,
-                    format!("`{key}` is set but [telemetry] has no `otlp_endpoint`"),
-                    "add `otlp_endpoint = \"https://host:4317\"` to export over TLS, or remove the key",
-                );
-            }
-            return if files.is_empty() && ok {
-                Ok(None)
-            } else {
-                Err(())
-            };
-        }
+        None => Some((
+            "is set but [telemetry] has no `otlp_endpoint`",
+            "add `otlp_endpoint = \"https://host:4317\"` to export over TLS, or remove the key",
+        )),
     };
-    if !https {
+    if let Some((what, fix)) = unused {
         for (key, _, span) in &files {
-            ctx.error(
-                span,
-                format!("`{key}` applies only to an `https://` `otlp_endpoint`"),
-                "write the endpoint as `https://host:4317` to export over TLS, or remove the key",
-            );
+            ctx.error(span, format!("`{key}` {what}"), fix);
         }
         return if files.is_empty() && ok {
             Ok(None)
