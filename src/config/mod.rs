@@ -149,6 +149,9 @@ pub struct NodeConfig {
     /// How often the configuration and the files it names are checked for
     /// changes (default 2 s; `None` when `reload_poll_ms = 0`: SIGHUP only).
     pub reload_poll: Option<Duration>,
+    /// Threads that serve connections, each with its own runtime (see
+    /// `proxy::lanes`); 0 (the default) means one per CPU core.
+    pub lanes: usize,
 }
 
 /// `[catalogue]`: where the contracts (`.proto` files) are found.

@@ -24,6 +24,7 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "max_message_bytes",
     "drain_timeout_ms",
     "reload_poll_ms",
+    "lanes",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
@@ -59,6 +60,8 @@ pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "
 /// Default and bounds of `node.max_message_bytes`.
 pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 const MAX_MAX_MESSAGE_BYTES: i64 = 64 * 1024 * 1024;
+/// Upper bound of `node.lanes`.
+const MAX_LANES: i64 = 256;
 /// Default of `node.drain_timeout_ms`.
 pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_millis(10_000);
 /// Default and bounds of `agency.connections`.
@@ -145,6 +148,7 @@ pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
     let default_ms = DEFAULT_DRAIN_TIMEOUT.as_millis() as i64;
     let drain_ms = bounded(ctx, s, "drain_timeout_ms", (0, i64::MAX, default_ms));
     let poll_ms = bounded(ctx, s, "reload_poll_ms", (0, 3_600_000, 2000));
+    let lanes = bounded(ctx, s, "lanes", (0, MAX_LANES, 0));
     Some(NodeConfig {
         id: id?,
         trust_domain: trust_domain?,
@@ -155,6 +159,8 @@ pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
         reload_poll: Some(poll_ms?)
             .filter(|&ms| ms > 0)
             .map(|ms| Duration::from_millis(ms as u64)),
+        // In 0..=MAX_LANES (checked above).
+        lanes: lanes? as usize,
     })
 }
 

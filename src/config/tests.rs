@@ -67,6 +67,7 @@ fn valid_file_gets_defaults_and_locations() {
     assert_eq!(config.node.listen, "127.0.0.1:8443".parse().unwrap());
     assert_eq!(config.node.max_message_bytes, 4 * 1024 * 1024);
     assert_eq!(config.node.drain_timeout, Duration::from_secs(10));
+    assert_eq!(config.node.lanes, 0, "one lane per core");
     assert_eq!(config.tls.ca, Path::new("/etc/jisr/pki/ca.crt"));
     assert_eq!(config.tls.key, Path::new("/etc/jisr/pki/gw.key"));
     assert!(config.tls.crls.is_empty());
@@ -94,7 +95,7 @@ fn valid_file_gets_defaults_and_locations() {
 fn explicit_values_override_defaults() {
     let text = with(
         "listen = \"127.0.0.1:8443\"\n",
-        "listen = \"[::1]:8443\"\nmax_message_bytes = 1024\ndrain_timeout_ms = 250\n",
+        "listen = \"[::1]:8443\"\nmax_message_bytes = 1024\ndrain_timeout_ms = 250\nlanes = 3\n",
     )
     .replace("[catalogue]", "")
     .replace(
@@ -108,6 +109,7 @@ fn explicit_values_override_defaults() {
     let config = Config::from_toml(&text, Path::new(FILE)).unwrap();
     assert_eq!(config.node.max_message_bytes, 1024);
     assert_eq!(config.node.drain_timeout, Duration::from_millis(250));
+    assert_eq!(config.node.lanes, 3);
     assert_eq!(config.tls.key, Path::new("/abs/gw.key"));
     assert_eq!(config.tls.crls, vec![PathBuf::from("/etc/jisr/crl.pem")]);
     assert_eq!(
@@ -253,6 +255,20 @@ fn max_message_bytes_out_of_range() {
         "listen = \"127.0.0.1:8443\"\nmax_message_bytes = 67108865\n",
     );
     one_error(&text, 5, "out of range", "4194304");
+}
+
+#[test]
+fn lanes_out_of_range() {
+    let text = with(
+        "listen = \"127.0.0.1:8443\"\n",
+        "listen = \"127.0.0.1:8443\"\nlanes = 257\n",
+    );
+    one_error(
+        &text,
+        5,
+        "`lanes` = 257 in [node] is out of range",
+        "from 0 to 256, or remove the key for the default 0",
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@
 pub mod body;
 pub mod breaker;
 pub mod exchange;
+pub mod lanes;
 pub mod metadata;
 pub mod rate;
 pub mod refusal;
@@ -84,6 +85,8 @@ pub enum StartError {
 pub struct Gateway {
     domain: TrustDomain,
     drain_timeout: Duration,
+    /// Lanes to serve connections on (`node.lanes`, 0 resolved to the cores).
+    lanes: usize,
     health: tonic_health::server::HealthReporter,
     recorder: trail::Recorder,
     consents: exchange::Consents,
@@ -185,6 +188,10 @@ impl Gateway {
         let gateway = Self {
             domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
+            lanes: match config.node.lanes {
+                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+                n => n,
+            },
             health,
             recorder,
             consents,

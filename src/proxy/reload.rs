@@ -125,6 +125,8 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
             "`[node] drain_timeout_ms`",
             old.node.drain_timeout != new.node.drain_timeout,
         ),
+        // Lanes are threads started with the listener.
+        ("`[node] lanes`", old.node.lanes != new.node.lanes),
         ("[audit]", old.audit != new.audit),
         ("[consent]", old.consent != new.consent),
         // The bus's subscriptions and stores are built once, at start.
@@ -257,12 +259,13 @@ key = "gw.key"
         assert!(restart_only(&old, &old).is_ok());
         let new = config(
             &BASE
-                .replace("8443", "9443")
+                .replace("8443\"", "9443\"\nlanes = 1")
                 .replace("[tls]", "[audit]\ndir = \"elsewhere\"\n\n[tls]")
                 .replace("[tls]", "[telemetry]\nlog_format = \"json\"\n\n[tls]"),
         );
         let message = restart_only(&old, &new).unwrap_err().to_string();
         assert!(message.contains("`[node] listen`"), "{message}");
+        assert!(message.contains("`[node] lanes`"), "{message}");
         assert!(message.contains("[audit]"), "{message}");
         assert!(message.contains("[telemetry]"), "{message}");
         assert!(!message.contains("trust_domain"), "{message}");

@@ -1,6 +1,7 @@
 //! The listener: TLS handshakes, the caller's identity (read once per
 //! connection), HTTP/2 serving and graceful shutdown.
 
+use super::lanes::Lanes;
 use super::{Gateway, StartError};
 use crate::config::Config;
 use crate::identity::{AgencyId, PeerIdentity};
@@ -62,6 +63,19 @@ pub async fn serve(
     let watcher_task = super::reload::spawn_watcher(gateway.clone());
     tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
+    let lanes = match Lanes::start(gateway.lanes) {
+        Ok(lanes) => {
+            tracing::info!(
+                lanes = lanes.count(),
+                "serving connections on one thread per lane"
+            );
+            Some(lanes)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, lanes = gateway.lanes, "cannot start the lanes' threads; serving on the shared runtime instead (slower); check the process's thread limit (ulimit -u)");
+            None
+        }
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -71,11 +85,15 @@ pub async fn serve(
                     // Looked up per connection so reloaded certificates
                     // apply to the next handshake; open connections keep theirs.
                     let acceptor = TlsAcceptor::from(gateway.routing().server_tls().clone());
-                    tokio::spawn(async move {
+                    let connection = move |tcp| async move {
                         if let Some((stream, consumer)) = handshake(&gateway, &acceptor, tcp, peer).await {
                             serve_connection(gateway, stream, consumer, watcher).await;
                         }
-                    });
+                    };
+                    match &lanes {
+                        Some(lanes) => on_lane(lanes, tcp, peer, connection),
+                        None => drop(tokio::spawn(connection(tcp))),
+                    }
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, don't spin.
@@ -96,8 +114,36 @@ pub async fn serve(
             tracing::warn!(timeout = ?gateway.drain_timeout, "drain timed out; closing the remaining connections")
         }
     }
+    if let Some(lanes) = lanes {
+        // Cancels what the drain left: the remaining connections close.
+        lanes.stop().await;
+    }
     gateway.close().await;
     tracing::info!("audit log closed with a final checkpoint");
+}
+
+/// Moves an accepted connection to a lane: the socket leaves this
+/// runtime's reactor and joins the lane's, where `serve` runs.
+fn on_lane<F, Fut>(lanes: &Lanes, tcp: TcpStream, peer: SocketAddr, serve: F)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let tcp = match tcp.into_std() {
+        Ok(tcp) => tcp,
+        Err(e) => {
+            tracing::warn!(%peer, error = %e, "accepted connection dropped: it could not be handed to a lane");
+            return;
+        }
+    };
+    lanes.spawn(async move {
+        match TcpStream::from_std(tcp) {
+            Ok(tcp) => serve(tcp).await,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "accepted connection dropped: its lane could not watch it");
+            }
+        }
+    });
 }
 
 /// Completes the TLS handshake and reads the caller's identity; `None` (and

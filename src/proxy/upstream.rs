@@ -296,7 +296,10 @@ impl<'a> Target<'a> {
     /// a closed connection never started is retried once on a new connection.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response<RecvBody>, UpstreamError> {
         let instance = self.instance;
-        let index = instance.next.fetch_add(1, Ordering::Relaxed) % instance.slots.len();
+        let turn = instance.next.fetch_add(1, Ordering::Relaxed);
+        // On a lane, one of that lane's own connections: the call and the
+        // connection's task then run on the same thread.
+        let index = super::lanes::slot(super::lanes::current(), instance.slots.len(), turn);
         let slot = &instance.slots[index];
         let sender = self.sender(slot).await?;
         let (parts, body) = request.into_parts();

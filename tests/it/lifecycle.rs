@@ -63,3 +63,33 @@ fn serve_refuses_to_start_on_a_broken_config_and_says_why() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn connections_are_served_on_the_configured_number_of_lanes() {
+    let (pki, gw, addr, _echos) = echo_network("lanes = 3\n", "").await;
+    gw.wait_log("serving connections on one thread per lane lanes=3");
+    // Four connections over three lanes, each carrying calls.
+    for _ in 0..4 {
+        let client = channel(&addr, &pki.files("education")).await.unwrap();
+        let body = GetBirthRecordRequest {
+            citizen_id: "AB123456".into(),
+        }
+        .encode_to_vec();
+        let call = RawCall::new(
+            "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
+            body.clone(),
+            "bac-candidature",
+        );
+        let (echoed, _) = call_raw(&client, call).await.expect("the call is carried");
+        assert_eq!(&echoed[..], &body[..]);
+    }
+    let pid = gw.child.as_ref().unwrap().id();
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| name.starts_with("jisr-lane-"))
+        .collect();
+    threads.sort();
+    assert_eq!(threads, ["jisr-lane-0", "jisr-lane-1", "jisr-lane-2"]);
+}
