@@ -238,7 +238,7 @@ impl Exchange {
         }
         parts
             .headers
-            .insert(metadata::REQUEST_ID, header(cx.request_id));
+            .insert(metadata::REQUEST_ID, request_id(cx.request_id));
         parts
             .headers
             .insert(metadata::BASIS, header(&grant.basis().to_string()));
@@ -456,7 +456,7 @@ async fn prepare(targeted: Targeted<'_>) -> Result<Prepared<'_>, Refusal> {
     // The justification may name people; it stays in the audit log.
     headers.remove(metadata::JUSTIFICATION);
     headers.insert(metadata::CONSUMER, header(grant.consumer().as_str()));
-    headers.insert(metadata::REQUEST_ID, header(cx.request_id));
+    headers.insert(metadata::REQUEST_ID, request_id(cx.request_id));
     if let Some(traceparent) = &trail.traceparent {
         // The provider's spans become children of the exchange's.
         headers.insert(TRACEPARENT, traceparent.clone());
@@ -494,11 +494,17 @@ impl<'a> Service<Prepared<'a>> for Deliver {
 }
 
 /// The W3C trace context header.
-const TRACEPARENT: &str = "traceparent";
+const TRACEPARENT: http::header::HeaderName = http::header::HeaderName::from_static("traceparent");
 
 /// The `grpc-status` in a header map.
 fn status_of(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+/// The request id as a header value (never indexed, see
+/// [`metadata::request_id_value`]); the id was validated or made here.
+fn request_id(id: &str) -> HeaderValue {
+    metadata::request_id_value(id).unwrap_or_else(|| HeaderValue::from_static("invalid"))
 }
 
 /// A header value from text the gateway produced or validated.

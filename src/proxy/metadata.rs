@@ -1,27 +1,31 @@
 //! The `jisr-*` request metadata and the gRPC deadline header.
+//!
+//! The names are [`HeaderName`]s built at compile time: looking one up in a
+//! header map by `&str` would parse and hash the text again on every call.
 
 use super::refusal::{Reason, Refusal};
-use http::HeaderMap;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
 use std::time::Duration;
 
 /// Purpose code of the call (required).
-pub const PURPOSE: &str = "jisr-purpose";
+pub const PURPOSE: HeaderName = HeaderName::from_static("jisr-purpose");
 /// Administrative procedure id (optional).
-pub const PROCEDURE: &str = "jisr-procedure";
+pub const PROCEDURE: HeaderName = HeaderName::from_static("jisr-procedure");
 /// The officer at the consumer (optional).
-pub const OFFICIAL: &str = "jisr-official";
+pub const OFFICIAL: HeaderName = HeaderName::from_static("jisr-official");
 /// Correlation id; generated when absent and echoed back.
-pub const REQUEST_ID: &str = "jisr-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("jisr-request-id");
 /// The consent the call relies on, where the rule's basis is consent.
-pub const CONSENT: &str = "jisr-consent";
+pub const CONSENT: HeaderName = HeaderName::from_static("jisr-consent");
 /// Why an emergency (break-glass) call is made.
-pub const JUSTIFICATION: &str = "jisr-justification";
+pub const JUSTIFICATION: HeaderName = HeaderName::from_static("jisr-justification");
 /// Set by the gateway towards the provider: the authenticated consumer.
-pub const CONSUMER: &str = "jisr-consumer";
+pub const CONSUMER: HeaderName = HeaderName::from_static("jisr-consumer");
 /// Set by the gateway towards the consumer: the basis the call was granted on.
-pub const BASIS: &str = "jisr-basis";
+pub const BASIS: HeaderName = HeaderName::from_static("jisr-basis");
 /// gRPC deadline header.
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 const MAX_LEN: usize = 128;
 
@@ -56,6 +60,16 @@ pub fn request_id(headers: &HeaderMap) -> Result<String, Refusal> {
     }
 }
 
+/// A `jisr-request-id` value, marked never to be indexed by HPACK: each
+/// call's id is new, so adding it to the peers' header tables would only
+/// evict entries that repeat (purpose, consumer, content type). `None` if
+/// `id` is not a valid header value.
+pub fn request_id_value(id: &str) -> Option<HeaderValue> {
+    let mut value = HeaderValue::from_str(id).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
 /// A random 128-bit id in hex.
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -81,8 +95,8 @@ pub fn call_metadata(headers: &HeaderMap) -> Result<CallMetadata, Refusal> {
     })
 }
 
-fn optional(headers: &HeaderMap, name: &str) -> Result<Option<String>, Refusal> {
-    let Some(value) = headers.get(name) else {
+fn optional(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get(&name) else {
         return Ok(None);
     };
     match value.to_str() {
@@ -201,5 +215,16 @@ mod tests {
         assert_eq!(request_id(&headers).unwrap(), "abc-1");
         headers.insert(REQUEST_ID, "a b".parse().unwrap());
         assert!(request_id(&headers).is_err());
+    }
+
+    #[test]
+    fn request_id_values_are_never_indexed() {
+        let value = request_id_value("abc-1").unwrap();
+        assert_eq!(value, "abc-1");
+        assert!(
+            value.is_sensitive(),
+            "HPACK must not add per-call ids to its table"
+        );
+        assert!(request_id_value("line\nbreak").is_none());
     }
 }

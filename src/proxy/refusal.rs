@@ -2,7 +2,7 @@
 //! status with a stable `google.rpc.ErrorInfo` reason (domain `jisr`) and a
 //! message that tells the caller what to do. Internal details go to the log.
 
-use http::{HeaderValue, Response};
+use http::Response;
 use std::collections::HashMap;
 use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
@@ -152,7 +152,7 @@ impl Refusal {
     /// A trailers-only gRPC response for this refusal, echoing the request id.
     pub fn into_response<B: Default>(self, request_id: &str) -> Response<B> {
         let mut response = self.to_status(request_id).into_http::<B>();
-        if let Ok(value) = HeaderValue::from_str(request_id) {
+        if let Some(value) = super::metadata::request_id_value(request_id) {
             response
                 .headers_mut()
                 .insert(super::metadata::REQUEST_ID, value);

@@ -42,8 +42,10 @@ pub(crate) fn start(tracer: &SdkTracer, method: &str, headers: &HeaderMap) -> Ex
         cx.trace_flags().to_u8()
     );
     // Hex digits and dashes only: always a valid header value.
-    let traceparent =
+    let mut traceparent =
         HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    // New for every exchange: not worth a place in the provider's HPACK table.
+    traceparent.set_sensitive(true);
     ExchangeSpan {
         span,
         traceparent,
