@@ -6,22 +6,29 @@ use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
 use std::time::Duration;
 
+/// A `GetBirthRecord` call, and its request bytes (which the echo
+/// provider sends back).
+fn birth_call() -> (Vec<u8>, RawCall<'static>) {
+    let body = GetBirthRecordRequest {
+        citizen_id: "AB123456".into(),
+    }
+    .encode_to_vec();
+    let call = RawCall::new(
+        "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
+        body.clone(),
+        "bac-candidature",
+    );
+    (body, call)
+}
+
 // Multi-threaded: the client's connection must keep answering HTTP/2 pings
 // while the test thread blocks waiting for the process to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
     let (pki, mut gw, addr, _echos) = echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
-    let slow = RawCall::new(
-        "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-        body.clone(),
-        "bac-candidature",
-    )
-    .with("x-echo-delay-ms", "800");
+    let (body, call) = birth_call();
+    let slow = call.with("x-echo-delay-ms", "800");
     let in_flight = tokio::spawn({
         let client = client.clone();
         async move { call_raw(&client, slow).await }
@@ -71,15 +78,7 @@ async fn connections_are_served_on_the_configured_number_of_lanes() {
     // Four connections over three lanes, each carrying calls.
     for _ in 0..4 {
         let client = channel(&addr, &pki.files("education")).await.unwrap();
-        let body = GetBirthRecordRequest {
-            citizen_id: "AB123456".into(),
-        }
-        .encode_to_vec();
-        let call = RawCall::new(
-            "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-            body.clone(),
-            "bac-candidature",
-        );
+        let (body, call) = birth_call();
         let (echoed, _) = call_raw(&client, call).await.expect("the call is carried");
         assert_eq!(&echoed[..], &body[..]);
     }
