@@ -109,7 +109,8 @@ impl Lanes {
     }
 
     /// Open connections per lane.
-    pub fn connections(&self) -> Vec<usize> {
+    #[cfg(test)]
+    fn connections(&self) -> Vec<usize> {
         self.lanes
             .iter()
             .map(|l| l.connections.load(Ordering::Relaxed))

@@ -2,8 +2,9 @@
 //!
 //! [`Gateway::build`] resolves everything per method once (route, access
 //! table, upstream pool) into a map keyed by gRPC path; [`server`] accepts
-//! TLS connections and dispatches each request either to Jisr's own tonic
-//! services (health, reflection) or to the [`exchange`] path.
+//! TLS connections, serves each on one of the [`lanes`], and dispatches
+//! each request either to Jisr's own tonic services (health, reflection) or
+//! to the [`exchange`] path.
 //!
 //! What a reload may change (catalogue, rules, routes, rate limits, upstream
 //! pools, TLS configs) lives in one [`Routing`] value behind an `ArcSwap`:
