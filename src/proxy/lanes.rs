@@ -108,6 +108,11 @@ impl Lanes {
         self.lanes.len()
     }
 
+    /// Each lane's count of open connections, for metrics.
+    pub fn open_counts(&self) -> Vec<Arc<AtomicUsize>> {
+        self.lanes.iter().map(|l| l.connections.clone()).collect()
+    }
+
     /// Open connections per lane.
     #[cfg(test)]
     fn connections(&self) -> Vec<usize> {

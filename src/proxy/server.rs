@@ -69,6 +69,7 @@ pub async fn serve(
                 lanes = lanes.count(),
                 "serving connections on one thread per lane"
             );
+            gateway.telemetry.metrics().set_lanes(lanes.open_counts());
             Some(lanes)
         }
         Err(e) => {

@@ -17,7 +17,7 @@ use crate::proto::jisr::audit::v1::Outcome;
 use crate::proxy::refusal::Reason;
 use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -72,6 +72,8 @@ pub struct Metrics {
     pub(crate) otel: OnceLock<OtelInstruments>,
     audit: OnceLock<Arc<crate::audit::AuditLog>>,
     gateway: OnceLock<GatewayState>,
+    /// Open client connections on each lane, once the lanes run.
+    lanes: OnceLock<Vec<Arc<AtomicUsize>>>,
 }
 
 /// What the gateway's reloads and upstream pools look like now, read when
@@ -103,6 +105,7 @@ impl Metrics {
             otel: OnceLock::new(),
             audit: OnceLock::new(),
             gateway: OnceLock::new(),
+            lanes: OnceLock::new(),
         }
     }
 
@@ -229,6 +232,18 @@ impl Metrics {
     /// The reload and upstream state, once the gateway is built.
     pub(crate) fn gateway(&self) -> Option<&GatewayState> {
         self.gateway.get()
+    }
+
+    /// Names each lane's open-connection count, exported as a gauge.
+    pub fn set_lanes(&self, open: Vec<Arc<AtomicUsize>>) {
+        let _ = self.lanes.set(open);
+    }
+
+    /// Open client connections per lane (empty before the lanes run).
+    pub(crate) fn lane_connections(&self) -> Vec<usize> {
+        self.lanes.get().map_or_else(Vec::new, |open| {
+            open.iter().map(|n| n.load(Ordering::Relaxed)).collect()
+        })
     }
 
     /// Names the audit log whose writer figures are exported.

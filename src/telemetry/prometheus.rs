@@ -126,6 +126,18 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             reason.map_or("", |r| r.as_str()),
         );
     }
+    let lanes = metrics.lane_connections();
+    if !lanes.is_empty() {
+        header(
+            &mut out,
+            "jisr_lane_connections",
+            "gauge",
+            "Client connections open on each lane (a thread serving its connections on its own runtime).",
+        );
+        for (lane, open) in lanes.iter().enumerate() {
+            let _ = writeln!(out, "jisr_lane_connections{{lane=\"{lane}\"}} {open}");
+        }
+    }
     header(
         &mut out,
         "jisr_exchange_duration_seconds",

@@ -76,12 +76,24 @@ async fn connections_are_served_on_the_configured_number_of_lanes() {
     let (pki, gw, addr, _echos) = echo_network("lanes = 3\n", "").await;
     gw.wait_log("serving connections on one thread per lane lanes=3");
     // Four connections over three lanes, each carrying calls.
+    let mut clients = Vec::new();
     for _ in 0..4 {
         let client = channel(&addr, &pki.files("education")).await.unwrap();
         let (body, call) = birth_call();
         let (echoed, _) = call_raw(&client, call).await.expect("the call is carried");
         assert_eq!(&echoed[..], &body[..]);
+        clients.push(client);
     }
+    // The lane with the fewest open connections takes the next: 2, 1, 1.
+    let admin = admin_addr(&pki, "gateway", &gw);
+    let (_, metrics) = admin::get(&admin, "/metrics").await;
+    let mut open: Vec<u32> = metrics
+        .lines()
+        .filter(|l| l.starts_with("jisr_lane_connections{"))
+        .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+        .collect();
+    open.sort_unstable();
+    assert_eq!(open, [1, 1, 2], "{metrics}");
     let pid = gw.child.as_ref().unwrap().id();
     let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
