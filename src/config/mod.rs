@@ -154,6 +154,16 @@ pub struct NodeConfig {
     pub lanes: usize,
 }
 
+impl NodeConfig {
+    /// How many lanes the node runs: `lanes`, or one per CPU core when 0.
+    pub fn lane_count(&self) -> usize {
+        match self.lanes {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            n => n,
+        }
+    }
+}
+
 /// `[catalogue]`: where the contracts (`.proto` files) are found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CatalogueConfig {
@@ -182,14 +192,24 @@ pub struct AgencyConfig {
     pub upstreams: Vec<String>,
     /// The `.proto` files it provides, relative to a catalogue include directory.
     pub contracts: Vec<String>,
-    /// HTTP/2 connections kept to the upstream (default 2, 1 to 64).
-    pub connections: usize,
+    /// HTTP/2 connections kept to each upstream instance (1 to 64), if
+    /// set; see [`AgencyConfig::connections_on`] for the default.
+    pub connections: Option<usize>,
     /// Roles beyond calling services.
     pub roles: Vec<Role>,
     /// Timeout, in-flight limit and breaker thresholds towards its upstream.
     pub limits: ProviderLimits,
     /// Where it is declared.
     pub at: Location,
+}
+
+impl AgencyConfig {
+    /// HTTP/2 connections to each of its instances on a node with `lanes`
+    /// lanes: `connections` if set, else one per lane and at least 2, so
+    /// that each lane has a connection of its own (see `proxy::lanes`).
+    pub fn connections_on(&self, lanes: usize) -> usize {
+        self.connections.unwrap_or(lanes.max(2))
+    }
 }
 
 /// A `[[rule]]`: a consumer may call these methods for these purposes on this basis.

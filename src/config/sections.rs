@@ -64,8 +64,8 @@ const MAX_MAX_MESSAGE_BYTES: i64 = 64 * 1024 * 1024;
 const MAX_LANES: i64 = 256;
 /// Default of `node.drain_timeout_ms`.
 pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_millis(10_000);
-/// Default and bounds of `agency.connections`.
-pub(super) const DEFAULT_CONNECTIONS: usize = 2;
+/// Bound of `agency.connections` (the default follows the lanes, see
+/// [`AgencyConfig::connections_on`]).
 const MAX_CONNECTIONS: i64 = 64;
 
 fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, key: &str, section: &str) -> Option<AgencyId> {
@@ -94,14 +94,28 @@ pub(super) fn bounded(
     key: &str,
     (min, max, default): (i64, i64, i64),
 ) -> Option<i64> {
-    let example = default.to_string();
-    let Some(value) = s.opt_int(ctx, key, &example) else {
-        // Absent (default applies) or already reported.
-        return s.table.get(key).is_none().then_some(default);
+    let default_text = default.to_string();
+    in_range(ctx, s, key, (min, max), (&default_text, &default_text))
+        .map(|value| value.unwrap_or(default))
+}
+
+/// `key` if it is an integer from `min` to `max`: `Some(None)` when absent,
+/// `None` when wrong (and reported). `example` shows a valid value; `default`
+/// says what applies without the key.
+pub(super) fn in_range(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    key: &str,
+    (min, max): (i64, i64),
+    (example, default): (&str, &str),
+) -> Option<Option<i64>> {
+    let Some(value) = s.opt_int(ctx, key, example) else {
+        // Absent (the default applies) or already reported.
+        return s.table.get(key).is_none().then_some(None);
     };
     let n = *value.get_ref();
     if (min..=max).contains(&n) {
-        return Some(n);
+        return Some(Some(n));
     }
     ctx.error(
         &value.span(),
@@ -333,11 +347,12 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
             "add `upstream = \"host:port\"` of its back-end, or remove `contracts` if the agency only consumes",
         );
     }
-    let connections = bounded(
+    let connections = in_range(
         ctx,
         s,
         "connections",
-        (1, MAX_CONNECTIONS, DEFAULT_CONNECTIONS as i64),
+        (1, MAX_CONNECTIONS),
+        ("2", "(one per lane, at least 2)"),
     );
     let roles = roles(ctx, s);
     Some(AgencyConfig {
@@ -345,8 +360,8 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         upstreams: upstreams?,
         limits: limits?,
         contracts: contracts?,
-        // In 1..=64 (checked by `bounded`), so the cast is lossless.
-        connections: connections? as usize,
+        // In 1..=64 (checked by `in_range`), so the cast is lossless.
+        connections: connections?.map(|n| n as usize),
         roles: roles?,
         at: ctx.at(&s.span),
     })

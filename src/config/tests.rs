@@ -74,7 +74,9 @@ fn valid_file_gets_defaults_and_locations() {
     assert!(config.catalogue.include.is_empty());
     assert_eq!(config.purposes[0].at.line, 11);
     let cs = &config.agencies[0];
-    assert_eq!(cs.connections, 2);
+    assert_eq!(cs.connections, None);
+    assert_eq!(cs.connections_on(1), 2, "at least 2");
+    assert_eq!(cs.connections_on(8), 8, "one per lane");
     assert_eq!(cs.upstreams, ["127.0.0.1:9001"]);
     assert_eq!(cs.at.line, 15);
     let edu = config
@@ -116,7 +118,8 @@ fn explicit_values_override_defaults() {
         config.catalogue.include,
         vec![PathBuf::from("/etc/jisr/../proto")]
     );
-    assert_eq!(config.agencies[0].connections, 8);
+    assert_eq!(config.agencies[0].connections, Some(8));
+    assert_eq!(config.agencies[0].connections_on(16), 8);
 }
 
 #[test]
@@ -438,7 +441,7 @@ fn connections_out_of_range() {
         &text,
         18,
         "`connections` = 65 in [[agency]] is out of range",
-        "from 1 to 64",
+        "from 1 to 64, or remove the key for the default (one per lane, at least 2)",
     );
 }
 

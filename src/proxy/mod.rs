@@ -189,10 +189,7 @@ impl Gateway {
         let gateway = Self {
             domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
-            lanes: match config.node.lanes {
-                0 => std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
-                n => n,
-            },
+            lanes: config.node.lane_count(),
             health,
             recorder,
             consents,

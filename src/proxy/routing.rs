@@ -105,7 +105,7 @@ impl Routing {
                     Arc::new(Upstream::new(
                         agency.id.clone(),
                         &agency.upstreams,
-                        agency.connections,
+                        agency.connections_on(config.node.lane_count()),
                         agency.limits.clone(),
                         client_tls,
                     ))
