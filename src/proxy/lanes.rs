@@ -113,15 +113,6 @@ impl Lanes {
         self.lanes.iter().map(|l| l.connections.clone()).collect()
     }
 
-    /// Open connections per lane.
-    #[cfg(test)]
-    fn connections(&self) -> Vec<usize> {
-        self.lanes
-            .iter()
-            .map(|l| l.connections.load(Ordering::Relaxed))
-            .collect()
-    }
-
     /// Serves one connection on the lane with the fewest open ones (the
     /// next in turn among equals).
     pub fn spawn<F>(&self, serve: F)
@@ -182,6 +173,15 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::time::Duration;
+
+    /// Open connections per lane, now.
+    fn open(lanes: &Lanes) -> Vec<usize> {
+        lanes
+            .open_counts()
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
 
     fn lane(index: usize, count: usize) -> Option<Lane> {
         Some(Lane { index, count })
@@ -260,12 +260,11 @@ mod tests {
         }
         lanes_seen.sort_unstable();
         assert_eq!(lanes_seen, [0, 0, 1], "two on one lane, one on the other");
-        let mut open = lanes.connections();
-        open.sort_unstable();
-        assert_eq!(open, [1, 2]);
+        let mut now = open(&lanes);
+        now.sort_unstable();
+        assert_eq!(now, [1, 2]);
         // The fourth goes to the lane with one open connection.
-        let busier = lanes
-            .connections()
+        let busier = open(&lanes)
             .iter()
             .position(|&n| n == 2)
             .expect("a busier lane");
@@ -276,7 +275,7 @@ mod tests {
         let (lane, _) = where_.recv().await.expect("runs");
         assert_ne!(lane.expect("on a lane").index, busier);
         // Stopping cancels the held connections: their counts fall to zero.
-        let counts: Vec<_> = lanes.lanes.iter().map(|l| l.connections.clone()).collect();
+        let counts = lanes.open_counts();
         tokio::time::timeout(Duration::from_secs(5), lanes.stop())
             .await
             .expect("lanes stop");
