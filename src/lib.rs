@@ -22,18 +22,17 @@
 //! agency back-ends used by the demo, the tests and the benchmarks.
 
 pub mod audit;
-pub mod bench;
 pub mod bus;
 pub mod catalogue;
-pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod consent;
-pub mod demo;
+pub mod gateway;
 pub mod identity;
-pub mod pki;
 pub mod policy;
 pub mod proto;
-pub mod proxy;
-pub mod samples;
+pub mod redis;
+pub mod refusal;
 pub mod telemetry;
 pub mod tls;
+pub mod tools;

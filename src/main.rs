@@ -1,4 +1,4 @@
-//! The `jisr` command. Everything lives in the library; see `jisr::cli`.
+//! The `jisr` command. Everything lives in the library; see `jisr::tools::cli`.
 
 /// mimalloc rather than glibc's malloc: each call allocates and frees many
 /// small buffers (HTTP/2 frames, headers, the audit record, which is freed on
@@ -10,5 +10,5 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    jisr::cli::main()
+    jisr::tools::cli::main()
 }

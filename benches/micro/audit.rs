@@ -4,13 +4,13 @@
 //! directory) per entry at several numbers of concurrent appenders.
 
 use criterion::{BenchmarkId, Criterion, Throughput};
-use jisr::audit::bench::TreeEdge;
 use jisr::audit::merkle::{self, Frontier};
 use jisr::audit::note::NoteSigner;
+use jisr::audit::record::{Ending, Trail};
 use jisr::audit::{AuditLog, LogOptions, Pseudonymizer};
 use jisr::proto::jisr::audit::v1::{Kind, Outcome};
 use jisr::proto::ma::civilstatus::v1::{BirthRecord, GetBirthRecordRequest};
-use jisr::proxy::trail::{Ending, Trail};
+use jisr::tools::bench::audit::TreeEdge;
 use prost::Message as _;
 use std::hint::black_box;
 use std::sync::Arc;

@@ -28,11 +28,11 @@ fn config_path() -> PathBuf {
     repo().join("bench.toml")
 }
 
-/// The demo's gateway configuration (`src/demo/demo.toml.in`), with
+/// The demo's gateway configuration (`src/tools/demo/demo.toml.in`), with
 /// upstreams that are never dialled and `extra` TOML appended.
 fn demo_config(extra: &str) -> jisr::config::Config {
     let text = format!(
-        include_str!("../../src/demo/demo.toml.in"),
+        include_str!("../../src/tools/demo/demo.toml.in"),
         civil_status = "127.0.0.1:9001",
         tax = "127.0.0.1:9002",
         health = "127.0.0.1:9003",

@@ -7,7 +7,7 @@
 
 #![no_main]
 
-use jisr::audit::segment;
+use jisr::audit::log::segment;
 use jisr::proto::jisr::audit::v1::AuditRecord;
 use libfuzzer_sys::fuzz_target;
 use prost::Message as _;

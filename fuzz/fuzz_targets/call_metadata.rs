@@ -6,7 +6,7 @@
 #![no_main]
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use jisr::proxy::metadata;
+use jisr::gateway::metadata;
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [&str; 8] = [

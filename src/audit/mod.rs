@@ -5,17 +5,14 @@
 //!   inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes (Ed25519) and tlog checkpoints.
 
-pub mod bench;
 mod error;
-mod hashes;
 pub mod keys;
 pub mod log;
 pub mod merkle;
 pub mod note;
-pub mod segment;
+pub mod record;
 pub mod service;
 pub mod verify;
-mod writer;
 
 pub use error::AuditError;
 pub use keys::Pseudonymizer;
@@ -44,14 +41,14 @@ pub fn reindex(dir: &std::path::Path) -> Result<u64, AuditError> {
     index
         .reset()
         .map_err(|e| AuditError::Unavailable(e.to_string()))?;
-    let firsts = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
+    let firsts = log::segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
     let mut next = 0u64;
     let last = firsts.last().copied();
     for first in firsts {
-        let path = segment::segment_path(dir, first);
+        let path = log::segment::segment_path(dir, first);
         let mut records = Vec::new();
         let mut bad = None;
-        let scan = segment::scan(&path, |_, payload| match AuditRecord::decode(payload) {
+        let scan = log::segment::scan(&path, |_, payload| match AuditRecord::decode(payload) {
             Ok(r) => records.push(r),
             Err(e) => bad = bad.take().or(Some(e.to_string())),
         })
@@ -62,7 +59,7 @@ pub fn reindex(dir: &std::path::Path) -> Result<u64, AuditError> {
                 what: format!("an entry is not a valid record ({what})"),
             });
         }
-        if let Some(segment::Problem::Damage { what }) = scan.problem {
+        if let Some(log::segment::Problem::Damage { what }) = scan.problem {
             return Err(AuditError::Damaged {
                 segment: path,
                 what,

@@ -32,8 +32,7 @@ pub struct AuditService {
 const MAX_PAGE: u32 = 1000;
 
 fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details =
-        ErrorDetails::with_error_info(reason, crate::proxy::refusal::DOMAIN, HashMap::new());
+    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
     Status::with_error_details(code, message, details)
 }
 

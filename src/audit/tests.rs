@@ -1,9 +1,9 @@
 //! The log as a whole: append, recover, prove, verify, tamper.
 
+use super::log::segment;
+use super::log::writer;
 use super::merkle::{self, verify_consistency, verify_inclusion};
 use super::note::{open_note, Checkpoint, NoteSigner};
-use super::segment;
-use super::writer;
 use super::*;
 use crate::proto::jisr::audit::v1::AuditRecord;
 use prost::Message as _;

@@ -5,11 +5,11 @@
 //! and the stored hashes entry by entry, to name the first entry that
 //! differs from what was appended.
 
-use super::hashes::HashFile;
+use super::log::hashes::HashFile;
+use super::log::segment::{self, Problem};
 use super::log::FORMAT_FILE;
 use super::merkle::{self, Frontier, HashReader as _};
 use super::note::{open_note, Checkpoint, NoteVerifier};
-use super::segment::{self, Problem};
 use crate::proto::jisr::audit::v1::AuditRecord;
 use prost::Message as _;
 use std::path::Path;

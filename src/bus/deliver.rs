@@ -6,12 +6,12 @@ use bytes::{BufMut, BytesMut};
 
 use super::store::Pending;
 use super::{Subscriber, Topic};
+use crate::audit::record::{Ending, Recorder, Trail};
 use crate::audit::Pseudonymizer;
 use crate::config::Basis;
 use crate::consent::ConsentStore;
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::bus::v1::Delivery;
-use crate::proxy::trail::{Ending, Recorder, Trail};
 use std::time::Duration;
 
 /// What to do with a pending event.

@@ -14,10 +14,7 @@
 //! [`service`] is the `jisr.bus.v1.Bus` gRPC API; [`deliver`] prepares each
 //! delivery (consent, minimisation, audit).
 
-pub mod bench;
 pub mod deliver;
-pub mod embedded;
-pub mod redis_store;
 pub mod service;
 pub mod store;
 mod stream;
@@ -29,8 +26,8 @@ use prost_reflect::{DynamicMessage, MessageDescriptor, Value};
 
 use crate::catalogue::{Catalogue, Category};
 use crate::config::{Basis, Config, ConfigError, ConfigErrors, TopicConfig};
-use crate::consent::minimise::Release;
 use crate::identity::AgencyId;
+use crate::policy::release::Release;
 pub use store::{BusError, BusStore, Limits};
 
 /// One subscriber's terms.
@@ -241,12 +238,14 @@ pub async fn open_store(config: &Config, topics: &Topics) -> Result<Arc<dyn BusS
         idempotency_window: bus.idempotency_window,
     };
     let store: Arc<dyn BusStore> = match &bus.redis_url {
-        _ if config.topics.is_empty() => Arc::new(embedded::EmbeddedBusStore::in_memory(limits)?),
+        _ if config.topics.is_empty() => {
+            Arc::new(store::embedded::EmbeddedBusStore::in_memory(limits)?)
+        }
         Some(url) => Arc::new(
-            redis_store::RedisBusStore::connect(url, limits, bus.timeout, config.node.id.as_str())
+            store::redis::RedisBusStore::connect(url, limits, bus.timeout, config.node.id.as_str())
                 .await?,
         ),
-        None => Arc::new(embedded::EmbeddedBusStore::open(&bus.path, limits)?),
+        None => Arc::new(store::embedded::EmbeddedBusStore::open(&bus.path, limits)?),
     };
     let subscriptions = topics.subscriptions();
     tokio::time::timeout(bus.timeout * 4, store.prepare(&subscriptions))

@@ -20,12 +20,12 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 use super::deliver::{self, ConsentSource, Prepared, Receiver};
 use super::store::{BusError, BusStore, Pending, StoredEvent};
 use super::{Subscriber, Topic, Topics};
+use crate::audit::record::{Ending, Recorder, Trail};
 use crate::audit::service::Caller;
 use crate::config::Role;
 use crate::identity::AgencyId;
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::bus::v1 as pb;
-use crate::proxy::trail::{Ending, Recorder, Trail};
 
 /// Deliveries buffered per Subscribe stream before its task waits.
 const STREAM_BUFFER: usize = 16;
@@ -90,8 +90,7 @@ pub struct BusParts {
 }
 
 fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details =
-        ErrorDetails::with_error_info(reason, crate::proxy::refusal::DOMAIN, HashMap::new());
+    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
     Status::with_error_details(code, message, details)
 }
 

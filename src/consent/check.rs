@@ -10,7 +10,7 @@ use super::store::{ConsentStore, StoredConsent, UseOutcome};
 use crate::catalogue::MethodRoute;
 use crate::config::MethodPattern;
 use crate::identity::AgencyId;
-use crate::proxy::refusal::{Reason, Refusal};
+use crate::refusal::{Reason, Refusal};
 use std::time::Duration;
 
 /// What a call claims.

@@ -2,11 +2,7 @@
 //! and the stores that hold them.
 
 pub mod artefact;
-pub mod bench;
 pub mod check;
-pub mod embedded;
-pub mod minimise;
-pub mod redis_store;
 pub mod service;
 pub mod store;
 

@@ -4,12 +4,12 @@
 
 use super::artefact::{self, now_micros, ConsentSigner};
 use super::store::{ConsentStore, StoredConsent};
+use crate::audit::record::{Ending, Recorder, Trail};
 use crate::audit::service::Caller;
 use crate::config::{MethodPattern, Role};
 use crate::identity::AgencyId;
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::consent::v1 as pb;
-use crate::proxy::trail::{Ending, Recorder, Trail};
 use pb::consents_server::Consents;
 use prost::Message as _;
 use std::collections::{HashMap, HashSet};
@@ -47,8 +47,7 @@ impl std::fmt::Debug for ConsentService {
 }
 
 fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details =
-        ErrorDetails::with_error_info(reason, crate::proxy::refusal::DOMAIN, HashMap::new());
+    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
     Status::with_error_details(code, message, details)
 }
 

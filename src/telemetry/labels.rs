@@ -3,7 +3,7 @@
 //! handshake failure codes.
 
 use crate::proto::jisr::audit::v1::Outcome;
-use crate::proxy::refusal::Reason;
+use crate::refusal::Reason;
 use rustls::{CertificateError, Error};
 
 /// Every reason, in slot order (slot 0 is "no reason": allowed).

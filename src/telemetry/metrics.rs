@@ -14,7 +14,7 @@ use super::agencies::{AgencyLabels, Registry, OTHER_SLOT};
 use super::histogram::Histogram;
 use super::labels::{self, TlsFailure, OUTCOMES, SLOTS};
 use crate::proto::jisr::audit::v1::Outcome;
-use crate::proxy::refusal::Reason;
+use crate::refusal::Reason;
 use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -81,9 +81,9 @@ pub struct Metrics {
 #[derive(Debug, Clone)]
 pub struct GatewayState {
     /// How reloads went.
-    pub reload: Arc<crate::proxy::reload::ReloadStatus>,
+    pub reload: Arc<crate::gateway::reload::ReloadStatus>,
     /// The current routing state, whose pools hold the breakers.
-    pub routing: Arc<arc_swap::ArcSwap<crate::proxy::Routing>>,
+    pub routing: Arc<arc_swap::ArcSwap<crate::gateway::Routing>>,
 }
 
 impl Metrics {

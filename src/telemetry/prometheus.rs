@@ -76,7 +76,8 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
     );
     for s in &stats {
         for i in &s.instances {
-            let ejected = u8::from(i.state != crate::proxy::breaker::BreakerState::Closed);
+            let ejected =
+                u8::from(i.state != crate::gateway::layers::breaker::BreakerState::Closed);
             let _ = writeln!(
                 out,
                 "jisr_upstream_instance_ejected{{provider=\"{}\",instance=\"{}\",state=\"{}\"}} {ejected}",
@@ -322,7 +323,7 @@ fn escape(value: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proxy::refusal::Reason;
+    use crate::refusal::Reason;
     use std::time::Duration;
 
     #[test]

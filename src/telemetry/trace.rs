@@ -2,9 +2,9 @@
 //! `traceparent` is its parent; the provider gets a `traceparent` naming
 //! the exchange's span. Nothing here runs when export is off.
 
+use crate::audit::record::Trail;
 use crate::proto::jisr::audit::v1::Outcome;
-use crate::proxy::refusal::Reason;
-use crate::proxy::trail::Trail;
+use crate::refusal::Reason;
 use http::{HeaderMap, HeaderValue};
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt as _, TraceFlags, TraceId,

@@ -5,7 +5,7 @@ use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use super::*;
 use crate::identity::AgencyId;
-use crate::pki;
+use crate::tools::pki;
 
 fn td() -> TrustDomain {
     TrustDomain::parse("interop.gov.ma").unwrap()

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jisr::consent::redis_store::RedisConsentStore;
+use jisr::consent::store::redis::RedisConsentStore;
 use jisr::consent::{ConsentStore, StoreError, StoredConsent, UseOutcome};
 use jisr::proto::jisr::consent::v1::Consent;
 use prost::Message;

@@ -116,7 +116,7 @@ async fn server_streaming_passes_through() {
 async fn a_contract_onboarded_by_config_is_routed_without_rebuild() {
     let pki = Pki::new();
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
-    jisr::pki::issue_agency(
+    jisr::tools::pki::issue_agency(
         &pki.dir,
         &domain,
         &jisr::identity::AgencyId::parse("social").unwrap(),

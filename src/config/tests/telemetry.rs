@@ -8,7 +8,7 @@ use crate::identity::{AgencyId, TrustDomain};
 /// directory.
 fn pki() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    crate::pki::init(&crate::pki::PkiOptions {
+    crate::tools::pki::init(&crate::tools::pki::PkiOptions {
         dir: dir.path().to_owned(),
         domain: TrustDomain::parse("interop.gov.ma").unwrap(),
         agencies: vec![AgencyId::parse("tax").unwrap()],

@@ -34,7 +34,7 @@ impl Pki {
             .unwrap();
         let dir = tmp.path().join("pki");
         let domain = TrustDomain::parse(DOMAIN).unwrap();
-        jisr::pki::init(&jisr::pki::PkiOptions {
+        jisr::tools::pki::init(&jisr::tools::pki::PkiOptions {
             dir: dir.clone(),
             domain: domain.clone(),
             agencies: [
@@ -53,7 +53,7 @@ impl Pki {
             force: false,
         })
         .unwrap();
-        jisr::pki::fixtures(&dir, &domain).unwrap();
+        jisr::tools::pki::fixtures(&dir, &domain).unwrap();
         Self { tmp, dir }
     }
 

@@ -1,0 +1,600 @@
+//! The Redis bus store: each topic is a Redis Stream and each subscription a
+//! consumer group on it, so several gateway replicas share a subscription
+//! (each replica is a consumer of the group) without losing or duplicating
+//! work: an entry read by a replica that dies stays in the group's pending
+//! list and another replica claims it once its ack deadline passed
+//! (`XAUTOCLAIM`).
+//!
+//! Keys share the hash tag `{<topic>}`, so a topic lives in one Cluster
+//! slot: `jisr:bus:{t}:events` (the stream; field `e` is the encoded
+//! [`StoredEvent`]), `jisr:bus:{t}:idem:<key>` (the first event id of an
+//! idempotency key, expiring with the window), and per subscriber
+//! `jisr:bus:{t}:replay:<sub>` (replayed dead letters, a stream with the
+//! same group) and `jisr:bus:{t}:dead:<sub>` (dead letters).
+//!
+//! Attempts are the group's delivery counter. Durability of an acknowledged
+//! publish is Redis's: a gateway crash loses nothing Redis holds; a Redis
+//! crash loses what its persistence settings (AOF `appendfsync`) allow.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use prost::Message;
+use redis::Value;
+
+use super::{
+    exhausted_reason, BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published,
+    StoredEvent,
+};
+use crate::redis::Conn;
+
+mod reply;
+
+/// Publishes once per idempotency key, atomically: returns {id, duplicate}.
+/// Sent by digest (`EVALSHA`), loaded on first use.
+static PUBLISH: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_LUA));
+
+const PUBLISH_LUA: &str = r"
+local seen = redis.call('GET', KEYS[2])
+if seen then return {seen, 1} end
+local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
+redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
+return {id, 0}
+";
+
+/// Topics in Redis Streams, shared by every replica.
+#[derive(Clone)]
+pub struct RedisBusStore {
+    conn: Conn,
+    address: String,
+    timeout: Duration,
+    limits: Limits,
+    /// This process's consumer name in every group.
+    consumer: String,
+}
+
+impl std::fmt::Debug for RedisBusStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBusStore")
+            .field("address", &self.address)
+            .field("consumer", &self.consumer)
+            .finish_non_exhaustive()
+    }
+}
+
+use reply::{entries, int, items, text, Fields};
+
+fn decode(fields: &Fields) -> Result<StoredEvent, BusError> {
+    let bytes = fields.get("e").map_or(&[][..], Vec::as_slice);
+    StoredEvent::decode(bytes)
+        .map_err(|e| BusError::Unavailable(format!("bus store: an event in Redis is damaged: {e}")))
+}
+
+struct Keys {
+    events: String,
+    replay: String,
+    dead: String,
+}
+
+fn keys(topic: &str, sub: &str) -> Keys {
+    Keys {
+        events: format!("jisr:bus:{{{topic}}}:events"),
+        replay: format!("jisr:bus:{{{topic}}}:replay:{sub}"),
+        dead: format!("jisr:bus:{{{topic}}}:dead:{sub}"),
+    }
+}
+
+/// A delivery id names the stream: `e:<id>` (events) or `r:<id>` (replay).
+fn split_id(id: &str) -> Result<(bool, &str), BusError> {
+    match id.split_once(':') {
+        Some(("e", rest)) => Ok((false, rest)),
+        Some(("r", rest)) => Ok((true, rest)),
+        _ => Err(BusError::Invalid(format!(
+            "`{id}` is not a delivery id of this gateway's bus; send the `id` of a Delivery"
+        ))),
+    }
+}
+
+impl RedisBusStore {
+    /// Connects to Redis (`redis://…` or `redis+cluster://…`); fails now if
+    /// it cannot be reached. `consumer` names this node in the groups.
+    pub async fn connect(
+        url: &str,
+        limits: Limits,
+        timeout: Duration,
+        node: &str,
+    ) -> Result<Self, BusError> {
+        let address = crate::redis::redact(url);
+        let conn = tokio::time::timeout(timeout * 4, crate::redis::open(&crate::redis::parse(url), timeout))
+            .await
+            .map_err(|_| BusError::Unavailable(format!("cannot connect to redis at {address} in time; check that Redis runs and `bus.redis_url`")))?
+            .map_err(|e| BusError::Unavailable(format!("cannot connect to redis at {address}: {e}; check that Redis runs and `bus.redis_url`")))?;
+        Ok(Self {
+            conn,
+            address,
+            timeout,
+            limits,
+            consumer: format!("{node}-{:016x}", rand::random::<u64>()),
+        })
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, BusError> {
+        let mut conn = self.conn.clone();
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(BusError::Unavailable(format!(
+                "redis at {} failed to {what}: {e}",
+                self.address
+            ))),
+            Err(_) => Err(BusError::Unavailable(format!(
+                "redis at {} did not answer in {} ms ({what})",
+                self.address,
+                self.timeout.as_millis()
+            ))),
+        }
+    }
+
+    fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Claims deliveries of `stream` idle past the ack deadline; those past
+    /// the attempt limit become dead letters.
+    async fn reclaim(
+        &self,
+        stream: &str,
+        k: &Keys,
+        sub: &str,
+        max: u32,
+        replay: bool,
+        now: i64,
+    ) -> Result<Vec<Pending>, BusError> {
+        let mut cmd = redis::cmd("XAUTOCLAIM");
+        cmd.arg(stream)
+            .arg(sub)
+            .arg(&self.consumer)
+            .arg(Self::ms(self.limits.ack_deadline))
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max);
+        let reply: Value = self.run("claim expired deliveries", &cmd).await?;
+        let claimed = entries(items(&reply).get(1).unwrap_or(&Value::Nil));
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut counts = redis::cmd("XPENDING");
+        counts
+            .arg(stream)
+            .arg(sub)
+            .arg(&claimed[0].0)
+            .arg(&claimed[claimed.len() - 1].0)
+            .arg(claimed.len())
+            .arg(&self.consumer);
+        let reply: Value = self.run("read delivery counts", &counts).await?;
+        let attempts: HashMap<String, u32> = items(&reply)
+            .iter()
+            .filter_map(|row| {
+                let r = items(row);
+                Some((
+                    text(r.first()?)?,
+                    u32::try_from(int(r.get(3)?)).unwrap_or(u32::MAX),
+                ))
+            })
+            .collect();
+        let mut out = Vec::new();
+        for (id, fields) in claimed {
+            let attempt = attempts.get(&id).copied().unwrap_or(1);
+            let event = decode(&fields)?;
+            let event_id = fields
+                .get("eid")
+                .map_or_else(|| id.clone(), |v| String::from_utf8_lossy(v).into_owned());
+            if attempt > self.limits.max_attempts {
+                let delivered = attempt - 1;
+                let mut dead = redis::cmd("XADD");
+                dead.arg(&k.dead)
+                    .arg("*")
+                    .arg("e")
+                    .arg(fields.get("e").cloned().unwrap_or_default())
+                    .arg("eid")
+                    .arg(&event_id)
+                    .arg("attempts")
+                    .arg(delivered)
+                    .arg("reason")
+                    .arg(exhausted_reason(delivered))
+                    .arg("at")
+                    .arg(now);
+                let _: Value = self.run("add a dead letter", &dead).await?;
+                let _: Value = self
+                    .run(
+                        "acknowledge a dead letter",
+                        redis::cmd("XACK").arg(stream).arg(sub).arg(&id),
+                    )
+                    .await?;
+                continue;
+            }
+            let prefix = if replay { "r" } else { "e" };
+            out.push(Pending {
+                id: format!("{prefix}:{id}"),
+                event_id,
+                event,
+                attempt,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn pending_count(&self, stream: &str, sub: &str) -> Result<u32, BusError> {
+        let reply: Value = self
+            .run(
+                "count deliveries in flight",
+                redis::cmd("XPENDING").arg(stream).arg(sub),
+            )
+            .await?;
+        Ok(u32::try_from(int(items(&reply).first().unwrap_or(&Value::Int(0)))).unwrap_or(u32::MAX))
+    }
+
+    async fn fetch_inner(
+        &self,
+        topic: &str,
+        sub: &str,
+        max: u32,
+        now: i64,
+    ) -> Result<Vec<Pending>, BusError> {
+        let k = keys(topic, sub);
+        let mut out = self.reclaim(&k.replay, &k, sub, max, true, now).await?;
+        if (out.len() as u32) < max {
+            let more = self
+                .reclaim(&k.events, &k, sub, max - out.len() as u32, false, now)
+                .await?;
+            out.extend(more);
+        }
+        let in_flight =
+            self.pending_count(&k.events, sub).await? + self.pending_count(&k.replay, sub).await?;
+        let room = self
+            .limits
+            .max_in_flight
+            .saturating_sub(in_flight)
+            .min(max.saturating_sub(out.len() as u32));
+        if room == 0 {
+            return Ok(out);
+        }
+        let mut read = redis::cmd("XREADGROUP");
+        read.arg("GROUP")
+            .arg(sub)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(room)
+            .arg("STREAMS")
+            .arg(&k.replay)
+            .arg(&k.events)
+            .arg(">")
+            .arg(">");
+        let reply: Value = self.run("read new events", &read).await?;
+        let mut fresh = Vec::new();
+        for stream in items(&reply) {
+            let parts = items(stream);
+            let name = parts.first().and_then(text).unwrap_or_default();
+            let replay = name == k.replay;
+            for (id, fields) in entries(parts.get(1).unwrap_or(&Value::Nil)) {
+                let event_id = fields
+                    .get("eid")
+                    .map_or_else(|| id.clone(), |v| String::from_utf8_lossy(v).into_owned());
+                let prefix = if replay { "r" } else { "e" };
+                fresh.push((
+                    replay,
+                    Pending {
+                        id: format!("{prefix}:{id}"),
+                        event_id,
+                        event: decode(&fields)?,
+                        attempt: 1,
+                    },
+                ));
+            }
+        }
+        // Replayed dead letters go first, like the embedded store's order.
+        fresh.sort_by_key(|(replay, _)| !*replay);
+        let mut taken = 0;
+        for (_, p) in fresh {
+            if taken < room {
+                out.push(p);
+                taken += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn ack_inner(
+        &self,
+        topic: &str,
+        sub: &str,
+        ids: &[String],
+        release: Option<bool>,
+    ) -> Result<u32, BusError> {
+        let k = keys(topic, sub);
+        let mut by_stream: [(String, Vec<&str>); 2] = [
+            (k.events.clone(), Vec::new()),
+            (k.replay.clone(), Vec::new()),
+        ];
+        for id in ids {
+            let (replay, raw) = split_id(id)?;
+            by_stream[usize::from(replay)].1.push(raw);
+        }
+        let mut done = 0;
+        for (stream, list) in &by_stream {
+            if list.is_empty() {
+                continue;
+            }
+            if release == Some(false) {
+                self.give_back(stream, sub, list).await?;
+            } else if release.is_some() {
+                // Idle as long as the deadline: due again at once, for any replica.
+                let mut cmd = redis::cmd("XCLAIM");
+                cmd.arg(stream)
+                    .arg(sub)
+                    .arg(&self.consumer)
+                    .arg(0)
+                    .arg(list)
+                    .arg("IDLE")
+                    .arg(Self::ms(self.limits.ack_deadline))
+                    .arg("JUSTID");
+                let _: Value = self.run("release deliveries", &cmd).await?;
+            } else {
+                let n: i64 = self
+                    .run(
+                        "acknowledge",
+                        redis::cmd("XACK").arg(stream).arg(sub).arg(list),
+                    )
+                    .await?;
+                done += u32::try_from(n).unwrap_or(0);
+                if stream == &k.replay {
+                    let _: Value = self
+                        .run(
+                            "drop replayed entries",
+                            redis::cmd("XDEL").arg(stream).arg(list),
+                        )
+                        .await?;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Makes deliveries due at once with one delivery fewer counted (they
+    /// never left the gateway).
+    async fn give_back(&self, stream: &str, sub: &str, ids: &[&str]) -> Result<(), BusError> {
+        for id in ids {
+            let mut pending = redis::cmd("XPENDING");
+            pending.arg(stream).arg(sub).arg(*id).arg(*id).arg(1);
+            let reply: Value = self.run("read a delivery count", &pending).await?;
+            let Some(row) = items(&reply).first() else {
+                continue; // acknowledged meanwhile
+            };
+            let count = items(row).get(3).map_or(1, int);
+            let mut cmd = redis::cmd("XCLAIM");
+            cmd.arg(stream)
+                .arg(sub)
+                .arg(&self.consumer)
+                .arg(0)
+                .arg(*id)
+                .arg("IDLE")
+                .arg(Self::ms(self.limits.ack_deadline))
+                .arg("RETRYCOUNT")
+                .arg((count - 1).max(0))
+                .arg("JUSTID");
+            let _: Value = self.run("give a delivery back", &cmd).await?;
+        }
+        Ok(())
+    }
+
+    async fn dead_inner(
+        &self,
+        topic: &str,
+        sub: &str,
+        limit: u32,
+    ) -> Result<Vec<(String, DeadLetter)>, BusError> {
+        let k = keys(topic, sub);
+        let reply: Value = self
+            .run(
+                "list dead letters",
+                redis::cmd("XRANGE")
+                    .arg(&k.dead)
+                    .arg("-")
+                    .arg("+")
+                    .arg("COUNT")
+                    .arg(limit),
+            )
+            .await?;
+        entries(&reply)
+            .into_iter()
+            .map(|(id, f)| {
+                let s = |name: &str| {
+                    f.get(name)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                        .unwrap_or_default()
+                };
+                Ok((
+                    id,
+                    DeadLetter {
+                        event_id: s("eid"),
+                        attempts: s("attempts").parse().unwrap_or(0),
+                        reason: s("reason"),
+                        dead_unix_micros: s("at").parse().unwrap_or(0),
+                        event: decode(&f)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    async fn replay_inner(
+        &self,
+        topic: &str,
+        sub: &str,
+        event_ids: &[String],
+    ) -> Result<u32, BusError> {
+        let k = keys(topic, sub);
+        let mut done = 0;
+        for (dead_id, letter) in self.dead_inner(topic, sub, u32::MAX).await? {
+            if !event_ids.is_empty() && !event_ids.contains(&letter.event_id) {
+                continue;
+            }
+            let mut add = redis::cmd("XADD");
+            add.arg(&k.replay)
+                .arg("*")
+                .arg("e")
+                .arg(letter.event.encode_to_vec())
+                .arg("eid")
+                .arg(&letter.event_id);
+            let _: Value = self.run("replay a dead letter", &add).await?;
+            let _: Value = self
+                .run(
+                    "drop a replayed dead letter",
+                    redis::cmd("XDEL").arg(&k.dead).arg(&dead_id),
+                )
+                .await?;
+            done += 1;
+        }
+        Ok(done)
+    }
+}
+
+fn busy_group(e: &BusError) -> bool {
+    e.to_string().contains("BUSYGROUP")
+}
+
+impl BusStore for RedisBusStore {
+    fn prepare<'a>(&'a self, subscriptions: &'a [(String, String)]) -> BusFuture<'a, ()> {
+        Box::pin(async move {
+            for (topic, sub) in subscriptions {
+                let k = keys(topic, sub);
+                // `$` on the topic: a new subscriber starts with the events
+                // published from now on, like the embedded store.
+                for (stream, from) in [(&k.events, "$"), (&k.replay, "0")] {
+                    let mut cmd = redis::cmd("XGROUP");
+                    cmd.arg("CREATE")
+                        .arg(stream)
+                        .arg(sub)
+                        .arg(from)
+                        .arg("MKSTREAM");
+                    match self.run::<Value>("create a consumer group", &cmd).await {
+                        Err(e) if !busy_group(&e) => return Err(e),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        _subscribers: &'a [String],
+        event: StoredEvent,
+    ) -> BusFuture<'a, Published> {
+        Box::pin(async move {
+            let k = keys(topic, "");
+            let idem = format!("jisr:bus:{{{topic}}}:idem:{}", event.idempotency_key);
+            let mut invocation = PUBLISH.key(&k.events);
+            invocation
+                .key(&idem)
+                .arg(event.encode_to_vec())
+                .arg(Self::ms(self.limits.idempotency_window));
+            let mut conn = self.conn.clone();
+            let reply: Value = match tokio::time::timeout(
+                self.timeout,
+                invocation.invoke_async(&mut conn),
+            )
+            .await
+            {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => {
+                    return Err(BusError::Unavailable(format!(
+                        "redis at {} failed to publish: {e}",
+                        self.address
+                    )))
+                }
+                Err(_) => {
+                    return Err(BusError::Unavailable(format!(
+                        "redis at {} did not answer in {} ms (publish)",
+                        self.address,
+                        self.timeout.as_millis()
+                    )))
+                }
+            };
+            let parts = items(&reply);
+            let event_id = parts
+                .first()
+                .and_then(text)
+                .ok_or_else(|| BusError::Unavailable("redis answered publish oddly".into()))?;
+            Ok(Published {
+                event_id,
+                duplicate: parts.get(1).map(int) == Some(1),
+            })
+        })
+    }
+
+    fn fetch<'a>(
+        &'a self,
+        topic: &'a str,
+        subscriber: &'a str,
+        max: u32,
+        now: i64,
+    ) -> BusFuture<'a, Vec<Pending>> {
+        Box::pin(self.fetch_inner(topic, subscriber, max, now))
+    }
+
+    fn ack<'a>(
+        &'a self,
+        topic: &'a str,
+        subscriber: &'a str,
+        ids: &'a [String],
+    ) -> BusFuture<'a, u32> {
+        Box::pin(self.ack_inner(topic, subscriber, ids, None))
+    }
+
+    fn release<'a>(
+        &'a self,
+        topic: &'a str,
+        subscriber: &'a str,
+        ids: &'a [String],
+        counted: bool,
+    ) -> BusFuture<'a, ()> {
+        Box::pin(async move {
+            self.ack_inner(topic, subscriber, ids, Some(counted))
+                .await
+                .map(drop)
+        })
+    }
+
+    fn dead_letters<'a>(
+        &'a self,
+        topic: &'a str,
+        subscriber: &'a str,
+        limit: u32,
+    ) -> BusFuture<'a, Vec<DeadLetter>> {
+        Box::pin(async move {
+            Ok(self
+                .dead_inner(topic, subscriber, limit)
+                .await?
+                .into_iter()
+                .map(|(_, d)| d)
+                .collect())
+        })
+    }
+
+    fn replay<'a>(
+        &'a self,
+        topic: &'a str,
+        subscriber: &'a str,
+        event_ids: &'a [String],
+        _now: i64,
+    ) -> BusFuture<'a, u32> {
+        Box::pin(self.replay_inner(topic, subscriber, event_ids))
+    }
+}

@@ -1,0 +1,82 @@
+//! Where consents live: the [`ConsentStore`] trait, with an embedded store
+//! (redb, one node) and a Redis store (several replicas).
+
+pub mod embedded;
+pub mod redis;
+
+use crate::proto::jisr::consent::v1::Consent;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A consent as stored: the signed artefact plus its mutable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredConsent {
+    /// The consent's canonical encoding (what was signed).
+    pub encoded: Vec<u8>,
+    /// The gateway's Ed25519 signature over the domain-separated encoding.
+    pub signature: Vec<u8>,
+    /// The decoded consent.
+    pub consent: Consent,
+    /// When it was revoked (µs since the epoch); 0 while not revoked.
+    pub revoked_unix_micros: i64,
+    /// Calls made under it so far.
+    pub uses: u32,
+}
+
+/// What `use_once` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UseOutcome {
+    /// A use was counted; the consent as it is now.
+    Counted(StoredConsent),
+    /// No such consent.
+    Unknown,
+    /// Revoked before this use.
+    Revoked(StoredConsent),
+    /// Every allowed use was already made.
+    Exhausted(StoredConsent),
+}
+
+/// A consent store failure: the call is refused (fail closed).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or answered with an error.
+    #[error("the consent store is unavailable: {0}")]
+    Unavailable(String),
+    /// A stored consent cannot be read back.
+    #[error("the consent store holds a damaged consent `{id}`: {what}")]
+    Damaged {
+        /// The consent id.
+        id: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// `put` of an id that exists.
+    #[error("a consent with id `{0}` already exists")]
+    Exists(String),
+}
+
+/// Boxed future of the store's operations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Consents by id, with atomic revocation and use counting. Every replica
+/// sharing a store sees a revocation on its very next call: implementations
+/// may not answer from a cache that could hold a revoked consent as active.
+pub trait ConsentStore: Send + Sync + std::fmt::Debug {
+    /// Stores a new consent (uses 0, not revoked). Fails if the id exists.
+    fn put(&self, consent: StoredConsent) -> StoreFuture<'_, ()>;
+    /// The consent with this id.
+    fn get<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<StoredConsent>>;
+    /// Marks a consent revoked at `at` (idempotent: an earlier revocation
+    /// time is kept); returns it, or `None` if unknown.
+    fn revoke<'a>(&'a self, id: &'a str, at: i64) -> StoreFuture<'a, Option<StoredConsent>>;
+    /// Atomically: if the consent exists, is not revoked and
+    /// (`max_uses` is 0 or `uses < max_uses`), counts one use.
+    fn use_once<'a>(&'a self, id: &'a str) -> StoreFuture<'a, UseOutcome>;
+    /// Every consent of a subject (citizen id), oldest first.
+    fn list_by_subject<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<StoredConsent>>;
+    /// Whether the store answers now (readiness). An embedded store is
+    /// always reachable once open.
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
+}

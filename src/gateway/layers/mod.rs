@@ -1,0 +1,15 @@
+//! The provider leg's tower layers, one concern per file, assembled in one
+//! place ([`stack`]): per-consumer rate limits ([`rate`]), in-flight
+//! shedding ([`shed`]), the route's timeout ([`timeout`]) and the upstream
+//! instances' breakers ([`breaker`]).
+
+pub mod breaker;
+pub mod rate;
+pub mod shed;
+pub(crate) mod stack;
+pub(crate) mod timeout;
+
+use std::time::Duration;
+
+/// The retry hint of a shed call or a provider timeout.
+pub(crate) const OVERLOAD_RETRY: Duration = Duration::from_millis(200);

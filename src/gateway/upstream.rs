@@ -1,0 +1,565 @@
+//! Connections to a provider's back-end: one or more instances, each with
+//! several HTTP/2 connections over mutual TLS, opened lazily, reused across
+//! calls and reopened when they close. One connection is driven by one task,
+//! so a single connection would cap throughput; calls are spread round-robin
+//! over the instances that are not ejected, then over their connections.
+//!
+//! The pool keeps the state of two resilience layers: the provider's
+//! in-flight count ([`super::layers::shed`]) and each instance's [`Breaker`]
+//! ([`super::layers::breaker`]), which [`Upstream::pick`] consults.
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::{Body, Frame};
+use rustls_pki_types::ServerName;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::layers::breaker::{Admit, Breaker, BreakerState};
+use super::layers::shed::InFlightLimit;
+use crate::clock::now_ms;
+use crate::config::ProviderLimits;
+use crate::identity::AgencyId;
+
+/// How long opening one connection (TCP + TLS + HTTP/2) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often an HTTP/2 PING checks that a provider connection still
+/// answers, busy or idle: a peer gone silently (a host down, a firewall that
+/// forgot the flow) would otherwise keep the connection "open" for ever.
+const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// How long a keep-alive PING may wait for its answer before the
+/// connection is dropped (and reopened by the next call).
+const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why a call could not be delivered to the provider.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// TCP connect failed.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// The upstream address.
+        addr: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Connecting took too long.
+    #[error("connecting to {addr} took more than {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout {
+        /// The upstream address.
+        addr: String,
+    },
+    /// The TLS handshake with the provider failed.
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Tls {
+        /// The upstream address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// HTTP/2 failed on the connection.
+    #[error("HTTP/2 error with {addr}: {source}")]
+    Http {
+        /// The upstream address.
+        addr: String,
+        /// The error.
+        source: h2::Error,
+    },
+}
+
+/// One HTTP/2 connection: its request handle, and whether its connection
+/// task has ended. The h2 client is used directly rather than through
+/// hyper's: a request is then sent from the calling task (hyper hands each
+/// one to the connection task over a channel and spawns a task per request
+/// body).
+#[derive(Clone)]
+struct Sender {
+    send: h2::client::SendRequest<Bytes>,
+    closed: Arc<AtomicBool>,
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The connection pool of one provider, over its instances.
+pub struct Upstream {
+    provider: AgencyId,
+    tls: TlsConnector,
+    instances: Box<[Instance]>,
+    next: AtomicUsize,
+    limits: ProviderLimits,
+    in_flight: InFlightLimit,
+}
+
+/// One instance (address) of a provider's back-end.
+struct Instance {
+    addr: String,
+    server_name: ServerName<'static>,
+    slots: Box<[Slot]>,
+    next: AtomicUsize,
+    breaker: Breaker,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The live sender; a plain mutex held only to clone it.
+    sender: Mutex<Option<Sender>>,
+    /// Serialises reconnection so a burst of calls opens one connection.
+    connecting: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("provider", &self.provider)
+            .field(
+                "instances",
+                &self.instances.iter().map(|i| &i.addr).collect::<Vec<_>>(),
+            )
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+/// The state of one instance, for operators and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceStats {
+    /// Its `host:port`.
+    pub addr: String,
+    /// Its breaker.
+    pub state: BreakerState,
+    /// How many times it was ejected.
+    pub ejections: u64,
+}
+
+/// The state of a provider's pool, for operators and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamStats {
+    /// The provider.
+    pub provider: AgencyId,
+    /// Calls in flight now.
+    pub in_flight: usize,
+    /// Calls shed so far because `max_in_flight` were in flight.
+    pub shed: u64,
+    /// Each instance.
+    pub instances: Vec<InstanceStats>,
+}
+
+impl Upstream {
+    /// A pool of `connections` connections to each of `addrs` (`host:port`);
+    /// the TLS config must verify the provider's identity.
+    pub fn new(
+        provider: AgencyId,
+        addrs: &[String],
+        connections: usize,
+        limits: ProviderLimits,
+        tls: Arc<rustls::ClientConfig>,
+    ) -> Self {
+        let instances = addrs
+            .iter()
+            .map(|addr| Instance {
+                addr: addr.clone(),
+                server_name: server_name(addr),
+                slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
+                next: AtomicUsize::new(0),
+                breaker: Breaker::new(limits.breaker_failures, limits.breaker_cooldown),
+            })
+            .collect();
+        Self {
+            provider,
+            tls: TlsConnector::from(tls),
+            instances,
+            next: AtomicUsize::new(0),
+            in_flight: InFlightLimit::new(limits.max_in_flight),
+            limits,
+        }
+    }
+
+    /// The provider agency.
+    pub fn provider(&self) -> &AgencyId {
+        &self.provider
+    }
+
+    /// Its timeout, in-flight limit and breaker thresholds.
+    pub fn limits(&self) -> &ProviderLimits {
+        &self.limits
+    }
+
+    /// In-flight calls, shed calls and each instance's breaker.
+    pub fn stats(&self) -> UpstreamStats {
+        UpstreamStats {
+            provider: self.provider.clone(),
+            in_flight: self.in_flight.in_flight(),
+            shed: self.in_flight.shed(),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| InstanceStats {
+                    addr: i.addr.clone(),
+                    state: i.breaker.state(),
+                    ejections: i.breaker.ejections(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The provider's in-flight count, for the shedding layer.
+    pub fn in_flight(&self) -> &InFlightLimit {
+        &self.in_flight
+    }
+
+    /// An instance whose breaker lets a call through, round-robin over
+    /// those, and whether the call is its probe; or, when every instance
+    /// is ejected, how long until the first may be probed. Nothing waits.
+    pub fn pick(&self) -> Result<(Target<'_>, bool), Duration> {
+        let n = self.instances.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut now = None;
+        let mut clock = || *now.get_or_insert_with(now_ms);
+        let mut soonest = Duration::MAX;
+        for k in 0..n {
+            let instance = &self.instances[(start + k) % n];
+            let target = Target {
+                upstream: self,
+                instance,
+            };
+            match instance.breaker.admit(&mut clock) {
+                Admit::Call => return Ok((target, false)),
+                Admit::Probe => return Ok((target, true)),
+                Admit::Ejected(wait) => soonest = soonest.min(wait),
+            }
+        }
+        Err(soonest)
+    }
+
+    fn http(addr: &str, source: h2::Error) -> UpstreamError {
+        UpstreamError::Http {
+            addr: addr.to_owned(),
+            source,
+        }
+    }
+}
+
+/// A name for SNI from `host:port`. The provider is authenticated by its
+/// SPIFFE id, not by this name.
+fn server_name(addr: &str) -> ServerName<'static> {
+    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .unwrap_or_else(|_| ServerName::try_from("provider.invalid").expect("a valid DNS name"))
+}
+
+/// One instance of a provider, chosen for a call.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    upstream: &'a Upstream,
+    instance: &'a Instance,
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("provider", &self.upstream.provider)
+            .field("addr", &self.instance.addr)
+            .finish()
+    }
+}
+
+impl<'a> Target<'a> {
+    /// The `host:port` of the instance.
+    pub fn addr(&self) -> &'a str {
+        &self.instance.addr
+    }
+
+    /// The provider agency.
+    pub fn provider(&self) -> &'a AgencyId {
+        &self.upstream.provider
+    }
+
+    /// Its provider's limits and breaker thresholds.
+    pub(crate) fn limits(&self) -> &'a ProviderLimits {
+        &self.upstream.limits
+    }
+
+    /// The instance's breaker.
+    pub(crate) fn breaker(&self) -> &'a Breaker {
+        &self.instance.breaker
+    }
+
+    /// Sends a request on one of the instance's connections. A request that
+    /// a closed connection never started is retried once on a new connection.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<Response<RecvBody>, UpstreamError> {
+        let instance = self.instance;
+        let turn = instance.next.fetch_add(1, Ordering::Relaxed);
+        // On a lane, one of that lane's own connections: the call and the
+        // connection's task then run on the same thread.
+        let index = super::lanes::slot(super::lanes::current(), instance.slots.len(), turn);
+        let slot = &instance.slots[index];
+        let sender = self.sender(slot).await?;
+        let (parts, body) = request.into_parts();
+        let response = match start(&sender, &parts, &body).await {
+            Ok(response) => response,
+            Err(_) => {
+                // Nothing was sent: the connection was gone. Once more on a new one.
+                discard(slot, &sender);
+                let sender = self.sender(slot).await?;
+                start(&sender, &parts, &body)
+                    .await
+                    .map_err(|source| Upstream::http(&instance.addr, source))?
+            }
+        };
+        let response = response
+            .await
+            .map_err(|source| Upstream::http(&instance.addr, source))?;
+        Ok(response.map(RecvBody::new))
+    }
+
+    async fn sender(&self, slot: &Slot) -> Result<Sender, UpstreamError> {
+        if let Some(sender) = live(slot) {
+            return Ok(sender);
+        }
+        let _connecting = slot.connecting.lock().await;
+        if let Some(sender) = live(slot) {
+            return Ok(sender);
+        }
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+            .await
+            .map_err(|_| UpstreamError::ConnectTimeout {
+                addr: self.instance.addr.clone(),
+            })??;
+        *slot.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
+        Ok(sender)
+    }
+
+    async fn connect(&self) -> Result<Sender, UpstreamError> {
+        let addr = &self.instance.addr;
+        let provider = &self.upstream.provider;
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
+        let _ = tcp.set_nodelay(true);
+        let tls = self
+            .upstream
+            .tls
+            .connect(self.instance.server_name.clone(), tcp)
+            .await
+            .map_err(|e| UpstreamError::Tls {
+                addr: addr.clone(),
+                reason: crate::tls::handshake_failure_reason(&e),
+            })?;
+        let (send, connection) = h2::client::Builder::new()
+            .initial_window_size(super::STREAM_WINDOW)
+            .initial_connection_window_size(super::CONNECTION_WINDOW)
+            .handshake::<_, Bytes>(tls)
+            .await
+            .map_err(|source| Upstream::http(addr, source))?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let owner = provider.clone();
+        let ended = closed.clone();
+        let mut connection = connection;
+        let pings = connection.ping_pong();
+        tokio::spawn(async move {
+            // The connection runs until it closes or stops answering pings;
+            // dropping it then closes the socket and fails its calls.
+            let outcome = match pings {
+                Some(pings) => tokio::select! {
+                    result = &mut connection => result.map_err(|e| e.to_string()),
+                    why = keep_alive(pings) => {
+                        tracing::warn!(provider = %owner, reason = %why, "upstream connection dropped");
+                        Ok(())
+                    }
+                },
+                None => (&mut connection).await.map_err(|e| e.to_string()),
+            };
+            ended.store(true, Ordering::Release);
+            if let Err(why) = outcome {
+                tracing::debug!(provider = %owner, error = %why, "upstream connection closed");
+            }
+        });
+        let sender = Sender { send, closed };
+        tracing::debug!(%provider, %addr, "upstream connection opened");
+        Ok(sender)
+    }
+}
+
+/// Pings the provider every [`KEEP_ALIVE_INTERVAL`]; returns why the
+/// connection should be dropped.
+async fn keep_alive(mut pings: h2::PingPong) -> String {
+    loop {
+        tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
+        match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
+            Err(_) => {
+                return format!(
+                    "no answer to a keep-alive ping within {} s; the connection is dropped",
+                    KEEP_ALIVE_TIMEOUT.as_secs()
+                )
+            }
+        }
+    }
+}
+
+/// Opens a stream and sends the request on it (headers and, if any, the
+/// whole body); an error means nothing reached the provider.
+async fn start(
+    sender: &Sender,
+    parts: &http::request::Parts,
+    body: &Bytes,
+) -> Result<h2::client::ResponseFuture, h2::Error> {
+    let mut send = sender.send.clone().ready().await?;
+    let mut head = Request::new(());
+    *head.method_mut() = parts.method.clone();
+    *head.uri_mut() = parts.uri.clone();
+    *head.headers_mut() = parts.headers.clone();
+    let (response, mut stream) = send.send_request(head, body.is_empty())?;
+    if !body.is_empty() {
+        // Wait for the stream to be given window before queueing the body.
+        // Data queued earlier is held by h2 without waking the connection's
+        // task, so it went out only at that connection's next event (another
+        // call, a frame from the provider): milliseconds at moderate rates.
+        stream.reserve_capacity(body.len());
+        while stream.capacity() == 0 {
+            match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        // Buffered by h2 and sent as the provider's window allows.
+        stream.send_data(body.clone(), true)?;
+    }
+    Ok(response)
+}
+
+/// A provider's answer body: data frames, then trailers. Received bytes are
+/// handed back to HTTP/2 flow control as they are read.
+#[derive(Debug)]
+pub struct RecvBody {
+    stream: h2::RecvStream,
+    data_done: bool,
+    finished: bool,
+}
+
+impl RecvBody {
+    fn new(stream: h2::RecvStream) -> Self {
+        Self {
+            stream,
+            data_done: false,
+            finished: false,
+        }
+    }
+}
+
+impl Body for RecvBody {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let this = &mut *self;
+        if this.finished {
+            return Poll::Ready(None);
+        }
+        if !this.data_done {
+            match this.stream.poll_data(cx) {
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = this.stream.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    this.finished = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.data_done = true,
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        match this.stream.poll_trailers(cx) {
+            Poll::Ready(result) => {
+                this.finished = true;
+                Poll::Ready(result.transpose().map(|r| r.map(Frame::trailers)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished
+    }
+}
+
+fn live(slot: &Slot) -> Option<Sender> {
+    let guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
+    guard.as_ref().filter(|s| !s.is_closed()).cloned()
+}
+
+fn discard(slot: &Slot, dead: &Sender) {
+    let mut guard = slot.sender.lock().unwrap_or_else(|e| e.into_inner());
+    if guard
+        .as_ref()
+        .is_some_and(|s| s.is_closed() || dead.is_closed())
+    {
+        *guard = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(addrs: &[&str], limits: ProviderLimits) -> Upstream {
+        crate::tls::install_crypto_provider();
+        let tls = rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth();
+        Upstream::new(
+            AgencyId::parse("tax").unwrap(),
+            &addrs.iter().map(|a| (*a).to_owned()).collect::<Vec<_>>(),
+            2,
+            limits,
+            Arc::new(tls),
+        )
+    }
+
+    #[test]
+    fn ejected_instances_are_skipped_until_all_are_out() {
+        let limits = ProviderLimits {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_secs(30),
+            ..ProviderLimits::default()
+        };
+        let up = pool(&["127.0.0.1:1", "127.0.0.1:2"], limits);
+        let (first, _) = up.pick().unwrap();
+        let bad = first.addr().to_owned();
+        assert!(first.breaker().failure(false, now_ms()));
+        // Every call now goes to the other instance.
+        for _ in 0..4 {
+            let (target, probe) = up.pick().unwrap();
+            assert_ne!(target.addr(), bad);
+            assert!(!probe);
+            target.breaker().success(false);
+        }
+        let (other, _) = up.pick().unwrap();
+        assert!(other.breaker().failure(false, now_ms()));
+        let wait = up.pick().unwrap_err();
+        assert!(wait <= Duration::from_secs(30), "{wait:?}");
+        let stats = up.stats();
+        assert!(stats
+            .instances
+            .iter()
+            .all(|i| i.state == BreakerState::Open && i.ejections == 1));
+    }
+}

@@ -1,0 +1,321 @@
+//! `jisr consent bench`: how long the consent check of one call takes, on
+//! each store, side by side with the floor it cannot beat.
+//!
+//! Each measurement runs [`check::check`] exactly as the exchange path does
+//! (read, every term validated, and for a use-limited consent the atomic use
+//! count) against a consent for the demo's birth-record method, one call at
+//! a time, and records each latency in an HDR histogram. The rows:
+//!
+//! - embedded, unlimited consent: answered from the store's in-memory copy;
+//! - embedded, use-limited consent: one durable (fsynced) redb write per call;
+//! - Redis, unlimited consent: one `HMGET` round trip;
+//! - Redis, use-limited consent: the read plus the `use_once` Lua script;
+//! - Redis `PING` through the same client: the loopback round trip, the
+//!   floor under any Redis-backed check.
+//!
+//! Without `--redis-url`, a redis-server on `PATH` is started on a free
+//! loopback port for the run (and stopped after); without one, the Redis rows
+//! are left out with a note.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use prost::Message as _;
+
+use crate::catalogue::{Catalogue, MethodRoute};
+use crate::consent::check::{self, Claim};
+use crate::consent::store::embedded::EmbeddedConsentStore;
+use crate::consent::store::redis::RedisConsentStore;
+use crate::consent::store::{ConsentStore, StoredConsent};
+use crate::identity::AgencyId;
+use crate::proto::jisr::consent::v1::Consent;
+
+/// The method the measured consents cover.
+const METHOD: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+
+/// What to measure.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsentBenchArgs {
+    /// Checks per row (after a warm-up of a tenth as many).
+    #[arg(long, default_value_t = 20_000)]
+    pub count: u64,
+    /// Measure against this Redis instead of starting one.
+    #[arg(long)]
+    pub redis_url: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One row of the report.
+#[derive(Debug, serde::Serialize)]
+pub struct Row {
+    /// What was measured.
+    pub name: String,
+    /// Checks measured.
+    pub count: u64,
+    /// Latency percentiles, µs.
+    pub p50_us: f64,
+    /// 99th percentile, µs.
+    pub p99_us: f64,
+    /// 99.9th percentile, µs.
+    pub p999_us: f64,
+    /// Slowest, µs.
+    pub max_us: f64,
+}
+
+/// Runs the measurements and prints them; returns the rows.
+pub async fn run(args: &ConsentBenchArgs) -> anyhow::Result<Vec<Row>> {
+    let dir = tempfile::tempdir()?;
+    let route = birth_record_route(dir.path())?;
+    let consumer = AgencyId::parse("education")?;
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+
+    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb"))?;
+    rows.push(
+        measure(
+            "embedded, unlimited (in-memory copy)",
+            &embedded,
+            &route,
+            &consumer,
+            0,
+            args.count,
+        )
+        .await?,
+    );
+    // Each limited check is an fsync: fewer of them.
+    rows.push(
+        measure(
+            "embedded, use-limited (durable write)",
+            &embedded,
+            &route,
+            &consumer,
+            u32::MAX,
+            (args.count / 10).max(10),
+        )
+        .await?,
+    );
+
+    let mut server = None;
+    let url = match &args.redis_url {
+        Some(url) => Some(url.clone()),
+        None => match LocalRedis::start(dir.path()) {
+            Ok(redis) => {
+                let url = redis.url();
+                server = Some(redis);
+                Some(url)
+            }
+            Err(why) => {
+                notes.push(format!(
+                    "Redis rows left out: {why}; pass --redis-url or install redis-server"
+                ));
+                None
+            }
+        },
+    };
+    if let Some(url) = url {
+        let redis = RedisConsentStore::connect_with_timeout(&url, Duration::from_secs(2)).await?;
+        rows.push(
+            measure(
+                "redis, unlimited (HMGET)",
+                &redis,
+                &route,
+                &consumer,
+                0,
+                args.count,
+            )
+            .await?,
+        );
+        rows.push(
+            measure(
+                "redis, use-limited (HMGET + script)",
+                &redis,
+                &route,
+                &consumer,
+                u32::MAX,
+                args.count,
+            )
+            .await?,
+        );
+        rows.push(ping(&url, args.count).await?);
+    }
+    drop(server);
+
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!(
+            "consent check latency, one call at a time ({} checks per row)",
+            args.count
+        );
+        println!(
+            "{:<40} {:>9} {:>9} {:>9} {:>9}",
+            "store", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+        );
+        for r in &rows {
+            println!(
+                "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+                r.name, r.p50_us, r.p99_us, r.p999_us, r.max_us
+            );
+        }
+        for note in notes {
+            println!("note: {note}");
+        }
+    }
+    Ok(rows)
+}
+
+/// The demo's birth-record method, loaded from its contracts.
+fn birth_record_route(dir: &Path) -> anyhow::Result<std::sync::Arc<MethodRoute>> {
+    crate::tools::demo::prepare(dir)?;
+    let unused: std::net::SocketAddr = "127.0.0.1:9".parse()?;
+    let providers: Vec<_> = crate::tools::samples::SampleAgency::all()
+        .into_iter()
+        .map(|a| (a, unused))
+        .collect();
+    let path = dir.join("jisr.toml");
+    std::fs::write(&path, crate::tools::demo::config_text(&providers))?;
+    let config = crate::config::Config::load(&path)
+        .map_err(|e| anyhow::anyhow!("{}", crate::config::report(&e)))?;
+    let catalogue =
+        Catalogue::load(&config).map_err(|e| anyhow::anyhow!("{}", crate::config::report(&e)))?;
+    catalogue
+        .get(METHOD)
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("the demo contracts lack {METHOD}"))
+}
+
+fn consent(id: &str, max_uses: u32) -> StoredConsent {
+    let consent = Consent {
+        id: id.into(),
+        subject: "AB123456".into(),
+        consumer: "education".into(),
+        methods: vec!["ma.civilstatus.v1.CivilStatus/GetBirthRecord".into()],
+        purpose: "bac-candidature".into(),
+        not_before_unix_micros: 1,
+        not_after_unix_micros: i64::MAX,
+        max_uses,
+        recorded_by: "portal".into(),
+        recorded_unix_micros: crate::consent::artefact::now_micros(),
+        ..Consent::default()
+    };
+    StoredConsent {
+        encoded: consent.encode_to_vec(),
+        signature: vec![0; 64],
+        consent,
+        revoked_unix_micros: 0,
+        uses: 0,
+    }
+}
+
+async fn measure(
+    name: &str,
+    store: &dyn ConsentStore,
+    route: &MethodRoute,
+    consumer: &AgencyId,
+    max_uses: u32,
+    count: u64,
+) -> anyhow::Result<Row> {
+    let id = format!(
+        "bench-{}-{max_uses}",
+        crate::consent::artefact::now_micros()
+    );
+    store.put(consent(&id, max_uses)).await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    for i in 0..count + count / 10 {
+        let claim = Claim {
+            consent_id: &id,
+            subject: "AB123456",
+            consumer,
+            route,
+            purpose: "bac-candidature",
+            procedure: None,
+            now: crate::consent::artefact::now_micros(),
+        };
+        let started = Instant::now();
+        check::check(store, claim, Duration::from_secs(2))
+            .await
+            .map_err(|refusal| anyhow::anyhow!("the check was refused: {refusal:?}"))?;
+        if i >= count / 10 {
+            hist.record(started.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(row(name, &hist))
+}
+
+async fn ping(url: &str, count: u64) -> anyhow::Result<Row> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut hist = Histogram::<u64>::new(3)?;
+    for i in 0..count + count / 10 {
+        let started = Instant::now();
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        if i >= count / 10 {
+            hist.record(started.elapsed().as_nanos() as u64)?;
+        }
+    }
+    Ok(row("redis PING (the round-trip floor)", &hist))
+}
+
+fn row(name: &str, hist: &Histogram<u64>) -> Row {
+    let us = |q: f64| hist.value_at_quantile(q) as f64 / 1e3;
+    Row {
+        name: name.into(),
+        count: hist.len(),
+        p50_us: us(0.50),
+        p99_us: us(0.99),
+        p999_us: us(0.999),
+        max_us: hist.max() as f64 / 1e3,
+    }
+}
+
+/// A redis-server for the run, on a free loopback port, stopped on drop.
+struct LocalRedis {
+    child: Child,
+    port: u16,
+}
+
+impl LocalRedis {
+    fn start(dir: &Path) -> Result<Self, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot run redis-server ({e})"))?;
+        let mut redis = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(redis);
+            }
+            if let Ok(Some(status)) = redis.child.try_wait() {
+                return Err(format!("redis-server exited at start ({status})"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("redis-server did not listen within 10 s".into())
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for LocalRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

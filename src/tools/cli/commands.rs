@@ -1,0 +1,285 @@
+//! The subcommands' bodies.
+
+use super::{Command, PkiCommand, EXIT_INVALID_CONFIG};
+use crate::catalogue::Catalogue;
+use crate::config::{self, Config, ConfigErrors};
+use crate::gateway::{self, StartError};
+use crate::identity::{AgencyId, TrustDomain};
+use crate::policy::Policy;
+use crate::tools::samples::{self, SampleAgency};
+use crate::{tls, tools::demo, tools::pki};
+use std::path::Path;
+use std::process::ExitCode;
+
+pub(super) fn run(command: Command) -> ExitCode {
+    let result = match command {
+        Command::Serve {
+            config,
+            addr_file,
+            admin_addr_file,
+        } => serve(&config, addr_file.as_deref(), admin_addr_file.as_deref()),
+        Command::CheckConfig { file } => return check_config(&file),
+        Command::Catalog { config } => catalog(&config),
+        Command::Pki { command } => pki_command(command),
+        Command::Audit { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::audit::run(command))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Consent { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::consent::run(command))) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Bus { command } => {
+            return match runtime().and_then(|rt| rt.block_on(super::bus::run(command))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("jisr: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Bench(args) => {
+            runtime().and_then(|rt| rt.block_on(crate::tools::bench::run(args)))
+        }
+        Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
+        Command::SampleProvider {
+            agency,
+            listen,
+            pki,
+            trust_domain,
+            addr_file,
+        } => runtime().and_then(|rt| {
+            rt.block_on(sample_provider(
+                &agency,
+                &listen,
+                &pki,
+                &trust_domain,
+                addr_file.as_deref(),
+            ))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jisr: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn serve(
+    path: &Path,
+    addr_file: Option<&Path>,
+    admin_addr_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    let config = Config::load(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
+    let rt = runtime()?;
+    rt.block_on(async move {
+        // Everything that can be wrong with the config is found before the
+        // port is taken, so a busy port never hides a config error.
+        let (gateway, server_tls) = gateway::Gateway::build(&config)
+            .await
+            .map_err(start_error)?;
+        let listener = tokio::net::TcpListener::bind(config.node.listen)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {}: {e}; check `node.listen` or free the port",
+                    config.node.listen
+                )
+            })?;
+        let admin = bind_admin(&config).await?;
+        let local = listener.local_addr()?;
+        let admin_addr = admin.local_addr()?;
+        tracing::info!(node = %config.node.id, addr = %local, "gateway listening");
+        tracing::info!(addr = %admin_addr, "admin listener (/metrics, /healthz, /readyz)");
+        gateway.spawn_admin(admin);
+        if let Some(file) = admin_addr_file {
+            demo::write_atomic(file, &admin_addr.to_string())?;
+        }
+        if let Some(file) = addr_file {
+            demo::write_atomic(file, &local.to_string())?;
+        }
+        gateway::server::serve(
+            std::sync::Arc::new(gateway),
+            server_tls,
+            listener,
+            shutdown_signal(),
+        )
+        .await;
+        Ok(())
+    })
+}
+
+/// Binds `telemetry.admin_listen`.
+pub(crate) async fn bind_admin(config: &Config) -> anyhow::Result<tokio::net::TcpListener> {
+    let addr = config.telemetry.admin_listen;
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot listen on {addr} for the admin listener: {e}; check `telemetry.admin_listen` or free the port"
+        )
+    })
+}
+
+fn start_error(e: StartError) -> anyhow::Error {
+    match e {
+        StartError::Config(errors) => anyhow::anyhow!("{}", config::report(&errors)),
+        other => anyhow::anyhow!("{other}"),
+    }
+}
+
+/// Loads everything a gateway would at start, without listening.
+fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
+    let config = Config::load(path)?;
+    let catalogue = Catalogue::load(&config)?;
+    Policy::compile(&config, &catalogue)?;
+    crate::gateway::check_routes(&config, &catalogue)?;
+    crate::bus::Topics::compile(&config, &catalogue)?;
+    Ok((config, catalogue))
+}
+
+fn check_config(path: &Path) -> ExitCode {
+    match load_all(path) {
+        Ok((config, catalogue)) => {
+            let domain = &config.node.trust_domain;
+            let node = crate::identity::PeerIdentity::Gateway(config.node.id.clone());
+            let tls_check = tls::check_own_identity(&config.tls, domain, &node)
+                .and_then(|()| tls::server_config(&config.tls, domain, tls::Accept::Agencies));
+            if let Err(e) = tls_check {
+                let errors = ConfigErrors(vec![config::ConfigError {
+                    at: None,
+                    message: format!("[tls]: {e}"),
+                    fix: "fix the [tls] paths or the certificate files; `jisr pki init` makes a development set".into(),
+                }]);
+                println!("{}", config::report(&errors));
+                return ExitCode::from(EXIT_INVALID_CONFIG);
+            }
+            let plural = |n: usize, one: &str, many: &str| {
+                format!("{n} {}", if n == 1 { one } else { many })
+            };
+            println!(
+                "{}: ok — {}, {}, {}",
+                path.display(),
+                plural(config.agencies.len(), "agency", "agencies"),
+                plural(catalogue.methods().len(), "method", "methods"),
+                plural(config.rules.len(), "rule", "rules")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            println!("{}", config::report(&errors));
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+fn catalog(path: &Path) -> anyhow::Result<()> {
+    let (_, catalogue) = load_all(path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
+    print!("{}", catalogue.render());
+    Ok(())
+}
+
+fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
+    match command {
+        PkiCommand::Init {
+            dir,
+            trust_domain,
+            agencies,
+            gateway_node,
+            hosts,
+            force,
+        } => {
+            let opts = pki::PkiOptions {
+                dir,
+                domain: TrustDomain::parse(&trust_domain)?,
+                agencies: agencies
+                    .iter()
+                    .map(|a| AgencyId::parse(a))
+                    .collect::<Result<_, _>>()?,
+                gateway_node: AgencyId::parse(&gateway_node)?,
+                hosts,
+                force,
+            };
+            for path in pki::init(&opts)? {
+                println!("wrote {}", path.display());
+            }
+        }
+        PkiCommand::Issue {
+            dir,
+            trust_domain,
+            agency,
+        } => {
+            let domain = TrustDomain::parse(&trust_domain)?;
+            for path in pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)? {
+                println!("wrote {}", path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn sample_provider(
+    agency: &str,
+    listen: &str,
+    pki_dir: &Path,
+    trust_domain: &str,
+    addr_file: Option<&Path>,
+) -> anyhow::Result<()> {
+    tls::install_crypto_provider();
+    let id = AgencyId::parse(agency)?;
+    let sample = SampleAgency::from_id(&id).ok_or_else(|| {
+        anyhow::anyhow!("`{agency}` is not a sample agency; use civil-status, tax or health")
+    })?;
+    let domain = TrustDomain::parse(trust_domain)?;
+    let files = tls::TlsFiles::for_agency(pki_dir, agency);
+    let server_tls = tls::server_config(&files, &domain, tls::Accept::Gateways)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
+    let local = listener.local_addr()?;
+    if let Some(file) = addr_file {
+        demo::write_atomic(file, &local.to_string())?;
+    }
+    tracing::info!(agency, %local, "sample provider listening");
+    samples::serve(sample, listener, server_tls, shutdown_signal()).await
+}
