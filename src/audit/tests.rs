@@ -1,7 +1,7 @@
 //! The log as a whole: append, recover, prove, verify, tamper.
 
+use super::log::files;
 use super::log::segment;
-use super::log::writer;
 use super::merkle::{self, verify_consistency, verify_inclusion};
 use super::note::{open_note, Checkpoint, NoteSigner};
 use super::*;
@@ -197,7 +197,7 @@ async fn a_padded_tail_reopens_as_it_is_and_appends_go_on_over_the_padding() {
     let seg = segment::segment_path(dir.path(), 0);
     let (records_end, file_len) = ends(&seg);
     assert!(
-        file_len >= records_end + writer::PAD_CHUNK / 2,
+        file_len >= records_end + files::PAD_CHUNK / 2,
         "the tail is padded ahead: records end at {records_end}, file at {file_len}"
     );
 
@@ -359,7 +359,7 @@ async fn a_full_disk_uses_the_padding_left_then_refuses_and_loses_nothing() {
     let log = AuditLog::open(options(&dir, &signer, 1 << 16)).unwrap();
     fill(&log, 0..10).await;
     let seg = segment::segment_path(&dir, 0);
-    assert!(std::fs::metadata(&seg).unwrap().len() >= writer::PAD_CHUNK);
+    assert!(std::fs::metadata(&seg).unwrap().len() >= files::PAD_CHUNK);
     // Fill the disk; the tail's padding is all the room left.
     let filler = disk.dir.path().join("filler");
     let _ = std::fs::write(&filler, vec![0u8; 8 << 20]);
@@ -401,7 +401,7 @@ async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
     // The next segment exists already, empty and padded.
     let (end, len) = ends(&segment::segment_path(dir.path(), 16));
     assert_eq!(end, 0);
-    assert!(len >= writer::PAD_CHUNK);
+    assert!(len >= files::PAD_CHUNK);
     let log = AuditLog::open(options(dir.path(), &signer, 16)).unwrap();
     assert_eq!(log.size(), 16);
     fill(&log, 16..20).await;

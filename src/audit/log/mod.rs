@@ -2,14 +2,18 @@
 //! signed checkpoint; then the read side (entries, proofs) that the audit
 //! API and `jisr audit` use while the writer appends.
 
+pub(crate) mod files;
 pub(crate) mod hashes;
+mod queue;
 pub mod segment;
-pub(crate) mod writer;
+mod storage;
 
 use crate::audit::merkle::{self, Hash, HashReader};
 use crate::audit::note::{open_note, Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::AuditError;
+use files::SegmentFiles;
 use hashes::{Cache, HashFile};
+use queue::{Queue, Request};
 use segment::Problem;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -17,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use writer::{Request, Writer};
 
 /// The file naming the log's format and layout.
 pub const FORMAT_FILE: &str = "FORMAT";
@@ -63,6 +66,23 @@ pub(super) struct Shared {
     pub(super) failure: Mutex<Option<String>>,
     /// What the writer has done, for metrics and benchmarks.
     pub(super) stats: Mutex<WriterStats>,
+}
+
+impl Shared {
+    /// Stops the log taking entries, for good: the queue refuses every
+    /// batch from now on.
+    pub(super) fn fail(&self, why: String) {
+        tracing::error!(reason = %why, "audit log stopped taking entries; restart the node once the cause is fixed");
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// Why the log stopped taking entries, once it has.
+    pub(super) fn failed(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// Counters of the writer's work.
@@ -140,16 +160,11 @@ impl AuditLog {
             stats: Mutex::new(WriterStats::default()),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
-        let writer = Writer::new(
-            shared.clone(),
-            opts.signer,
-            opts.checkpoint_interval,
-            tail,
-            cache,
-        )?;
+        let files = SegmentFiles::open(shared.clone(), tail, cache)?;
+        let queue = Queue::new(shared.clone(), files, opts.signer, opts.checkpoint_interval);
         let thread = std::thread::Builder::new()
             .name("jisr-audit".into())
-            .spawn(move || writer::run(writer, rx))
+            .spawn(move || queue::run(queue, rx))
             .map_err(|e| AuditError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         tracing::info!(dir = %dir.display(), entries = size, "audit log open");
         Ok(Self {
@@ -205,11 +220,7 @@ impl AuditLog {
 
     /// Why the log no longer takes entries, if it stopped.
     pub fn failure(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.failed()
     }
 
     /// The writer's counters so far.

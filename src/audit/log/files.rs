@@ -1,10 +1,6 @@
-//! The writer thread: group commit.
-//!
-//! One thread owns the files. It takes every append waiting in the queue,
-//! writes them in one go, fsyncs once, extends the Merkle tree and only then
-//! acknowledges the whole batch. While entries arrive it signs a checkpoint
-//! at least every interval. After a failed fsync it stops taking entries for
-//! good: the page cache can no longer be trusted, the node must restart.
+//! The log's own files, the first [`Storage`] target: the tail segment and
+//! its offset index, sealing full segments, the stored Merkle hashes and
+//! the checkpoint files, all in the log directory.
 //!
 //! The tail segment is kept padded with zeros ahead of the records (see
 //! [`PAD_CHUNK`]): a batch overwrites blocks that are already allocated and
@@ -12,20 +8,15 @@
 
 use super::hashes::Cache;
 use super::segment;
+use super::storage::Storage;
 use super::{write_durable, Shared, SignedCheckpoint, Tail};
-use crate::audit::merkle;
-use crate::audit::note::{Checkpoint, NoteSigner};
+use crate::audit::merkle::{self, Hash};
 use crate::audit::AuditError;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
-
-/// Most entries written per fsync.
-const MAX_BATCH: usize = 4096;
 
 /// How much zero padding the writer adds to the tail segment at a time. An
 /// entry takes about 300–700 bytes, so 4 MiB is roughly 6,000–14,000
@@ -43,28 +34,24 @@ const PAD_RETRY: Duration = Duration::from_secs(1);
 /// Zeros to write padding from, without allocating a chunk each time.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
-/// A message to the writer.
+/// Records written to the tail segment and not yet synced: the tail's
+/// position moves, and the offset index is written, only once they are
+/// durable.
 #[derive(Debug)]
-pub(super) enum Request {
-    /// Append one encoded record; answer with its index once durable.
-    Append {
-        /// The encoded record.
-        payload: Vec<u8>,
-        /// Where the answer goes.
-        ack: oneshot::Sender<Result<u64, AuditError>>,
-    },
-    /// Flush, sign a final checkpoint and stop.
-    Close {
-        /// Answered when done.
-        ack: oneshot::Sender<()>,
-    },
+struct Written {
+    /// Where the records end in the segment.
+    records_end: u64,
+    /// How many there are.
+    records: u64,
+    /// Their frames' length.
+    bytes: u64,
+    /// Each record's offset, little-endian, for the index.
+    offsets: Vec<u8>,
 }
 
-/// The writer's files and state.
-pub(super) struct Writer {
+/// The segment files of one log directory.
+pub(super) struct SegmentFiles {
     shared: Arc<Shared>,
-    signer: NoteSigner,
-    interval: Duration,
     segment: File,
     index: File,
     tail: Tail,
@@ -74,17 +61,17 @@ pub(super) struct Writer {
     /// No padding is tried before this instant (after a failed extension).
     pad_after: Option<Instant>,
     cache: Cache,
-    last_checkpoint: Instant,
+    /// First entry of the batch being appended.
+    first: u64,
+    /// The batch's leaf hashes, for the tree once its records are durable;
+    /// kept across batches so that it is not allocated again each time.
+    leaves: Vec<Hash>,
+    written: Option<Written>,
 }
 
-impl Writer {
-    pub(super) fn new(
-        shared: Arc<Shared>,
-        signer: NoteSigner,
-        interval: Duration,
-        tail: Tail,
-        cache: Cache,
-    ) -> Result<Self, AuditError> {
+impl SegmentFiles {
+    /// Opens the tail segment that recovery left, to go on from it.
+    pub(super) fn open(shared: Arc<Shared>, tail: Tail, cache: Cache) -> Result<Self, AuditError> {
         let (segment, index) = open_tail(&shared, tail.first)?;
         let seg_path = segment::segment_path(&shared.dir, tail.first);
         // Recovery left the records' end at `tail.len`, zeros after it.
@@ -95,71 +82,25 @@ impl Writer {
             .max(tail.len);
         Ok(Self {
             shared,
-            signer,
-            interval,
             segment,
             index,
             tail,
             end,
             pad_after: None,
             cache,
-            last_checkpoint: Instant::now(),
+            first: 0,
+            leaves: Vec::new(),
+            written: None,
         })
     }
 
-    fn size(&self) -> u64 {
-        self.shared.size.load(Ordering::Acquire)
-    }
-
-    fn fail(&self, why: String) {
-        tracing::error!(reason = %why, "audit log stopped taking entries; restart the node once the cause is fixed");
-        *self
-            .shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Some(why);
-    }
-
-    fn failed(&self) -> Option<String> {
-        self.shared
-            .failure
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    /// Writes and fsyncs a batch; returns the index of its first entry.
-    fn commit(&mut self, payloads: &[Vec<u8>]) -> Result<u64, AuditError> {
-        if let Some(why) = self.failed() {
-            return Err(AuditError::Unavailable(why));
-        }
-        let first = self.size();
-        let rps = self.shared.records_per_segment;
-        let mut done = 0;
-        while done < payloads.len() {
-            if self.tail.records == rps {
-                self.seal()?;
-            }
-            let room = (rps - self.tail.records) as usize;
-            let chunk = &payloads[done..payloads.len().min(done + room)];
-            self.write_chunk(chunk)?;
-            done += chunk.len();
-        }
-        self.extend_tree(first, payloads)?;
-        self.shared
-            .size
-            .store(first + payloads.len() as u64, Ordering::Release);
-        let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.batches += 1;
-        stats.entries += payloads.len() as u64;
-        let _ = stats.batch_sizes.record(payloads.len() as u64);
-        Ok(first)
+    fn tail_path(&self) -> std::path::PathBuf {
+        segment::segment_path(&self.shared.dir, self.tail.first)
     }
 
     /// Writes records at the records' end of the tail segment (over its
-    /// padding) and makes them durable.
+    /// padding); [`Self::make_durable`] syncs them.
     fn write_chunk(&mut self, chunk: &[Vec<u8>]) -> Result<(), AuditError> {
-        let path = segment::segment_path(&self.shared.dir, self.tail.first);
         let mut bytes = Vec::with_capacity(chunk.iter().map(|p| p.len() + segment::HEADER).sum());
         let mut offsets = Vec::with_capacity(chunk.len() * 8);
         for payload in chunk {
@@ -179,6 +120,7 @@ impl Writer {
             // (rather than leaving the partial frames to be overwritten)
             // keeps a stale frame of this batch from surviving after the
             // shorter next one, where a scan would take it for damage.
+            let path = self.tail_path();
             self.undo_write(&path, &e);
             return Err(AuditError::Unavailable(format!(
                 "writing {} failed: {e}",
@@ -186,32 +128,49 @@ impl Writer {
             )));
         }
         self.end = self.end.max(records_end);
+        self.written = Some(Written {
+            records_end,
+            records: chunk.len() as u64,
+            bytes: bytes.len() as u64,
+            offsets,
+        });
+        Ok(())
+    }
+
+    /// Syncs the records written last, then moves the tail past them and
+    /// indexes them. An error is a failed fsync, said as the log's failure.
+    fn make_durable(&mut self) -> Result<(), String> {
+        let Some(written) = self.written.take() else {
+            return Ok(());
+        };
         let synced = Instant::now();
         if let Err(e) = self.segment.sync_data() {
-            let why = format!("fsync of {} failed: {e}", path.display());
-            self.fail(why.clone());
-            return Err(AuditError::Unavailable(why));
+            return Err(format!(
+                "fsync of {} failed: {e}",
+                self.tail_path().display()
+            ));
         }
         {
             let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
             let _ = stats
                 .fsync_micros
                 .record((synced.elapsed().as_micros() as u64).max(1));
-            stats.segment_bytes += bytes.len() as u64;
+            stats.segment_bytes += written.bytes;
         }
-        self.tail.len = records_end;
-        self.tail.records += chunk.len() as u64;
-        let idx_before = self.tail.records.saturating_sub(chunk.len() as u64) * 8;
-        let mut written = self.index.write_all(&offsets);
-        if written.is_err() && self.give_back_padding() {
+        self.tail.len = written.records_end;
+        self.tail.records += written.records;
+        let idx_before = self.tail.records.saturating_sub(written.records) * 8;
+        let mut indexed = self.index.write_all(&written.offsets);
+        if indexed.is_err() && self.give_back_padding() {
             // A full disk: the padding's space lets the index go on.
             let _ = self.index.set_len(idx_before);
-            written = self.index.write_all(&offsets);
+            indexed = self.index.write_all(&written.offsets);
         }
-        if let Err(e) = written {
+        if let Err(e) = indexed {
             let _ = self.index.set_len(idx_before);
             // The index is derived; the records are durable. Restart rebuilds it.
-            self.fail(format!("writing the offset index failed: {e}"));
+            self.shared
+                .fail(format!("writing the offset index failed: {e}"));
         }
         Ok(())
     }
@@ -241,30 +200,10 @@ impl Writer {
             .and_then(|()| self.segment.sync_all());
         match cut {
             Ok(()) => self.end = self.tail.len,
-            Err(cut) => self.fail(format!(
+            Err(cut) => self.shared.fail(format!(
                 "cannot undo a failed write to {} ({e}): {cut}",
                 path.display()
             )),
-        }
-    }
-
-    /// Called between batches: seals a full tail segment and tops the
-    /// padding up when less than half a chunk is left, so that neither
-    /// often sits on a batch's path.
-    fn prepare(&mut self) {
-        if self.failed().is_some() {
-            return;
-        }
-        if self.tail.records == self.shared.records_per_segment {
-            // Full: seal it now rather than pad it (sealing would cut the
-            // padding off again); a failure is retried by the next batch.
-            if let Err(e) = self.seal() {
-                tracing::warn!(error = %e, "audit log: cannot seal the full tail segment yet; the next batch retries");
-                return;
-            }
-        }
-        if self.end - self.tail.len < PAD_CHUNK / 2 {
-            self.pad(0);
         }
     }
 
@@ -279,7 +218,7 @@ impl Writer {
         let target = (self.tail.len + need + PAD_CHUNK).next_multiple_of(4096);
         let started = Instant::now();
         let mut at = self.end;
-        let path = segment::segment_path(&self.shared.dir, self.tail.first);
+        let path = self.tail_path();
         let written = loop {
             if at >= target {
                 break Ok(());
@@ -294,7 +233,8 @@ impl Writer {
             if let Err(e) = self.segment.sync_data() {
                 // As for any failed fsync: the page cache can no longer be
                 // trusted, the node must restart.
-                self.fail(format!("fsync of {} failed: {e}", path.display()));
+                self.shared
+                    .fail(format!("fsync of {} failed: {e}", path.display()));
                 return;
             }
         }
@@ -308,7 +248,7 @@ impl Writer {
                 // Give the space back: other files (the offset index, the
                 // stored hashes, checkpoints) need it more than padding.
                 if let Err(cut) = self.segment.set_len(self.end) {
-                    self.fail(format!(
+                    self.shared.fail(format!(
                         "cannot give back the padding of {} after {e}: {cut}",
                         path.display()
                     ));
@@ -320,8 +260,8 @@ impl Writer {
     }
 
     /// Closes the full tail segment and starts the next one.
-    fn seal(&mut self) -> Result<(), AuditError> {
-        let seg_path = segment::segment_path(&self.shared.dir, self.tail.first);
+    fn seal_segment(&mut self) -> Result<(), AuditError> {
+        let seg_path = self.tail_path();
         // Sealed segments end at their last record: cut the padding off,
         // durably, before the next segment exists.
         self.segment.set_len(self.tail.len).map_err(|e| {
@@ -333,7 +273,7 @@ impl Writer {
         self.end = self.tail.len;
         if let Err(e) = self.segment.sync_all() {
             let why = format!("fsync of {} failed: {e}", seg_path.display());
-            self.fail(why.clone());
+            self.shared.fail(why.clone());
             return Err(AuditError::Unavailable(why));
         }
         let idx_path = segment::index_path(&self.shared.dir, self.tail.first);
@@ -356,13 +296,14 @@ impl Writer {
         Ok(())
     }
 
-    fn extend_tree(&mut self, first: u64, payloads: &[Vec<u8>]) -> Result<(), AuditError> {
-        let mut new = Vec::with_capacity(payloads.len() * 2);
-        for (i, payload) in payloads.iter().enumerate() {
-            let n = first + i as u64;
+    /// Adds the batch's leaves to the tree and appends the stored hashes.
+    fn extend_tree(&mut self) -> Result<(), AuditError> {
+        let first = self.first;
+        let mut new = Vec::with_capacity(self.leaves.len() * 2);
+        for (i, leaf) in self.leaves.iter().enumerate() {
             let stored = self
                 .cache
-                .add_leaf(n, merkle::leaf_hash(payload), &self.shared.hashes)
+                .add_leaf(first + i as u64, *leaf, &self.shared.hashes)
                 .map_err(|e| {
                     AuditError::Unavailable(format!("extending the Merkle tree failed: {e}"))
                 })?;
@@ -378,63 +319,71 @@ impl Writer {
                 .truncate(merkle::stored_hash_count(first))
                 .and_then(|()| self.shared.hashes.append(&new));
         }
-        if let Err(e) = appended {
-            // The records are durable; the stored hashes are derived. Stop
-            // taking entries so proofs stay right; a restart rebuilds them.
-            let why = format!("writing stored hashes failed: {e}");
-            self.fail(why.clone());
-            return Err(AuditError::Unavailable(why));
+        // The records are durable; the stored hashes are derived. The
+        // queue stops taking entries on this error so proofs stay right; a
+        // restart rebuilds them.
+        appended.map_err(|e| AuditError::Unavailable(format!("writing stored hashes failed: {e}")))
+    }
+}
+
+impl Storage for SegmentFiles {
+    /// Fills the tail segment and seals it when full, so a batch may span
+    /// segments: a full one is synced and sealed before the next is
+    /// written, as sealing requires.
+    fn append(&mut self, first: u64, batch: &[Vec<u8>]) -> Result<(), AuditError> {
+        self.first = first;
+        self.leaves.clear();
+        self.leaves
+            .extend(batch.iter().map(|payload| merkle::leaf_hash(payload)));
+        let rps = self.shared.records_per_segment;
+        let mut done = 0;
+        while done < batch.len() {
+            // Records still unsynced here filled the segment.
+            if let Err(why) = self.make_durable() {
+                self.shared.fail(why.clone());
+                return Err(AuditError::Unavailable(why));
+            }
+            if self.tail.records == rps {
+                self.seal_segment()?;
+            }
+            let room = (rps - self.tail.records) as usize;
+            let chunk = &batch[done..batch.len().min(done + room)];
+            self.write_chunk(chunk)?;
+            done += chunk.len();
         }
         Ok(())
     }
 
-    /// Signs and publishes a checkpoint of the current tree if it grew.
-    fn checkpoint(&mut self) {
-        let size = self.size();
-        let current = self
-            .shared
-            .checkpoint
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if current.checkpoint.size == size && !current.note.is_empty() {
-            return;
+    /// Syncs the records, then brings the derived files (offset index,
+    /// stored hashes) up to them.
+    fn sync(&mut self) -> Result<(), AuditError> {
+        self.make_durable().map_err(AuditError::Unavailable)?;
+        self.extend_tree()
+    }
+
+    /// Seals a full tail segment and tops the padding up when less than
+    /// half a chunk is left, so that neither often sits on a batch's path.
+    fn seal(&mut self) {
+        if self.tail.records == self.shared.records_per_segment {
+            // Full: seal it now rather than pad it (sealing would cut the
+            // padding off again); a failure is retried by the next batch.
+            if let Err(e) = self.seal_segment() {
+                tracing::warn!(error = %e, "audit log: cannot seal the full tail segment yet; the next batch retries");
+                return;
+            }
         }
-        match self.sign(size) {
-            Ok(signed) => {
-                *self
-                    .shared
-                    .checkpoint
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner()) = signed;
-                self.last_checkpoint = Instant::now();
-            }
-            Err(e) => {
-                // Retry at the next interval, not in a tight loop.
-                self.last_checkpoint = Instant::now();
-                tracing::error!(error = %e, "cannot publish an audit checkpoint; retrying at the next interval");
-            }
+        if self.end - self.tail.len < PAD_CHUNK / 2 {
+            self.pad(0);
         }
     }
 
-    fn sign(&self, size: u64) -> Result<SignedCheckpoint, AuditError> {
-        let root = merkle::tree_hash(size, &self.cache.over(&self.shared.hashes))
-            .map_err(|e| AuditError::Proof(e.to_string()))?;
-        let checkpoint = Checkpoint {
-            origin: self.signer.name().to_owned(),
-            size,
-            root,
-            extensions: Vec::new(),
-        };
-        let note = self
-            .signer
-            .sign(&checkpoint.to_text())
-            .map_err(|e| AuditError::Proof(e.to_string()))?;
+    /// Appends the note to `checkpoints.log`, then replaces `checkpoint`.
+    fn checkpoint(&mut self, signed: &SignedCheckpoint) -> Result<(), AuditError> {
         let dir = &self.shared.dir;
         // History first: a published checkpoint is always in the history.
         let history = dir.join("checkpoints.log");
         let mut framed = Vec::new();
-        segment::frame(note.as_bytes(), &mut framed);
+        segment::frame(signed.note.as_bytes(), &mut framed);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -444,8 +393,7 @@ impl Writer {
             .map_err(|e| AuditError::io("write", &history, e))?;
         file.sync_data()
             .map_err(|e| AuditError::io("sync", &history, e))?;
-        write_durable(dir, &dir.join("checkpoint"), note.as_bytes())?;
-        Ok(SignedCheckpoint { checkpoint, note })
+        write_durable(dir, &dir.join("checkpoint"), signed.note.as_bytes())
     }
 }
 
@@ -457,102 +405,4 @@ fn open_tail(shared: &Shared, first: u64) -> Result<(File, File), AuditError> {
     let index =
         segment::open_append(&idx_path).map_err(|e| AuditError::io("open", &idx_path, e))?;
     Ok((segment, index))
-}
-
-/// The writer thread's loop.
-pub(super) fn run(mut writer: Writer, mut rx: mpsc::Receiver<Request>) {
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            writer.fail(format!("cannot start the writer's runtime: {e}"));
-            return;
-        }
-    };
-    writer.checkpoint();
-    writer.prepare();
-    loop {
-        let pending = writer
-            .shared
-            .checkpoint
-            .read()
-            .map(|c| c.checkpoint.size)
-            .unwrap_or(0)
-            < writer.size();
-        let wait = pending.then(|| {
-            writer
-                .interval
-                .saturating_sub(writer.last_checkpoint.elapsed())
-        });
-        let first = rt.block_on(async {
-            match wait {
-                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
-            }
-        });
-        let first = match first {
-            None => {
-                writer.checkpoint(); // the interval passed with entries unsigned
-                continue;
-            }
-            Some(None) => break, // every sender is gone
-            Some(Some(request)) => request,
-        };
-        let mut payloads = Vec::new();
-        let mut acks = Vec::new();
-        let mut close = None;
-        let mut next = Some(first);
-        while let Some(request) = next.take() {
-            match request {
-                Request::Append { payload, ack } => {
-                    payloads.push(payload);
-                    acks.push(ack);
-                }
-                Request::Close { ack } => {
-                    close = Some(ack);
-                    break;
-                }
-            }
-            if payloads.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
-        if !payloads.is_empty() {
-            match writer.commit(&payloads) {
-                Ok(first) => {
-                    for (i, ack) in acks.into_iter().enumerate() {
-                        let _ = ack.send(Ok(first + i as u64));
-                    }
-                    // After the answers: appends that arrive meanwhile wait
-                    // for the extension, but the batch just written did not.
-                    writer.prepare();
-                }
-                Err(e) => {
-                    let why = e.to_string();
-                    for ack in acks {
-                        let _ = ack.send(Err(AuditError::Unavailable(why.clone())));
-                    }
-                }
-            }
-        }
-        if writer.last_checkpoint.elapsed() >= writer.interval {
-            writer.checkpoint();
-        }
-        if let Some(ack) = close {
-            writer.checkpoint();
-            let _ = ack.send(());
-            break;
-        }
-    }
-    // Whatever is still queued cannot be written any more.
-    rx.close();
-    while let Ok(request) = rx.try_recv() {
-        if let Request::Append { ack, .. } = request {
-            let _ = ack.send(Err(AuditError::Unavailable(
-                "the audit log is closed".into(),
-            )));
-        }
-    }
 }
