@@ -3,6 +3,7 @@
 //! `spiffe://<trust-domain>/gateway/<node-id>` for gateway nodes). Parsing
 //! happens once, at the TLS edge; everything downstream sees only these types.
 
+use crate::refusal::{Reason, Refusal};
 use std::fmt;
 use std::sync::Arc;
 
@@ -184,6 +185,24 @@ impl PeerIdentity {
     }
 }
 
+/// The authenticated caller of one of the gateway's own APIs, put in each
+/// request's extensions by the gateway's dispatcher.
+#[derive(Debug, Clone)]
+pub struct Caller(pub AgencyId);
+
+impl Caller {
+    /// The caller of `request`. Without one the call did not come through
+    /// the dispatcher's mutual TLS; `how_to_call` tells the caller how to
+    /// reach the API instead, worded by each API for itself.
+    pub fn of<T>(request: &tonic::Request<T>, how_to_call: &str) -> Result<AgencyId, Refusal> {
+        request
+            .extensions()
+            .get::<Self>()
+            .map(|c| c.0.clone())
+            .ok_or_else(|| Refusal::new(Reason::NoCallerIdentity, how_to_call))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +266,17 @@ mod tests {
         assert!(TrustDomain::parse("interop.gov.ma").is_ok());
         assert!(TrustDomain::parse("Interop.gov.ma").is_err());
         assert!(TrustDomain::parse("interop..ma").is_err());
+    }
+
+    #[test]
+    fn the_caller_is_read_from_the_request_or_refused() {
+        let agency = AgencyId::parse("tax").unwrap();
+        let mut request = tonic::Request::new(());
+        request.extensions_mut().insert(Caller(agency.clone()));
+        assert_eq!(Caller::of(&request, "use mTLS").unwrap(), agency);
+
+        let refusal = Caller::of(&tonic::Request::new(()), "use mTLS").unwrap_err();
+        assert_eq!(refusal, Refusal::new(Reason::NoCallerIdentity, "use mTLS"));
     }
 
     proptest! {

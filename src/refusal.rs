@@ -1,6 +1,10 @@
 //! Refusals: the one place where a reason to refuse a call becomes a gRPC
 //! status with a stable `google.rpc.ErrorInfo` reason (domain `jisr`) and a
 //! message that tells the caller what to do. Internal details go to the log.
+//!
+//! The exchange path and the gateway's own APIs (audit, consents, bus) refuse
+//! through the same [`Reason`], so a reason code means one thing to callers
+//! wherever they meet it.
 
 use std::collections::HashMap;
 use tonic::Code;
@@ -53,6 +57,31 @@ pub enum Reason {
     Overloaded,
     /// The provider did not answer within the route's timeout.
     ProviderTimeout,
+    /// A call to one of the gateway's own APIs reached it without a caller
+    /// identity. Same text as [`Reason::AccessDenied`], so clients match one
+    /// reason for "not let in", but `UNAUTHENTICATED`: who is calling is
+    /// unknown, which is not the same as being known and not allowed.
+    NoCallerIdentity,
+    /// A published event's `subject` differs from the citizen id inside the
+    /// event. Same text as [`Reason::SubjectMismatch`] (the request names
+    /// two citizens at once), but `INVALID_ARGUMENT`: the publisher's request
+    /// contradicts itself and is fixed by resending it, whereas on the
+    /// exchange path a consent about another citizen is a matter of
+    /// permission.
+    EventSubjectMismatch,
+    /// What the request names (an audit entry, a consent) does not exist.
+    NotFound,
+    /// A proof was asked for tree sizes the audit log cannot prove.
+    OutOfRange,
+    /// The audit entry is not covered by a signed checkpoint yet; one is
+    /// signed within a second, so retrying succeeds.
+    NotYetCheckpointed,
+    /// The bus has no topic of that name.
+    UnknownTopic,
+    /// The agency named does not subscribe to the topic.
+    UnknownSubscription,
+    /// The bus store cannot be reached.
+    BusUnavailable,
 }
 
 impl Reason {
@@ -79,6 +108,14 @@ impl Reason {
             Self::RateLimited => "RATE_LIMITED",
             Self::Overloaded => "OVERLOADED",
             Self::ProviderTimeout => "PROVIDER_TIMEOUT",
+            Self::NoCallerIdentity => "ACCESS_DENIED",
+            Self::EventSubjectMismatch => "SUBJECT_MISMATCH",
+            Self::NotFound => "NOT_FOUND",
+            Self::OutOfRange => "OUT_OF_RANGE",
+            Self::NotYetCheckpointed => "NOT_YET_CHECKPOINTED",
+            Self::UnknownTopic => "UNKNOWN_TOPIC",
+            Self::UnknownSubscription => "UNKNOWN_SUBSCRIPTION",
+            Self::BusUnavailable => "BUS_UNAVAILABLE",
         }
     }
 
@@ -95,14 +132,19 @@ impl Reason {
             | Self::SubjectMismatch
             | Self::JustificationRequired => Code::PermissionDenied,
             Self::UnknownMethod | Self::UnsupportedStreaming => Code::Unimplemented,
-            Self::InvalidRequest => Code::InvalidArgument,
+            Self::InvalidRequest | Self::EventSubjectMismatch => Code::InvalidArgument,
             Self::MessageTooLarge | Self::RateLimited => Code::ResourceExhausted,
             Self::ProviderUnavailable
             | Self::AuditUnavailable
             | Self::ConsentUnavailable
             | Self::Overloaded
-            | Self::ProviderTimeout => Code::Unavailable,
+            | Self::ProviderTimeout
+            | Self::BusUnavailable => Code::Unavailable,
             Self::DeadlineExceeded => Code::DeadlineExceeded,
+            Self::NoCallerIdentity => Code::Unauthenticated,
+            Self::NotFound | Self::UnknownTopic | Self::UnknownSubscription => Code::NotFound,
+            Self::OutOfRange => Code::OutOfRange,
+            Self::NotYetCheckpointed => Code::FailedPrecondition,
         }
     }
 }
@@ -135,7 +177,9 @@ impl Refusal {
         self
     }
 
-    /// The gRPC status carrying the `ErrorInfo` detail.
+    /// The gRPC status carrying the `ErrorInfo` detail (and `RetryInfo` when
+    /// a retry hint is set). An empty `request_id` leaves the `ErrorInfo`
+    /// metadata empty: the gateway's own APIs have no exchange request id.
     pub fn to_status(&self, request_id: &str) -> tonic::Status {
         let mut metadata = HashMap::new();
         if !request_id.is_empty() {
@@ -146,6 +190,13 @@ impl Refusal {
             details.set_retry_info(Some(delay));
         }
         tonic::Status::with_error_details(self.reason.code(), self.message.clone(), details)
+    }
+}
+
+impl From<Refusal> for tonic::Status {
+    /// A refusal by one of the gateway's own APIs, which name no request id.
+    fn from(refusal: Refusal) -> Self {
+        refusal.to_status("")
     }
 }
 
@@ -187,5 +238,131 @@ mod tests {
                 reason.as_str()
             );
         }
+    }
+
+    /// Every reason with the gRPC code and text its doc comment promises.
+    #[rustfmt::skip]
+    const TABLE: [(Reason, Code, &str); 28] = [
+        (Reason::AccessDenied,          Code::PermissionDenied,   "ACCESS_DENIED"),
+        (Reason::PurposeRequired,       Code::PermissionDenied,   "PURPOSE_REQUIRED"),
+        (Reason::PurposeNotAllowed,     Code::PermissionDenied,   "PURPOSE_NOT_ALLOWED"),
+        (Reason::UnknownMethod,         Code::Unimplemented,      "UNKNOWN_METHOD"),
+        (Reason::UnsupportedStreaming,  Code::Unimplemented,      "UNSUPPORTED_STREAMING"),
+        (Reason::InvalidRequest,        Code::InvalidArgument,    "INVALID_REQUEST"),
+        (Reason::MessageTooLarge,       Code::ResourceExhausted,  "MESSAGE_TOO_LARGE"),
+        (Reason::ProviderUnavailable,   Code::Unavailable,        "PROVIDER_UNAVAILABLE"),
+        (Reason::DeadlineExceeded,      Code::DeadlineExceeded,   "DEADLINE_EXCEEDED"),
+        (Reason::AuditUnavailable,      Code::Unavailable,        "AUDIT_UNAVAILABLE"),
+        (Reason::ConsentRequired,       Code::PermissionDenied,   "CONSENT_REQUIRED"),
+        (Reason::ConsentRevoked,        Code::PermissionDenied,   "CONSENT_REVOKED"),
+        (Reason::ConsentExpired,        Code::PermissionDenied,   "CONSENT_EXPIRED"),
+        (Reason::PurposeMismatch,       Code::PermissionDenied,   "PURPOSE_MISMATCH"),
+        (Reason::SubjectMismatch,       Code::PermissionDenied,   "SUBJECT_MISMATCH"),
+        (Reason::ConsentUnavailable,    Code::Unavailable,        "CONSENT_UNAVAILABLE"),
+        (Reason::JustificationRequired, Code::PermissionDenied,   "JUSTIFICATION_REQUIRED"),
+        (Reason::RateLimited,           Code::ResourceExhausted,  "RATE_LIMITED"),
+        (Reason::Overloaded,            Code::Unavailable,        "OVERLOADED"),
+        (Reason::ProviderTimeout,       Code::Unavailable,        "PROVIDER_TIMEOUT"),
+        (Reason::NoCallerIdentity,      Code::Unauthenticated,    "ACCESS_DENIED"),
+        (Reason::EventSubjectMismatch,  Code::InvalidArgument,    "SUBJECT_MISMATCH"),
+        (Reason::NotFound,              Code::NotFound,           "NOT_FOUND"),
+        (Reason::OutOfRange,            Code::OutOfRange,         "OUT_OF_RANGE"),
+        (Reason::NotYetCheckpointed,    Code::FailedPrecondition, "NOT_YET_CHECKPOINTED"),
+        (Reason::UnknownTopic,          Code::NotFound,           "UNKNOWN_TOPIC"),
+        (Reason::UnknownSubscription,   Code::NotFound,           "UNKNOWN_SUBSCRIPTION"),
+        (Reason::BusUnavailable,        Code::Unavailable,        "BUS_UNAVAILABLE"),
+    ];
+
+    /// The row of each reason in [`TABLE`]. Exhaustive on purpose: a new
+    /// reason does not compile until it has a row.
+    fn row(reason: Reason) -> usize {
+        match reason {
+            Reason::AccessDenied => 0,
+            Reason::PurposeRequired => 1,
+            Reason::PurposeNotAllowed => 2,
+            Reason::UnknownMethod => 3,
+            Reason::UnsupportedStreaming => 4,
+            Reason::InvalidRequest => 5,
+            Reason::MessageTooLarge => 6,
+            Reason::ProviderUnavailable => 7,
+            Reason::DeadlineExceeded => 8,
+            Reason::AuditUnavailable => 9,
+            Reason::ConsentRequired => 10,
+            Reason::ConsentRevoked => 11,
+            Reason::ConsentExpired => 12,
+            Reason::PurposeMismatch => 13,
+            Reason::SubjectMismatch => 14,
+            Reason::ConsentUnavailable => 15,
+            Reason::JustificationRequired => 16,
+            Reason::RateLimited => 17,
+            Reason::Overloaded => 18,
+            Reason::ProviderTimeout => 19,
+            Reason::NoCallerIdentity => 20,
+            Reason::EventSubjectMismatch => 21,
+            Reason::NotFound => 22,
+            Reason::OutOfRange => 23,
+            Reason::NotYetCheckpointed => 24,
+            Reason::UnknownTopic => 25,
+            Reason::UnknownSubscription => 26,
+            Reason::BusUnavailable => 27,
+        }
+    }
+
+    #[test]
+    fn every_reason_maps_to_its_documented_code_and_text() {
+        for (i, (reason, code, text)) in TABLE.into_iter().enumerate() {
+            assert_eq!(row(reason), i, "{reason:?} is not in its row");
+            assert_eq!(reason.code(), code, "{reason:?}");
+            assert_eq!(reason.as_str(), text, "{reason:?}");
+            let status = Refusal::new(reason, "what to do").to_status("req-7");
+            assert_eq!(status.code(), code, "{reason:?}");
+            assert_eq!(status.message(), "what to do");
+            let info = status.get_details_error_info().expect("error info");
+            assert_eq!(info.reason, text);
+            assert_eq!(info.domain, DOMAIN);
+            assert_eq!(info.domain, "jisr");
+            assert!(status.get_details_retry_info().is_none(), "{reason:?}");
+        }
+    }
+
+    #[test]
+    fn one_text_with_two_codes_is_two_reasons() {
+        assert_eq!(
+            Reason::NoCallerIdentity.as_str(),
+            Reason::AccessDenied.as_str()
+        );
+        assert_ne!(Reason::NoCallerIdentity.code(), Reason::AccessDenied.code());
+        assert_eq!(
+            Reason::EventSubjectMismatch.as_str(),
+            Reason::SubjectMismatch.as_str()
+        );
+        assert_ne!(
+            Reason::EventSubjectMismatch.code(),
+            Reason::SubjectMismatch.code()
+        );
+    }
+
+    #[test]
+    fn the_gateway_apis_status_names_no_request_id() {
+        let status = tonic::Status::from(Refusal::new(Reason::UnknownTopic, "no topic `x`"));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.message(), "no topic `x`");
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "UNKNOWN_TOPIC");
+        assert_eq!(info.domain, "jisr");
+        assert!(info.metadata.is_empty());
+        let direct = Refusal::new(Reason::UnknownTopic, "no topic `x`").to_status("");
+        assert_eq!(status.details(), direct.details());
+    }
+
+    #[test]
+    fn a_retry_hint_survives_the_conversion_without_request_id() {
+        let delay = std::time::Duration::from_secs(1);
+        let status = tonic::Status::from(
+            Refusal::new(Reason::BusUnavailable, "retry shortly").retry_after(delay),
+        );
+        assert_eq!(status.code(), Code::Unavailable);
+        let retry = status.get_details_retry_info().expect("retry info");
+        assert_eq!(retry.retry_delay, Some(delay));
     }
 }

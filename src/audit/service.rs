@@ -6,19 +6,14 @@ use super::index::{AuditIndex, IndexError, Query};
 use super::keys::Pseudonymizer;
 use super::AuditLog;
 use crate::config::Role;
-use crate::identity::AgencyId;
+use crate::identity::{AgencyId, Caller};
 use crate::proto::jisr::audit::v1 as pb;
+use crate::refusal::{Reason, Refusal};
 use pb::audit_server::Audit;
 use prost::Message as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
-
-/// The authenticated caller, put in each request's extensions by the
-/// gateway's dispatcher.
-#[derive(Debug, Clone)]
-pub struct Caller(pub AgencyId);
+use tonic::{Request, Response, Status};
 
 /// The audit API of a node.
 #[derive(Clone)]
@@ -31,14 +26,13 @@ pub struct AuditService {
 
 const MAX_PAGE: u32 = 1000;
 
-fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
+/// What a call without a caller identity is told.
+const HOW_TO_CALL: &str =
+    "call the audit API over the gateway's mutual TLS with your agency certificate";
 
-fn unavailable(e: impl std::fmt::Display) -> Status {
+fn unavailable(e: impl std::fmt::Display) -> Refusal {
     tracing::error!(error = %e, "audit API failure");
-    refuse(Code::Unavailable, "AUDIT_UNAVAILABLE", "the audit log cannot be read right now; retry later, and tell the platform operator if it lasts")
+    Refusal::new(Reason::AuditUnavailable, "the audit log cannot be read right now; retry later, and tell the platform operator if it lasts")
 }
 
 impl std::fmt::Debug for AuditService {
@@ -74,26 +68,12 @@ impl AuditService {
         }
     }
 
-    fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
-        request
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.0.clone())
-            .ok_or_else(|| {
-                refuse(
-                    Code::Unauthenticated,
-                    "ACCESS_DENIED",
-                    "call the audit API over the gateway's mutual TLS with your agency certificate",
-                )
-            })
-    }
-
     fn has(&self, agency: &AgencyId, role: Role) -> bool {
         self.roles.get(agency).is_some_and(|r| r.contains(&role))
     }
 
     /// Brings the index up to the log and runs a query.
-    async fn run(&self, query: Query) -> Result<pb::QueryResponse, Status> {
+    async fn run(&self, query: Query) -> Result<pb::QueryResponse, Refusal> {
         let this = self.clone();
         let page = tokio::task::spawn_blocking(move || {
             let index = this.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -140,14 +120,13 @@ pub fn catch_up(index: &AuditIndex, log: &AuditLog) -> Result<(), IndexError> {
     Ok(())
 }
 
-fn page_token(token: &str) -> Result<Option<u64>, Status> {
+fn page_token(token: &str) -> Result<Option<u64>, Refusal> {
     if token.is_empty() {
         return Ok(None);
     }
     token.parse().map(Some).map_err(|_| {
-        refuse(
-            Code::InvalidArgument,
-            "INVALID_REQUEST",
+        Refusal::new(
+            Reason::InvalidRequest,
             "page_token must be the next_page_token of a previous answer",
         )
     })
@@ -181,7 +160,7 @@ impl Audit for AuditService {
         &self,
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let pb::GetEntryRequest { index, tree_size } = request.into_inner();
         let latest = self.log.checkpoint();
         let size = if tree_size == 0 {
@@ -190,25 +169,25 @@ impl Audit for AuditService {
             tree_size
         };
         if index >= size {
-            return Err(refuse(
-                Code::FailedPrecondition,
-                "NOT_YET_CHECKPOINTED",
+            return Err(Refusal::new(
+                Reason::NotYetCheckpointed,
                 format!("entry {index} is not covered by a tree of {size} entries yet; a new checkpoint is signed within a second — retry, or name a larger tree_size"),
-            ));
+            )
+            .into());
         }
         let bytes = self
             .log
             .read(index)
-            .map_err(|e| refuse(Code::NotFound, "NOT_FOUND", e.to_string()))?;
+            .map_err(|e| Refusal::new(Reason::NotFound, e.to_string()))?;
         let record = pb::AuditRecord::decode(bytes.as_slice()).map_err(unavailable)?;
         let mine = record.consumer == caller.as_str() || record.provider == caller.as_str();
         if !mine && !self.has(&caller, Role::Auditor) {
-            return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("entry {index} is not about an exchange of `{caller}`; only auditors read every entry")));
+            return Err(Refusal::new(Reason::AccessDenied, format!("entry {index} is not about an exchange of `{caller}`; only auditors read every entry")).into());
         }
         let proof = self
             .log
             .inclusion_proof(index, size)
-            .map_err(|e| refuse(Code::OutOfRange, "OUT_OF_RANGE", e.to_string()))?;
+            .map_err(|e| Refusal::new(Reason::OutOfRange, e.to_string()))?;
         let checkpoint_note = if size == latest.checkpoint.size {
             latest.note
         } else {
@@ -232,7 +211,7 @@ impl Audit for AuditService {
         let hashes = self
             .log
             .consistency_proof(old_size, new_size)
-            .map_err(|e| refuse(Code::OutOfRange, "OUT_OF_RANGE", e.to_string()))?;
+            .map_err(|e| Refusal::new(Reason::OutOfRange, e.to_string()))?;
         Ok(Response::new(pb::ConsistencyProof {
             old_size,
             new_size,
@@ -244,7 +223,7 @@ impl Audit for AuditService {
         &self,
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let q = request.into_inner();
         let auditor = self.has(&caller, Role::Auditor);
         let agency = match (q.agency.is_empty(), auditor) {
@@ -253,7 +232,7 @@ impl Audit for AuditService {
             (false, true) => Some(q.agency.clone()),
             (false, false) if q.agency == caller.as_str() => Some(q.agency.clone()),
             (false, false) => {
-                return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("`{caller}` may query only its own exchanges; leave `agency` empty or set it to `{caller}`")));
+                return Err(Refusal::new(Reason::AccessDenied, format!("`{caller}` may query only its own exchanges; leave `agency` empty or set it to `{caller}`")).into());
             }
         };
         let side = match pb::Side::try_from(q.side).unwrap_or(pb::Side::Unspecified) {
@@ -280,17 +259,17 @@ impl Audit for AuditService {
         &self,
         request: Request<pb::CitizenHistoryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         if !self.has(&caller, Role::Auditor) && !self.has(&caller, Role::ConsentManager) {
-            return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", "a citizen's access history is shown through the citizen portal (`consent-manager` role) or to auditors"));
+            return Err(Refusal::new(Reason::AccessDenied, "a citizen's access history is shown through the citizen portal (`consent-manager` role) or to auditors").into());
         }
         let q = request.into_inner();
         if q.citizen_id.is_empty() {
-            return Err(refuse(
-                Code::InvalidArgument,
-                "INVALID_REQUEST",
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
                 "set citizen_id to the citizen whose history is asked for",
-            ));
+            )
+            .into());
         }
         let query = Query {
             subject: Some(self.pseudonyms.pseudonym(&q.citizen_id)),

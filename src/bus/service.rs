@@ -14,18 +14,17 @@ use std::time::Duration;
 use futures_util::Stream;
 use prost_reflect::DynamicMessage;
 use tokio::sync::{mpsc, watch};
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
+use tonic::{Request, Response, Status};
 
 use super::deliver::{self, ConsentSource, Prepared, Receiver};
 use super::store::{BusError, BusStore, Pending, StoredEvent};
 use super::{Subscriber, Topic, Topics};
 use crate::audit::record::{Ending, Recorder, Trail};
-use crate::audit::service::Caller;
 use crate::config::Role;
-use crate::identity::AgencyId;
+use crate::identity::{AgencyId, Caller};
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::bus::v1 as pb;
+use crate::refusal::{Reason, Refusal};
 
 /// Deliveries buffered per Subscribe stream before its task waits.
 const STREAM_BUFFER: usize = 16;
@@ -38,6 +37,9 @@ pub(super) const POLL: Duration = Duration::from_millis(100);
 pub(super) const SUBSCRIBE: &str = "/jisr.bus.v1.Bus/Subscribe";
 const PULL: &str = "/jisr.bus.v1.Bus/Pull";
 const PUBLISH: &str = "/jisr.bus.v1.Bus/Publish";
+
+/// What a call without a caller identity is told.
+const HOW_TO_CALL: &str = "call the bus over the gateway's mutual TLS";
 
 /// The bus API of a node.
 #[derive(Clone)]
@@ -89,24 +91,15 @@ pub struct BusParts {
     pub max_in_flight: u32,
 }
 
-fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
-
-fn invalid(message: impl Into<String>) -> Status {
-    refuse(Code::InvalidArgument, "INVALID_REQUEST", message)
-}
-
-/// The one place a store failure becomes a status.
-fn store_status(e: BusError) -> Status {
+/// The one place a store failure becomes a refusal; why the store failed
+/// goes to the log, not to the caller.
+fn store_refusal(e: BusError) -> Refusal {
     match e {
-        BusError::Invalid(message) => invalid(message),
+        BusError::Invalid(message) => Refusal::new(Reason::InvalidRequest, message),
         BusError::Unavailable(why) => {
             tracing::error!(error = %why, "bus store failure");
-            refuse(
-                Code::Unavailable,
-                "BUS_UNAVAILABLE",
+            Refusal::new(
+                Reason::BusUnavailable,
                 "the bus store cannot be reached; retry shortly",
             )
         }
@@ -152,25 +145,10 @@ impl BusService {
 }
 
 impl Inner {
-    fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
-        request
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.0.clone())
-            .ok_or_else(|| {
-                refuse(
-                    Code::Unauthenticated,
-                    "ACCESS_DENIED",
-                    "call the bus over the gateway's mutual TLS",
-                )
-            })
-    }
-
-    fn topic(&self, name: &str) -> Result<Arc<Topic>, Status> {
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, Refusal> {
         self.topics.get(name).cloned().ok_or_else(|| {
-            refuse(
-                Code::NotFound,
-                "UNKNOWN_TOPIC",
+            Refusal::new(
+                Reason::UnknownTopic,
                 format!(
                     "no topic `{name}` on this gateway; topics: {}",
                     self.topics.names().join(", ")
@@ -182,10 +160,10 @@ impl Inner {
     pub(super) async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, BusError>>,
-    ) -> Result<T, Status> {
+    ) -> Result<T, Refusal> {
         match tokio::time::timeout(self.timeout, work).await {
-            Ok(r) => r.map_err(store_status),
-            Err(_) => Err(store_status(BusError::Unavailable(format!(
+            Ok(r) => r.map_err(store_refusal),
+            Err(_) => Err(store_refusal(BusError::Unavailable(format!(
                 "no answer within {:?}",
                 self.timeout
             )))),
@@ -193,14 +171,19 @@ impl Inner {
     }
 
     /// Records a publish or subscription decision and waits for it.
-    async fn audit(&self, trail: &Trail, kind: Kind, refused: Option<&str>) -> Result<(), Status> {
+    async fn audit(
+        &self,
+        trail: &Trail,
+        kind: Kind,
+        refused: Option<Reason>,
+    ) -> Result<(), Refusal> {
         let ending = Ending {
             outcome: if refused.is_some() {
                 Outcome::Refused
             } else {
                 Outcome::Allowed
             },
-            reason: refused.unwrap_or(""),
+            reason: refused.map_or("", Reason::as_str),
             grpc_status: 0,
             response_digest: None,
         };
@@ -210,9 +193,8 @@ impl Inner {
             .map(drop)
             .map_err(|e| {
                 tracing::error!(error = %e, "bus entry not recorded");
-                refuse(
-                    Code::Unavailable,
-                    "AUDIT_UNAVAILABLE",
+                Refusal::new(
+                    Reason::AuditUnavailable,
                     "the audit log cannot record this right now, so it is not done; retry later",
                 )
             })
@@ -238,12 +220,12 @@ impl Inner {
         topic: &Topic,
         purpose: &str,
         method: &str,
-    ) -> Result<Subscriber, Status> {
+    ) -> Result<Subscriber, Refusal> {
         let mut trail = Self::trail(caller, method, topic);
         trail.purpose = purpose.to_owned();
         let refusal = match topic.subscribers.get(caller) {
-            None => refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("`{caller}` is not a subscriber of topic `{}`; the operator adds a [[topic.subscriber]] entry for it", topic.name)),
-            Some(s) if !s.purposes.iter().any(|p| p == purpose) => refuse(Code::PermissionDenied, "PURPOSE_NOT_ALLOWED", format!("`{caller}` receives topic `{}` only for: {}; send one of them in `purpose`", topic.name, s.purposes.join(", "))),
+            None => Refusal::new(Reason::AccessDenied, format!("`{caller}` is not a subscriber of topic `{}`; the operator adds a [[topic.subscriber]] entry for it", topic.name)),
+            Some(s) if !s.purposes.iter().any(|p| p == purpose) => Refusal::new(Reason::PurposeNotAllowed, format!("`{caller}` receives topic `{}` only for: {}; send one of them in `purpose`", topic.name, s.purposes.join(", "))),
             Some(terms) => {
                 let terms = terms.clone();
                 // A stream opening is recorded; each pull is not (its
@@ -255,12 +237,11 @@ impl Inner {
                 return Ok(terms);
             }
         };
-        let reason = refusal
-            .get_details_error_info()
-            .map(|i| i.reason)
-            .unwrap_or_default();
-        if let Err(e) = self.audit(&trail, Kind::Subscribed, Some(&reason)).await {
-            tracing::error!(error = %e.message(), "refused subscription not recorded");
+        if let Err(e) = self
+            .audit(&trail, Kind::Subscribed, Some(refusal.reason))
+            .await
+        {
+            tracing::error!(error = %e.message, "refused subscription not recorded");
         }
         Err(refusal)
     }
@@ -270,7 +251,7 @@ impl Inner {
         topic: &Topic,
         rx: Receiver<'_>,
         batch: Vec<Pending>,
-    ) -> Result<Vec<pb::Delivery>, Status> {
+    ) -> Result<Vec<pb::Delivery>, Refusal> {
         // Prepared together, so their audit entries share one fsync.
         let prepared = futures_util::future::join_all(batch.iter().map(|p| {
             deliver::prepare(
@@ -312,23 +293,22 @@ impl pb::bus_server::Bus for BusService {
         request: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
         let s = &self.inner;
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let topic = s.topic(&req.topic)?;
         let mut trail = Inner::trail(&caller, PUBLISH, &topic);
         if caller != topic.owner {
-            let status = refuse(
-                Code::PermissionDenied,
-                "ACCESS_DENIED",
+            let refusal = Refusal::new(
+                Reason::AccessDenied,
                 format!("only `{}` publishes on topic `{}`", topic.owner, topic.name),
             );
             if let Err(e) = s
-                .audit(&trail, Kind::EventPublished, Some("ACCESS_DENIED"))
+                .audit(&trail, Kind::EventPublished, Some(refusal.reason))
                 .await
             {
-                tracing::error!(error = %e.message(), "refused publish not recorded");
+                tracing::error!(error = %e.message, "refused publish not recorded");
             }
-            return Err(status);
+            return Err(refusal.into());
         }
         let stored = checked_event(&topic, &caller, req)?;
         let subject = stored.subject.clone();
@@ -347,7 +327,7 @@ impl pb::bus_server::Bus for BusService {
         };
         s.recorder.record_kind(&trail, ending, Kind::EventPublished).await.map_err(|e| {
             tracing::error!(error = %e, event = %published.event_id, "publish stored but not recorded in the audit log");
-            refuse(Code::Unavailable, "AUDIT_UNAVAILABLE", "the event is stored but its publish could not be recorded; retry with the same idempotency key")
+            Refusal::new(Reason::AuditUnavailable, "the event is stored but its publish could not be recorded; retry with the same idempotency key")
         })?;
         if let Some(wake) = s.wake.get(&topic.name) {
             wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -364,7 +344,7 @@ impl pb::bus_server::Bus for BusService {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let topic = self.inner.topic(&req.topic)?;
         let terms = self
@@ -386,16 +366,18 @@ impl pb::bus_server::Bus for BusService {
         request: Request<pb::PullRequest>,
     ) -> Result<Response<pb::PullResponse>, Status> {
         let s = &self.inner;
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let topic = s.topic(&req.topic)?;
         let max = match req.max_events {
             0 => 100,
             n @ 1..=1000 => n,
             n => {
-                return Err(invalid(format!(
-                    "`max_events` = {n} is too many; ask for 1 to 1000"
-                )))
+                return Err(Refusal::new(
+                    Reason::InvalidRequest,
+                    format!("`max_events` = {n} is too many; ask for 1 to 1000"),
+                )
+                .into())
             }
         };
         let wait = Duration::from_millis(u64::from(req.wait_ms.min(30_000)));
@@ -440,18 +422,22 @@ impl pb::bus_server::Bus for BusService {
         request: Request<pb::AckRequest>,
     ) -> Result<Response<pb::AckResponse>, Status> {
         let s = &self.inner;
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let topic = s.topic(&req.topic)?;
         if !topic.subscribers.contains_key(&caller) {
-            return Err(refuse(
-                Code::PermissionDenied,
-                "ACCESS_DENIED",
+            return Err(Refusal::new(
+                Reason::AccessDenied,
                 format!("`{caller}` is not a subscriber of topic `{}`", topic.name),
-            ));
+            )
+            .into());
         }
         if req.ids.len() > 10_000 {
-            return Err(invalid("acknowledge at most 10000 ids per call"));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                "acknowledge at most 10000 ids per call",
+            )
+            .into());
         }
         let acknowledged = s
             .bounded(s.store.ack(&topic.name, caller.as_str(), &req.ids))
@@ -464,7 +450,7 @@ impl pb::bus_server::Bus for BusService {
         request: Request<pb::ListDeadLettersRequest>,
     ) -> Result<Response<pb::ListDeadLettersResponse>, Status> {
         let s = &self.inner;
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let (topic, sub) = s.dead_letter_target(&caller, &req.topic, &req.subscriber)?;
         let limit = if req.limit == 0 {
@@ -503,7 +489,7 @@ impl pb::bus_server::Bus for BusService {
         request: Request<pb::ReplayRequest>,
     ) -> Result<Response<pb::ReplayResponse>, Status> {
         let s = &self.inner;
-        let caller = Inner::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let (topic, sub) = s.dead_letter_target(&caller, &req.topic, &req.subscriber)?;
         let replayed = s
@@ -528,24 +514,24 @@ impl Inner {
         caller: &AgencyId,
         topic: &str,
         subscriber: &str,
-    ) -> Result<(Arc<Topic>, AgencyId), Status> {
+    ) -> Result<(Arc<Topic>, AgencyId), Refusal> {
         let topic = self.topic(topic)?;
         let sub = if subscriber.is_empty() {
             caller.clone()
         } else {
-            AgencyId::parse(subscriber).map_err(|e| invalid(format!("`subscriber`: {e}")))?
+            AgencyId::parse(subscriber)
+                .map_err(|e| Refusal::new(Reason::InvalidRequest, format!("`subscriber`: {e}")))?
         };
         let auditor = self
             .roles
             .get(caller)
             .is_some_and(|r| r.contains(&Role::Auditor));
         if &sub != caller && !auditor {
-            return Err(refuse(Code::PermissionDenied, "ACCESS_DENIED", format!("`{caller}` may only see its own dead letters; an agency with the `auditor` role sees every subscriber's")));
+            return Err(Refusal::new(Reason::AccessDenied, format!("`{caller}` may only see its own dead letters; an agency with the `auditor` role sees every subscriber's")));
         }
         if !topic.subscribers.contains_key(&sub) {
-            return Err(refuse(
-                Code::NotFound,
-                "UNKNOWN_SUBSCRIPTION",
+            return Err(Refusal::new(
+                Reason::UnknownSubscription,
                 format!("`{sub}` does not subscribe to topic `{}`", topic.name),
             ));
         }
@@ -559,42 +545,52 @@ fn checked_event(
     topic: &Topic,
     caller: &AgencyId,
     req: pb::PublishRequest,
-) -> Result<StoredEvent, Status> {
+) -> Result<StoredEvent, Refusal> {
     let event = req.event.ok_or_else(|| {
-        invalid(format!(
-            "`event` is required: a `{}` packed in a google.protobuf.Any",
-            topic.event.full_name()
-        ))
+        Refusal::new(
+            Reason::InvalidRequest,
+            format!(
+                "`event` is required: a `{}` packed in a google.protobuf.Any",
+                topic.event.full_name()
+            ),
+        )
     })?;
     if event.type_url != topic.type_url {
-        return Err(invalid(format!(
-            "topic `{}` carries `{}` events, not `{}`; pack the event with type_url `{}`",
-            topic.name,
-            topic.event.full_name(),
-            event.type_url,
-            topic.type_url
-        )));
+        return Err(Refusal::new(
+            Reason::InvalidRequest,
+            format!(
+                "topic `{}` carries `{}` events, not `{}`; pack the event with type_url `{}`",
+                topic.name,
+                topic.event.full_name(),
+                event.type_url,
+                topic.type_url
+            ),
+        ));
     }
     let key = req.idempotency_key;
     if key.is_empty() || key.len() > 200 {
-        return Err(invalid("`idempotency_key` is required (1 to 200 characters), e.g. the act number: a retried publish with the same key is the same event"));
+        return Err(Refusal::new(Reason::InvalidRequest, "`idempotency_key` is required (1 to 200 characters), e.g. the act number: a retried publish with the same key is the same event"));
     }
     let decoded =
         DynamicMessage::decode(topic.event.clone(), event.value.as_slice()).map_err(|e| {
-            invalid(format!(
-                "the event does not decode as `{}`: {e}",
-                topic.event.full_name()
-            ))
+            Refusal::new(
+                Reason::InvalidRequest,
+                format!(
+                    "the event does not decode as `{}`: {e}",
+                    topic.event.full_name()
+                ),
+            )
         })?;
     let subject = match topic.subject_of(&decoded) {
         Some(found) if !req.subject.is_empty() && req.subject != found => {
-            return Err(refuse(Code::InvalidArgument, "SUBJECT_MISMATCH", "`subject` differs from the citizen id in the event; send the same id, or leave `subject` empty"));
+            return Err(Refusal::new(Reason::EventSubjectMismatch, "`subject` differs from the citizen id in the event; send the same id, or leave `subject` empty"));
         }
         Some(found) => found,
         None => req.subject,
     };
     if topic.subject_path.is_some() && subject.is_empty() {
-        return Err(invalid(
+        return Err(Refusal::new(
+            Reason::InvalidRequest,
             "the event's citizen id field is empty: an event about a citizen must name the citizen",
         ));
     }

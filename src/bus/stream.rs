@@ -53,8 +53,8 @@ pub(super) async fn run(
             .await
         {
             Ok(b) => b,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
+            Err(refusal) => {
+                let _ = tx.send(Err(refusal.into())).await;
                 break;
             }
         };
@@ -70,8 +70,8 @@ pub(super) async fn run(
         }
         let deliveries = match inner.prepare_all(&topic, rx, batch).await {
             Ok(d) => d,
-            Err(status) => {
-                let _ = tx.send(Err(status)).await;
+            Err(refusal) => {
+                let _ = tx.send(Err(refusal.into())).await;
                 break;
             }
         };
@@ -129,6 +129,6 @@ async fn release(inner: &Inner, topic: &str, sub: &str, ids: Vec<String>) {
         .bounded(inner.store.release(topic, sub, &ids, true))
         .await
     {
-        tracing::warn!(error = %e.message(), "could not release deliveries; they are redelivered after their ack deadline");
+        tracing::warn!(error = %e.message, "could not release deliveries; they are redelivered after their ack deadline");
     }
 }

@@ -5,18 +5,17 @@
 use super::artefact::{self, now_micros, ConsentSigner};
 use super::store::{ConsentStore, StoredConsent};
 use crate::audit::record::{Ending, Recorder, Trail};
-use crate::audit::service::Caller;
 use crate::config::{MethodPattern, Role};
-use crate::identity::AgencyId;
+use crate::identity::{AgencyId, Caller};
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::consent::v1 as pb;
+use crate::refusal::{Reason, Refusal};
 use pb::consents_server::Consents;
 use prost::Message as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
-use tonic::{Code, Request, Response, Status};
-use tonic_types::{ErrorDetails, StatusExt as _};
+use tonic::{Request, Response, Status};
 
 /// Data categories a consent may name.
 const CATEGORIES: [&str; 5] = ["civil", "fiscal", "health", "education", "social"];
@@ -46,41 +45,24 @@ impl std::fmt::Debug for ConsentService {
     }
 }
 
-fn refuse(code: Code, reason: &str, message: impl Into<String>) -> Status {
-    let details = ErrorDetails::with_error_info(reason, crate::refusal::DOMAIN, HashMap::new());
-    Status::with_error_details(code, message, details)
-}
+/// What a call without a caller identity is told.
+const HOW_TO_CALL: &str = "call the consents API over the gateway's mutual TLS";
 
-fn invalid(message: impl Into<String>) -> Status {
-    refuse(Code::InvalidArgument, "INVALID_REQUEST", message)
+fn no_consent(id: &str) -> Refusal {
+    Refusal::new(Reason::NotFound, format!("no consent `{id}`"))
 }
 
 impl ConsentService {
-    fn caller<T>(request: &Request<T>) -> Result<AgencyId, Status> {
-        request
-            .extensions()
-            .get::<Caller>()
-            .map(|c| c.0.clone())
-            .ok_or_else(|| {
-                refuse(
-                    Code::Unauthenticated,
-                    "ACCESS_DENIED",
-                    "call the consents API over the gateway's mutual TLS",
-                )
-            })
-    }
-
     fn has(&self, agency: &AgencyId, role: Role) -> bool {
         self.roles.get(agency).is_some_and(|r| r.contains(&role))
     }
 
-    fn manager(&self, caller: &AgencyId) -> Result<(), Status> {
+    fn manager(&self, caller: &AgencyId) -> Result<(), Refusal> {
         if self.has(caller, Role::ConsentManager) {
             Ok(())
         } else {
-            Err(refuse(
-                Code::PermissionDenied,
-                "ACCESS_DENIED",
+            Err(Refusal::new(
+                Reason::AccessDenied,
                 format!("`{caller}` may not record or read consents: only the citizen portal (`consent-manager` role) does"),
             ))
         }
@@ -89,20 +71,18 @@ impl ConsentService {
     async fn bounded<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, super::StoreError>>,
-    ) -> Result<T, Status> {
+    ) -> Result<T, Refusal> {
         match tokio::time::timeout(self.timeout, work).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "consent store failure");
-                Err(refuse(
-                    Code::Unavailable,
-                    "CONSENT_UNAVAILABLE",
+                Err(Refusal::new(
+                    Reason::ConsentUnavailable,
                     "the consent store cannot be reached; retry shortly",
                 ))
             }
-            Err(_) => Err(refuse(
-                Code::Unavailable,
-                "CONSENT_UNAVAILABLE",
+            Err(_) => Err(Refusal::new(
+                Reason::ConsentUnavailable,
                 "the consent store did not answer in time; retry shortly",
             )),
         }
@@ -115,7 +95,7 @@ impl ConsentService {
         kind: Kind,
         method: &str,
         consent: &pb::Consent,
-    ) -> Result<(), Status> {
+    ) -> Result<(), Refusal> {
         let mut trail = Trail::start(
             &format!("{:032x}", rand::random::<u128>()),
             caller.as_str(),
@@ -136,55 +116,65 @@ impl ConsentService {
         };
         self.recorder.record_kind(&trail, ending, kind).await.map(drop).map_err(|e| {
             tracing::error!(error = %e, "consent change not recorded");
-            refuse(Code::Unavailable, "AUDIT_UNAVAILABLE", "the change cannot be recorded in the audit log right now, so it is not made; retry later")
+            Refusal::new(Reason::AuditUnavailable, "the change cannot be recorded in the audit log right now, so it is not made; retry later")
         })
     }
 
-    fn validate(&self, c: &pb::Consent) -> Result<(), Status> {
+    fn validate(&self, c: &pb::Consent) -> Result<(), Refusal> {
         let id_ok = |s: &str| {
             !s.is_empty()
                 && s.len() <= 64
                 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
         if !id_ok(&c.subject) {
-            return Err(invalid(
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
                 "`subject` must be the citizen's id (letters, digits, `-`)",
             ));
         }
         if !self.roles.contains_key(
-            &AgencyId::parse(&c.consumer).map_err(|e| invalid(format!("`consumer`: {e}")))?,
+            &AgencyId::parse(&c.consumer)
+                .map_err(|e| Refusal::new(Reason::InvalidRequest, format!("`consumer`: {e}")))?,
         ) {
-            return Err(invalid(format!(
-                "`consumer` `{}` is not an agency of this gateway",
-                c.consumer
-            )));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                format!(
+                    "`consumer` `{}` is not an agency of this gateway",
+                    c.consumer
+                ),
+            ));
         }
         if !self.purposes.contains(&c.purpose) {
-            return Err(invalid(format!(
-                "`purpose` `{}` is not a declared purpose",
-                c.purpose
-            )));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                format!("`purpose` `{}` is not a declared purpose", c.purpose),
+            ));
         }
         if c.methods.is_empty() && c.categories.is_empty() {
-            return Err(invalid("name the data covered: `methods` (`pkg.Service/Method` or `pkg.Service/*`) or `categories`"));
+            return Err(Refusal::new(Reason::InvalidRequest, "name the data covered: `methods` (`pkg.Service/Method` or `pkg.Service/*`) or `categories`"));
         }
         for m in &c.methods {
-            MethodPattern::parse(m).map_err(|e| invalid(format!("method `{m}`: {e}")))?;
+            MethodPattern::parse(m)
+                .map_err(|e| Refusal::new(Reason::InvalidRequest, format!("method `{m}`: {e}")))?;
         }
         if let Some(bad) = c
             .categories
             .iter()
             .find(|cat| !CATEGORIES.contains(&cat.as_str()))
         {
-            return Err(invalid(format!(
-                "category `{bad}` is unknown; use one of {}",
-                CATEGORIES.join(", ")
-            )));
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
+                format!(
+                    "category `{bad}` is unknown; use one of {}",
+                    CATEGORIES.join(", ")
+                ),
+            ));
         }
         if c.not_after_unix_micros <= now_micros()
             || c.not_after_unix_micros <= c.not_before_unix_micros
         {
-            return Err(invalid(
+            return Err(Refusal::new(
+                Reason::InvalidRequest,
                 "`not_after_unix_micros` must be in the future and after `not_before_unix_micros`",
             ));
         }
@@ -202,12 +192,12 @@ impl Consents for ConsentService {
         &self,
         request: Request<pb::GrantRequest>,
     ) -> Result<Response<pb::SignedConsent>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         self.manager(&caller)?;
         let mut consent = request
             .into_inner()
             .consent
-            .ok_or_else(|| invalid("`consent` is required"))?;
+            .ok_or_else(|| Refusal::new(Reason::InvalidRequest, "`consent` is required"))?;
         let now = now_micros();
         consent.id = format!("{:032x}", rand::random::<u128>());
         consent.recorded_by = caller.to_string();
@@ -239,13 +229,13 @@ impl Consents for ConsentService {
         &self,
         request: Request<pb::RevokeRequest>,
     ) -> Result<Response<pb::SignedConsent>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         self.manager(&caller)?;
         let id = request.into_inner().id;
         let current = self
             .bounded(self.store.get(&id))
             .await?
-            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+            .ok_or_else(|| no_consent(&id))?;
         self.audit(
             &caller,
             Kind::ConsentRevoked,
@@ -256,7 +246,7 @@ impl Consents for ConsentService {
         let revoked = self
             .bounded(self.store.revoke(&id, now_micros()))
             .await?
-            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+            .ok_or_else(|| no_consent(&id))?;
         Ok(Response::new(self.signed(&revoked)))
     }
 
@@ -264,21 +254,21 @@ impl Consents for ConsentService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::SignedConsent>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         let id = request.into_inner().id;
         let stored = self
             .bounded(self.store.get(&id))
             .await?
-            .ok_or_else(|| refuse(Code::NotFound, "NOT_FOUND", format!("no consent `{id}`")))?;
+            .ok_or_else(|| no_consent(&id))?;
         let allowed = self.has(&caller, Role::ConsentManager)
             || self.has(&caller, Role::Auditor)
             || stored.consent.consumer == caller.as_str();
         if !allowed {
-            return Err(refuse(
-                Code::PermissionDenied,
-                "ACCESS_DENIED",
+            return Err(Refusal::new(
+                Reason::AccessDenied,
                 format!("consent `{id}` is not addressed to `{caller}`"),
-            ));
+            )
+            .into());
         }
         Ok(Response::new(self.signed(&stored)))
     }
@@ -287,13 +277,13 @@ impl Consents for ConsentService {
         &self,
         request: Request<pb::ListBySubjectRequest>,
     ) -> Result<Response<pb::ListBySubjectResponse>, Status> {
-        let caller = Self::caller(&request)?;
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
         if !self.has(&caller, Role::ConsentManager) && !self.has(&caller, Role::Auditor) {
-            return Err(refuse(
-                Code::PermissionDenied,
-                "ACCESS_DENIED",
+            return Err(Refusal::new(
+                Reason::AccessDenied,
                 "a citizen's consents are listed for the portal (`consent-manager`) and auditors",
-            ));
+            )
+            .into());
         }
         let subject = request.into_inner().subject;
         let all = self.bounded(self.store.list_by_subject(&subject)).await?;
@@ -309,7 +299,7 @@ impl Consents for ConsentService {
         let signed = request
             .into_inner()
             .consent
-            .ok_or_else(|| invalid("`consent` is required"))?;
+            .ok_or_else(|| Refusal::new(Reason::InvalidRequest, "`consent` is required"))?;
         let valid = artefact::verify(&self.signer.verifier(), &signed.consent, &signed.signature);
         if !valid {
             return Ok(Response::new(pb::VerifyResponse {
@@ -318,8 +308,12 @@ impl Consents for ConsentService {
                 message: "the signature does not match: this is not a consent recorded by this gateway, or it was altered".into(),
             }));
         }
-        let consent = pb::Consent::decode(signed.consent.as_slice())
-            .map_err(|e| invalid(format!("the consent bytes do not decode: {e}")))?;
+        let consent = pb::Consent::decode(signed.consent.as_slice()).map_err(|e| {
+            Refusal::new(
+                Reason::InvalidRequest,
+                format!("the consent bytes do not decode: {e}"),
+            )
+        })?;
         let status = match self.bounded(self.store.get(&consent.id)).await? {
             Some(stored) => artefact::status(&stored, now_micros()),
             None => pb::Status::Unspecified,

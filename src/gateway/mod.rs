@@ -234,7 +234,7 @@ impl Gateway {
         if is_own(path) {
             request
                 .extensions_mut()
-                .insert(crate::audit::service::Caller(consumer.clone()));
+                .insert(crate::identity::Caller(consumer.clone()));
             return match routing.own.clone().oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},

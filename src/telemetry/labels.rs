@@ -6,7 +6,8 @@ use crate::proto::jisr::audit::v1::Outcome;
 use crate::refusal::Reason;
 use rustls::{CertificateError, Error};
 
-/// Every reason, in slot order (slot 0 is "no reason": allowed).
+/// Every reason an exchange can end with, in slot order (slot 0 is "no
+/// reason": allowed).
 pub(crate) const REASONS: [Reason; 20] = [
     Reason::AccessDenied,
     Reason::PurposeRequired,
@@ -33,11 +34,14 @@ pub(crate) const REASONS: [Reason; 20] = [
 /// Counter slots per consumer and method: "allowed" plus one per reason.
 pub(crate) const SLOTS: usize = REASONS.len() + 1;
 
-/// The counter slot of an ending. The match is exhaustive on purpose: a
-/// new reason does not compile until it has a slot.
-pub(crate) fn slot(reason: Option<Reason>) -> usize {
-    let Some(reason) = reason else { return 0 };
-    1 + match reason {
+/// The counter slot of an ending, `None` for a reason no exchange ends
+/// with. The match is exhaustive on purpose: a new reason does not compile
+/// until it has a slot or is said not to need one.
+pub(crate) fn slot(reason: Option<Reason>) -> Option<usize> {
+    let Some(reason) = reason else {
+        return Some(0);
+    };
+    let index = match reason {
         Reason::AccessDenied => 0,
         Reason::PurposeRequired => 1,
         Reason::PurposeNotAllowed => 2,
@@ -58,7 +62,19 @@ pub(crate) fn slot(reason: Option<Reason>) -> usize {
         Reason::RateLimited => 17,
         Reason::Overloaded => 18,
         Reason::ProviderTimeout => 19,
-    }
+        // Only the gateway's own APIs (audit, consents, bus) refuse with
+        // these, and their calls are not exchanges: giving them slots would
+        // add a counter cell per consumer and method that stays zero.
+        Reason::NoCallerIdentity
+        | Reason::EventSubjectMismatch
+        | Reason::NotFound
+        | Reason::OutOfRange
+        | Reason::NotYetCheckpointed
+        | Reason::UnknownTopic
+        | Reason::UnknownSubscription
+        | Reason::BusUnavailable => return None,
+    };
+    Some(1 + index)
 }
 
 /// The reason in a slot (`None` for slot 0).
@@ -211,11 +227,28 @@ mod tests {
     #[test]
     fn every_reason_has_its_own_slot_and_back() {
         for (i, reason) in REASONS.iter().enumerate() {
-            assert_eq!(slot(Some(*reason)), i + 1, "{reason:?}");
+            assert_eq!(slot(Some(*reason)), Some(i + 1), "{reason:?}");
             assert_eq!(reason_of(i + 1), Some(*reason));
         }
-        assert_eq!(slot(None), 0);
+        assert_eq!(slot(None), Some(0));
         assert_eq!(reason_of(0), None);
+    }
+
+    #[test]
+    fn reasons_of_the_gateway_apis_alone_have_no_slot() {
+        for reason in [
+            Reason::NoCallerIdentity,
+            Reason::EventSubjectMismatch,
+            Reason::NotFound,
+            Reason::OutOfRange,
+            Reason::NotYetCheckpointed,
+            Reason::UnknownTopic,
+            Reason::UnknownSubscription,
+            Reason::BusUnavailable,
+        ] {
+            assert_eq!(slot(Some(reason)), None, "{reason:?}");
+            assert!(!REASONS.contains(&reason), "{reason:?}");
+        }
     }
 
     #[test]

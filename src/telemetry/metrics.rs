@@ -195,11 +195,12 @@ impl Metrics {
         reason: Option<Reason>,
         elapsed: Duration,
     ) {
-        let slot = labels::slot(reason);
-        let cell = route
-            .counts
-            .get(consumer * SLOTS + slot)
-            .or_else(|| route.counts.get(OTHER_SLOT * SLOTS + slot));
+        let cell = labels::slot(reason).and_then(|slot| {
+            route
+                .counts
+                .get(consumer * SLOTS + slot)
+                .or_else(|| route.counts.get(OTHER_SLOT * SLOTS + slot))
+        });
         if let Some(cell) = cell {
             cell.fetch_add(1, Ordering::Relaxed);
         }
