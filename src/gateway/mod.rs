@@ -336,17 +336,12 @@ fn is_own(path: &str) -> bool {
         .is_some_and(crate::catalogue::is_reserved_service)
 }
 
-/// Opens the consent store: Redis when configured (shared by replicas, and
-/// returned apart for shared rate limits), else the embedded one.
+/// Opens the consent store: Redis when configured (shared by replicas; its
+/// connection is returned apart for shared rate limits), else the embedded
+/// one.
 async fn open_consents(
     config: &Config,
-) -> Result<
-    (
-        exchange::Consents,
-        Option<crate::consent::store::redis::RedisConsentStore>,
-    ),
-    StartError,
-> {
+) -> Result<(exchange::Consents, Option<crate::redis::Shared>), StartError> {
     use crate::consent::{
         store::embedded::EmbeddedConsentStore, store::redis::RedisConsentStore, ConsentStore,
     };
@@ -354,7 +349,8 @@ async fn open_consents(
     let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
         Some(url) => {
             let redis = RedisConsentStore::open(url, timeout).await?;
-            (Arc::new(redis.clone()), Some(redis))
+            let shared = redis.shared().clone();
+            (Arc::new(redis), Some(shared))
         }
         None => (
             Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
