@@ -15,6 +15,7 @@
 
 pub mod body;
 pub mod exchange;
+mod figures;
 pub mod lanes;
 pub mod layers;
 pub mod metadata;
@@ -166,14 +167,16 @@ impl Gateway {
                 .consent
                 .redis_url
                 .is_some()
-                .then(|| consents.store.clone()),
+                .then(|| -> Arc<dyn crate::telemetry::Probe> {
+                    Arc::new(figures::StoreProbe(consents.store.clone()))
+                }),
         );
         let routing = Arc::new(ArcSwap::from_pointee(routing));
         let reload = Arc::new(reload::ReloadStatus::default());
-        metrics.set_gateway(crate::telemetry::GatewayState {
+        metrics.set_gateway(Arc::new(figures::Figures {
             reload: reload.clone(),
             routing: routing.clone(),
-        });
+        }));
         let telemetry = Arc::new(Telemetry::start(
             &config.telemetry,
             config.node.id.as_str(),
