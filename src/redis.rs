@@ -243,7 +243,8 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    /// A handle on the Redis `url` names (see [`parse`]), not connected yet.
+    /// A handle on the Redis `url` names (a server or a cluster, as `parse`
+    /// reads it), not connected yet.
     /// `timeout` bounds every call; `user` names its users in the log (e.g.
     /// "consent store").
     pub fn new(url: &str, timeout: Duration, user: &'static str) -> Self {
@@ -352,6 +353,27 @@ mod tests {
             parse("redis://a:1, redis://b:2"),
             Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
         );
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_is_not_there_is_a_connect_error_without_credentials() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let redis = Shared::new(
+            "redis://:secret@127.0.0.1:1",
+            Duration::from_millis(50),
+            "test",
+        );
+        redis.check_url().unwrap();
+        let e = redis.ping().await.unwrap_err();
+        assert!(e.is_connect(), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot connect to redis at redis://127.0.0.1:1"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // A failed attempt leaves the next call to try again.
+        assert!(redis.ping().await.unwrap_err().is_connect());
     }
 
     #[test]
