@@ -1,7 +1,13 @@
-//! Where the Redis consent store connects: a standalone server through a
-//! self-reconnecting [`ConnectionManager`], or a Redis Cluster through a
-//! [`ClusterConnection`] (which follows slot moves and reconnects to nodes).
+//! The gateway's Redis: where a store URL points (a standalone server
+//! through a self-reconnecting [`ConnectionManager`], or a Redis Cluster
+//! through a [`ClusterConnection`], which follows slot moves and reconnects
+//! to nodes), and [`Shared`], the one connection its users share: the
+//! consent store and the shared rate limits on `consent.redis_url`, the bus
+//! store on `bus.redis_url`. Every call through it is bounded by one
+//! timeout, so a Redis that hangs costs a caller that long and no more.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -9,7 +15,7 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
 
-/// A connection to the store's Redis; cheap to clone (clones share it).
+/// A connection to a Redis; cheap to clone (clones share it).
 #[derive(Clone)]
 pub(crate) enum Conn {
     Standalone(ConnectionManager),
@@ -107,7 +113,7 @@ fn redact_part(part: &str) -> String {
 }
 
 /// Checks that every URL of the target can name a Redis, without connecting.
-pub(super) fn validate(target: &Target) -> RedisResult<()> {
+fn validate(target: &Target) -> RedisResult<()> {
     let urls = match target {
         Target::Standalone(url) => std::slice::from_ref(url),
         Target::Cluster(nodes) => nodes.as_slice(),
@@ -155,6 +161,180 @@ pub(crate) async fn open(target: &Target, timeout: Duration) -> RedisResult<Conn
     }
 }
 
+/// Why a call through [`Shared`] failed. Each user adds what the operator
+/// should do, which differs between them (the setting to check, whether
+/// the call was refused).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be opened.
+    #[error("cannot connect to redis at {address}: {source}")]
+    Connect {
+        /// The URL without credentials.
+        address: String,
+        /// What Redis or the network said.
+        source: redis::RedisError,
+    },
+    /// No connection could be opened within the bound.
+    #[error("cannot connect to redis at {address} within {} ms", .after.as_millis())]
+    ConnectTimedOut {
+        /// The URL without credentials.
+        address: String,
+        /// How long the attempt was given.
+        after: Duration,
+    },
+    /// Redis answered the call with an error, or the connection broke.
+    #[error("redis at {address} failed to {what}: {source}")]
+    Failed {
+        /// The URL without credentials.
+        address: String,
+        /// What the call was for.
+        what: &'static str,
+        /// What Redis said.
+        source: redis::RedisError,
+    },
+    /// Redis did not answer within the command timeout.
+    #[error("redis at {address} did not answer within {} ms ({what})", .after.as_millis())]
+    TimedOut {
+        /// The URL without credentials.
+        address: String,
+        /// What the call was for.
+        what: &'static str,
+        /// The command timeout.
+        after: Duration,
+    },
+}
+
+impl Error {
+    /// Whether no connection could be opened (rather than a call failing on
+    /// an open one): the URL or Redis itself is then the thing to check.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, Self::Connect { .. } | Self::ConnectTimedOut { .. })
+    }
+}
+
+/// One Redis connection shared by its users; cheap to clone (clones share
+/// the connection). It is opened on first use, not at construction, so a
+/// gateway can start before its Redis; once open it reconnects by itself.
+#[derive(Clone)]
+pub struct Shared {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Set once an attempt to connect succeeds; a failed attempt leaves it
+    /// empty for the next caller to try again.
+    conn: tokio::sync::OnceCell<Conn>,
+    target: Target,
+    /// The URL without credentials, for messages and logs.
+    address: String,
+    /// Bounds each command (and each connection attempt's steps).
+    timeout: Duration,
+    /// Who uses it, for the log line saying it connected.
+    user: &'static str,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("address", &self.inner.address)
+            .field("timeout", &self.inner.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// A handle on the Redis `url` names (a server or a cluster, as `parse`
+    /// reads it), not connected yet.
+    /// `timeout` bounds every call; `user` names its users in the log (e.g.
+    /// "consent store").
+    pub fn new(url: &str, timeout: Duration, user: &'static str) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn: tokio::sync::OnceCell::new(),
+                target: parse(url),
+                address: redact(url),
+                timeout,
+                user,
+            }),
+        }
+    }
+
+    /// Checks, without connecting, that the URL can name a Redis at all.
+    pub fn check_url(&self) -> RedisResult<()> {
+        validate(&self.inner.target)
+    }
+
+    /// The URL without credentials.
+    pub fn address(&self) -> &str {
+        &self.inner.address
+    }
+
+    /// The bound of every call.
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    /// The connection, opening it first if no attempt succeeded yet. An
+    /// attempt is bounded by four command timeouts, since connecting may
+    /// retry a few times.
+    pub(crate) async fn connection(&self) -> Result<Conn, Error> {
+        if let Some(conn) = self.inner.conn.get() {
+            return Ok(conn.clone());
+        }
+        let inner = &*self.inner;
+        let bound = inner.timeout * 4;
+        let attempt = inner.conn.get_or_try_init(|| async {
+            match tokio::time::timeout(bound, open(&inner.target, inner.timeout)).await {
+                Ok(Ok(conn)) => {
+                    tracing::info!(address = %inner.address, "connected to the {}", inner.user);
+                    Ok(conn)
+                }
+                Ok(Err(source)) => Err(Error::Connect {
+                    address: inner.address.clone(),
+                    source,
+                }),
+                Err(_) => Err(Error::ConnectTimedOut {
+                    address: inner.address.clone(),
+                    after: bound,
+                }),
+            }
+        });
+        attempt.await.cloned()
+    }
+
+    /// Runs `op` on the connection (opened first if need be) within the
+    /// command timeout; `what` says what it was for in the error.
+    pub(crate) async fn call<T, F, Fut>(&self, what: &'static str, op: F) -> Result<T, Error>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
+    {
+        let conn = self.connection().await?;
+        match tokio::time::timeout(self.inner.timeout, op(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(source)) => Err(Error::Failed {
+                address: self.inner.address.clone(),
+                what,
+                source,
+            }),
+            Err(_) => Err(Error::TimedOut {
+                address: self.inner.address.clone(),
+                what,
+                after: self.inner.timeout,
+            }),
+        }
+    }
+
+    /// Whether Redis answers now (one PING, bounded like every call).
+    pub async fn ping(&self) -> Result<(), Error> {
+        self.call("answer PING", |mut conn| async move {
+            let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,6 +353,27 @@ mod tests {
             parse("redis://a:1, redis://b:2"),
             Target::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
         );
+    }
+
+    #[tokio::test]
+    async fn a_redis_that_is_not_there_is_a_connect_error_without_credentials() {
+        // Port 1 on loopback: nothing listens, the connection is refused.
+        let redis = Shared::new(
+            "redis://:secret@127.0.0.1:1",
+            Duration::from_millis(50),
+            "test",
+        );
+        redis.check_url().unwrap();
+        let e = redis.ping().await.unwrap_err();
+        assert!(e.is_connect(), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot connect to redis at redis://127.0.0.1:1"),
+            "{text}"
+        );
+        assert!(!text.contains("secret"), "{text}");
+        // A failed attempt leaves the next call to try again.
+        assert!(redis.ping().await.unwrap_err().is_connect());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 pub mod body;
 pub mod exchange;
+mod figures;
 pub mod lanes;
 pub mod layers;
 pub mod metadata;
@@ -166,14 +167,16 @@ impl Gateway {
                 .consent
                 .redis_url
                 .is_some()
-                .then(|| consents.store.clone()),
+                .then(|| -> Arc<dyn crate::telemetry::Probe> {
+                    Arc::new(figures::StoreProbe(consents.store.clone()))
+                }),
         );
         let routing = Arc::new(ArcSwap::from_pointee(routing));
         let reload = Arc::new(reload::ReloadStatus::default());
-        metrics.set_gateway(crate::telemetry::GatewayState {
+        metrics.set_gateway(Arc::new(figures::Figures {
             reload: reload.clone(),
             routing: routing.clone(),
-        });
+        }));
         let telemetry = Arc::new(Telemetry::start(
             &config.telemetry,
             config.node.id.as_str(),
@@ -336,17 +339,12 @@ fn is_own(path: &str) -> bool {
         .is_some_and(crate::catalogue::is_reserved_service)
 }
 
-/// Opens the consent store: Redis when configured (shared by replicas, and
-/// returned apart for shared rate limits), else the embedded one.
+/// Opens the consent store: Redis when configured (shared by replicas; its
+/// connection is returned apart for shared rate limits), else the embedded
+/// one.
 async fn open_consents(
     config: &Config,
-) -> Result<
-    (
-        exchange::Consents,
-        Option<crate::consent::store::redis::RedisConsentStore>,
-    ),
-    StartError,
-> {
+) -> Result<(exchange::Consents, Option<crate::redis::Shared>), StartError> {
     use crate::consent::{
         store::embedded::EmbeddedConsentStore, store::redis::RedisConsentStore, ConsentStore,
     };
@@ -354,7 +352,8 @@ async fn open_consents(
     let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
         Some(url) => {
             let redis = RedisConsentStore::open(url, timeout).await?;
-            (Arc::new(redis.clone()), Some(redis))
+            let shared = redis.shared().clone();
+            (Arc::new(redis), Some(shared))
         }
         None => (
             Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),

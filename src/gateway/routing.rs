@@ -25,8 +25,8 @@ pub(super) struct Apis {
     pub(super) audit: crate::audit::service::AuditService,
     pub(super) consents: crate::consent::service::ConsentService,
     pub(super) health: tonic_health::server::HealthReporter,
-    /// The consent store's Redis, if any, for shared rate limits.
-    pub(super) redis: Option<crate::consent::store::redis::RedisConsentStore>,
+    /// The consent store's Redis connection, if any, for shared rate limits.
+    pub(super) redis: Option<crate::redis::Shared>,
     /// The bus, whose topics are fixed at start.
     pub(super) bus: crate::bus::service::BusService,
 }

@@ -13,6 +13,7 @@
 use super::agencies::{AgencyLabels, Registry, OTHER_SLOT};
 use super::histogram::Histogram;
 use super::labels::{self, TlsFailure, OUTCOMES, SLOTS};
+use super::view::GatewayView;
 use crate::proto::jisr::audit::v1::Outcome;
 use crate::refusal::Reason;
 use arc_swap::ArcSwap;
@@ -71,19 +72,9 @@ pub struct Metrics {
     tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub(crate) otel: OnceLock<OtelInstruments>,
     audit: OnceLock<Arc<crate::audit::AuditLog>>,
-    gateway: OnceLock<GatewayState>,
+    gateway: OnceLock<Arc<dyn GatewayView>>,
     /// Open client connections on each lane, once the lanes run.
     lanes: OnceLock<Vec<Arc<AtomicUsize>>>,
-}
-
-/// What the gateway's reloads and upstream pools look like now, read when
-/// metrics are exported (not on the call path).
-#[derive(Debug, Clone)]
-pub struct GatewayState {
-    /// How reloads went.
-    pub reload: Arc<crate::gateway::reload::ReloadStatus>,
-    /// The current routing state, whose pools hold the breakers.
-    pub routing: Arc<arc_swap::ArcSwap<crate::gateway::Routing>>,
 }
 
 impl Metrics {
@@ -225,14 +216,15 @@ impl Metrics {
         }
     }
 
-    /// Names the reload status and routing state whose figures are exported.
-    pub fn set_gateway(&self, state: GatewayState) {
-        let _ = self.gateway.set(state);
+    /// Names what shows the gateway's reloads and provider pools, whose
+    /// figures are exported.
+    pub fn set_gateway(&self, view: Arc<dyn GatewayView>) {
+        let _ = self.gateway.set(view);
     }
 
-    /// The reload and upstream state, once the gateway is built.
-    pub(crate) fn gateway(&self) -> Option<&GatewayState> {
-        self.gateway.get()
+    /// The reloads and provider pools, once the gateway is built.
+    pub(crate) fn gateway(&self) -> Option<&dyn GatewayView> {
+        self.gateway.get().map(|view| &**view)
     }
 
     /// Names each lane's open-connection count, exported as a gauge.

@@ -20,13 +20,15 @@ mod otlp;
 pub mod prometheus;
 pub mod ready;
 pub mod trace;
+pub mod view;
 
 pub use agencies::AgencyLabels;
 pub use labels::TlsFailure;
-pub use metrics::{GatewayState, Metrics, RouteMetrics};
+pub use metrics::{Metrics, RouteMetrics};
 pub use otlp::OtlpError;
 pub use ready::Readiness;
 pub use trace::ExchangeSpan;
+pub use view::{GatewayView, InstanceFigures, Probe, ProviderFigures, ReloadFigures};
 
 use crate::config::TelemetryConfig;
 use std::sync::Arc;

@@ -4,30 +4,27 @@
 use super::histogram::{Snapshot, BOUNDS_MICROS};
 use super::labels;
 use super::metrics::Metrics;
+use super::view::GatewayView;
 use crate::audit::log::WriterStats;
 use std::fmt::Write as _;
 
 /// Reloads, and each provider pool's load, shedding and breakers.
-fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
-    let reload = &gateway.reload;
+fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
+    let reload = gateway.reloads();
     header(
         out,
         "jisr_config_reloads_total",
         "counter",
         "Configuration reloads applied since start.",
     );
-    let _ = writeln!(out, "jisr_config_reloads_total {}", reload.reloads());
+    let _ = writeln!(out, "jisr_config_reloads_total {}", reload.reloads);
     header(
         out,
         "jisr_config_reload_failures_total",
         "counter",
         "Configuration reloads rejected since start (the previous configuration stayed; the reason is in the log).",
     );
-    let _ = writeln!(
-        out,
-        "jisr_config_reload_failures_total {}",
-        reload.failures()
-    );
+    let _ = writeln!(out, "jisr_config_reload_failures_total {}", reload.failures);
     header(
         out,
         "jisr_config_last_reload_ok",
@@ -37,9 +34,9 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
     let _ = writeln!(
         out,
         "jisr_config_last_reload_ok {}",
-        u8::from(reload.last_error().is_none())
+        u8::from(reload.last_ok)
     );
-    let stats = gateway.routing.load().upstream_stats();
+    let stats = gateway.providers();
     header(
         out,
         "jisr_upstream_in_flight",
@@ -50,7 +47,7 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
         let _ = writeln!(
             out,
             "jisr_upstream_in_flight{{provider=\"{}\"}} {}",
-            escape(s.provider.as_str()),
+            escape(&s.provider),
             s.in_flight
         );
     }
@@ -64,7 +61,7 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
         let _ = writeln!(
             out,
             "jisr_upstream_shed_total{{provider=\"{}\"}} {}",
-            escape(s.provider.as_str()),
+            escape(&s.provider),
             s.shed
         );
     }
@@ -76,14 +73,13 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
     );
     for s in &stats {
         for i in &s.instances {
-            let ejected =
-                u8::from(i.state != crate::gateway::layers::breaker::BreakerState::Closed);
+            let ejected = u8::from(i.ejected);
             let _ = writeln!(
                 out,
                 "jisr_upstream_instance_ejected{{provider=\"{}\",instance=\"{}\",state=\"{}\"}} {ejected}",
-                escape(s.provider.as_str()),
+                escape(&s.provider),
                 escape(&i.addr),
-                i.state.as_str()
+                i.state
             );
         }
     }
@@ -98,7 +94,7 @@ fn gateway_lines(out: &mut String, gateway: &super::GatewayState) {
             let _ = writeln!(
                 out,
                 "jisr_upstream_ejections_total{{provider=\"{}\",instance=\"{}\"}} {}",
-                escape(s.provider.as_str()),
+                escape(&s.provider),
                 escape(&i.addr),
                 i.ejections
             );

@@ -2,8 +2,8 @@
 //! its catalogue has methods, its audit log takes entries and (when
 //! configured) Redis answers. Checked on each `/readyz` request.
 
+use super::view::Probe;
 use crate::audit::AuditLog;
-use crate::consent::ConsentStore;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use std::path::Path;
@@ -29,8 +29,8 @@ pub struct Readiness {
     /// after each applied reload.
     serving: std::sync::Mutex<Serving>,
     audit: Arc<AuditLog>,
-    /// The shared consent store, when it is Redis.
-    redis: Option<Arc<dyn ConsentStore>>,
+    /// The shared consent store's Redis, when there is one.
+    redis: Option<Arc<dyn Probe>>,
     draining: AtomicBool,
 }
 
@@ -43,12 +43,12 @@ struct Serving {
 
 impl Readiness {
     /// Readiness of a node serving `methods` methods with this certificate,
-    /// audit log and (if Redis) consent store.
+    /// audit log and (if Redis) what pings the consent store's Redis.
     pub fn new(
         cert: &Path,
         methods: usize,
         audit: Arc<AuditLog>,
-        redis: Option<Arc<dyn ConsentStore>>,
+        redis: Option<Arc<dyn Probe>>,
     ) -> Self {
         Self {
             serving: std::sync::Mutex::new(Serving {
@@ -145,16 +145,16 @@ impl Readiness {
             },
         });
         if let Some(store) = &self.redis {
-            checks.push(match store.ping().await {
+            checks.push(match store.probe().await {
                 Ok(()) => Check {
                     name: "redis",
                     ok: true,
                     detail: "answers".into(),
                 },
-                Err(e) => Check {
+                Err(detail) => Check {
                     name: "redis",
                     ok: false,
-                    detail: e.to_string(),
+                    detail,
                 },
             });
         }

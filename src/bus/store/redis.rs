@@ -26,7 +26,7 @@ use super::{
     exhausted_reason, BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published,
     StoredEvent,
 };
-use crate::redis::Conn;
+use crate::redis::Shared;
 
 mod reply;
 
@@ -46,9 +46,9 @@ return {id, 0}
 /// Topics in Redis Streams, shared by every replica.
 #[derive(Clone)]
 pub struct RedisBusStore {
-    conn: Conn,
-    address: String,
-    timeout: Duration,
+    /// The bus's own connection (`bus.redis_url` may name another Redis
+    /// than the consent store's), opened at once and reconnecting by itself.
+    redis: Shared,
     limits: Limits,
     /// This process's consumer name in every group.
     consumer: String,
@@ -57,13 +57,37 @@ pub struct RedisBusStore {
 impl std::fmt::Debug for RedisBusStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBusStore")
-            .field("address", &self.address)
+            .field("address", &self.redis.address())
             .field("consumer", &self.consumer)
             .finish_non_exhaustive()
     }
 }
 
 use reply::{entries, int, items, text, Fields};
+
+/// A Redis failure in the bus's words: which setting to check when it
+/// cannot connect; only what failed once connected (the caller decides
+/// what the failure means for the call).
+fn unavailable(e: crate::redis::Error) -> BusError {
+    use crate::redis::Error;
+    BusError::Unavailable(match e {
+        Error::Connect { .. } => {
+            format!("{e}; check that Redis runs and `bus.redis_url`")
+        }
+        Error::ConnectTimedOut { address, .. } => format!(
+            "cannot connect to redis at {address} in time; check that Redis runs and `bus.redis_url`"
+        ),
+        Error::TimedOut {
+            address,
+            what,
+            after,
+        } => format!(
+            "redis at {address} did not answer in {} ms ({what})",
+            after.as_millis()
+        ),
+        Error::Failed { .. } => e.to_string(),
+    })
+}
 
 fn decode(fields: &Fields) -> Result<StoredEvent, BusError> {
     let bytes = fields.get("e").map_or(&[][..], Vec::as_slice);
@@ -105,15 +129,10 @@ impl RedisBusStore {
         timeout: Duration,
         node: &str,
     ) -> Result<Self, BusError> {
-        let address = crate::redis::redact(url);
-        let conn = tokio::time::timeout(timeout * 4, crate::redis::open(&crate::redis::parse(url), timeout))
-            .await
-            .map_err(|_| BusError::Unavailable(format!("cannot connect to redis at {address} in time; check that Redis runs and `bus.redis_url`")))?
-            .map_err(|e| BusError::Unavailable(format!("cannot connect to redis at {address}: {e}; check that Redis runs and `bus.redis_url`")))?;
+        let redis = Shared::new(url, timeout, "bus store");
+        redis.connection().await.map_err(unavailable)?;
         Ok(Self {
-            conn,
-            address,
-            timeout,
+            redis,
             limits,
             consumer: format!("{node}-{:016x}", rand::random::<u64>()),
         })
@@ -121,22 +140,15 @@ impl RedisBusStore {
 
     async fn run<T: redis::FromRedisValue>(
         &self,
-        what: &str,
+        what: &'static str,
         cmd: &redis::Cmd,
     ) -> Result<T, BusError> {
-        let mut conn = self.conn.clone();
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(BusError::Unavailable(format!(
-                "redis at {} failed to {what}: {e}",
-                self.address
-            ))),
-            Err(_) => Err(BusError::Unavailable(format!(
-                "redis at {} did not answer in {} ms ({what})",
-                self.address,
-                self.timeout.as_millis()
-            ))),
-        }
+        self.redis
+            .call(what, |mut conn| async move {
+                cmd.query_async::<T>(&mut conn).await
+            })
+            .await
+            .map_err(unavailable)
     }
 
     fn ms(d: Duration) -> u64 {
@@ -505,28 +517,13 @@ impl BusStore for RedisBusStore {
                 .key(&idem)
                 .arg(event.encode_to_vec())
                 .arg(Self::ms(self.limits.idempotency_window));
-            let mut conn = self.conn.clone();
-            let reply: Value = match tokio::time::timeout(
-                self.timeout,
-                invocation.invoke_async(&mut conn),
-            )
-            .await
-            {
-                Ok(Ok(v)) => v,
-                Ok(Err(e)) => {
-                    return Err(BusError::Unavailable(format!(
-                        "redis at {} failed to publish: {e}",
-                        self.address
-                    )))
-                }
-                Err(_) => {
-                    return Err(BusError::Unavailable(format!(
-                        "redis at {} did not answer in {} ms (publish)",
-                        self.address,
-                        self.timeout.as_millis()
-                    )))
-                }
-            };
+            let reply: Value = self
+                .redis
+                .call("publish", |mut conn| async move {
+                    invocation.invoke_async(&mut conn).await
+                })
+                .await
+                .map_err(unavailable)?;
             let parts = items(&reply);
             let event_id = parts
                 .first()

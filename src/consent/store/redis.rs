@@ -18,16 +18,14 @@
 
 mod scripts;
 
-use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
 
 use super::embedded::{check_new, subject_digest};
 use super::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
-use crate::redis::{Conn, Target};
-use scripts::{FIELDS, PUT, RATE, REVOKE, USE_ONCE};
+use crate::redis::Shared;
+use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};
 
 /// How long an operation may take by default before it is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -35,20 +33,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
 /// Consents in Redis (standalone or Cluster), shared by every replica.
 #[derive(Clone)]
 pub struct RedisConsentStore {
-    /// Set once the first connection succeeds; the connection then
-    /// reconnects by itself.
-    conn: Arc<tokio::sync::OnceCell<Conn>>,
-    target: Arc<Target>,
-    /// The URL without credentials, for messages.
-    address: String,
-    timeout: Duration,
+    /// Connected on first use, then reconnecting by itself; shared with the
+    /// gateway's shared rate limits, so they open no connection of their own.
+    redis: Shared,
 }
 
 impl std::fmt::Debug for RedisConsentStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisConsentStore")
-            .field("address", &self.address)
-            .field("timeout", &self.timeout)
+            .field("address", &self.redis.address())
+            .field("timeout", &self.redis.timeout())
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +60,7 @@ impl RedisConsentStore {
     /// reconnects by itself. `timeout` bounds every operation.
     pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let store = Self::new(url, timeout)?;
-        store.connection().await?;
+        store.redis.connection().await.map_err(unavailable)?;
         Ok(store)
     }
 
@@ -78,7 +72,7 @@ impl RedisConsentStore {
     /// name a Redis at all is still an error.
     pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
         let store = Self::new(url, timeout)?;
-        if let Err(e) = store.connection().await {
+        if let Err(e) = store.redis.connection().await.map_err(unavailable) {
             tracing::warn!(
                 error = %e,
                 "starting without the consent store; calls that need a consent are refused with CONSENT_UNAVAILABLE until Redis answers"
@@ -88,100 +82,35 @@ impl RedisConsentStore {
     }
 
     fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let address = crate::redis::redact(url);
-        let target = crate::redis::parse(url);
-        crate::redis::validate(&target).map_err(|e| {
+        let redis = Shared::new(url, timeout, "consent store");
+        redis.check_url().map_err(|e| {
             StoreError::Unavailable(format!(
-                "`{address}` is not a Redis URL ({e}); write `redis://host:port` or `redis+cluster://host1:port1,host2:port2`"
+                "`{}` is not a Redis URL ({e}); write `redis://host:port` or `redis+cluster://host1:port1,host2:port2`",
+                redis.address()
             ))
         })?;
-        Ok(Self {
-            conn: Arc::new(tokio::sync::OnceCell::new()),
-            target: Arc::new(target),
-            address,
-            timeout,
-        })
-    }
-
-    /// The shared connection, opening it first if no attempt succeeded yet.
-    /// An attempt is bounded by a few operations' time (connecting may retry
-    /// a few times); a failed one leaves the next caller to try again.
-    async fn connection(&self) -> Result<Conn, StoreError> {
-        if let Some(conn) = self.conn.get() {
-            return Ok(conn.clone());
-        }
-        let bound = self.timeout * 4;
-        let attempt = self.conn.get_or_try_init(|| async {
-            match tokio::time::timeout(bound, crate::redis::open(&self.target, self.timeout)).await {
-                Ok(Ok(conn)) => {
-                    tracing::info!(address = %self.address, "connected to the consent store");
-                    Ok(conn)
-                }
-                Ok(Err(e)) => Err(StoreError::Unavailable(format!(
-                    "cannot connect to redis at {}: {e}; check that Redis runs and `consent.redis_url`",
-                    self.address
-                ))),
-                Err(_) => Err(StoreError::Unavailable(format!(
-                    "cannot connect to redis at {} within {} ms; check that Redis runs and `consent.redis_url`",
-                    self.address,
-                    bound.as_millis()
-                ))),
-            }
-        });
-        attempt.await.cloned()
+        Ok(Self { redis })
     }
 
     /// The store's address, without credentials.
     pub fn address(&self) -> &str {
-        &self.address
+        self.redis.address()
     }
 
-    /// Takes one call from `consumer`'s shared rate bucket (`interval` and
-    /// `tolerance` in microseconds, as in `proxy::rate`): `Ok(0)` if let
-    /// through, else the microseconds to wait. Bounded like every operation.
-    pub async fn take_rate(
-        &self,
-        consumer: &str,
-        interval: u64,
-        tolerance: u64,
-    ) -> Result<u64, StoreError> {
-        let mut conn = self.connection().await?;
-        self.bounded("count a call against a rate limit", async {
-            RATE.key(format!("jisr:rate:{{{consumer}}}"))
-                .arg(interval)
-                .arg(tolerance)
-                .invoke_async(&mut conn)
-                .await
-        })
-        .await
-    }
-
-    /// Runs `op` within the store's timeout, turning failure into a refusal.
-    async fn bounded<T>(
-        &self,
-        what: &str,
-        op: impl Future<Output = RedisResult<T>>,
-    ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.timeout, op).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!(
-                "redis at {} failed to {what}: {e}; the call is refused (fail closed); check Redis",
-                self.address
-            ))),
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "redis at {} did not answer within {} ms ({what}); the call is refused (fail closed); check Redis",
-                self.address,
-                self.timeout.as_millis()
-            ))),
-        }
+    /// The store's Redis connection, for others to share rather than open
+    /// their own (the gateway's shared rate limits).
+    pub fn shared(&self) -> &Shared {
+        &self.redis
     }
 
     async fn put_consent(&self, consent: StoredConsent) -> Result<(), StoreError> {
         check_new(&consent)?;
+        // The script runs in a `move` block: it takes references.
+        let consent = &consent;
         let c = &consent.consent;
-        let mut conn = self.connection().await?;
         let stored: i64 = self
-            .bounded("store a consent", async {
+            .redis
+            .call("store a consent", |mut conn| async move {
                 // The index entry goes first: a crash in between leaves an
                 // index entry without a consent, which listing skips, rather
                 // than a consent its citizen cannot list. NX keeps the score
@@ -200,7 +129,8 @@ impl RedisConsentStore {
                     .invoke_async(&mut conn)
                     .await
             })
-            .await?;
+            .await
+            .map_err(unavailable)?;
         match stored {
             1 => Ok(()),
             _ => Err(StoreError::Exists(c.id.clone())),
@@ -208,16 +138,17 @@ impl RedisConsentStore {
     }
 
     async fn get_consent(&self, id: &str) -> Result<Option<StoredConsent>, StoreError> {
-        let mut conn = self.connection().await?;
         let fields: Vec<Option<Vec<u8>>> = self
-            .bounded(
-                "read a consent",
+            .redis
+            .call("read a consent", |mut conn| async move {
                 redis::cmd("HMGET")
                     .arg(consent_key(id))
                     .arg(&FIELDS[..])
-                    .query_async(&mut conn),
-            )
-            .await?;
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+            .map_err(unavailable)?;
         if fields.first().is_none_or(Option::is_none) {
             return Ok(None);
         }
@@ -227,31 +158,35 @@ impl RedisConsentStore {
     async fn revoke_consent(&self, id: &str, at: i64) -> Result<Option<StoredConsent>, StoreError> {
         // 0 means "not revoked": a revocation is at least 1 µs after the epoch.
         let at = at.max(1);
-        let mut conn = self.connection().await?;
         let fields: Option<Vec<Option<Vec<u8>>>> = self
-            .bounded(
-                "revoke a consent",
-                REVOKE.key(consent_key(id)).arg(at).invoke_async(&mut conn),
-            )
-            .await?;
+            .redis
+            .call("revoke a consent", |mut conn| async move {
+                REVOKE
+                    .key(consent_key(id))
+                    .arg(at)
+                    .invoke_async(&mut conn)
+                    .await
+            })
+            .await
+            .map_err(unavailable)?;
         fields.map(|f| scripts::stored(id, f)).transpose()
     }
 
     async fn use_consent(&self, id: &str) -> Result<UseOutcome, StoreError> {
-        let mut conn = self.connection().await?;
         let reply: Vec<Option<Vec<u8>>> = self
-            .bounded(
-                "count a use of a consent",
-                USE_ONCE.key(consent_key(id)).invoke_async(&mut conn),
-            )
-            .await?;
+            .redis
+            .call("count a use of a consent", |mut conn| async move {
+                USE_ONCE.key(consent_key(id)).invoke_async(&mut conn).await
+            })
+            .await
+            .map_err(unavailable)?;
         scripts::use_outcome(id, reply)
     }
 
     async fn list_consents(&self, subject: &str) -> Result<Vec<StoredConsent>, StoreError> {
-        let mut conn = self.connection().await?;
         let rows = self
-            .bounded("list a citizen's consents", async {
+            .redis
+            .call("list a citizen's consents", |mut conn| async move {
                 let ids: Vec<String> = redis::cmd("ZRANGE")
                     .arg(subject_key(subject))
                     .arg(0)
@@ -273,7 +208,8 @@ impl RedisConsentStore {
                 });
                 futures_util::future::try_join_all(reads).await
             })
-            .await?;
+            .await
+            .map_err(unavailable)?;
         let mut out = Vec::with_capacity(rows.len());
         for (id, fields) in rows {
             if fields.first().is_none_or(Option::is_none) {
@@ -312,14 +248,18 @@ impl ConsentStore for RedisConsentStore {
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let mut conn = self.connection().await?;
-            let _: String = self
-                .bounded("answer PING", redis::cmd("PING").query_async(&mut conn))
-                .await?;
-            Ok(())
-        })
+        Box::pin(async move { self.redis.ping().await.map_err(unavailable) })
     }
+}
+
+/// A Redis failure as the store's callers are told it: the call is refused
+/// (fail closed), or the store could not connect.
+fn unavailable(e: crate::redis::Error) -> StoreError {
+    StoreError::Unavailable(if e.is_connect() {
+        format!("{e}; check that Redis runs and `consent.redis_url`")
+    } else {
+        format!("{e}; the call is refused (fail closed); check Redis")
+    })
 }
 
 /// The hash of one consent; the id is the hash tag, so a cluster keeps it

@@ -51,6 +51,11 @@ impl BreakerState {
             Self::HalfOpen => "half-open",
         }
     }
+
+    /// Whether it keeps calls away from its instance (open, or probing).
+    pub fn ejects(self) -> bool {
+        self != Self::Closed
+    }
 }
 
 /// Whether a call may go to the instance.

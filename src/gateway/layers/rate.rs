@@ -3,22 +3,23 @@
 //! refused at once with `RATE_LIMITED` and the time after which a retry
 //! will pass, never queued.
 //!
-//! A `shared` limit is counted in Redis (the consent store's, one script
-//! call per call, on Redis's clock) so that it holds across every replica.
+//! A `shared` limit is counted in Redis (the consent store's connection,
+//! one script call per call, on Redis's clock) so that it holds across
+//! every replica.
 //! If Redis fails or does not answer in time, the node falls back to its
 //! own bucket for that call rather than refuse or let everything through.
 
 use super::stack::{Answer, Outbound, Then};
 use crate::clock::now_us;
 use crate::config::RateLimitConfig;
-use crate::consent::store::redis::RedisConsentStore;
 use crate::identity::AgencyId;
+use crate::redis::Shared;
 use crate::refusal::{Reason, Refusal};
 use futures_util::future::Either;
 use std::collections::HashMap;
 use std::future::{ready, Ready};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower::{Layer, Service};
@@ -81,15 +82,8 @@ impl Bucket {
     }
 
     /// The shared count in Redis; on failure, this node's own bucket.
-    async fn take_shared(
-        &self,
-        redis: &RedisConsentStore,
-        consumer: &AgencyId,
-    ) -> Result<(), Duration> {
-        match redis
-            .take_rate(consumer.as_str(), self.interval, self.tolerance)
-            .await
-        {
+    async fn take_shared(&self, redis: &Shared, consumer: &AgencyId) -> Result<(), Duration> {
+        match take_redis(redis, consumer, self.interval, self.tolerance).await {
             Ok(0) => Ok(()),
             Ok(wait) => {
                 self.limited.fetch_add(1, Ordering::Relaxed);
@@ -112,7 +106,7 @@ impl Bucket {
 #[derive(Debug, Default, Clone)]
 pub struct RateLimits {
     buckets: HashMap<AgencyId, Arc<Bucket>>,
-    redis: Option<RedisConsentStore>,
+    redis: Option<Shared>,
 }
 
 impl RateLimits {
@@ -121,7 +115,7 @@ impl RateLimits {
     pub fn new(
         limits: &[RateLimitConfig],
         previous: Option<&RateLimits>,
-        redis: Option<&RedisConsentStore>,
+        redis: Option<&Shared>,
     ) -> Self {
         let buckets = limits
             .iter()
@@ -170,7 +164,48 @@ impl RateLimits {
 enum Decision<'a> {
     Pass,
     Over(Refusal),
-    Shared(&'a Bucket, &'a RedisConsentStore),
+    Shared(&'a Bucket, &'a Shared),
+}
+
+/// KEYS[1] a consumer's rate key; ARGV[1] interval and ARGV[2] tolerance in
+/// microseconds. A GCRA bucket on Redis's clock (so replicas' clocks do not
+/// matter): 0 if the call is let through, else the microseconds to wait.
+static RATE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new = tat + interval
+local ahead = new - now
+if ahead > tolerance then return ahead - tolerance end
+redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil(ahead / 1000) + 1)
+return 0
+",
+    )
+});
+
+/// Takes one call from `consumer`'s bucket in Redis (one round trip, bounded
+/// by the connection's timeout): `Ok(0)` if let through, else the
+/// microseconds to wait. The key's hash tag keeps a bucket in one slot.
+async fn take_redis(
+    redis: &Shared,
+    consumer: &AgencyId,
+    interval: u64,
+    tolerance: u64,
+) -> Result<u64, crate::redis::Error> {
+    redis
+        .call("count a call against a rate limit", |mut conn| async move {
+            RATE.key(format!("jisr:rate:{{{consumer}}}"))
+                .arg(interval)
+                .arg(tolerance)
+                .invoke_async(&mut conn)
+                .await
+        })
+        .await
 }
 
 fn over(bucket: &Bucket, consumer: &AgencyId, wait: Duration) -> Refusal {

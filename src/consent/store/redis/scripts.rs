@@ -128,24 +128,3 @@ fn number(id: &str, field: &str, bytes: Vec<u8>) -> Result<i64, StoreError> {
             ),
         })
 }
-
-/// KEYS[1] a consumer's rate key; ARGV[1] interval and ARGV[2] tolerance in
-/// microseconds. A GCRA bucket on Redis's clock (so replicas' clocks do not
-/// matter): 0 if the call is let through, else the microseconds to wait.
-pub(super) static RATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new = tat + interval
-local ahead = new - now
-if ahead > tolerance then return ahead - tolerance end
-redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.ceil(ahead / 1000) + 1)
-return 0
-",
-    )
-});
