@@ -70,6 +70,18 @@ pub fn request_id_value(id: &str) -> Option<HeaderValue> {
     Some(value)
 }
 
+/// The request id as a header value (never indexed, see
+/// [`request_id_value`]); the id was validated or made by the gateway, so
+/// the fallback is never sent in practice.
+pub(crate) fn request_id_header(id: &str) -> HeaderValue {
+    request_id_value(id).unwrap_or_else(|| HeaderValue::from_static("invalid"))
+}
+
+/// A header value from text the gateway produced or validated.
+pub(crate) fn header(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
 /// A random 128-bit id in hex.
 pub fn new_request_id() -> String {
     format!("{:032x}", rand::random::<u128>())

@@ -1,13 +1,14 @@
 //! The provider leg of an exchange as a tower stack: one layer per concern,
 //! assembled in [`provider_leg`]. It starts once the access rules allowed
-//! the call (a [`Grant`]) and ends with the provider's answer or a
-//! [`Refusal`]; either way [`crate::gateway::exchange`] records it.
+//! the call and its rule's terms are met (a [`Justified`] grant) and ends
+//! with the provider's answer or a [`Refusal`]; either way
+//! [`crate::gateway::exchange`] records it.
 //!
 //! Each step hands the next a richer request type, so a later step cannot
 //! run without the earlier ones: [`Outbound`] (allowed) → [`Admitted`]
 //! (holds a place among the provider's in-flight calls) → [`Targeted`]
 //! (an instance the breaker lets through) → [`Prepared`] (read, walked,
-//! consent checked, addressed).
+//! its basis checked into a [`Consented`] permit, addressed).
 //!
 //! The stack holds only references and is built per call: building it
 //! costs nothing, and a reload swaps what the references point to between
@@ -17,14 +18,16 @@
 //! consent store and the provider, are boxed once each.
 
 use super::breaker::{Eject, EjectLayer};
+use super::consent::{Consented, Justified};
+use super::deliver::Deliver;
+use super::prepare::{Prepare, PrepareLayer};
 use super::rate::{RateLimit, RateLimitLayer, RateLimits};
 use super::shed::{InFlight, Shed, ShedLayer};
 use super::timeout::{RouteTimeout, RouteTimeoutLayer};
 use crate::audit::record::Trail;
-use crate::gateway::exchange::{CallContext, Deliver, Exchange, Prepare, PrepareLayer};
+use crate::gateway::exchange::{CallContext, Exchange};
 use crate::gateway::metadata::CallMetadata;
 use crate::gateway::upstream::Target;
-use crate::policy::Grant;
 use crate::refusal::Refusal;
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response};
@@ -43,8 +46,8 @@ pub(crate) struct Outbound<'a> {
     pub(crate) exchange: &'a Exchange,
     /// The request as it arrived; its body is not read yet.
     pub(crate) request: Request<Incoming>,
-    /// What the access check allowed, and on what basis.
-    pub(crate) grant: Grant<'a>,
+    /// What the access check allowed, on what basis, its rule's terms met.
+    pub(crate) permit: Justified<'a>,
     /// The call's `jisr-*` metadata.
     pub(crate) metadata: &'a CallMetadata,
     /// Who calls, the limits, the recorder.
@@ -77,8 +80,8 @@ pub(crate) struct Targeted<'a> {
 pub(crate) struct Prepared<'a> {
     /// The method's route, rules and provider.
     pub(crate) exchange: &'a Exchange,
-    /// What the access check allowed.
-    pub(crate) grant: Grant<'a>,
+    /// The checked basis: without it a call cannot be built to deliver.
+    pub(crate) permit: Consented<'a>,
     /// Who calls, the limits.
     pub(crate) cx: CallContext<'a>,
     /// The caller's deadline, if it set one.
@@ -127,14 +130,16 @@ pub(crate) fn provider_leg<'a>(exchange: &'a Exchange, limits: &'a RateLimits) -
         // timeouts, never a refusal that is the consumer's doing.
         .layer(EjectLayer::new(&exchange.upstream))
         // The exchange's own work: the body within its size limit, the
-        // subject walk, the consent check. Below admission, so a shed call
-        // reads nothing; above the timeout, so a slow upload or consent
-        // store is not held against the provider.
+        // subject walk, the consent check that yields the `Consented`
+        // permit delivery requires. Below admission, so a shed call reads
+        // nothing; above the timeout, so a slow upload or consent store is
+        // not held against the provider.
         .layer(PrepareLayer)
         // The route's timeout covers the provider's answer, and tells the
         // provider how long it has (`grpc-timeout`).
         .layer(RouteTimeoutLayer::new(exchange.timeout))
-        // Send on one of the instance's HTTP/2 connections, read the answer.
+        // Send on one of the instance's HTTP/2 connections, read the
+        // answer; it takes only a `Prepared` call, which holds the permit.
         .service(Deliver)
 }
 

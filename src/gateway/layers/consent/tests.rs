@@ -1,0 +1,207 @@
+//! The permits are made by their checks only: a law basis is consented on
+//! the spot, a consent basis without `jisr-consent` is refused before the
+//! store is asked, and a break-glass rule without a justification yields
+//! no permit at all.
+
+use super::*;
+use crate::catalogue::Catalogue;
+use crate::config::{Config, Location, MethodPattern, RuleConfig};
+use crate::consent::store::StoreFuture;
+use crate::consent::{ConsentStore, StoredConsent, UseOutcome};
+use crate::identity::AgencyId;
+use crate::policy::Policy;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+const METHOD: &str = "ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+const PATH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+/// The terms of rule 0, the only rule.
+const NONE: &[RuleTerms] = &[RuleTerms { break_glass: false }];
+const BREAK_GLASS: &[RuleTerms] = &[RuleTerms { break_glass: true }];
+
+/// A store that fails the test if the check asks it anything.
+#[derive(Debug)]
+struct Untouched;
+
+impl ConsentStore for Untouched {
+    fn put(&self, _: StoredConsent) -> StoreFuture<'_, ()> {
+        panic!("the check wrote a consent")
+    }
+    fn get<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Option<StoredConsent>> {
+        panic!("the check asked the store")
+    }
+    fn revoke<'a>(&'a self, _: &'a str, _: i64) -> StoreFuture<'a, Option<StoredConsent>> {
+        panic!("the check revoked a consent")
+    }
+    fn use_once<'a>(&'a self, _: &'a str) -> StoreFuture<'a, UseOutcome> {
+        panic!("the check counted a use")
+    }
+    fn list_by_subject<'a>(&'a self, _: &'a str) -> StoreFuture<'a, Vec<StoredConsent>> {
+        panic!("the check listed consents")
+    }
+}
+
+fn route() -> Arc<MethodRoute> {
+    let proto = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let text = format!(
+        r#"[node]
+id = "gw-1"
+trust_domain = "interop.gov.ma"
+listen = "127.0.0.1:8443"
+
+[tls]
+ca = "pki/ca.crt"
+cert = "pki/gw.crt"
+key = "pki/gw.key"
+
+[catalogue]
+include = [{:?}]
+
+[[agency]]
+id = "civil-status"
+upstream = "127.0.0.1:9001"
+contracts = ["agencies/civilstatus/v1/civilstatus.proto"]
+
+[[agency]]
+id = "education"
+"#,
+        proto.display().to_string()
+    );
+    let config = Config::from_toml(&text, Path::new("/etc/jisr/jisr.toml")).unwrap();
+    let catalogue = Catalogue::load(&config).unwrap_or_else(|e| panic!("{e}"));
+    catalogue.get(PATH).unwrap().clone()
+}
+
+fn policy(basis: Basis, break_glass: bool) -> Policy {
+    let at = Location {
+        file: "test.toml".into(),
+        line: 1,
+        column: 1,
+    };
+    let rule = RuleConfig {
+        consumer: AgencyId::parse("education").unwrap(),
+        methods: vec![MethodPattern::parse(METHOD).unwrap()],
+        purposes: vec!["bac-candidature".into()],
+        basis,
+        at: at.clone(),
+        methods_at: vec![at],
+        release: None,
+        break_glass,
+    };
+    let (policy, conflicts) = Policy::build(
+        &[rule],
+        &[("ma.civilstatus.v1.CivilStatus", "GetBirthRecord")],
+    );
+    assert!(conflicts.is_empty());
+    policy
+}
+
+fn metadata(consent: Option<&str>, justification: Option<&str>) -> CallMetadata {
+    CallMetadata {
+        purpose: "bac-candidature".into(),
+        procedure: None,
+        official: None,
+        consent: consent.map(str::to_owned),
+        justification: justification.map(str::to_owned),
+    }
+}
+
+fn consents() -> Consents {
+    Consents {
+        store: Arc::new(Untouched),
+        timeout: Duration::from_secs(1),
+    }
+}
+
+fn trail() -> Trail {
+    Trail::start("req-1", "education", PATH, &http::HeaderMap::new())
+}
+
+#[tokio::test]
+async fn a_law_basis_is_consented_without_asking_the_store() {
+    let (route, consents, mut trail) = (route(), consents(), trail());
+    let policy = policy(Basis::Law("55-19".into()), false);
+    let consumer = AgencyId::parse("education").unwrap();
+    let md = metadata(None, None);
+    let grant = policy
+        .access(PATH)
+        .unwrap()
+        .check(&consumer, &md.purpose)
+        .unwrap();
+    let justified = Justified::check(grant, NONE, &md, &mut trail).unwrap();
+    assert!(!justified.needs_consent());
+    let consented = justified
+        .consent(Some("AB123456"), &route, &md, &consents, None, &mut trail)
+        .await
+        .unwrap();
+    assert_eq!(consented.ground(), Ground::Law("55-19"));
+    assert_eq!(consented.justification(), None);
+    assert!(trail.consent_id.is_empty());
+}
+
+#[tokio::test]
+async fn a_consent_basis_without_a_consent_id_gets_no_permit() {
+    let (route, consents, mut trail) = (route(), consents(), trail());
+    let policy = policy(Basis::Consent, false);
+    let consumer = AgencyId::parse("education").unwrap();
+    let md = metadata(None, None);
+    let grant = policy
+        .access(PATH)
+        .unwrap()
+        .check(&consumer, &md.purpose)
+        .unwrap();
+    let justified = Justified::check(grant, NONE, &md, &mut trail).unwrap();
+    assert!(justified.needs_consent());
+    let refusal = justified
+        .consent(Some("AB123456"), &route, &md, &consents, None, &mut trail)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.reason, Reason::ConsentRequired);
+    assert!(trail.consent_id.is_empty());
+}
+
+#[tokio::test]
+async fn a_consent_basis_needs_the_citizen_the_contract_marks() {
+    let (route, consents, mut trail) = (route(), consents(), trail());
+    let policy = policy(Basis::Consent, false);
+    let consumer = AgencyId::parse("education").unwrap();
+    let md = metadata(Some("c-1"), None);
+    let grant = policy
+        .access(PATH)
+        .unwrap()
+        .check(&consumer, &md.purpose)
+        .unwrap();
+    let justified = Justified::check(grant, NONE, &md, &mut trail).unwrap();
+    let refusal = justified
+        .consent(Some(""), &route, &md, &consents, None, &mut trail)
+        .await
+        .unwrap_err();
+    assert_eq!(refusal.reason, Reason::ConsentRequired);
+}
+
+#[tokio::test]
+async fn break_glass_needs_a_justification_and_carries_it_in_the_permit() {
+    let (route, consents, mut trail) = (route(), consents(), trail());
+    let policy = policy(Basis::Law("emergency-act".into()), true);
+    let consumer = AgencyId::parse("education").unwrap();
+    let access = policy.access(PATH).unwrap();
+
+    let silent = metadata(None, None);
+    let grant = access.check(&consumer, &silent.purpose).unwrap();
+    let refusal = Justified::check(grant, BREAK_GLASS, &silent, &mut trail).unwrap_err();
+    assert_eq!(refusal.reason, Reason::JustificationRequired);
+    assert!(!trail.break_glass);
+
+    let said = metadata(None, Some("patient unconscious"));
+    let grant = access.check(&consumer, &said.purpose).unwrap();
+    let justified = Justified::check(grant, BREAK_GLASS, &said, &mut trail).unwrap();
+    assert!(trail.break_glass);
+    assert_eq!(trail.justification, "patient unconscious");
+    let consented = justified
+        .consent(Some("AB123456"), &route, &said, &consents, None, &mut trail)
+        .await
+        .unwrap();
+    assert_eq!(consented.justification(), Some("patient unconscious"));
+    assert_eq!(consented.ground(), Ground::Law("emergency-act"));
+}
