@@ -4,7 +4,8 @@ use super::{wire, Catalogue, Category, MethodRoute, Streaming};
 use crate::config::{Config, ConfigError, ConfigErrors, Location};
 use crate::identity::AgencyId;
 use prost_reflect::{
-    DescriptorPool, ExtensionDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+    DescriptorPool, ExtensionDescriptor, Kind, MessageDescriptor, MethodDescriptor,
+    ServiceDescriptor, Value,
 };
 use protox::file::{
     ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
@@ -83,15 +84,49 @@ impl Catalogue {
     }
 }
 
+/// The `jisr.*` options a contract may carry, looked up once per pool.
+struct Annotations {
+    subject: Option<ExtensionDescriptor>,
+    category: Option<ExtensionDescriptor>,
+    default_category: Option<ExtensionDescriptor>,
+}
+
+impl Annotations {
+    fn of(pool: &DescriptorPool) -> Self {
+        Self {
+            subject: pool.get_extension_by_name("jisr.subject"),
+            category: pool.get_extension_by_name("jisr.category"),
+            default_category: pool.get_extension_by_name("jisr.default_category"),
+        }
+    }
+
+    /// The service's default category, which its methods' own options override.
+    fn service_category(&self, service: &ServiceDescriptor) -> Option<i32> {
+        self.default_category
+            .as_ref()
+            .and_then(|ext| enum_option(&service.options(), ext))
+    }
+
+    fn method_category(
+        &self,
+        method: &MethodDescriptor,
+        service_category: Option<i32>,
+    ) -> Category {
+        self.category
+            .as_ref()
+            .and_then(|ext| enum_option(&method.options(), ext))
+            .or(service_category)
+            .map_or(Category::Unspecified, Category::from_number)
+    }
+}
+
 fn build(
     pool: &DescriptorPool,
     owner: &HashMap<&str, &AgencyId>,
     config: &Config,
     errors: &mut ConfigErrors,
 ) -> Catalogue {
-    let subject_ext = pool.get_extension_by_name("jisr.subject");
-    let category_ext = pool.get_extension_by_name("jisr.category");
-    let default_category_ext = pool.get_extension_by_name("jisr.default_category");
+    let annotations = Annotations::of(pool);
     let mut by_path = HashMap::new();
     for service in pool.services() {
         let Some(provider) = owner.get(service.parent_file().name()) else {
@@ -99,43 +134,10 @@ fn build(
         };
         let at = agency_location(config, provider);
         if super::is_reserved_service(service.full_name()) {
-            errors.0.push(ConfigError {
-                at: at.clone(),
-                message: format!(
-                    "contract `{}` declares `{}`, in a package reserved for the gateway's own services (grpc.health, grpc.reflection, jisr)",
-                    service.parent_file().name(),
-                    service.full_name()
-                ),
-                fix: "give the agency's contract a package of its own, e.g. `ma.<agency>.v1`".into(),
-            });
+            errors.0.push(reserved_service(&service, at));
             continue;
         }
-        let service_category = default_category_ext
-            .as_ref()
-            .and_then(|ext| enum_option(&service.options(), ext));
-        for method in service.methods() {
-            let category = category_ext
-                .as_ref()
-                .and_then(|ext| enum_option(&method.options(), ext))
-                .or(service_category)
-                .map_or(Category::Unspecified, Category::from_number);
-            let route = match method_route(
-                &method,
-                (*provider).clone(),
-                category,
-                subject_ext.as_ref(),
-            ) {
-                Ok(route) => route,
-                Err(message) => {
-                    errors.0.push(ConfigError {
-                        at: at.clone(),
-                        message: format!("contract `{}`: {message}", service.parent_file().name()),
-                        fix: "mark exactly one string field of the request with `[(jisr.subject) = true]`"
-                            .into(),
-                    });
-                    continue;
-                }
-            };
+        for route in service_routes(&service, provider, &annotations, &at, errors) {
             by_path.insert(route.path.clone(), Arc::new(route));
         }
     }
@@ -146,6 +148,49 @@ fn build(
         by_path,
         ordered,
     }
+}
+
+fn reserved_service(service: &ServiceDescriptor, at: Option<Location>) -> ConfigError {
+    ConfigError {
+        at,
+        message: format!(
+            "contract `{}` declares `{}`, in a package reserved for the gateway's own services (grpc.health, grpc.reflection, jisr)",
+            service.parent_file().name(),
+            service.full_name()
+        ),
+        fix: "give the agency's contract a package of its own, e.g. `ma.<agency>.v1`".into(),
+    }
+}
+
+/// The routes of one provider's service. A method whose request has no
+/// usable subject is reported and left out, so every error shows at once.
+fn service_routes(
+    service: &ServiceDescriptor,
+    provider: &AgencyId,
+    annotations: &Annotations,
+    at: &Option<Location>,
+    errors: &mut ConfigErrors,
+) -> Vec<MethodRoute> {
+    let service_category = annotations.service_category(service);
+    let mut routes = Vec::new();
+    for method in service.methods() {
+        let category = annotations.method_category(&method, service_category);
+        match method_route(
+            &method,
+            provider.clone(),
+            category,
+            annotations.subject.as_ref(),
+        ) {
+            Ok(route) => routes.push(route),
+            Err(message) => errors.0.push(ConfigError {
+                at: at.clone(),
+                message: format!("contract `{}`: {message}", service.parent_file().name()),
+                fix: "mark exactly one string field of the request with `[(jisr.subject) = true]`"
+                    .into(),
+            }),
+        }
+    }
+    routes
 }
 
 fn method_route(
