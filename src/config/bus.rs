@@ -10,7 +10,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::pattern::Basis;
-use super::sections::{bounded, redis_url, resolve};
+use super::sections::{bounded, resolve};
+use super::stores::redis_url;
 use super::table::{Ctx, Section};
 use super::Location;
 use crate::identity::AgencyId;
