@@ -251,7 +251,7 @@ fn verify_trivial_consistency(
 }
 
 /// The old and new roots that `path`, from `seed`, leads to (RFC 9162
-/// §2.1.4.2, steps 4 to 6); a path of the wrong length is an error.
+/// §2.1.4.2, the walk along the path); a path of the wrong length is an error.
 fn consistency_roots(
     seed: Hash,
     path: &[Hash],
