@@ -6,12 +6,13 @@
 //! differs from what was appended.
 
 use super::log::hashes::HashFile;
-use super::log::segment::{self, Problem};
+use super::log::segment::{self, Problem, Scan};
 use super::log::FORMAT_FILE;
 use super::merkle::{self, Frontier, HashReader as _};
 use super::note::{open_note, Checkpoint, NoteVerifier};
 use crate::proto::jisr::audit::v1::AuditRecord;
 use prost::Message as _;
+use std::iter::Peekable;
 use std::path::Path;
 
 /// The result of a verification.
@@ -75,45 +76,10 @@ fn history(dir: &Path, report: &mut Report) -> Vec<String> {
 /// can rewrite the log can rewrite that file too).
 pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
     let mut report = Report::default();
-    let verifier = match verifier {
-        Some(v) => v,
-        None => match std::fs::read_to_string(dir.join("verifier.key"))
-            .map(|t| NoteVerifier::from_text(t.trim()))
-        {
-            Ok(Ok(v)) => {
-                report.notes.push("checkpoints checked with the log's own verifier.key; pass --key with the node's published key for an independent check".into());
-                v
-            }
-            _ => {
-                report.problems.push(format!(
-                    "no verifier key: {}/verifier.key is missing or invalid; pass --key FILE",
-                    dir.display()
-                ));
-                return report;
-            }
-        },
+    let Some(verifier) = verifier.or_else(|| own_verifier(dir, &mut report)) else {
+        return report;
     };
-    let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    for (i, note) in history(dir, &mut report).iter().enumerate() {
-        match open_note(note, &verifier)
-            .map_err(|e| e.to_string())
-            .and_then(|t| Checkpoint::parse(t).map_err(|e| e.to_string()))
-        {
-            Ok(c) => checkpoints.push(c),
-            Err(e) => report.problems.push(format!(
-                "checkpoint #{} in checkpoints.log does not verify: {e}",
-                i + 1
-            )),
-        }
-    }
-    for pair in checkpoints.windows(2) {
-        if pair[1].size < pair[0].size {
-            report.problems.push(format!(
-                "checkpoint of size {} follows one of size {}: the log shrank",
-                pair[1].size, pair[0].size
-            ));
-        }
-    }
+    let checkpoints = checkpoints(dir, &verifier, &mut report);
     let rps = match records_per_segment(dir) {
         Ok(rps) => rps,
         Err(e) => {
@@ -121,20 +87,7 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
             return report;
         }
     };
-    let stored = HashFile::open(&dir.join("tree.hashes")).ok();
-    let mut frontier = Frontier::default();
-    let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
-    sorted.sort_by_key(|c| c.size);
-    let mut by_size = sorted.into_iter().peekable();
-    while let Some(c) = by_size.next_if(|c| c.size == 0) {
-        if c.root != merkle::empty_root() {
-            report.problems.push(
-                "a checkpoint of the empty log has a root other than the empty tree's".into(),
-            );
-        }
-        report.checkpoints += 1;
-    }
-    let mut first_bad_leaf: Option<u64> = None;
+    let mut replay = Replay::new(dir, &checkpoints, &mut report);
     let firsts = match segment::list(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -154,34 +107,106 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
             ));
             break;
         }
+        let sealed = k + 1 < firsts.len();
+        replay.segment(&path, sealed, rps, &mut report);
+    }
+    replay.finish(&mut report);
+    report.latest = checkpoints.last().cloned();
+    report
+}
+
+/// The log's own `verifier.key`, with a note that it proves less than the
+/// node's published key would.
+fn own_verifier(dir: &Path, report: &mut Report) -> Option<NoteVerifier> {
+    match std::fs::read_to_string(dir.join("verifier.key"))
+        .map(|t| NoteVerifier::from_text(t.trim()))
+    {
+        Ok(Ok(v)) => {
+            report.notes.push("checkpoints checked with the log's own verifier.key; pass --key with the node's published key for an independent check".into());
+            Some(v)
+        }
+        _ => {
+            report.problems.push(format!(
+                "no verifier key: {}/verifier.key is missing or invalid; pass --key FILE",
+                dir.display()
+            ));
+            None
+        }
+    }
+}
+
+/// The checkpoints whose signatures verify, in history order; the history
+/// must never shrink.
+fn checkpoints(dir: &Path, verifier: &NoteVerifier, report: &mut Report) -> Vec<Checkpoint> {
+    let mut checkpoints: Vec<Checkpoint> = Vec::new();
+    for (i, note) in history(dir, report).iter().enumerate() {
+        match open_note(note, verifier)
+            .map_err(|e| e.to_string())
+            .and_then(|t| Checkpoint::parse(t).map_err(|e| e.to_string()))
+        {
+            Ok(c) => checkpoints.push(c),
+            Err(e) => report.problems.push(format!(
+                "checkpoint #{} in checkpoints.log does not verify: {e}",
+                i + 1
+            )),
+        }
+    }
+    for pair in checkpoints.windows(2) {
+        if pair[1].size < pair[0].size {
+            report.problems.push(format!(
+                "checkpoint of size {} follows one of size {}: the log shrank",
+                pair[1].size, pair[0].size
+            ));
+        }
+    }
+    checkpoints
+}
+
+/// The Merkle tree rebuilt entry by entry across the segments, with what
+/// must be compared against it as it grows: each checkpoint when the tree
+/// reaches its size, and the stored leaf hash of every entry.
+struct Replay<'a> {
+    stored: Option<HashFile>,
+    frontier: Frontier,
+    /// Checkpoints by size, those not yet reached.
+    pending: Peekable<std::vec::IntoIter<&'a Checkpoint>>,
+    first_bad_leaf: Option<u64>,
+}
+
+impl<'a> Replay<'a> {
+    /// Starts at the empty tree, checking the checkpoints of the empty log.
+    fn new(dir: &Path, checkpoints: &'a [Checkpoint], report: &mut Report) -> Self {
+        let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
+        sorted.sort_by_key(|c| c.size);
+        let mut replay = Self {
+            stored: HashFile::open(&dir.join("tree.hashes")).ok(),
+            frontier: Frontier::default(),
+            pending: sorted.into_iter().peekable(),
+            first_bad_leaf: None,
+        };
+        while let Some(c) = replay.pending.next_if(|c| c.size == 0) {
+            if c.root != merkle::empty_root() {
+                report.problems.push(
+                    "a checkpoint of the empty log has a root other than the empty tree's".into(),
+                );
+            }
+            report.checkpoints += 1;
+        }
+        replay
+    }
+
+    /// Replays one segment's entries, then reports what its scan found.
+    fn segment(&mut self, path: &Path, sealed: bool, rps: u64, report: &mut Report) {
         let start = report.entries;
         let mut count = 0u64;
         let mut bad_record: Option<u64> = None;
-        let scan = segment::scan(&path, |_, payload| {
+        let scan = segment::scan(path, |_, payload| {
             let n = start + count;
             if AuditRecord::decode(payload).is_err() && bad_record.is_none() {
                 bad_record = Some(n);
             }
-            let leaf = merkle::leaf_hash(payload);
-            if first_bad_leaf.is_none() {
-                if let Some(h) = stored
-                    .as_ref()
-                    .and_then(|s| s.read_hashes(&[merkle::stored_hash_index(0, n)]).ok())
-                {
-                    if h[0] != leaf {
-                        first_bad_leaf = Some(n);
-                    }
-                }
-            }
-            frontier.push(leaf);
+            self.entry(n, payload, report);
             count += 1;
-            while let Some(c) = by_size.next_if(|c| c.size == frontier.size()) {
-                if c.root != frontier.root() {
-                    // Reported below with the entry range.
-                    report.problems.push(format!("checkpoint of size {} does not match the entries: the first {} entries hash to another root", c.size, c.size));
-                }
-                report.checkpoints += 1;
-            }
         });
         report.entries += count;
         if let Some(n) = bad_record {
@@ -191,34 +216,76 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
             ));
         }
         match scan {
-            Err(e) => report.problems.push(format!("cannot read {}: {e}", path.display())),
-            Ok(scan) => match scan.problem {
-                Some(Problem::Damage { what }) => report.problems.push(format!("{}: {what} (entry {})", path.display(), report.entries)),
-                Some(Problem::TornTail) if k + 1 == firsts.len() => report.notes.push(format!(
-                    "{} ends with an interrupted write at offset {} (never acknowledged; truncated at the next start)",
-                    path.display(),
-                    scan.valid_len
-                )),
-                Some(Problem::TornTail) => report.problems.push(format!("{}: cut short at offset {} (entry {}), but it is not the last segment", path.display(), scan.valid_len, report.entries)),
-                None if k + 1 < firsts.len() && scan.padding() > 0 => {
-                    let what = scan.sealed_padding().unwrap_or_default();
-                    report.problems.push(format!("{}: {what} (after entry {})", path.display(), report.entries));
-                }
-                None if k + 1 < firsts.len() && count != rps => {
-                    report.problems.push(format!("{}: {count} entries where a sealed segment holds {rps} (entries were removed or added)", path.display()));
-                }
-                None => {}
-            },
+            Err(e) => report
+                .problems
+                .push(format!("cannot read {}: {e}", path.display())),
+            Ok(scan) => scan_problems(path, &scan, sealed, count, rps, report),
         }
     }
-    if let Some(n) = first_bad_leaf {
-        report.problems.insert(0, format!("entry {n} is not the entry that was appended at that position (its leaf hash differs from the stored tree): altered, removed, inserted or swapped entries start there"));
+
+    /// Adds entry `n` to the tree and checks the checkpoints of its size.
+    fn entry(&mut self, n: u64, payload: &[u8], report: &mut Report) {
+        let leaf = merkle::leaf_hash(payload);
+        if self.first_bad_leaf.is_none() {
+            if let Some(h) = self
+                .stored
+                .as_ref()
+                .and_then(|s| s.read_hashes(&[merkle::stored_hash_index(0, n)]).ok())
+            {
+                if h[0] != leaf {
+                    self.first_bad_leaf = Some(n);
+                }
+            }
+        }
+        self.frontier.push(leaf);
+        let size = self.frontier.size();
+        while let Some(c) = self.pending.next_if(|c| c.size == size) {
+            if c.root != self.frontier.root() {
+                report.problems.push(format!("checkpoint of size {} does not match the entries: the first {} entries hash to another root", c.size, c.size));
+            }
+            report.checkpoints += 1;
+        }
     }
-    for c in by_size {
-        report.problems.push(format!("checkpoint of size {} covers more entries than the log holds ({}): acknowledged entries are missing", c.size, report.entries));
+
+    /// Reports the first altered entry first, since every later problem may
+    /// follow from it, and the checkpoints the entries never reached.
+    fn finish(self, report: &mut Report) {
+        if let Some(n) = self.first_bad_leaf {
+            report.problems.insert(0, format!("entry {n} is not the entry that was appended at that position (its leaf hash differs from the stored tree): altered, removed, inserted or swapped entries start there"));
+        }
+        for c in self.pending {
+            report.problems.push(format!("checkpoint of size {} covers more entries than the log holds ({}): acknowledged entries are missing", c.size, report.entries));
+        }
     }
-    report.latest = checkpoints.last().cloned();
-    report
+}
+
+/// What a segment's scan found. Only the last segment may end torn (an
+/// unacknowledged write); a sealed one must be whole, unpadded and full.
+fn scan_problems(
+    path: &Path,
+    scan: &Scan,
+    sealed: bool,
+    count: u64,
+    rps: u64,
+    report: &mut Report,
+) {
+    match &scan.problem {
+        Some(Problem::Damage { what }) => report.problems.push(format!("{}: {what} (entry {})", path.display(), report.entries)),
+        Some(Problem::TornTail) if !sealed => report.notes.push(format!(
+            "{} ends with an interrupted write at offset {} (never acknowledged; truncated at the next start)",
+            path.display(),
+            scan.valid_len
+        )),
+        Some(Problem::TornTail) => report.problems.push(format!("{}: cut short at offset {} (entry {}), but it is not the last segment", path.display(), scan.valid_len, report.entries)),
+        None if sealed && scan.padding() > 0 => {
+            let what = scan.sealed_padding().unwrap_or_default();
+            report.problems.push(format!("{}: {what} (after entry {})", path.display(), report.entries));
+        }
+        None if sealed && count != rps => {
+            report.problems.push(format!("{}: {count} entries where a sealed segment holds {rps} (entries were removed or added)", path.display()));
+        }
+        None => {}
+    }
 }
 
 fn records_per_segment(dir: &Path) -> Result<u64, String> {

@@ -1,15 +1,16 @@
 //! Compiling contracts into a [`Catalogue`].
 
+use super::subject::find_subject;
 use super::{wire, Catalogue, Category, MethodRoute, Streaming};
 use crate::config::{Config, ConfigError, ConfigErrors, Location};
 use crate::identity::AgencyId;
 use prost_reflect::{
-    DescriptorPool, ExtensionDescriptor, Kind, MessageDescriptor, MethodDescriptor, Value,
+    DescriptorPool, ExtensionDescriptor, MethodDescriptor, ServiceDescriptor, Value,
 };
 use protox::file::{
     ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -17,9 +18,6 @@ use std::sync::Arc;
 /// `jisr/annotations.proto` without shipping it.
 pub const ANNOTATIONS_PROTO: &str = include_str!("../../proto/jisr/annotations.proto");
 const ANNOTATIONS_NAME: &str = "jisr/annotations.proto";
-
-/// How deep to look for a `(jisr.subject)` field in nested request messages.
-const SUBJECT_SEARCH_DEPTH: usize = 8;
 
 struct Embedded;
 
@@ -83,15 +81,49 @@ impl Catalogue {
     }
 }
 
+/// The `jisr.*` options a contract may carry, looked up once per pool.
+struct Annotations {
+    subject: Option<ExtensionDescriptor>,
+    category: Option<ExtensionDescriptor>,
+    default_category: Option<ExtensionDescriptor>,
+}
+
+impl Annotations {
+    fn of(pool: &DescriptorPool) -> Self {
+        Self {
+            subject: pool.get_extension_by_name("jisr.subject"),
+            category: pool.get_extension_by_name("jisr.category"),
+            default_category: pool.get_extension_by_name("jisr.default_category"),
+        }
+    }
+
+    /// The service's default category, which its methods' own options override.
+    fn service_category(&self, service: &ServiceDescriptor) -> Option<i32> {
+        self.default_category
+            .as_ref()
+            .and_then(|ext| enum_option(&service.options(), ext))
+    }
+
+    fn method_category(
+        &self,
+        method: &MethodDescriptor,
+        service_category: Option<i32>,
+    ) -> Category {
+        self.category
+            .as_ref()
+            .and_then(|ext| enum_option(&method.options(), ext))
+            .or(service_category)
+            .map_or(Category::Unspecified, Category::from_number)
+    }
+}
+
 fn build(
     pool: &DescriptorPool,
     owner: &HashMap<&str, &AgencyId>,
     config: &Config,
     errors: &mut ConfigErrors,
 ) -> Catalogue {
-    let subject_ext = pool.get_extension_by_name("jisr.subject");
-    let category_ext = pool.get_extension_by_name("jisr.category");
-    let default_category_ext = pool.get_extension_by_name("jisr.default_category");
+    let annotations = Annotations::of(pool);
     let mut by_path = HashMap::new();
     for service in pool.services() {
         let Some(provider) = owner.get(service.parent_file().name()) else {
@@ -99,43 +131,10 @@ fn build(
         };
         let at = agency_location(config, provider);
         if super::is_reserved_service(service.full_name()) {
-            errors.0.push(ConfigError {
-                at: at.clone(),
-                message: format!(
-                    "contract `{}` declares `{}`, in a package reserved for the gateway's own services (grpc.health, grpc.reflection, jisr)",
-                    service.parent_file().name(),
-                    service.full_name()
-                ),
-                fix: "give the agency's contract a package of its own, e.g. `ma.<agency>.v1`".into(),
-            });
+            errors.0.push(reserved_service(&service, at));
             continue;
         }
-        let service_category = default_category_ext
-            .as_ref()
-            .and_then(|ext| enum_option(&service.options(), ext));
-        for method in service.methods() {
-            let category = category_ext
-                .as_ref()
-                .and_then(|ext| enum_option(&method.options(), ext))
-                .or(service_category)
-                .map_or(Category::Unspecified, Category::from_number);
-            let route = match method_route(
-                &method,
-                (*provider).clone(),
-                category,
-                subject_ext.as_ref(),
-            ) {
-                Ok(route) => route,
-                Err(message) => {
-                    errors.0.push(ConfigError {
-                        at: at.clone(),
-                        message: format!("contract `{}`: {message}", service.parent_file().name()),
-                        fix: "mark exactly one string field of the request with `[(jisr.subject) = true]`"
-                            .into(),
-                    });
-                    continue;
-                }
-            };
+        for route in service_routes(&service, provider, &annotations, &at, errors) {
             by_path.insert(route.path.clone(), Arc::new(route));
         }
     }
@@ -146,6 +145,49 @@ fn build(
         by_path,
         ordered,
     }
+}
+
+fn reserved_service(service: &ServiceDescriptor, at: Option<Location>) -> ConfigError {
+    ConfigError {
+        at,
+        message: format!(
+            "contract `{}` declares `{}`, in a package reserved for the gateway's own services (grpc.health, grpc.reflection, jisr)",
+            service.parent_file().name(),
+            service.full_name()
+        ),
+        fix: "give the agency's contract a package of its own, e.g. `ma.<agency>.v1`".into(),
+    }
+}
+
+/// The routes of one provider's service. A method whose request has no
+/// usable subject is reported and left out, so every error shows at once.
+fn service_routes(
+    service: &ServiceDescriptor,
+    provider: &AgencyId,
+    annotations: &Annotations,
+    at: &Option<Location>,
+    errors: &mut ConfigErrors,
+) -> Vec<MethodRoute> {
+    let service_category = annotations.service_category(service);
+    let mut routes = Vec::new();
+    for method in service.methods() {
+        let category = annotations.method_category(&method, service_category);
+        match method_route(
+            &method,
+            provider.clone(),
+            category,
+            annotations.subject.as_ref(),
+        ) {
+            Ok(route) => routes.push(route),
+            Err(message) => errors.0.push(ConfigError {
+                at: at.clone(),
+                message: format!("contract `{}`: {message}", service.parent_file().name()),
+                fix: "mark exactly one string field of the request with `[(jisr.subject) = true]`"
+                    .into(),
+            }),
+        }
+    }
+    routes
 }
 
 fn method_route(
@@ -179,99 +221,6 @@ fn method_route(
         subject_field: (!names.is_empty()).then(|| names.join(".")),
         schema: wire::Schema::compile(&input, numbers),
     })
-}
-
-/// The path (field number, field name) to the field of `message` marked
-/// `(jisr.subject)`, if any (used for bus event types).
-pub fn subject_path(
-    pool: &DescriptorPool,
-    message: &MessageDescriptor,
-) -> Result<Option<Vec<(u32, String)>>, String> {
-    match pool.get_extension_by_name("jisr.subject") {
-        Some(ext) => find_subject(message, &ext),
-        None => Ok(None),
-    }
-}
-
-/// The path (field number, field name) to the one field marked
-/// `(jisr.subject)`, searched through singular nested messages.
-fn find_subject(
-    root: &MessageDescriptor,
-    ext: &ExtensionDescriptor,
-) -> Result<Option<Vec<(u32, String)>>, String> {
-    let mut found = Vec::new();
-    let mut misplaced = Vec::new();
-    let mut seen = HashSet::new();
-    search(
-        root,
-        ext,
-        &mut Vec::new(),
-        &mut found,
-        &mut misplaced,
-        &mut seen,
-        0,
-    );
-    if !misplaced.is_empty() {
-        return Err(format!(
-            "field(s) {} marked (jisr.subject) must be a single (not repeated) string",
-            misplaced.join(", ")
-        ));
-    }
-    match found.len() {
-        0 => Ok(None),
-        1 => {
-            let path = found.remove(0);
-            Ok(Some(path))
-        }
-        _ => {
-            let names: Vec<String> = found
-                .iter()
-                .map(|p| {
-                    p.iter()
-                        .map(|(_, n)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(".")
-                })
-                .collect();
-            Err(format!(
-                "request type `{}` has several (jisr.subject) fields: {}",
-                root.full_name(),
-                names.join(", ")
-            ))
-        }
-    }
-}
-
-fn search(
-    msg: &MessageDescriptor,
-    ext: &ExtensionDescriptor,
-    path: &mut Vec<(u32, String)>,
-    found: &mut Vec<Vec<(u32, String)>>,
-    misplaced: &mut Vec<String>,
-    seen: &mut HashSet<String>,
-    depth: usize,
-) {
-    if depth > SUBJECT_SEARCH_DEPTH || !seen.insert(msg.full_name().to_owned()) {
-        return;
-    }
-    for field in msg.fields() {
-        path.push((field.number(), field.name().to_owned()));
-        let marked = matches!(
-            field.options().get_extension(ext).as_ref(),
-            Value::Bool(true)
-        );
-        if marked && field.kind() == Kind::String && !field.is_list() {
-            found.push(path.clone());
-        } else if marked {
-            misplaced.push(field.full_name().to_owned());
-        } else if let Kind::Message(inner) = field.kind() {
-            if !field.is_list() && !field.is_map() {
-                search(&inner, ext, path, found, misplaced, seen, depth + 1);
-            }
-        }
-        path.pop();
-    }
-    seen.remove(msg.full_name());
 }
 
 fn enum_option(options: &prost_reflect::DynamicMessage, ext: &ExtensionDescriptor) -> Option<i32> {

@@ -10,6 +10,7 @@
 pub mod wire;
 
 mod load;
+mod subject;
 
 use crate::identity::AgencyId;
 use prost_reflect::{DescriptorPool, MessageDescriptor};
@@ -17,7 +18,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-pub use load::{subject_path, ANNOTATIONS_PROTO};
+pub use load::ANNOTATIONS_PROTO;
+pub use subject::subject_path;
 
 /// Package prefixes of the services the gateway serves itself.
 const RESERVED: [&str; 3] = ["grpc.health.", "grpc.reflection.", "jisr."];

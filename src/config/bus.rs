@@ -10,7 +10,8 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::pattern::Basis;
-use super::sections::{bounded, redis_url, resolve};
+use super::sections::{bounded, resolve};
+use super::stores::redis_url;
 use super::table::{Ctx, Section};
 use super::Location;
 use crate::identity::AgencyId;
@@ -250,6 +251,9 @@ fn subscriber(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<SubscriberConfig> {
     })
 }
 
+/// A problem found across topics: where, what, and the fix.
+type Problem = (super::Location, String, String);
+
 /// Topics name declared agencies and purposes; a topic is declared once; an
 /// agency subscribes to a topic once.
 pub(super) fn check_topic_references(
@@ -269,8 +273,7 @@ pub(super) fn check_topic_references(
             ));
         }
         seen.push(&t.name);
-        let declared = |a: &AgencyId| agencies.iter().any(|d| d == a.as_str());
-        if !declared(&t.owner) {
+        if !is_declared(agencies, &t.owner) {
             errors.push((
                 t.at.clone(),
                 format!(
@@ -283,47 +286,62 @@ pub(super) fn check_topic_references(
                 ),
             ));
         }
-        let mut subs: Vec<&AgencyId> = Vec::new();
-        for sub in &t.subscribers {
-            if !declared(&sub.agency) {
-                errors.push((
-                    sub.at.clone(),
-                    format!(
-                        "subscriber `{}` of topic `{}` is not declared as an [[agency]]",
-                        sub.agency, t.name
-                    ),
-                    format!(
-                        "declare it with an [[agency]] entry (declared: {})",
-                        agencies.join(", ")
-                    ),
-                ));
-            }
-            if subs.contains(&&sub.agency) {
-                errors.push((
-                    sub.at.clone(),
-                    format!("`{}` subscribes to topic `{}` twice", sub.agency, t.name),
-                    "keep one [[topic.subscriber]] entry per agency and list every purpose in it"
-                        .to_owned(),
-                ));
-            }
-            subs.push(&sub.agency);
-            for p in &sub.purposes {
-                if !purposes.contains(p) {
-                    errors.push((
-                        sub.at.clone(),
-                        format!("subscriber purpose `{p}` is not declared under [[purpose]]"),
-                        format!(
-                            "declare it with a [[purpose]] entry, or use a declared one ({})",
-                            purposes.join(", ")
-                        ),
-                    ));
-                }
-            }
-        }
+        check_subscribers(t, agencies, purposes, &mut errors);
     }
     for (at, message, fix) in errors {
         ctx.errors
             .push(super::ConfigError::new(Some(at), message, fix));
+    }
+}
+
+fn is_declared(agencies: &[String], agency: &AgencyId) -> bool {
+    agencies.iter().any(|d| d == agency.as_str())
+}
+
+/// A topic's subscribers are declared agencies, each listed once, for
+/// declared purposes.
+fn check_subscribers(
+    t: &TopicConfig,
+    agencies: &[String],
+    purposes: &[String],
+    errors: &mut Vec<Problem>,
+) {
+    let mut subs: Vec<&AgencyId> = Vec::new();
+    for sub in &t.subscribers {
+        if !is_declared(agencies, &sub.agency) {
+            errors.push((
+                sub.at.clone(),
+                format!(
+                    "subscriber `{}` of topic `{}` is not declared as an [[agency]]",
+                    sub.agency, t.name
+                ),
+                format!(
+                    "declare it with an [[agency]] entry (declared: {})",
+                    agencies.join(", ")
+                ),
+            ));
+        }
+        if subs.contains(&&sub.agency) {
+            errors.push((
+                sub.at.clone(),
+                format!("`{}` subscribes to topic `{}` twice", sub.agency, t.name),
+                "keep one [[topic.subscriber]] entry per agency and list every purpose in it"
+                    .to_owned(),
+            ));
+        }
+        subs.push(&sub.agency);
+        for p in &sub.purposes {
+            if !purposes.contains(p) {
+                errors.push((
+                    sub.at.clone(),
+                    format!("subscriber purpose `{p}` is not declared under [[purpose]]"),
+                    format!(
+                        "declare it with a [[purpose]] entry, or use a declared one ({})",
+                        purposes.join(", ")
+                    ),
+                ));
+            }
+        }
     }
 }
 

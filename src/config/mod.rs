@@ -13,14 +13,16 @@
 mod bus;
 mod error;
 mod pattern;
+mod read;
 mod resilience;
+mod rule;
 mod sections;
+mod stores;
 mod table;
 mod telemetry;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -36,11 +38,7 @@ pub use telemetry::{LogFormat, OtlpTls, TelemetryConfig};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
-use sections::{
-    AGENCY_KEYS, AUDIT_KEYS, CATALOGUE_KEYS, CONSENT_KEYS, NODE_KEYS, PURPOSE_KEYS, RULE_KEYS,
-    TLS_KEYS,
-};
-use table::{closest, Ctx, Section};
+use table::Ctx;
 
 /// A checked node configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -234,22 +232,6 @@ pub struct RuleConfig {
     pub break_glass: bool,
 }
 
-const TOP_KEYS: &[&str] = &[
-    "node",
-    "tls",
-    "catalogue",
-    "audit",
-    "consent",
-    "telemetry",
-    "purpose",
-    "agency",
-    "rule",
-    "route",
-    "rate_limit",
-    "bus",
-    "topic",
-];
-
 impl Config {
     /// Reads and checks the configuration file at `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
@@ -281,260 +263,18 @@ impl Config {
                     "correct the syntax here: strings in double quotes, `[table]` and `[[array-of-tables]]` headers, `key = value` lines",
                 );
             }
-            return Err(finish(ctx));
+            return Err(read::finish(ctx));
         }
         let root = Spanned::new(0..0, DeValue::Table(root.into_inner()));
-        let config = read(&mut ctx, &root, path);
+        let config = read::read(&mut ctx, &root, path);
         match config {
             Some(config) if ctx.errors.is_empty() => Ok(config),
-            _ => Err(finish(ctx)),
+            _ => Err(read::finish(ctx)),
         }
     }
 
     /// The agency with this id, if declared.
     pub fn agency(&self, id: &AgencyId) -> Option<&AgencyConfig> {
         self.agencies.iter().find(|a| &a.id == id)
-    }
-}
-
-fn finish(mut ctx: Ctx) -> ConfigErrors {
-    ctx.errors.sort();
-    ctx.errors
-}
-
-/// The directory relative paths are resolved against, made absolute.
-fn base_dir(path: &Path) -> PathBuf {
-    let parent = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::path::absolute(parent).unwrap_or_else(|_| parent.to_path_buf())
-}
-
-fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Config> {
-    let top = Section::new("the top level of the file", root, TOP_KEYS, ctx)?;
-    let base = base_dir(path);
-    let node = required(ctx, &top, "node", NODE_KEYS, "id, trust_domain and listen")
-        .and_then(|s| sections::node(ctx, &s));
-    let tls = required(ctx, &top, "tls", TLS_KEYS, "ca, cert and key")
-        .and_then(|s| sections::tls(ctx, &s, &base));
-    let catalogue = match top.table.get("catalogue") {
-        Some(v) => Section::new("[catalogue]", v, CATALOGUE_KEYS, ctx)
-            .and_then(|s| sections::catalogue(ctx, &s, &base)),
-        None => Some(CatalogueConfig::default()),
-    };
-    let audit = match top.table.get("audit") {
-        Some(v) => Section::new("[audit]", v, AUDIT_KEYS, ctx)
-            .and_then(|s| sections::audit(ctx, Some(&s), &base)),
-        None => sections::audit(ctx, None, &base),
-    };
-    let consent = match top.table.get("consent") {
-        Some(v) => Section::new("[consent]", v, CONSENT_KEYS, ctx)
-            .and_then(|s| sections::consent(ctx, Some(&s), &base)),
-        None => sections::consent(ctx, None, &base),
-    };
-    let telemetry = match top.table.get("telemetry") {
-        Some(v) => Section::new("[telemetry]", v, telemetry::TELEMETRY_KEYS, ctx).and_then(|s| {
-            let node_ca = tls.as_ref().map(|t| t.ca.as_path());
-            telemetry::telemetry(ctx, Some(&s), &base, node_ca)
-        }),
-        None => telemetry::telemetry(ctx, None, &base, None),
-    };
-    let bus = match top.table.get("bus") {
-        Some(v) => Section::new("[bus]", v, bus::BUS_KEYS, ctx)
-            .and_then(|s| bus::bus(ctx, Some(&s), &base)),
-        None => bus::bus(ctx, None, &base),
-    };
-    let topics: Vec<_> = array(ctx, &top, "topic", bus::TOPIC_KEYS)
-        .iter()
-        .map(|s| bus::topic(ctx, s))
-        .collect();
-    let purpose_sections = array(ctx, &top, "purpose", PURPOSE_KEYS);
-    let agency_sections = array(ctx, &top, "agency", AGENCY_KEYS);
-    let rule_sections = array(ctx, &top, "rule", RULE_KEYS);
-    let route_sections = array(ctx, &top, "route", resilience::ROUTE_KEYS);
-    let limit_sections = array(ctx, &top, "rate_limit", resilience::RATE_LIMIT_KEYS);
-    let purposes: Vec<_> = purpose_sections
-        .iter()
-        .map(|s| sections::purpose(ctx, s))
-        .collect();
-    let agencies: Vec<_> = agency_sections
-        .iter()
-        .map(|s| sections::agency(ctx, s))
-        .collect();
-    let rules: Vec<_> = rule_sections
-        .iter()
-        .map(|s| sections::rule(ctx, s))
-        .collect();
-    let declared_purposes = declared(ctx, &purpose_sections, "code", "purpose");
-    let declared_agencies = declared(ctx, &agency_sections, "id", "agency");
-    for s in &rule_sections {
-        check_references(ctx, s, &declared_agencies, &declared_purposes);
-    }
-    let routes: Vec<_> = route_sections
-        .iter()
-        .map(|s| resilience::route(ctx, s))
-        .collect();
-    let redis = matches!(&consent, Some(c) if c.redis_url.is_some());
-    let rate_limits: Option<Vec<_>> = limit_sections
-        .iter()
-        .map(|s| resilience::rate_limit(ctx, s, &declared_agencies, redis))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect();
-    if let Some(limits) = &rate_limits {
-        resilience::duplicate_limits(ctx, limits);
-    }
-    let topics: Option<Vec<_>> = topics.into_iter().collect();
-    if let Some(topics) = &topics {
-        bus::check_topic_references(ctx, topics, &declared_agencies, &declared_purposes);
-    }
-    Some(Config {
-        path: path.to_path_buf(),
-        node: node?,
-        tls: tls?,
-        catalogue: catalogue?,
-        purposes: purposes.into_iter().collect::<Option<_>>()?,
-        agencies: agencies.into_iter().collect::<Option<_>>()?,
-        rules: rules.into_iter().collect::<Option<_>>()?,
-        audit: audit?,
-        consent: consent?,
-        routes: routes.into_iter().collect::<Option<_>>()?,
-        rate_limits: rate_limits?,
-        telemetry: telemetry?,
-        bus: bus?,
-        topics: topics?,
-    })
-}
-
-/// A section the file must have.
-fn required<'a, 'i>(
-    ctx: &mut Ctx,
-    top: &Section<'a, 'i>,
-    key: &'static str,
-    allowed: &'static [&'static str],
-    keys: &str,
-) -> Option<Section<'a, 'i>> {
-    let name = match key {
-        "node" => "[node]",
-        _ => "[tls]",
-    };
-    match top.table.get(key) {
-        Some(value) => Section::new(name, value, allowed, ctx),
-        None => {
-            ctx.error(
-                &(0..0),
-                format!("the file has no {name} section"),
-                format!("add a {name} section with {keys} (see config/example.toml)"),
-            );
-            None
-        }
-    }
-}
-
-/// The tables of an optional array of tables such as `[[agency]]`.
-fn array<'a, 'i>(
-    ctx: &mut Ctx,
-    top: &Section<'a, 'i>,
-    key: &'static str,
-    allowed: &'static [&'static str],
-) -> Vec<Section<'a, 'i>> {
-    let name = match key {
-        "purpose" => "[[purpose]]",
-        "agency" => "[[agency]]",
-        "route" => "[[route]]",
-        "rate_limit" => "[[rate_limit]]",
-        "topic" => "[[topic]]",
-        _ => "[[rule]]",
-    };
-    let Some(value) = top.table.get(key) else {
-        return Vec::new();
-    };
-    let Some(items) = value.get_ref().as_array() else {
-        ctx.error(
-            &value.span(),
-            format!(
-                "`{key}` must be an array of tables, found a {}",
-                value.get_ref().type_str()
-            ),
-            format!("write each entry under its own `{name}` header (double brackets)"),
-        );
-        return Vec::new();
-    };
-    items
-        .iter()
-        .filter_map(|item| Section::new(name, item, allowed, ctx))
-        .collect()
-}
-
-/// The valid names declared by `key` in `sections`, reporting duplicates.
-/// Reads the raw text so that an entry with other errors still counts as declared.
-fn declared(ctx: &mut Ctx, sections: &[Section<'_, '_>], key: &str, what: &str) -> Vec<String> {
-    let mut first: HashMap<String, Location> = HashMap::new();
-    let mut names = Vec::new();
-    for s in sections {
-        let Some(value) = s.table.get(key) else {
-            continue;
-        };
-        let Some(name) = value.get_ref().as_str() else {
-            continue;
-        };
-        if let Some(at) = first.get(name) {
-            ctx.error(
-                &value.span(),
-                format!(
-                    "{what} `{name}` is declared twice (first at line {})",
-                    at.line
-                ),
-                format!("remove one of the two [[{what}]] entries, or give this one another {key}"),
-            );
-            continue;
-        }
-        first.insert(name.to_owned(), ctx.at(&value.span()));
-        names.push(name.to_owned());
-    }
-    names
-}
-
-/// Whether a rule's consumer and purposes are declared.
-fn check_references(ctx: &mut Ctx, s: &Section<'_, '_>, agencies: &[String], purposes: &[String]) {
-    let hint = |name: &str, declared: &[String], what: &str| {
-        let list = if declared.is_empty() {
-            "none is declared yet".to_owned()
-        } else {
-            format!("declared: {}", declared.join(", "))
-        };
-        match closest(name, declared.iter().map(String::as_str), 2) {
-            Some(close) => format!(
-                "did you mean `{close}`? Otherwise declare it with a [[{what}]] entry ({list})"
-            ),
-            None => format!("declare it with a [[{what}]] entry, or use a declared one ({list})"),
-        }
-    };
-    if let Some(consumer) = s.table.get("consumer") {
-        if let Some(name) = consumer.get_ref().as_str() {
-            if AgencyId::parse(name).is_ok() && !agencies.iter().any(|a| a == name) {
-                ctx.error(
-                    &consumer.span(),
-                    format!("rule consumer `{name}` is not declared as an [[agency]]"),
-                    hint(name, agencies, "agency"),
-                );
-            }
-        }
-    }
-    let Some(list) = s.table.get("purposes").and_then(|v| v.get_ref().as_array()) else {
-        return;
-    };
-    for item in list.iter() {
-        let Some(code) = item.get_ref().as_str() else {
-            continue;
-        };
-        if !purposes.iter().any(|p| p == code) {
-            ctx.error(
-                &item.span(),
-                format!("rule purpose `{code}` is not declared under [[purpose]]"),
-                hint(code, purposes, "purpose"),
-            );
-        }
     }
 }

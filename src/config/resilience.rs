@@ -203,26 +203,7 @@ pub(super) fn rate_limit(
     agencies: &[String],
     redis: bool,
 ) -> Option<RateLimitConfig> {
-    let consumer = s.req_str(ctx, "consumer", "\"education\"");
-    let consumer = consumer.and_then(|v| match AgencyId::parse(v.get_ref()) {
-        Ok(id) if agencies.iter().any(|a| a == id.as_str()) => Some(id),
-        Ok(id) => {
-            ctx.error(
-                &v.span(),
-                format!("rate limit consumer `{id}` is not declared as an [[agency]]"),
-                format!("use a declared agency ({})", agencies.join(", ")),
-            );
-            None
-        }
-        Err(e) => {
-            ctx.error(
-                &v.span(),
-                format!("`consumer` in [[rate_limit]]: {e}"),
-                "name a declared agency, e.g. `consumer = \"education\"`",
-            );
-            None
-        }
-    });
+    let consumer = limit_consumer(ctx, s, agencies);
     if s.table.get("per_second").is_none() {
         ctx.error(
             &s.span,
@@ -257,6 +238,30 @@ pub(super) fn rate_limit(
         burst: burst? as u32,
         shared: shared?,
         at: ctx.at(&s.span),
+    })
+}
+
+/// The limit's `consumer`, which must be a declared agency.
+fn limit_consumer(ctx: &mut Ctx, s: &Section<'_, '_>, agencies: &[String]) -> Option<AgencyId> {
+    let consumer = s.req_str(ctx, "consumer", "\"education\"");
+    consumer.and_then(|v| match AgencyId::parse(v.get_ref()) {
+        Ok(id) if agencies.iter().any(|a| a == id.as_str()) => Some(id),
+        Ok(id) => {
+            ctx.error(
+                &v.span(),
+                format!("rate limit consumer `{id}` is not declared as an [[agency]]"),
+                format!("use a declared agency ({})", agencies.join(", ")),
+            );
+            None
+        }
+        Err(e) => {
+            ctx.error(
+                &v.span(),
+                format!("`consumer` in [[rate_limit]]: {e}"),
+                "name a declared agency, e.g. `consumer = \"education\"`",
+            );
+            None
+        }
     })
 }
 

@@ -1,6 +1,7 @@
 //! Reading and checking each kind of section on its own: `[node]`, `[tls]`,
-//! `[catalogue]`, `[[purpose]]`, `[[agency]]` and `[[rule]]`. Checks across
-//! sections (duplicates, references) live in `mod.rs`.
+//! `[catalogue]`, `[[purpose]]` and `[[agency]]` (`[[rule]]` in `rule.rs`,
+//! the stores' sections in `stores.rs`). Checks across sections
+//! (duplicates, references) live in `read.rs`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,8 @@ use std::time::Duration;
 
 use toml::Spanned;
 
-use super::pattern::{Basis, MethodPattern};
 use super::table::{Ctx, Section};
-use super::{
-    AgencyConfig, AuditConfig, CatalogueConfig, ConsentConfig, NodeConfig, PurposeConfig, Role,
-    RuleConfig,
-};
+use super::{AgencyConfig, CatalogueConfig, NodeConfig, PurposeConfig, Role};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 
@@ -41,21 +38,6 @@ pub(super) const AGENCY_KEYS: &[&str] = &[
     "breaker_failures",
     "breaker_cooldown_ms",
 ];
-pub(super) const AUDIT_KEYS: &[&str] = &[
-    "dir",
-    "signing_key",
-    "pseudonym_key",
-    "checkpoint_interval_ms",
-];
-pub(super) const RULE_KEYS: &[&str] = &[
-    "consumer",
-    "methods",
-    "purposes",
-    "basis",
-    "release",
-    "break_glass",
-];
-pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "timeout_ms"];
 
 /// Default and bounds of `node.max_message_bytes`.
 pub(super) const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
@@ -68,7 +50,12 @@ pub(super) const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_millis(10_000)
 /// [`AgencyConfig::connections_on`]).
 const MAX_CONNECTIONS: i64 = 64;
 
-fn agency_id(ctx: &mut Ctx, value: &Spanned<String>, key: &str, section: &str) -> Option<AgencyId> {
+pub(super) fn agency_id(
+    ctx: &mut Ctx,
+    value: &Spanned<String>,
+    key: &str,
+    section: &str,
+) -> Option<AgencyId> {
     match AgencyId::parse(value.get_ref()) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -194,7 +181,7 @@ fn path(
     non_empty_path(ctx, s, key, &value, base)
 }
 
-fn non_empty_path(
+pub(super) fn non_empty_path(
     ctx: &mut Ctx,
     s: &Section<'_, '_>,
     key: &str,
@@ -367,91 +354,6 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
     })
 }
 
-/// Reads a `[[rule]]` on its own; whether its consumer and purposes are
-/// declared is checked by the caller.
-pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
-    let consumer = s.req_str(ctx, "consumer", "\"education\"");
-    let consumer = consumer.and_then(|v| agency_id(ctx, &v, "consumer", "[[rule]]"));
-    let methods = s.req_str_list(ctx, "methods", "[\"ma.tax.v1.TaxRecords/GetTaxStatus\"]");
-    let methods = methods.and_then(|list| rule_methods(ctx, s, list));
-    let purposes = s.req_str_list(ctx, "purposes", "[\"bac-candidature\"]");
-    let purposes = purposes.and_then(|list| {
-        if list.is_empty() {
-            ctx.error(
-                &s.span_of("purposes"),
-                "`purposes` in [[rule]] is empty: the rule would allow nothing",
-                "list the declared purposes the rule serves, e.g. `purposes = [\"bac-candidature\"]`",
-            );
-            return None;
-        }
-        Some(list.into_iter().map(Spanned::into_inner).collect::<Vec<_>>())
-    });
-    let basis = s.req_str(ctx, "basis", "\"law:55-19\"");
-    let basis_at = basis.as_ref().map(|v| v.span());
-    let basis = basis.and_then(|v| match Basis::parse_parts(v.get_ref()) {
-        Ok(basis) => Some(basis),
-        Err((message, fix)) => {
-            ctx.error(&v.span(), message, fix);
-            None
-        }
-    });
-    let release = match s.opt_str_list(ctx, "release", "[\"first_name\", \"birth_date\"]") {
-        Some(list) => Some(Some(
-            list.into_iter()
-                .map(Spanned::into_inner)
-                .collect::<Vec<_>>(),
-        )),
-        None => s.table.get("release").is_none().then_some(None),
-    };
-    let break_glass = match s.opt_bool(ctx, "break_glass", "true") {
-        Some(b) => Some(b.into_inner()),
-        None => s.table.get("break_glass").is_none().then_some(false),
-    };
-    if let (Some(true), Some(Basis::Consent), Some(span)) = (break_glass, &basis, basis_at) {
-        ctx.error(
-            &span,
-            "a break-glass rule cannot rest on consent: it is for emergencies where consent cannot be asked",
-            "name the legal basis of emergency access, e.g. `basis = \"law:emergency-care\"`",
-        );
-    }
-    let (methods, methods_at) = methods?;
-    Some(RuleConfig {
-        consumer: consumer?,
-        methods,
-        purposes: purposes?,
-        basis: basis?,
-        release: release?,
-        break_glass: break_glass?,
-        at: ctx.at(&s.span),
-        methods_at,
-    })
-}
-
-type Methods = (Vec<MethodPattern>, Vec<super::Location>);
-
-fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: Vec<Spanned<String>>) -> Option<Methods> {
-    if list.is_empty() {
-        ctx.error(
-            &s.span_of("methods"),
-            "`methods` in [[rule]] is empty: the rule would allow nothing",
-            "list the methods the consumer may call, e.g. `methods = [\"ma.tax.v1.TaxRecords/GetTaxStatus\"]`",
-        );
-        return None;
-    }
-    let mut methods = Vec::new();
-    let mut at = Vec::new();
-    for entry in &list {
-        match MethodPattern::parse_parts(entry.get_ref()) {
-            Ok(pattern) => {
-                methods.push(pattern);
-                at.push(ctx.at(&entry.span()));
-            }
-            Err((message, fix)) => ctx.error(&entry.span(), message, fix),
-        }
-    }
-    (methods.len() == list.len()).then_some((methods, at))
-}
-
 fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {
     let Some(list) = s.opt_str_list(ctx, "roles", "[\"auditor\"]") else {
         return s.table.get("roles").is_none().then(Vec::new);
@@ -472,100 +374,4 @@ fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {
         }
     }
     ok.then_some(roles)
-}
-
-/// Default of `audit.checkpoint_interval_ms`.
-const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 1000;
-
-/// `[audit]`, or its defaults when the section is absent.
-pub(super) fn audit(
-    ctx: &mut Ctx,
-    s: Option<&Section<'_, '_>>,
-    base: &Path,
-) -> Option<AuditConfig> {
-    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
-        match s {
-            Some(s) if s.table.get(key).is_some() => {
-                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
-                non_empty_path(ctx, s, key, &value, base)
-            }
-            _ => Some(resolve(base, default)),
-        }
-    };
-    let dir = file("dir", "audit");
-    let signing_key = file("signing_key", "audit-signing.key");
-    let pseudonym_key = file("pseudonym_key", "pseudonym.key");
-    let interval = match s {
-        Some(s) => bounded(
-            ctx,
-            s,
-            "checkpoint_interval_ms",
-            (10, 60_000, DEFAULT_CHECKPOINT_INTERVAL_MS),
-        ),
-        None => Some(DEFAULT_CHECKPOINT_INTERVAL_MS),
-    };
-    Some(AuditConfig {
-        dir: dir?,
-        signing_key: signing_key?,
-        pseudonym_key: pseudonym_key?,
-        // In 10..=60000 (checked by `bounded`), so the cast is lossless.
-        checkpoint_interval: Duration::from_millis(interval? as u64),
-    })
-}
-
-/// `[consent]`, or its defaults when the section is absent.
-pub(super) fn consent(
-    ctx: &mut Ctx,
-    s: Option<&Section<'_, '_>>,
-    base: &Path,
-) -> Option<ConsentConfig> {
-    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
-        match s {
-            Some(s) if s.table.get(key).is_some() => {
-                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
-                non_empty_path(ctx, s, key, &value, base)
-            }
-            _ => Some(resolve(base, default)),
-        }
-    };
-    let path = file("path", "consents.redb");
-    let signing_key = file("signing_key", "consent-signing.key");
-    let redis_url = match s {
-        Some(s) => redis_url(ctx, s),
-        None => Some(None),
-    };
-    let timeout = match s {
-        Some(s) => bounded(ctx, s, "timeout_ms", (10, 10_000, 250)),
-        None => Some(250),
-    };
-    Some(ConsentConfig {
-        path: path?,
-        signing_key: signing_key?,
-        redis_url: redis_url?,
-        // In 10..=10000 (checked by `bounded`), so the cast is lossless.
-        timeout: Duration::from_millis(timeout? as u64),
-    })
-}
-
-/// An optional `redis_url` key (`[consent]`, `[bus]`).
-pub(super) fn redis_url(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<String>> {
-    match s.opt_str(ctx, "redis_url", "\"redis://127.0.0.1:6379\"") {
-        Some(url) => {
-            let text = url.get_ref();
-            if text.starts_with("redis://")
-                || text.starts_with("rediss://")
-                || text.starts_with("redis+cluster://")
-            {
-                Some(Some(url.into_inner()))
-            } else {
-                ctx.error(
-                    &url.span(),
-                    format!("`redis_url` `{text}` is not a Redis URL"),
-                    "write `redis://host:port` for one server, or `redis+cluster://h1:p1,h2:p2` for a cluster",
-                );
-                None
-            }
-        }
-        None => s.table.get("redis_url").is_none().then_some(None),
-    }
 }

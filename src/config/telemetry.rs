@@ -4,6 +4,7 @@
 //! system and logs text.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::table::{Ctx, Section};
@@ -86,72 +87,105 @@ pub(super) fn telemetry(
     let mut ok = true;
     // Whether the endpoint is `https://`; `None` when there is no valid endpoint.
     let mut https = None;
-    if let Some(url) = s.opt_str(ctx, "otlp_endpoint", "\"http://127.0.0.1:4317\"") {
-        let text = url.get_ref();
-        let rest = text
-            .strip_prefix("http://")
-            .or_else(|| text.strip_prefix("https://"));
-        match rest {
-            Some(rest) if !rest.is_empty() && !rest.starts_with('/') => {
-                config.otlp_endpoint = Some(text.clone());
-                https = Some(text.starts_with("https://"));
-            }
-            _ => {
-                ctx.error(
-                    &url.span(),
-                    format!("`otlp_endpoint` `{text}` is not an OTLP/gRPC collector URL"),
-                    "write `http://host:4317` (the collector's OTLP gRPC port; `https://host:4317` for TLS), or remove the key to export nothing",
-                );
-                ok = false;
-            }
+    match otlp_endpoint(ctx, s) {
+        Ok(Some(endpoint)) => {
+            https = Some(endpoint.starts_with("https://"));
+            config.otlp_endpoint = Some(endpoint);
         }
-    } else if s.table.get("otlp_endpoint").is_some() {
-        ok = false;
+        Ok(None) => {}
+        Err(()) => ok = false,
     }
     let endpoint_given = s.table.get("otlp_endpoint").is_some();
     match otlp_tls(ctx, s, base, https, endpoint_given, node_ca) {
         Ok(tls) => config.otlp_tls = tls,
         Err(()) => ok = false,
     }
-    if let Some(addr) = s.opt_str(ctx, "admin_listen", "\"127.0.0.1:9464\"") {
-        match addr.get_ref().parse::<SocketAddr>() {
-            Ok(a) => config.admin_listen = a,
-            Err(_) => {
-                ctx.error(
-                    &addr.span(),
-                    format!(
-                        "`admin_listen` in [telemetry] is not an IP address and port: `{}`",
-                        addr.get_ref()
-                    ),
-                    "write it as `admin_listen = \"127.0.0.1:9464\"` (port 0 lets the system pick one); keep it on loopback or a management network",
-                );
-                ok = false;
-            }
-        }
-    } else if s.table.get("admin_listen").is_some() {
-        ok = false;
+    match admin_listen(ctx, s) {
+        Ok(Some(addr)) => config.admin_listen = addr,
+        Ok(None) => {}
+        Err(()) => ok = false,
     }
-    if let Some(format) = s.opt_str(ctx, "log_format", "\"json\"") {
-        match format.get_ref().as_str() {
-            "text" => config.log_format = LogFormat::Text,
-            "json" => config.log_format = LogFormat::Json,
-            other => {
-                ctx.error(
-                    &format.span(),
-                    format!("`log_format` `{other}` is not a log format"),
-                    "use `log_format = \"text\"` (human-readable lines) or `\"json\"` (one JSON object per line)",
-                );
-                ok = false;
-            }
-        }
-    } else if s.table.get("log_format").is_some() {
-        ok = false;
+    match log_format(ctx, s) {
+        Ok(Some(format)) => config.log_format = format,
+        Ok(None) => {}
+        Err(()) => ok = false,
     }
     ok.then_some(config)
 }
 
+/// An optional key that `opt_str` found no valid string for: absent (the
+/// default applies) or of the wrong type (already reported).
+fn absent<T>(s: &Section<'_, '_>, key: &str) -> Result<Option<T>, ()> {
+    match s.table.get(key) {
+        Some(_) => Err(()),
+        None => Ok(None),
+    }
+}
+
+fn otlp_endpoint(ctx: &mut Ctx, s: &Section<'_, '_>) -> Result<Option<String>, ()> {
+    let Some(url) = s.opt_str(ctx, "otlp_endpoint", "\"http://127.0.0.1:4317\"") else {
+        return absent(s, "otlp_endpoint");
+    };
+    let text = url.get_ref();
+    let rest = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(Some(text.clone())),
+        _ => {
+            ctx.error(
+                &url.span(),
+                format!("`otlp_endpoint` `{text}` is not an OTLP/gRPC collector URL"),
+                "write `http://host:4317` (the collector's OTLP gRPC port; `https://host:4317` for TLS), or remove the key to export nothing",
+            );
+            Err(())
+        }
+    }
+}
+
+fn admin_listen(ctx: &mut Ctx, s: &Section<'_, '_>) -> Result<Option<SocketAddr>, ()> {
+    let Some(addr) = s.opt_str(ctx, "admin_listen", "\"127.0.0.1:9464\"") else {
+        return absent(s, "admin_listen");
+    };
+    match addr.get_ref().parse::<SocketAddr>() {
+        Ok(a) => Ok(Some(a)),
+        Err(_) => {
+            ctx.error(
+                &addr.span(),
+                format!(
+                    "`admin_listen` in [telemetry] is not an IP address and port: `{}`",
+                    addr.get_ref()
+                ),
+                "write it as `admin_listen = \"127.0.0.1:9464\"` (port 0 lets the system pick one); keep it on loopback or a management network",
+            );
+            Err(())
+        }
+    }
+}
+
+fn log_format(ctx: &mut Ctx, s: &Section<'_, '_>) -> Result<Option<LogFormat>, ()> {
+    let Some(format) = s.opt_str(ctx, "log_format", "\"json\"") else {
+        return absent(s, "log_format");
+    };
+    match format.get_ref().as_str() {
+        "text" => Ok(Some(LogFormat::Text)),
+        "json" => Ok(Some(LogFormat::Json)),
+        other => {
+            ctx.error(
+                &format.span(),
+                format!("`log_format` `{other}` is not a log format"),
+                "use `log_format = \"text\"` (human-readable lines) or `\"json\"` (one JSON object per line)",
+            );
+            Err(())
+        }
+    }
+}
+
 /// The TLS keys that need an `https://` endpoint.
 const TLS_KEYS: [&str; 3] = ["otlp_ca", "otlp_cert", "otlp_key"];
+
+/// A TLS key's file, resolved, with where the key is in the file.
+type TlsFile = (&'static str, PathBuf, Range<usize>);
 
 /// `otlp_ca`, `otlp_cert` and `otlp_key`. The files are read and checked
 /// here, so a missing file, a bad PEM or a key that does not match its
@@ -165,22 +199,7 @@ fn otlp_tls(
     endpoint_given: bool,
     node_ca: Option<&Path>,
 ) -> Result<Option<OtlpTls>, ()> {
-    let mut files = Vec::new();
-    let mut ok = true;
-    for key in TLS_KEYS {
-        match s.opt_str(ctx, key, &format!("\"pki/{key}.pem\"")) {
-            Some(v) if v.get_ref().trim().is_empty() => {
-                ctx.error(
-                    &v.span(),
-                    format!("`{key}` in [telemetry] is an empty path"),
-                    "give a path, relative to the directory of this configuration file",
-                );
-                ok = false;
-            }
-            Some(v) => files.push((key, super::sections::resolve(base, v.get_ref()), v.span())),
-            None => ok &= s.table.get(key).is_none(),
-        }
-    }
+    let (files, mut ok) = tls_files(ctx, s, base);
     // Without an `https://` endpoint the TLS files have nothing to apply to.
     let unused = match https {
         Some(true) => None,
@@ -205,8 +224,7 @@ fn otlp_tls(
             Err(())
         };
     }
-    let find = |name: &str| files.iter().find(|(key, _, _)| *key == name);
-    let ca = match find("otlp_ca") {
+    let ca = match files.iter().find(|(key, _, _)| *key == "otlp_ca") {
         Some((_, path, span)) => {
             ok &= pem::check_ca(ctx, path, span);
             path.clone()
@@ -214,12 +232,45 @@ fn otlp_tls(
         // `[tls]`'s own checks cover it; without it the file is invalid anyway.
         None => node_ca.ok_or(())?.to_owned(),
     };
-    let client = match (find("otlp_cert"), find("otlp_key")) {
-        (Some((_, cert, cert_span)), Some((_, key, key_span))) => {
-            ok &= pem::check_identity(ctx, (cert, cert_span), (key, key_span));
-            Some((cert.clone(), key.clone()))
+    let client = client_identity(ctx, &files, &mut ok)?;
+    ok.then_some(Some(OtlpTls { ca, client })).ok_or(())
+}
+
+/// The TLS keys given, with whether all of them are valid strings.
+fn tls_files(ctx: &mut Ctx, s: &Section<'_, '_>, base: &Path) -> (Vec<TlsFile>, bool) {
+    let mut files = Vec::new();
+    let mut ok = true;
+    for key in TLS_KEYS {
+        match s.opt_str(ctx, key, &format!("\"pki/{key}.pem\"")) {
+            Some(v) if v.get_ref().trim().is_empty() => {
+                ctx.error(
+                    &v.span(),
+                    format!("`{key}` in [telemetry] is an empty path"),
+                    "give a path, relative to the directory of this configuration file",
+                );
+                ok = false;
+            }
+            Some(v) => files.push((key, super::sections::resolve(base, v.get_ref()), v.span())),
+            None => ok &= s.table.get(key).is_none(),
         }
-        (None, None) => None,
+    }
+    (files, ok)
+}
+
+/// The client certificate and key, which come as a pair or not at all;
+/// clears `ok` when they do not belong together.
+fn client_identity(
+    ctx: &mut Ctx,
+    files: &[TlsFile],
+    ok: &mut bool,
+) -> Result<Option<(PathBuf, PathBuf)>, ()> {
+    let find = |name: &str| files.iter().find(|(key, _, _)| *key == name);
+    match (find("otlp_cert"), find("otlp_key")) {
+        (Some((_, cert, cert_span)), Some((_, key, key_span))) => {
+            *ok &= pem::check_identity(ctx, (cert, cert_span), (key, key_span));
+            Ok(Some((cert.clone(), key.clone())))
+        }
+        (None, None) => Ok(None),
         (Some((have, _, span)), None) | (None, Some((have, _, span))) => {
             let missing = if *have == "otlp_cert" {
                 "otlp_key"
@@ -231,135 +282,9 @@ fn otlp_tls(
                 format!("`{have}` is set without `{missing}`"),
                 format!("a client certificate needs both: add `{missing}`, or remove `{have}` if the collector does not ask for a client certificate"),
             );
-            return Err(());
-        }
-    };
-    ok.then_some(Some(OtlpTls { ca, client })).ok_or(())
-}
-
-/// Reading and checking the PEM files of the TLS keys.
-mod pem {
-    use super::Ctx;
-    use rustls::pki_types::pem::{Error as PemError, PemObject as _};
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    use std::ops::Range;
-    use std::path::Path;
-
-    const READ_FIX: &str = "check the path (relative to the directory of this configuration file) and that the node's user may read the file";
-
-    fn read(ctx: &mut Ctx, key: &str, path: &Path, span: &Range<usize>) -> Option<Vec<u8>> {
-        match std::fs::read(path) {
-            Ok(pem) => Some(pem),
-            Err(e) => {
-                ctx.error(
-                    span,
-                    format!("cannot read `{key}` file {}: {e}", path.display()),
-                    READ_FIX,
-                );
-                None
-            }
-        }
-    }
-
-    fn certificates(
-        ctx: &mut Ctx,
-        key: &str,
-        path: &Path,
-        span: &Range<usize>,
-        fix: &str,
-    ) -> Option<Vec<CertificateDer<'static>>> {
-        let pem = read(ctx, key, path, span)?;
-        let message = match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
-            Ok(certs) if !certs.is_empty() => return Some(certs),
-            Ok(_) => format!("`{key}` file {} holds no PEM certificate", path.display()),
-            Err(e) => format!("`{key}` file {} is not valid PEM ({e})", path.display()),
-        };
-        ctx.error(span, message, fix);
-        None
-    }
-
-    /// The CA bundle: PEM certificates usable as trust anchors.
-    pub(super) fn check_ca(ctx: &mut Ctx, path: &Path, span: &Range<usize>) -> bool {
-        const FIX: &str = "give the PEM bundle of the CA that issued the collector's certificate";
-        let Some(certs) = certificates(ctx, "otlp_ca", path, span, FIX) else {
-            return false;
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in certs {
-            if let Err(e) = roots.add(cert) {
-                ctx.error(
-                    span,
-                    format!(
-                        "`otlp_ca` file {} holds an unusable CA certificate ({e})",
-                        path.display()
-                    ),
-                    FIX,
-                );
-                return false;
-            }
-        }
-        true
-    }
-
-    /// The client certificate chain and its private key, which must match.
-    pub(super) fn check_identity(
-        ctx: &mut Ctx,
-        (cert, cert_span): (&Path, &Range<usize>),
-        (key, key_span): (&Path, &Range<usize>),
-    ) -> bool {
-        let chain = certificates(
-            ctx,
-            "otlp_cert",
-            cert,
-            cert_span,
-            "give the PEM certificate (chain, leaf first) the collector accepts as a client",
-        );
-        let Some(pem) = read(ctx, "otlp_key", key, key_span) else {
-            return false;
-        };
-        let private = match PrivateKeyDer::from_pem_slice(&pem) {
-            Ok(private) => private,
-            Err(e) => {
-                let message = match e {
-                    PemError::NoItemsFound => {
-                        format!("`otlp_key` file {} holds no PEM private key", key.display())
-                    }
-                    e => format!("`otlp_key` file {} is not valid PEM ({e})", key.display()),
-                };
-                ctx.error(
-                    key_span,
-                    message,
-                    "give the PEM private key of the certificate in `otlp_cert`",
-                );
-                return false;
-            }
-        };
-        let Some(chain) = chain else {
-            return false;
-        };
-        let provider = rustls::crypto::ring::default_provider();
-        match rustls::sign::CertifiedKey::from_der(chain, private, &provider) {
-            Ok(_) => true,
-            Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
-                ctx.error(
-                    key_span,
-                    format!(
-                        "the private key in `otlp_key` file {} does not match the certificate in `otlp_cert` file {}",
-                        key.display(),
-                        cert.display()
-                    ),
-                    "use the key file written together with that certificate",
-                );
-                false
-            }
-            Err(e) => {
-                ctx.error(
-                    key_span,
-                    format!("`otlp_key` file {} cannot be used ({e})", key.display()),
-                    "use a PKCS#8 ECDSA P-256/P-384, Ed25519 or RSA key",
-                );
-                false
-            }
+            Err(())
         }
     }
 }
+
+mod pem;

@@ -51,44 +51,17 @@ impl Plan {
         let rows = |table: Rows, prefix: Vec<u8>| -> Result<Walk, redb::Error> {
             Ok(Box::new(rows(&txn.open_table(table)?, prefix, low..below)?))
         };
-        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
-        let (walk, driven) = if let Some(s) = q.subject {
-            (
-                rows(keys::BY_SUBJECT, keys::subject(&s))?,
-                Driven::Subject(s),
-            )
-        } else if let Some(a) = given(&q.agency) {
-            let walk = match q.side.filter(|s| *s != Side::Unspecified) {
-                Some(side) => rows(keys::BY_AGENCY, keys::agency(&a, side))?,
-                None => Box::new(Merge {
-                    a: rows(keys::BY_AGENCY, keys::agency(&a, Side::Consumer))?.peekable(),
-                    b: rows(keys::BY_AGENCY, keys::agency(&a, Side::Provider))?.peekable(),
-                }),
-            };
-            (walk, Driven::Agency(a, q.side))
-        } else if let Some(p) = given(&q.procedure) {
-            (
-                rows(keys::BY_PROCEDURE, keys::text(&p))?,
-                Driven::Procedure(p),
-            )
-        } else if let Some(r) = given(&q.reason) {
-            (rows(keys::BY_REASON, keys::text(&r))?, Driven::Reason(r))
-        } else if q.break_glass {
-            (rows(keys::BREAK_GLASS, Vec::new())?, Driven::BreakGlass)
-        } else if let Some(o) = q.outcome {
-            (
-                rows(keys::BY_OUTCOME, keys::outcome(o))?,
-                Driven::Outcome(o),
-            )
-        } else if timed {
-            let walk = TimeWalk::new(&blocks, time, low..below)?;
-            return Ok(Self {
-                walk: Box::new(walk),
-                driven: Driven::Nothing,
-                zones: None,
-            });
-        } else {
-            (Box::new((0..below).rev().map(Ok)) as Walk, Driven::Nothing)
+        let (walk, driven) = match index_driver(q, rows)? {
+            Some(driver) => driver,
+            None if timed => {
+                let walk = TimeWalk::new(&blocks, time, low..below)?;
+                return Ok(Self {
+                    walk: Box::new(walk),
+                    driven: Driven::Nothing,
+                    zones: None,
+                });
+            }
+            None => (Box::new((0..below).rev().map(Ok)) as Walk, Driven::Nothing),
         };
         let zones = timed.then_some(Zones {
             table: blocks,
@@ -127,6 +100,48 @@ impl Plan {
             Driven::Nothing => true,
         }
     }
+}
+
+/// The index that drives `q`: the first of subject, agency, procedure,
+/// reason, break-glass and outcome that `q` names; `None` when it names
+/// none. `rows` walks one index's entries under a key prefix.
+fn index_driver(
+    q: &Query,
+    rows: impl Fn(Rows, Vec<u8>) -> Result<Walk, redb::Error>,
+) -> Result<Option<(Walk, Driven)>, redb::Error> {
+    let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+    let driver = if let Some(s) = q.subject {
+        (
+            rows(keys::BY_SUBJECT, keys::subject(&s))?,
+            Driven::Subject(s),
+        )
+    } else if let Some(a) = given(&q.agency) {
+        let walk = match q.side.filter(|s| *s != Side::Unspecified) {
+            Some(side) => rows(keys::BY_AGENCY, keys::agency(&a, side))?,
+            None => Box::new(Merge {
+                a: rows(keys::BY_AGENCY, keys::agency(&a, Side::Consumer))?.peekable(),
+                b: rows(keys::BY_AGENCY, keys::agency(&a, Side::Provider))?.peekable(),
+            }),
+        };
+        (walk, Driven::Agency(a, q.side))
+    } else if let Some(p) = given(&q.procedure) {
+        (
+            rows(keys::BY_PROCEDURE, keys::text(&p))?,
+            Driven::Procedure(p),
+        )
+    } else if let Some(r) = given(&q.reason) {
+        (rows(keys::BY_REASON, keys::text(&r))?, Driven::Reason(r))
+    } else if q.break_glass {
+        (rows(keys::BREAK_GLASS, Vec::new())?, Driven::BreakGlass)
+    } else if let Some(o) = q.outcome {
+        (
+            rows(keys::BY_OUTCOME, keys::outcome(o))?,
+            Driven::Outcome(o),
+        )
+    } else {
+        return Ok(None);
+    };
+    Ok(Some(driver))
 }
 
 /// Whether `r` satisfies every filter of `q`.

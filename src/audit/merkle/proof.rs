@@ -196,22 +196,7 @@ pub fn verify_consistency(
         });
     }
     if old_size == new_size || old_size == 0 {
-        if !proof.is_empty() {
-            return Err(MerkleError::BadProof {
-                what: "consistency proof should be empty",
-            });
-        }
-        let expected = if old_size == 0 {
-            empty_root()
-        } else {
-            *new_root
-        };
-        if *old_root != expected {
-            return Err(MerkleError::BadProof {
-                what: "roots differ for trivially consistent sizes",
-            });
-        }
-        return Ok(());
+        return verify_trivial_consistency(proof, new_root, old_size, old_root);
     }
     // RFC 9162 §2.1.4.2, step for step.
     let Some((&first, rest)) = proof.split_first() else {
@@ -225,6 +210,54 @@ pub fn verify_consistency(
     } else {
         (first, rest)
     };
+    let (fr, sr) = consistency_roots(seed, path, old_size, new_size)?;
+    if fr != *old_root {
+        return Err(MerkleError::BadProof {
+            what: "consistency proof does not lead to the old root",
+        });
+    }
+    if sr != *new_root {
+        return Err(MerkleError::BadProof {
+            what: "consistency proof does not lead to the new root",
+        });
+    }
+    Ok(())
+}
+
+/// Equal sizes, or an empty old tree: nothing to prove, so the proof must
+/// be empty and the old root the one it must be.
+fn verify_trivial_consistency(
+    proof: &[Hash],
+    new_root: &Hash,
+    old_size: u64,
+    old_root: &Hash,
+) -> Result<(), MerkleError> {
+    if !proof.is_empty() {
+        return Err(MerkleError::BadProof {
+            what: "consistency proof should be empty",
+        });
+    }
+    let expected = if old_size == 0 {
+        empty_root()
+    } else {
+        *new_root
+    };
+    if *old_root != expected {
+        return Err(MerkleError::BadProof {
+            what: "roots differ for trivially consistent sizes",
+        });
+    }
+    Ok(())
+}
+
+/// The old and new roots that `path`, from `seed`, leads to (RFC 9162
+/// §2.1.4.2, the walk along the path); a path of the wrong length is an error.
+fn consistency_roots(
+    seed: Hash,
+    path: &[Hash],
+    old_size: u64,
+    new_size: u64,
+) -> Result<(Hash, Hash), MerkleError> {
     let (mut fn_, mut sn) = (old_size - 1, new_size - 1);
     while fn_ & 1 == 1 {
         fn_ >>= 1;
@@ -255,15 +288,5 @@ pub fn verify_consistency(
             what: "consistency proof too short",
         });
     }
-    if fr != *old_root {
-        return Err(MerkleError::BadProof {
-            what: "consistency proof does not lead to the old root",
-        });
-    }
-    if sr != *new_root {
-        return Err(MerkleError::BadProof {
-            what: "consistency proof does not lead to the new root",
-        });
-    }
-    Ok(())
+    Ok((fr, sr))
 }

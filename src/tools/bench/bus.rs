@@ -18,6 +18,7 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 use prost::Message as _;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_stream::StreamExt as _;
 use tonic::transport::{Channel, Endpoint};
 
@@ -68,20 +69,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let pki = crate::tools::demo::prepare(&dir).context("writing the PKI and contracts")?;
-    let mut config = format!(
-        include_str!("../demo/demo.toml.in"),
-        civil_status = "127.0.0.1:9",
-        tax = "127.0.0.1:9",
-        health = "127.0.0.1:9",
-    );
-    if let Some(url) = &args.redis {
-        config = config.replace(
-            "path = \"bus.redb\"",
-            &format!("path = \"bus.redb\"\nredis_url = \"{url}\""),
-        );
-    }
-    let config_path = dir.join("jisr.toml");
-    std::fs::write(&config_path, config)?;
+    let config_path = write_config(&dir, args.redis.as_deref())?;
     let addr_file = dir.join("gateway.addr");
     let _ = std::fs::remove_file(&addr_file);
     let mut gateway = tokio::process::Command::new(std::env::current_exe()?)
@@ -111,6 +99,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ceiling(url);
     }
     Ok(())
+}
+
+/// The demo's configuration with unreachable providers (only the bus is
+/// measured), on Redis when `redis` names one; returns its path.
+fn write_config(dir: &std::path::Path, redis: Option<&str>) -> anyhow::Result<std::path::PathBuf> {
+    let mut config = format!(
+        include_str!("../demo/demo.toml.in"),
+        civil_status = "127.0.0.1:9",
+        tax = "127.0.0.1:9",
+        health = "127.0.0.1:9",
+    );
+    if let Some(url) = redis {
+        config = config.replace(
+            "path = \"bus.redb\"",
+            &format!("path = \"bus.redb\"\nredis_url = \"{url}\""),
+        );
+    }
+    let config_path = dir.join("jisr.toml");
+    std::fs::write(&config_path, config)?;
+    Ok(config_path)
 }
 
 async fn wait_for(path: &std::path::Path) -> anyhow::Result<String> {
@@ -144,21 +152,76 @@ fn histogram() -> Histogram<u64> {
         .unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!()))
 }
 
+/// When each event's publish call started, in µs on the run's clock, so
+/// the subscriber can time its delivery.
+#[derive(Clone)]
+struct Clock {
+    start: Instant,
+    sent: Arc<Vec<AtomicU64>>,
+}
+
+impl Clock {
+    fn new(n: u64) -> Self {
+        Self {
+            start: Instant::now(),
+            sent: Arc::new((0..n).map(|_| AtomicU64::new(0)).collect()),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX)
+    }
+
+    fn mark_sent(&self, i: u64) {
+        self.sent[usize::try_from(i).unwrap_or(usize::MAX)].store(self.now(), Ordering::Relaxed);
+    }
+
+    fn sent_at(&self, i: usize) -> u64 {
+        self.sent.get(i).map_or(0, |a| a.load(Ordering::Relaxed))
+    }
+}
+
 async fn measure(args: &BenchArgs, addr: &str, pki: &std::path::Path) -> anyhow::Result<()> {
     let n = args.events;
-    let start = Instant::now();
-    let sent: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let clock = Clock::new(n);
     let mut health = client(addr, pki, "health").await?;
-    let mut stream = health
+    let stream = health
         .subscribe(SubscribeRequest {
             topic: TOPIC.into(),
             purpose: "civil-event".into(),
         })
         .await?
         .into_inner();
-    // Acknowledgements go in batches from their own task.
+    let (ack_tx, acks) = spawn_acker(health.clone());
+    let publish_latency = Arc::new(std::sync::Mutex::new(histogram()));
+    let mut publishers = Vec::new();
+    for p in 0..args.publishers {
+        let civil = client(addr, pki, "civil-status").await?;
+        let (clock, lat) = (clock.clone(), publish_latency.clone());
+        let count = args.publishers;
+        publishers.push(tokio::spawn(publish(civil, p, count, n, clock, lat)));
+    }
+    let delivery = receive(stream, n, &clock, &ack_tx).await?;
+    for p in publishers {
+        p.await??;
+    }
+    drop(ack_tx);
+    let acked = acks.await??;
+    let elapsed = clock.start.elapsed();
+    let publish = publish_latency
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_else(|_| histogram());
+    print_figures(n, acked, elapsed, &delivery, &publish);
+    Ok(())
+}
+
+/// Acknowledgements go in batches from their own task, as a consumer's
+/// would; the task returns how many the gateway acknowledged.
+fn spawn_acker(
+    mut acker: BusClient<Channel>,
+) -> (mpsc::Sender<String>, JoinHandle<anyhow::Result<u64>>) {
     let (ack_tx, mut ack_rx) = mpsc::channel::<String>(4096);
-    let mut acker = health.clone();
     let acks = tokio::spawn(async move {
         let mut done = 0u64;
         while let Some(first) = ack_rx.recv().await {
@@ -179,49 +242,58 @@ async fn measure(args: &BenchArgs, addr: &str, pki: &std::path::Path) -> anyhow:
         }
         anyhow::Ok(done)
     });
-    let publish_latency = Arc::new(std::sync::Mutex::new(histogram()));
-    let mut publishers = Vec::new();
-    for p in 0..args.publishers {
-        let mut civil = client(addr, pki, "civil-status").await?;
-        let (sent, lat) = (sent.clone(), publish_latency.clone());
-        let count = args.publishers;
-        publishers.push(tokio::spawn(async move {
-            let mut i = p;
-            while i < n {
-                let event = DeathRegistered {
-                    citizen_id: format!("CB{i:08}"),
-                    act_number: i.to_string(),
-                    death_date: "2026-11-20".into(),
-                    ..Default::default()
-                };
-                let t = Instant::now();
-                sent[usize::try_from(i).unwrap_or(usize::MAX)].store(
-                    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-                    Ordering::Relaxed,
-                );
-                civil
-                    .publish(PublishRequest {
-                        topic: TOPIC.into(),
-                        event: Some(prost_types::Any {
-                            type_url: "type.googleapis.com/ma.civilstatus.v1.DeathRegistered"
-                                .into(),
-                            value: event.encode_to_vec(),
-                        }),
-                        idempotency_key: format!("bench-{}-{i}", std::process::id()),
-                        subject: String::new(),
-                    })
-                    .await?;
-                let us = u64::try_from(t.elapsed().as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                if let Ok(mut h) = lat.lock() {
-                    let _ = h.record(us);
-                }
-                i += count;
-            }
-            anyhow::Ok(())
-        }));
+    (ack_tx, acks)
+}
+
+/// Publishes events `first`, `first + step`, … below `n`, timing each call.
+async fn publish(
+    mut civil: BusClient<Channel>,
+    first: u64,
+    step: u64,
+    n: u64,
+    clock: Clock,
+    lat: Arc<std::sync::Mutex<Histogram<u64>>>,
+) -> anyhow::Result<()> {
+    let mut i = first;
+    while i < n {
+        let event = DeathRegistered {
+            citizen_id: format!("CB{i:08}"),
+            act_number: i.to_string(),
+            death_date: "2026-11-20".into(),
+            ..Default::default()
+        };
+        let t = Instant::now();
+        clock.mark_sent(i);
+        civil
+            .publish(PublishRequest {
+                topic: TOPIC.into(),
+                event: Some(prost_types::Any {
+                    type_url: "type.googleapis.com/ma.civilstatus.v1.DeathRegistered".into(),
+                    value: event.encode_to_vec(),
+                }),
+                idempotency_key: format!("bench-{}-{i}", std::process::id()),
+                subject: String::new(),
+            })
+            .await?;
+        let us = u64::try_from(t.elapsed().as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        if let Ok(mut h) = lat.lock() {
+            let _ = h.record(us);
+        }
+        i += step;
     }
+    anyhow::Ok(())
+}
+
+/// Takes deliveries until all `n` events have arrived once, handing each
+/// to the acker; returns the delivery latencies.
+async fn receive(
+    mut stream: tonic::Streaming<crate::proto::jisr::bus::v1::Delivery>,
+    n: u64,
+    clock: &Clock,
+    ack_tx: &mpsc::Sender<String>,
+) -> anyhow::Result<Histogram<u64>> {
     let mut delivery = histogram();
     let mut received = 0u64;
     while received < n {
@@ -229,12 +301,11 @@ async fn measure(args: &BenchArgs, addr: &str, pki: &std::path::Path) -> anyhow:
             .await
             .map_err(|_| anyhow::anyhow!("no delivery for 30 s after {received} of {n}"))?
             .ok_or_else(|| anyhow::anyhow!("the subscription ended after {received} of {n}"))??;
-        let now = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let now = clock.now();
         let event =
             DeathRegistered::decode(next.event.as_ref().map_or(&[][..], |e| e.value.as_slice()))?;
         let i: usize = event.act_number.parse()?;
-        let t0 = sent.get(i).map_or(0, |a| a.load(Ordering::Relaxed));
-        let _ = delivery.record(now.saturating_sub(t0).max(1));
+        let _ = delivery.record(now.saturating_sub(clock.sent_at(i)).max(1));
         if next.attempt == 1 {
             received += 1;
         }
@@ -243,16 +314,16 @@ async fn measure(args: &BenchArgs, addr: &str, pki: &std::path::Path) -> anyhow:
             .await
             .map_err(|_| anyhow::anyhow!("the ack task stopped"))?;
     }
-    for p in publishers {
-        p.await??;
-    }
-    drop(ack_tx);
-    let acked = acks.await??;
-    let elapsed = start.elapsed();
-    let publish = publish_latency
-        .lock()
-        .map(|h| h.clone())
-        .unwrap_or_else(|_| histogram());
+    Ok(delivery)
+}
+
+fn print_figures(
+    n: u64,
+    acked: u64,
+    elapsed: Duration,
+    delivery: &Histogram<u64>,
+    publish: &Histogram<u64>,
+) {
     let ms = |us: u64| us as f64 / 1000.0;
     println!(
         "  end to end: {n} events published, delivered and acknowledged ({acked} acks) in {:.2} s = {:.0} events/s",
@@ -270,7 +341,6 @@ async fn measure(args: &BenchArgs, addr: &str, pki: &std::path::Path) -> anyhow:
         ms(publish.value_at_quantile(0.5)),
         ms(publish.value_at_quantile(0.99))
     );
-    Ok(())
 }
 
 /// Runs `redis-benchmark` XADD against the same Redis, if installed.

@@ -69,103 +69,119 @@ pub struct Row {
 /// Runs the measurements and prints them; returns the rows.
 pub async fn run(args: &ConsentBenchArgs) -> anyhow::Result<Vec<Row>> {
     let dir = tempfile::tempdir()?;
-    let route = birth_record_route(dir.path())?;
-    let consumer = AgencyId::parse("education")?;
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-
-    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb"))?;
-    rows.push(
-        measure(
-            "embedded, unlimited (in-memory copy)",
-            &embedded,
-            &route,
-            &consumer,
-            0,
-            args.count,
-        )
-        .await?,
-    );
-    // Each limited check is an fsync: fewer of them.
-    rows.push(
-        measure(
-            "embedded, use-limited (durable write)",
-            &embedded,
-            &route,
-            &consumer,
-            u32::MAX,
-            (args.count / 10).max(10),
-        )
-        .await?,
-    );
-
-    let mut server = None;
-    let url = match &args.redis_url {
-        Some(url) => Some(url.clone()),
-        None => match LocalRedis::start(dir.path()) {
-            Ok(redis) => {
-                let url = redis.url();
-                server = Some(redis);
-                Some(url)
-            }
-            Err(why) => {
-                notes.push(format!(
-                    "Redis rows left out: {why}; pass --redis-url or install redis-server"
-                ));
-                None
-            }
-        },
+    let target = Target {
+        route: birth_record_route(dir.path())?,
+        consumer: AgencyId::parse("education")?,
     };
+    let mut notes = Vec::new();
+    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb"))?;
+    let mut rows = target.embedded_rows(&embedded, args.count).await?;
+    // Kept until the Redis rows are measured: dropping it stops the server.
+    let (server, url) = redis_for_run(args, dir.path(), &mut notes);
     if let Some(url) = url {
-        let redis = RedisConsentStore::connect_with_timeout(&url, Duration::from_secs(2)).await?;
-        rows.push(
-            measure(
-                "redis, unlimited (HMGET)",
-                &redis,
-                &route,
-                &consumer,
-                0,
-                args.count,
-            )
-            .await?,
-        );
-        rows.push(
-            measure(
-                "redis, use-limited (HMGET + script)",
-                &redis,
-                &route,
-                &consumer,
-                u32::MAX,
-                args.count,
-            )
-            .await?,
-        );
-        rows.push(ping(&url, args.count).await?);
+        rows.extend(target.redis_rows(&url, args.count).await?);
     }
     drop(server);
+    print_rows(args, &rows, &notes)?;
+    Ok(rows)
+}
 
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
-    } else {
-        println!(
-            "consent check latency, one call at a time ({} checks per row)",
-            args.count
-        );
-        println!(
-            "{:<40} {:>9} {:>9} {:>9} {:>9}",
-            "store", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
-        );
-        for r in &rows {
-            println!(
-                "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-                r.name, r.p50_us, r.p99_us, r.p999_us, r.max_us
-            );
+/// The Redis to measure: the one given, else one started for the run
+/// (returned so it lives as long as the caller needs), else none, noted.
+fn redis_for_run(
+    args: &ConsentBenchArgs,
+    dir: &Path,
+    notes: &mut Vec<String>,
+) -> (Option<LocalRedis>, Option<String>) {
+    if let Some(url) = &args.redis_url {
+        return (None, Some(url.clone()));
+    }
+    match LocalRedis::start(dir) {
+        Ok(redis) => {
+            let url = redis.url();
+            (Some(redis), Some(url))
         }
-        for note in notes {
-            println!("note: {note}");
+        Err(why) => {
+            notes.push(format!(
+                "Redis rows left out: {why}; pass --redis-url or install redis-server"
+            ));
+            (None, None)
         }
     }
-    Ok(rows)
+}
+
+fn print_rows(args: &ConsentBenchArgs, rows: &[Row], notes: &[String]) -> anyhow::Result<()> {
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "consent check latency, one call at a time ({} checks per row)",
+        args.count
+    );
+    println!(
+        "{:<40} {:>9} {:>9} {:>9} {:>9}",
+        "store", "p50 µs", "p99 µs", "p99.9 µs", "max µs"
+    );
+    for r in rows {
+        println!(
+            "{:<40} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            r.name, r.p50_us, r.p99_us, r.p999_us, r.max_us
+        );
+    }
+    for note in notes {
+        println!("note: {note}");
+    }
+    Ok(())
+}
+
+/// What every measured check is about: the demo's birth-record method,
+/// called by education.
+struct Target {
+    route: std::sync::Arc<MethodRoute>,
+    consumer: AgencyId,
+}
+
+impl Target {
+    async fn embedded_rows(
+        &self,
+        store: &EmbeddedConsentStore,
+        count: u64,
+    ) -> anyhow::Result<Vec<Row>> {
+        let unlimited = "embedded, unlimited (in-memory copy)";
+        let mut rows = vec![self.measure(unlimited, store, 0, count).await?];
+        // Each limited check is an fsync: fewer of them.
+        let limited = "embedded, use-limited (durable write)";
+        let fewer = (count / 10).max(10);
+        rows.push(self.measure(limited, store, u32::MAX, fewer).await?);
+        Ok(rows)
+    }
+
+    async fn redis_rows(&self, url: &str, count: u64) -> anyhow::Result<Vec<Row>> {
+        let redis = RedisConsentStore::connect_with_timeout(url, Duration::from_secs(2)).await?;
+        Ok(vec![
+            self.measure("redis, unlimited (HMGET)", &redis, 0, count)
+                .await?,
+            self.measure(
+                "redis, use-limited (HMGET + script)",
+                &redis,
+                u32::MAX,
+                count,
+            )
+            .await?,
+            ping(url, count).await?,
+        ])
+    }
+
+    async fn measure(
+        &self,
+        name: &str,
+        store: &dyn ConsentStore,
+        max_uses: u32,
+        count: u64,
+    ) -> anyhow::Result<Row> {
+        measure(name, store, &self.route, &self.consumer, max_uses, count).await
+    }
 }
 
 /// The demo's birth-record method, loaded from its contracts.

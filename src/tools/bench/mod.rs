@@ -11,6 +11,7 @@
 //! the providers directly, through Jisr, and through nginx as a plain
 //! mutual-TLS gRPC proxy (`nginx`).
 
+mod args;
 pub mod audit;
 pub mod bus;
 pub mod consent;
@@ -20,105 +21,14 @@ mod nginx;
 mod procs;
 mod report;
 
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use crate::tls::{self, TlsFiles};
+pub use args::BenchArgs;
+use args::{load_line, load_of};
 use load::{Endpoints, Load, Outcome, Stop};
 use procs::{LocalNetwork, ProcStats};
-use report::{LoadLine, Report, Summary};
-
-/// Options of `jisr bench`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
-    /// HTTP/2 connections to each target.
-    #[arg(long, default_value_t = 4)]
-    pub connections: usize,
-    /// Calls in flight on each connection.
-    #[arg(long, default_value_t = 64)]
-    pub in_flight: usize,
-    /// Stop each round after this many calls.
-    #[arg(long, conflicts_with = "duration")]
-    pub requests: Option<u64>,
-    /// Run each round this long, e.g. 10s or 500ms (default 10s).
-    #[arg(long, value_parser = parse_duration)]
-    pub duration: Option<Duration>,
-    /// Limit the rate to R calls per second, e.g. 5000/s (default: as fast
-    /// as the target answers). Latency then counts from each call's
-    /// scheduled start.
-    #[arg(long, value_parser = parse_rate)]
-    pub rate: Option<f64>,
-    /// Unmeasured calls before each round, e.g. 1s (0s for none).
-    #[arg(long, value_parser = parse_duration, default_value = "1s")]
-    pub warmup: Duration,
-    /// A running gateway to measure (host:port) instead of the own network.
-    #[arg(long, requires = "pki", conflicts_with = "compare")]
-    pub gateway: Option<String>,
-    /// PKI directory with `ca.crt` and the calling agency's certificate.
-    #[arg(long, requires = "gateway")]
-    pub pki: Option<PathBuf>,
-    /// The agency to call as.
-    #[arg(long = "as", default_value = "education")]
-    pub agency: String,
-    /// With `--gateway`: first grant each sample citizen's consent to the
-    /// calling agency through this agency (it needs the consent-manager
-    /// role), for gateways whose rules rest on consent, e.g. `portal` on
-    /// `jisr demo --serve`.
-    #[arg(long, requires = "gateway", value_name = "AGENCY")]
-    pub consents_as: Option<String>,
-    /// The process id of `--gateway`, for its CPU time and memory (default:
-    /// the local process listening on its port, if any).
-    #[arg(long, requires = "gateway")]
-    pub gateway_pid: Option<u32>,
-    /// Compare, on the own network: direct to the providers, through Jisr,
-    /// and through nginx.
-    #[arg(long)]
-    pub compare: bool,
-    /// Measured rounds per target (default 3 with --compare, else 1).
-    #[arg(long)]
-    pub rounds: Option<u32>,
-    /// With --compare, leave nginx out.
-    #[arg(long)]
-    pub no_nginx: bool,
-    /// nginx's `worker_processes` (a number or auto).
-    #[arg(long, default_value = "auto")]
-    pub nginx_workers: String,
-    /// Keep the network's files (PKI, configs, logs) in this directory.
-    #[arg(long)]
-    pub dir: Option<PathBuf>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Parses `10s`, `500ms`, `2m` or a plain number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = text.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = text.strip_suffix('m') {
-        (n, 60.0)
-    } else {
-        (text, 1.0)
-    };
-    match number.trim().parse::<f64>() {
-        Ok(n) if n.is_finite() && n >= 0.0 => Ok(Duration::from_secs_f64(n * scale)),
-        _ => Err(format!(
-            "`{text}` is not a duration; write e.g. 10s, 500ms or 2m"
-        )),
-    }
-}
-
-/// Parses `5000/s` or `5000`.
-fn parse_rate(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches("/s");
-    match number.trim().parse::<f64>() {
-        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(format!("`{text}` is not a rate; write e.g. 5000/s")),
-    }
-}
+use report::{Report, Summary};
 
 /// Runs the benchmark and prints its report on stdout (progress on stderr).
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -210,32 +120,6 @@ impl<'a> Target<'a> {
     }
 }
 
-fn load_of(args: &BenchArgs) -> Load {
-    Load {
-        in_flight: args.in_flight.max(1),
-        stop: match (args.requests, args.duration) {
-            (Some(n), _) => Stop::Count(n),
-            (None, Some(d)) => Stop::After(d),
-            (None, None) => Stop::After(Duration::from_secs(10)),
-        },
-        rate: args.rate,
-    }
-}
-
-fn load_line(args: &BenchArgs, rounds: u32) -> LoadLine {
-    LoadLine {
-        connections: args.connections.max(1),
-        in_flight: args.in_flight.max(1),
-        amount: match load_of(args).stop {
-            Stop::Count(n) => format!("{n} requests per round"),
-            Stop::After(d) => format!("{} per round", report::seconds(d)),
-        },
-        rounds,
-        rate: args.rate,
-        fsync: [None, None],
-    }
-}
-
 /// Probes the `fdatasync` latency in `dir` (see [`disk`]); `None`, said on
 /// stderr, when the probe itself fails.
 async fn fsync_probe(dir: &Path) -> Option<disk::Fsync> {
@@ -308,23 +192,8 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
     if args.compare {
-        // Providers accept gateways only: call them with the gateway's certificate.
-        let as_gateway = tls::tonic_client_tls(&TlsFiles::for_agency(&network.pki, "gateway"))?;
-        let direct = Endpoints::providers(&network.civil_status, &network.tax, &as_gateway, k)
-            .await?
-            .with_consents(network.consents());
-        targets.push(Target::new("direct", direct, || None));
-        if args.no_nginx {
-            skipped.push(("nginx", "left out (--no-nginx)".to_owned()));
-        } else {
-            match start_nginx(args, dir, &network).await {
-                Ok(started) => nginx = Some(started),
-                Err(why) => {
-                    eprintln!("bench: skipping nginx: {why}");
-                    skipped.push(("nginx", why));
-                }
-            }
-        }
+        targets.push(direct_target(&network, k).await?);
+        nginx = compared_nginx(args, dir, &network, &mut skipped).await;
     }
     let jisr = Endpoints::gateway(&network.gateway, &as_agency, k)
         .await?
@@ -348,12 +217,7 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
     network.check_gateway()?;
     let mut summaries: Vec<Summary> = targets.iter().map(Target::summary).collect();
     for s in &mut summaries {
-        s.note = match s.name {
-            "direct" => Some(format!("the sample providers over mutual TLS with the gateway's certificate ({k} connections to each)")),
-            "jisr" => Some(format!("gateway process {gateway_pid}, full path: rules, subject walk, durable audit")),
-            "nginx" => Some(format!("grpc_pass grpcs://, worker_processes {}; CPU and memory of master and workers", args.nginx_workers)),
-            _ => None,
-        };
+        s.note = target_note(s.name, args, k, gateway_pid);
     }
     let mut load = load_line(args, count);
     load.fsync = [before, after];
@@ -362,6 +226,48 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
         targets: summaries,
         skipped,
     })
+}
+
+/// The sample providers called directly, the baseline of `--compare`.
+async fn direct_target(network: &LocalNetwork, k: usize) -> anyhow::Result<Target<'static>> {
+    // Providers accept gateways only: call them with the gateway's certificate.
+    let as_gateway = tls::tonic_client_tls(&TlsFiles::for_agency(&network.pki, "gateway"))?;
+    let direct = Endpoints::providers(&network.civil_status, &network.tax, &as_gateway, k)
+        .await?
+        .with_consents(network.consents());
+    Ok(Target::new("direct", direct, || None))
+}
+
+/// nginx for `--compare`, unless left out or it cannot start (then the
+/// report says why).
+async fn compared_nginx(
+    args: &BenchArgs,
+    dir: &Path,
+    network: &LocalNetwork,
+    skipped: &mut Vec<(&'static str, String)>,
+) -> Option<nginx::Nginx> {
+    if args.no_nginx {
+        skipped.push(("nginx", "left out (--no-nginx)".to_owned()));
+        return None;
+    }
+    match start_nginx(args, dir, network).await {
+        Ok(started) => Some(started),
+        Err(why) => {
+            eprintln!("bench: skipping nginx: {why}");
+            skipped.push(("nginx", why));
+            None
+        }
+    }
+}
+
+/// What each target's figures cover, for the report.
+fn target_note(name: &str, args: &BenchArgs, k: usize, gateway_pid: u32) -> Option<String> {
+    match name {
+        "direct" => Some(format!("the sample providers over mutual TLS with the gateway's certificate ({k} connections to each)")),
+        "jisr" => Some(format!("gateway process {gateway_pid}, full path: rules, subject walk, durable audit")),
+        "nginx" => Some(format!("grpc_pass grpcs://, worker_processes {}; CPU and memory of master and workers", args.nginx_workers)),
+        _ => None,
+    }
 }
 
 async fn start_nginx(
@@ -391,8 +297,10 @@ async fn start_nginx(
 
 #[cfg(test)]
 mod tests {
+    use super::args::{parse_duration, parse_rate};
     use super::*;
     use clap::Parser;
+    use std::time::Duration;
 
     #[derive(Debug, Parser)]
     struct Cli {

@@ -183,6 +183,22 @@ impl Report {
 
     /// The report as a table, with ratios and error details.
     pub(crate) fn table(&self) -> String {
+        let mut out = self.load_line();
+        self.write_rows(&mut out);
+        self.write_ratios(&mut out);
+        for t in &self.targets {
+            for (reason, n) in &t.errors {
+                let _ = writeln!(out, "{}: {n} × {reason}", t.name);
+            }
+            if let Some(note) = &t.note {
+                let _ = writeln!(out, "{}: {note}", t.name);
+            }
+        }
+        out
+    }
+
+    /// What load was applied, and the disk's fsync time when measured.
+    fn load_line(&self) -> String {
         let load = &self.load;
         let mut out = format!(
             "load: {} connections × {} in flight, {}, {} round{}{}\n\n",
@@ -198,6 +214,11 @@ impl Report {
         if let Some(line) = fsync_line(&load.fsync) {
             out.insert_str(out.len() - 1, &line);
         }
+        out
+    }
+
+    /// One row per target measured, then the targets skipped and why.
+    fn write_rows(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "{:<8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>8} {:>10} {:>8}",
@@ -240,6 +261,9 @@ impl Report {
         for (name, why) in &self.skipped {
             let _ = writeln!(out, "{name:<8} skipped: {why}");
         }
+    }
+
+    fn write_ratios(&self, out: &mut String) {
         let ratios = self.ratios();
         let mut lines = Vec::new();
         if let Some(r) = ratios.jisr_over_nginx {
@@ -257,15 +281,6 @@ impl Report {
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{}", lines.join(", "));
         }
-        for t in &self.targets {
-            for (reason, n) in &t.errors {
-                let _ = writeln!(out, "{}: {n} × {reason}", t.name);
-            }
-            if let Some(note) = &t.note {
-                let _ = writeln!(out, "{}: {note}", t.name);
-            }
-        }
-        out
     }
 
     /// The targets, each met or not, with the numbers behind it.

@@ -74,35 +74,7 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             topic,
             subscriber,
             limit,
-        } => {
-            let mut bus = BusClient::new(conn.channel().await?);
-            let letters = bus
-                .list_dead_letters(ListDeadLettersRequest {
-                    topic: topic.clone(),
-                    subscriber: subscriber.unwrap_or_default(),
-                    limit,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .dead_letters;
-            if letters.is_empty() {
-                println!("no dead letters on `{topic}`");
-            }
-            for d in letters {
-                println!(
-                    "{}  event {}  {}  subscriber={}  attempts={}  published={}  reason: {}",
-                    format_time(d.dead_unix_micros),
-                    d.event_id,
-                    d.event_type,
-                    d.subscriber,
-                    d.attempts,
-                    format_time(d.published_unix_micros),
-                    d.reason
-                );
-            }
-            Ok(())
-        }
+        } => list(&conn, topic, subscriber, limit).await,
         DlqCommand::Replay {
             conn,
             topic,
@@ -113,19 +85,64 @@ async fn dlq(command: DlqCommand) -> anyhow::Result<()> {
             if events.is_empty() && !all {
                 anyhow::bail!("name the dead letters to replay with --event ID (see `jisr bus dlq list`), or replay them all with --all");
             }
-            let mut bus = BusClient::new(conn.channel().await?);
-            let replayed = bus
-                .replay(ReplayRequest {
-                    topic: topic.clone(),
-                    subscriber: subscriber.unwrap_or_default(),
-                    event_ids: events,
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner()
-                .replayed;
-            println!("{replayed} dead letter(s) of `{topic}` replayed");
-            Ok(())
+            replay(&conn, topic, subscriber, events).await
         }
     }
+}
+
+async fn list(
+    conn: &Connection,
+    topic: String,
+    subscriber: Option<String>,
+    limit: u32,
+) -> anyhow::Result<()> {
+    let mut bus = BusClient::new(conn.channel().await?);
+    let letters = bus
+        .list_dead_letters(ListDeadLettersRequest {
+            topic: topic.clone(),
+            subscriber: subscriber.unwrap_or_default(),
+            limit,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .dead_letters;
+    if letters.is_empty() {
+        println!("no dead letters on `{topic}`");
+    }
+    for d in letters {
+        println!(
+            "{}  event {}  {}  subscriber={}  attempts={}  published={}  reason: {}",
+            format_time(d.dead_unix_micros),
+            d.event_id,
+            d.event_type,
+            d.subscriber,
+            d.attempts,
+            format_time(d.published_unix_micros),
+            d.reason
+        );
+    }
+    Ok(())
+}
+
+/// Replays `events`, or every dead letter when none is named.
+async fn replay(
+    conn: &Connection,
+    topic: String,
+    subscriber: Option<String>,
+    events: Vec<String>,
+) -> anyhow::Result<()> {
+    let mut bus = BusClient::new(conn.channel().await?);
+    let replayed = bus
+        .replay(ReplayRequest {
+            topic: topic.clone(),
+            subscriber: subscriber.unwrap_or_default(),
+            event_ids: events,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .replayed;
+    println!("{replayed} dead letter(s) of `{topic}` replayed");
+    Ok(())
 }

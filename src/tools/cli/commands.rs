@@ -8,6 +8,7 @@ use crate::identity::{AgencyId, TrustDomain};
 use crate::policy::Policy;
 use crate::tools::samples::{self, SampleAgency};
 use crate::{tls, tools::demo, tools::pki};
+use std::future::Future;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -21,57 +22,44 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Pki { command } => pki_command(command),
-        Command::Audit { command } => {
-            return match runtime().and_then(|rt| rt.block_on(super::audit::run(command))) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("jisr: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Consent { command } => {
-            return match runtime().and_then(|rt| rt.block_on(super::consent::run(command))) {
-                Ok(true) => ExitCode::SUCCESS,
-                Ok(false) => ExitCode::FAILURE,
-                Err(e) => {
-                    eprintln!("jisr: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Bus { command } => {
-            return match runtime().and_then(|rt| rt.block_on(super::bus::run(command))) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("jisr: {e:#}");
-                    ExitCode::FAILURE
-                }
-            };
-        }
-        Command::Bench(args) => {
-            runtime().and_then(|rt| rt.block_on(crate::tools::bench::run(args)))
-        }
-        Command::Demo { serve, dir } => runtime().and_then(|rt| rt.block_on(demo::run(serve, dir))),
+        Command::Audit { command } => return verdict(super::audit::run(command)),
+        Command::Consent { command } => return verdict(super::consent::run(command)),
+        Command::Bus { command } => block_on(super::bus::run(command)),
+        Command::Bench(args) => block_on(crate::tools::bench::run(args)),
+        Command::Demo { serve, dir } => block_on(demo::run(serve, dir)),
         Command::SampleProvider {
             agency,
             listen,
             pki,
             trust_domain,
             addr_file,
-        } => runtime().and_then(|rt| {
-            rt.block_on(sample_provider(
-                &agency,
-                &listen,
-                &pki,
-                &trust_domain,
-                addr_file.as_deref(),
-            ))
-        }),
+        } => block_on(sample_provider(
+            &agency,
+            &listen,
+            &pki,
+            &trust_domain,
+            addr_file.as_deref(),
+        )),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jisr: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+    runtime().and_then(|rt| rt.block_on(future))
+}
+
+/// For commands that print their own verdict (a log that does not verify,
+/// a receipt that does not check): `false` fails without an error line.
+fn verdict(future: impl Future<Output = anyhow::Result<bool>>) -> ExitCode {
+    match block_on(future) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(e) => {
             eprintln!("jisr: {e:#}");
             ExitCode::FAILURE

@@ -4,6 +4,7 @@
 
 mod bus;
 mod network;
+mod report;
 mod script;
 
 pub(crate) use network::config_text;
@@ -27,7 +28,7 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let network = Network::start(&dir).await?;
     let outcome = if serve {
-        script::print_serving(&network);
+        report::print_serving(&network);
         let consent = script::record_consent(&network).await?;
         write_atomic(&dir.join("consent.id"), &consent)?;
         println!(
@@ -44,7 +45,7 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let dir = network.dir.clone();
     network.stop().await;
-    if !serve && outcome.is_ok() && !script::print_verification(&dir) {
+    if !serve && outcome.is_ok() && !report::print_verification(&dir) {
         anyhow::bail!("the demo's audit log does not verify");
     }
     outcome

@@ -15,8 +15,8 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::Request;
 use tonic_types::StatusExt as _;
 
-const CANDIDATE: &str = "AB123456";
-const PROCEDURE: &str = "bac-2027-free-candidate";
+pub(super) const CANDIDATE: &str = "AB123456";
+pub(super) const PROCEDURE: &str = "bac-2027-free-candidate";
 const HOUSEHOLD: &str = "tax-household-2026";
 
 /// Opens a mutual-TLS channel to the gateway as `agency`.
@@ -45,12 +45,6 @@ fn request<T>(message: T, purpose: &str, procedure: &str, official: &str) -> Req
     request
 }
 
-fn step(n: usize, consumer: &str, provider: &str, method: &str, purpose: &str, procedure: &str) {
-    println!();
-    println!("[{n}] {consumer} → {provider}   {method}");
-    println!("    citizen {CANDIDATE} · purpose {purpose} · procedure {procedure}");
-}
-
 fn granted<T>(response: &tonic::Response<T>) -> String {
     let md = response.metadata();
     let basis = md
@@ -74,31 +68,6 @@ fn refused(status: &tonic::Status) -> String {
         status.code(),
         status.message()
     )
-}
-
-/// Prints how to reach a network left running by `demo --serve`.
-pub(super) fn print_serving(network: &Network) {
-    println!("Jisr demo network is up (Ctrl-C to stop).");
-    println!(
-        "  gateway      {}   (also in {})",
-        network.gateway,
-        network.dir.join("gateway.addr").display()
-    );
-    println!(
-        "  admin        http://{}/metrics, /healthz, /readyz   (also in {})",
-        network.admin,
-        network.dir.join("admin.addr").display()
-    );
-    for (agency, addr) in &network.providers {
-        println!("  provider     {:<13} {addr}", agency.id());
-    }
-    println!("  config       {}", network.config_path.display());
-    println!(
-        "  certificates {}/<agency>.crt|.key, CA {}/ca.crt",
-        network.pki.display(),
-        network.pki.display()
-    );
-    println!("  agencies     {}", super::AGENCIES.join(", "));
 }
 
 /// Records the candidate's consent through the portal; returns its id.
@@ -135,8 +104,86 @@ fn with_consent<T>(mut request: Request<T>, id: &str) -> Request<T> {
     request
 }
 
+/// An agency's official calling through the gateway for one purpose and
+/// procedure, on a consent or, without one, on a legal basis.
+struct Caller {
+    agency: &'static str,
+    channel: Channel,
+    purpose: &'static str,
+    procedure: &'static str,
+    official: &'static str,
+    consent: Option<String>,
+}
+
+impl Caller {
+    /// The Ministry of Education's official, on the candidate's consent.
+    async fn education(network: &Network, consent: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            agency: "education",
+            channel: connect(network, "education").await?,
+            purpose: "bac-candidature",
+            procedure: PROCEDURE,
+            official: "education.agent-017",
+            consent: Some(consent.to_owned()),
+        })
+    }
+
+    /// The tax administration's official, on its legal basis.
+    async fn tax(network: &Network) -> anyhow::Result<Self> {
+        Ok(Self {
+            agency: "tax",
+            channel: connect(network, "tax").await?,
+            purpose: "tax-household",
+            procedure: HOUSEHOLD,
+            official: "tax.agent-204",
+            consent: None,
+        })
+    }
+
+    fn ask<T>(&self, message: T) -> Request<T> {
+        let request = request(message, self.purpose, self.procedure, self.official);
+        match &self.consent {
+            Some(id) => with_consent(request, id),
+            None => request,
+        }
+    }
+
+    fn step(&self, n: usize, provider: &str, method: &str) {
+        println!();
+        println!("[{n}] {} → {provider}   {method}", self.agency);
+        println!(
+            "    citizen {CANDIDATE} · purpose {} · procedure {}",
+            self.purpose, self.procedure
+        );
+    }
+}
+
 /// Plays the procedure and prints each step.
 pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
+    introduce(network);
+    println!("\n[0] portal → jisr   jisr.consent.v1.Consents/Grant");
+    println!("    {CANDIDATE} consents to education fetching their birth, tax and vaccination records for bac-candidature");
+    let consent = record_consent(network).await?;
+    println!("    ✔ consent {consent} recorded and signed by the gateway");
+
+    let education = Caller::education(network, &consent).await?;
+    fetch_birth_record(&education).await?;
+    fetch_tax_status(&education).await?;
+    fetch_vaccination_record(&education).await?;
+    println!("\nThe candidate's file is complete: three records fetched in seconds, none carried by hand.");
+    consent_for_another_citizen(&education).await?;
+
+    let tax = Caller::tax(network).await?;
+    fetch_family_on_legal_basis(&tax).await?;
+    health_without_a_rule(&tax).await?;
+
+    revoke(network, &consent).await?;
+    birth_record_after_revocation(&education).await?;
+    println!("\nDone: 4 exchanges allowed (3 on consent, 1 on a legal basis), 3 refused.");
+    super::report::print_trail(network).await
+}
+
+fn introduce(network: &Network) {
     println!("Jisr demo — the baccalauréat free-candidate procedure");
     println!(
         "A free candidate used to bring 18 documents from six offices. Here the Ministry of Education\n\
@@ -153,27 +200,16 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!("\n[0] portal → jisr   jisr.consent.v1.Consents/Grant");
-    println!("    {CANDIDATE} consents to education fetching their birth, tax and vaccination records for bac-candidature");
-    let consent = record_consent(network).await?;
-    println!("    ✔ consent {consent} recorded and signed by the gateway");
+}
 
-    let education = connect(network, "education").await?;
-    let purpose = "bac-candidature";
-    let official = "education.agent-017";
-    let ask = |m| with_consent(request(m, purpose, PROCEDURE, official), &consent);
+const BIRTH_RECORD: &str = "ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+const VACCINATION_RECORD: &str = "ma.health.v1.HealthRecords/GetVaccinationRecord";
 
-    step(
-        1,
-        "education",
-        "civil-status",
-        "ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-        purpose,
-        PROCEDURE,
-    );
-    let mut civil = CivilStatusClient::new(education.clone());
-    let birth = civil
-        .get_birth_record(ask(GetBirthRecordRequest {
+/// [1] The birth record, on the candidate's consent.
+async fn fetch_birth_record(education: &Caller) -> anyhow::Result<()> {
+    education.step(1, "civil-status", BIRTH_RECORD);
+    let birth = CivilStatusClient::new(education.channel.clone())
+        .get_birth_record(education.ask(GetBirthRecordRequest {
             citizen_id: CANDIDATE.into(),
         }))
         .await?;
@@ -183,28 +219,17 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         "      birth record: {} {}, born {} in {} (act {}, {})",
         b.first_name, b.last_name, b.birth_date, b.birth_place, b.act_number, b.registry_office
     );
+    Ok(())
+}
 
-    step(
-        2,
-        "education",
-        "tax",
-        "ma.tax.v1.TaxRecords/GetTaxStatus",
-        purpose,
-        PROCEDURE,
-    );
-    let tax_status = TaxRecordsClient::new(education.clone())
-        .get_tax_status(with_consent(
-            request(
-                GetTaxStatusRequest {
-                    citizen_id: CANDIDATE.into(),
-                    fiscal_year: 0,
-                },
-                purpose,
-                PROCEDURE,
-                official,
-            ),
-            &consent,
-        ))
+/// [2] The tax status, on the same consent.
+async fn fetch_tax_status(education: &Caller) -> anyhow::Result<()> {
+    education.step(2, "tax", "ma.tax.v1.TaxRecords/GetTaxStatus");
+    let tax_status = TaxRecordsClient::new(education.channel.clone())
+        .get_tax_status(education.ask(GetTaxStatusRequest {
+            citizen_id: CANDIDATE.into(),
+            fiscal_year: 0,
+        }))
         .await?;
     let t = tax_status.get_ref();
     println!("    ✔ {}", granted(&tax_status));
@@ -213,27 +238,16 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         t.fiscal_year,
         Standing::try_from(t.standing).unwrap_or(Standing::Unspecified)
     );
+    Ok(())
+}
 
-    step(
-        3,
-        "education",
-        "health",
-        "ma.health.v1.HealthRecords/GetVaccinationRecord",
-        purpose,
-        PROCEDURE,
-    );
-    let vaccination = HealthRecordsClient::new(education.clone())
-        .get_vaccination_record(with_consent(
-            request(
-                GetVaccinationRecordRequest {
-                    citizen_id: CANDIDATE.into(),
-                },
-                purpose,
-                PROCEDURE,
-                official,
-            ),
-            &consent,
-        ))
+/// [3] The vaccination record, on the same consent.
+async fn fetch_vaccination_record(education: &Caller) -> anyhow::Result<()> {
+    education.step(3, "health", VACCINATION_RECORD);
+    let vaccination = HealthRecordsClient::new(education.channel.clone())
+        .get_vaccination_record(education.ask(GetVaccinationRecordRequest {
+            citizen_id: CANDIDATE.into(),
+        }))
         .await?;
     let v = vaccination.get_ref();
     println!("    ✔ {}", granted(&vaccination));
@@ -246,42 +260,32 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
             "incomplete"
         }
     );
-    println!("\nThe candidate's file is complete: three records fetched in seconds, none carried by hand.");
+    Ok(())
+}
 
-    step(
-        4,
-        "education",
-        "civil-status",
-        "ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-        purpose,
-        PROCEDURE,
-    );
+/// [4] A consent covers the citizen who gave it, nobody else.
+async fn consent_for_another_citizen(education: &Caller) -> anyhow::Result<()> {
+    education.step(4, "civil-status", BIRTH_RECORD);
     println!("    (the same consent, used for another citizen, CD234567)");
-    let other = civil
-        .get_birth_record(ask(GetBirthRecordRequest {
+    let other = CivilStatusClient::new(education.channel.clone())
+        .get_birth_record(education.ask(GetBirthRecordRequest {
             citizen_id: "CD234567".into(),
         }))
         .await;
-    expect_refused(other, "SUBJECT_MISMATCH")?;
+    expect_refused(other, "SUBJECT_MISMATCH")
+}
 
-    let tax = connect(network, "tax").await?;
-    step(
+/// [5] A legal basis stands in for consent.
+async fn fetch_family_on_legal_basis(tax: &Caller) -> anyhow::Result<()> {
+    tax.step(
         5,
-        "tax",
         "civil-status",
         "ma.civilstatus.v1.CivilStatus/GetFamilyRecord",
-        "tax-household",
-        HOUSEHOLD,
     );
-    let family = CivilStatusClient::new(tax.clone())
-        .get_family_record(request(
-            GetFamilyRecordRequest {
-                citizen_id: CANDIDATE.into(),
-            },
-            "tax-household",
-            HOUSEHOLD,
-            "tax.agent-204",
-        ))
+    let family = CivilStatusClient::new(tax.channel.clone())
+        .get_family_record(tax.ask(GetFamilyRecordRequest {
+            citizen_id: CANDIDATE.into(),
+        }))
         .await?;
     println!(
         "    ✔ {} (a legal basis: no consent needed)",
@@ -292,52 +296,43 @@ pub(super) async fn play(network: &Network) -> anyhow::Result<()> {
         family.get_ref().household_id,
         family.get_ref().members.len()
     );
+    Ok(())
+}
 
-    step(
-        6,
-        "tax",
-        "health",
-        "ma.health.v1.HealthRecords/GetVaccinationRecord",
-        "tax-household",
-        HOUSEHOLD,
-    );
+/// [6] Without an access rule, a legal basis elsewhere opens nothing.
+async fn health_without_a_rule(tax: &Caller) -> anyhow::Result<()> {
+    tax.step(6, "health", VACCINATION_RECORD);
     println!("    (no rule lets the tax administration read health records)");
-    let denied = HealthRecordsClient::new(tax)
-        .get_vaccination_record(request(
-            GetVaccinationRecordRequest {
-                citizen_id: CANDIDATE.into(),
-            },
-            "tax-household",
-            HOUSEHOLD,
-            "tax.agent-204",
-        ))
-        .await;
-    expect_refused(denied, "ACCESS_DENIED")?;
-
-    println!("\n[7] portal → jisr   jisr.consent.v1.Consents/Revoke");
-    use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, RevokeRequest};
-    ConsentsClient::new(connect(network, "portal").await?)
-        .revoke(RevokeRequest {
-            id: consent.clone(),
-        })
-        .await?;
-    println!("    ✔ {CANDIDATE} revoked consent {consent}");
-    step(
-        8,
-        "education",
-        "civil-status",
-        "ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-        purpose,
-        PROCEDURE,
-    );
-    let after = civil
-        .get_birth_record(ask(GetBirthRecordRequest {
+    let denied = HealthRecordsClient::new(tax.channel.clone())
+        .get_vaccination_record(tax.ask(GetVaccinationRecordRequest {
             citizen_id: CANDIDATE.into(),
         }))
         .await;
-    expect_refused(after, "CONSENT_REVOKED")?;
-    println!("\nDone: 4 exchanges allowed (3 on consent, 1 on a legal basis), 3 refused.");
-    print_trail(network).await
+    expect_refused(denied, "ACCESS_DENIED")
+}
+
+/// [7] The candidate withdraws consent through the portal.
+async fn revoke(network: &Network, consent: &str) -> anyhow::Result<()> {
+    use crate::proto::jisr::consent::v1::{consents_client::ConsentsClient, RevokeRequest};
+    println!("\n[7] portal → jisr   jisr.consent.v1.Consents/Revoke");
+    ConsentsClient::new(connect(network, "portal").await?)
+        .revoke(RevokeRequest {
+            id: consent.to_owned(),
+        })
+        .await?;
+    println!("    ✔ {CANDIDATE} revoked consent {consent}");
+    Ok(())
+}
+
+/// [8] A revoked consent opens nothing from the moment it is revoked.
+async fn birth_record_after_revocation(education: &Caller) -> anyhow::Result<()> {
+    education.step(8, "civil-status", BIRTH_RECORD);
+    let after = CivilStatusClient::new(education.channel.clone())
+        .get_birth_record(education.ask(GetBirthRecordRequest {
+            citizen_id: CANDIDATE.into(),
+        }))
+        .await;
+    expect_refused(after, "CONSENT_REVOKED")
 }
 
 fn expect_refused<T>(
@@ -358,84 +353,4 @@ fn expect_refused<T>(
             Ok(())
         }
     }
-}
-
-/// The procedure's audit trail, as the data protection authority sees it,
-/// and the candidate's own access history, as the portal shows it.
-async fn print_trail(network: &Network) -> anyhow::Result<()> {
-    use crate::proto::jisr::audit::v1::{
-        audit_client::AuditClient, CitizenHistoryRequest, QueryRequest,
-    };
-    println!(
-        "\nAudit trail of procedure {PROCEDURE}, as the data protection authority (cndp) reads it:"
-    );
-    let mut cndp = AuditClient::new(connect(network, "cndp").await?);
-    let page = cndp
-        .query(QueryRequest {
-            procedure: PROCEDURE.into(),
-            page_size: 50,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    for entry in page.entries.iter().rev() {
-        if let Some(r) = &entry.record {
-            println!(
-                "  {}",
-                crate::tools::cli::audit::render(entry.index, r, false)
-            );
-        }
-    }
-    println!("\n{CANDIDATE}'s access history, as the citizen portal shows it (who, when, why):");
-    let mut portal = AuditClient::new(connect(network, "portal").await?);
-    let history = portal
-        .citizen_history(CitizenHistoryRequest {
-            citizen_id: CANDIDATE.into(),
-            page_size: 50,
-            page_token: String::new(),
-        })
-        .await?
-        .into_inner();
-    for entry in history.entries.iter().rev() {
-        if let Some(r) = &entry.record {
-            println!(
-                "  {}  {} ({}) for {} on {} — {}",
-                crate::tools::cli::audit::format_time(r.time_unix_micros),
-                r.consumer,
-                if r.official.is_empty() {
-                    "-"
-                } else {
-                    &r.official
-                },
-                r.purpose,
-                r.basis,
-                r.method
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Verifies the stopped network's audit log offline and prints the result.
-pub(super) fn print_verification(dir: &std::path::Path) -> bool {
-    let log = dir.join("audit");
-    let report = crate::audit::verify::verify(&log, None);
-    let latest = report
-        .latest
-        .as_ref()
-        .map_or_else(|| "none".to_owned(), |c| format!("size {}", c.size));
-    if report.ok() {
-        println!(
-            "\nAudit log verified offline: {} entries, {} signed checkpoints consistent, latest checkpoint {latest} (`jisr audit verify {}`).",
-            report.entries,
-            report.checkpoints,
-            log.display()
-        );
-    } else {
-        println!("\nAudit log verification FAILED:");
-        for p in &report.problems {
-            println!("  {p}");
-        }
-    }
-    report.ok()
 }

@@ -1,0 +1,132 @@
+//! Receipts: an entry with its inclusion proof and signed checkpoint,
+//! fetched from a running gateway (`prove`) and checked offline.
+
+use super::render::render;
+use super::{b64, connect, read_verifier, status_error, Connection};
+use crate::audit::{self, merkle, note::NoteVerifier};
+use crate::proto::jisr::audit::v1 as pb;
+use base64::Engine as _;
+use prost::Message as _;
+use std::path::Path;
+
+/// A receipt: everything needed to check offline that an entry is in the log.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Receipt {
+    /// The entry's index.
+    pub index: u64,
+    /// The tree size of the proof and checkpoint.
+    pub tree_size: u64,
+    /// The entry's bytes, base64.
+    pub record: String,
+    /// The inclusion proof hashes, base64.
+    pub inclusion_proof: Vec<String>,
+    /// The signed checkpoint note.
+    pub checkpoint: String,
+    /// The node's verifier key.
+    pub verifier_key: String,
+}
+
+pub(super) async fn prove(conn: &Connection, index: u64, out: Option<&Path>) -> anyhow::Result<()> {
+    let mut client = connect(conn).await?;
+    let checkpoint = client
+        .get_checkpoint(pb::GetCheckpointRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let entry = client
+        .get_entry(pb::GetEntryRequest {
+            index,
+            tree_size: checkpoint.size,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let receipt = Receipt {
+        index,
+        tree_size: entry.tree_size,
+        record: b64(&entry.record_bytes),
+        inclusion_proof: entry.inclusion_proof.iter().map(|h| b64(h)).collect(),
+        checkpoint: checkpoint.note,
+        verifier_key: checkpoint.verifier_key,
+    };
+    let text = serde_json::to_string_pretty(&receipt)?;
+    match out {
+        Some(path) => {
+            std::fs::write(path, format!("{text}\n"))?;
+            println!(
+                "wrote the receipt of entry {index} (tree size {}) to {}",
+                receipt.tree_size,
+                path.display()
+            );
+        }
+        None => println!("{text}"),
+    }
+    Ok(())
+}
+
+pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let receipt: Receipt = serde_json::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a receipt: {e}", path.display()))?;
+    let verifier = match key {
+        Some(k) => read_verifier(k)?,
+        None => {
+            println!("note: checking with the key inside the receipt; pass --key with the node's published key for an independent check");
+            NoteVerifier::from_text(&receipt.verifier_key)
+                .map_err(|e| anyhow::anyhow!("bad verifier key in the receipt: {e}"))?
+        }
+    };
+    let outcome = prove_inclusion(&receipt, &verifier);
+    match outcome {
+        Ok(size) => {
+            println!("OK: entry {} is in the log of {} (tree of {size} entries, signed checkpoint verified)", receipt.index, verifier.name());
+            Ok(true)
+        }
+        Err(e) => {
+            println!("FAIL: {e}");
+            Ok(false)
+        }
+    }
+}
+
+/// Checks the checkpoint's signature, then the entry's inclusion in the
+/// tree it signs; prints the entry and returns the tree size.
+fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result<u64> {
+    let body = audit::note::open_note(&receipt.checkpoint, verifier)
+        .map_err(|e| anyhow::anyhow!("the checkpoint's signature does not verify: {e}"))?;
+    let checkpoint = audit::note::Checkpoint::parse(body)
+        .map_err(|e| anyhow::anyhow!("malformed checkpoint: {e}"))?;
+    anyhow::ensure!(
+        checkpoint.size == receipt.tree_size,
+        "the checkpoint is for {} entries, the proof for {}",
+        checkpoint.size,
+        receipt.tree_size
+    );
+    let record = decode(&receipt.record)?;
+    let proof = receipt
+        .inclusion_proof
+        .iter()
+        .map(|h| {
+            decode(h)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| anyhow::anyhow!("a proof hash is not 32 bytes of base64"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    merkle::verify_inclusion(
+        &proof,
+        receipt.tree_size,
+        &checkpoint.root,
+        receipt.index,
+        &merkle::leaf_hash(&record),
+    )
+    .map_err(|e| anyhow::anyhow!("the inclusion proof does not verify: {e}"))?;
+    let record = pb::AuditRecord::decode(record.as_slice())?;
+    println!("{}", render(receipt.index, &record, false));
+    Ok(checkpoint.size)
+}
+
+fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    base64::engine::general_purpose::STANDARD.decode(text)
+}
