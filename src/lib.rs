@@ -1,25 +1,45 @@
 //! Jisr (جسر, "bridge"): the interoperability gateway between administrations.
 //!
 //! Agency back-office systems call each other's gRPC services through a Jisr
-//! node with their ordinary generated stubs. For every call the node:
+//! node with their ordinary generated stubs. The node checks each call,
+//! forwards it over mutual TLS, and records it in a tamper-evident audit log
+//! before any data leaves: no audit, no data.
 //!
-//! 1. authenticates the caller by mutual TLS and reads its [`identity::AgencyId`]
-//!    from the certificate's SPIFFE URI, once per connection ([`tls`]);
-//! 2. looks the gRPC path up in the [`catalogue`] (contracts loaded at runtime
-//!    from `.proto` files) to find the provider agency and its upstream;
-//! 3. reads the `jisr-*` metadata and checks the access rules ([`policy`]),
-//!    which yield a [`policy::Grant`] naming the legal basis;
-//! 4. walks the request's protobuf wire format to validate it and find the
-//!    citizen identifier (the field marked `(jisr.subject)`);
-//! 5. forwards the original bytes to the provider over mutual TLS and streams
-//!    the answer back unchanged ([`proxy`]).
+//! # The flow of a unary call
 //!
-//! Every refusal is a gRPC status with a stable reason in
-//! `google.rpc.ErrorInfo` (domain `jisr`), built in one place
-//! ([`proxy::refusal`]).
+//! 1. [`gateway::server`] accepts the TLS connection and reads the caller's
+//!    [`identity::AgencyId`] from its certificate, once ([`tls`]); the
+//!    connection is served on one of the [`gateway::lanes`].
+//! 2. [`gateway::Gateway`] dispatches by path: Jisr's own APIs (audit,
+//!    consents, bus, health) or an exchange, looked up in the current
+//!    [`gateway::Routing`] (contracts from the [`catalogue`]).
+//! 3. [`gateway::metadata`] reads the `jisr-*` metadata.
+//! 4. [`policy`] checks the access rules and yields a [`policy::Grant`].
+//! 5. `gateway::layers::stack` assembles the provider leg, one tower layer
+//!    per concern: rate limit, shedding, breaker, reading and walking the
+//!    body for the citizen id, the consent check (which yields the permit
+//!    delivery requires), the route timeout, delivery.
+//! 6. [`audit::record`] builds the exchange's record; [`audit::log`] makes it
+//!    durable; only then does the answer leave ([`gateway::exchange`]).
+//! 7. [`telemetry`] counts it; a refusal at any step is one
+//!    [`refusal::Reason`], mapped to a gRPC status in one place
+//!    ([`refusal`]).
 //!
-//! The [`cli`] module holds the `jisr` command; [`samples`] holds the sample
-//! agency back-ends used by the demo, the tests and the benchmarks.
+//! # The layers of the crate
+//!
+//! Dependencies point one way: tools → gateway → parts → foundations.
+//!
+//! - Foundations: [`identity`], [`refusal`], [`config`], [`tls`],
+//!   [`catalogue`], [`redis`] (the shared connection), [`clock`], [`proto`].
+//! - Parts: [`policy`] (rules and field release), [`audit`], [`consent`],
+//!   [`bus`], [`telemetry`].
+//! - The gateway: [`gateway`] (server, lanes, routing, reload, the exchange
+//!   and its layers).
+//! - Tools: [`tools`] (the `jisr` command, benchmarks, the demo, sample
+//!   providers, the development PKI).
+//!
+//! `docs/ARCHITECTURE.md` has the map and says where to add a check on the
+//! provider leg, a storage backend, a gateway API or a CLI command.
 
 pub mod audit;
 pub mod bus;

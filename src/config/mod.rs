@@ -148,7 +148,7 @@ pub struct NodeConfig {
     /// changes (default 2 s; `None` when `reload_poll_ms = 0`: SIGHUP only).
     pub reload_poll: Option<Duration>,
     /// Threads that serve connections, each with its own runtime (see
-    /// `proxy::lanes`); 0 (the default) means one per CPU core.
+    /// `gateway::lanes`); 0 (the default) means one per CPU core.
     pub lanes: usize,
 }
 
@@ -204,7 +204,7 @@ pub struct AgencyConfig {
 impl AgencyConfig {
     /// HTTP/2 connections to each of its instances on a node with `lanes`
     /// lanes: `connections` if set, else one per lane and at least 2, so
-    /// that each lane has a connection of its own (see `proxy::lanes`).
+    /// that each lane has a connection of its own (see `gateway::lanes`).
     pub fn connections_on(&self, lanes: usize) -> usize {
         self.connections.unwrap_or(lanes.max(2))
     }

@@ -1,7 +1,7 @@
 //! The resilience keys: an `[[agency]]`'s upstream instances, call timeout,
 //! in-flight limit and breaker thresholds; `[[route]]` timeouts per method;
 //! `[[rate_limit]]` per consumer. Whether a route's methods exist is checked
-//! when the catalogue is loaded (`proxy::resilience`), at the route's place.
+//! when the catalogue is loaded (`gateway::layers`), at the route's place.
 
 use std::time::Duration;
 

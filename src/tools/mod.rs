@@ -1,5 +1,5 @@
 //! The tools built on the gateway: the `jisr` command ([`cli`]), the
-//! benchmarks ([`bench`]), the demo ([`demo`]), the sample agency back-ends
+//! benchmarks ([`bench`](mod@bench)), the demo ([`demo`]), the sample agency back-ends
 //! ([`samples`]) and the development PKI ([`pki`]).
 //!
 //! Nothing in the gateway or its parts imports from here (tests aside: unit

@@ -170,7 +170,10 @@ fn log_exchange(
             s.to_owned()
         }
     };
+    // A fixed target, not this file's module path: operators filter their
+    // log pipelines on it, and it must not move when the module is split.
     tracing::info!(
+        target: "jisr::gateway::exchange",
         request_id = %trail.request_id,
         consumer = %trail.consumer,
         provider = %dash(&trail.provider),

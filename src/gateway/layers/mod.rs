@@ -1,8 +1,8 @@
 //! The provider leg's tower layers, one concern per file, assembled in one
-//! place ([`stack`]): per-consumer rate limits ([`rate`]), in-flight
+//! place (`stack`): per-consumer rate limits ([`rate`]), in-flight
 //! shedding ([`shed`]), the upstream instances' breakers ([`breaker`]), the
 //! exchange's own work (`prepare`) with the legal-basis permit it checks
-//! ([`consent`]), the route's timeout ([`timeout`]) and delivery to the
+//! ([`consent`]), the route's timeout (`timeout`) and delivery to the
 //! provider (`deliver`).
 
 pub mod breaker;

@@ -110,7 +110,7 @@ pub enum Command {
         /// Address to listen on, e.g. 127.0.0.1:9101.
         #[arg(long)]
         listen: String,
-        /// PKI directory holding ca.crt and <agency>.crt/.key.
+        /// PKI directory holding `ca.crt` and `<agency>.crt`/`.key`.
         #[arg(long)]
         pki: PathBuf,
         /// Trust domain.

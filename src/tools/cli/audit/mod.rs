@@ -105,7 +105,7 @@ pub struct Connection {
     /// Gateway address host:port, or @FILE to read it from a file (e.g. @demo/gateway.addr).
     #[arg(long)]
     pub(crate) gateway: String,
-    /// PKI directory holding ca.crt and <agency>.crt/.key.
+    /// PKI directory holding `ca.crt` and `<agency>.crt`/`.key`.
     #[arg(long)]
     pub(crate) pki: PathBuf,
     /// The agency to call as.
