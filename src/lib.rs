@@ -56,3 +56,6 @@ pub mod refusal;
 pub mod telemetry;
 pub mod tls;
 pub mod tools;
+
+#[cfg(test)]
+mod layering;
