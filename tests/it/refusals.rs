@@ -27,7 +27,8 @@ async fn refused(channel: &tonic::transport::Channel, call: RawCall<'_>) -> (Cod
 
 #[tokio::test]
 async fn access_rules_refuse_with_reasons() {
-    let net = Network::start("", "");
+    // Spawned: the refusal's log line is checked too.
+    let net = Network::spawn("", "");
     let education = net.channel("education").await;
     let tax = net.channel("tax").await;
 

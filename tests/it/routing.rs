@@ -20,15 +20,34 @@ fn birth_request(citizen: &str) -> Bytes {
     .into()
 }
 
-/// A gateway whose three providers are echo servers.
-pub(crate) async fn echo_network(node_extra: &str, extra: &str) -> (Pki, Proc, String, Vec<Echo>) {
+/// A gateway in this process whose three providers are echo servers.
+pub(crate) async fn echo_network(
+    node_extra: &str,
+    extra: &str,
+) -> (Pki, Gateway, String, Vec<Echo>) {
+    echo_network_with(node_extra, extra, start_gateway).await
+}
+
+/// [`echo_network`] with the gateway in a `jisr serve` process.
+pub(crate) async fn spawned_echo_network(
+    node_extra: &str,
+    extra: &str,
+) -> (Pki, Proc, String, Vec<Echo>) {
+    echo_network_with(node_extra, extra, spawn_gateway).await
+}
+
+async fn echo_network_with<G>(
+    node_extra: &str,
+    extra: &str,
+    start: impl FnOnce(&Pki, &str, &str) -> (G, String),
+) -> (Pki, G, String, Vec<Echo>) {
     let pki = Pki::new();
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let tax = Echo::start(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
     let up = Upstreams::echoes(&cs, &tax, &health);
     let config = gateway_config(&pki, &up, node_extra, extra);
-    let (gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (gw, addr) = start(&pki, "gateway", &config);
     (pki, gw, addr, vec![cs, tax, health])
 }
 
