@@ -225,7 +225,7 @@ async fn every_exchange_is_recorded_and_receipts_verify_offline() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_api_shows_each_caller_only_what_it_may_see() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::thread::JoinHandle;
 use tokio::net::TcpListener;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
 /// A gateway serving on its own runtime; stopped (and drained) when
@@ -38,6 +39,14 @@ impl Gateway {
     /// loopback ports picked by the system; panics, saying why, if it
     /// cannot start.
     pub fn start(name: &str, path: &Path) -> Self {
+        let on_one_thread = Handle::try_current()
+            .is_ok_and(|test| test.runtime_flavor() == RuntimeFlavor::CurrentThread);
+        assert!(
+            !on_one_thread,
+            "an in-process gateway needs a multi-threaded test runtime \
+             (#[tokio::test(flavor = \"multi_thread\", worker_threads = 2)]): the drain \
+             waits for the test's connections to answer while the test waits for the drain"
+        );
         let config = jisr::config::Config::load(path)
             .unwrap_or_else(|e| panic!("{name}: {}", jisr::config::report(&e)));
         let (started, on_start) = std::sync::mpsc::channel();
@@ -96,7 +105,12 @@ impl Gateway {
             let _ = stop.send(());
         }
         if let Some(thread) = self.thread.take() {
-            let stopped = thread.join();
+            // Off the worker (when called on one), so that the test's other
+            // tasks, its connections among them, keep running meanwhile.
+            let stopped = match Handle::try_current() {
+                Ok(_) => tokio::task::block_in_place(|| thread.join()),
+                Err(_) => thread.join(),
+            };
             // A failing test is already unwinding: its own message matters.
             if !std::thread::panicking() {
                 assert!(stopped.is_ok(), "gateway {} panicked", self.name);
