@@ -2,8 +2,7 @@
 //! connection), HTTP/2 serving and graceful shutdown.
 
 use super::lanes::Lanes;
-use super::{Gateway, StartError};
-use crate::config::Config;
+use super::Gateway;
 use crate::identity::{AgencyId, PeerIdentity};
 use crate::telemetry::TlsFailure;
 use crate::tls;
@@ -24,41 +23,43 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent calls per connection.
 const MAX_STREAMS: u32 = 1024;
 
-/// Builds a gateway from `config` and serves it on `listener` until
-/// `shutdown` resolves; then stops accepting, lets in-flight calls finish
-/// within the drain timeout, and returns.
-pub async fn run(
-    config: Config,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
-    let (gateway, server_tls) = Gateway::build(&config).await?;
-    tracing::info!(
-        node = %config.node.id,
-        addr = %listener.local_addr()?,
-        methods = gateway.routing().methods(),
-        "gateway listening"
-    );
-    let admin = TcpListener::bind(config.telemetry.admin_listen).await?;
-    tracing::info!(addr = %admin.local_addr()?, "admin listener (/metrics, /healthz, /readyz)");
-    gateway.spawn_admin(admin);
-    serve(Arc::new(gateway), server_tls, listener, shutdown).await;
-    Ok(())
-}
-
-/// Serves an already built gateway, reloading its configuration on SIGHUP
-/// and when its files change (see [`super::reload`]).
+/// Serves a built gateway on `listener`, and `/metrics`, `/healthz` and
+/// `/readyz` on `admin` (none when `None`), until `shutdown` resolves.
+/// Meanwhile it reloads its configuration on SIGHUP and when its files
+/// change (see [`super::reload`]). Then it stops accepting, lets in-flight
+/// calls finish within the drain timeout, closes the audit log with a final
+/// checkpoint, and returns.
 ///
-/// `server_tls` is the config [`Gateway::build`] returned; each accepted
-/// connection uses the gateway's current one, which starts as it and
-/// changes with reloads.
-pub async fn serve(
-    gateway: Arc<Gateway>,
-    server_tls: Arc<rustls::ServerConfig>,
+/// This is what `jisr serve`, the demo and the black-box tests run, each
+/// after [`Gateway::build`]: the gateway is built before any port is bound,
+/// so a config error is reported first (not hidden by a busy port), and a
+/// test learns of it before it has an address to call.
+pub async fn run(
+    gateway: Gateway,
     listener: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
-    drop(server_tls);
+    let node = gateway.routing().config.node.id.clone();
+    match listener.local_addr() {
+        Ok(addr) => {
+            tracing::info!(%node, %addr, methods = gateway.routing().methods(), "gateway listening")
+        }
+        Err(e) => {
+            tracing::warn!(%node, error = %e, "gateway listening on an address it cannot name")
+        }
+    }
+    if let Some(admin) = admin {
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!(%addr, "admin listener (/metrics, /healthz, /readyz)");
+        }
+        gateway.spawn_admin(admin);
+    }
+    serve(Arc::new(gateway), listener, shutdown).await;
+}
+
+/// Accepts connections until `shutdown` resolves, then drains and closes.
+async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let graceful = GracefulShutdown::new();
     let watcher_task = super::reload::spawn_watcher(gateway.clone());
     tokio::spawn(gateway.clone().watch_audit());

@@ -2,7 +2,7 @@
 //! receipts that verify offline, access to the audit API by role, crash
 //! safety under SIGKILL, tamper detection, and a full disk.
 
-use crate::routing::echo_network;
+use crate::routing::{echo_network, spawned_echo_network};
 use crate::support::*;
 use jisr::proto::jisr::audit::v1 as pb;
 use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
@@ -73,7 +73,8 @@ fn audit_dir(pki: &Pki, name: &str) -> PathBuf {
 // the gateway's exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exchange_is_recorded_and_receipts_verify_offline() {
-    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    // Spawned: the gateway's log must not name the citizen either.
+    let (pki, mut gw, addr, _echos) = spawned_echo_network("", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
         .with("jisr-procedure", "bac-2027")
@@ -224,7 +225,7 @@ async fn every_exchange_is_recorded_and_receipts_verify_offline() {
     assert!(out.status.success(), "{}", text(&out));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_api_shows_each_caller_only_what_it_may_see() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
@@ -400,7 +401,7 @@ async fn logged_ids(addr: &str, pki: &Pki) -> std::collections::HashSet<String> 
 // Multi-threaded: load keeps running while the test kills the gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_exchange_is_lost_when_the_gateway_is_killed_under_load() {
-    let (pki, gw, addr, _echos) = echo_network("", "").await;
+    let (pki, gw, addr, _echos) = spawned_echo_network("", "").await;
     let config = std::fs::read_to_string(pki.root().join("gateway.toml")).unwrap();
     let mut gw = gw;
     let mut addr = addr;
@@ -420,7 +421,7 @@ async fn no_acknowledged_exchange_is_lost_when_the_gateway_is_killed_under_load(
         gw.kill(); // SIGKILL, mid-load
         let _ = stop.send(true);
         acked.extend(load.await.unwrap());
-        let (restarted, new_addr) = start_gateway(&pki, "gateway", &config);
+        let (restarted, new_addr) = spawn_gateway(&pki, "gateway", &config);
         gw = restarted;
         addr = new_addr;
     }
@@ -473,7 +474,7 @@ async fn no_acknowledged_exchange_is_lost_when_the_gateway_is_killed_under_load(
 
 /// A closed log with `n` entries, and its verifier key.
 async fn closed_log(n: usize) -> (Pki, PathBuf) {
-    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let (pki, gw, addr, _echos) = echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     for i in 0..n {
         let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
@@ -481,7 +482,7 @@ async fn closed_log(n: usize) -> (Pki, PathBuf) {
         call_raw(&client, call).await.unwrap();
     }
     drop(client);
-    assert!(gw.terminate().success());
+    gw.stop();
     let dir = audit_dir(&pki, "gateway");
     (pki, dir)
 }
@@ -624,7 +625,9 @@ async fn a_full_or_read_only_disk_gives_audit_unavailable_not_a_crash() {
         gateway_config(&pki, &up, "", ""),
         mnt.display()
     );
-    let (mut gw, addr) = start_gateway(&pki, "gateway", &config);
+    // Spawned: a crash would end the process, and the last step starts
+    // `jisr serve` on a read-only disk.
+    let (mut gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     let ok = || RawCall::new(BIRTH, birth("AB123456"), "bac-candidature");
     call_raw(&client, ok()).await.unwrap();
@@ -674,7 +677,7 @@ async fn a_full_or_read_only_disk_gives_audit_unavailable_not_a_crash() {
         dir.join("verifier.key").to_str().unwrap(),
     ]);
     assert!(out.status.success(), "{}", text(&out));
-    let (mut gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (mut gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     call_raw(&client, ok())
         .await
@@ -714,7 +717,7 @@ fn is_root() -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_queries_tails_and_reindexes_the_log() {
-    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let (pki, gw, addr, _echos) = echo_network("", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     for i in 0..3 {
         let call = RawCall::new(BIRTH, birth("AB123456"), "bac-candidature")
@@ -763,7 +766,7 @@ async fn the_cli_queries_tails_and_reindexes_the_log() {
     );
     // Offline: rebuild the indexes, then the gateway answers the same.
     drop(education);
-    assert!(gw.terminate().success());
+    gw.stop();
     let dir = audit_dir(&pki, "gateway");
     std::fs::remove_file(dir.join("index.redb")).unwrap();
     let out = run(&["audit", "reindex", dir.to_str().unwrap()]);

@@ -78,7 +78,8 @@ fn bench_gateway(addr: &str, pki: &Path, extra: &[&str]) -> (Option<String>, Str
 
 #[test]
 fn bench_prints_a_table_for_a_named_gateway() {
-    let network = Network::start("", "");
+    // Spawned: the bench names the gateway's process.
+    let network = Network::spawn("", "");
     let (errors, stdout) = bench_gateway(&network.addr, &network.pki.dir, &[]);
     assert_eq!(errors.as_deref(), Some("0"), "{stdout}");
     // Found through its listening socket: the gateway is a local process.

@@ -441,7 +441,7 @@ async fn publish_until_killed(addr: String, files: jisr::tls::TlsFiles) -> Vec<S
 }
 
 async fn sigkill_loses_no_acknowledged_publish(bus: &str) {
-    let mut net = BusNet::start(bus);
+    let mut net = BusNet::spawn(bus);
     let publisher = tokio::spawn(publish_until_killed(
         net.addr.clone(),
         net.pki.files("civil-status"),
@@ -498,7 +498,8 @@ async fn two_replicas_share_a_subscription_through_redis() {
         "redis_url = \"{}\"\nack_deadline_ms = 1000",
         redis.url()
     ));
-    let (mut other, other_addr) = net.start_another("replica");
+    // Spawned: replica B dies by SIGKILL, leaving its deliveries unreleased.
+    let (mut other, other_addr) = net.spawn_another("replica");
     let mut cs = net.client("civil-status").await;
     let n = 40;
     for i in 0..n {
@@ -757,8 +758,9 @@ fn check_config_locates_topics_whose_event_or_release_does_not_fit_the_contracts
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_subscription_does_not_hold_the_shutdown_for_the_drain_timeout() {
-    // The test config drains for up to 5 s.
-    let mut net = BusNet::start("");
+    // The test config drains for up to 5 s. Spawned: SIGTERM, as an
+    // orchestrator stops the node.
+    let mut net = BusNet::spawn("");
     let mut tax = net.client("tax").await;
     let mut stream = subscribe(&mut tax, DEATHS, "tax-household").await;
     let start = Instant::now();

@@ -24,7 +24,7 @@ async fn try_call(addr: &str, files: &jisr::tls::TlsFiles) -> Result<(), String>
 #[tokio::test]
 async fn bad_certificates_are_refused_with_the_reason_logged() {
     let crl = |pki: &Pki| format!("crls = [\"{}/ca.crl\"]", pki.dir.display());
-    let net = Network::start("", "");
+    let net = Network::spawn("", "");
     // Restart-free check: the standard network has no CRL; a second gateway
     // with the CRL checks revocation.
     let cases = [
@@ -52,7 +52,7 @@ async fn bad_certificates_are_refused_with_the_reason_logged() {
         .replace("gateway-audit", "gateway-crl-audit")
         .replace("gateway-consents", "gateway-crl-consents");
     assert_ne!(config, with_crl);
-    let (gw2, addr2) = start_gateway(&net.pki, "gateway-crl", &with_crl);
+    let (gw2, addr2) = spawn_gateway(&net.pki, "gateway-crl", &with_crl);
     assert!(try_call(&addr2, &net.pki.files("revoked")).await.is_err());
     gw2.wait_log("certificate revoked");
     try_call(&addr2, &net.pki.files("education")).await.unwrap();
@@ -60,7 +60,7 @@ async fn bad_certificates_are_refused_with_the_reason_logged() {
 
 #[tokio::test]
 async fn a_client_without_certificate_is_refused() {
-    let net = Network::start("", "");
+    let net = Network::spawn("", "");
     let ca = std::fs::read(net.pki.dir.join("ca.crt")).unwrap();
     let tls = tonic::transport::ClientTlsConfig::new()
         .ca_certificate(tonic::transport::Certificate::from_pem(ca))
@@ -94,7 +94,7 @@ async fn the_gateway_verifies_the_providers_identity() {
         tax: tax_addr,
         health: "127.0.0.1:9".into(),
     };
-    let (gw, addr) = start_gateway(&pki, "gateway", &gateway_config(&pki, &up, "", ""));
+    let (gw, addr) = spawn_gateway(&pki, "gateway", &gateway_config(&pki, &up, "", ""));
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     let body = GetBirthRecordRequest {
         citizen_id: "AB123456".into(),

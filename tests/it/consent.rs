@@ -48,7 +48,7 @@ struct Replicas {
     pki: Pki,
     addr1: String,
     addr2: String,
-    _processes: (Proc, Proc, Vec<crate::support::echo::Echo>),
+    _gateways: (Gateway, Gateway, Vec<crate::support::echo::Echo>),
 }
 
 impl Replicas {
@@ -68,7 +68,7 @@ impl Replicas {
             pki,
             addr1,
             addr2,
-            _processes: (gw1, gw2, echos),
+            _gateways: (gw1, gw2, echos),
         }
     }
 }
@@ -292,7 +292,7 @@ async fn consent_rules_refuse_with_every_reason_and_allow_with_a_valid_consent()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consents_survive_a_restart_of_the_embedded_store() {
-    let (pki, mut gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
+    let (pki, gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
     let mut portal_client = portal(&addr, &pki).await;
     let id = grant(
         &mut portal_client,
@@ -303,7 +303,7 @@ async fn consents_survive_a_restart_of_the_embedded_store() {
     )
     .await;
     drop(portal_client);
-    assert!(gw.terminate().success());
+    gw.stop();
     let config = std::fs::read_to_string(pki.root().join("gateway.toml")).unwrap();
     let (_gw, addr) = start_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
@@ -320,7 +320,7 @@ async fn two_gateways_sharing_redis_see_a_revocation_at_once_and_fail_closed_wit
         pki,
         addr1,
         addr2,
-        _processes: _running,
+        _gateways: _running,
     } = Replicas::start(&url, 200).await;
     let mut portal1 = portal(&addr1, &pki).await;
     let id = grant(
@@ -561,7 +561,7 @@ async fn no_call_gets_through_after_a_revocation_returned_on_another_replica() {
         pki,
         addr1,
         addr2,
-        _processes: _running,
+        _gateways: _running,
     } = Replicas::start(&url, 500).await;
     let mut portal1 = portal(&addr1, &pki).await;
     let on2 = channel(&addr2, &pki.files("education")).await.unwrap();

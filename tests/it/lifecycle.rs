@@ -1,6 +1,6 @@
 //! Start and stop: SIGTERM drains in-flight calls and exits 0.
 
-use crate::routing::echo_network;
+use crate::routing::spawned_echo_network;
 use crate::support::*;
 use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
@@ -25,7 +25,7 @@ fn birth_call() -> (Vec<u8>, RawCall<'static>) {
 // while the test thread blocks waiting for the process to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
-    let (pki, mut gw, addr, _echos) = echo_network("", "").await;
+    let (pki, mut gw, addr, _echos) = spawned_echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     let (body, call) = birth_call();
     let slow = call.with("x-echo-delay-ms", "800");
@@ -73,7 +73,8 @@ fn serve_refuses_to_start_on_a_broken_config_and_says_why() {
 
 #[tokio::test]
 async fn connections_are_served_on_the_configured_number_of_lanes() {
-    let (pki, gw, addr, _echos) = echo_network("lanes = 3\n", "").await;
+    // Spawned: the lanes are counted in the log and in /proc.
+    let (pki, gw, addr, _echos) = spawned_echo_network("lanes = 3\n", "").await;
     gw.wait_log("serving connections on one thread per lane lanes=3");
     // Four connections over three lanes, each carrying calls.
     let mut clients = Vec::new();

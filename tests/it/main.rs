@@ -1,5 +1,8 @@
-//! Black-box tests: real `jisr` processes on loopback ports, called over real
-//! mutual TLS. One binary, a module per feature (see STYLE.md).
+//! Black-box tests: real gateways on loopback ports, called over real mutual
+//! TLS. Each runs in this process (`support::Gateway`, the `run` that
+//! `jisr serve` runs) unless the test needs a `jisr` process (signals, its
+//! log, its exit status; see `support/gateway.rs`). One binary, a module
+//! per feature (see STYLE.md).
 
 // Items here are `pub` for sibling modules of this test binary only.
 #![allow(unreachable_pub)]

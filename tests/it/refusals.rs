@@ -27,7 +27,8 @@ async fn refused(channel: &tonic::transport::Channel, call: RawCall<'_>) -> (Cod
 
 #[tokio::test]
 async fn access_rules_refuse_with_reasons() {
-    let net = Network::start("", "");
+    // Spawned: the refusal's log line is checked too.
+    let net = Network::spawn("", "");
     let education = net.channel("education").await;
     let tax = net.channel("tax").await;
 
@@ -94,7 +95,7 @@ async fn access_rules_refuse_with_reasons() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_methods_are_unimplemented() {
     let net = Network::start("", "");
     let education = net.channel("education").await;
@@ -116,7 +117,7 @@ async fn unknown_methods_are_unimplemented() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_and_oversized_bodies_are_refused_and_the_gateway_keeps_serving() {
     let (pki, _gw, addr, _echos) = echo_network("max_message_bytes = 1024", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
@@ -163,7 +164,7 @@ async fn malformed_and_oversized_bodies_are_refused_and_the_gateway_keeps_servin
     assert_eq!(echoed, birth("AB123456"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_default_limit_is_four_mebibytes() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
@@ -184,7 +185,7 @@ async fn the_default_limit_is_four_mebibytes() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_that_is_down_gives_provider_unavailable() {
     let mut net = Network::start("", "");
     let education = net.channel("education").await;
@@ -215,7 +216,7 @@ async fn a_provider_that_is_down_gives_provider_unavailable() {
     .unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_are_honoured() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     // The deadline header is sent by hand: tonic's client would otherwise
@@ -242,7 +243,7 @@ async fn deadlines_are_honoured() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_unary_call_with_two_messages_is_refused() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     let mut two = jisr_frame(&birth("AB123456"));

@@ -1,9 +1,11 @@
 //! Hot reload: rules, contracts and certificates change on SIGHUP or when
 //! the files change; calls in flight and under load are not lost; an
 //! invalid configuration is rejected with its reason and the old one stays.
+//! Every gateway here is a `jisr serve` process: reloads follow SIGHUP, and
+//! their outcome is read in the process's log.
 
 use crate::resilience::birth;
-use crate::routing::echo_network;
+use crate::routing::spawned_echo_network;
 use crate::support::*;
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
 use prost::Message as _;
@@ -72,7 +74,7 @@ fn wait_count(gw: &Proc, needle: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_load_loses_no_call() {
-    let (pki, gw, addr, echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
@@ -143,7 +145,7 @@ async fn a_reload_during_load_loses_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_changed_rule_applies_on_sighup() {
-    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     let health = channel(&addr, &pki.files("health")).await.unwrap();
     let call = || RawCall::new(BIRTH, birth(), "care");
     let (code, reason, _) = framed_status(call_raw(&health, call()).await);
@@ -162,7 +164,7 @@ async fn a_changed_rule_applies_on_sighup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
-    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     // A rule naming a method no contract provides.
     edit(&pki, |text| {
@@ -218,7 +220,7 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_is_onboarded_when_the_file_changes() {
-    let (pki, gw, addr, echos) = echo_network("reload_poll_ms = 100", "").await;
+    let (pki, gw, addr, echos) = spawned_echo_network("reload_poll_ms = 100", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let body = GetVaccinationRecordRequest {
         citizen_id: "AB123456".into(),
@@ -278,7 +280,7 @@ async fn a_contract_is_onboarded_when_the_file_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate() {
-    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     // The revoked fixture is let in while no CRL is configured...
     let before = channel(&addr, &pki.files("revoked")).await.unwrap();
     call_raw(&before, RawCall::new(BIRTH, birth(), "bac-candidature"))
@@ -335,7 +337,7 @@ message Registration { bool registered = 1; }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
-    let (pki, gw, addr, _echos) = echo_network("reload_poll_ms = 0", "").await;
+    let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     let admin = admin_addr(&pki, "gateway", &gw);
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
     let agency = jisr::identity::AgencyId::parse("employment").unwrap();
@@ -454,7 +456,7 @@ async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
         health: "127.0.0.1:9".into(),
     };
     let config = gateway_config(&pki, &up, "reload_poll_ms = 0", &otlp);
-    let (gw, addr) = start_gateway_env(
+    let (gw, addr) = spawn_gateway_env(
         &pki,
         "gateway",
         &config,

@@ -85,7 +85,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
         &up.tax,
         "timeout_ms = 300\nbreaker_failures = 3\nbreaker_cooldown_ms = 60000",
     );
-    let (gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
 
     let baseline = latencies(&education, 40).await;
@@ -306,7 +306,7 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
         ),
         1,
     );
-    let (gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let mut failures = 0;
     for _ in 0..20 {
@@ -385,7 +385,7 @@ async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
         &down,
         "breaker_failures = 1\nbreaker_cooldown_ms = 400",
     );
-    let (gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let call = || RawCall::new(BIRTH, birth(), "bac-candidature");
     // The first call finds the provider down and ejects its only instance.

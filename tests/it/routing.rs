@@ -20,19 +20,38 @@ fn birth_request(citizen: &str) -> Bytes {
     .into()
 }
 
-/// A gateway whose three providers are echo servers.
-pub(crate) async fn echo_network(node_extra: &str, extra: &str) -> (Pki, Proc, String, Vec<Echo>) {
+/// A gateway in this process whose three providers are echo servers.
+pub(crate) async fn echo_network(
+    node_extra: &str,
+    extra: &str,
+) -> (Pki, Gateway, String, Vec<Echo>) {
+    echo_network_with(node_extra, extra, start_gateway).await
+}
+
+/// [`echo_network`] with the gateway in a `jisr serve` process.
+pub(crate) async fn spawned_echo_network(
+    node_extra: &str,
+    extra: &str,
+) -> (Pki, Proc, String, Vec<Echo>) {
+    echo_network_with(node_extra, extra, spawn_gateway).await
+}
+
+async fn echo_network_with<G>(
+    node_extra: &str,
+    extra: &str,
+    start: impl FnOnce(&Pki, &str, &str) -> (G, String),
+) -> (Pki, G, String, Vec<Echo>) {
     let pki = Pki::new();
     let cs = Echo::start(&pki.dir, "civil-status").await;
     let tax = Echo::start(&pki.dir, "tax").await;
     let health = Echo::start(&pki.dir, "health").await;
     let up = Upstreams::echoes(&cs, &tax, &health);
     let config = gateway_config(&pki, &up, node_extra, extra);
-    let (gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (gw, addr) = start(&pki, "gateway", &config);
     (pki, gw, addr, vec![cs, tax, health])
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn allowed_call_returns_the_providers_bytes_unchanged() {
     let net = Network::start("", "");
     let via_gateway = net.channel("education").await;
@@ -51,7 +70,7 @@ async fn allowed_call_returns_the_providers_bytes_unchanged() {
     assert_eq!(metadata.get("jisr-request-id").unwrap().len(), 32);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_bytes_reach_the_provider_unchanged_with_jisr_metadata() {
     let (pki, _gw, addr, _echos) = echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
@@ -88,7 +107,7 @@ async fn request_bytes_reach_the_provider_unchanged_with_jisr_metadata() {
     assert!(micros > 4_000_000 && micros <= 5_000_000, "{timeout}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_streaming_passes_through() {
     let net = Network::start("", "");
     let mut client = CivilStatusClient::new(net.channel("tax").await);
@@ -112,7 +131,7 @@ async fn server_streaming_passes_through() {
     assert_eq!(kinds[0], "birth");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_contract_onboarded_by_config_is_routed_without_rebuild() {
     let pki = Pki::new();
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
@@ -208,7 +227,7 @@ basis = "law:65-00"
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_reflection_are_served_by_the_gateway() {
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;

@@ -5,7 +5,7 @@
 //! OTLP metrics carry the same counts, JSON logs hold one line per
 //! exchange and never the citizen id.
 
-use crate::routing::echo_network;
+use crate::routing::{echo_network, spawned_echo_network};
 use crate::support::otlp::{attribute, hex, Collector};
 use crate::support::*;
 use bytes::Bytes;
@@ -37,7 +37,7 @@ fn vaccination() -> Bytes {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_refused_call_under_its_reason() {
     let (pki, gw, addr, _echos) = echo_network("", "").await;
-    let admin = admin_addr(&pki, "gateway", &gw);
+    let admin = gw.admin.clone();
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let tax = channel(&addr, &pki.files("tax")).await.unwrap();
     for _ in 0..2 {
@@ -119,8 +119,8 @@ async fn handshake_once(addr: &str, files: &jisr::tls::TlsFiles) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness_say_what_they_checked() {
-    let (pki, gw, _addr, _echos) = echo_network("", "").await;
-    let admin = admin_addr(&pki, "gateway", &gw);
+    let (_pki, gw, _addr, _echos) = echo_network("", "").await;
+    let admin = gw.admin.clone();
     assert_eq!(
         admin::get(&admin, "/healthz").await,
         (200, "ok\n".to_owned())
@@ -156,7 +156,7 @@ async fn readiness_follows_redis() {
         redis.port
     );
     let (gw, _addr) = start_gateway(&pki, "gateway", &config);
-    let admin = admin_addr(&pki, "gateway", &gw);
+    let admin = gw.admin.clone();
     let (status, body) = admin::get(&admin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("ok   redis: answers"), "{body}");
@@ -184,7 +184,8 @@ async fn an_exchange_span_reaches_the_collector_with_its_attributes_and_parent()
         gateway_config(&pki, &up, "", ""),
         collector.addr
     );
-    let (_gw, addr) = start_gateway_env(
+    // Spawned: the OTLP SDK reads OTEL_* from the process environment.
+    let (_gw, addr) = spawn_gateway_env(
         &pki,
         "gateway",
         &config,
@@ -302,7 +303,7 @@ async fn an_exchange_span_reaches_the_collector_with_its_attributes_and_parent()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_have_one_line_per_exchange_and_no_citizen_id() {
     let (pki, mut gw, addr, _echos) =
-        echo_network("", "\n[telemetry]\nlog_format = \"json\"\n").await;
+        spawned_echo_network("", "\n[telemetry]\nlog_format = \"json\"\n").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     call_raw(
         &education,
@@ -454,7 +455,7 @@ async fn an_audit_log_stopped_by_an_fsync_failure_makes_the_node_not_ready() {
         gateway_config(&pki, &up, "", ""),
         disk.mnt.display()
     );
-    let (mut gw, addr) = start_gateway(&pki, "gateway", &config);
+    let (mut gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let admin = admin_addr(&pki, "gateway", &gw);
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     let call = || RawCall::new(BIRTH, birth(), "bac-candidature");
@@ -527,7 +528,7 @@ fn tls_exporting_gateway(
         gateway_config(pki, up, "", ""),
         collector.addr
     );
-    start_gateway_env(
+    spawn_gateway_env(
         pki,
         "gateway",
         &config,

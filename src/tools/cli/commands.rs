@@ -105,7 +105,7 @@ fn serve(
     rt.block_on(async move {
         // Everything that can be wrong with the config is found before the
         // port is taken, so a busy port never hides a config error.
-        let (gateway, server_tls) = gateway::Gateway::build(&config)
+        let (gateway, _) = gateway::Gateway::build(&config)
             .await
             .map_err(start_error)?;
         let listener = tokio::net::TcpListener::bind(config.node.listen)
@@ -117,24 +117,13 @@ fn serve(
                 )
             })?;
         let admin = bind_admin(&config).await?;
-        let local = listener.local_addr()?;
-        let admin_addr = admin.local_addr()?;
-        tracing::info!(node = %config.node.id, addr = %local, "gateway listening");
-        tracing::info!(addr = %admin_addr, "admin listener (/metrics, /healthz, /readyz)");
-        gateway.spawn_admin(admin);
         if let Some(file) = admin_addr_file {
-            demo::write_atomic(file, &admin_addr.to_string())?;
+            demo::write_atomic(file, &admin.local_addr()?.to_string())?;
         }
         if let Some(file) = addr_file {
-            demo::write_atomic(file, &local.to_string())?;
+            demo::write_atomic(file, &listener.local_addr()?.to_string())?;
         }
-        gateway::server::serve(
-            std::sync::Arc::new(gateway),
-            server_tls,
-            listener,
-            shutdown_signal(),
-        )
-        .await;
+        gateway::run(gateway, listener, Some(admin), shutdown_signal()).await;
         Ok(())
     })
 }

@@ -10,7 +10,6 @@ use crate::{tls, tools::pki};
 use anyhow::Context as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -130,19 +129,18 @@ impl Network {
         write_atomic(&config_path, &config_text(&providers))?;
         let config =
             Config::load(&config_path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
-        let (gateway, server_tls) = Gateway::build(&config)
+        let (gateway, _) = Gateway::build(&config)
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let gateway_addr = listener.local_addr()?;
         let admin = crate::tools::cli::bind_admin(&config).await?;
         let admin_addr = admin.local_addr()?;
-        tasks.push(gateway.spawn_admin(admin));
         let shutdown = stopped(rx.clone());
-        tasks.push(tokio::spawn(gateway::server::serve(
-            Arc::new(gateway),
-            server_tls,
+        tasks.push(tokio::spawn(gateway::run(
+            gateway,
             listener,
+            Some(admin),
             shutdown,
         )));
         write_atomic(&dir.join("admin.addr"), &admin_addr.to_string())?;

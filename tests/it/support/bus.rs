@@ -1,7 +1,7 @@
 //! A gateway with bus topics (civil status publishes births and deaths; tax
 //! and health subscribe) and typed clients for the Bus API.
 
-use super::{channel, gateway_config, start_gateway, Pki, Proc, Upstreams};
+use super::{channel, gateway_config, spawn_gateway, start_gateway, Gateway, Pki, Proc, Upstreams};
 use jisr::proto::jisr::bus::v1::{self as pb, bus_client::BusClient};
 use jisr::proto::ma::civilstatus::v1::DeathRegistered;
 use prost::Message;
@@ -58,16 +58,18 @@ basis = "consent"
     )
 }
 
-/// A gateway (no live providers: the bus does not need them).
-pub struct BusNet {
-    /// The PKI and files.
-    pub pki: Pki,
-    /// The gateway.
-    pub gateway: Proc,
+/// A gateway (no live providers: the bus does not need them), in this
+/// process ([`BusNet::start`]) or a `jisr serve` process ([`BusNet::spawn`]).
+pub struct BusNet<G = Gateway> {
+    /// The gateway (dropped first: it closes its audit log in the PKI's
+    /// directory).
+    pub gateway: G,
     /// Its address.
     pub addr: String,
     /// The config text, to start it again.
     pub config: String,
+    /// The PKI and files.
+    pub pki: Pki,
 }
 
 impl BusNet {
@@ -78,6 +80,27 @@ impl BusNet {
 
     /// The same, with `extra` sections appended (e.g. `[consent]`).
     pub fn start_with(bus: &str, extra: &str) -> Self {
+        BusNet::with(bus, extra, start_gateway)
+    }
+}
+
+impl BusNet<Proc> {
+    /// [`BusNet::start`] with the gateway in a `jisr serve` process.
+    pub fn spawn(bus: &str) -> Self {
+        BusNet::with(bus, "", spawn_gateway)
+    }
+
+    /// Kills the gateway (SIGKILL) and starts it again on the same files.
+    pub fn restart(&mut self) {
+        self.gateway.kill();
+        let (gateway, addr) = spawn_gateway(&self.pki, "gateway", &self.config);
+        self.gateway = gateway;
+        self.addr = addr;
+    }
+}
+
+impl<G> BusNet<G> {
+    fn with(bus: &str, extra: &str, start: impl FnOnce(&Pki, &str, &str) -> (G, String)) -> Self {
         let pki = Pki::new();
         let up = Upstreams {
             civil_status: "127.0.0.1:9".into(),
@@ -85,27 +108,19 @@ impl BusNet {
             health: "127.0.0.1:9".into(),
         };
         let config = gateway_config(&pki, &up, "", &format!("{}\n{extra}", topics(bus)));
-        let (gateway, addr) = start_gateway(&pki, "gateway", &config);
+        let (gateway, addr) = start(&pki, "gateway", &config);
         Self {
-            pki,
             gateway,
             addr,
             config,
+            pki,
         }
     }
 
     /// Another gateway process on the same files (`name` keeps its audit
-    /// log apart), e.g. a second replica sharing Redis.
-    pub fn start_another(&self, name: &str) -> (Proc, String) {
-        start_gateway(&self.pki, name, &self.config)
-    }
-
-    /// Starts the gateway again after it stopped (same files).
-    pub fn restart(&mut self) {
-        self.gateway.kill();
-        let (gateway, addr) = start_gateway(&self.pki, "gateway", &self.config);
-        self.gateway = gateway;
-        self.addr = addr;
+    /// log apart), e.g. a second replica sharing Redis that a test kills.
+    pub fn spawn_another(&self, name: &str) -> (Proc, String) {
+        spawn_gateway(&self.pki, name, &self.config)
     }
 
     /// A Bus client as `agency`.

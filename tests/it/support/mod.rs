@@ -1,10 +1,12 @@
-//! Test support: real `jisr` processes on loopback ports, a development PKI
-//! with its broken fixtures, raw gRPC clients and an echo provider.
+//! Test support: real gateways on loopback ports (in this process, or
+//! `jisr` processes where a test needs one, see [`gateway`]), a development
+//! PKI with its broken fixtures, raw gRPC clients and an echo provider.
 
 pub mod admin;
 pub mod bus;
 pub mod client;
 pub mod echo;
+pub mod gateway;
 pub mod otlp;
 pub mod proc;
 
@@ -12,6 +14,7 @@ use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};
 
 pub use client::{call_raw, channel, framed_status, raw_h2, RawCall};
+pub use gateway::Gateway;
 pub use proc::{demo_serve, jisr, wait_for_file, Proc};
 
 /// The trust domain of every test PKI.
@@ -174,37 +177,34 @@ basis = "law:cgi-art-22"
     )
 }
 
-/// A gateway process serving `config` (written into the PKI's directory).
-/// Its admin listener's address is in `<name>.admin.addr` ([`admin_addr`]).
-pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
-    start_gateway_env(pki, name, config, &[])
+/// A gateway in this process serving `config` (written into the PKI's
+/// directory as `<name>.toml`), and its address.
+pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Gateway, String) {
+    let gateway = Gateway::start(name, &write_config(pki, name, config));
+    let addr = gateway.addr.clone();
+    (gateway, addr)
 }
 
-/// The admin listener address of gateway `name` started by [`start_gateway`].
+/// A `jisr serve` process serving `config`, for tests that need the
+/// process (see [`gateway`] for which). Its admin listener's address is in
+/// `<name>.admin.addr` ([`admin_addr`]).
+pub fn spawn_gateway(pki: &Pki, name: &str, config: &str) -> (Proc, String) {
+    spawn_gateway_env(pki, name, config, &[])
+}
+
+/// The admin listener address of gateway `name` started by [`spawn_gateway`].
 pub fn admin_addr(pki: &Pki, name: &str, proc: &Proc) -> String {
     wait_for_file(&pki.root().join(format!("{name}.admin.addr")), proc)
 }
 
-/// [`start_gateway`] with extra environment variables.
-pub fn start_gateway_env(
+/// [`spawn_gateway`] with extra environment variables.
+pub fn spawn_gateway_env(
     pki: &Pki,
     name: &str,
     config: &str,
     env: &[(&str, &str)],
 ) -> (Proc, String) {
-    let path = pki.root().join(format!("{name}.toml"));
-    // Each gateway keeps its own audit log and embedded consent store (each
-    // has one writer).
-    let mut config = config.to_owned();
-    if !config.contains("[audit]") {
-        config.push_str(&format!(
-            "\n[audit]\ndir = \"{name}-audit\"\nsigning_key = \"{name}-audit.key\"\n"
-        ));
-    }
-    if !config.contains("[consent]") {
-        config.push_str(&format!("\n[consent]\npath = \"{name}-consents.redb\"\n"));
-    }
-    std::fs::write(&path, config).unwrap();
+    let path = write_config(pki, name, config);
     let addr_file = pki.root().join(format!("{name}.addr"));
     let admin_file = pki.root().join(format!("{name}.admin.addr"));
     let _ = std::fs::remove_file(&addr_file);
@@ -223,6 +223,24 @@ pub fn start_gateway_env(
     );
     let addr = wait_for_file(&addr_file, &proc);
     (proc, addr)
+}
+
+/// Writes `config` to `<name>.toml` in the PKI's directory, giving the
+/// gateway its own audit log and embedded consent store (each has one
+/// writer) unless the config names them.
+fn write_config(pki: &Pki, name: &str, config: &str) -> PathBuf {
+    let path = pki.root().join(format!("{name}.toml"));
+    let mut config = config.to_owned();
+    if !config.contains("[audit]") {
+        config.push_str(&format!(
+            "\n[audit]\ndir = \"{name}-audit\"\nsigning_key = \"{name}-audit.key\"\n"
+        ));
+    }
+    if !config.contains("[consent]") {
+        config.push_str(&format!("\n[consent]\npath = \"{name}-consents.redb\"\n"));
+    }
+    std::fs::write(&path, config).unwrap();
+    path
 }
 
 /// A sample provider process for `agency`.
@@ -247,21 +265,40 @@ pub fn start_provider(pki: &Pki, agency: &str) -> (Proc, String) {
     (proc, addr)
 }
 
-/// Three sample providers and a gateway in front of them.
-pub struct Network {
-    /// The PKI and the files.
-    pub pki: Pki,
-    /// The gateway process.
-    pub gateway: Proc,
+/// Three sample providers and a gateway in front of them: in this process
+/// ([`Network::start`]) or a `jisr serve` process ([`Network::spawn`]).
+pub struct Network<G = Gateway> {
+    /// The gateway (dropped first: it closes its audit log in the PKI's
+    /// directory).
+    pub gateway: G,
     /// Its address.
     pub addr: String,
     /// The providers.
     pub providers: Vec<(String, Proc, String)>,
+    /// The PKI and the files.
+    pub pki: Pki,
 }
 
 impl Network {
     /// Starts the providers and a gateway with the standard config plus `extra`.
     pub fn start(node_extra: &str, extra: &str) -> Self {
+        Network::with(node_extra, extra, start_gateway)
+    }
+}
+
+impl Network<Proc> {
+    /// [`Network::start`] with the gateway in a `jisr serve` process.
+    pub fn spawn(node_extra: &str, extra: &str) -> Self {
+        Network::with(node_extra, extra, spawn_gateway)
+    }
+}
+
+impl<G> Network<G> {
+    fn with(
+        node_extra: &str,
+        extra: &str,
+        start: impl FnOnce(&Pki, &str, &str) -> (G, String),
+    ) -> Self {
         let pki = Pki::new();
         let providers: Vec<(String, Proc, String)> = ["civil-status", "tax", "health"]
             .iter()
@@ -276,7 +313,7 @@ impl Network {
             health: providers[2].2.clone(),
         };
         let config = gateway_config(&pki, &up, node_extra, extra);
-        let (gateway, addr) = start_gateway(&pki, "gateway", &config);
+        let (gateway, addr) = start(&pki, "gateway", &config);
         Self {
             pki,
             gateway,
