@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use redis::RedisResult;
 
-use super::embedded::{check_new, subject_digest};
+use super::{check_new, subject_digest};
 use super::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
 use crate::redis::Shared;
 use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};

@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use crate::consent::store::embedded::assemble;
+use crate::consent::store::assemble;
 use crate::consent::store::{StoreError, StoredConsent, UseOutcome};
 
 /// The fields of a consent's hash, in the order the scripts return them.
