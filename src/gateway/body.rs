@@ -70,6 +70,12 @@ where
         Some(buf) => buf.freeze(),
         None => first.unwrap_or_default(),
     };
+    complete(bytes, declared)
+}
+
+/// The whole body once it ended: exactly the one message its prefix
+/// announced (`declared`, once the prefix arrived).
+fn complete(bytes: Bytes, declared: Option<usize>) -> Result<Bytes, Refusal> {
     match declared {
         Some(len) if bytes.len() == PREFIX + len => Ok(bytes),
         Some(len) => Err(Refusal::new(
