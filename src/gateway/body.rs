@@ -124,6 +124,16 @@ pub struct Passthrough<B> {
     provider: String,
 }
 
+// By hand: the wrapped body need not be `Debug`.
+impl<B> std::fmt::Debug for Passthrough<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passthrough")
+            .field("provider", &self.provider)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<B> Passthrough<B> {
     /// Wraps `inner`; `deadline` is the caller's, if it sent one.
     pub fn new(inner: B, deadline: Option<Instant>, provider: String) -> Self {

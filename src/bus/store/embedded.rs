@@ -27,11 +27,12 @@ use super::{
     StoredEvent,
 };
 
-const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("bus_events");
-const SEQ: TableDefinition<&str, u64> = TableDefinition::new("bus_seq");
-const IDEM: TableDefinition<(&str, &str), (u64, i64)> = TableDefinition::new("bus_idem");
-const PENDING: TableDefinition<(&str, &str, u64), (u32, i64)> = TableDefinition::new("bus_pending");
-const DEAD: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("bus_dead");
+const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("bus_events");
+const SEQ: TableDefinition<'static, &str, u64> = TableDefinition::new("bus_seq");
+const IDEM: TableDefinition<'static, (&str, &str), (u64, i64)> = TableDefinition::new("bus_idem");
+const PENDING: TableDefinition<'static, (&str, &str, u64), (u32, i64)> =
+    TableDefinition::new("bus_pending");
+const DEAD: TableDefinition<'static, (&str, &str, u64), &[u8]> = TableDefinition::new("bus_dead");
 
 /// A dead letter as `bus_dead` holds it.
 #[derive(Clone, PartialEq, Message)]

@@ -38,9 +38,9 @@ use super::{
 };
 
 /// Consent id → encoded [`Record`].
-const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
+const CONSENTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("consents");
 /// sha256(subject) ‖ recorded time (order-preserving, 8 bytes) ‖ id → ().
-const BY_SUBJECT: TableDefinition<&[u8], ()> = TableDefinition::new("consents_by_subject");
+const BY_SUBJECT: TableDefinition<'static, &[u8], ()> = TableDefinition::new("consents_by_subject");
 
 /// A consent as the `consents` table holds it.
 #[derive(Clone, PartialEq, Message)]

@@ -40,7 +40,7 @@ const MAX_PUBLISH_BATCH: usize = 256;
 
 /// The publish writer: takes every publish queued, commits them in one
 /// durable transaction, answers each. Ends when the store is dropped.
-fn publish_writer(inner: Arc<Inner>, jobs: std::sync::mpsc::Receiver<PublishJob>) {
+fn publish_writer(inner: &Inner, jobs: &std::sync::mpsc::Receiver<PublishJob>) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_PUBLISH_BATCH {
@@ -59,7 +59,7 @@ impl Writer {
         let (publishes, jobs) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("jisr-bus-publish".into())
-            .spawn(move || publish_writer(inner, jobs))
+            .spawn(move || publish_writer(&inner, &jobs))
             .map_err(|e| {
                 BusError::Unavailable(format!("cannot start the bus writer thread: {e}"))
             })?;
