@@ -40,6 +40,14 @@ pub struct AuditIndex {
     path: PathBuf,
 }
 
+impl std::fmt::Debug for AuditIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditIndex")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What to look for. Unset fields do not filter; set ones must all match.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Query {

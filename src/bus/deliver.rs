@@ -115,20 +115,7 @@ pub async fn prepare(
     ack_deadline: Duration,
 ) -> Prepared {
     let event = &pending.event;
-    let mut trail = Trail::start(
-        &format!("{:032x}", rand::random::<u128>()),
-        rx.agency,
-        rx.method,
-        &http::HeaderMap::new(),
-    );
-    trail.provider.clone_from(&event.publisher);
-    trail.purpose = rx.purpose.to_owned();
-    trail.basis = rx.terms.basis.to_string();
-    trail.topic.clone_from(&topic.name);
-    trail.event_id.clone_from(&pending.event_id);
-    if !event.subject.is_empty() {
-        trail.subject = Some(pseudonyms.pseudonym(&event.subject));
-    }
+    let mut trail = trail_of(pseudonyms, topic, rx, pending);
     let mut refusal = None;
     if matches!(rx.terms.basis, Basis::Consent) {
         match consent_for(consents, topic, &event.subject, &rx).await {
@@ -165,8 +152,44 @@ pub async fn prepare(
     if refusal.is_some() {
         return Prepared::Refused;
     }
+    Prepared::Send(Box::new(delivery(topic, pending, payload, ack_deadline)))
+}
+
+/// The audit trail of delivering `pending` to `rx`.
+fn trail_of(
+    pseudonyms: &Pseudonymizer,
+    topic: &Topic,
+    rx: Receiver<'_>,
+    pending: &Pending,
+) -> Trail {
+    let event = &pending.event;
+    let mut trail = Trail::start(
+        &format!("{:032x}", rand::random::<u128>()),
+        rx.agency,
+        rx.method,
+        &http::HeaderMap::new(),
+    );
+    trail.provider.clone_from(&event.publisher);
+    trail.purpose = rx.purpose.to_owned();
+    trail.basis = rx.terms.basis.to_string();
+    trail.topic.clone_from(&topic.name);
+    trail.event_id.clone_from(&pending.event_id);
+    if !event.subject.is_empty() {
+        trail.subject = Some(pseudonyms.pseudonym(&event.subject));
+    }
+    trail
+}
+
+/// The delivery of `pending` with its (minimised) payload.
+fn delivery(
+    topic: &Topic,
+    pending: &Pending,
+    payload: Vec<u8>,
+    ack_deadline: Duration,
+) -> Delivery {
+    let event = &pending.event;
     let deadline = now_micros() + i64::try_from(ack_deadline.as_micros()).unwrap_or(i64::MAX);
-    Prepared::Send(Box::new(Delivery {
+    Delivery {
         id: pending.id.clone(),
         topic: topic.name.clone(),
         event: Some(prost_types::Any {
@@ -179,5 +202,5 @@ pub async fn prepare(
         attempt: pending.attempt,
         ack_deadline_unix_micros: deadline,
         event_id: pending.event_id.clone(),
-    }))
+    }
 }

@@ -137,6 +137,37 @@ fn compile_topic(
     catalogue: &Catalogue,
     t: &TopicConfig,
 ) -> Result<Topic, Vec<ConfigError>> {
+    let event = topic_event(config, catalogue, t)?;
+    let subject_path = crate::catalogue::subject_path(catalogue.pool(), &event)
+        .map_err(|why| {
+            vec![ConfigError::new(
+                Some(t.at.clone()),
+                format!("topic `{}`: {why}", t.name),
+                "mark at most one string field of the event with `[(jisr.subject) = true]`",
+            )]
+        })?
+        .map(|p| p.into_iter().map(|(n, _)| n).collect());
+    let category = topic_category(catalogue, t, &event);
+    let subscribers = compile_subscribers(t, &event, subject_path.is_some())?;
+    Ok(Topic {
+        name: t.name.clone(),
+        owner: t.owner.clone(),
+        type_url: format!("type.googleapis.com/{}", event.full_name()),
+        event,
+        subject_path,
+        category,
+        subscriber_ids: t.subscribers.iter().map(|s| s.agency.to_string()).collect(),
+        subscribers,
+    })
+}
+
+/// The topic's event message, which must come from one of its owner's
+/// contracts.
+fn topic_event(
+    config: &Config,
+    catalogue: &Catalogue,
+    t: &TopicConfig,
+) -> Result<MessageDescriptor, Vec<ConfigError>> {
     let err = |at, message: String, fix: &str| vec![ConfigError::new(Some(at), message, fix)];
     let contracts = config
         .agency(&t.owner)
@@ -159,17 +190,13 @@ fn compile_topic(
             "the owner publishes events of its own contracts: declare the message there, or fix `owner`",
         ));
     }
-    let subject_path = crate::catalogue::subject_path(catalogue.pool(), &event)
-        .map_err(|why| {
-            err(
-                t.at.clone(),
-                format!("topic `{}`: {why}", t.name),
-                "mark at most one string field of the event with `[(jisr.subject) = true]`",
-            )
-        })?
-        .map(|p| p.into_iter().map(|(n, _)| n).collect());
+    Ok(event)
+}
+
+/// The data category of the owner's service in the event's package.
+fn topic_category(catalogue: &Catalogue, t: &TopicConfig, event: &MessageDescriptor) -> Category {
     let package = event.package_name();
-    let category = catalogue
+    catalogue
         .methods()
         .iter()
         .find(|m| {
@@ -178,13 +205,22 @@ fn compile_topic(
                     .strip_prefix(package)
                     .is_some_and(|r| r.starts_with('.'))
         })
-        .map_or(Category::Unspecified, |m| m.category);
+        .map_or(Category::Unspecified, |m| m.category)
+}
+
+/// Each subscriber's terms; every misfit `release` or consent basis is
+/// reported, not only the first.
+fn compile_subscribers(
+    t: &TopicConfig,
+    event: &MessageDescriptor,
+    has_subject: bool,
+) -> Result<HashMap<AgencyId, Subscriber>, Vec<ConfigError>> {
     let mut errors = Vec::new();
     let mut subscribers = HashMap::new();
     for s in &t.subscribers {
         let release = match &s.release {
             None => None,
-            Some(fields) => match Release::compile(&event, fields) {
+            Some(fields) => match Release::compile(event, fields) {
                 Ok(r) => Some(Arc::new(r)),
                 Err(why) => {
                     errors.push(ConfigError::new(
@@ -199,7 +235,7 @@ fn compile_topic(
                 }
             },
         };
-        if matches!(s.basis, Basis::Consent) && subject_path.is_none() {
+        if matches!(s.basis, Basis::Consent) && !has_subject {
             errors.push(ConfigError::new(Some(s.at.clone()), format!("`{}` receives topic `{}` on consent, but its event type has no `(jisr.subject)` field to find the citizen by", s.agency, t.name), "mark the citizen id field of the event with `[(jisr.subject) = true]`, or use a `law:` basis"));
         }
         subscribers.insert(
@@ -211,19 +247,11 @@ fn compile_topic(
             },
         );
     }
-    if !errors.is_empty() {
-        return Err(errors);
+    if errors.is_empty() {
+        Ok(subscribers)
+    } else {
+        Err(errors)
     }
-    Ok(Topic {
-        name: t.name.clone(),
-        owner: t.owner.clone(),
-        type_url: format!("type.googleapis.com/{}", event.full_name()),
-        event,
-        subject_path,
-        category,
-        subscriber_ids: t.subscribers.iter().map(|s| s.agency.to_string()).collect(),
-        subscribers,
-    })
 }
 
 /// Opens the bus store: Redis Streams when `bus.redis_url` is set, else

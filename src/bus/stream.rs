@@ -27,98 +27,122 @@ pub(super) async fn run(
     purpose: String,
     tx: mpsc::Sender<Result<pb::Delivery, Status>>,
 ) {
-    let rx = Receiver {
-        agency: caller.as_str(),
-        terms: &terms,
-        purpose: &purpose,
-        method: SUBSCRIBE,
+    let mut stream = Subscription {
+        inner: &inner,
+        topic: &topic,
+        caller: &caller,
+        rx: Receiver {
+            agency: caller.as_str(),
+            terms: &terms,
+            purpose: &purpose,
+            method: SUBSCRIBE,
+        },
+        tx: &tx,
+        woken: inner.wake.get(&topic.name).map(watch::Sender::subscribe),
+        closing: inner.closing.subscribe(),
+        cap: usize::try_from(inner.max_in_flight).unwrap_or(usize::MAX),
+        sent: VecDeque::new(),
     };
-    let mut woken = inner.wake.get(&topic.name).map(watch::Sender::subscribe);
-    let mut closing = inner.closing.subscribe();
-    let cap = usize::try_from(inner.max_in_flight).unwrap_or(usize::MAX);
-    let mut sent: VecDeque<String> = VecDeque::new();
-    'outer: loop {
-        if *closing.borrow() || tx.is_closed() {
-            break;
+    while stream.turn().await {}
+    let sent = stream.sent.into_iter().collect();
+    release(&inner, &topic.name, caller.as_str(), sent).await;
+    tracing::debug!(topic = %topic.name, subscriber = %caller, "subscription stream ended");
+}
+
+/// The state of one stream between its turns.
+struct Subscription<'a> {
+    inner: &'a Inner,
+    topic: &'a Topic,
+    caller: &'a AgencyId,
+    rx: Receiver<'a>,
+    tx: &'a mpsc::Sender<Result<pb::Delivery, Status>>,
+    /// Publishes through this node wake the stream before its next poll.
+    woken: Option<watch::Receiver<u64>>,
+    closing: watch::Receiver<bool>,
+    /// How many sent ids are remembered: no more can be in flight.
+    cap: usize,
+    /// Deliveries sent and maybe not yet acknowledged, released at the end.
+    sent: VecDeque<String>,
+}
+
+impl Subscription<'_> {
+    /// One turn: fetch a batch, prepare it, send it. Returns whether the
+    /// stream goes on.
+    async fn turn(&mut self) -> bool {
+        if *self.closing.borrow() || self.tx.is_closed() {
+            return false;
         }
-        if let Some(w) = woken.as_mut() {
+        if let Some(w) = self.woken.as_mut() {
             w.borrow_and_update();
         }
-        let batch = match inner
-            .bounded(
-                inner
-                    .store
-                    .fetch(&topic.name, caller.as_str(), BATCH, now_micros()),
-            )
-            .await
-        {
+        let (inner, topic) = (self.inner, self.topic);
+        let fetch = inner
+            .store
+            .fetch(&topic.name, self.caller.as_str(), BATCH, now_micros());
+        let batch = match inner.bounded(fetch).await {
             Ok(b) => b,
             Err(refusal) => {
-                let _ = tx.send(Err(refusal.into())).await;
-                break;
+                let _ = self.tx.send(Err(refusal.into())).await;
+                return false;
             }
         };
         if batch.is_empty() {
-            let nap = tokio::time::sleep(POLL);
-            tokio::select! {
-                () = nap => {}
-                () = tx.closed() => break,
-                _ = closing.changed() => break,
-                _ = async { match woken.as_mut() { Some(w) => { let _ = w.changed().await; } None => std::future::pending().await } } => {}
-            }
-            continue;
+            return self.idle().await;
         }
-        let deliveries = match inner.prepare_all(&topic, rx, batch).await {
+        let deliveries = match inner.prepare_all(topic, self.rx, batch).await {
             Ok(d) => d,
             Err(refusal) => {
-                let _ = tx.send(Err(refusal.into())).await;
-                break;
+                let _ = self.tx.send(Err(refusal.into())).await;
+                return false;
             }
         };
         if deliveries.is_empty() {
             // Everything was refused or put back (audit log or consent store
             // unavailable): wait before trying again rather than spin.
-            tokio::select! {
-                () = tokio::time::sleep(POLL) => {}
-                () = tx.closed() => break,
-                _ = closing.changed() => break,
-            }
-            continue;
+            return tokio::select! {
+                () = tokio::time::sleep(POLL) => true,
+                () = self.tx.closed() => false,
+                _ = self.closing.changed() => false,
+            };
         }
-        let mut unsent: Vec<String> = Vec::new();
+        self.send_all(deliveries).await
+    }
+
+    /// Nothing is due: waits for a poll interval or a publish.
+    async fn idle(&mut self) -> bool {
+        let nap = tokio::time::sleep(POLL);
+        let woken = &mut self.woken;
+        tokio::select! {
+            () = nap => true,
+            () = self.tx.closed() => false,
+            _ = self.closing.changed() => false,
+            _ = async { match woken.as_mut() { Some(w) => { let _ = w.changed().await; } None => std::future::pending().await } } => true,
+        }
+    }
+
+    /// Hands the deliveries to the stream's buffer; if the subscriber goes
+    /// or the node drains meanwhile, the rest are released.
+    async fn send_all(&mut self, deliveries: Vec<pb::Delivery>) -> bool {
         let mut it = deliveries.into_iter();
         while let Some(d) = it.next() {
             let id = d.id.clone();
-            tokio::select! {
-                r = tx.send(Ok(d)) => {
-                    if r.is_err() {
-                        unsent.push(id);
-                        unsent.extend(it.map(|d| d.id));
-                        release(&inner, &topic.name, caller.as_str(), unsent).await;
-                        break 'outer;
-                    }
-                    sent.push_back(id);
-                    if sent.len() > cap {
-                        sent.pop_front();
-                    }
-                }
-                _ = closing.changed() => {
-                    unsent.push(id);
-                    unsent.extend(it.map(|d| d.id));
-                    release(&inner, &topic.name, caller.as_str(), unsent).await;
-                    break 'outer;
-                }
+            let delivered = tokio::select! {
+                r = self.tx.send(Ok(d)) => r.is_ok(),
+                _ = self.closing.changed() => false,
+            };
+            if !delivered {
+                let mut unsent = vec![id];
+                unsent.extend(it.map(|d| d.id));
+                release(self.inner, &self.topic.name, self.caller.as_str(), unsent).await;
+                return false;
+            }
+            self.sent.push_back(id);
+            if self.sent.len() > self.cap {
+                self.sent.pop_front();
             }
         }
+        true
     }
-    release(
-        &inner,
-        &topic.name,
-        caller.as_str(),
-        sent.into_iter().collect(),
-    )
-    .await;
-    tracing::debug!(topic = %topic.name, subscriber = %caller, "subscription stream ended");
 }
 
 async fn release(inner: &Inner, topic: &str, sub: &str, ids: Vec<String>) {

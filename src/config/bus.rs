@@ -147,7 +147,7 @@ fn valid_topic(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
 }
 
-fn agency(ctx: &mut Ctx, v: Spanned<String>, key: &str, section: &str) -> Option<AgencyId> {
+fn agency(ctx: &mut Ctx, v: &Spanned<String>, key: &str, section: &str) -> Option<AgencyId> {
     match AgencyId::parse(v.get_ref()) {
         Ok(id) => Some(id),
         Err(e) => {
@@ -178,7 +178,7 @@ pub(super) fn topic(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<TopicConfig> {
     });
     let owner = s
         .req_str(ctx, "owner", "\"civil-status\"")
-        .and_then(|v| agency(ctx, v, "owner", "[[topic]]"));
+        .and_then(|v| agency(ctx, &v, "owner", "[[topic]]"));
     let event = s.req_str(ctx, "event", "\"ma.civilstatus.v1.DeathRegistered\"");
     let subscribers = subscribers(ctx, s);
     Some(TopicConfig {
@@ -215,7 +215,7 @@ fn subscribers(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<SubscriberConfi
 fn subscriber(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<SubscriberConfig> {
     let agency_id = s
         .req_str(ctx, "agency", "\"tax\"")
-        .and_then(|v| agency(ctx, v, "agency", "[[topic.subscriber]]"));
+        .and_then(|v| agency(ctx, &v, "agency", "[[topic.subscriber]]"));
     let purposes = s
         .req_str_list(ctx, "purposes", "[\"tax-household\"]")
         .and_then(|list| {

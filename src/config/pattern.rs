@@ -266,7 +266,7 @@ mod tests {
                 (other.service().to_owned(), method.clone()),
                 (p.service().to_owned(), match &p {
                     MethodPattern::Method { method, .. } => method.clone(),
-                    MethodPattern::Service { .. } => method.clone(),
+                    MethodPattern::Service { .. } => method,
                 }),
             ] {
                 prop_assert_eq!(p.matches(&service, &method), reference(&service, &method));
@@ -288,7 +288,7 @@ mod tests {
             if let Ok(p) = MethodPattern::parse(&text) {
                 let covered = match &p {
                     MethodPattern::Method { method, .. } => method.clone(),
-                    MethodPattern::Service { .. } => method.clone(),
+                    MethodPattern::Service { .. } => method,
                 };
                 prop_assert!(MethodPattern::text_matches(&text, p.service(), &covered));
             }

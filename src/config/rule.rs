@@ -24,7 +24,7 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
     let consumer = s.req_str(ctx, "consumer", "\"education\"");
     let consumer = consumer.and_then(|v| agency_id(ctx, &v, "consumer", "[[rule]]"));
     let methods = s.req_str_list(ctx, "methods", "[\"ma.tax.v1.TaxRecords/GetTaxStatus\"]");
-    let methods = methods.and_then(|list| rule_methods(ctx, s, list));
+    let methods = methods.and_then(|list| rule_methods(ctx, s, &list));
     let purposes = s.req_str_list(ctx, "purposes", "[\"bac-candidature\"]");
     let purposes = purposes.and_then(|list| {
         if list.is_empty() {
@@ -80,7 +80,7 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
 
 type Methods = (Vec<MethodPattern>, Vec<super::Location>);
 
-fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: Vec<Spanned<String>>) -> Option<Methods> {
+fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: &[Spanned<String>]) -> Option<Methods> {
     if list.is_empty() {
         ctx.error(
             &s.span_of("methods"),
@@ -91,7 +91,7 @@ fn rule_methods(ctx: &mut Ctx, s: &Section<'_, '_>, list: Vec<Spanned<String>>) 
     }
     let mut methods = Vec::new();
     let mut at = Vec::new();
-    for entry in &list {
+    for entry in list {
         match MethodPattern::parse_parts(entry.get_ref()) {
             Ok(pattern) => {
                 methods.push(pattern);

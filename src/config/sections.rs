@@ -89,6 +89,9 @@ pub(super) fn bounded(
 /// `key` if it is an integer from `min` to `max`: `Some(None)` when absent,
 /// `None` when wrong (and reported). `example` shows a valid value; `default`
 /// says what applies without the key.
+// The three states are real and this parser's convention: wrong (`None`,
+// already reported), absent (the default applies), set.
+#[allow(clippy::option_option)]
 pub(super) fn in_range(
     ctx: &mut Ctx,
     s: &Section<'_, '_>,

@@ -89,7 +89,10 @@ pub(super) fn consent(
     })
 }
 
-/// An optional `redis_url` key (`[consent]`, `[bus]`).
+/// An optional `redis_url` key (`[consent]`, `[bus]`): `None` when wrong
+/// (and reported), `Some(None)` when absent.
+// The three states are real: wrong, absent (no Redis), set.
+#[allow(clippy::option_option)]
 pub(super) fn redis_url(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<String>> {
     match s.opt_str(ctx, "redis_url", "\"redis://127.0.0.1:6379\"") {
         Some(url) => {

@@ -106,7 +106,7 @@ mod tests {
         };
         let (encoded, signature) = signer.sign(&consent);
         assert!(verify(&signer.verifier(), &encoded, &signature));
-        let mut other = consent.clone();
+        let mut other = consent;
         other.subject = "CD234567".into();
         assert!(!verify(
             &signer.verifier(),

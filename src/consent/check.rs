@@ -10,6 +10,7 @@ use super::store::{ConsentStore, StoredConsent, UseOutcome};
 use crate::catalogue::MethodRoute;
 use crate::config::MethodPattern;
 use crate::identity::AgencyId;
+use crate::proto::jisr::consent::v1::Consent;
 use crate::refusal::{Reason, Refusal};
 use std::time::Duration;
 
@@ -98,6 +99,13 @@ fn exhausted(id: &str, max: u32) -> Refusal {
 
 /// Everything but the use count.
 fn validate(stored: &StoredConsent, claim: &Claim<'_>) -> Result<(), Refusal> {
+    check_in_force(stored, claim)?;
+    check_parties(&stored.consent, claim)?;
+    check_scope(&stored.consent, claim)
+}
+
+/// Not revoked, within its validity, with uses left.
+fn check_in_force(stored: &StoredConsent, claim: &Claim<'_>) -> Result<(), Refusal> {
     let c = &stored.consent;
     let id = claim.consent_id;
     if stored.revoked_unix_micros != 0 {
@@ -118,6 +126,12 @@ fn validate(stored: &StoredConsent, claim: &Claim<'_>) -> Result<(), Refusal> {
     if c.max_uses != 0 && stored.uses >= c.max_uses {
         return Err(exhausted(id, c.max_uses));
     }
+    Ok(())
+}
+
+/// Given by the citizen the request is about, to the calling agency.
+fn check_parties(c: &Consent, claim: &Claim<'_>) -> Result<(), Refusal> {
+    let id = claim.consent_id;
     if c.subject != claim.subject {
         return Err(Refusal::new(
             Reason::SubjectMismatch,
@@ -130,6 +144,13 @@ fn validate(stored: &StoredConsent, claim: &Claim<'_>) -> Result<(), Refusal> {
             format!("consent `{id}` was given to agency `{}`, not `{}`; each agency needs its own consent", c.consumer, claim.consumer),
         ));
     }
+    Ok(())
+}
+
+/// Covering the method (or its data category), the purpose and the
+/// procedure of the request.
+fn check_scope(c: &Consent, claim: &Claim<'_>) -> Result<(), Refusal> {
+    let id = claim.consent_id;
     let route = claim.route;
     let by_method = c
         .methods

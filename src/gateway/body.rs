@@ -70,6 +70,12 @@ where
         Some(buf) => buf.freeze(),
         None => first.unwrap_or_default(),
     };
+    complete(bytes, declared)
+}
+
+/// The whole body once it ended: exactly the one message its prefix
+/// announced (`declared`, once the prefix arrived).
+fn complete(bytes: Bytes, declared: Option<usize>) -> Result<Bytes, Refusal> {
     match declared {
         Some(len) if bytes.len() == PREFIX + len => Ok(bytes),
         Some(len) => Err(Refusal::new(
@@ -116,6 +122,16 @@ pub struct Passthrough<B> {
     deadline: Option<Pin<Box<Sleep>>>,
     done: bool,
     provider: String,
+}
+
+// By hand: the wrapped body need not be `Debug`.
+impl<B> std::fmt::Debug for Passthrough<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passthrough")
+            .field("provider", &self.provider)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<B> Passthrough<B> {

@@ -89,7 +89,7 @@ pub fn new_request_id() -> String {
 
 /// Reads and checks the `jisr-*` metadata of a call.
 pub fn call_metadata(headers: &HeaderMap) -> Result<CallMetadata, Refusal> {
-    let purpose = match optional(headers, PURPOSE)? {
+    let purpose = match optional(headers, &PURPOSE)? {
         Some(p) => p,
         None => {
             return Err(Refusal::new(
@@ -100,15 +100,15 @@ pub fn call_metadata(headers: &HeaderMap) -> Result<CallMetadata, Refusal> {
     };
     Ok(CallMetadata {
         purpose,
-        procedure: optional(headers, PROCEDURE)?,
-        official: optional(headers, OFFICIAL)?,
-        consent: optional(headers, CONSENT)?,
+        procedure: optional(headers, &PROCEDURE)?,
+        official: optional(headers, &OFFICIAL)?,
+        consent: optional(headers, &CONSENT)?,
         justification: justification(headers)?,
     })
 }
 
-fn optional(headers: &HeaderMap, name: HeaderName) -> Result<Option<String>, Refusal> {
-    let Some(value) = headers.get(&name) else {
+fn optional(headers: &HeaderMap, name: &HeaderName) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get(name) else {
         return Ok(None);
     };
     match value.to_str() {

@@ -91,54 +91,11 @@ impl Routing {
         tls::check_own_identity(&config.tls, domain, &node)?;
         let server_tls = tls::server_config(&config.tls, domain, tls::Accept::Agencies)?;
         let tls_digest = tls_digest(&config.tls)?;
-        let mut upstreams = HashMap::new();
-        for agency in config.agencies.iter().filter(|a| !a.upstreams.is_empty()) {
-            let kept = previous.and_then(|p| p.reusable_pool(agency, &tls_digest));
-            let pool = match kept {
-                Some(pool) => pool,
-                None => {
-                    let client_tls = tls::client_config(
-                        &config.tls,
-                        domain,
-                        PeerIdentity::Agency(agency.id.clone()),
-                    )?;
-                    Arc::new(Upstream::new(
-                        agency.id.clone(),
-                        &agency.upstreams,
-                        agency.connections_on(config.node.lane_count()),
-                        agency.limits.clone(),
-                        client_tls,
-                    ))
-                }
-            };
-            upstreams.insert(agency.id.clone(), pool);
-        }
+        let upstreams = Self::pools(config, previous, &tls_digest)?;
         let timeouts = route_timeouts(config, &catalogue)?;
         // Before the methods register: their counters get slots for new agencies.
         let labels = metrics.declare(config);
-        let mut exchanges = HashMap::new();
-        for route in catalogue.methods() {
-            // Config validation guarantees every agency with contracts has an upstream.
-            let Some(upstream) = upstreams.get(&route.provider) else {
-                continue;
-            };
-            let releases = (0..config.rules.len())
-                .filter_map(|rule| Some((rule, policy.release(&route.path, rule)?.clone())))
-                .collect();
-            let exchange = Exchange {
-                route: route.clone(),
-                access: policy.access(&route.path).cloned().unwrap_or_default(),
-                upstream: upstream.clone(),
-                releases,
-                timeout: timeouts
-                    .get(route.path.as_str())
-                    .copied()
-                    .unwrap_or(upstream.limits().timeout),
-                // Kept across reloads: a method's counters continue.
-                metrics: metrics.route(route.provider.as_str(), route.path.trim_start_matches('/')),
-            };
-            exchanges.insert(route.path.clone(), Arc::new(exchange));
-        }
+        let exchanges = exchanges(config, &catalogue, &policy, &upstreams, &timeouts, metrics);
         let terms = config
             .rules
             .iter()
@@ -162,6 +119,39 @@ impl Routing {
                 labels,
             },
         })
+    }
+
+    /// A pool for each agency with upstreams: the previous one where it can
+    /// be reused, else a new one.
+    fn pools(
+        config: &Config,
+        previous: Option<&Routing>,
+        tls_digest: &[u8; 32],
+    ) -> Result<HashMap<AgencyId, Arc<Upstream>>, StartError> {
+        let domain = &config.node.trust_domain;
+        let mut upstreams = HashMap::new();
+        for agency in config.agencies.iter().filter(|a| !a.upstreams.is_empty()) {
+            let kept = previous.and_then(|p| p.reusable_pool(agency, tls_digest));
+            let pool = match kept {
+                Some(pool) => pool,
+                None => {
+                    let client_tls = tls::client_config(
+                        &config.tls,
+                        domain,
+                        PeerIdentity::Agency(agency.id.clone()),
+                    )?;
+                    Arc::new(Upstream::new(
+                        agency.id.clone(),
+                        &agency.upstreams,
+                        agency.connections_on(config.node.lane_count()),
+                        agency.limits.clone(),
+                        client_tls,
+                    ))
+                }
+            };
+            upstreams.insert(agency.id.clone(), pool);
+        }
+        Ok(upstreams)
     }
 
     /// The pool of `agency` in this state, if nothing it depends on changed.
@@ -216,6 +206,42 @@ impl Prepared {
         );
         Ok(routing)
     }
+}
+
+/// The exchange of each method of the catalogue, with its access rules,
+/// releases, timeout, pool and counters.
+fn exchanges(
+    config: &Config,
+    catalogue: &Catalogue,
+    policy: &Policy,
+    upstreams: &HashMap<AgencyId, Arc<Upstream>>,
+    timeouts: &HashMap<&str, Duration>,
+    metrics: &crate::telemetry::Metrics,
+) -> HashMap<String, Arc<Exchange>> {
+    let mut exchanges = HashMap::new();
+    for route in catalogue.methods() {
+        // Config validation guarantees every agency with contracts has an upstream.
+        let Some(upstream) = upstreams.get(&route.provider) else {
+            continue;
+        };
+        let releases = (0..config.rules.len())
+            .filter_map(|rule| Some((rule, policy.release(&route.path, rule)?.clone())))
+            .collect();
+        let exchange = Exchange {
+            route: route.clone(),
+            access: policy.access(&route.path).cloned().unwrap_or_default(),
+            upstream: upstream.clone(),
+            releases,
+            timeout: timeouts
+                .get(route.path.as_str())
+                .copied()
+                .unwrap_or(upstream.limits().timeout),
+            // Kept across reloads: a method's counters continue.
+            metrics: metrics.route(route.provider.as_str(), route.path.trim_start_matches('/')),
+        };
+        exchanges.insert(route.path.clone(), Arc::new(exchange));
+    }
+    exchanges
 }
 
 /// The `[[route]]` timeout of each method it names; a pattern that matches

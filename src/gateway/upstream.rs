@@ -10,14 +10,10 @@
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::{Body, Frame};
 use rustls_pki_types::ServerName;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::layers::breaker::{Admit, Breaker, BreakerState};
@@ -26,15 +22,12 @@ use crate::clock::now_ms;
 use crate::config::ProviderLimits;
 use crate::identity::AgencyId;
 
+mod wire;
+pub use wire::RecvBody;
+use wire::{start, Sender};
+
 /// How long opening one connection (TCP + TLS + HTTP/2) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How often an HTTP/2 PING checks that a provider connection still
-/// answers, busy or idle: a peer gone silently (a host down, a firewall that
-/// forgot the flow) would otherwise keep the connection "open" for ever.
-const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(30);
-/// How long a keep-alive PING may wait for its answer before the
-/// connection is dropped (and reopened by the next call).
-const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Why a call could not be delivered to the provider.
 #[derive(Debug, thiserror::Error)]
@@ -69,23 +62,6 @@ pub enum UpstreamError {
         /// The error.
         source: h2::Error,
     },
-}
-
-/// One HTTP/2 connection: its request handle, and whether its connection
-/// task has ended. The h2 client is used directly rather than through
-/// hyper's: a request is then sent from the calling task (hyper hands each
-/// one to the connection task over a channel and spawns a task per request
-/// body).
-#[derive(Clone)]
-struct Sender {
-    send: h2::client::SendRequest<Bytes>,
-    closed: Arc<AtomicBool>,
-}
-
-impl Sender {
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
 }
 
 /// The connection pool of one provider, over its instances.
@@ -329,175 +305,19 @@ impl<'a> Target<'a> {
         if let Some(sender) = live(slot) {
             return Ok(sender);
         }
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, self.connect())
+        let connect = wire::connect(
+            &self.upstream.tls,
+            &self.instance.server_name,
+            &self.instance.addr,
+            &self.upstream.provider,
+        );
+        let sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| UpstreamError::ConnectTimeout {
                 addr: self.instance.addr.clone(),
             })??;
         *slot.sender.lock().unwrap_or_else(|e| e.into_inner()) = Some(sender.clone());
         Ok(sender)
-    }
-
-    async fn connect(&self) -> Result<Sender, UpstreamError> {
-        let addr = &self.instance.addr;
-        let provider = &self.upstream.provider;
-        let tcp = TcpStream::connect(addr)
-            .await
-            .map_err(|source| UpstreamError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
-        let _ = tcp.set_nodelay(true);
-        let tls = self
-            .upstream
-            .tls
-            .connect(self.instance.server_name.clone(), tcp)
-            .await
-            .map_err(|e| UpstreamError::Tls {
-                addr: addr.clone(),
-                reason: crate::tls::handshake_failure_reason(&e),
-            })?;
-        let (send, connection) = h2::client::Builder::new()
-            .initial_window_size(super::STREAM_WINDOW)
-            .initial_connection_window_size(super::CONNECTION_WINDOW)
-            .handshake::<_, Bytes>(tls)
-            .await
-            .map_err(|source| Upstream::http(addr, source))?;
-        let closed = Arc::new(AtomicBool::new(false));
-        let owner = provider.clone();
-        let ended = closed.clone();
-        let mut connection = connection;
-        let pings = connection.ping_pong();
-        tokio::spawn(async move {
-            // The connection runs until it closes or stops answering pings;
-            // dropping it then closes the socket and fails its calls.
-            let outcome = match pings {
-                Some(pings) => tokio::select! {
-                    result = &mut connection => result.map_err(|e| e.to_string()),
-                    why = keep_alive(pings) => {
-                        tracing::warn!(provider = %owner, reason = %why, "upstream connection dropped");
-                        Ok(())
-                    }
-                },
-                None => (&mut connection).await.map_err(|e| e.to_string()),
-            };
-            ended.store(true, Ordering::Release);
-            if let Err(why) = outcome {
-                tracing::debug!(provider = %owner, error = %why, "upstream connection closed");
-            }
-        });
-        let sender = Sender { send, closed };
-        tracing::debug!(%provider, %addr, "upstream connection opened");
-        Ok(sender)
-    }
-}
-
-/// Pings the provider every [`KEEP_ALIVE_INTERVAL`]; returns why the
-/// connection should be dropped.
-async fn keep_alive(mut pings: h2::PingPong) -> String {
-    loop {
-        tokio::time::sleep(KEEP_ALIVE_INTERVAL).await;
-        match tokio::time::timeout(KEEP_ALIVE_TIMEOUT, pings.ping(h2::Ping::opaque())).await {
-            Ok(Ok(_pong)) => {}
-            Ok(Err(e)) => return format!("keep-alive ping failed: {e}"),
-            Err(_) => {
-                return format!(
-                    "no answer to a keep-alive ping within {} s; the connection is dropped",
-                    KEEP_ALIVE_TIMEOUT.as_secs()
-                )
-            }
-        }
-    }
-}
-
-/// Opens a stream and sends the request on it (headers and, if any, the
-/// whole body); an error means nothing reached the provider.
-async fn start(
-    sender: &Sender,
-    parts: &http::request::Parts,
-    body: &Bytes,
-) -> Result<h2::client::ResponseFuture, h2::Error> {
-    let mut send = sender.send.clone().ready().await?;
-    let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    *head.uri_mut() = parts.uri.clone();
-    *head.headers_mut() = parts.headers.clone();
-    let (response, mut stream) = send.send_request(head, body.is_empty())?;
-    if !body.is_empty() {
-        // Wait for the stream to be given window before queueing the body.
-        // Data queued earlier is held by h2 without waking the connection's
-        // task, so it went out only at that connection's next event (another
-        // call, a frame from the provider): milliseconds at moderate rates.
-        stream.reserve_capacity(body.len());
-        while stream.capacity() == 0 {
-            match std::future::poll_fn(|cx| stream.poll_capacity(cx)).await {
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(e),
-                None => break,
-            }
-        }
-        // Buffered by h2 and sent as the provider's window allows.
-        stream.send_data(body.clone(), true)?;
-    }
-    Ok(response)
-}
-
-/// A provider's answer body: data frames, then trailers. Received bytes are
-/// handed back to HTTP/2 flow control as they are read.
-#[derive(Debug)]
-pub struct RecvBody {
-    stream: h2::RecvStream,
-    data_done: bool,
-    finished: bool,
-}
-
-impl RecvBody {
-    fn new(stream: h2::RecvStream) -> Self {
-        Self {
-            stream,
-            data_done: false,
-            finished: false,
-        }
-    }
-}
-
-impl Body for RecvBody {
-    type Data = Bytes;
-    type Error = h2::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        let this = &mut *self;
-        if this.finished {
-            return Poll::Ready(None);
-        }
-        if !this.data_done {
-            match this.stream.poll_data(cx) {
-                Poll::Ready(Some(Ok(data))) => {
-                    let _ = this.stream.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Ok(Frame::data(data))));
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    this.finished = true;
-                    return Poll::Ready(Some(Err(e)));
-                }
-                Poll::Ready(None) => this.data_done = true,
-                Poll::Pending => return Poll::Pending,
-            }
-        }
-        match this.stream.poll_trailers(cx) {
-            Poll::Ready(result) => {
-                this.finished = true;
-                Poll::Ready(result.transpose().map(|r| r.map(Frame::trailers)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.finished
     }
 }
 

@@ -13,7 +13,7 @@ use super::labels;
 use super::logged;
 use super::metrics::{Metrics, OtelInstruments};
 use crate::config::{OtlpTls, TelemetryConfig};
-use opentelemetry::metrics::MeterProvider as _;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
@@ -144,6 +144,12 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
             .with_boundaries(bounds)
             .build(),
     });
+    register_call_counters(&meter, metrics);
+    register_audit_figures(&meter, metrics);
+}
+
+/// Exchanges, provider failures and refused TLS handshakes.
+fn register_call_counters(meter: &Meter, metrics: &Arc<Metrics>) {
     let m = metrics.clone();
     let _exchanges = meter
         .u64_observable_counter("jisr.exchanges")
@@ -183,6 +189,10 @@ fn register(provider: &SdkMeterProvider, metrics: &Arc<Metrics>) {
             }
         })
         .build();
+}
+
+/// The audit writer's batches, entries, fsync latency and batch sizes.
+fn register_audit_figures(meter: &Meter, metrics: &Arc<Metrics>) {
     let m = metrics.clone();
     let _audit = meter
         .u64_observable_counter("jisr.audit.batches")

@@ -4,12 +4,19 @@
 use super::histogram::{Snapshot, BOUNDS_MICROS};
 use super::labels;
 use super::metrics::Metrics;
-use super::view::GatewayView;
+use super::view::{GatewayView, ProviderFigures};
 use crate::audit::log::WriterStats;
 use std::fmt::Write as _;
 
 /// Reloads, and each provider pool's load, shedding and breakers.
 fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
+    reload_lines(out, gateway);
+    let stats = gateway.providers();
+    pool_lines(out, &stats);
+    instance_lines(out, &stats);
+}
+
+fn reload_lines(out: &mut String, gateway: &dyn GatewayView) {
     let reload = gateway.reloads();
     header(
         out,
@@ -36,14 +43,17 @@ fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
         "jisr_config_last_reload_ok {}",
         u8::from(reload.last_ok)
     );
-    let stats = gateway.providers();
+}
+
+/// Each provider pool's load and shedding.
+fn pool_lines(out: &mut String, stats: &[ProviderFigures]) {
     header(
         out,
         "jisr_upstream_in_flight",
         "gauge",
         "Calls in flight to a provider now.",
     );
-    for s in &stats {
+    for s in stats {
         let _ = writeln!(
             out,
             "jisr_upstream_in_flight{{provider=\"{}\"}} {}",
@@ -57,7 +67,7 @@ fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
         "counter",
         "Calls refused with OVERLOADED because the provider's max_in_flight were in flight.",
     );
-    for s in &stats {
+    for s in stats {
         let _ = writeln!(
             out,
             "jisr_upstream_shed_total{{provider=\"{}\"}} {}",
@@ -65,13 +75,17 @@ fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
             s.shed
         );
     }
+}
+
+/// Each provider instance's breaker.
+fn instance_lines(out: &mut String, stats: &[ProviderFigures]) {
     header(
         out,
         "jisr_upstream_instance_ejected",
         "gauge",
         "1 while a provider instance is ejected by its breaker (open or probing), else 0.",
     );
-    for s in &stats {
+    for s in stats {
         for i in &s.instances {
             let ejected = u8::from(i.ejected);
             let _ = writeln!(
@@ -89,7 +103,7 @@ fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
         "counter",
         "Times a provider instance was ejected.",
     );
-    for s in &stats {
+    for s in stats {
         for i in &s.instances {
             let _ = writeln!(
                 out,
@@ -106,8 +120,28 @@ fn gateway_lines(out: &mut String, gateway: &dyn GatewayView) {
 /// the log still takes entries.
 pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: bool) -> String {
     let mut out = String::with_capacity(8 * 1024);
+    exchange_lines(&mut out, metrics);
+    latency_lines(&mut out, metrics);
+    upstream_error_lines(&mut out, metrics);
+    if let Some(gateway) = metrics.gateway() {
+        gateway_lines(&mut out, gateway);
+    }
+    consent_and_tls_lines(&mut out, metrics);
+    audit_lines(&mut out, audit, audit_up);
     header(
         &mut out,
+        "jisr_ready",
+        "gauge",
+        "1 when /readyz answers ready.",
+    );
+    let _ = writeln!(out, "jisr_ready {}", u8::from(ready));
+    out
+}
+
+/// Exchanges by consumer, route and outcome, and each lane's connections.
+fn exchange_lines(out: &mut String, metrics: &Metrics) {
+    header(
+        out,
         "jisr_exchanges_total",
         "counter",
         "Exchanges by consumer, provider, method, outcome and reason (reason empty when allowed).",
@@ -126,7 +160,7 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
     let lanes = metrics.lane_connections();
     if !lanes.is_empty() {
         header(
-            &mut out,
+            out,
             "jisr_lane_connections",
             "gauge",
             "Client connections open on each lane (a thread serving its connections on its own runtime).",
@@ -135,8 +169,11 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             let _ = writeln!(out, "jisr_lane_connections{{lane=\"{lane}\"}} {open}");
         }
     }
+}
+
+fn latency_lines(out: &mut String, metrics: &Metrics) {
     header(
-        &mut out,
+        out,
         "jisr_exchange_duration_seconds",
         "histogram",
         "Time from a call's arrival to its answer (after its audit entry is durable), by provider, method and outcome.",
@@ -150,14 +187,17 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             labels::outcome_label(outcome)
         );
         histogram_lines(
-            &mut out,
+            out,
             "jisr_exchange_duration_seconds",
             &labels,
             &histogram.snapshot(),
         );
     }
+}
+
+fn upstream_error_lines(out: &mut String, metrics: &Metrics) {
     header(
-        &mut out,
+        out,
         "jisr_upstream_errors_total",
         "counter",
         "Calls a provider failed (unreachable, failed TLS check, non-gRPC answer, broken or oversized answer).",
@@ -169,23 +209,23 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             escape(&provider)
         );
     }
-    if let Some(gateway) = metrics.gateway() {
-        gateway_lines(&mut out, gateway);
-    }
+}
+
+fn consent_and_tls_lines(out: &mut String, metrics: &Metrics) {
     header(
-        &mut out,
+        out,
         "jisr_consent_check_duration_seconds",
         "histogram",
         "Time a consent check took (store read, and use count when limited).",
     );
     histogram_lines(
-        &mut out,
+        out,
         "jisr_consent_check_duration_seconds",
         "",
         &metrics.consent_histogram().snapshot(),
     );
     header(
-        &mut out,
+        out,
         "jisr_tls_handshake_failures_total",
         "counter",
         "Refused consumer connections, by reason.",
@@ -197,15 +237,6 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
             code.as_str()
         );
     }
-    audit_lines(&mut out, audit, audit_up);
-    header(
-        &mut out,
-        "jisr_ready",
-        "gauge",
-        "1 when /readyz answers ready.",
-    );
-    let _ = writeln!(out, "jisr_ready {}", u8::from(ready));
-    out
 }
 
 fn audit_lines(out: &mut String, audit: &WriterStats, up: bool) {

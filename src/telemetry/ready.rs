@@ -94,56 +94,9 @@ impl Readiness {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        checks.push(match &cert {
-            Ok((from, until)) if (*from..=*until).contains(&now) => Check {
-                name: "certificates",
-                ok: true,
-                detail: format!(
-                    "node certificate valid for {} more day(s)",
-                    (until - now) / 86_400
-                ),
-            },
-            Ok((from, _)) if now < *from => Check {
-                name: "certificates",
-                ok: false,
-                detail: "the node certificate is not valid yet; check the clock or the certificate"
-                    .into(),
-            },
-            Ok(_) => Check {
-                name: "certificates",
-                ok: false,
-                detail: "the node certificate has expired; install a renewed one and restart"
-                    .into(),
-            },
-            Err(e) => Check {
-                name: "certificates",
-                ok: false,
-                detail: e.clone(),
-            },
-        });
-        checks.push(Check {
-            name: "catalogue",
-            ok: methods > 0,
-            detail: if methods > 0 {
-                format!("{methods} method(s) routable")
-            } else {
-                "no method is routable: add an [[agency]] with an upstream and contracts".into()
-            },
-        });
-        checks.push(match self.audit_up() {
-            Ok(()) => Check {
-                name: "audit",
-                ok: true,
-                detail: format!("{} entries", self.audit.size()),
-            },
-            Err(why) => Check {
-                name: "audit",
-                ok: false,
-                detail: format!(
-                    "the audit log stopped: {why}; the node releases no data until restarted"
-                ),
-            },
-        });
+        checks.push(certificate_check(&cert, now));
+        checks.push(catalogue_check(methods));
+        checks.push(self.audit_check());
         if let Some(store) = &self.redis {
             checks.push(match store.probe().await {
                 Ok(()) => Check {
@@ -166,6 +119,65 @@ impl Readiness {
             });
         }
         checks
+    }
+
+    fn audit_check(&self) -> Check {
+        match self.audit_up() {
+            Ok(()) => Check {
+                name: "audit",
+                ok: true,
+                detail: format!("{} entries", self.audit.size()),
+            },
+            Err(why) => Check {
+                name: "audit",
+                ok: false,
+                detail: format!(
+                    "the audit log stopped: {why}; the node releases no data until restarted"
+                ),
+            },
+        }
+    }
+}
+
+/// Whether the node certificate is valid at `now` (seconds since the epoch).
+fn certificate_check(cert: &Result<(i64, i64), String>, now: i64) -> Check {
+    match cert {
+        Ok((from, until)) if (*from..=*until).contains(&now) => Check {
+            name: "certificates",
+            ok: true,
+            detail: format!(
+                "node certificate valid for {} more day(s)",
+                (until - now) / 86_400
+            ),
+        },
+        Ok((from, _)) if now < *from => Check {
+            name: "certificates",
+            ok: false,
+            detail: "the node certificate is not valid yet; check the clock or the certificate"
+                .into(),
+        },
+        Ok(_) => Check {
+            name: "certificates",
+            ok: false,
+            detail: "the node certificate has expired; install a renewed one and restart".into(),
+        },
+        Err(e) => Check {
+            name: "certificates",
+            ok: false,
+            detail: e.clone(),
+        },
+    }
+}
+
+fn catalogue_check(methods: usize) -> Check {
+    Check {
+        name: "catalogue",
+        ok: methods > 0,
+        detail: if methods > 0 {
+            format!("{methods} method(s) routable")
+        } else {
+            "no method is routable: add an [[agency]] with an upstream and contracts".into()
+        },
     }
 }
 

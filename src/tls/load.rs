@@ -20,7 +20,7 @@ pub(super) fn read(role: FileRole, path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn pem_error(role: FileRole, path: &Path, err: rustls::pki_types::pem::Error) -> TlsError {
+fn pem_error(role: FileRole, path: &Path, err: &rustls::pki_types::pem::Error) -> TlsError {
     TlsError::Pem {
         role,
         path: path.to_owned(),
@@ -33,7 +33,7 @@ pub(super) fn load_all<T: PemObject>(role: FileRole, path: &Path) -> Result<Vec<
     let pem = read(role, path)?;
     let items = T::pem_slice_iter(&pem)
         .collect::<Result<Vec<T>, _>>()
-        .map_err(|e| pem_error(role, path, e))?;
+        .map_err(|e| pem_error(role, path, &e))?;
     if items.is_empty() {
         return Err(TlsError::Empty {
             role,
@@ -89,7 +89,7 @@ pub(super) fn certified_key(
             role: FileRole::Key,
             path: files.key.clone(),
         },
-        e => pem_error(FileRole::Key, &files.key, e),
+        e => pem_error(FileRole::Key, &files.key, &e),
     })?;
     CertifiedKey::from_der(chain, key, provider).map_err(|e| match e {
         rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {

@@ -49,7 +49,11 @@ impl Plan {
             false => (0, below),
         };
         let rows = |table: Rows, prefix: Vec<u8>| -> Result<Walk, redb::Error> {
-            Ok(Box::new(rows(&txn.open_table(table)?, prefix, low..below)?))
+            Ok(Box::new(rows(
+                &txn.open_table(table)?,
+                &prefix,
+                low..below,
+            )?))
         };
         let (walk, driven) = match index_driver(q, rows)? {
             Some(driver) => driver,
@@ -212,10 +216,10 @@ fn window(blocks: &Blocks, time: TimeRange, below: u64) -> Result<(u64, u64), St
 /// The indexes of one prefix's rows within `span`, descending.
 fn rows(
     table: &ReadOnlyTable<&'static [u8], ()>,
-    prefix: Vec<u8>,
+    prefix: &[u8],
     span: Span,
 ) -> Result<impl Iterator<Item = Result<u64, StorageError>> + 'static, StorageError> {
-    let (low, high) = (keys::row(&prefix, span.start), keys::row(&prefix, span.end));
+    let (low, high) = (keys::row(prefix, span.start), keys::row(prefix, span.end));
     let len = prefix.len();
     let range = table.range(low.as_slice()..high.as_slice())?;
     Ok(range.rev().filter_map(move |row| match row {

@@ -26,13 +26,13 @@ impl Fixture {
         }
     }
 
-    fn with(records: Vec<AuditRecord>) -> Self {
+    fn with(records: &[AuditRecord]) -> Self {
         let mut f = Self::new();
         f.append(records, 100);
         f
     }
 
-    fn append(&mut self, records: Vec<AuditRecord>, batch: usize) {
+    fn append(&mut self, records: &[AuditRecord], batch: usize) {
         for chunk in records.chunks(batch.max(1)) {
             self.index.add(self.log.len() as u64, chunk).unwrap();
             self.log.extend_from_slice(chunk);
@@ -142,7 +142,7 @@ fn sample(n: u64) -> Vec<AuditRecord> {
 
 #[test]
 fn every_filter_alone_and_combined() {
-    let f = Fixture::with(sample(700));
+    let f = Fixture::with(&sample(700));
     let base = Query {
         page_size: 20,
         ..Default::default()
@@ -241,7 +241,7 @@ fn every_filter_alone_and_combined() {
         },
         Query {
             page_size: 5000,
-            ..base.clone()
+            ..base
         },
     ];
     for q in &queries {
@@ -251,7 +251,7 @@ fn every_filter_alone_and_combined() {
 
 #[test]
 fn pages_are_disjoint_descending_and_complete() {
-    let f = Fixture::with(sample(1000));
+    let f = Fixture::with(&sample(1000));
     for size in [1, 7, 50, 1000] {
         let q = Query {
             page_size: size,
@@ -275,7 +275,7 @@ fn pages_are_disjoint_descending_and_complete() {
 
 #[test]
 fn before_token_bounds_the_results() {
-    let f = Fixture::with(sample(300));
+    let f = Fixture::with(&sample(300));
     for before in [0, 1, 2, 150, 299, 300, 5000] {
         for q in [
             Query {
@@ -315,7 +315,7 @@ fn either_side_merges_and_counts_self_calls_once() {
         provider: provider.into(),
         ..Default::default()
     };
-    let f = Fixture::with(vec![
+    let f = Fixture::with(&[
         rec("tax", "health"),
         rec("health", "tax"),
         rec("tax", "tax"),
@@ -348,8 +348,8 @@ fn time_range_is_inclusive_from_exclusive_to() {
             time_unix_micros: *t,
             ..Default::default()
         })
-        .collect();
-    let f = Fixture::with(records);
+        .collect::<Vec<_>>();
+    let f = Fixture::with(&records);
     for (from, to) in [
         (-50, 51),
         (0, 1),
@@ -383,7 +383,7 @@ fn time_range_is_inclusive_from_exclusive_to() {
 
 #[test]
 fn add_with_wrong_first_is_refused() {
-    let mut f = Fixture::with(sample(10));
+    let mut f = Fixture::with(&sample(10));
     for first in [0, 9, 11] {
         let err = f.index.add(first, &sample(1)).unwrap_err();
         assert!(
@@ -393,7 +393,7 @@ fn add_with_wrong_first_is_refused() {
         assert!(err.to_string().contains("from entry 10"), "{err}");
     }
     assert_eq!(f.index.indexed_upto().unwrap(), 10);
-    f.append(sample(3), 3);
+    f.append(&sample(3), 3);
     assert_eq!(f.index.indexed_upto().unwrap(), 13);
     f.index.add(13, &[]).unwrap();
     assert_eq!(f.index.indexed_upto().unwrap(), 13);
@@ -448,7 +448,7 @@ fn reopen_keeps_data_and_reset_empties() {
     ] {
         assert_eq!(f.query(&q), Page::default());
     }
-    f.append(sample(5), 2);
+    f.append(&sample(5), 2);
     f.check(&Query {
         outcome: Some(Outcome::Allowed as i32),
         ..Default::default()
@@ -464,7 +464,7 @@ fn rare_matches_return_short_pages_that_page_on() {
         .iter_mut()
         .for_each(|r| r.procedure = "permit".into());
     records[0].procedure = String::new();
-    let f = Fixture::with(records);
+    let f = Fixture::with(&records);
     let q = Query {
         procedure: Some(String::new()),
         page_size: 10,
@@ -478,7 +478,7 @@ fn rare_matches_return_short_pages_that_page_on() {
 
 #[test]
 fn an_index_of_another_log_is_reported() {
-    let f = Fixture::with(sample(20));
+    let f = Fixture::with(&sample(20));
     let fetch = |_| Ok(AuditRecord::default());
     let q = Query {
         subject: Some(pseudonym(1)),
@@ -491,7 +491,7 @@ fn an_index_of_another_log_is_reported() {
 
 #[test]
 fn fetch_errors_pass_through() {
-    let f = Fixture::with(sample(20));
+    let f = Fixture::with(&sample(20));
     let fetch = |i| Err(IndexError::log(i, "segment missing"));
     let err = f.index.query(&Query::default(), &fetch).unwrap_err();
     assert_eq!(
@@ -589,7 +589,7 @@ proptest! {
         queries in prop::collection::vec(arb_query(), 1..8),
     ) {
         let mut f = Fixture::new();
-        f.append(records, batch);
+        f.append(&records, batch);
         for q in &queries {
             f.check(q);
         }

@@ -305,7 +305,7 @@ mod tests {
             assert_eq!(scan.valid_len, 22);
         }
         // A garbled last frame is torn too.
-        let mut garbled = bytes.clone();
+        let mut garbled = bytes;
         *garbled.last_mut().unwrap() ^= 0xff;
         std::fs::write(&path, &garbled).unwrap();
         assert_eq!(

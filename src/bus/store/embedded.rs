@@ -20,18 +20,19 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use prost::Message;
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::{
     exhausted_reason, BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published,
     StoredEvent,
 };
 
-const EVENTS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("bus_events");
-const SEQ: TableDefinition<&str, u64> = TableDefinition::new("bus_seq");
-const IDEM: TableDefinition<(&str, &str), (u64, i64)> = TableDefinition::new("bus_idem");
-const PENDING: TableDefinition<(&str, &str, u64), (u32, i64)> = TableDefinition::new("bus_pending");
-const DEAD: TableDefinition<(&str, &str, u64), &[u8]> = TableDefinition::new("bus_dead");
+const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("bus_events");
+const SEQ: TableDefinition<'static, &str, u64> = TableDefinition::new("bus_seq");
+const IDEM: TableDefinition<'static, (&str, &str), (u64, i64)> = TableDefinition::new("bus_idem");
+const PENDING: TableDefinition<'static, (&str, &str, u64), (u32, i64)> =
+    TableDefinition::new("bus_pending");
+const DEAD: TableDefinition<'static, (&str, &str, u64), &[u8]> = TableDefinition::new("bus_dead");
 
 /// A dead letter as `bus_dead` holds it.
 #[derive(Clone, PartialEq, Message)]
@@ -49,49 +50,6 @@ struct DeadRecord {
 pub struct EmbeddedBusStore {
     inner: Arc<Inner>,
     writer: Arc<Writer>,
-}
-
-/// The publish writer thread and its queue; the last store clone to go
-/// closes the queue and waits for the thread, so the file is closed when
-/// the store is dropped (and can be opened again at once).
-struct Writer {
-    publishes: Option<std::sync::mpsc::Sender<PublishJob>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.publishes.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// A publish waiting for the writer thread.
-struct PublishJob {
-    topic: String,
-    subscribers: Vec<String>,
-    event: StoredEvent,
-    reply: tokio::sync::oneshot::Sender<Result<Published, BusError>>,
-}
-
-/// Publishes queued together are committed together.
-const MAX_PUBLISH_BATCH: usize = 256;
-
-/// The publish writer: takes every publish queued, commits them in one
-/// durable transaction, answers each. Ends when the store is dropped.
-fn publish_writer(inner: Arc<Inner>, jobs: std::sync::mpsc::Receiver<PublishJob>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_PUBLISH_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        inner.publish_batch(batch);
-    }
 }
 
 struct Inner {
@@ -156,18 +114,7 @@ impl EmbeddedBusStore {
         txn.open_table(DEAD).map_err(|e| inner.failed(e))?;
         txn.commit().map_err(|e| inner.failed(e))?;
         let inner = Arc::new(inner);
-        let (publishes, jobs) = std::sync::mpsc::channel();
-        let writer = Arc::clone(&inner);
-        let thread = std::thread::Builder::new()
-            .name("jisr-bus-publish".into())
-            .spawn(move || publish_writer(writer, jobs))
-            .map_err(|e| {
-                BusError::Unavailable(format!("cannot start the bus writer thread: {e}"))
-            })?;
-        let writer = Writer {
-            publishes: Some(publishes),
-            thread: Some(thread),
-        };
+        let writer = Writer::start(Arc::clone(&inner))?;
         Ok(Self {
             inner,
             writer: Arc::new(writer),
@@ -202,87 +149,6 @@ impl Inner {
                 .map_err(|e| BusError::Unavailable(format!("bus store: {e}")))?;
         }
         Ok(txn)
-    }
-
-    /// One publish inside the batch's transaction: an earlier publish of
-    /// the same batch with the same key makes this one a duplicate.
-    fn publish_in(
-        &self,
-        txn: &redb::WriteTransaction,
-        job: &PublishJob,
-    ) -> Result<Published, BusError> {
-        let (topic, event) = (job.topic.as_str(), &job.event);
-        let mut idem = txn.open_table(IDEM).map_err(|e| self.failed(e))?;
-        let window = micros(self.limits.idempotency_window);
-        let key = event.idempotency_key.as_str();
-        let seen = idem
-            .get((topic, key))
-            .map_err(|e| self.failed(e))?
-            .map(|v| v.value());
-        if let Some((seq, at)) = seen {
-            if event.published_unix_micros - at < window {
-                return Ok(Published {
-                    event_id: seq.to_string(),
-                    duplicate: true,
-                });
-            }
-        }
-        let mut seqs = txn.open_table(SEQ).map_err(|e| self.failed(e))?;
-        let seq = seqs
-            .get(topic)
-            .map_err(|e| self.failed(e))?
-            .map_or(0, |v| v.value())
-            + 1;
-        seqs.insert(topic, seq).map_err(|e| self.failed(e))?;
-        idem.insert((topic, key), (seq, event.published_unix_micros))
-            .map_err(|e| self.failed(e))?;
-        let mut events = txn.open_table(EVENTS).map_err(|e| self.failed(e))?;
-        events
-            .insert((topic, seq), event.encode_to_vec().as_slice())
-            .map_err(|e| self.failed(e))?;
-        let mut pending = txn.open_table(PENDING).map_err(|e| self.failed(e))?;
-        for sub in &job.subscribers {
-            pending
-                .insert((topic, sub.as_str(), seq), (0u32, 0i64))
-                .map_err(|e| self.failed(e))?;
-        }
-        Ok(Published {
-            event_id: seq.to_string(),
-            duplicate: false,
-        })
-    }
-
-    /// Publishes a batch in one durable transaction: one fsync for all.
-    fn publish_batch(&self, jobs: Vec<PublishJob>) {
-        let outcome = self.write(true).and_then(|txn| {
-            let results: Vec<_> = jobs.iter().map(|job| self.publish_in(&txn, job)).collect();
-            if results.iter().any(Result::is_err) {
-                // Nothing of a failed batch is kept; each caller learns why.
-                return Ok(results);
-            }
-            txn.commit().map_err(|e| self.failed(e))?;
-            Ok(results)
-        });
-        match outcome {
-            Ok(results) => {
-                let failed = results
-                    .iter()
-                    .find_map(|r| r.as_ref().err().map(ToString::to_string));
-                for (job, result) in jobs.into_iter().zip(results) {
-                    let result = match &failed {
-                        Some(why) => Err(BusError::Unavailable(why.clone())),
-                        None => result,
-                    };
-                    let _ = job.reply.send(result);
-                }
-            }
-            Err(e) => {
-                let why = e.to_string();
-                for job in jobs {
-                    let _ = job.reply.send(Err(BusError::Unavailable(why.clone())));
-                }
-            }
-        }
     }
 
     fn event(
@@ -408,76 +274,6 @@ impl Inner {
         txn.commit().map_err(|e| self.failed(e))?;
         Ok(done)
     }
-
-    fn dead_letters(
-        &self,
-        topic: &str,
-        sub: &str,
-        limit: u32,
-    ) -> Result<Vec<DeadLetter>, BusError> {
-        let txn = self.db.begin_read().map_err(|e| self.failed(e))?;
-        let dead = txn.open_table(DEAD).map_err(|e| self.failed(e))?;
-        let events = txn.open_table(EVENTS).map_err(|e| self.failed(e))?;
-        let mut out = Vec::new();
-        for row in dead
-            .range((topic, sub, 0u64)..=(topic, sub, u64::MAX))
-            .map_err(|e| self.failed(e))?
-            .take(limit as usize)
-        {
-            let (key, value) = row.map_err(|e| self.failed(e))?;
-            let seq = key.value().2;
-            let record = DeadRecord::decode(value.value()).map_err(|e| {
-                BusError::Unavailable(format!("bus store: dead letter {seq} is damaged: {e}"))
-            })?;
-            out.push(DeadLetter {
-                event_id: seq.to_string(),
-                attempts: record.attempts,
-                reason: record.reason,
-                dead_unix_micros: record.dead_unix_micros,
-                event: self.event(&events, topic, seq)?,
-            });
-        }
-        Ok(out)
-    }
-
-    fn replay(&self, topic: &str, sub: &str, ids: &[String]) -> Result<u32, BusError> {
-        let wanted = ids
-            .iter()
-            .map(|id| seq_of(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let txn = self.write(true)?;
-        let mut done = 0;
-        {
-            let mut dead = txn.open_table(DEAD).map_err(|e| self.failed(e))?;
-            let mut pending = txn.open_table(PENDING).map_err(|e| self.failed(e))?;
-            let seqs: Vec<u64> = if wanted.is_empty() {
-                let mut all = Vec::new();
-                for row in dead
-                    .range((topic, sub, 0u64)..=(topic, sub, u64::MAX))
-                    .map_err(|e| self.failed(e))?
-                {
-                    all.push(row.map_err(|e| self.failed(e))?.0.value().2);
-                }
-                all
-            } else {
-                wanted
-            };
-            for seq in seqs {
-                if dead
-                    .remove((topic, sub, seq))
-                    .map_err(|e| self.failed(e))?
-                    .is_some()
-                {
-                    pending
-                        .insert((topic, sub, seq), (0u32, 0i64))
-                        .map_err(|e| self.failed(e))?;
-                    done += 1;
-                }
-            }
-        }
-        txn.commit().map_err(|e| self.failed(e))?;
-        Ok(done)
-    }
 }
 
 impl BusStore for EmbeddedBusStore {
@@ -499,10 +295,7 @@ impl BusStore for EmbeddedBusStore {
             event,
             reply,
         };
-        let sent = match &self.writer.publishes {
-            Some(queue) => queue.send(job).map_err(drop),
-            None => Err(()),
-        };
+        let sent = self.writer.send(job);
         Box::pin(async move {
             let stopped = || BusError::Unavailable("the bus writer thread stopped".into());
             sent.map_err(|_| stopped())?;
@@ -564,5 +357,9 @@ impl BusStore for EmbeddedBusStore {
     }
 }
 
+mod dead;
+mod publish;
 #[cfg(test)]
 mod tests;
+
+use publish::{PublishJob, Writer};

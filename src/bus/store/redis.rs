@@ -16,18 +16,16 @@
 //! publish is Redis's: a gateway crash loses nothing Redis holds; a Redis
 //! crash loses what its persistence settings (AOF `appendfsync`) allow.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use prost::Message;
 use redis::Value;
 
-use super::{
-    exhausted_reason, BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published,
-    StoredEvent,
-};
+use super::{BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent};
 use crate::redis::Shared;
 
+mod dead;
+mod fetch;
 mod reply;
 
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
@@ -63,7 +61,7 @@ impl std::fmt::Debug for RedisBusStore {
     }
 }
 
-use reply::{entries, int, items, text, Fields};
+use reply::{int, items, text, Fields};
 
 /// A Redis failure in the bus's words: which setting to check when it
 /// cannot connect; only what failed once connected (the caller decides
@@ -155,171 +153,6 @@ impl RedisBusStore {
         u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Claims deliveries of `stream` idle past the ack deadline; those past
-    /// the attempt limit become dead letters.
-    async fn reclaim(
-        &self,
-        stream: &str,
-        k: &Keys,
-        sub: &str,
-        max: u32,
-        replay: bool,
-        now: i64,
-    ) -> Result<Vec<Pending>, BusError> {
-        let mut cmd = redis::cmd("XAUTOCLAIM");
-        cmd.arg(stream)
-            .arg(sub)
-            .arg(&self.consumer)
-            .arg(Self::ms(self.limits.ack_deadline))
-            .arg("0-0")
-            .arg("COUNT")
-            .arg(max);
-        let reply: Value = self.run("claim expired deliveries", &cmd).await?;
-        let claimed = entries(items(&reply).get(1).unwrap_or(&Value::Nil));
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut counts = redis::cmd("XPENDING");
-        counts
-            .arg(stream)
-            .arg(sub)
-            .arg(&claimed[0].0)
-            .arg(&claimed[claimed.len() - 1].0)
-            .arg(claimed.len())
-            .arg(&self.consumer);
-        let reply: Value = self.run("read delivery counts", &counts).await?;
-        let attempts: HashMap<String, u32> = items(&reply)
-            .iter()
-            .filter_map(|row| {
-                let r = items(row);
-                Some((
-                    text(r.first()?)?,
-                    u32::try_from(int(r.get(3)?)).unwrap_or(u32::MAX),
-                ))
-            })
-            .collect();
-        let mut out = Vec::new();
-        for (id, fields) in claimed {
-            let attempt = attempts.get(&id).copied().unwrap_or(1);
-            let event = decode(&fields)?;
-            let event_id = fields
-                .get("eid")
-                .map_or_else(|| id.clone(), |v| String::from_utf8_lossy(v).into_owned());
-            if attempt > self.limits.max_attempts {
-                let delivered = attempt - 1;
-                let mut dead = redis::cmd("XADD");
-                dead.arg(&k.dead)
-                    .arg("*")
-                    .arg("e")
-                    .arg(fields.get("e").cloned().unwrap_or_default())
-                    .arg("eid")
-                    .arg(&event_id)
-                    .arg("attempts")
-                    .arg(delivered)
-                    .arg("reason")
-                    .arg(exhausted_reason(delivered))
-                    .arg("at")
-                    .arg(now);
-                let _: Value = self.run("add a dead letter", &dead).await?;
-                let _: Value = self
-                    .run(
-                        "acknowledge a dead letter",
-                        redis::cmd("XACK").arg(stream).arg(sub).arg(&id),
-                    )
-                    .await?;
-                continue;
-            }
-            let prefix = if replay { "r" } else { "e" };
-            out.push(Pending {
-                id: format!("{prefix}:{id}"),
-                event_id,
-                event,
-                attempt,
-            });
-        }
-        Ok(out)
-    }
-
-    async fn pending_count(&self, stream: &str, sub: &str) -> Result<u32, BusError> {
-        let reply: Value = self
-            .run(
-                "count deliveries in flight",
-                redis::cmd("XPENDING").arg(stream).arg(sub),
-            )
-            .await?;
-        Ok(u32::try_from(int(items(&reply).first().unwrap_or(&Value::Int(0)))).unwrap_or(u32::MAX))
-    }
-
-    async fn fetch_inner(
-        &self,
-        topic: &str,
-        sub: &str,
-        max: u32,
-        now: i64,
-    ) -> Result<Vec<Pending>, BusError> {
-        let k = keys(topic, sub);
-        let mut out = self.reclaim(&k.replay, &k, sub, max, true, now).await?;
-        if (out.len() as u32) < max {
-            let more = self
-                .reclaim(&k.events, &k, sub, max - out.len() as u32, false, now)
-                .await?;
-            out.extend(more);
-        }
-        let in_flight =
-            self.pending_count(&k.events, sub).await? + self.pending_count(&k.replay, sub).await?;
-        let room = self
-            .limits
-            .max_in_flight
-            .saturating_sub(in_flight)
-            .min(max.saturating_sub(out.len() as u32));
-        if room == 0 {
-            return Ok(out);
-        }
-        let mut read = redis::cmd("XREADGROUP");
-        read.arg("GROUP")
-            .arg(sub)
-            .arg(&self.consumer)
-            .arg("COUNT")
-            .arg(room)
-            .arg("STREAMS")
-            .arg(&k.replay)
-            .arg(&k.events)
-            .arg(">")
-            .arg(">");
-        let reply: Value = self.run("read new events", &read).await?;
-        let mut fresh = Vec::new();
-        for stream in items(&reply) {
-            let parts = items(stream);
-            let name = parts.first().and_then(text).unwrap_or_default();
-            let replay = name == k.replay;
-            for (id, fields) in entries(parts.get(1).unwrap_or(&Value::Nil)) {
-                let event_id = fields
-                    .get("eid")
-                    .map_or_else(|| id.clone(), |v| String::from_utf8_lossy(v).into_owned());
-                let prefix = if replay { "r" } else { "e" };
-                fresh.push((
-                    replay,
-                    Pending {
-                        id: format!("{prefix}:{id}"),
-                        event_id,
-                        event: decode(&fields)?,
-                        attempt: 1,
-                    },
-                ));
-            }
-        }
-        // Replayed dead letters go first, like the embedded store's order.
-        fresh.sort_by_key(|(replay, _)| !*replay);
-        let mut taken = 0;
-        for (_, p) in fresh {
-            if taken < room {
-                out.push(p);
-                taken += 1;
-            }
-        }
-        Ok(out)
-    }
-
     async fn ack_inner(
         &self,
         topic: &str,
@@ -401,77 +234,6 @@ impl RedisBusStore {
             let _: Value = self.run("give a delivery back", &cmd).await?;
         }
         Ok(())
-    }
-
-    async fn dead_inner(
-        &self,
-        topic: &str,
-        sub: &str,
-        limit: u32,
-    ) -> Result<Vec<(String, DeadLetter)>, BusError> {
-        let k = keys(topic, sub);
-        let reply: Value = self
-            .run(
-                "list dead letters",
-                redis::cmd("XRANGE")
-                    .arg(&k.dead)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(limit),
-            )
-            .await?;
-        entries(&reply)
-            .into_iter()
-            .map(|(id, f)| {
-                let s = |name: &str| {
-                    f.get(name)
-                        .map(|v| String::from_utf8_lossy(v).into_owned())
-                        .unwrap_or_default()
-                };
-                Ok((
-                    id,
-                    DeadLetter {
-                        event_id: s("eid"),
-                        attempts: s("attempts").parse().unwrap_or(0),
-                        reason: s("reason"),
-                        dead_unix_micros: s("at").parse().unwrap_or(0),
-                        event: decode(&f)?,
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    async fn replay_inner(
-        &self,
-        topic: &str,
-        sub: &str,
-        event_ids: &[String],
-    ) -> Result<u32, BusError> {
-        let k = keys(topic, sub);
-        let mut done = 0;
-        for (dead_id, letter) in self.dead_inner(topic, sub, u32::MAX).await? {
-            if !event_ids.is_empty() && !event_ids.contains(&letter.event_id) {
-                continue;
-            }
-            let mut add = redis::cmd("XADD");
-            add.arg(&k.replay)
-                .arg("*")
-                .arg("e")
-                .arg(letter.event.encode_to_vec())
-                .arg("eid")
-                .arg(&letter.event_id);
-            let _: Value = self.run("replay a dead letter", &add).await?;
-            let _: Value = self
-                .run(
-                    "drop a replayed dead letter",
-                    redis::cmd("XDEL").arg(&k.dead).arg(&dead_id),
-                )
-                .await?;
-            done += 1;
-        }
-        Ok(done)
     }
 }
 

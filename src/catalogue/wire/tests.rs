@@ -828,7 +828,7 @@ fn a_later_oneof_sibling_clears_the_subject() {
         Ok(None)
     );
     assert_eq!(
-        agrees(chosen, &[ld(2, b"P"), person.clone()].concat()),
+        agrees(chosen, &[ld(2, b"P"), person].concat()),
         Ok(Some("AB1".into()))
     );
     let direct = &CASES[4];

@@ -31,15 +31,16 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use prost::Message;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use sha2::{Digest, Sha256};
 
-use super::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
-use crate::proto::jisr::consent::v1::Consent;
+use super::{
+    assemble, check_new, subject_digest, ConsentStore, StoreError, StoreFuture, StoredConsent,
+    UseOutcome,
+};
 
 /// Consent id → encoded [`Record`].
-const CONSENTS: TableDefinition<&str, &[u8]> = TableDefinition::new("consents");
+const CONSENTS: TableDefinition<'static, &str, &[u8]> = TableDefinition::new("consents");
 /// sha256(subject) ‖ recorded time (order-preserving, 8 bytes) ‖ id → ().
-const BY_SUBJECT: TableDefinition<&[u8], ()> = TableDefinition::new("consents_by_subject");
+const BY_SUBJECT: TableDefinition<'static, &[u8], ()> = TableDefinition::new("consents_by_subject");
 
 /// A consent as the `consents` table holds it.
 #[derive(Clone, PartialEq, Message)]
@@ -359,57 +360,4 @@ fn decode(id: &str, bytes: &[u8]) -> Result<StoredConsent, StoreError> {
         record.revoked_unix_micros,
         record.uses,
     )
-}
-
-/// sha256 of a citizen id: how both stores key a subject's consents, so the
-/// id itself is never a key in clear.
-pub(super) fn subject_digest(subject: &str) -> [u8; 32] {
-    Sha256::digest(subject.as_bytes()).into()
-}
-
-/// A stored consent from its stored parts, decoding the signed encoding.
-pub(super) fn assemble(
-    id: &str,
-    encoded: Vec<u8>,
-    signature: Vec<u8>,
-    revoked_unix_micros: i64,
-    uses: u32,
-) -> Result<StoredConsent, StoreError> {
-    let consent = Consent::decode(encoded.as_slice()).map_err(|e| StoreError::Damaged {
-        id: id.to_owned(),
-        what: format!("its signed encoding does not decode: {e}"),
-    })?;
-    if consent.id != id {
-        return Err(StoreError::Damaged {
-            id: id.to_owned(),
-            what: format!(
-                "it is stored under another id than its own (`{}`)",
-                consent.id
-            ),
-        });
-    }
-    Ok(StoredConsent {
-        encoded,
-        signature,
-        consent,
-        revoked_unix_micros,
-        uses,
-    })
-}
-
-/// Refuses to store a consent whose decoded form is not what its signed
-/// encoding says: every later read decodes the encoding, so the two must
-/// agree or a reader would see another consent than the writer meant.
-pub(super) fn check_new(consent: &StoredConsent) -> Result<(), StoreError> {
-    let decoded = Consent::decode(consent.encoded.as_slice()).map_err(|e| StoreError::Damaged {
-        id: consent.consent.id.clone(),
-        what: format!("its signed encoding does not decode: {e}"),
-    })?;
-    if decoded != consent.consent {
-        return Err(StoreError::Damaged {
-            id: consent.consent.id.clone(),
-            what: "its decoded form differs from its signed encoding".into(),
-        });
-    }
-    Ok(())
 }

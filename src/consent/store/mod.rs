@@ -5,6 +5,8 @@ pub mod embedded;
 pub mod redis;
 
 use crate::proto::jisr::consent::v1::Consent;
+use prost::Message;
+use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -79,4 +81,57 @@ pub trait ConsentStore: Send + Sync + std::fmt::Debug {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// sha256 of a citizen id: how both stores key a subject's consents, so the
+/// id itself is never a key in clear.
+fn subject_digest(subject: &str) -> [u8; 32] {
+    Sha256::digest(subject.as_bytes()).into()
+}
+
+/// A stored consent from its stored parts, decoding the signed encoding.
+fn assemble(
+    id: &str,
+    encoded: Vec<u8>,
+    signature: Vec<u8>,
+    revoked_unix_micros: i64,
+    uses: u32,
+) -> Result<StoredConsent, StoreError> {
+    let consent = Consent::decode(encoded.as_slice()).map_err(|e| StoreError::Damaged {
+        id: id.to_owned(),
+        what: format!("its signed encoding does not decode: {e}"),
+    })?;
+    if consent.id != id {
+        return Err(StoreError::Damaged {
+            id: id.to_owned(),
+            what: format!(
+                "it is stored under another id than its own (`{}`)",
+                consent.id
+            ),
+        });
+    }
+    Ok(StoredConsent {
+        encoded,
+        signature,
+        consent,
+        revoked_unix_micros,
+        uses,
+    })
+}
+
+/// Refuses to store a consent whose decoded form is not what its signed
+/// encoding says: every later read decodes the encoding, so the two must
+/// agree or a reader would see another consent than the writer meant.
+fn check_new(consent: &StoredConsent) -> Result<(), StoreError> {
+    let decoded = Consent::decode(consent.encoded.as_slice()).map_err(|e| StoreError::Damaged {
+        id: consent.consent.id.clone(),
+        what: format!("its signed encoding does not decode: {e}"),
+    })?;
+    if decoded != consent.consent {
+        return Err(StoreError::Damaged {
+            id: consent.consent.id.clone(),
+            what: "its decoded form differs from its signed encoding".into(),
+        });
+    }
+    Ok(())
 }

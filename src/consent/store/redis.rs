@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use redis::RedisResult;
 
-use super::embedded::{check_new, subject_digest};
+use super::{check_new, subject_digest};
 use super::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
 use crate::redis::Shared;
 use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};
@@ -254,6 +254,8 @@ impl ConsentStore for RedisConsentStore {
 
 /// A Redis failure as the store's callers are told it: the call is refused
 /// (fail closed), or the store could not connect.
+// By value so that it fits `map_err` at each of its call sites.
+#[allow(clippy::needless_pass_by_value)]
 fn unavailable(e: crate::redis::Error) -> StoreError {
     StoreError::Unavailable(if e.is_connect() {
         format!("{e}; check that Redis runs and `consent.redis_url`")

@@ -76,7 +76,6 @@ pub fn fixtures(dir: &Path, domain: &TrustDomain) -> Result<Vec<PathBuf>, PkiErr
     written.extend(write_leaf(dir, "revoked", &params, &issuer)?);
     let serial = params
         .serial_number
-        .clone()
         .unwrap_or_else(|| SerialNumber::from(0u64));
     written.push(write_crl(dir, &issuer, serial, now)?);
     Ok(written)

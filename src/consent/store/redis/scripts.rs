@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use crate::consent::store::embedded::assemble;
+use crate::consent::store::assemble;
 use crate::consent::store::{StoreError, StoredConsent, UseOutcome};
 
 /// The fields of a consent's hash, in the order the scripts return them.
@@ -82,9 +82,9 @@ pub(super) fn stored(id: &str, fields: Vec<Option<Vec<u8>>>) -> Result<StoredCon
     let revoked = number(
         id,
         "revoked_at",
-        revoked.ok_or_else(|| missing("revoked_at"))?,
+        &revoked.ok_or_else(|| missing("revoked_at"))?,
     )?;
-    let uses = number(id, "uses", uses.ok_or_else(|| missing("uses"))?)?;
+    let uses = number(id, "uses", &uses.ok_or_else(|| missing("uses"))?)?;
     let uses = u32::try_from(uses.max(0)).unwrap_or(u32::MAX);
     assemble(id, data, sig, revoked, uses)
 }
@@ -116,15 +116,15 @@ pub(super) fn use_outcome(
     }
 }
 
-fn number(id: &str, field: &str, bytes: Vec<u8>) -> Result<i64, StoreError> {
-    std::str::from_utf8(&bytes)
+fn number(id: &str, field: &str, bytes: &[u8]) -> Result<i64, StoreError> {
+    std::str::from_utf8(bytes)
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| StoreError::Damaged {
             id: id.to_owned(),
             what: format!(
                 "its `{field}` field is not a number: `{}`",
-                String::from_utf8_lossy(&bytes)
+                String::from_utf8_lossy(bytes)
             ),
         })
 }

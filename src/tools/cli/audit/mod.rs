@@ -266,6 +266,8 @@ async fn connect(conn: &Connection) -> anyhow::Result<AuditClient<Channel>> {
 }
 
 /// The gRPC code, the ErrorInfo reason and the message.
+// By value so that it fits `map_err` at each of its call sites.
+#[allow(clippy::needless_pass_by_value)]
 pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     use tonic_types::StatusExt as _;
     let reason = status
