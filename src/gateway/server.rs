@@ -64,20 +64,7 @@ async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Futu
     let watcher_task = super::reload::spawn_watcher(gateway.clone());
     tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
-    let lanes = match Lanes::start(gateway.lanes) {
-        Ok(lanes) => {
-            tracing::info!(
-                lanes = lanes.count(),
-                "serving connections on one thread per lane"
-            );
-            gateway.telemetry.metrics().set_lanes(lanes.open_counts());
-            Some(lanes)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, lanes = gateway.lanes, "cannot start the lanes' threads; serving on the shared runtime instead (slower); check the process's thread limit (ulimit -u)");
-            None
-        }
-    };
+    let lanes = start_lanes(&gateway);
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -108,6 +95,32 @@ async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Futu
     }
     drop(listener);
     watcher_task.abort();
+    drain(&gateway, graceful, lanes).await;
+}
+
+/// The lanes' threads, or none (and an error line) when they cannot start:
+/// the node then serves on the shared runtime rather than not at all.
+fn start_lanes(gateway: &Gateway) -> Option<Lanes> {
+    match Lanes::start(gateway.lanes) {
+        Ok(lanes) => {
+            tracing::info!(
+                lanes = lanes.count(),
+                "serving connections on one thread per lane"
+            );
+            gateway.telemetry.metrics().set_lanes(lanes.open_counts());
+            Some(lanes)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, lanes = gateway.lanes, "cannot start the lanes' threads; serving on the shared runtime instead (slower); check the process's thread limit (ulimit -u)");
+            None
+        }
+    }
+}
+
+/// Stops serving: `NOT_SERVING`, the open connections' calls finish within
+/// the drain timeout, the rest are closed, then the audit log is closed
+/// with a final checkpoint.
+async fn drain(gateway: &Gateway, graceful: GracefulShutdown, lanes: Option<Lanes>) {
     gateway.set_not_serving().await;
     tracing::info!(connections = graceful.count(), "draining in-flight calls");
     match tokio::time::timeout(gateway.drain_timeout, graceful.shutdown()).await {

@@ -636,12 +636,9 @@ async fn a_full_or_read_only_disk_gives_audit_unavailable_not_a_crash() {
     let _ = std::fs::write(&filler, vec![0u8; 512 * 1024]);
     let mut refusal = None;
     for _ in 0..2000 {
-        match call_raw(&client, ok()).await {
-            Ok(_) => continue,
-            Err(status) => {
-                refusal = Some(status);
-                break;
-            }
+        if let Err(status) = call_raw(&client, ok()).await {
+            refusal = Some(status);
+            break;
         }
     }
     let status = refusal.expect("the disk never filled up");

@@ -46,7 +46,7 @@ fn vaccination() -> Bytes {
 }
 
 /// Adds `keys` to the `[[agency]]` whose upstream is `addr`.
-fn with_agency_keys(config: String, addr: &str, keys: &str) -> String {
+fn with_agency_keys(config: &str, addr: &str, keys: &str) -> String {
     let line = format!("upstream = \"{addr}\"");
     assert!(config.contains(&line), "test bug: no upstream {addr}");
     config.replacen(&line, &format!("{line}\n{keys}"), 1)
@@ -81,7 +81,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     let health = Echo::start(&pki.dir, "health").await;
     let up = Upstreams::echoes(&cs, &hung, &health);
     let config = with_agency_keys(
-        gateway_config(&pki, &up, "", ""),
+        &gateway_config(&pki, &up, "", ""),
         &up.tax,
         "timeout_ms = 300\nbreaker_failures = 3\nbreaker_cooldown_ms = 60000",
     );
@@ -187,7 +187,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     let health = Echo::start(&pki.dir, "health").await;
     let up = Upstreams::echoes(&cs, &tax_echo, &health);
     let config = with_agency_keys(
-        gateway_config(&pki, &up, "", ""),
+        &gateway_config(&pki, &up, "", ""),
         &up.health,
         "max_in_flight = 2",
     );
@@ -381,7 +381,7 @@ async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
         health: health.addr.to_string(),
     };
     let config = with_agency_keys(
-        gateway_config(&pki, &up, "", ""),
+        &gateway_config(&pki, &up, "", ""),
         &down,
         "breaker_failures = 1\nbreaker_cooldown_ms = 400",
     );

@@ -1,0 +1,222 @@
+//! Building a gateway node: what a reload rebuilds is checked first, then
+//! what survives every reload is opened (the audit log and its index, the
+//! consent store, the bus, the gateway's own APIs), then telemetry starts.
+//! A bad contract or certificate is reported before the audit log is
+//! opened, and nothing here binds a port.
+
+use super::{exchange, figures, reload, routing, Gateway, Routing, StartError};
+use crate::catalogue::Catalogue;
+use crate::config::Config;
+use crate::telemetry::{Metrics, Readiness, Telemetry};
+use crate::tls;
+use arc_swap::ArcSwap;
+use std::sync::Arc;
+
+impl Gateway {
+    /// Loads contracts and rules, prepares upstream pools and the TLS
+    /// configs, opens the audit log and the consent store. Returns the
+    /// gateway and its server TLS config.
+    pub async fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
+        tls::install_crypto_provider();
+        let metrics = metrics(config);
+        let prepared = Routing::prepare(config, None, &metrics)?;
+        let recorder = open_audit(config)?;
+        let (consents, redis) = open_consents(config).await?;
+        // Reports SERVING for "" from the start.
+        let (health, _) = tonic_health::server::health_reporter();
+        let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
+        let apis = routing::Apis {
+            audit: audit_api(config, &recorder)?,
+            consents: consent_api(config, &recorder, &consents)?,
+            health: health.clone(),
+            redis,
+            bus: bus.clone(),
+        };
+        let routing = prepared.finish(&apis)?;
+        let server_tls = routing.server_tls.clone();
+        let readiness = readiness(config, &routing, &recorder, &consents);
+        let routing = Arc::new(ArcSwap::from_pointee(routing));
+        let reload = Arc::new(reload::ReloadStatus::default());
+        metrics.set_audit_log(recorder.log.clone());
+        metrics.set_gateway(Arc::new(figures::Figures {
+            reload: reload.clone(),
+            routing: routing.clone(),
+        }));
+        let telemetry = Arc::new(Telemetry::start(
+            &config.telemetry,
+            config.node.id.as_str(),
+            metrics,
+            readiness,
+        )?);
+        let gateway = Self {
+            domain: config.node.trust_domain.clone(),
+            drain_timeout: config.node.drain_timeout,
+            lanes: config.node.lane_count(),
+            health,
+            recorder,
+            consents,
+            apis,
+            routing,
+            reload,
+            reloading: tokio::sync::Mutex::new(()),
+            telemetry,
+            bus,
+        };
+        Ok((gateway, server_tls))
+    }
+}
+
+/// The exchange metrics, with a slot for every declared agency and a
+/// provider label for every agency with an upstream.
+fn metrics(config: &Config) -> Metrics {
+    Metrics::new(
+        config.agencies.iter().map(|a| a.id.as_str()),
+        config
+            .agencies
+            .iter()
+            .filter(|a| !a.upstreams.is_empty())
+            .map(|a| a.id.as_str()),
+    )
+}
+
+/// The Audit API over the node's log and its index.
+fn audit_api(
+    config: &Config,
+    recorder: &crate::audit::record::Recorder,
+) -> Result<crate::audit::service::AuditService, StartError> {
+    let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
+    Ok(crate::audit::service::AuditService::new(
+        recorder.log.clone(),
+        index,
+        recorder.pseudonyms.clone(),
+        routing::roles(config),
+    ))
+}
+
+/// The Consents API, with the node's consent signing key (created on first
+/// start).
+fn consent_api(
+    config: &Config,
+    recorder: &crate::audit::record::Recorder,
+    consents: &exchange::Consents,
+) -> Result<crate::consent::service::ConsentService, StartError> {
+    let signer = crate::consent::artefact::ConsentSigner::load_or_create(
+        &config.consent.signing_key,
+        &format!("{}/jisr/consents", config.node.trust_domain),
+    )?;
+    Ok(crate::consent::service::ConsentService {
+        store: consents.store.clone(),
+        signer: Arc::new(signer),
+        recorder: recorder.clone(),
+        roles: Arc::new(routing::roles(config)),
+        purposes: Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect()),
+        timeout: consents.timeout,
+    })
+}
+
+/// What `/readyz` checks: the node certificate, the routable methods, the
+/// audit log and, with a shared consent store, its Redis.
+fn readiness(
+    config: &Config,
+    routing: &Routing,
+    recorder: &crate::audit::record::Recorder,
+    consents: &exchange::Consents,
+) -> Readiness {
+    Readiness::new(
+        &config.tls.cert,
+        routing.exchanges.len(),
+        recorder.log.clone(),
+        config
+            .consent
+            .redis_url
+            .is_some()
+            .then(|| -> Arc<dyn crate::telemetry::Probe> {
+                Arc::new(figures::StoreProbe(consents.store.clone()))
+            }),
+    )
+}
+
+/// Opens the consent store: Redis when configured (shared by replicas; its
+/// connection is returned apart for shared rate limits), else the embedded
+/// one.
+async fn open_consents(
+    config: &Config,
+) -> Result<(exchange::Consents, Option<crate::redis::Shared>), StartError> {
+    use crate::consent::{
+        store::embedded::EmbeddedConsentStore, store::redis::RedisConsentStore, ConsentStore,
+    };
+    let timeout = config.consent.timeout;
+    let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
+        Some(url) => {
+            let redis = RedisConsentStore::open(url, timeout).await?;
+            let shared = redis.shared().clone();
+            (Arc::new(redis), Some(shared))
+        }
+        None => (
+            Arc::new(EmbeddedConsentStore::open(&config.consent.path)?),
+            None,
+        ),
+    };
+    Ok((exchange::Consents { store, timeout }, redis))
+}
+
+/// Compiles the topics and opens the bus store.
+async fn open_bus(
+    config: &Config,
+    catalogue: &Catalogue,
+    recorder: &crate::audit::record::Recorder,
+    consents: &exchange::Consents,
+) -> Result<crate::bus::service::BusService, StartError> {
+    let topics = crate::bus::Topics::compile(config, catalogue)?;
+    let store = crate::bus::open_store(config, &topics).await?;
+    Ok(crate::bus::service::BusService::new(
+        crate::bus::service::BusParts {
+            topics,
+            store,
+            recorder: recorder.clone(),
+            roles: config
+                .agencies
+                .iter()
+                .map(|a| (a.id.clone(), a.roles.clone()))
+                .collect(),
+            consents: crate::bus::deliver::ConsentSource {
+                store: consents.store.clone(),
+                timeout: consents.timeout,
+            },
+            timeout: config.bus.timeout,
+            ack_deadline: config.bus.ack_deadline,
+            max_in_flight: config.bus.max_in_flight,
+        },
+    ))
+}
+
+/// Opens the node's audit log with its keys (created on first start).
+fn open_audit(config: &Config) -> Result<crate::audit::record::Recorder, StartError> {
+    use crate::audit::{keys, AuditLog, LogOptions};
+    let origin = format!("{}/jisr/{}", config.node.trust_domain, config.node.id);
+    let key = &config.audit.signing_key;
+    if !key.exists() && config.audit.dir.join("checkpoint").exists() {
+        // A new key could never sign checkpoints consistent with the old ones.
+        return Err(crate::audit::AuditError::Key {
+            path: key.clone(),
+            what: format!(
+                "the key is missing but the log in {} has signed checkpoints; restore the node's signing key (do not create a new one for an existing log)",
+                config.audit.dir.display()
+            ),
+        }
+        .into());
+    }
+    let signer = keys::load_or_create_signer(&config.audit.signing_key, &origin)?;
+    let pseudonyms = keys::Pseudonymizer::load_or_create(&config.audit.pseudonym_key)?;
+    let log = AuditLog::open(LogOptions {
+        dir: config.audit.dir.clone(),
+        signer,
+        records_per_segment: crate::audit::log::RECORDS_PER_SEGMENT,
+        checkpoint_interval: config.audit.checkpoint_interval,
+    })?;
+    Ok(crate::audit::record::Recorder {
+        log: Arc::new(log),
+        pseudonyms,
+        node: config.node.id.to_string(),
+    })
+}
