@@ -19,21 +19,31 @@ pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "
 /// Default of `audit.checkpoint_interval_ms`.
 const DEFAULT_CHECKPOINT_INTERVAL_MS: i64 = 1000;
 
+/// A file named by `key` in section `s`, relative to `base`, or `default`
+/// there when the section or the key is absent.
+fn file_or_default(
+    ctx: &mut Ctx,
+    s: Option<&Section<'_, '_>>,
+    base: &Path,
+    key: &str,
+    default: &str,
+) -> Option<PathBuf> {
+    match s {
+        Some(s) if s.table.get(key).is_some() => {
+            let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
+            non_empty_path(ctx, s, key, &value, base)
+        }
+        _ => Some(resolve(base, default)),
+    }
+}
+
 /// `[audit]`, or its defaults when the section is absent.
 pub(super) fn audit(
     ctx: &mut Ctx,
     s: Option<&Section<'_, '_>>,
     base: &Path,
 ) -> Option<AuditConfig> {
-    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
-        match s {
-            Some(s) if s.table.get(key).is_some() => {
-                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
-                non_empty_path(ctx, s, key, &value, base)
-            }
-            _ => Some(resolve(base, default)),
-        }
-    };
+    let mut file = |key: &str, default: &str| file_or_default(ctx, s, base, key, default);
     let dir = file("dir", "audit");
     let signing_key = file("signing_key", "audit-signing.key");
     let pseudonym_key = file("pseudonym_key", "pseudonym.key");
@@ -61,15 +71,7 @@ pub(super) fn consent(
     s: Option<&Section<'_, '_>>,
     base: &Path,
 ) -> Option<ConsentConfig> {
-    let mut file = |key: &str, default: &str| -> Option<PathBuf> {
-        match s {
-            Some(s) if s.table.get(key).is_some() => {
-                let value = s.req_str(ctx, key, &format!("\"{default}\""))?;
-                non_empty_path(ctx, s, key, &value, base)
-            }
-            _ => Some(resolve(base, default)),
-        }
-    };
+    let mut file = |key: &str, default: &str| file_or_default(ctx, s, base, key, default);
     let path = file("path", "consents.redb");
     let signing_key = file("signing_key", "consent-signing.key");
     let redis_url = match s {
