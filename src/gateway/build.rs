@@ -21,7 +21,7 @@ impl Gateway {
         let metrics = metrics(config);
         let prepared = Routing::prepare(config, None, &metrics)?;
         let recorder = open_audit(config)?;
-        let (consents, redis) = open_consents(config).await?;
+        let (consents, redis) = open_consents(config, &recorder.pseudonyms).await?;
         // Reports SERVING for "" from the start.
         let (health, _) = tonic_health::server::health_reporter();
         let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
@@ -137,10 +137,11 @@ fn readiness(
 }
 
 /// Opens the consent store: Redis when configured (shared by replicas; its
-/// connection is returned apart for shared rate limits), else the embedded
-/// one.
+/// connection is returned apart for shared rate limits; consents sealed
+/// under the pseudonym key every replica shares), else the embedded one.
 async fn open_consents(
     config: &Config,
+    pseudonyms: &crate::audit::keys::Pseudonymizer,
 ) -> Result<(exchange::Consents, Option<crate::redis::Shared>), StartError> {
     use crate::consent::{
         store::embedded::EmbeddedConsentStore, store::redis::RedisConsentStore, ConsentStore,
@@ -148,7 +149,7 @@ async fn open_consents(
     let timeout = config.consent.timeout;
     let (store, redis): (Arc<dyn ConsentStore>, _) = match &config.consent.redis_url {
         Some(url) => {
-            let redis = RedisConsentStore::open(url, timeout).await?;
+            let redis = RedisConsentStore::open(url, timeout, pseudonyms.clone()).await?;
             let shared = redis.shared().clone();
             (Arc::new(redis), Some(shared))
         }

@@ -56,15 +56,17 @@ async fn answer(telemetry: &Telemetry, request: Request<Incoming>) -> Response<F
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
             let checks = telemetry.ready().check().await;
-            let ready = checks.iter().all(|c| c.ok);
+            let ready = super::ready::is_ready(&checks);
             let mut body = String::from(if ready { "ready\n" } else { "not ready\n" });
             for c in &checks {
-                body.push_str(&format!(
-                    "{} {}: {}\n",
-                    if c.ok { "ok  " } else { "FAIL" },
-                    c.name,
-                    c.detail
-                ));
+                // DOWN: a check the node stays ready without, which only
+                // narrows what it serves (the detail says what).
+                let mark = match (c.ok, c.needed) {
+                    (true, _) => "ok  ",
+                    (false, true) => "FAIL",
+                    (false, false) => "DOWN",
+                };
+                body.push_str(&format!("{mark} {}: {}\n", c.name, c.detail));
             }
             let status = if ready {
                 StatusCode::OK
@@ -74,8 +76,8 @@ async fn answer(telemetry: &Telemetry, request: Request<Incoming>) -> Response<F
             text(status, body)
         }
         "/metrics" => {
-            let ready = telemetry.ready().check().await.iter().all(|c| c.ok);
-            let body = telemetry.prometheus(ready);
+            let checks = telemetry.ready().check().await;
+            let body = telemetry.prometheus(&checks);
             let mut response = text(StatusCode::OK, body);
             response.headers_mut().insert(
                 http::header::CONTENT_TYPE,

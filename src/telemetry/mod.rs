@@ -92,10 +92,18 @@ impl Telemetry {
         Some(trace::start(&otlp.tracer, method, headers))
     }
 
-    /// The Prometheus text of every metric.
-    pub fn prometheus(&self, ready: bool) -> String {
+    /// The Prometheus text of every metric, with readiness as `checks` found.
+    pub fn prometheus(&self, checks: &[ready::Check]) -> String {
         let audit = self.metrics.audit_stats().unwrap_or_default();
-        prometheus::render(&self.metrics, &audit, self.ready.audit_up().is_ok(), ready)
+        prometheus::render(
+            &self.metrics,
+            &audit,
+            self.ready.audit_up().is_ok(),
+            prometheus::Readiness {
+                ready: ready::is_ready(checks),
+                consent_store_up: ready::consent_store_up(checks),
+            },
+        )
     }
 
     /// Resolves to `true` once the node has shut down.

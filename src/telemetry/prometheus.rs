@@ -116,9 +116,23 @@ fn instance_lines(out: &mut String, stats: &[ProviderFigures]) {
     }
 }
 
+/// What `/readyz` found, for the gauges that show it.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    /// Whether the node is ready.
+    pub ready: bool,
+    /// Whether the shared consent store answers, when there is one.
+    pub consent_store_up: Option<bool>,
+}
+
 /// Renders every metric. `audit` is the audit writer's figures and whether
 /// the log still takes entries.
-pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: bool) -> String {
+pub fn render(
+    metrics: &Metrics,
+    audit: &WriterStats,
+    audit_up: bool,
+    readiness: Readiness,
+) -> String {
     let mut out = String::with_capacity(8 * 1024);
     exchange_lines(&mut out, metrics);
     latency_lines(&mut out, metrics);
@@ -134,7 +148,16 @@ pub fn render(metrics: &Metrics, audit: &WriterStats, audit_up: bool, ready: boo
         "gauge",
         "1 when /readyz answers ready.",
     );
-    let _ = writeln!(out, "jisr_ready {}", u8::from(ready));
+    let _ = writeln!(out, "jisr_ready {}", u8::from(readiness.ready));
+    if let Some(up) = readiness.consent_store_up {
+        header(
+            &mut out,
+            "jisr_consent_store_up",
+            "gauge",
+            "1 when the shared consent store (Redis) answers; at 0, calls and grants on a consent basis are refused with CONSENT_UNAVAILABLE.",
+        );
+        let _ = writeln!(out, "jisr_consent_store_up {}", u8::from(up));
+    }
     out
 }
 
@@ -363,7 +386,11 @@ mod tests {
             Some(Reason::AccessDenied),
             Duration::from_micros(300),
         );
-        let text = render(&m, &WriterStats::default(), true, true);
+        let readiness = Readiness {
+            ready: true,
+            consent_store_up: Some(false),
+        };
+        let text = render(&m, &WriterStats::default(), true, readiness);
         assert!(text.contains(
             "jisr_exchanges_total{consumer=\"tax\",provider=\"health\",method=\"ma.health.v1.HealthRecords/GetVaccinationRecord\",outcome=\"refused\",reason=\"ACCESS_DENIED\"} 1"
         ), "{text}");
@@ -374,5 +401,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("jisr_audit_up 1"), "{text}");
+        assert!(text.contains("\njisr_ready 1\n"), "{text}");
+        assert!(text.contains("\njisr_consent_store_up 0\n"), "{text}");
     }
 }

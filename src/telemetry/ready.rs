@@ -1,6 +1,10 @@
 //! Readiness: the node takes traffic only when its certificate is valid,
-//! its catalogue has methods, its audit log takes entries and (when
-//! configured) Redis answers. Checked on each `/readyz` request.
+//! its catalogue has methods, its audit log takes entries and it is not
+//! draining. The shared consent store (Redis) is checked too but is not
+//! needed to be ready: without it the node still serves every law-based
+//! exchange, and refuses only what rests on consent (CONSENT_UNAVAILABLE);
+//! a load balancer that dropped every replica when Redis fails would refuse
+//! those too. Checked on each `/readyz` request.
 
 use super::view::Probe;
 use crate::audit::AuditLog;
@@ -18,8 +22,27 @@ pub struct Check {
     pub name: &'static str,
     /// Whether it passed.
     pub ok: bool,
+    /// Whether the node is not ready when it fails. A check that is not
+    /// needed (the consent store) only narrows what the node serves.
+    pub needed: bool,
     /// What was found, or what is wrong and what to do.
     pub detail: String,
+}
+
+/// The name of the consent store's check.
+pub const CONSENT_STORE: &str = "consent store";
+
+/// Whether the node is ready: every needed check passed.
+pub fn is_ready(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.ok || !c.needed)
+}
+
+/// Whether the consent store answered, when a shared one is checked.
+pub fn consent_store_up(checks: &[Check]) -> Option<bool> {
+    checks
+        .iter()
+        .find(|c| c.name == CONSENT_STORE)
+        .map(|c| c.ok)
 }
 
 /// What readiness looks at.
@@ -98,23 +121,13 @@ impl Readiness {
         checks.push(catalogue_check(methods));
         checks.push(self.audit_check());
         if let Some(store) = &self.redis {
-            checks.push(match store.probe().await {
-                Ok(()) => Check {
-                    name: "redis",
-                    ok: true,
-                    detail: "answers".into(),
-                },
-                Err(detail) => Check {
-                    name: "redis",
-                    ok: false,
-                    detail,
-                },
-            });
+            checks.push(consent_store_check(store.probe().await));
         }
         if self.draining.load(Ordering::Relaxed) {
             checks.push(Check {
                 name: "serving",
                 ok: false,
+                needed: true,
                 detail: "the node is shutting down".into(),
             });
         }
@@ -126,16 +139,38 @@ impl Readiness {
             Ok(()) => Check {
                 name: "audit",
                 ok: true,
+                needed: true,
                 detail: format!("{} entries", self.audit.size()),
             },
             Err(why) => Check {
                 name: "audit",
                 ok: false,
+                needed: true,
                 detail: format!(
                     "the audit log stopped: {why}; the node releases no data until restarted"
                 ),
             },
         }
+    }
+}
+
+/// The shared consent store's state and what the node serves because of it.
+fn consent_store_check(probe: Result<(), String>) -> Check {
+    match probe {
+        Ok(()) => Check {
+            name: CONSENT_STORE,
+            ok: true,
+            needed: false,
+            detail: "answers; calls and grants on a consent basis are served".into(),
+        },
+        Err(why) => Check {
+            name: CONSENT_STORE,
+            ok: false,
+            needed: false,
+            detail: format!(
+                "calls and grants on a consent basis are refused (CONSENT_UNAVAILABLE); law-based exchanges are served; {why}"
+            ),
+        },
     }
 }
 
@@ -145,6 +180,7 @@ fn certificate_check(cert: &Result<(i64, i64), String>, now: i64) -> Check {
         Ok((from, until)) if (*from..=*until).contains(&now) => Check {
             name: "certificates",
             ok: true,
+            needed: true,
             detail: format!(
                 "node certificate valid for {} more day(s)",
                 (until - now) / 86_400
@@ -153,17 +189,20 @@ fn certificate_check(cert: &Result<(i64, i64), String>, now: i64) -> Check {
         Ok((from, _)) if now < *from => Check {
             name: "certificates",
             ok: false,
+            needed: true,
             detail: "the node certificate is not valid yet; check the clock or the certificate"
                 .into(),
         },
         Ok(_) => Check {
             name: "certificates",
             ok: false,
+            needed: true,
             detail: "the node certificate has expired; install a renewed one and restart".into(),
         },
         Err(e) => Check {
             name: "certificates",
             ok: false,
+            needed: true,
             detail: e.clone(),
         },
     }
@@ -173,6 +212,7 @@ fn catalogue_check(methods: usize) -> Check {
     Check {
         name: "catalogue",
         ok: methods > 0,
+        needed: true,
         detail: if methods > 0 {
             format!("{methods} method(s) routable")
         } else {
@@ -192,4 +232,32 @@ fn validity(path: &Path) -> Result<(i64, i64), String> {
         .map_err(|e| format!("the node certificate {} is not X.509: {e}", path.display()))?;
     let v = cert.validity();
     Ok((v.not_before.timestamp(), v.not_after.timestamp()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consent_store_down_narrows_what_is_served_but_an_expired_certificate_stops_all() {
+        let now = 10 * 86_400;
+        let valid = certificate_check(&Ok((0, 20 * 86_400)), now);
+        let store_down = consent_store_check(Err("connection refused".into()));
+        let checks = vec![valid, catalogue_check(3), store_down.clone()];
+        assert!(is_ready(&checks));
+        assert_eq!(consent_store_up(&checks), Some(false));
+        assert!(
+            store_down.detail.starts_with(
+                "calls and grants on a consent basis are refused (CONSENT_UNAVAILABLE); law-based exchanges are served; connection refused"
+            ),
+            "{}",
+            store_down.detail
+        );
+
+        let expired = certificate_check(&Ok((0, 86_400)), now);
+        assert!(expired.detail.contains("expired"), "{}", expired.detail);
+        assert!(!is_ready(&[expired, catalogue_check(3)]));
+        assert!(!is_ready(&[catalogue_check(0)]));
+        assert_eq!(consent_store_up(&[catalogue_check(3)]), None);
+    }
 }

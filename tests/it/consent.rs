@@ -12,7 +12,7 @@ use prost::Message as _;
 use std::time::Duration;
 use tonic::Code;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+pub(crate) const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// Purposes whose rules rest on consent.
 pub(crate) const CONSENT_RULES: &str = r#"
@@ -31,7 +31,7 @@ purposes = ["school-enrolment", "school-grant"]
 basis = "consent"
 "#;
 
-fn birth(citizen: &str) -> Vec<u8> {
+pub(crate) fn birth(citizen: &str) -> Vec<u8> {
     GetBirthRecordRequest {
         citizen_id: citizen.into(),
     }
@@ -73,11 +73,11 @@ impl Replicas {
     }
 }
 
-async fn portal(addr: &str, pki: &Pki) -> ConsentsClient<tonic::transport::Channel> {
+pub(crate) async fn portal(addr: &str, pki: &Pki) -> ConsentsClient<tonic::transport::Channel> {
     ConsentsClient::new(channel(addr, &pki.files("portal")).await.unwrap())
 }
 
-async fn grant(
+pub(crate) async fn grant(
     client: &mut ConsentsClient<tonic::transport::Channel>,
     subject: &str,
     purpose: &str,
@@ -104,7 +104,7 @@ async fn grant(
     signed.decoded.unwrap().id
 }
 
-fn call<'a>(purpose: &str, citizen: &str, consent: Option<&str>) -> RawCall<'a> {
+pub(crate) fn call<'a>(purpose: &str, citizen: &str, consent: Option<&str>) -> RawCall<'a> {
     let call = RawCall::new(BIRTH, birth(citizen), purpose);
     match consent {
         Some(id) => call.with("jisr-consent", id),
@@ -112,7 +112,10 @@ fn call<'a>(purpose: &str, citizen: &str, consent: Option<&str>) -> RawCall<'a> 
     }
 }
 
-async fn reason_of(client: &tonic::transport::Channel, c: RawCall<'_>) -> (Code, String) {
+pub(crate) async fn reason_of(
+    client: &tonic::transport::Channel,
+    c: RawCall<'_>,
+) -> (Code, String) {
     let (code, reason, _) = framed_status(call_raw(client, c).await);
     (code, reason)
 }

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jisr::audit::keys::Pseudonymizer;
 use jisr::consent::store::redis::RedisConsentStore;
 use jisr::consent::{ConsentStore, StoreError, StoredConsent, UseOutcome};
 use jisr::proto::jisr::consent::v1::Consent;
@@ -85,6 +86,11 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The redis-server's process id (to freeze it with SIGSTOP).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server runs").id()
+    }
+
     pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -154,8 +160,13 @@ fn consent(id: &str, subject: &str, recorded: i64, max_uses: u32) -> StoredConse
     }
 }
 
+/// The pseudonym key the test's replicas share, as `[audit] pseudonym_key`.
+fn shared_key() -> Pseudonymizer {
+    Pseudonymizer::new(&[9; 32])
+}
+
 async fn connect(url: &str) -> RedisConsentStore {
-    RedisConsentStore::connect_with_timeout(url, TIMEOUT)
+    RedisConsentStore::connect_with_timeout(url, TIMEOUT, shared_key())
         .await
         .unwrap_or_else(|e| panic!("connect to {url}: {e}"))
 }
@@ -264,6 +275,44 @@ async fn a_revocation_through_one_replica_is_seen_by_the_other_at_once() {
         a.use_once("shared").await.unwrap(),
         UseOutcome::Revoked(_)
     ));
+}
+
+/// A replica with another pseudonym key cannot read what the others
+/// sealed: every read fails with the cause named, nothing is changed, and the
+/// replicas with the shared key still read it.
+#[tokio::test]
+async fn a_replica_with_another_pseudonym_key_fails_closed_naming_the_cause() {
+    let redis = Redis::start();
+    let good = connect(&redis.url()).await;
+    let stray = RedisConsentStore::connect_with_timeout(
+        &redis.url(),
+        TIMEOUT,
+        Pseudonymizer::new(&[3; 32]),
+    )
+    .await
+    .unwrap();
+    good.put(consent("sealed", "AB123456", 1, 2)).await.unwrap();
+    let undecryptable = |e: StoreError| {
+        assert!(
+            matches!(e, StoreError::Undecryptable(ref id) if id == "sealed"),
+            "{e:?}"
+        );
+        assert!(
+            e.to_string()
+                .contains("every replica must share `[audit] pseudonym_key`"),
+            "{e}"
+        );
+    };
+    undecryptable(stray.get("sealed").await.unwrap_err());
+    // Called directly, the script counts the use before this node finds it
+    // cannot open the consent; a gateway reads (`get`) first and so never
+    // gets that far with a stray key.
+    undecryptable(stray.use_once("sealed").await.unwrap_err());
+    // Its index is under another pseudonym: it finds nothing, reads nothing.
+    assert!(stray.list_by_subject("AB123456").await.unwrap().is_empty());
+    let seen = good.get("sealed").await.unwrap().unwrap();
+    assert_eq!((seen.uses, seen.revoked_unix_micros), (1, 0));
+    assert_eq!(seen.consent.subject, "AB123456");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,9 +493,13 @@ impl Cluster {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_store_does_every_operation() {
     let cluster = Cluster::start();
-    let store = RedisConsentStore::connect_with_timeout(&cluster.url(), Duration::from_secs(1))
-        .await
-        .unwrap_or_else(|e| panic!("connect to the cluster: {e}"));
+    let store = RedisConsentStore::connect_with_timeout(
+        &cluster.url(),
+        Duration::from_secs(1),
+        shared_key(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("connect to the cluster: {e}"));
     // Several tags put the consents in different slots, on different nodes.
     for tag in ["k1", "k2", "k3", "k4"] {
         exercise(&store, tag).await;
@@ -457,9 +510,13 @@ async fn redis_cluster_store_does_every_operation() {
         "the consents all landed on one node: the test does not cover slots"
     );
     // A second replica on the cluster sees the first one's revocation.
-    let other = RedisConsentStore::connect_with_timeout(&cluster.url(), Duration::from_secs(1))
-        .await
-        .unwrap();
+    let other = RedisConsentStore::connect_with_timeout(
+        &cluster.url(),
+        Duration::from_secs(1),
+        shared_key(),
+    )
+    .await
+    .unwrap();
     store.put(consent("c-shared", "AB1", 1, 0)).await.unwrap();
     store.revoke("c-shared", 9).await.unwrap();
     assert!(matches!(

@@ -14,6 +14,7 @@ mod certificates;
 mod cli;
 mod consent;
 mod consent_cli;
+mod consent_redis;
 mod consent_store;
 mod lifecycle;
 mod refusals;

@@ -141,31 +141,60 @@ async fn health_and_readiness_say_what_they_checked() {
     assert!(body.contains("/metrics, /healthz and /readyz"), "{body}");
 }
 
+/// The consent store's Redis down narrows what the node serves but does not
+/// make it unready: law-based exchanges keep flowing (a load balancer that
+/// dropped every replica would refuse those too). Changed in issue 16: a
+/// Redis down used to answer 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_redis() {
+    use crate::consent::{call, grant, portal, reason_of};
+    use crate::consent_redis::{consent_gateway, law_based};
     let mut redis = crate::consent_store::Redis::start();
-    let pki = Pki::new();
-    let up = Upstreams {
-        civil_status: "127.0.0.1:9".into(),
-        tax: "127.0.0.1:9".into(),
-        health: "127.0.0.1:9".into(),
-    };
-    let config = format!(
-        "{}\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\ntimeout_ms = 200\n",
-        gateway_config(&pki, &up, "", ""),
-        redis.port
-    );
-    let (gw, _addr) = start_gateway(&pki, "gateway", &config);
+    let (pki, gw, addr, _echos) = consent_gateway(&redis.url()).await;
     let admin = gw.admin.clone();
     let (status, body) = admin::get(&admin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("ok   redis: answers"), "{body}");
+    assert!(body.contains("ok   consent store: answers"), "{body}");
+    admin::wait_metric(&admin, "jisr_consent_store_up 1").await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let mut portal = portal(&addr, &pki).await;
+    let hour = Duration::from_secs(3600);
+    let id = grant(&mut portal, "AB123456", "school-enrolment", 0, hour).await;
+
     redis.kill();
     let (status, body) = admin::get(&admin, "/readyz").await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.starts_with("not ready\n"), "{body}");
-    assert!(body.contains("FAIL redis: "), "{body}");
-    admin::wait_metric(&admin, "jisr_ready 0").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ready\n"), "{body}");
+    assert!(
+        body.contains("DOWN consent store: calls and grants on a consent basis are refused (CONSENT_UNAVAILABLE); law-based exchanges are served; "),
+        "{body}"
+    );
+    admin::wait_metric(&admin, "jisr_consent_store_up 0").await;
+    let (_, metrics) = admin::get(&admin, "/metrics").await;
+    assert!(metrics.contains("\njisr_ready 1\n"), "{metrics}");
+    call_raw(&education, law_based())
+        .await
+        .expect("a law-based call with Redis down");
+    assert_eq!(
+        reason_of(&education, call("school-enrolment", "AB123456", Some(&id))).await,
+        (tonic::Code::Unavailable, "CONSENT_UNAVAILABLE".into())
+    );
+
+    redis.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = admin::get(&admin, "/readyz").await;
+        assert_eq!(status, 200, "{body}");
+        if body.contains("ok   consent store: answers") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consent check did not come back up:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    admin::wait_metric(&admin, "jisr_consent_store_up 1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -52,6 +52,10 @@ pub enum StoreError {
         /// What is wrong.
         what: String,
     },
+    /// A consent in Redis sealed under another pseudonym key than this
+    /// node's: the replicas do not share `[audit] pseudonym_key`.
+    #[error("the consent `{0}` in Redis cannot be decrypted with this node's pseudonym key: every replica must share `[audit] pseudonym_key`")]
+    Undecryptable(String),
     /// `put` of an id that exists.
     #[error("a consent with id `{0}` already exists")]
     Exists(String),
@@ -83,8 +87,9 @@ pub trait ConsentStore: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// sha256 of a citizen id: how both stores key a subject's consents, so the
-/// id itself is never a key in clear.
+/// sha256 of a citizen id: how the embedded store (a local file) keys a
+/// subject's consents, so the id itself is never a key in clear. The Redis
+/// store, shared over the network, uses the keyed pseudonym instead.
 fn subject_digest(subject: &str) -> [u8; 32] {
     Sha256::digest(subject.as_bytes()).into()
 }

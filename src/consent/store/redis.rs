@@ -2,11 +2,12 @@
 //! through a Redis server or a Redis Cluster.
 //!
 //! Keys carry a hash tag so that everything about one consent lives in one
-//! slot: `jisr:consent:{<id>}` is a hash (`data`: the signed encoding, `sig`,
-//! `revoked_at`, `uses`, and `max_uses` copied from the consent for the
-//! script), and `jisr:subject:{<hex sha256(subject)>}` is a sorted set of the
-//! citizen's consent ids scored by recording time, so the citizen id is never
-//! a key in clear.
+//! slot: `jisr:consent:{<id>}` is a hash (`data`: the signed encoding, sealed
+//! (see `seal`), `sig`, `revoked_at`, `uses`, and `max_uses` copied from the
+//! consent for the script), and `jisr:subject:{<hex pseudonym(subject)>}` is
+//! a sorted set of the citizen's consent ids scored by recording time. The
+//! citizen id is so in Redis neither in clear nor as a hash anyone could
+//! compute from a guessed id: both need the operator's pseudonym key.
 //!
 //! Nothing is cached: every call reads Redis, so a revocation made through
 //! one replica is seen by every replica on its next call. `put`, `revoke` and
@@ -17,15 +18,19 @@
 //! by itself, so the same store works again once Redis is back.
 
 mod scripts;
+pub mod seal;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::RedisResult;
 
-use super::{check_new, subject_digest};
+use super::check_new;
 use super::{ConsentStore, StoreError, StoreFuture, StoredConsent, UseOutcome};
+use crate::audit::keys::Pseudonymizer;
 use crate::redis::Shared;
 use scripts::{FIELDS, PUT, REVOKE, USE_ONCE};
+use seal::Sealer;
 
 /// How long an operation may take by default before it is refused.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(250);
@@ -36,6 +41,8 @@ pub struct RedisConsentStore {
     /// Connected on first use, then reconnecting by itself; shared with the
     /// gateway's shared rate limits, so they open no connection of their own.
     redis: Shared,
+    /// Seals consents and names subjects under the node's pseudonym key.
+    sealer: Arc<Sealer>,
 }
 
 impl std::fmt::Debug for RedisConsentStore {
@@ -49,17 +56,23 @@ impl std::fmt::Debug for RedisConsentStore {
 
 impl RedisConsentStore {
     /// Connects with [`DEFAULT_TIMEOUT`]; see [`Self::connect_with_timeout`].
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        Self::connect_with_timeout(url, DEFAULT_TIMEOUT).await
+    pub async fn connect(url: &str, pseudonyms: Pseudonymizer) -> Result<Self, StoreError> {
+        Self::connect_with_timeout(url, DEFAULT_TIMEOUT, pseudonyms).await
     }
 
     /// Connects to `redis://host:port[/db]`, or to a cluster named as
     /// `redis+cluster://[user:password@]h1:p1,h2:p2,…` or as a
     /// comma-separated list of `redis://` URLs. Fails if Redis cannot be
     /// reached now, so a wrong URL shows at once; once connected, the store
-    /// reconnects by itself. `timeout` bounds every operation.
-    pub async fn connect_with_timeout(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let store = Self::new(url, timeout)?;
+    /// reconnects by itself. `timeout` bounds every operation. `pseudonyms`
+    /// holds the operator's pseudonym key, which every replica shares: what
+    /// one replica seals, the others open.
+    pub async fn connect_with_timeout(
+        url: &str,
+        timeout: Duration,
+        pseudonyms: Pseudonymizer,
+    ) -> Result<Self, StoreError> {
+        let store = Self::new(url, timeout, pseudonyms)?;
         store.redis.connection().await.map_err(unavailable)?;
         Ok(store)
     }
@@ -70,8 +83,12 @@ impl RedisConsentStore {
     /// with CONSENT_UNAVAILABLE). A gateway replica can so start before Redis
     /// and serve the calls that need no consent meanwhile. A URL that cannot
     /// name a Redis at all is still an error.
-    pub async fn open(url: &str, timeout: Duration) -> Result<Self, StoreError> {
-        let store = Self::new(url, timeout)?;
+    pub async fn open(
+        url: &str,
+        timeout: Duration,
+        pseudonyms: Pseudonymizer,
+    ) -> Result<Self, StoreError> {
+        let store = Self::new(url, timeout, pseudonyms)?;
         if let Err(e) = store.redis.connection().await.map_err(unavailable) {
             tracing::warn!(
                 error = %e,
@@ -81,7 +98,7 @@ impl RedisConsentStore {
         Ok(store)
     }
 
-    fn new(url: &str, timeout: Duration) -> Result<Self, StoreError> {
+    fn new(url: &str, timeout: Duration, pseudonyms: Pseudonymizer) -> Result<Self, StoreError> {
         let redis = Shared::new(url, timeout, "consent store");
         redis.check_url().map_err(|e| {
             StoreError::Unavailable(format!(
@@ -89,7 +106,10 @@ impl RedisConsentStore {
                 redis.address()
             ))
         })?;
-        Ok(Self { redis })
+        Ok(Self {
+            redis,
+            sealer: Arc::new(Sealer::new(pseudonyms)),
+        })
     }
 
     /// The store's address, without credentials.
@@ -105,9 +125,11 @@ impl RedisConsentStore {
 
     async fn put_consent(&self, consent: StoredConsent) -> Result<(), StoreError> {
         check_new(&consent)?;
-        // The script runs in a `move` block: it takes references.
-        let consent = &consent;
         let c = &consent.consent;
+        let data = self.sealer.seal(&c.id, &consent.encoded)?;
+        let subject = subject_key(&self.sealer, &c.subject);
+        // The script runs in a `move` block: it takes references.
+        let (data, subject, signature) = (&data, &subject, &consent.signature);
         let stored: i64 = self
             .redis
             .call("store a consent", |mut conn| async move {
@@ -116,15 +138,15 @@ impl RedisConsentStore {
                 // than a consent its citizen cannot list. NX keeps the score
                 // of an existing entry.
                 let _: i64 = redis::cmd("ZADD")
-                    .arg(subject_key(&c.subject))
+                    .arg(subject)
                     .arg("NX")
                     .arg(c.recorded_unix_micros as f64)
                     .arg(&c.id)
                     .query_async(&mut conn)
                     .await?;
                 PUT.key(consent_key(&c.id))
-                    .arg(consent.encoded.as_slice())
-                    .arg(consent.signature.as_slice())
+                    .arg(data.as_slice())
+                    .arg(signature.as_slice())
                     .arg(c.max_uses)
                     .invoke_async(&mut conn)
                     .await
@@ -152,7 +174,7 @@ impl RedisConsentStore {
         if fields.first().is_none_or(Option::is_none) {
             return Ok(None);
         }
-        scripts::stored(id, fields).map(Some)
+        scripts::stored(&self.sealer, id, fields).map(Some)
     }
 
     async fn revoke_consent(&self, id: &str, at: i64) -> Result<Option<StoredConsent>, StoreError> {
@@ -169,7 +191,9 @@ impl RedisConsentStore {
             })
             .await
             .map_err(unavailable)?;
-        fields.map(|f| scripts::stored(id, f)).transpose()
+        fields
+            .map(|f| scripts::stored(&self.sealer, id, f))
+            .transpose()
     }
 
     async fn use_consent(&self, id: &str) -> Result<UseOutcome, StoreError> {
@@ -180,15 +204,16 @@ impl RedisConsentStore {
             })
             .await
             .map_err(unavailable)?;
-        scripts::use_outcome(id, reply)
+        scripts::use_outcome(&self.sealer, id, reply)
     }
 
     async fn list_consents(&self, subject: &str) -> Result<Vec<StoredConsent>, StoreError> {
+        let index = &subject_key(&self.sealer, subject);
         let rows = self
             .redis
             .call("list a citizen's consents", |mut conn| async move {
                 let ids: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(subject_key(subject))
+                    .arg(index)
                     .arg(0)
                     .arg(-1)
                     .query_async(&mut conn)
@@ -215,7 +240,7 @@ impl RedisConsentStore {
             if fields.first().is_none_or(Option::is_none) {
                 continue; // an index entry whose put did not complete
             }
-            let stored = scripts::stored(&id, fields)?;
+            let stored = scripts::stored(&self.sealer, &id, fields)?;
             // Guards against an index entry left by a refused put of a
             // reused id: the consent must be this citizen's.
             if stored.consent.subject == subject {
@@ -270,11 +295,7 @@ fn consent_key(id: &str) -> String {
     format!("jisr:consent:{{{id}}}")
 }
 
-/// The sorted set of a citizen's consent ids, under the digest of their id.
-fn subject_key(subject: &str) -> String {
-    let hex: String = subject_digest(subject)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("jisr:subject:{{{hex}}}")
+/// The sorted set of a citizen's consent ids, under their keyed pseudonym.
+fn subject_key(sealer: &Sealer, subject: &str) -> String {
+    format!("jisr:subject:{{{}}}", sealer.subject_name(subject))
 }

@@ -158,7 +158,12 @@ impl Target {
     }
 
     async fn redis_rows(&self, url: &str, count: u64) -> anyhow::Result<Vec<Row>> {
-        let redis = RedisConsentStore::connect_with_timeout(url, Duration::from_secs(2)).await?;
+        // The bench's consents are its own and read back by itself only: a
+        // throwaway pseudonym key seals them as a node's would.
+        let pseudonyms = crate::audit::keys::Pseudonymizer::new(&rand::random());
+        let redis =
+            RedisConsentStore::connect_with_timeout(url, Duration::from_secs(2), pseudonyms)
+                .await?;
         Ok(vec![
             self.measure("redis, unlimited (HMGET)", &redis, 0, count)
                 .await?,

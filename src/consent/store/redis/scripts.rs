@@ -13,13 +13,14 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
+use super::seal::Sealer;
 use crate::consent::store::assemble;
 use crate::consent::store::{StoreError, StoredConsent, UseOutcome};
 
 /// The fields of a consent's hash, in the order the scripts return them.
 pub(super) const FIELDS: [&str; 4] = ["data", "sig", "revoked_at", "uses"];
 
-/// KEYS[1] consent hash; ARGV data, sig, max_uses. 1 if stored, 0 if the id
+/// KEYS[1] consent hash; ARGV sealed data, sig, max_uses. 1 if stored, 0 if the id
 /// exists.
 pub(super) static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -67,8 +68,13 @@ return {'counted', v[1], v[2], v[3], tostring(uses)}
     )
 });
 
-/// A consent from the four [`FIELDS`] as read from its hash.
-pub(super) fn stored(id: &str, fields: Vec<Option<Vec<u8>>>) -> Result<StoredConsent, StoreError> {
+/// A consent from the four [`FIELDS`] as read from its hash, its `data`
+/// opened with the node's sealer.
+pub(super) fn stored(
+    sealer: &Sealer,
+    id: &str,
+    fields: Vec<Option<Vec<u8>>>,
+) -> Result<StoredConsent, StoreError> {
     let damaged = |what: String| StoreError::Damaged {
         id: id.to_owned(),
         what,
@@ -77,7 +83,7 @@ pub(super) fn stored(id: &str, fields: Vec<Option<Vec<u8>>>) -> Result<StoredCon
         .try_into()
         .map_err(|v: Vec<_>| damaged(format!("Redis returned {} fields, not 4", v.len())))?;
     let missing = |name: &str| damaged(format!("its hash has no `{name}` field"));
-    let data = data.ok_or_else(|| missing("data"))?;
+    let data = sealer.open(id, &data.ok_or_else(|| missing("data"))?)?;
     let sig = sig.ok_or_else(|| missing("sig"))?;
     let revoked = number(
         id,
@@ -91,6 +97,7 @@ pub(super) fn stored(id: &str, fields: Vec<Option<Vec<u8>>>) -> Result<StoredCon
 
 /// The reply of [`USE_ONCE`].
 pub(super) fn use_outcome(
+    sealer: &Sealer,
     id: &str,
     mut reply: Vec<Option<Vec<u8>>>,
 ) -> Result<UseOutcome, StoreError> {
@@ -103,9 +110,9 @@ pub(super) fn use_outcome(
     let outcome = reply.remove(0).unwrap_or_default();
     match outcome.as_slice() {
         b"unknown" => Ok(UseOutcome::Unknown),
-        b"counted" => Ok(UseOutcome::Counted(stored(id, reply)?)),
-        b"revoked" => Ok(UseOutcome::Revoked(stored(id, reply)?)),
-        b"exhausted" => Ok(UseOutcome::Exhausted(stored(id, reply)?)),
+        b"counted" => Ok(UseOutcome::Counted(stored(sealer, id, reply)?)),
+        b"revoked" => Ok(UseOutcome::Revoked(stored(sealer, id, reply)?)),
+        b"exhausted" => Ok(UseOutcome::Exhausted(stored(sealer, id, reply)?)),
         other => Err(StoreError::Damaged {
             id: id.to_owned(),
             what: format!(
