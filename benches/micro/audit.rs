@@ -136,6 +136,7 @@ fn durable(c: &mut Criterion, pseudonyms: &Pseudonymizer) {
                 signer: NoteSigner::generate("bench.example/jisr/gw-1").expect("a signing key"),
                 records_per_segment: jisr::audit::log::RECORDS_PER_SEGMENT,
                 checkpoint_interval: Duration::from_secs(1),
+                archive_dir: None,
             })
             .expect("the audit log opens"),
         );

@@ -16,6 +16,7 @@ fn options(dir: &Path, signer: &NoteSigner, rps: u64) -> LogOptions {
         signer: NoteSigner::from_secret_text(&signer.to_secret_text()).unwrap(),
         records_per_segment: rps,
         checkpoint_interval: Duration::from_millis(20),
+        archive_dir: None,
     }
 }
 

@@ -101,6 +101,8 @@ pub struct AuditConfig {
     pub pseudonym_key: PathBuf,
     /// How often a new checkpoint is signed while entries arrive (default 1 s).
     pub checkpoint_interval: Duration,
+    /// Where sealed segments and checkpoints are copied (none by default).
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// What an agency may do beyond calling services.

@@ -13,6 +13,7 @@ pub(super) const AUDIT_KEYS: &[&str] = &[
     "signing_key",
     "pseudonym_key",
     "checkpoint_interval_ms",
+    "archive_dir",
 ];
 pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "timeout_ms"];
 
@@ -56,13 +57,44 @@ pub(super) fn audit(
         ),
         None => Some(DEFAULT_CHECKPOINT_INTERVAL_MS),
     };
+    let archive_dir = match s {
+        Some(s) => archive_dir(ctx, s, base, dir.as_deref()),
+        None => Some(None),
+    };
     Some(AuditConfig {
+        archive_dir: archive_dir?,
         dir: dir?,
         signing_key: signing_key?,
         pseudonym_key: pseudonym_key?,
         // In 10..=60000 (checked by `bounded`), so the cast is lossless.
         checkpoint_interval: Duration::from_millis(interval? as u64),
     })
+}
+
+/// The optional `archive_dir`: `None` when wrong (and reported),
+/// `Some(None)` when absent.
+// The three states are real: wrong, absent (no archive), set.
+#[allow(clippy::option_option)]
+fn archive_dir(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    base: &Path,
+    dir: Option<&Path>,
+) -> Option<Option<PathBuf>> {
+    if s.table.get("archive_dir").is_none() {
+        return Some(None);
+    }
+    let value = s.req_str(ctx, "archive_dir", "\"/mnt/audit-archive/gw-1\"")?;
+    let path = non_empty_path(ctx, s, "archive_dir", &value, base)?;
+    if Some(path.as_path()) == dir {
+        ctx.error(
+            &value.span(),
+            format!("`archive_dir` in {} is the log directory itself", s.name),
+            "name a directory on another volume (or network storage), one per node",
+        );
+        return None;
+    }
+    Some(Some(path))
 }
 
 /// `[consent]`, or its defaults when the section is absent.

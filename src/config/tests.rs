@@ -576,3 +576,21 @@ fn telemetry_errors_are_located_with_a_fix() {
         "otlp_endpoint",
     );
 }
+
+#[test]
+fn audit_archive_dir_is_optional_relative_and_not_the_log_itself() {
+    let config = Config::from_toml(BASE, Path::new(FILE)).unwrap();
+    assert_eq!(config.audit.archive_dir, None);
+    let text = format!("{BASE}\n[audit]\narchive_dir = \"archive\"\n");
+    let config = Config::from_toml(&text, Path::new(FILE)).unwrap();
+    assert_eq!(
+        config.audit.archive_dir.as_deref(),
+        Some(Path::new("/etc/jisr/archive"))
+    );
+    one_error(
+        &format!("{BASE}\n[audit]\ndir = \"a\"\narchive_dir = \"a\"\n"),
+        31,
+        "is the log directory itself",
+        "another volume",
+    );
+}

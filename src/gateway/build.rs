@@ -214,6 +214,7 @@ fn open_audit(config: &Config) -> Result<crate::audit::record::Recorder, StartEr
         signer,
         records_per_segment: crate::audit::log::RECORDS_PER_SEGMENT,
         checkpoint_interval: config.audit.checkpoint_interval,
+        archive_dir: config.audit.archive_dir.clone(),
     })?;
     Ok(crate::audit::record::Recorder {
         log: Arc::new(log),

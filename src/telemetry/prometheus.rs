@@ -314,6 +314,35 @@ fn audit_lines(out: &mut String, audit: &WriterStats, up: bool) {
         &audit.fsync_micros,
         1e-6,
     );
+    if let Some(archive) = &audit.archive {
+        archive_lines(out, archive);
+    }
+}
+
+/// The audit archive's figures (only when `[audit] archive_dir` is set).
+fn archive_lines(out: &mut String, archive: &crate::audit::log::archive::ArchiveStats) {
+    header(
+        out,
+        "jisr_audit_archive_lag_segments",
+        "gauge",
+        "Full audit segments not yet copied to archive_dir (the tail segment, never archived until sealed, is not counted).",
+    );
+    let _ = writeln!(
+        out,
+        "jisr_audit_archive_lag_segments {}",
+        archive.lag_segments
+    );
+    header(
+        out,
+        "jisr_audit_archive_failures_total",
+        "counter",
+        "Audit archive copies that failed (each is retried; the log goes on).",
+    );
+    let _ = writeln!(
+        out,
+        "jisr_audit_archive_failures_total {}",
+        archive.failures
+    );
 }
 
 /// `+Inf`, `_sum` and `_count` of an hdrhistogram (its sum is estimated from
@@ -403,5 +432,26 @@ mod tests {
         assert!(text.contains("jisr_audit_up 1"), "{text}");
         assert!(text.contains("\njisr_ready 1\n"), "{text}");
         assert!(text.contains("\njisr_consent_store_up 0\n"), "{text}");
+        assert!(
+            !text.contains("jisr_audit_archive"),
+            "no archive, no archive metrics: {text}"
+        );
+        let audit = WriterStats {
+            archive: Some(crate::audit::log::archive::ArchiveStats {
+                lag_segments: 2,
+                failures: 3,
+                ..Default::default()
+            }),
+            ..WriterStats::default()
+        };
+        let text = render(&m, &audit, true, readiness);
+        assert!(
+            text.contains("jisr_audit_archive_lag_segments 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("jisr_audit_archive_failures_total 3\n"),
+            "{text}"
+        );
     }
 }

@@ -7,6 +7,7 @@
 // Items here are `pub` for sibling modules of this test binary only.
 #![allow(unreachable_pub)]
 
+mod archive;
 mod audit;
 mod bench;
 mod bus;

@@ -2,6 +2,7 @@
 //! signed checkpoint; then the read side (entries, proofs) that the audit
 //! API and `jisr audit` use while the writer appends.
 
+pub mod archive;
 pub(crate) mod files;
 pub(crate) mod hashes;
 mod queue;
@@ -12,6 +13,7 @@ mod storage;
 use crate::audit::merkle::{self, Hash};
 use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::AuditError;
+use archive::Archived;
 use files::SegmentFiles;
 use hashes::HashFile;
 use queue::{Queue, Request};
@@ -27,6 +29,8 @@ pub const FORMAT_FILE: &str = "FORMAT";
 
 /// Records per segment file in production.
 pub const RECORDS_PER_SEGMENT: u64 = 1 << 16;
+/// How long closing the log waits for the archive's last copy.
+const ARCHIVE_AT_CLOSE: Duration = Duration::from_secs(10);
 /// Appends waiting for the writer before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
@@ -41,6 +45,8 @@ pub struct LogOptions {
     pub records_per_segment: u64,
     /// How often to sign a checkpoint while entries arrive.
     pub checkpoint_interval: Duration,
+    /// Where sealed segments and checkpoints are copied, if anywhere.
+    pub archive_dir: Option<PathBuf>,
 }
 
 /// A checkpoint and its signed note text.
@@ -88,6 +94,8 @@ impl Shared {
 /// Counters of the writer's work.
 #[derive(Debug, Clone)]
 pub struct WriterStats {
+    /// The archive's figures, when there is one.
+    pub archive: Option<archive::ArchiveStats>,
     /// Batches committed (one fsync each, more at segment boundaries).
     pub batches: u64,
     /// Entries committed.
@@ -104,6 +112,7 @@ impl Default for WriterStats {
     fn default() -> Self {
         // Bounds cover 1 µs to 60 s and batches up to 1 M: construction cannot fail.
         Self {
+            archive: None,
             batches: 0,
             entries: 0,
             segment_bytes: 0,
@@ -122,6 +131,7 @@ pub struct AuditLog {
     tx: mpsc::Sender<Request>,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    archive: Option<archive::Handle>,
     _lock: File,
 }
 
@@ -162,7 +172,25 @@ impl AuditLog {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let files = SegmentFiles::open(shared.clone(), tail, cache)?;
-        let queue = Queue::new(shared.clone(), files, opts.signer, opts.checkpoint_interval);
+        let (archive, nudge) = match opts.archive_dir {
+            Some(to) if to == dir => {
+                return Err(AuditError::Unavailable(format!(
+                    "the archive directory {} is the log directory itself; name another volume",
+                    to.display()
+                )))
+            }
+            Some(to) => {
+                archive::Handle::start(shared.clone(), to).map(|(h, tx)| (Some(h), Some(tx)))?
+            }
+            None => (None, None),
+        };
+        let storage = Archived::new(files, shared.clone(), nudge);
+        let queue = Queue::new(
+            shared.clone(),
+            storage,
+            opts.signer,
+            opts.checkpoint_interval,
+        );
         let thread = std::thread::Builder::new()
             .name("jisr-audit".into())
             .spawn(move || queue::run(queue, rx))
@@ -172,6 +200,7 @@ impl AuditLog {
             tx,
             shared,
             thread: Mutex::new(Some(thread)),
+            archive,
             _lock: lock,
         })
     }
@@ -200,17 +229,28 @@ impl AuditLog {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        if let Some(archive) = &self.archive {
+            archive.finish(ARCHIVE_AT_CLOSE).await;
+        }
     }
 
     /// Stops the writer as a crash would: no flush, no final checkpoint;
     /// only what was acknowledged is on disk (and possibly more).
     #[cfg(test)]
     pub(super) fn crash(self) {
-        let Self { tx, thread, .. } = self;
+        let Self {
+            tx,
+            thread,
+            archive,
+            ..
+        } = self;
         drop(tx);
         let thread = thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = thread.join();
+        }
+        if let Some(archive) = archive {
+            archive.join();
         }
     }
 
@@ -226,11 +266,14 @@ impl AuditLog {
 
     /// The writer's counters so far.
     pub fn stats(&self) -> WriterStats {
-        self.shared
+        let mut stats = self
+            .shared
             .stats
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone();
+        stats.archive = self.archive.as_ref().map(archive::Handle::stats);
+        stats
     }
 
     /// The latest signed checkpoint.

@@ -126,6 +126,7 @@ fn open(dir: &Path) -> anyhow::Result<Arc<AuditLog>> {
         signer,
         records_per_segment: crate::audit::log::RECORDS_PER_SEGMENT,
         checkpoint_interval: Duration::from_secs(1),
+        archive_dir: None,
     })?))
 }
 

@@ -218,6 +218,22 @@ fn verify(dir: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
         println!("note: {note}");
     }
     match &report.latest {
+        Some(c) if report.archive => println!(
+            "archive: {} entries (sealed segments), {} of {} checkpoints checked against them; latest checkpoint: size {} root {}{}",
+            report.entries,
+            report.checkpoints,
+            report.checkpoints + report.uncovered.len(),
+            c.size,
+            b64(&c.root),
+            if c.size > report.entries {
+                format!(
+                    "; entries {}..{} not in the archive (tail segment)",
+                    report.entries, c.size
+                )
+            } else {
+                String::new()
+            }
+        ),
         Some(c) => println!(
             "{} entries, {} checkpoints checked; latest checkpoint: size {} root {}",
             report.entries,
@@ -227,7 +243,14 @@ fn verify(dir: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
         ),
         None => println!("{} entries, no checkpoint yet", report.entries),
     }
-    if report.ok() {
+    if report.ok() && report.archive {
+        println!(
+            "OK: the archive {} verifies: {} entries, checked against the checkpoint of size {}",
+            dir.display(),
+            report.entries,
+            report.covered
+        );
+    } else if report.ok() {
         println!("OK: {} verifies", dir.display());
     } else {
         for problem in &report.problems {
