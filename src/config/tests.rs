@@ -523,6 +523,7 @@ fn example_config_loads() {
 }
 
 mod resilience;
+mod node;
 mod telemetry;
 #[test]
 fn telemetry_defaults_to_no_export_loopback_admin_and_text_logs() {
