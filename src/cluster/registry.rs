@@ -74,7 +74,10 @@ impl NodeEntry {
         let nanos = i128::from(self.started_ms) * 1_000_000;
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
             .unwrap_or_else(|| format!("{} ms after the Unix epoch", self.started_ms))
     }
 
@@ -163,7 +166,10 @@ impl Registry {
         let ids: Vec<String> = self
             .redis
             .call("list the registered nodes", |mut conn| async move {
-                redis::cmd("SMEMBERS").arg(MEMBERS).query_async(&mut conn).await
+                redis::cmd("SMEMBERS")
+                    .arg(MEMBERS)
+                    .query_async(&mut conn)
+                    .await
             })
             .await?;
         let mut nodes = Vec::with_capacity(ids.len());
@@ -189,7 +195,11 @@ impl Registry {
         let id = id.to_owned();
         self.redis
             .call("forget an expired node", |mut conn| async move {
-                redis::cmd("SREM").arg(MEMBERS).arg(id).query_async(&mut conn).await
+                redis::cmd("SREM")
+                    .arg(MEMBERS)
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
             })
             .await
     }
@@ -200,7 +210,12 @@ impl Registry {
             .redis
             .call("register the node", |mut conn| async move {
                 let script = redis::Script::new(CLAIM);
-                script.key(key).arg(value).arg(ttl).invoke_async(&mut conn).await
+                script
+                    .key(key)
+                    .arg(value)
+                    .arg(ttl)
+                    .invoke_async(&mut conn)
+                    .await
             })
             .await?;
         if !held.is_empty() {
@@ -214,7 +229,11 @@ impl Registry {
         let node = node.to_owned();
         self.redis
             .call("list the node as registered", |mut conn| async move {
-                redis::cmd("SADD").arg(MEMBERS).arg(node).query_async(&mut conn).await
+                redis::cmd("SADD")
+                    .arg(MEMBERS)
+                    .arg(node)
+                    .query_async(&mut conn)
+                    .await
             })
             .await
     }
@@ -247,7 +266,11 @@ impl Registry {
         self.redis
             .call("remove the node's registration", |mut conn| async move {
                 let script = redis::Script::new(RELEASE);
-                let _: i64 = script.key(key).arg(instance).invoke_async(&mut conn).await?;
+                let _: i64 = script
+                    .key(key)
+                    .arg(instance)
+                    .invoke_async(&mut conn)
+                    .await?;
                 Ok(())
             })
             .await

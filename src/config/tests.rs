@@ -522,8 +522,8 @@ fn example_config_loads() {
     );
 }
 
-mod resilience;
 mod node;
+mod resilience;
 mod telemetry;
 #[test]
 fn telemetry_defaults_to_no_export_loopback_admin_and_text_logs() {

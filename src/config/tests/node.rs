@@ -56,7 +56,13 @@ fn the_id_from_the_host_name_is_its_short_name() {
 #[test]
 fn an_unset_variable_is_located_and_says_what_to_set() {
     let text = with(r#"id = "gw-1""#, r#"id_from = "env""#);
-    one_error_in(&text, &env(&[], None), 2, "JISR_NODE_ID", "set JISR_NODE_ID");
+    one_error_in(
+        &text,
+        &env(&[], None),
+        2,
+        "JISR_NODE_ID",
+        "set JISR_NODE_ID",
+    );
     let empty = env(&[(NODE_ID_VAR, "  ")], None);
     one_error_in(&text, &empty, 2, "not set", "JISR_NODE_ID=gw-2");
 }
@@ -65,7 +71,13 @@ fn an_unset_variable_is_located_and_says_what_to_set() {
 fn a_bad_id_from_the_environment_names_its_value() {
     let text = with(r#"id = "gw-1""#, r#"id_from = "env""#);
     let bad = env(&[(NODE_ID_VAR, "GW_2")], None);
-    one_error_in(&text, &bad, 2, "`GW_2`, read from JISR_NODE_ID", "lower-case");
+    one_error_in(
+        &text,
+        &bad,
+        2,
+        "`GW_2`, read from JISR_NODE_ID",
+        "lower-case",
+    );
     let text = with(r#"id = "gw-1""#, r#"id_from = "hostname""#);
     one_error_in(&text, &env(&[], None), 2, "the host name", "pod");
 }
@@ -73,9 +85,21 @@ fn a_bad_id_from_the_environment_names_its_value() {
 #[test]
 fn id_and_id_from_together_or_an_unknown_source_are_refused() {
     let both = with(r#"id = "gw-1""#, "id = \"gw-1\"\nid_from = \"env\"");
-    one_error_in(&both, &env(&[], None), 3, "both `id` and `id_from`", "keep one");
+    one_error_in(
+        &both,
+        &env(&[], None),
+        3,
+        "both `id` and `id_from`",
+        "keep one",
+    );
     let unknown = with(r#"id = "gw-1""#, r#"id_from = "pod""#);
-    one_error_in(&unknown, &env(&[], None), 2, "`pod`", "id_from = \"hostname\"");
+    one_error_in(
+        &unknown,
+        &env(&[], None),
+        2,
+        "`pod`",
+        "id_from = \"hostname\"",
+    );
 }
 
 #[test]
@@ -88,5 +112,11 @@ fn advertise_and_registration_ttl() {
     assert_eq!(config.node.advertise.as_deref(), Some("jisr-0.jisr:8443"));
     assert_eq!(config.node.registration_ttl, Duration::from_secs(2));
     let short = with(r#"id = "gw-1""#, "id = \"gw-1\"\nregistration_ttl_ms = 100");
-    one_error_in(&short, &env(&[], None), 3, "registration_ttl_ms", "from 500");
+    one_error_in(
+        &short,
+        &env(&[], None),
+        3,
+        "registration_ttl_ms",
+        "from 500",
+    );
 }

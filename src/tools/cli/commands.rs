@@ -232,7 +232,10 @@ fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
             gateway_node,
             hosts,
         } => {
-            let domain = trust_domain.as_deref().map(TrustDomain::parse).transpose()?;
+            let domain = trust_domain
+                .as_deref()
+                .map(TrustDomain::parse)
+                .transpose()?;
             let written = match (agency, gateway_node) {
                 (Some(agency), _) => {
                     let domain = match domain {
