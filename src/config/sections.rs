@@ -16,15 +16,15 @@ use crate::tls::TlsFiles;
 
 pub(super) const NODE_KEYS: &[&str] = &[
     "id",
-    "id_from",
-    "advertise",
-    "registration_ttl_ms",
     "trust_domain",
     "listen",
     "max_message_bytes",
     "drain_timeout_ms",
     "reload_poll_ms",
     "lanes",
+    "id_from",
+    "advertise",
+    "registration_ttl_ms",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];

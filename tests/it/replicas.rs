@@ -216,3 +216,25 @@ fn a_replica_takes_its_node_id_from_jisr_node_id_and_its_own_certificate() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+#[test]
+fn a_replica_starts_while_redis_is_down_and_registers_once_it_answers() {
+    let pki = Pki::new();
+    let mut redis = Redis::start();
+    redis.kill();
+    let (proc, _addr) = support::spawn_gateway(&pki, "early", &config(&pki, &redis, "early", ""));
+    proc.wait_log("gateway listening");
+    proc.wait_log("starting anyway and registering when Redis answers");
+
+    redis.restart();
+    let start = Instant::now();
+    while registration(&redis, "gw-1").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never registered after Redis came back; log:\n{}",
+            proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    proc.wait_log("registered in the replica registry");
+}
