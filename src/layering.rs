@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("consent", 1),
     ("bus", 1),
     ("telemetry", 1),
+    ("cluster", 1),
     ("gateway", 2),
     ("tools", 3),
 ];

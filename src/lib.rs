@@ -32,7 +32,7 @@
 //! - Foundations: [`identity`], [`refusal`], [`config`], [`tls`],
 //!   [`catalogue`], [`redis`] (the shared connection), [`clock`], [`proto`].
 //! - Parts: [`policy`] (rules and field release), [`audit`], [`consent`],
-//!   [`bus`], [`telemetry`].
+//!   [`bus`], [`telemetry`], [`cluster`] (the replicas' registry).
 //! - The gateway: [`gateway`] (server, lanes, routing, reload, the exchange
 //!   and its layers).
 //! - Tools: [`tools`] (the `jisr` command, benchmarks, the demo, sample
@@ -45,6 +45,7 @@ pub mod audit;
 pub mod bus;
 pub mod catalogue;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod consent;
 pub mod gateway;

@@ -12,6 +12,7 @@
 
 mod bus;
 mod error;
+mod node;
 mod pattern;
 mod read;
 mod resilience;
@@ -32,6 +33,7 @@ use toml::Spanned;
 
 pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
+pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, NODE_ID_VAR};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
 pub use telemetry::{LogFormat, OtlpTls, TelemetryConfig};
@@ -136,8 +138,17 @@ impl Role {
 /// `[node]`: who this gateway is and how it listens.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
-    /// The node id (same rules as agency ids), used in its SPIFFE id.
+    /// The node id (same rules as agency ids), used in its SPIFFE id and
+    /// its audit log's origin; one per replica.
     pub id: AgencyId,
+    /// Where `id` was read (`id`, or `id_from` the environment or host name).
+    pub id_source: NodeIdSource,
+    /// The address other replicas should dial (`host:port`); `None`: the
+    /// address the node listens on.
+    pub advertise: Option<String>,
+    /// How long the node's entry in the replica registry outlives its last
+    /// heartbeat (default 15 s); see `cluster`.
+    pub registration_ttl: Duration,
     /// The trust domain of every identity the node accepts.
     pub trust_domain: TrustDomain,
     /// The address the gateway listens on.
@@ -235,10 +246,18 @@ pub struct RuleConfig {
 }
 
 impl Config {
-    /// Reads and checks the configuration file at `path`.
+    /// Reads and checks the configuration file at `path`, with the
+    /// process's environment.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        Self::load_in(path, &ProcessEnvironment)
+    }
+
+    /// Reads and checks the configuration file at `path`; what it reads
+    /// from outside the file (the node id's variable, the host name) comes
+    /// from `env`.
+    pub fn load_in(path: &Path, env: &dyn Environment) -> Result<Config, ConfigErrors> {
         match std::fs::read_to_string(path) {
-            Ok(text) => Self::from_toml(&text, path),
+            Ok(text) => Self::from_toml_in(&text, path, env),
             Err(e) => Err(ConfigError::new(
                 None,
                 format!("cannot read the configuration file {}: {e}", path.display()),
@@ -251,6 +270,15 @@ impl Config {
     /// Checks configuration text; `path` names it in errors, and relative
     /// paths in it are resolved against `path`'s directory.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        Self::from_toml_in(text, path, &ProcessEnvironment)
+    }
+
+    /// [`Config::from_toml`], reading the environment from `env`.
+    pub fn from_toml_in(
+        text: &str,
+        path: &Path,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigErrors> {
         let mut ctx = Ctx {
             src: error::Source::new(text, path),
             errors: ConfigErrors::default(),
@@ -268,7 +296,7 @@ impl Config {
             return Err(read::finish(ctx));
         }
         let root = Spanned::new(0..0, DeValue::Table(root.into_inner()));
-        let config = read::read(&mut ctx, &root, path);
+        let config = read::read(&mut ctx, &root, path, env);
         match config {
             Some(config) if ctx.errors.is_empty() => Ok(config),
             _ => Err(read::finish(ctx)),

@@ -36,10 +36,15 @@ const TOP_KEYS: &[&str] = &[
 
 /// Reads every section, then checks the sections against each other.
 /// Every error is reported; `None` means at least one was.
-pub(super) fn read(ctx: &mut Ctx, root: &Spanned<DeValue<'_>>, path: &Path) -> Option<Config> {
+pub(super) fn read(
+    ctx: &mut Ctx,
+    root: &Spanned<DeValue<'_>>,
+    path: &Path,
+    env: &dyn super::Environment,
+) -> Option<Config> {
     let top = Section::new("the top level of the file", root, TOP_KEYS, ctx)?;
     let base = base_dir(path);
-    let one = Singles::read(ctx, &top, &base);
+    let one = Singles::read(ctx, &top, &base, env);
     let topics: Vec<_> = array(ctx, &top, "topic", bus::TOPIC_KEYS)
         .iter()
         .map(|s| bus::topic(ctx, s))
@@ -81,9 +86,14 @@ struct Singles {
 }
 
 impl Singles {
-    fn read(ctx: &mut Ctx, top: &Section<'_, '_>, base: &Path) -> Self {
+    fn read(
+        ctx: &mut Ctx,
+        top: &Section<'_, '_>,
+        base: &Path,
+        env: &dyn super::Environment,
+    ) -> Self {
         let node = required(ctx, top, "node", NODE_KEYS, "id, trust_domain and listen")
-            .and_then(|s| sections::node(ctx, &s));
+            .and_then(|s| sections::node(ctx, &s, env));
         let tls = required(ctx, top, "tls", TLS_KEYS, "ca, cert and key")
             .and_then(|s| sections::tls(ctx, &s, base));
         let catalogue = match top.table.get("catalogue") {

@@ -22,6 +22,9 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "drain_timeout_ms",
     "reload_poll_ms",
     "lanes",
+    "id_from",
+    "advertise",
+    "registration_ttl_ms",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
@@ -115,9 +118,12 @@ pub(super) fn in_range(
     None
 }
 
-pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
-    let id = s.req_str(ctx, "id", "\"gw-1\"");
-    let id = id.and_then(|v| agency_id(ctx, &v, "id", "[node]"));
+pub(super) fn node(
+    ctx: &mut Ctx,
+    s: &Section<'_, '_>,
+    env: &dyn super::Environment,
+) -> Option<NodeConfig> {
+    let id = super::node::node_id(ctx, s, env);
     let domain = s.req_str(ctx, "trust_domain", "\"interop.gov.ma\"");
     let trust_domain = domain.and_then(|v| match TrustDomain::parse(v.get_ref()) {
         Ok(td) => Some(td),
@@ -153,8 +159,15 @@ pub(super) fn node(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<NodeConfig> {
     let drain_ms = bounded(ctx, s, "drain_timeout_ms", (0, i64::MAX, default_ms));
     let poll_ms = bounded(ctx, s, "reload_poll_ms", (0, 3_600_000, 2000));
     let lanes = bounded(ctx, s, "lanes", (0, MAX_LANES, 0));
+    let advertise = s.opt_str(ctx, "advertise", "\"jisr-0.jisr:8443\"");
+    let ttl_ms = bounded(ctx, s, "registration_ttl_ms", (500, 3_600_000, 15_000));
+    let (id, id_source) = id?;
     Some(NodeConfig {
-        id: id?,
+        id,
+        id_source,
+        advertise: advertise.map(Spanned::into_inner),
+        // At least 500 (checked above).
+        registration_ttl: Duration::from_millis(ttl_ms? as u64),
         trust_domain: trust_domain?,
         listen: listen?,
         // In 1..=64 MiB (checked above), so the casts are lossless.

@@ -522,6 +522,7 @@ fn example_config_loads() {
     );
 }
 
+mod node;
 mod resilience;
 mod telemetry;
 #[test]

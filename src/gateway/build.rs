@@ -61,9 +61,39 @@ impl Gateway {
             reloading: tokio::sync::Mutex::new(()),
             telemetry,
             bus,
+            registration: None,
         };
-        Ok((gateway, server_tls))
+        // Last, so that no later failure leaves the id held; an error here
+        // drops the gateway, which closes nothing it has not opened.
+        let registration = register(config, &gateway).await?;
+        Ok((
+            Self {
+                registration,
+                ..gateway
+            },
+            server_tls,
+        ))
     }
+}
+
+/// Claims the node id in the replica registry, with a shared Redis: a
+/// second live replica with this id refuses to start, naming the other.
+async fn register(
+    config: &Config,
+    gateway: &Gateway,
+) -> Result<Option<crate::cluster::Registration>, StartError> {
+    let Some(redis) = gateway.apis.redis.clone() else {
+        return Ok(None);
+    };
+    let address = config
+        .node
+        .advertise
+        .clone()
+        .unwrap_or_else(|| config.node.listen.to_string());
+    let verifier = gateway.recorder.log.verifier().to_text();
+    let entry = crate::cluster::NodeEntry::starting(config.node.id.as_str(), &address, &verifier);
+    let registry = crate::cluster::Registry::new(redis, config.node.registration_ttl);
+    Ok(Some(registry.register(entry).await?))
 }
 
 /// The exchange metrics, with a slot for every declared agency and a

@@ -76,6 +76,9 @@ pub enum StartError {
     /// The bus store could not be opened.
     #[error("{0}")]
     Bus(#[from] crate::bus::BusError),
+    /// Another live replica holds this node id.
+    #[error("{0}")]
+    Registry(#[from] crate::cluster::RegistryError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].
@@ -96,6 +99,8 @@ pub struct Gateway {
     reloading: tokio::sync::Mutex<()>,
     telemetry: Arc<Telemetry>,
     bus: crate::bus::service::BusService,
+    /// The node's entry in the replica registry (with a shared Redis).
+    registration: Option<crate::cluster::Registration>,
 }
 
 pub use routing::Routing;
@@ -185,9 +190,13 @@ impl Gateway {
         }
     }
 
-    /// Flushes the audit log and signs its final checkpoint; exports
-    /// pending telemetry and stops the admin listener.
+    /// Leaves the replica registry (so a replacement with this node id can
+    /// start at once), flushes the audit log and signs its final checkpoint;
+    /// exports pending telemetry and stops the admin listener.
     pub async fn close(&self) {
+        if let Some(registration) = &self.registration {
+            registration.release().await;
+        }
         self.recorder.log.close().await;
         self.telemetry.shutdown().await;
     }
@@ -199,6 +208,16 @@ impl Gateway {
         self.health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+    }
+
+    /// Advertises the bound listener to the other replicas, unless
+    /// `[node] advertise` names what they should dial.
+    pub(super) async fn advertise(&self, bound: std::net::SocketAddr) {
+        if let Some(registration) = &self.registration {
+            if self.routing().config.node.advertise.is_none() {
+                registration.set_address(&bound.to_string()).await;
+            }
+        }
     }
 
     /// The node's telemetry (metrics, readiness, spans).

@@ -121,6 +121,12 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
             old.node.trust_domain != new.node.trust_domain,
         ),
         ("`[node] listen`", old.node.listen != new.node.listen),
+        // Written in the replica registry once, at start.
+        (
+            "`[node] advertise` or `registration_ttl_ms`",
+            old.node.advertise != new.node.advertise
+                || old.node.registration_ttl != new.node.registration_ttl,
+        ),
         (
             "`[node] drain_timeout_ms`",
             old.node.drain_timeout != new.node.drain_timeout,

@@ -43,7 +43,8 @@ pub async fn run(
     let node = gateway.routing().config.node.id.clone();
     match listener.local_addr() {
         Ok(addr) => {
-            tracing::info!(%node, %addr, methods = gateway.routing().methods(), "gateway listening")
+            tracing::info!(%node, %addr, methods = gateway.routing().methods(), "gateway listening");
+            gateway.advertise(addr).await;
         }
         Err(e) => {
             tracing::warn!(%node, error = %e, "gateway listening on an address it cannot name")

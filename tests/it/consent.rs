@@ -63,6 +63,8 @@ impl Replicas {
         let config = std::fs::read_to_string(pki.root().join("gateway.toml"))
             .unwrap()
             .replace("gateway-audit", "gateway2-audit");
+        // Each replica has its own node id (issue 16).
+        let config = crate::support::replica_config(&pki, &config, "gw-2");
         let (gw2, addr2) = start_gateway(&pki, "gateway2", &config);
         Self {
             pki,

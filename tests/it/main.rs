@@ -20,6 +20,7 @@ mod consent_store;
 mod lifecycle;
 mod refusals;
 mod reload;
+mod replicas;
 mod resilience;
 mod routing;
 mod support;

@@ -343,7 +343,9 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
     let up = Upstreams::echoes(&cs, &tax_echo, &health);
     let config = gateway_config(&pki, &up, "", &extra);
     let (_a, addr_a) = start_gateway(&pki, "gw-a", &config);
-    let (_b, addr_b) = start_gateway(&pki, "gw-b", &config);
+    // Each replica has its own node id (issue 16).
+    let config_b = crate::support::replica_config(&pki, &config, "gw-2");
+    let (_b, addr_b) = start_gateway(&pki, "gw-b", &config_b);
     let a = channel(&addr_a, &pki.files("education")).await.unwrap();
     let b = channel(&addr_b, &pki.files("education")).await.unwrap();
     let mut passed = [0, 0];

@@ -181,6 +181,10 @@ fn check_config(path: &Path) -> ExitCode {
                 plural(catalogue.methods().len(), "method", "methods"),
                 plural(config.rules.len(), "rule", "rules")
             );
+            println!(
+                "node {} ({}), audit log origin {domain}/jisr/{}",
+                config.node.id, config.node.id_source, config.node.id
+            );
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -225,9 +229,28 @@ fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
             dir,
             trust_domain,
             agency,
+            gateway_node,
+            hosts,
         } => {
-            let domain = TrustDomain::parse(&trust_domain)?;
-            for path in pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)? {
+            let domain = trust_domain
+                .as_deref()
+                .map(TrustDomain::parse)
+                .transpose()?;
+            let written = match (agency, gateway_node) {
+                (Some(agency), _) => {
+                    let domain = match domain {
+                        Some(domain) => domain,
+                        None => pki::ca_trust_domain(&dir)?,
+                    };
+                    pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)?
+                }
+                (None, Some(node)) => {
+                    pki::issue_gateway(&dir, domain.as_ref(), &AgencyId::parse(&node)?, &hosts)?
+                }
+                // clap requires one of the two.
+                (None, None) => anyhow::bail!("pass --agency or --gateway-node"),
+            };
+            for path in written {
                 println!("wrote {}", path.display());
             }
         }

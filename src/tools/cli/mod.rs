@@ -146,17 +146,25 @@ pub enum PkiCommand {
         #[arg(long)]
         force: bool,
     },
-    /// Issue a certificate for one more agency with an existing CA.
+    /// Issue a certificate for one more agency, or for one more gateway
+    /// replica (`gateway-<node>.crt`/`.key`), with an existing CA.
+    #[command(group(clap::ArgGroup::new("subject").required(true).args(["agency", "gateway_node"])))]
     Issue {
         /// PKI directory holding ca.crt and ca.key.
         #[arg(long)]
         dir: PathBuf,
-        /// Trust domain.
+        /// Trust domain (default: the CA's, as `jisr pki init` named it).
         #[arg(long)]
-        trust_domain: String,
+        trust_domain: Option<String>,
         /// Agency id.
         #[arg(long)]
-        agency: String,
+        agency: Option<String>,
+        /// Gateway node id, e.g. gw-2 (one certificate per replica).
+        #[arg(long)]
+        gateway_node: Option<String>,
+        /// Extra DNS names or IPs for a gateway certificate.
+        #[arg(long = "host", value_delimiter = ',', requires = "gateway_node")]
+        hosts: Vec<String>,
     },
 }
 

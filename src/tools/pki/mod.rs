@@ -9,6 +9,7 @@
 //! certificate, since agencies are callers and providers at once.
 
 mod fixtures;
+mod gateway;
 
 use std::fs;
 use std::io::Write;
@@ -24,6 +25,7 @@ use time::{Duration, OffsetDateTime};
 use crate::identity::{AgencyId, TrustDomain};
 
 pub use fixtures::fixtures;
+pub use gateway::{ca_trust_domain, issue_gateway};
 
 /// Validity of agency and gateway certificates (the CA/Browser Forum's old
 /// maximum, which common clients still accept).
@@ -71,6 +73,10 @@ pub enum PkiError {
         /// What is wrong with it.
         detail: String,
     },
+    /// The CA's name does not say its trust domain (a CA not made by
+    /// `jisr pki init`).
+    #[error("cannot read the trust domain from {0} (its name is not `Jisr development CA (<trust domain>)`); pass --trust-domain")]
+    UnknownTrustDomain(PathBuf),
     /// An extra gateway host name is not a valid DNS name or IP address.
     #[error("`{0}` is not a valid DNS name or IP address for the gateway certificate; fix --host")]
     InvalidHost(String),
@@ -136,16 +142,13 @@ pub fn init(opts: &PkiOptions) -> Result<Vec<PathBuf>, PkiError> {
         written.extend(write_agency(dir, &opts.domain, agency, &issuer)?);
     }
 
-    let uri = opts.domain.gateway_uri(opts.gateway_node.as_str());
-    let mut sans = local_sans();
-    sans.extend(hosts);
-    let params = leaf_params(
-        &format!("{} (Jisr gateway)", opts.gateway_node),
-        Some(&uri),
-        sans,
-        valid_from_now(),
-    )?;
-    written.extend(write_leaf(dir, "gateway", &params, &issuer)?);
+    written.extend(gateway::write_gateway(
+        dir,
+        "gateway",
+        (&opts.domain, &opts.gateway_node),
+        hosts,
+        &issuer,
+    )?);
     Ok(written)
 }
 
@@ -259,7 +262,7 @@ pub(crate) fn local_sans() -> Vec<SanType> {
     sans
 }
 
-fn host_san(host: &str) -> Result<SanType, PkiError> {
+pub(crate) fn host_san(host: &str) -> Result<SanType, PkiError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(SanType::IpAddress(ip));
     }

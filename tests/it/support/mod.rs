@@ -177,6 +177,22 @@ basis = "law:cgi-art-22"
     )
 }
 
+/// `config` (written for node `gw-1`) for another replica, node `node`,
+/// with its own certificate from the same CA: replicas never share a node
+/// id (with a shared Redis the second would refuse to start).
+pub fn replica_config(pki: &Pki, config: &str, node: &str) -> String {
+    let node_id = AgencyId::parse(node).unwrap();
+    jisr::tools::pki::issue_gateway(&pki.dir, None, &node_id, &[]).unwrap();
+    assert!(
+        config.contains("id = \"gw-1\""),
+        "test bug: not a gw-1 config"
+    );
+    config
+        .replacen("id = \"gw-1\"", &format!("id = \"{node}\""), 1)
+        .replace("/gateway.crt\"", &format!("/gateway-{node}.crt\""))
+        .replace("/gateway.key\"", &format!("/gateway-{node}.key\""))
+}
+
 /// A gateway in this process serving `config` (written into the PKI's
 /// directory as `<name>.toml`), and its address.
 pub fn start_gateway(pki: &Pki, name: &str, config: &str) -> (Gateway, String) {

@@ -1,0 +1,79 @@
+//! Gateway certificates: one per replica, each naming its node id in its
+//! SPIFFE id (`spiffe://<td>/gateway/<node-id>`), issued by an existing CA
+//! whose trust domain is read from the CA itself.
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{Issuer, KeyPair, SanType};
+
+use super::{host_san, leaf_params, load_ca, local_sans, valid_from_now, write_leaf, PkiError};
+use crate::identity::{AgencyId, TrustDomain};
+
+/// What `jisr pki init` names its CA: `Jisr development CA (<trust domain>)`.
+const CA_NAME: (&str, &str) = ("Jisr development CA (", ")");
+
+/// Issues the certificate of gateway node `node` with the CA in `dir`, as
+/// `gateway-<node>.crt`/`.key` (replacing an earlier one, which is how it
+/// is renewed). The trust domain is `domain`, else the CA's. `hosts` are
+/// extra DNS names or IP addresses (e.g. the pod's stable name). Returns
+/// the written paths.
+pub fn issue_gateway(
+    dir: &Path,
+    domain: Option<&TrustDomain>,
+    node: &AgencyId,
+    hosts: &[String],
+) -> Result<Vec<PathBuf>, PkiError> {
+    let issuer = load_ca(dir)?;
+    let domain = match domain {
+        Some(domain) => domain.clone(),
+        None => ca_trust_domain(dir)?,
+    };
+    let hosts = hosts
+        .iter()
+        .map(|h| host_san(h))
+        .collect::<Result<_, _>>()?;
+    let stem = format!("gateway-{node}");
+    write_gateway(dir, &stem, (&domain, node), hosts, &issuer)
+}
+
+/// The trust domain of the CA in `dir`, read from its name.
+pub fn ca_trust_domain(dir: &Path) -> Result<TrustDomain, PkiError> {
+    let path = dir.join("ca.crt");
+    let pem = std::fs::read(&path).map_err(|source| PkiError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let unknown = || PkiError::UnknownTrustDomain(path.clone());
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|_| unknown())?;
+    let cert = pem.parse_x509().map_err(|_| unknown())?;
+    let name = cert
+        .subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(unknown)?;
+    name.strip_prefix(CA_NAME.0)
+        .and_then(|rest| rest.strip_suffix(CA_NAME.1))
+        .and_then(|domain| TrustDomain::parse(domain).ok())
+        .ok_or_else(unknown)
+}
+
+/// Writes `<stem>.crt`/`.key` for gateway `node` of `domain`.
+pub(super) fn write_gateway(
+    dir: &Path,
+    stem: &str,
+    (domain, node): (&TrustDomain, &AgencyId),
+    hosts: Vec<SanType>,
+    issuer: &Issuer<'_, KeyPair>,
+) -> Result<Vec<PathBuf>, PkiError> {
+    let uri = domain.gateway_uri(node.as_str());
+    let mut sans = local_sans();
+    sans.extend(hosts);
+    let params = leaf_params(
+        &format!("{node} (Jisr gateway)"),
+        Some(&uri),
+        sans,
+        valid_from_now(),
+    )?;
+    write_leaf(dir, stem, &params, issuer)
+}
