@@ -10,6 +10,7 @@
 mod audit;
 mod bench;
 mod bus;
+mod bus_redis;
 mod certificates;
 mod cli;
 mod consent;
