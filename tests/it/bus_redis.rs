@@ -174,7 +174,11 @@ async fn idle_subscriptions_block_in_redis_instead_of_polling() {
     let net = BusNet::start(&format!("redis_url = \"{}\"\n", redis.url()));
     let mut tax = net.client("tax").await;
     let mut health = net.client("health").await;
-    let _streams = [
+    // The gateway's shared connection, and the one this reading opens.
+    let before: usize = info(&redis, "clients", "connected_clients")
+        .parse()
+        .unwrap();
+    let streams = [
         subscribe(&mut tax, DEATHS, "tax-household").await,
         subscribe(&mut tax, DEATHS, "tax-household").await,
         subscribe(&mut health, DEATHS, "civil-event").await,
@@ -204,6 +208,22 @@ async fn idle_subscriptions_block_in_redis_instead_of_polling() {
     );
     // Still waiting in Redis, not gone.
     until_blocked(&redis, 4).await;
+    // Each stream's own connection closes when the stream ends.
+    drop(streams);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now: usize = info(&redis, "clients", "connected_clients")
+            .parse()
+            .unwrap();
+        if now == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{now} clients connected, {before} before the streams"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
