@@ -758,11 +758,25 @@ fn check_config_locates_topics_whose_event_or_release_does_not_fit_the_contracts
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_subscription_does_not_hold_the_shutdown_for_the_drain_timeout() {
+    open_subscription_and_drain("", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_subscription_blocked_in_redis_does_not_hold_the_shutdown() {
+    let redis = Redis::with_aof();
+    open_subscription_and_drain(&format!("redis_url = \"{}\"\n", redis.url()), Some(&redis)).await;
+}
+
+async fn open_subscription_and_drain(bus: &str, redis: Option<&Redis>) {
     // The test config drains for up to 5 s. Spawned: SIGTERM, as an
     // orchestrator stops the node.
-    let mut net = BusNet::spawn("");
+    let mut net = BusNet::spawn(bus);
     let mut tax = net.client("tax").await;
     let mut stream = subscribe(&mut tax, DEATHS, "tax-household").await;
+    if let Some(redis) = redis {
+        // Drained while waiting in a blocked read, not between polls.
+        crate::bus_redis::until_blocked(redis, 1).await;
+    }
     let start = Instant::now();
     let status = net.gateway.terminate();
     assert!(status.success(), "{status:?}\n{}", net.gateway.logs());

@@ -37,7 +37,7 @@ fn info(redis: &Redis, section: &str, field: &str) -> String {
 }
 
 /// Waits (up to 10 s) until `n` clients are blocked in Redis.
-async fn until_blocked(redis: &Redis, n: usize) {
+pub(crate) async fn until_blocked(redis: &Redis, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let blocked: usize = info(redis, "clients", "blocked_clients").parse().unwrap();
