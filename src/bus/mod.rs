@@ -28,7 +28,7 @@ use crate::catalogue::{Catalogue, Category};
 use crate::config::{Basis, Config, ConfigError, ConfigErrors, TopicConfig};
 use crate::identity::AgencyId;
 use crate::policy::release::Release;
-pub use store::{BusError, BusStore, Limits};
+pub use store::{BusError, BusStore, Limits, Waiter};
 
 /// One subscriber's terms.
 #[derive(Debug, Clone)]

@@ -159,11 +159,21 @@ impl Inner {
         &self,
         work: impl std::future::Future<Output = Result<T, BusError>>,
     ) -> Result<T, Refusal> {
-        match tokio::time::timeout(self.timeout, work).await {
+        self.bounded_for(Duration::ZERO, work).await
+    }
+
+    /// [`Inner::bounded`] for work that may wait `extra` on purpose (a
+    /// blocked read).
+    pub(super) async fn bounded_for<T>(
+        &self,
+        extra: Duration,
+        work: impl std::future::Future<Output = Result<T, BusError>>,
+    ) -> Result<T, Refusal> {
+        let bound = self.timeout + extra;
+        match tokio::time::timeout(bound, work).await {
             Ok(r) => r.map_err(store_refusal),
             Err(_) => Err(store_refusal(BusError::Unavailable(format!(
-                "no answer within {:?}",
-                self.timeout
+                "no answer within {bound:?}"
             )))),
         }
     }

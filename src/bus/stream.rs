@@ -2,7 +2,9 @@
 //! subscription, prepares each delivery (consent, minimisation, audit) and
 //! hands it to the stream's bounded buffer. A subscriber that stops reading
 //! fills its own buffer and in-flight bound and waits there; the publisher
-//! and every other subscription go on.
+//! and every other subscription go on. An idle stream waits in the store
+//! when it can (Redis: a blocked read, woken by a publish through any
+//! replica), else for a publish through this node or its poll interval.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -12,9 +14,11 @@ use tonic::Status;
 
 use super::deliver::Receiver;
 use super::service::{now_micros, Inner, BATCH, POLL, SUBSCRIBE};
+use super::store::{Pending, Waiter};
 use super::{Subscriber, Topic};
 use crate::identity::AgencyId;
 use crate::proto::jisr::bus::v1 as pb;
+use crate::refusal::Refusal;
 
 /// Drives one Subscribe stream until the subscriber goes away or the node
 /// drains; deliveries it sent and that are still unacknowledged when it ends
@@ -39,11 +43,14 @@ pub(super) async fn run(
         },
         tx: &tx,
         woken: inner.wake.get(&topic.name).map(watch::Sender::subscribe),
+        waiter: inner.store.waiter(),
         closing: inner.closing.subscribe(),
         cap: usize::try_from(inner.max_in_flight).unwrap_or(usize::MAX),
         sent: VecDeque::new(),
     };
     while stream.turn().await {}
+    // Closes the blocked reader's connection before the release below.
+    drop(stream.waiter.take());
     let sent = stream.sent.into_iter().collect();
     release(&inner, &topic.name, caller.as_str(), sent).await;
     tracing::debug!(topic = %topic.name, subscriber = %caller, "subscription stream ended");
@@ -58,6 +65,8 @@ struct Subscription<'a> {
     tx: &'a mpsc::Sender<Result<pb::Delivery, Status>>,
     /// Publishes through this node wake the stream before its next poll.
     woken: Option<watch::Receiver<u64>>,
+    /// Waits in the store when nothing is due, if the store can.
+    waiter: Option<Box<dyn Waiter>>,
     closing: watch::Receiver<bool>,
     /// How many sent ids are remembered: no more can be in flight.
     cap: usize,
@@ -76,18 +85,17 @@ impl Subscription<'_> {
             w.borrow_and_update();
         }
         let (inner, topic) = (self.inner, self.topic);
-        let fetch = inner
-            .store
-            .fetch(&topic.name, self.caller.as_str(), BATCH, now_micros());
-        let batch = match inner.bounded(fetch).await {
-            Ok(b) => b,
-            Err(refusal) => {
+        let batch = match self.fetch().await {
+            Some(Ok(b)) => b,
+            Some(Err(refusal)) => {
                 let _ = self.tx.send(Err(refusal.into())).await;
                 return false;
             }
+            None => return false,
         };
         if batch.is_empty() {
-            return self.idle().await;
+            // A waiter has waited already; without one, wait here.
+            return self.waiter.is_some() || self.idle().await;
         }
         let deliveries = match inner.prepare_all(topic, self.rx, batch).await {
             Ok(d) => d,
@@ -106,6 +114,24 @@ impl Subscription<'_> {
             };
         }
         self.send_all(deliveries).await
+    }
+
+    /// The next batch, through the waiter if there is one; `None` when the
+    /// subscriber goes or the node drains meanwhile (a blocked read is
+    /// abandoned then: its connection closes with the stream).
+    async fn fetch(&mut self) -> Option<Result<Vec<Pending>, Refusal>> {
+        let (inner, topic, sub) = (self.inner, self.topic, self.caller.as_str());
+        let Some(waiter) = self.waiter.as_mut() else {
+            let fetch = inner.store.fetch(&topic.name, sub, BATCH, now_micros());
+            return Some(inner.bounded(fetch).await);
+        };
+        let extra = waiter.longest_wait();
+        let fetch = waiter.fetch_waiting(&topic.name, sub, BATCH, now_micros());
+        tokio::select! {
+            r = inner.bounded_for(extra, fetch) => Some(r),
+            () = self.tx.closed() => None,
+            _ = self.closing.changed() => None,
+        }
     }
 
     /// Nothing is due: waits for a poll interval or a publish.

@@ -17,7 +17,7 @@ use tokio_stream::StreamExt as _;
 use tonic::Code;
 
 /// Next item of a subscription stream, within `secs`.
-async fn next(stream: &mut tonic::Streaming<pb::Delivery>, secs: u64) -> pb::Delivery {
+pub(crate) async fn next(stream: &mut tonic::Streaming<pb::Delivery>, secs: u64) -> pb::Delivery {
     tokio::time::timeout(Duration::from_secs(secs), stream.next())
         .await
         .expect("a delivery in time")
@@ -25,7 +25,7 @@ async fn next(stream: &mut tonic::Streaming<pb::Delivery>, secs: u64) -> pb::Del
         .expect("a delivery, not an error")
 }
 
-async fn subscribe(
+pub(crate) async fn subscribe(
     bus: &mut pb::bus_client::BusClient<tonic::transport::Channel>,
     topic: &str,
     purpose: &str,
@@ -253,7 +253,7 @@ async fn an_event_not_acknowledged_before_a_disconnect_is_delivered_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_not_acknowledged_before_a_disconnect_is_delivered_again_redis() {
-    let redis = Redis::start();
+    let redis = Redis::with_aof();
     redelivery_after_disconnect(&format!("redis_url = \"{}\"\n", redis.url())).await;
 }
 
@@ -284,7 +284,7 @@ async fn an_event_never_acknowledged_becomes_a_dead_letter_and_can_be_replayed()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_never_acknowledged_becomes_a_dead_letter_and_can_be_replayed_redis() {
-    let redis = Redis::start();
+    let redis = Redis::with_aof();
     dead_letter_path(&format!("redis_url = \"{}\"\n", redis.url())).await;
 }
 
@@ -375,7 +375,7 @@ async fn a_stalled_subscriber_does_not_delay_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_does_not_delay_another_redis() {
-    let redis = Redis::start();
+    let redis = Redis::with_aof();
     stalled_subscriber(&format!("redis_url = \"{}\"\n", redis.url())).await;
 }
 
@@ -487,13 +487,13 @@ async fn no_acknowledged_publish_is_lost_across_sigkill_embedded() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_acknowledged_publish_is_lost_across_sigkill_redis() {
-    let redis = Redis::start();
+    let redis = Redis::with_aof();
     sigkill_loses_no_acknowledged_publish(&format!("redis_url = \"{}\"", redis.url())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_a_subscription_through_redis() {
-    let redis = Redis::start();
+    let redis = Redis::with_aof();
     let net = BusNet::start(&format!(
         "redis_url = \"{}\"\nack_deadline_ms = 1000",
         redis.url()
@@ -758,11 +758,25 @@ fn check_config_locates_topics_whose_event_or_release_does_not_fit_the_contracts
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_subscription_does_not_hold_the_shutdown_for_the_drain_timeout() {
+    open_subscription_and_drain("", None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_subscription_blocked_in_redis_does_not_hold_the_shutdown() {
+    let redis = Redis::with_aof();
+    open_subscription_and_drain(&format!("redis_url = \"{}\"\n", redis.url()), Some(&redis)).await;
+}
+
+async fn open_subscription_and_drain(bus: &str, redis: Option<&Redis>) {
     // The test config drains for up to 5 s. Spawned: SIGTERM, as an
     // orchestrator stops the node.
-    let mut net = BusNet::spawn("");
+    let mut net = BusNet::spawn(bus);
     let mut tax = net.client("tax").await;
     let mut stream = subscribe(&mut tax, DEATHS, "tax-household").await;
+    if let Some(redis) = redis {
+        // Drained while waiting in a blocked read, not between polls.
+        crate::bus_redis::until_blocked(redis, 1).await;
+    }
     let start = Instant::now();
     let status = net.gateway.terminate();
     assert!(status.success(), "{status:?}\n{}", net.gateway.logs());

@@ -31,6 +31,12 @@ impl Redis {
         Self::start_with(&[])
     }
 
+    /// One with an append-only file fsynced every second, as the bus's
+    /// Redis should be run (docs/bus.md): a restart keeps the data.
+    pub(crate) fn with_aof() -> Self {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"])
+    }
+
     /// Starts one on a free port, trying another if the port was taken in
     /// between (other tests pick ports too).
     fn start_with(extra: &[&str]) -> Self {
@@ -98,7 +104,8 @@ impl Redis {
         }
     }
 
-    /// Starts it again on the same port (empty: nothing is persisted).
+    /// Starts it again on the same port (empty unless started
+    /// [`Redis::with_aof`]).
     pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn().expect("restart redis-server on the same port");

@@ -11,6 +11,7 @@ mod archive;
 mod audit;
 mod bench;
 mod bus;
+mod bus_redis;
 mod certificates;
 mod cli;
 mod consent;

@@ -45,7 +45,16 @@ impl pb::bus_server::Bus for BusService {
         let subject = stored.subject.clone();
         let published = s
             .bounded(s.store.publish(&topic.name, &topic.subscriber_ids, stored))
-            .await?;
+            .await
+            .map_err(|refusal| match refusal.reason {
+                // Never OK for an event no subscription would see: say that
+                // it was not published and what makes a retry safe.
+                Reason::BusUnavailable => Refusal::new(
+                    Reason::BusUnavailable,
+                    "the event was not published: the bus store cannot be reached; publish it again with the same idempotency key once the bus is back (if it was stored after all, the retry is answered as a duplicate)",
+                ),
+                _ => refusal,
+            })?;
         trail.event_id.clone_from(&published.event_id);
         if !subject.is_empty() {
             trail.subject = Some(s.recorder.pseudonyms.pseudonym(&subject));

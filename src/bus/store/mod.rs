@@ -163,6 +163,31 @@ pub trait BusStore: Send + Sync + std::fmt::Debug {
         event_ids: &'a [String],
         now: i64,
     ) -> BusFuture<'a, u32>;
+    /// A reader for one Subscribe stream that waits in the store for new
+    /// events instead of polling, holding what it needs (a connection)
+    /// until it is dropped. `None`: the store cannot wait (the embedded one,
+    /// woken by publishes through its own node), or enough readers wait
+    /// already; the stream then polls.
+    fn waiter(&self) -> Option<Box<dyn Waiter>> {
+        None
+    }
+}
+
+/// See [`BusStore::waiter`].
+pub trait Waiter: Send {
+    /// Like [`BusStore::fetch`], but when nothing is due it waits for a new
+    /// event, at most [`Waiter::longest_wait`], and returns what came (maybe
+    /// nothing). Deliveries whose ack deadline passes meanwhile are handed
+    /// out by the next call: the wait bounds how late a redelivery can be.
+    fn fetch_waiting<'a>(
+        &'a mut self,
+        topic: &'a str,
+        subscriber: &'a str,
+        max: u32,
+        now: i64,
+    ) -> BusFuture<'a, Vec<Pending>>;
+    /// The longest a call waits (on top of the store's own timeout).
+    fn longest_wait(&self) -> Duration;
 }
 
 /// The reason recorded for an event that ran out of attempts.

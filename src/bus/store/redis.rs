@@ -14,18 +14,24 @@
 //!
 //! Attempts are the group's delivery counter. Durability of an acknowledged
 //! publish is Redis's: a gateway crash loses nothing Redis holds; a Redis
-//! crash loses what its persistence settings (AOF `appendfsync`) allow.
+//! crash loses what its persistence settings (AOF `appendfsync`) allow, and
+//! the groups are then made again ([`groups`]). An idle Subscribe stream
+//! blocks in `XREADGROUP … BLOCK` on a connection of its own ([`block`]).
 
 use std::time::Duration;
 
 use prost::Message;
 use redis::Value;
 
-use super::{BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent};
-use crate::redis::Shared;
+use super::{
+    BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent, Waiter,
+};
+use crate::redis::{Shared, Target};
 
+mod block;
 mod dead;
 mod fetch;
+mod groups;
 mod reply;
 
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
@@ -33,13 +39,30 @@ mod reply;
 static PUBLISH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_LUA));
 
+/// KEYS: the stream, the idempotency key; ARGV: the event, the window, then
+/// every subscriber. A key whose event is no longer in the stream does not
+/// count: Redis lost the event (or it was removed), and publishing again is
+/// what delivers it (at least once). Each subscriber's group is created
+/// (from `0`, see `recreate_groups`) before the entry is appended, so no
+/// publish is answered OK that a subscription cannot see, even when Redis
+/// came back empty; any other failure is an error reply, never an OK.
 const PUBLISH_LUA: &str = r"
 local seen = redis.call('GET', KEYS[2])
-if seen then return {seen, 1} end
+if seen and #redis.call('XRANGE', KEYS[1], seen, seen) > 0 then return {seen, 1} end
+for i = 3, #ARGV do
+  local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[i], '0', 'MKSTREAM')
+  if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
+    return made
+  end
+end
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
 return {id, 0}
 ";
+
+/// Subscribe streams that block on a connection of their own at once; more
+/// streams poll (each blocked reader holds one connection to Redis).
+const MAX_BLOCKED_READERS: usize = 128;
 
 /// Topics in Redis Streams, shared by every replica.
 #[derive(Clone)]
@@ -50,6 +73,10 @@ pub struct RedisBusStore {
     limits: Limits,
     /// This process's consumer name in every group.
     consumer: String,
+    /// Where blocked readers open their own connections.
+    target: std::sync::Arc<Target>,
+    /// Bounds how many connections blocked readers hold.
+    blocked: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for RedisBusStore {
@@ -133,6 +160,8 @@ impl RedisBusStore {
             redis,
             limits,
             consumer: format!("{node}-{:016x}", rand::random::<u64>()),
+            target: std::sync::Arc::new(crate::redis::parse(url)),
+            blocked: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKED_READERS)),
         })
     }
 
@@ -237,29 +266,13 @@ impl RedisBusStore {
     }
 }
 
-fn busy_group(e: &BusError) -> bool {
-    e.to_string().contains("BUSYGROUP")
-}
-
 impl BusStore for RedisBusStore {
     fn prepare<'a>(&'a self, subscriptions: &'a [(String, String)]) -> BusFuture<'a, ()> {
         Box::pin(async move {
             for (topic, sub) in subscriptions {
-                let k = keys(topic, sub);
-                // `$` on the topic: a new subscriber starts with the events
-                // published from now on, like the embedded store.
-                for (stream, from) in [(&k.events, "$"), (&k.replay, "0")] {
-                    let mut cmd = redis::cmd("XGROUP");
-                    cmd.arg("CREATE")
-                        .arg(stream)
-                        .arg(sub)
-                        .arg(from)
-                        .arg("MKSTREAM");
-                    match self.run::<Value>("create a consumer group", &cmd).await {
-                        Err(e) if !busy_group(&e) => return Err(e),
-                        _ => {}
-                    }
-                }
+                // `$`: a new subscriber starts with the events published from
+                // now on, like the embedded store.
+                self.create_groups(topic, sub, "$").await?;
             }
             Ok(())
         })
@@ -268,7 +281,7 @@ impl BusStore for RedisBusStore {
     fn publish<'a>(
         &'a self,
         topic: &'a str,
-        _subscribers: &'a [String],
+        subscribers: &'a [String],
         event: StoredEvent,
     ) -> BusFuture<'a, Published> {
         Box::pin(async move {
@@ -278,7 +291,8 @@ impl BusStore for RedisBusStore {
             invocation
                 .key(&idem)
                 .arg(event.encode_to_vec())
-                .arg(Self::ms(self.limits.idempotency_window));
+                .arg(Self::ms(self.limits.idempotency_window))
+                .arg(subscribers);
             let reply: Value = self
                 .redis
                 .call("publish", |mut conn| async move {
@@ -305,7 +319,15 @@ impl BusStore for RedisBusStore {
         max: u32,
         now: i64,
     ) -> BusFuture<'a, Vec<Pending>> {
-        Box::pin(self.fetch_inner(topic, subscriber, max, now))
+        Box::pin(async move {
+            match self.fetch_inner(topic, subscriber, max, now, None).await {
+                Err(e) if groups::lost(&e) => {
+                    self.recreate_groups(topic, subscriber).await?;
+                    self.fetch_inner(topic, subscriber, max, now, None).await
+                }
+                done => done,
+            }
+        })
     }
 
     fn ack<'a>(
@@ -314,7 +336,15 @@ impl BusStore for RedisBusStore {
         subscriber: &'a str,
         ids: &'a [String],
     ) -> BusFuture<'a, u32> {
-        Box::pin(self.ack_inner(topic, subscriber, ids, None))
+        Box::pin(async move {
+            match self.ack_inner(topic, subscriber, ids, None).await {
+                // The deliveries went with the group: nothing left to ack.
+                Err(e) if groups::lost(&e) => {
+                    self.recreate_groups(topic, subscriber).await.map(|()| 0)
+                }
+                done => done,
+            }
+        })
     }
 
     fn release<'a>(
@@ -325,9 +355,10 @@ impl BusStore for RedisBusStore {
         counted: bool,
     ) -> BusFuture<'a, ()> {
         Box::pin(async move {
-            self.ack_inner(topic, subscriber, ids, Some(counted))
-                .await
-                .map(drop)
+            match self.ack_inner(topic, subscriber, ids, Some(counted)).await {
+                Err(e) if groups::lost(&e) => self.recreate_groups(topic, subscriber).await,
+                done => done.map(drop),
+            }
         })
     }
 
@@ -355,5 +386,9 @@ impl BusStore for RedisBusStore {
         _now: i64,
     ) -> BusFuture<'a, u32> {
         Box::pin(self.replay_inner(topic, subscriber, event_ids))
+    }
+
+    fn waiter(&self) -> Option<Box<dyn Waiter>> {
+        block::RedisWaiter::new(self).map(|w| Box::new(w) as Box<dyn Waiter>)
     }
 }

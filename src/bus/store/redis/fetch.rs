@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use redis::Value;
 
+use super::block::Blocking;
 use super::reply::{entries, int, items, text, Fields};
 use super::{decode, keys, Keys, RedisBusStore};
 use crate::bus::store::{exhausted_reason, BusError, Pending};
@@ -143,12 +144,15 @@ impl RedisBusStore {
         Ok(u32::try_from(int(items(&reply).first().unwrap_or(&Value::Int(0)))).unwrap_or(u32::MAX))
     }
 
+    /// Hands out up to `max` deliveries; with `blocking`, when nothing is
+    /// due, waits on its connection for new events (see `block`).
     pub(super) async fn fetch_inner(
         &self,
         topic: &str,
         sub: &str,
         max: u32,
         now: i64,
+        blocking: Option<&mut Blocking>,
     ) -> Result<Vec<Pending>, BusError> {
         let k = keys(topic, sub);
         let mut out = self.reclaim(&k.replay, &k, sub, max, true, now).await?;
@@ -165,26 +169,45 @@ impl RedisBusStore {
             .max_in_flight
             .saturating_sub(in_flight)
             .min(max.saturating_sub(out.len() as u32));
+        // Something to hand out already: no reason to wait for more.
+        let blocking = blocking.filter(|_| out.is_empty());
         if room > 0 {
-            out.extend(self.read_new(&k, sub, room).await?);
+            out.extend(self.read_new(&k, sub, room, blocking).await?);
+        } else if let Some(b) = blocking {
+            // The in-flight bound is reached: what frees room is an ack or
+            // a deadline passing, which the next turn finds.
+            tokio::time::sleep(b.wait).await;
         }
         Ok(out)
     }
 
-    /// Up to `room` entries never delivered to the group, from both streams.
-    async fn read_new(&self, k: &Keys, sub: &str, room: u32) -> Result<Vec<Pending>, BusError> {
+    /// Up to `room` entries never delivered to the group, from both streams;
+    /// with `blocking`, waiting for the first on its connection.
+    async fn read_new(
+        &self,
+        k: &Keys,
+        sub: &str,
+        room: u32,
+        blocking: Option<&mut Blocking>,
+    ) -> Result<Vec<Pending>, BusError> {
         let mut read = redis::cmd("XREADGROUP");
         read.arg("GROUP")
             .arg(sub)
             .arg(&self.consumer)
             .arg("COUNT")
-            .arg(room)
-            .arg("STREAMS")
+            .arg(room);
+        if let Some(b) = &blocking {
+            read.arg("BLOCK").arg(Self::ms(b.wait));
+        }
+        read.arg("STREAMS")
             .arg(&k.replay)
             .arg(&k.events)
             .arg(">")
             .arg(">");
-        let reply: Value = self.run("read new events", &read).await?;
+        let reply: Value = match blocking {
+            Some(b) => self.read_blocked(b, &read).await?,
+            None => self.run("read new events", &read).await?,
+        };
         let mut fresh = Vec::new();
         for stream in items(&reply) {
             let parts = items(stream);
