@@ -11,6 +11,7 @@
 //! See `config/example.toml` for a commented reference file.
 
 mod bus;
+mod cluster;
 mod error;
 mod pattern;
 mod read;
@@ -31,6 +32,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
+pub use cluster::{ClusterConfig, PeerConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
@@ -71,6 +73,8 @@ pub struct Config {
     pub bus: BusConfig,
     /// The bus topics, in file order.
     pub topics: Vec<TopicConfig>,
+    /// The other replicas (`[cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.

@@ -18,6 +18,7 @@ mod consent_store;
 mod lifecycle;
 mod refusals;
 mod reload;
+mod replicas_audit;
 mod resilience;
 mod routing;
 mod support;

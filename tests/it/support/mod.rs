@@ -228,7 +228,7 @@ pub fn spawn_gateway_env(
 /// Writes `config` to `<name>.toml` in the PKI's directory, giving the
 /// gateway its own audit log and embedded consent store (each has one
 /// writer) unless the config names them.
-fn write_config(pki: &Pki, name: &str, config: &str) -> PathBuf {
+pub fn write_config(pki: &Pki, name: &str, config: &str) -> PathBuf {
     let path = pki.root().join(format!("{name}.toml"));
     let mut config = config.to_owned();
     if !config.contains("[audit]") {
