@@ -124,10 +124,10 @@ pub fn merge(
     cursor: &Cursor,
     size: usize,
 ) -> (Vec<pb::Entry>, Option<Cursor>) {
-    let mut heads: Vec<std::iter::Peekable<std::vec::IntoIter<pb::Entry>>> = pages
-        .iter()
-        .map(|p| p.entries.clone().into_iter().peekable())
-        .collect();
+    let (pages, mut heads): (Vec<(String, Option<u64>)>, Vec<_>) = pages
+        .into_iter()
+        .map(|p| ((p.node, p.next), p.entries.into_iter().peekable()))
+        .unzip();
     let mut taken: Vec<Option<u64>> = vec![None; pages.len()];
     let mut out = Vec::with_capacity(size);
     while out.len() < size {
@@ -136,7 +136,7 @@ pub fn merge(
         let stalled = pages
             .iter()
             .zip(heads.iter_mut())
-            .any(|(p, h)| p.next.is_some() && h.peek().is_none());
+            .any(|((_, after), h)| after.is_some() && h.peek().is_none());
         if stalled {
             break;
         }
@@ -152,15 +152,17 @@ pub fn merge(
         }
     }
     let mut next = cursor.clone();
-    for ((page, head), last) in pages.iter().zip(heads.iter_mut()).zip(taken) {
+    for (((node, after), head), last) in pages.iter().zip(heads.iter_mut()).zip(taken) {
         let at = match (head.peek().is_none(), last) {
-            (true, _) => page.next.map_or(Position::Done, Position::Before),
+            (true, _) => after.map_or(Position::Done, Position::Before),
             (false, Some(index)) => Position::Before(index),
-            (false, None) => cursor.of(&page.node),
+            (false, None) => cursor.of(node),
         };
-        next.0.insert(page.node.clone(), at);
+        next.0.insert(node.clone(), at);
     }
-    let more = pages.iter().any(|p| next.of(&p.node) != Position::Done);
+    let more = pages
+        .iter()
+        .any(|(node, _)| next.of(node) != Position::Done);
     (out, more.then_some(next))
 }
 

@@ -163,3 +163,85 @@ fn peer(ctx: &mut Ctx, s: &Section<'_, '_>, own: Option<&AgencyId>) -> Option<Pe
         address: address?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::Config;
+    use std::path::Path;
+
+    const BASE: &str = r#"[node]
+id = "gw-1"
+trust_domain = "interop.gov.ma"
+listen = "127.0.0.1:8443"
+
+[tls]
+ca = "pki/ca.crt"
+cert = "pki/gw.crt"
+key = "pki/gw.key"
+"#;
+
+    fn read(cluster: &str) -> Result<Config, Vec<String>> {
+        Config::from_toml(
+            &format!("{BASE}\n[cluster]\n{cluster}"),
+            Path::new("/j.toml"),
+        )
+        .map_err(|e| {
+            e.0.iter()
+                .map(|e| format!("{} / {}", e.message, e.fix))
+                .collect()
+        })
+    }
+
+    #[test]
+    fn peers_are_read_and_default_to_none() {
+        let alone = Config::from_toml(BASE, Path::new("/j.toml")).unwrap();
+        assert!(alone.cluster.peers.is_empty());
+        let config = read(
+            r#"peers = [{ node = "gw-2", address = "10.0.0.2:8443" }, { node = "gw-3", address = "gw-3.jisr:8443" }]
+peer_timeout_ms = 500"#,
+        )
+        .unwrap();
+        let nodes: Vec<_> = config
+            .cluster
+            .peers
+            .iter()
+            .map(|p| p.node.as_str())
+            .collect();
+        assert_eq!(nodes, ["gw-2", "gw-3"]);
+        assert_eq!(config.cluster.peers[1].address, "gw-3.jisr:8443");
+        assert_eq!(config.cluster.peer_timeout.as_millis(), 500);
+        assert!(config.cluster.peer("gw-3").is_some() && config.cluster.peer("gw-1").is_none());
+    }
+
+    #[test]
+    fn bad_peers_are_reported_with_a_fix() {
+        let cases = [
+            (r#"peers = [{ node = "gw-1", address = "a:1" }]"#, "own id"),
+            (
+                r#"peers = [{ node = "gw-2", address = "a:1" }, { node = "gw-2", address = "b:1" }]"#,
+                "listed twice",
+            ),
+            (
+                r#"peers = [{ node = "gw-2", address = "10.0.0.2" }]"#,
+                "not a host and port",
+            ),
+            (
+                r#"peers = [{ node = "GW 2", address = "a:1" }]"#,
+                "`node` in [cluster] peers",
+            ),
+            (
+                r#"peers = [{ node = "gw-2" }]"#,
+                "missing the required key `address`",
+            ),
+            (r#"peers = "gw-2""#, "must be an array"),
+            (r#"peer = []"#, "unknown key `peer`"),
+        ];
+        for (text, want) in cases {
+            let errors = read(text).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.contains(want)),
+                "{text}: {errors:?}"
+            );
+        }
+    }
+}

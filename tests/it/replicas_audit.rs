@@ -248,11 +248,11 @@ async fn any_replica_answers_for_all_and_says_when_one_is_missing() {
         .flat_map(|n| (0..3).map(move |i| ((*n).to_owned(), i)))
         .collect();
 
-    for asked in 0..3 {
+    for (asked, name) in NODES.iter().enumerate() {
         let mut portal = r.client(asked, "portal").await;
         let (entries, missing) = walk_history(&mut portal, 50).await;
         assert!(missing.is_empty(), "{missing:?}");
-        assert_eq!(pairs(&entries), expected, "asked {}", NODES[asked]);
+        assert_eq!(pairs(&entries), expected, "asked {name}");
         let times: Vec<i64> = entries
             .iter()
             .map(|e| e.record.as_ref().unwrap().time_unix_micros)
