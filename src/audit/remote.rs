@@ -26,6 +26,7 @@ impl AuditService {
         self.peers.get(node).map(Some).ok_or_else(|| {
             let mut nodes: Vec<String> = vec![self.peers.node.to_string()];
             nodes.extend(self.peers.list().iter().map(|p| p.node.to_string()));
+            nodes.sort();
             Refusal::new(
                 Reason::NotFound,
                 format!(
@@ -73,9 +74,53 @@ impl AuditService {
     }
 }
 
+/// Entry `index` of `peer`'s log, with its proof in `tree_size`.
+pub(super) async fn entry(
+    peer: &Peer,
+    index: u64,
+    tree_size: u64,
+    caller: &AgencyId,
+    timeout: Duration,
+) -> Result<pb::Entry, tonic::Status> {
+    let ask = pb::GetEntryRequest {
+        index,
+        tree_size,
+        node: String::new(),
+    };
+    let entry = peer
+        .client()
+        .get_entry(fanout::peer_request(ask, caller, timeout)?)
+        .await
+        .map_err(|s| remote(peer.node.as_str(), s))?;
+    Ok(pb::Entry {
+        node: peer.node.to_string(),
+        ..entry.into_inner()
+    })
+}
+
+/// A consistency proof between two sizes of `peer`'s log.
+pub(super) async fn consistency(
+    peer: &Peer,
+    (old_size, new_size): (u64, u64),
+    caller: &AgencyId,
+    timeout: Duration,
+) -> Result<pb::ConsistencyProof, tonic::Status> {
+    let ask = pb::GetConsistencyProofRequest {
+        old_size,
+        new_size,
+        node: String::new(),
+    };
+    let proof = peer
+        .client()
+        .get_consistency_proof(fanout::peer_request(ask, caller, timeout)?)
+        .await
+        .map_err(|s| remote(peer.node.as_str(), s))?;
+    Ok(proof.into_inner())
+}
+
 /// A failed read of `node`'s log: its own refusal passed on, or why it
 /// could not be asked.
-pub(super) fn remote(node: &str, status: tonic::Status) -> tonic::Status {
+fn remote(node: &str, status: tonic::Status) -> tonic::Status {
     match status.code() {
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled => {
             Refusal::new(

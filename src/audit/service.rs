@@ -11,7 +11,7 @@ use super::index::{AuditIndex, IndexError, Query};
 use super::keys::Pseudonymizer;
 use super::merge::NodePage;
 use super::peers::Peers;
-use super::remote::remote;
+use super::remote;
 use super::AuditLog;
 use crate::config::Role;
 use crate::identity::{AgencyId, Caller};
@@ -253,20 +253,8 @@ impl Audit for AuditService {
             node,
         } = request.into_inner();
         if let Some(peer) = self.elsewhere(&node, peer_read)? {
-            let ask = pb::GetEntryRequest {
-                index,
-                tree_size,
-                node: String::new(),
-            };
-            let mut client = peer.client();
-            let entry = client
-                .get_entry(fanout::peer_request(ask, &caller, timeout)?)
-                .await
-                .map_err(|s| remote(&node, s))?;
-            return Ok(Response::new(pb::Entry {
-                node,
-                ..entry.into_inner()
-            }));
+            let entry = remote::entry(&peer, index, tree_size, &caller, timeout).await?;
+            return Ok(Response::new(entry));
         }
         let latest = self.log.checkpoint();
         let size = if tree_size == 0 {
@@ -323,17 +311,9 @@ impl Audit for AuditService {
             node,
         } = request.into_inner();
         if let Some(peer) = self.elsewhere(&node, peer_read)? {
-            let ask = pb::GetConsistencyProofRequest {
-                old_size,
-                new_size,
-                node: String::new(),
-            };
-            let mut client = peer.client();
-            let proof = client
-                .get_consistency_proof(fanout::peer_request(ask, &caller?, timeout)?)
-                .await
-                .map_err(|s| remote(&node, s))?;
-            return Ok(proof);
+            let sizes = (old_size, new_size);
+            let proof = remote::consistency(&peer, sizes, &caller?, timeout).await?;
+            return Ok(Response::new(proof));
         }
         let hashes = self
             .log

@@ -349,6 +349,32 @@ async fn any_replica_answers_for_all_and_says_when_one_is_missing() {
         .unwrap_err();
     assert_eq!(old.code(), Code::InvalidArgument);
     assert!(old.message().contains("single-node"), "{}", old.message());
+    // Another node's consistency proof comes from that node; an unknown
+    // node is named as such.
+    let proof = cndp
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size: 1,
+            new_size: 3,
+            node: "gw-3".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!proof.hashes.is_empty());
+    let unknown = cndp
+        .get_entry(pb::GetEntryRequest {
+            index: 0,
+            tree_size: 0,
+            node: "gw-7".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    assert!(
+        unknown.message().contains("gw-1, gw-2, gw-3"),
+        "{}",
+        unknown.message()
+    );
 
     // gw-3 down: the others answer what they have and name it.
     drop(tax);
@@ -386,6 +412,24 @@ async fn any_replica_answers_for_all_and_says_when_one_is_missing() {
         "{stderr}"
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 6);
+    let out = jisr()
+        .args([
+            "audit",
+            "checkpoints",
+            "--gateway",
+            &r.addrs[0],
+            "--pki",
+            &pki_dir,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("gw-1") && stdout.contains("gw-2") && !stdout.contains("gw-3"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("partial: node gw-3 did not answer"));
 
     // Back: complete again.
     r.restart(2);
