@@ -9,6 +9,7 @@ pub mod echo;
 pub mod gateway;
 pub mod otlp;
 pub mod proc;
+pub mod replicas;
 
 use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};
