@@ -190,6 +190,9 @@ pub enum Accept {
     Agencies,
     /// Other gateway nodes (`spiffe://<td>/gateway/<id>`).
     Gateways,
+    /// Agencies, and gateway nodes for the replicas' audit reads: the
+    /// listener then checks that a gateway is a configured peer.
+    AgenciesAndPeers,
 }
 
 /// Installs ring as the process-wide rustls provider; idempotent, safe to

@@ -6,11 +6,15 @@
 //! - [`note`]: C2SP signed notes (Ed25519) and tlog checkpoints.
 
 mod error;
+mod fanout;
 pub mod keys;
 pub mod log;
+pub mod merge;
 pub mod merkle;
 pub mod note;
+pub mod peers;
 pub mod record;
+mod remote;
 pub mod service;
 pub mod verify;
 

@@ -1,9 +1,17 @@
 //! The `jisr.audit.v1.Audit` gRPC service: checkpoints, receipts (entries
 //! with inclusion proofs), consistency proofs, queries and a citizen's
 //! access history, each limited to what the caller may see.
+//!
+//! With peers (`[cluster]`), queries and histories cover every replica
+//! (see [`super::fanout`]); a read a peer makes for one of its callers
+//! ([`PeerRead`]) is answered from this node's log only.
 
+use super::fanout::{self, Forward};
 use super::index::{AuditIndex, IndexError, Query};
 use super::keys::Pseudonymizer;
+use super::merge::NodePage;
+use super::peers::Peers;
+use super::remote;
 use super::AuditLog;
 use crate::config::Role;
 use crate::identity::{AgencyId, Caller};
@@ -22,6 +30,20 @@ pub struct AuditService {
     index: Arc<Mutex<AuditIndex>>,
     pseudonyms: Pseudonymizer,
     roles: Arc<HashMap<AgencyId, Vec<Role>>>,
+    pub(super) peers: Peers,
+}
+
+/// Marks a call made by a peer node for one of its callers (put in the
+/// request's extensions by the gateway, which checked that the connection
+/// is from a configured peer): answered from this node's log only.
+#[derive(Debug, Clone)]
+pub struct PeerRead {
+    /// The peer node that asked.
+    pub from: AgencyId,
+}
+
+fn is_peer_read<T>(request: &Request<T>) -> bool {
+    request.extensions().get::<PeerRead>().is_some()
 }
 
 const MAX_PAGE: u32 = 1000;
@@ -44,8 +66,9 @@ impl std::fmt::Debug for AuditService {
 }
 
 impl AuditService {
-    /// The service over a node's log and index.
+    /// The service over node `node`'s log and index, without peers.
     pub fn new(
+        node: AgencyId,
         log: Arc<AuditLog>,
         index: AuditIndex,
         pseudonyms: Pseudonymizer,
@@ -56,6 +79,16 @@ impl AuditService {
             index: Arc::new(Mutex::new(index)),
             pseudonyms,
             roles: Arc::new(roles),
+            peers: Peers::alone(node),
+        }
+    }
+
+    /// The same service asking `peers` too.
+    #[must_use]
+    pub fn with_peers(&self, peers: Peers) -> Self {
+        Self {
+            peers,
+            ..self.clone()
         }
     }
 
@@ -68,12 +101,25 @@ impl AuditService {
         }
     }
 
+    /// This node's latest signed checkpoint and verifier key.
+    pub(super) fn own_checkpoint(&self) -> pb::SignedCheckpoint {
+        let signed = self.log.checkpoint();
+        pb::SignedCheckpoint {
+            note: signed.note,
+            verifier_key: self.log.verifier().to_text(),
+            size: signed.checkpoint.size,
+            root_hash: signed.checkpoint.root.to_vec(),
+            origin: signed.checkpoint.origin,
+            node: self.peers.node.to_string(),
+        }
+    }
+
     fn has(&self, agency: &AgencyId, role: Role) -> bool {
         self.roles.get(agency).is_some_and(|r| r.contains(&role))
     }
 
-    /// Brings the index up to the log and runs a query.
-    async fn run(&self, query: Query) -> Result<pb::QueryResponse, Refusal> {
+    /// Brings the index up to the log and runs a query on this node's log.
+    pub(super) async fn run(&self, query: Query) -> Result<NodePage, Refusal> {
         let this = self.clone();
         let page = tokio::task::spawn_blocking(move || {
             let index = this.index.lock().unwrap_or_else(|e| e.into_inner());
@@ -87,18 +133,48 @@ impl AuditService {
         .await
         .map_err(unavailable)?
         .map_err(unavailable)?;
-        Ok(pb::QueryResponse {
+        let node = self.peers.node.to_string();
+        Ok(NodePage {
             entries: page
                 .entries
                 .into_iter()
                 .map(|(index, record)| pb::Entry {
                     index,
                     record: Some(record),
+                    node: node.clone(),
                     ..Default::default()
                 })
                 .collect(),
-            next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+            next: page.next,
+            node,
         })
+    }
+
+    /// Answers `query` for a peer (this node only, a bare position as the
+    /// token) or for an agency (every node, merged).
+    async fn answer<T>(
+        &self,
+        request: &Request<T>,
+        caller: &AgencyId,
+        query: Query,
+        forward: Forward,
+        token: &str,
+    ) -> Result<pb::QueryResponse, Refusal> {
+        if is_peer_read(request) {
+            let page = self
+                .run(Query {
+                    before: page_token(token)?,
+                    ..query
+                })
+                .await?;
+            return Ok(pb::QueryResponse {
+                entries: page.entries,
+                next_page_token: page.next.map(|n| n.to_string()).unwrap_or_default(),
+                missing: Vec::new(),
+            });
+        }
+        let timeout = fanout::budget(request.metadata(), self.peers.timeout);
+        self.merged(caller, query, forward, token, timeout).await
     }
 }
 
@@ -146,14 +222,22 @@ impl Audit for AuditService {
         &self,
         _request: Request<pb::GetCheckpointRequest>,
     ) -> Result<Response<pb::SignedCheckpoint>, Status> {
-        let signed = self.log.checkpoint();
-        Ok(Response::new(pb::SignedCheckpoint {
-            note: signed.note,
-            verifier_key: self.log.verifier().to_text(),
-            size: signed.checkpoint.size,
-            root_hash: signed.checkpoint.root.to_vec(),
-            origin: signed.checkpoint.origin,
-        }))
+        Ok(Response::new(self.own_checkpoint()))
+    }
+
+    async fn list_checkpoints(
+        &self,
+        request: Request<pb::ListCheckpointsRequest>,
+    ) -> Result<Response<pb::ListCheckpointsResponse>, Status> {
+        let caller = Caller::of(&request, HOW_TO_CALL)?;
+        if is_peer_read(&request) {
+            return Ok(Response::new(pb::ListCheckpointsResponse {
+                checkpoints: vec![self.own_checkpoint()],
+                missing: Vec::new(),
+            }));
+        }
+        let timeout = fanout::budget(request.metadata(), self.peers.timeout);
+        Ok(Response::new(self.all_checkpoints(&caller, timeout).await))
     }
 
     async fn get_entry(
@@ -161,7 +245,17 @@ impl Audit for AuditService {
         request: Request<pb::GetEntryRequest>,
     ) -> Result<Response<pb::Entry>, Status> {
         let caller = Caller::of(&request, HOW_TO_CALL)?;
-        let pb::GetEntryRequest { index, tree_size } = request.into_inner();
+        let timeout = fanout::budget(request.metadata(), self.peers.timeout);
+        let peer_read = is_peer_read(&request);
+        let pb::GetEntryRequest {
+            index,
+            tree_size,
+            node,
+        } = request.into_inner();
+        if let Some(peer) = self.elsewhere(&node, peer_read)? {
+            let entry = remote::entry(&peer, index, tree_size, &caller, timeout).await?;
+            return Ok(Response::new(entry));
+        }
         let latest = self.log.checkpoint();
         let size = if tree_size == 0 {
             latest.checkpoint.size
@@ -200,6 +294,7 @@ impl Audit for AuditService {
             tree_size: size,
             inclusion_proof: proof.iter().map(|h| h.to_vec()).collect(),
             checkpoint_note,
+            node: self.peers.node.to_string(),
         }))
     }
 
@@ -207,7 +302,19 @@ impl Audit for AuditService {
         &self,
         request: Request<pb::GetConsistencyProofRequest>,
     ) -> Result<Response<pb::ConsistencyProof>, Status> {
-        let pb::GetConsistencyProofRequest { old_size, new_size } = request.into_inner();
+        let timeout = fanout::budget(request.metadata(), self.peers.timeout);
+        let peer_read = is_peer_read(&request);
+        let caller = Caller::of(&request, HOW_TO_CALL);
+        let pb::GetConsistencyProofRequest {
+            old_size,
+            new_size,
+            node,
+        } = request.into_inner();
+        if let Some(peer) = self.elsewhere(&node, peer_read)? {
+            let sizes = (old_size, new_size);
+            let proof = remote::consistency(&peer, sizes, &caller?, timeout).await?;
+            return Ok(Response::new(proof));
+        }
         let hashes = self
             .log
             .consistency_proof(old_size, new_size)
@@ -224,7 +331,7 @@ impl Audit for AuditService {
         request: Request<pb::QueryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = Caller::of(&request, HOW_TO_CALL)?;
-        let q = request.into_inner();
+        let q = request.get_ref().clone();
         let auditor = self.has(&caller, Role::Auditor);
         let agency = match (q.agency.is_empty(), auditor) {
             (true, true) => None,
@@ -250,9 +357,13 @@ impl Audit for AuditService {
             reason: (!q.reason.is_empty()).then(|| q.reason.clone()),
             break_glass: q.break_glass,
             page_size: page_size(q.page_size),
-            before: page_token(&q.page_token)?,
+            before: None,
         };
-        Ok(Response::new(self.run(query).await?))
+        let token = q.page_token.clone();
+        let answer = self
+            .answer(&request, &caller, query, Forward::Query(q), &token)
+            .await?;
+        Ok(Response::new(answer))
     }
 
     async fn citizen_history(
@@ -263,7 +374,7 @@ impl Audit for AuditService {
         if !self.has(&caller, Role::Auditor) && !self.has(&caller, Role::ConsentManager) {
             return Err(Refusal::new(Reason::AccessDenied, "a citizen's access history is shown through the citizen portal (`consent-manager` role) or to auditors").into());
         }
-        let q = request.into_inner();
+        let q = request.get_ref().clone();
         if q.citizen_id.is_empty() {
             return Err(Refusal::new(
                 Reason::InvalidRequest,
@@ -274,9 +385,12 @@ impl Audit for AuditService {
         let query = Query {
             subject: Some(self.pseudonyms.pseudonym(&q.citizen_id)),
             page_size: page_size(q.page_size),
-            before: page_token(&q.page_token)?,
             ..Query::default()
         };
-        Ok(Response::new(self.run(query).await?))
+        let token = q.page_token.clone();
+        let answer = self
+            .answer(&request, &caller, query, Forward::History(q), &token)
+            .await?;
+        Ok(Response::new(answer))
     }
 }

@@ -11,6 +11,7 @@
 //! See `config/example.toml` for a commented reference file.
 
 mod bus;
+mod cluster;
 mod error;
 mod node;
 mod pattern;
@@ -32,6 +33,7 @@ use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
+pub use cluster::{ClusterConfig, PeerConfig};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, NODE_ID_VAR};
 pub use pattern::{Basis, MethodPattern};
@@ -73,6 +75,8 @@ pub struct Config {
     pub bus: BusConfig,
     /// The bus topics, in file order.
     pub topics: Vec<TopicConfig>,
+    /// The other replicas (`[cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.

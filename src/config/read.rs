@@ -11,9 +11,9 @@ use super::sections::{AGENCY_KEYS, CATALOGUE_KEYS, NODE_KEYS, PURPOSE_KEYS, TLS_
 use super::stores::{AUDIT_KEYS, CONSENT_KEYS};
 use super::table::{closest, Ctx, Section};
 use super::{
-    bus, resilience, rule, sections, stores, telemetry, AgencyConfig, AuditConfig, BusConfig,
-    CatalogueConfig, Config, ConfigErrors, ConsentConfig, Location, NodeConfig, PurposeConfig,
-    RateLimitConfig, RouteConfig, RuleConfig, TelemetryConfig,
+    bus, cluster, resilience, rule, sections, stores, telemetry, AgencyConfig, AuditConfig,
+    BusConfig, CatalogueConfig, Config, ConfigErrors, ConsentConfig, Location, NodeConfig,
+    PurposeConfig, RateLimitConfig, RouteConfig, RuleConfig, TelemetryConfig,
 };
 use crate::identity::AgencyId;
 use crate::tls::TlsFiles;
@@ -32,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "rate_limit",
     "bus",
     "topic",
+    "cluster",
 ];
 
 /// Reads every section, then checks the sections against each other.
@@ -70,6 +71,7 @@ pub(super) fn read(
         telemetry: one.telemetry?,
         bus: one.bus?,
         topics: topics?,
+        cluster: one.cluster?,
     })
 }
 
@@ -83,6 +85,7 @@ struct Singles {
     consent: Option<ConsentConfig>,
     telemetry: Option<TelemetryConfig>,
     bus: Option<BusConfig>,
+    cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Singles {
@@ -126,6 +129,12 @@ impl Singles {
                 .and_then(|s| bus::bus(ctx, Some(&s), base)),
             None => bus::bus(ctx, None, base),
         };
+        let own = node.as_ref().map(|n: &NodeConfig| &n.id);
+        let cluster = match top.table.get("cluster") {
+            Some(v) => Section::new("[cluster]", v, cluster::CLUSTER_KEYS, ctx)
+                .and_then(|s| cluster::cluster(ctx, Some(&s), own)),
+            None => cluster::cluster(ctx, None, own),
+        };
         Self {
             node,
             tls,
@@ -134,6 +143,7 @@ impl Singles {
             consent,
             telemetry,
             bus,
+            cluster,
         }
     }
 }

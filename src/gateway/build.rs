@@ -116,6 +116,7 @@ fn audit_api(
 ) -> Result<crate::audit::service::AuditService, StartError> {
     let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
     Ok(crate::audit::service::AuditService::new(
+        config.node.id.clone(),
         recorder.log.clone(),
         index,
         recorder.pseudonyms.clone(),

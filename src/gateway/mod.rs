@@ -20,6 +20,7 @@ mod figures;
 pub mod lanes;
 pub mod layers;
 pub mod metadata;
+mod peer;
 pub mod reload;
 mod routing;
 pub mod server;

@@ -89,7 +89,14 @@ impl Routing {
         let domain = &config.node.trust_domain;
         let node = PeerIdentity::Gateway(config.node.id.clone());
         tls::check_own_identity(&config.tls, domain, &node)?;
-        let server_tls = tls::server_config(&config.tls, domain, tls::Accept::Agencies)?;
+        // Replicas read each other's audit logs with their gateway
+        // certificates; without peers, agencies only may connect.
+        let accept = if config.cluster.peers.is_empty() {
+            tls::Accept::Agencies
+        } else {
+            tls::Accept::AgenciesAndPeers
+        };
+        let server_tls = tls::server_config(&config.tls, domain, accept)?;
         let tls_digest = tls_digest(&config.tls)?;
         let upstreams = Self::pools(config, previous, &tls_digest)?;
         let timeouts = route_timeouts(config, &catalogue)?;
@@ -311,8 +318,9 @@ fn own_services(config: &Config, catalogue: &Catalogue, apis: &Apis) -> Result<R
         .register_file_descriptor_set(files())
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let peers = crate::audit::peers::Peers::from_config(config)?;
     let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(
-        apis.audit.with_roles(roles(config)),
+        apis.audit.with_roles(roles(config)).with_peers(peers),
     );
     let mut consents = apis.consents.clone();
     consents.roles = Arc::new(roles(config));

@@ -162,6 +162,15 @@ where
     });
 }
 
+/// Who is on the other end of a connection.
+#[derive(Clone, Debug)]
+enum Connected {
+    /// An agency: every call it makes is checked against the rules.
+    Agency(AgencyId),
+    /// A configured peer replica: audit reads only (see [`super::peer`]).
+    Peer(AgencyId),
+}
+
 /// Completes the TLS handshake and reads the caller's identity; `None` (and
 /// a log line saying why) when the peer is refused.
 async fn handshake(
@@ -169,7 +178,7 @@ async fn handshake(
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
     peer: SocketAddr,
-) -> Option<(TlsStream<TcpStream>, AgencyId)> {
+) -> Option<(TlsStream<TcpStream>, Connected)> {
     let _ = tcp.set_nodelay(true);
     let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
@@ -193,13 +202,24 @@ async fn handshake(
     };
     let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
     let consumer = match identity {
-        Ok(PeerIdentity::Agency(id)) => id,
+        Ok(PeerIdentity::Agency(id)) => Connected::Agency(id),
+        Ok(PeerIdentity::Gateway(node))
+            if gateway
+                .routing()
+                .config
+                .cluster
+                .peer(node.as_str())
+                .is_some() =>
+        {
+            tracing::debug!(%peer, %node, "peer node connected");
+            return Some((stream, Connected::Peer(node)));
+        }
         Ok(other) => {
             gateway
                 .telemetry
                 .metrics()
                 .tls_failure(TlsFailure::Identity);
-            tracing::warn!(%peer, identity = ?other, "connection refused: only agencies may call the gateway");
+            tracing::warn!(%peer, identity = ?other, "connection refused: only agencies and the configured [cluster] peers may call the gateway");
             return None;
         }
         Err(e) => {
@@ -211,7 +231,7 @@ async fn handshake(
             return None;
         }
     };
-    tracing::debug!(%peer, %consumer, "agency connected");
+    tracing::debug!(%peer, ?consumer, "agency connected");
     Some((stream, consumer))
 }
 
@@ -220,7 +240,7 @@ async fn handshake(
 async fn serve_connection(
     gateway: Arc<Gateway>,
     stream: TlsStream<TcpStream>,
-    consumer: AgencyId,
+    consumer: Connected,
     watcher: Watcher,
 ) {
     let service = service_fn(move |request| {
@@ -228,7 +248,12 @@ async fn serve_connection(
         let consumer = consumer.clone();
         // Boxed: the call's future is several kilobytes, and hyper moves
         // what it is given into the stream's task (a copy per move).
-        Box::pin(async move { Ok::<_, Infallible>(gateway.dispatch(request, &consumer).await) })
+        Box::pin(async move {
+            Ok::<_, Infallible>(match &consumer {
+                Connected::Agency(agency) => gateway.dispatch(request, agency).await,
+                Connected::Peer(node) => gateway.dispatch_peer(request, node).await,
+            })
+        })
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())

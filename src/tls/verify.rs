@@ -100,8 +100,10 @@ impl ClientCertVerifier for SpiffeClientVerifier {
             .verify_client_cert(end_entity, intermediates, now)?;
         let identity = PeerIdentity::from_cert_der(end_entity, &self.domain).map_err(refuse)?;
         let allowed = match (self.accept, &identity) {
-            (Accept::Agencies, PeerIdentity::Agency(_))
-            | (Accept::Gateways, PeerIdentity::Gateway(_)) => return Ok(verified),
+            (Accept::Agencies | Accept::AgenciesAndPeers, PeerIdentity::Agency(_))
+            | (Accept::Gateways | Accept::AgenciesAndPeers, PeerIdentity::Gateway(_)) => {
+                return Ok(verified)
+            }
             (Accept::Agencies, _) => "agencies",
             (Accept::Gateways, _) => "gateway nodes",
         };

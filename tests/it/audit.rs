@@ -281,6 +281,7 @@ async fn the_audit_api_shows_each_caller_only_what_it_may_see() {
         .get_entry(pb::GetEntryRequest {
             index: education_entry,
             tree_size: 0,
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -323,6 +324,7 @@ async fn the_audit_api_shows_each_caller_only_what_it_may_see() {
         .get_consistency_proof(pb::GetConsistencyProofRequest {
             old_size: 1,
             new_size: 2,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -447,6 +449,7 @@ async fn no_acknowledged_exchange_is_lost_when_the_gateway_is_killed_under_load(
             .get_consistency_proof(pb::GetConsistencyProofRequest {
                 old_size: *size,
                 new_size: now.size,
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -22,6 +22,7 @@ mod lifecycle;
 mod refusals;
 mod reload;
 mod replicas;
+mod replicas_audit;
 mod resilience;
 mod routing;
 mod support;

@@ -39,6 +39,16 @@ impl Gateway {
     /// loopback ports picked by the system; panics, saying why, if it
     /// cannot start.
     pub fn start(name: &str, path: &Path) -> Self {
+        Self::start_with(name, path, None)
+    }
+
+    /// [`Gateway::start`] on a listener the test bound (and so whose
+    /// address it could write into other gateways' configs first).
+    pub fn start_on(name: &str, path: &Path, listener: std::net::TcpListener) -> Self {
+        Self::start_with(name, path, Some(listener))
+    }
+
+    fn start_with(name: &str, path: &Path, bound: Option<std::net::TcpListener>) -> Self {
         let on_one_thread = Handle::try_current()
             .is_ok_and(|test| test.runtime_flavor() == RuntimeFlavor::CurrentThread);
         assert!(
@@ -65,7 +75,13 @@ impl Gateway {
                         Ok((gateway, _)) => gateway,
                         Err(e) => return drop(started.send(Err(e.to_string()))),
                     };
-                    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let listener = match bound {
+                        Some(l) => {
+                            l.set_nonblocking(true).unwrap();
+                            TcpListener::from_std(l).unwrap()
+                        }
+                        None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
+                    };
                     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
                     let addrs = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
                     let _ = started.send(Ok(addrs));

@@ -9,6 +9,7 @@ pub mod echo;
 pub mod gateway;
 pub mod otlp;
 pub mod proc;
+pub mod replicas;
 
 use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};
@@ -244,7 +245,7 @@ pub fn spawn_gateway_env(
 /// Writes `config` to `<name>.toml` in the PKI's directory, giving the
 /// gateway its own audit log and embedded consent store (each has one
 /// writer) unless the config names them.
-fn write_config(pki: &Pki, name: &str, config: &str) -> PathBuf {
+pub fn write_config(pki: &Pki, name: &str, config: &str) -> PathBuf {
     let path = pki.root().join(format!("{name}.toml"));
     let mut config = config.to_owned();
     if !config.contains("[audit]") {

@@ -51,7 +51,8 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Query a running gateway's log.
+    /// Query the logs of a running gateway and of its peers (exits 1 when
+    /// some node did not answer, after printing the others' entries).
     Query {
         /// How to reach the gateway.
         #[command(flatten)]
@@ -70,6 +71,9 @@ pub enum AuditCommand {
         conn: Connection,
         /// The entry's index.
         index: u64,
+        /// The node whose log holds the entry (default: the node asked).
+        #[arg(long)]
+        node: Option<String>,
         /// Write the receipt (JSON) to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -88,6 +92,13 @@ pub enum AuditCommand {
         /// Where to write the logs (default: a temporary directory).
         #[arg(long)]
         dir: Option<PathBuf>,
+    },
+    /// Every node's latest signed checkpoint and verifier key (exits 1 when
+    /// some node did not answer).
+    Checkpoints {
+        /// How to reach the gateway.
+        #[command(flatten)]
+        conn: Connection,
     },
     /// Check a receipt offline against the node's verifier key.
     CheckReceipt {
@@ -186,12 +197,16 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             follow,
             json,
         } => tail(&conn, lines, follow, json).await.map(|()| true),
-        AuditCommand::Query { conn, filter, json } => {
-            query(&conn, &filter, json).await.map(|()| true)
-        }
-        AuditCommand::Prove { conn, index, out } => {
-            prove(&conn, index, out.as_deref()).await.map(|()| true)
-        }
+        AuditCommand::Query { conn, filter, json } => query(&conn, &filter, json).await,
+        AuditCommand::Prove {
+            conn,
+            index,
+            node,
+            out,
+        } => prove(&conn, index, node.as_deref(), out.as_deref())
+            .await
+            .map(|()| true),
+        AuditCommand::Checkpoints { conn } => receipt::checkpoints(&conn).await,
         AuditCommand::CheckReceipt { receipt, key } => check_receipt(&receipt, key.as_deref()),
         AuditCommand::Bench {
             entries,

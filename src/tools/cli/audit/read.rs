@@ -1,10 +1,13 @@
 //! Reading a running gateway's log: `query` page by page, `tail` by
-//! polling for entries newer than the last one shown.
+//! polling for entries newer than the last one shown. An answer some
+//! replica did not contribute to is reported on standard error
+//! (`partial: node gw-2 did not answer (…)`) and makes the command fail.
 
 use super::render::{parse_time, render};
 use super::{connect, status_error, Connection, Filter, OutcomeArg, SideArg};
 use crate::proto::jisr::audit::v1 as pb;
 use pb::audit_client::AuditClient;
+use std::collections::{BTreeSet, HashSet};
 use tonic::transport::Channel;
 
 async fn run_query(
@@ -63,15 +66,28 @@ async fn run_query(
         .into_inner())
 }
 
-pub(super) async fn query(conn: &Connection, filter: &Filter, json: bool) -> anyhow::Result<()> {
+/// Prints each node missing from an answer, once per command.
+fn report_missing(page: &pb::QueryResponse, reported: &mut BTreeSet<String>) {
+    for m in &page.missing {
+        if reported.insert(m.node.clone()) {
+            eprintln!("partial: node {} did not answer ({})", m.node, m.reason);
+        }
+    }
+}
+
+/// Prints the matching entries of every node; `false` (after printing what
+/// the others returned) when some node did not answer.
+pub(super) async fn query(conn: &Connection, filter: &Filter, json: bool) -> anyhow::Result<bool> {
     let mut client = connect(conn).await?;
     let mut shown = 0u32;
     let mut token = String::new();
+    let mut missing = BTreeSet::new();
     loop {
         let page = run_query(&mut client, filter, token).await?;
+        report_missing(&page, &mut missing);
         for entry in &page.entries {
             if shown == filter.limit {
-                return Ok(());
+                return Ok(missing.is_empty());
             }
             if let Some(record) = &entry.record {
                 println!("{}", render(entry.index, record, json));
@@ -79,7 +95,7 @@ pub(super) async fn query(conn: &Connection, filter: &Filter, json: bool) -> any
             }
         }
         if page.next_page_token.is_empty() || shown == filter.limit {
-            return Ok(());
+            return Ok(missing.is_empty());
         }
         token = page.next_page_token;
     }
@@ -105,7 +121,11 @@ pub(super) async fn tail(
         limit: lines,
     };
     let first = run_query(&mut client, &filter, String::new()).await?;
-    let mut last = first.entries.first().map(|e| e.index);
+    let mut missing = BTreeSet::new();
+    report_missing(&first, &mut missing);
+    // Entries are told apart by node and index: indexes repeat across nodes.
+    let key = |e: &pb::Entry| (e.node.clone(), e.index);
+    let mut previous: HashSet<(String, u64)> = first.entries.iter().map(key).collect();
     for entry in first.entries.iter().rev() {
         if let Some(record) = &entry.record {
             println!("{}", render(entry.index, record, json));
@@ -125,19 +145,19 @@ pub(super) async fn tail(
             String::new(),
         )
         .await?;
+        report_missing(&page, &mut missing);
+        // The newest 1000 of every node: what the last poll did not list is new.
         let fresh: Vec<_> = page
             .entries
             .iter()
-            .filter(|e| last.is_none_or(|l| e.index > l))
+            .filter(|e| !previous.contains(&key(e)))
             .collect();
         for entry in fresh.iter().rev() {
             if let Some(record) = &entry.record {
                 println!("{}", render(entry.index, record, json));
             }
         }
-        if let Some(newest) = fresh.first() {
-            last = Some(newest.index);
-        }
+        previous = page.entries.iter().map(key).collect();
     }
 }
 

@@ -26,17 +26,74 @@ pub struct Receipt {
     pub verifier_key: String,
 }
 
-pub(super) async fn prove(conn: &Connection, index: u64, out: Option<&Path>) -> anyhow::Result<()> {
+/// Every node's checkpoint, one line each: node, origin, size, root and
+/// verifier key. `false` when some node did not answer.
+pub(super) async fn checkpoints(conn: &Connection) -> anyhow::Result<bool> {
     let mut client = connect(conn).await?;
-    let checkpoint = client
-        .get_checkpoint(pb::GetCheckpointRequest {})
+    let all = client
+        .list_checkpoints(pb::ListCheckpointsRequest {})
         .await
         .map_err(status_error)?
         .into_inner();
+    for cp in &all.checkpoints {
+        println!(
+            "{}  {}  size {}  root {}  key {}",
+            cp.node,
+            cp.origin,
+            cp.size,
+            b64(&cp.root_hash),
+            cp.verifier_key
+        );
+    }
+    for m in &all.missing {
+        eprintln!("partial: node {} did not answer ({})", m.node, m.reason);
+    }
+    Ok(all.missing.is_empty())
+}
+
+/// The latest checkpoint of `node` (the node asked when `None`).
+async fn checkpoint_of(
+    client: &mut pb::audit_client::AuditClient<tonic::transport::Channel>,
+    node: Option<&str>,
+) -> anyhow::Result<pb::SignedCheckpoint> {
+    let Some(node) = node else {
+        return Ok(client
+            .get_checkpoint(pb::GetCheckpointRequest {})
+            .await
+            .map_err(status_error)?
+            .into_inner());
+    };
+    let all = client
+        .list_checkpoints(pb::ListCheckpointsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if let Some(m) = all.missing.iter().find(|m| m.node == node) {
+        anyhow::bail!("node {node} did not answer ({}); retry later", m.reason);
+    }
+    all.checkpoints
+        .into_iter()
+        .find(|cp| cp.node == node)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the gateway knows no node `{node}`; `jisr audit checkpoints` lists its nodes"
+            )
+        })
+}
+
+pub(super) async fn prove(
+    conn: &Connection,
+    index: u64,
+    node: Option<&str>,
+    out: Option<&Path>,
+) -> anyhow::Result<()> {
+    let mut client = connect(conn).await?;
+    let checkpoint = checkpoint_of(&mut client, node).await?;
     let entry = client
         .get_entry(pb::GetEntryRequest {
             index,
             tree_size: checkpoint.size,
+            node: node.unwrap_or_default().to_owned(),
         })
         .await
         .map_err(status_error)?

@@ -77,8 +77,11 @@ pub fn render(index: u64, r: &pb::AuditRecord, json: bool) -> String {
             dash(&r.event_id)
         )
     };
+    // The node first: with several replicas, an index is only unique within
+    // its node's log.
     format!(
-        "{index:>7}  {}  {:<12} → {:<12} {:<48} {:<16} {:<18} {:<8} {}{bus}",
+        "{:<8} {index:>7}  {}  {:<12} → {:<12} {:<48} {:<16} {:<18} {:<8} {}{bus}",
+        dash(&r.node),
         format_time(r.time_unix_micros),
         r.consumer,
         dash(&r.provider),
