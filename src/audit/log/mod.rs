@@ -135,18 +135,49 @@ pub struct AuditLog {
     _lock: File,
 }
 
+/// Creates the log directory and takes its lock: one gateway (or
+/// `jisr audit reindex`) per log.
+fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+    std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create", dir, e))?;
+    let lock_path = dir.join("LOCK");
+    let lock = File::create(&lock_path).map_err(|e| AuditError::io("create", &lock_path, e))?;
+    if lock.try_lock().is_err() {
+        return Err(AuditError::Locked {
+            dir: dir.to_owned(),
+        });
+    }
+    Ok(lock)
+}
+
+/// The archive's thread and the channel that wakes it, when an archive
+/// directory is configured; never the log directory itself.
+fn start_archive(
+    shared: &Arc<Shared>,
+    archive_dir: Option<PathBuf>,
+) -> Result<
+    (
+        Option<archive::Handle>,
+        Option<std::sync::mpsc::SyncSender<()>>,
+    ),
+    AuditError,
+> {
+    match archive_dir {
+        Some(to) if to == shared.dir => Err(AuditError::Unavailable(format!(
+            "the archive directory {} is the log directory itself; name another volume",
+            to.display()
+        ))),
+        Some(to) => archive::Handle::start(shared.clone(), to).map(|(h, tx)| (Some(h), Some(tx))),
+        None => Ok((None, None)),
+    }
+}
+
 impl AuditLog {
     /// Opens the log in `opts.dir` (creating it), recovers from an
     /// interrupted write, checks the log against its last signed checkpoint
     /// and starts the writer thread.
     pub fn open(opts: LogOptions) -> Result<Self, AuditError> {
         let dir = opts.dir.clone();
-        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create", &dir, e))?;
-        let lock_path = dir.join("LOCK");
-        let lock = File::create(&lock_path).map_err(|e| AuditError::io("create", &lock_path, e))?;
-        if lock.try_lock().is_err() {
-            return Err(AuditError::Locked { dir });
-        }
+        let lock = lock_dir(&dir)?;
         let rps = recover::layout(&dir, opts.records_per_segment.max(1))?;
         let (size, tail) = recover::recover_segments(&dir, rps)?;
         let hashes = HashFile::open(&dir.join("tree.hashes"))?;
@@ -172,18 +203,7 @@ impl AuditLog {
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let files = SegmentFiles::open(shared.clone(), tail, cache)?;
-        let (archive, nudge) = match opts.archive_dir {
-            Some(to) if to == dir => {
-                return Err(AuditError::Unavailable(format!(
-                    "the archive directory {} is the log directory itself; name another volume",
-                    to.display()
-                )))
-            }
-            Some(to) => {
-                archive::Handle::start(shared.clone(), to).map(|(h, tx)| (Some(h), Some(tx)))?
-            }
-            None => (None, None),
-        };
+        let (archive, nudge) = start_archive(&shared, opts.archive_dir)?;
         let storage = Archived::new(files, shared.clone(), nudge);
         let queue = Queue::new(
             shared.clone(),
