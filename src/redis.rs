@@ -6,6 +6,8 @@
 //! store on `bus.redis_url`. Every call through it is bounded by one
 //! timeout, so a Redis that hangs costs a caller that long and no more.
 
+pub mod seal;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -256,8 +256,13 @@ fn compile_subscribers(
 
 /// Opens the bus store: Redis Streams when `bus.redis_url` is set, else
 /// the embedded one; nothing on disk or in Redis when no topic is
-/// configured.
-pub async fn open_store(config: &Config, topics: &Topics) -> Result<Arc<dyn BusStore>, BusError> {
+/// configured. On Redis, events are sealed under a key derived from
+/// `pseudonyms`'s, which every replica shares.
+pub async fn open_store(
+    config: &Config,
+    topics: &Topics,
+    pseudonyms: &crate::audit::keys::Pseudonymizer,
+) -> Result<Arc<dyn BusStore>, BusError> {
     let bus = &config.bus;
     let limits = Limits {
         ack_deadline: bus.ack_deadline,
@@ -270,8 +275,14 @@ pub async fn open_store(config: &Config, topics: &Topics) -> Result<Arc<dyn BusS
             Arc::new(store::embedded::EmbeddedBusStore::in_memory(limits)?)
         }
         Some(url) => Arc::new(
-            store::redis::RedisBusStore::connect(url, limits, bus.timeout, config.node.id.as_str())
-                .await?,
+            store::redis::RedisBusStore::connect(
+                url,
+                limits,
+                bus.timeout,
+                config.node.id.as_str(),
+                pseudonyms.clone(),
+            )
+            .await?,
         ),
         None => Arc::new(store::embedded::EmbeddedBusStore::open(&bus.path, limits)?),
     };

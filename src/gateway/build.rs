@@ -200,7 +200,7 @@ async fn open_bus(
     consents: &exchange::Consents,
 ) -> Result<crate::bus::service::BusService, StartError> {
     let topics = crate::bus::Topics::compile(config, catalogue)?;
-    let store = crate::bus::open_store(config, &topics).await?;
+    let store = crate::bus::open_store(config, &topics, &recorder.pseudonyms).await?;
     Ok(crate::bus::service::BusService::new(
         crate::bus::service::BusParts {
             topics,

@@ -106,7 +106,7 @@ async fn a_frozen_redis_refuses_consent_calls_in_time_and_law_based_calls_flow()
 
 /// Every key of the Redis at `url`, with every byte it holds: the key
 /// names, their `DUMP` and their values read by type.
-async fn everything_in(url: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+pub(crate) async fn everything_in(url: &str) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let client = redis::Client::open(url).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let mut keys: Vec<Vec<u8>> = Vec::new();
@@ -170,7 +170,7 @@ fn flatten(value: redis::Value, out: &mut Vec<Vec<u8>>) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 

@@ -12,6 +12,7 @@ mod audit;
 mod bench;
 mod bus;
 mod bus_redis;
+mod bus_redis_sealed;
 mod certificates;
 mod cli;
 mod consent;

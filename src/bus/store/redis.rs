@@ -6,9 +6,10 @@
 //! (`XAUTOCLAIM`).
 //!
 //! Keys share the hash tag `{<topic>}`, so a topic lives in one Cluster
-//! slot: `jisr:bus:{t}:events` (the stream; field `e` is the encoded
-//! [`StoredEvent`]), `jisr:bus:{t}:idem:<key>` (the first event id of an
-//! idempotency key, expiring with the window), and per subscriber
+//! slot: `jisr:bus:{t}:events` (the stream; field `e` is the sealed
+//! encoding of the [`StoredEvent`], see [`sealed`]),
+//! `jisr:bus:{t}:idem:<digest>` (the first event id of an idempotency key,
+//! named by its keyed digest, expiring with the window), and per subscriber
 //! `jisr:bus:{t}:replay:<sub>` (replayed dead letters, a stream with the
 //! same group) and `jisr:bus:{t}:dead:<sub>` (dead letters).
 //!
@@ -20,12 +21,12 @@
 
 use std::time::Duration;
 
-use prost::Message;
 use redis::Value;
 
 use super::{
     BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent, Waiter,
 };
+use crate::audit::keys::Pseudonymizer;
 use crate::redis::{Shared, Target};
 
 mod block;
@@ -33,6 +34,7 @@ mod dead;
 mod fetch;
 mod groups;
 mod reply;
+mod sealed;
 
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
 /// Sent by digest (`EVALSHA`), loaded on first use.
@@ -77,6 +79,8 @@ pub struct RedisBusStore {
     target: std::sync::Arc<Target>,
     /// Bounds how many connections blocked readers hold.
     blocked: std::sync::Arc<tokio::sync::Semaphore>,
+    /// Seals events and names idempotency keys (see [`sealed`]).
+    seal: std::sync::Arc<sealed::EventSeal>,
 }
 
 impl std::fmt::Debug for RedisBusStore {
@@ -88,7 +92,7 @@ impl std::fmt::Debug for RedisBusStore {
     }
 }
 
-use reply::{int, items, text, Fields};
+use reply::{int, items, text};
 
 /// A Redis failure in the bus's words: which setting to check when it
 /// cannot connect; only what failed once connected (the caller decides
@@ -114,13 +118,9 @@ fn unavailable(e: crate::redis::Error) -> BusError {
     })
 }
 
-fn decode(fields: &Fields) -> Result<StoredEvent, BusError> {
-    let bytes = fields.get("e").map_or(&[][..], Vec::as_slice);
-    StoredEvent::decode(bytes)
-        .map_err(|e| BusError::Unavailable(format!("bus store: an event in Redis is damaged: {e}")))
-}
-
 struct Keys {
+    /// The topic, which sealed events are bound to.
+    topic: String,
     events: String,
     replay: String,
     dead: String,
@@ -128,6 +128,7 @@ struct Keys {
 
 fn keys(topic: &str, sub: &str) -> Keys {
     Keys {
+        topic: topic.to_owned(),
         events: format!("jisr:bus:{{{topic}}}:events"),
         replay: format!("jisr:bus:{{{topic}}}:replay:{sub}"),
         dead: format!("jisr:bus:{{{topic}}}:dead:{sub}"),
@@ -147,12 +148,14 @@ fn split_id(id: &str) -> Result<(bool, &str), BusError> {
 
 impl RedisBusStore {
     /// Connects to Redis (`redis://…` or `redis+cluster://…`); fails now if
-    /// it cannot be reached. `consumer` names this node in the groups.
+    /// it cannot be reached. `consumer` names this node in the groups;
+    /// events are sealed under a key derived from `pseudonyms`'s.
     pub async fn connect(
         url: &str,
         limits: Limits,
         timeout: Duration,
         node: &str,
+        pseudonyms: Pseudonymizer,
     ) -> Result<Self, BusError> {
         let redis = Shared::new(url, timeout, "bus store");
         redis.connection().await.map_err(unavailable)?;
@@ -162,6 +165,7 @@ impl RedisBusStore {
             consumer: format!("{node}-{:016x}", rand::random::<u64>()),
             target: std::sync::Arc::new(crate::redis::parse(url)),
             blocked: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKED_READERS)),
+            seal: std::sync::Arc::new(sealed::EventSeal::new(pseudonyms)),
         })
     }
 
@@ -286,11 +290,16 @@ impl BusStore for RedisBusStore {
     ) -> BusFuture<'a, Published> {
         Box::pin(async move {
             let k = keys(topic, "");
-            let idem = format!("jisr:bus:{{{topic}}}:idem:{}", event.idempotency_key);
+            let idem = format!(
+                "jisr:bus:{{{topic}}}:idem:{}",
+                self.seal.idempotency_name(&event.idempotency_key)
+            );
+            // Sealed here: the script appends what it is given.
+            let sealed = self.seal.seal(topic, &event)?;
             let mut invocation = PUBLISH.key(&k.events);
             invocation
                 .key(&idem)
-                .arg(event.encode_to_vec())
+                .arg(sealed)
                 .arg(Self::ms(self.limits.idempotency_window))
                 .arg(subscribers);
             let reply: Value = self

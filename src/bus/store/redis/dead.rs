@@ -1,11 +1,10 @@
 //! Dead letters: listing them, and replaying them into the subscriber's
 //! replay stream, which its group reads before new events.
 
-use prost::Message;
 use redis::Value;
 
 use super::reply::entries;
-use super::{decode, keys, RedisBusStore};
+use super::{keys, RedisBusStore};
 use crate::bus::store::{BusError, DeadLetter};
 
 impl RedisBusStore {
@@ -42,7 +41,7 @@ impl RedisBusStore {
                         attempts: s("attempts").parse().unwrap_or(0),
                         reason: s("reason"),
                         dead_unix_micros: s("at").parse().unwrap_or(0),
-                        event: decode(&f)?,
+                        event: self.seal.open(topic, &f)?,
                     },
                 ))
             })
@@ -61,11 +60,12 @@ impl RedisBusStore {
             if !event_ids.is_empty() && !event_ids.contains(&letter.event_id) {
                 continue;
             }
+            let sealed = self.seal.seal(topic, &letter.event)?;
             let mut add = redis::cmd("XADD");
             add.arg(&k.replay)
                 .arg("*")
                 .arg("e")
-                .arg(letter.event.encode_to_vec())
+                .arg(sealed)
                 .arg("eid")
                 .arg(&letter.event_id);
             let _: Value = self.run("replay a dead letter", &add).await?;

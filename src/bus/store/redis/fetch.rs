@@ -8,7 +8,7 @@ use redis::Value;
 
 use super::block::Blocking;
 use super::reply::{entries, int, items, text, Fields};
-use super::{decode, keys, Keys, RedisBusStore};
+use super::{keys, Keys, RedisBusStore};
 use crate::bus::store::{exhausted_reason, BusError, Pending};
 
 /// The event id an entry carries (replayed entries keep their first id),
@@ -55,7 +55,7 @@ impl RedisBusStore {
         let mut out = Vec::new();
         for (id, fields) in claimed {
             let attempt = attempts.get(&id).copied().unwrap_or(1);
-            let event = decode(&fields)?;
+            let event = self.seal.open(&k.topic, &fields)?;
             if attempt > self.limits.max_attempts {
                 self.bury(stream, k, sub, (&id, &fields), attempt - 1, now)
                     .await?;
@@ -217,7 +217,7 @@ impl RedisBusStore {
                 let pending = Pending {
                     id: delivery_id(replay, &id),
                     event_id: event_id_of(&id, &fields),
-                    event: decode(&fields)?,
+                    event: self.seal.open(&k.topic, &fields)?,
                     attempt: 1,
                 };
                 fresh.push((replay, pending));

@@ -8,17 +8,12 @@
 //! id does not open). The subject index is keyed by the citizen's keyed
 //! pseudonym, not by a plain hash anyone could compute from a guessed id.
 //! Every replica shares `[audit] pseudonym_key`, so each opens what the
-//! others sealed.
-
-use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305, NONCE_LEN};
+//! others sealed. The sealing itself is `crate::redis::seal`'s, shared
+//! with the bus store under another label.
 
 use crate::audit::keys::{hex, Pseudonymizer};
 use crate::consent::store::StoreError;
-
-/// The first byte of a sealed value: its format. An earlier version stored
-/// the bare protobuf encoding, whose first byte is a field tag (0x0a for the
-/// id), never this.
-const FORMAT: u8 = 1;
+use crate::redis::seal::{self, SealError};
 
 /// The label the sealing key is derived under: no other use of the
 /// pseudonym key yields the same bytes.
@@ -27,7 +22,7 @@ const LABEL: &[u8] = b"jisr-redis-consent-v1";
 /// Seals and opens consents, and names a citizen's index, with keys derived
 /// from the node's pseudonym key.
 pub struct Sealer {
-    key: LessSafeKey,
+    sealer: seal::Sealer,
     pseudonyms: Pseudonymizer,
 }
 
@@ -40,12 +35,8 @@ impl std::fmt::Debug for Sealer {
 impl Sealer {
     /// The sealer of a node with this pseudonym key.
     pub fn new(pseudonyms: Pseudonymizer) -> Self {
-        let derived = pseudonyms.digest(LABEL);
-        // ChaCha20-Poly1305 takes exactly 32-byte keys, which `digest` returns.
-        let unbound = UnboundKey::new(&CHACHA20_POLY1305, &derived)
-            .expect("a 32-byte key fits ChaCha20-Poly1305");
         Self {
-            key: LessSafeKey::new(unbound),
+            sealer: seal::Sealer::new(LABEL, |label| pseudonyms.digest(label)),
             pseudonyms,
         }
     }
@@ -57,54 +48,38 @@ impl Sealer {
 
     /// `FORMAT || nonce || ciphertext || tag` of `clear`, bound to `id`.
     pub fn seal(&self, id: &str, clear: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let nonce: [u8; NONCE_LEN] = rand::random();
-        let mut sealed = Vec::with_capacity(1 + NONCE_LEN + clear.len() + 16);
-        sealed.push(FORMAT);
-        sealed.extend_from_slice(&nonce);
-        let mut body = clear.to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(id.as_bytes()),
-                &mut body,
-            )
-            .map_err(|_| StoreError::Damaged {
-                id: id.to_owned(),
-                what: "it is too large to seal".into(),
-            })?;
-        sealed.extend_from_slice(&body);
-        Ok(sealed)
+        self.sealer
+            .seal(id.as_bytes(), clear)
+            .map_err(|e| failed(id, e))
     }
 
     /// The clear bytes of what [`Self::seal`] made for `id`.
     pub fn open(&self, id: &str, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let Some((&FORMAT, rest)) = sealed.split_first() else {
-            return Err(StoreError::Damaged {
-                id: id.to_owned(),
-                what: "it was stored unencrypted by an earlier version of Jisr, which this version does not read; the citizen grants the consent again (see CHANGELOG)".into(),
-            });
-        };
-        if rest.len() < NONCE_LEN {
-            return Err(StoreError::Damaged {
-                id: id.to_owned(),
-                what: format!("its sealed value is {} bytes, too short", sealed.len()),
-            });
-        }
-        let (nonce, body) = rest.split_at(NONCE_LEN);
-        // `split_at` gave exactly NONCE_LEN bytes.
-        let nonce = Nonce::try_assume_unique_for_key(nonce).expect("NONCE_LEN bytes");
-        let mut body = body.to_vec();
-        let clear = self
-            .key
-            .open_in_place(nonce, Aad::from(id.as_bytes()), &mut body)
-            .map_err(|_| StoreError::Undecryptable(id.to_owned()))?;
-        Ok(clear.to_vec())
+        self.sealer
+            .open(id.as_bytes(), sealed)
+            .map_err(|e| failed(id, e))
+    }
+}
+
+/// A sealing failure in the consent store's words.
+fn failed(id: &str, e: SealError) -> StoreError {
+    match e {
+        SealError::Undecryptable => StoreError::Undecryptable(id.to_owned()),
+        SealError::Unsealed => StoreError::Damaged {
+            id: id.to_owned(),
+            what: format!("{e}; the citizen grants the consent again (see CHANGELOG)"),
+        },
+        SealError::TooShort(_) | SealError::TooLarge => StoreError::Damaged {
+            id: id.to_owned(),
+            what: e.to_string(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::redis::seal::FORMAT;
 
     fn sealer(key: u8) -> Sealer {
         Sealer::new(Pseudonymizer::new(&[key; 32]))
