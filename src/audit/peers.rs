@@ -19,7 +19,7 @@ use crate::tls::{self, TlsError};
 
 mod live;
 
-pub use live::{LivePeers, REFRESH, REMEMBER};
+pub use live::{LivePeers, REFRESH};
 
 /// The metadata naming the agency a peer read is made for. Trusted only on
 /// a connection from a peer node (configured, or live in the registry).

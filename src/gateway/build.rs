@@ -109,8 +109,8 @@ async fn live_peers(
         crate::audit::peers::LivePeers::start(
             &config.node.id,
             registry,
-            config.tls.clone(),
-            config.node.trust_domain.clone(),
+            (config.tls.clone(), config.node.trust_domain.clone()),
+            config.cluster.remember_departed,
         )
         .await,
     )

@@ -13,6 +13,25 @@ use pb::audit_client::AuditClient;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+/// Makes three calls about the citizen through each replica and waits
+/// until each has checkpointed them.
+async fn three_calls_each(r: &Replicas) {
+    for i in 0..3 {
+        let education = channel(&r.addrs[i], &r.pki.files("education"))
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            call_raw(
+                &education,
+                RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    checkpointed(r, &[3, 3, 3]).await;
+}
+
 /// The entries `nodes` hold: three each, indexes 0..3.
 fn expected(nodes: &[&str]) -> BTreeSet<(String, u64)> {
     nodes
@@ -72,22 +91,9 @@ fn registered(redis: &Redis, node: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_on_one_redis_find_each_other_and_remember_a_stopped_one() {
     let redis = Redis::start();
-    let mut r = Replicas::on_registry(&redis.url()).await;
+    let mut r = Replicas::on_registry(&redis.url(), "").await;
     // Calls about one citizen spread across the three.
-    for i in 0..3 {
-        let education = channel(&r.addrs[i], &r.pki.files("education"))
-            .await
-            .unwrap();
-        for _ in 0..3 {
-            call_raw(
-                &education,
-                RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
-            )
-            .await
-            .unwrap();
-        }
-    }
-    checkpointed(&r, &[3, 3, 3]).await;
+    three_calls_each(&r).await;
     let all = expected(&NODES);
     for asked in 0..3 {
         answers(&r, asked, &all, &[]).await;
@@ -124,4 +130,18 @@ async fn replicas_on_one_redis_find_each_other_and_remember_a_stopped_one() {
     for asked in 0..3 {
         answers(&r, asked, &all, &[]).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_memory_a_cleanly_stopped_replica_is_no_longer_named_missing() {
+    let redis = Redis::start();
+    let mut r = Replicas::on_registry(&redis.url(), "remember_departed_ms = 0").await;
+    three_calls_each(&r).await;
+    answers(&r, 0, &expected(&NODES), &[]).await;
+    r.stop(2);
+    assert!(!registered(&redis, "gw-3"), "gw-3 did not deregister");
+    // Once read without it, gw-3 is forgotten at once: complete for the
+    // live nodes, nobody missing.
+    answers(&r, 0, &expected(&NODES[..2]), &[]).await;
+    answers(&r, 1, &expected(&NODES[..2]), &[]).await;
 }

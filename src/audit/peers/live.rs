@@ -3,8 +3,9 @@
 //! [`REFRESH`] into a cache that the audit API and the listener read for
 //! free. A node that leaves the registry (stopped cleanly, or killed and
 //! expired) is still asked, and so named missing when it does not answer,
-//! for [`REMEMBER`] after it was last seen: its log still exists, and an
-//! answer that silently dropped it would look complete when it is not.
+//! for `[cluster] remember_departed_ms` after it was last seen: its log
+//! still exists, and an answer that silently dropped it would look complete
+//! when it is not.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -21,10 +22,6 @@ use crate::tls::{self, TlsFiles};
 /// How often the registry is read again: the live set is at most this old
 /// (plus, for a node killed outright, its registration TTL).
 pub const REFRESH: Duration = Duration::from_secs(1);
-
-/// How long a node that left the registry is still asked (and named
-/// missing when unreachable) after it was last seen live.
-pub const REMEMBER: Duration = Duration::from_secs(15 * 60);
 
 /// One node seen in the registry.
 #[derive(Debug, Clone)]
@@ -44,10 +41,11 @@ struct Known {
 impl Known {
     /// Records the registry's answer `live` at `now`: new or moved nodes get
     /// a client from `connect`, nodes no longer listed are marked departed,
-    /// and departed nodes not seen for [`REMEMBER`] are forgotten.
+    /// and departed nodes not seen for `remember` are forgotten.
     fn update(
         &mut self,
         now: Instant,
+        remember: Duration,
         live: &[NodeEntry],
         connect: impl Fn(&AgencyId, &str) -> Option<AuditClient<Channel>>,
     ) {
@@ -81,7 +79,7 @@ impl Known {
             self.nodes.insert(entry.node.clone(), seen);
         }
         self.nodes.retain(|node, seen| {
-            let keep = seen.live || now.saturating_duration_since(seen.last_seen) < REMEMBER;
+            let keep = seen.live || now.saturating_duration_since(seen.last_seen) < remember;
             if !keep {
                 tracing::info!(%node, "a replica that left the registry is no longer asked");
             }
@@ -97,23 +95,25 @@ pub struct LivePeers {
     registry: Registry,
     tls: TlsFiles,
     domain: TrustDomain,
+    remember: Duration,
     known: Mutex<Known>,
 }
 
 impl LivePeers {
     /// Reads the registry once, then every [`REFRESH`] for as long as the
-    /// returned value is held.
+    /// returned value is held; departed nodes are asked for `remember`.
     pub async fn start(
         own: &AgencyId,
         registry: Registry,
-        tls: TlsFiles,
-        domain: TrustDomain,
+        (tls, domain): (TlsFiles, TrustDomain),
+        remember: Duration,
     ) -> Arc<Self> {
         let live = Arc::new(Self {
             own: own.to_string(),
             registry,
             tls,
             domain,
+            remember,
             known: Mutex::new(Known::default()),
         });
         live.refresh().await;
@@ -146,7 +146,7 @@ impl LivePeers {
                 }
             }
         };
-        lock(&self.known).update(Instant::now(), &others, connect);
+        lock(&self.known).update(Instant::now(), self.remember, &others, connect);
     }
 }
 
@@ -189,36 +189,46 @@ mod tests {
     async fn departed_nodes_are_asked_for_a_while_then_forgotten() {
         let mut known = Known::default();
         let t0 = Instant::now();
+        let remember = Duration::from_secs(900);
         let connect = |_: &AgencyId, _: &str| Some(client());
-        known.update(t0, &[entry("gw-2", "a:1"), entry("gw-3", "b:1")], connect);
+        known.update(
+            t0,
+            remember,
+            &[entry("gw-2", "a:1"), entry("gw-3", "b:1")],
+            connect,
+        );
         let listed = |k: &Known| k.nodes.keys().cloned().collect::<Vec<_>>();
         assert_eq!(listed(&known), ["gw-2", "gw-3"]);
         assert!(known.nodes["gw-3"].live);
 
         // gw-3 leaves: still asked, no longer live.
         let t1 = t0 + Duration::from_secs(5);
-        known.update(t1, &[entry("gw-2", "a:1")], connect);
+        known.update(t1, remember, &[entry("gw-2", "a:1")], connect);
         assert_eq!(listed(&known), ["gw-2", "gw-3"]);
         assert!(!known.nodes["gw-3"].live && known.nodes["gw-2"].live);
 
-        // Just before REMEMBER after it was last seen: still there.
+        // Just before `remember` after it was last seen: still there.
         known.update(
-            t0 + REMEMBER - Duration::from_millis(1),
+            t0 + remember - Duration::from_millis(1),
+            remember,
             &[entry("gw-2", "a:1")],
             connect,
         );
         assert_eq!(listed(&known), ["gw-2", "gw-3"]);
-        // At REMEMBER: forgotten; gw-2, still live, stays.
-        known.update(t0 + REMEMBER, &[entry("gw-2", "a:1")], connect);
+        // At `remember`: forgotten; gw-2, still live, stays.
+        known.update(t0 + remember, remember, &[entry("gw-2", "a:1")], connect);
         assert_eq!(listed(&known), ["gw-2"]);
 
         // Back before it is forgotten: live again, at its new address.
-        known.update(t1, &[entry("gw-2", "c:1")], connect);
+        known.update(t1, remember, &[entry("gw-2", "c:1")], connect);
         assert_eq!(known.nodes["gw-2"].address, "c:1");
         // Invalid ids and nodes whose TLS cannot be prepared are left out.
-        known.update(t1, &[entry("GW 4", "d:1"), entry("gw-5", "e:1")], |n, _| {
-            (n.as_str() != "gw-5").then(client)
-        });
+        known.update(
+            t1,
+            remember,
+            &[entry("GW 4", "d:1"), entry("gw-5", "e:1")],
+            |n, _| (n.as_str() != "gw-5").then(client),
+        );
         assert!(!known.nodes.contains_key("GW 4") && !known.nodes.contains_key("gw-5"));
     }
 }

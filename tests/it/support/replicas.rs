@@ -70,12 +70,13 @@ impl Replicas {
     }
 
     /// Starts the three replicas on one Redis (`redis_url`), without
-    /// `[cluster] peers`: they find each other in its registry.
-    pub async fn on_registry(redis_url: &str) -> Self {
+    /// `[cluster] peers`: they find each other in its registry. `cluster`
+    /// is added to their `[cluster]` section.
+    pub async fn on_registry(redis_url: &str, cluster: &str) -> Self {
         let url = redis_url.to_owned();
         Self::start_with(move |node, _| {
             format!(
-                "\n[consent]\nredis_url = \"{url}\"\npath = \"{node}-consents.redb\"\n\n[cluster]\npeer_timeout_ms = 1500\n"
+                "\n[consent]\nredis_url = \"{url}\"\npath = \"{node}-consents.redb\"\n\n[cluster]\npeer_timeout_ms = 1500\n{cluster}\n"
             )
         })
         .await
