@@ -2,9 +2,9 @@
 //! mutual-TLS gRPC client per peer that presents this node's gateway
 //! certificate and accepts only the peer's own (`spiffe://<td>/gateway/<node>`).
 //!
-//! Where the list comes from is a [`PeerSource`]: today the static
-//! `[cluster] peers` of the configuration; a registry of live nodes can
-//! implement the same trait later.
+//! Where the list comes from is a [`PeerSource`]: the static
+//! `[cluster] peers` of the configuration when given, else, with a shared
+//! Redis, the other nodes of the replica registry ([`LivePeers`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,8 +17,12 @@ use crate::identity::{AgencyId, PeerIdentity};
 use crate::proto::jisr::audit::v1::audit_client::AuditClient;
 use crate::tls::{self, TlsError};
 
+mod live;
+
+pub use live::{LivePeers, REFRESH};
+
 /// The metadata naming the agency a peer read is made for. Trusted only on
-/// a connection from a configured peer node.
+/// a connection from a peer node (configured, or live in the registry).
 pub const ON_BEHALF_OF: &str = "jisr-on-behalf-of";
 
 /// One other replica and a client to its audit API.
@@ -81,8 +85,17 @@ impl Peers {
         }
     }
 
-    /// The `[cluster]` peers of `config`, with TLS from its `[tls]` files.
-    pub fn from_config(config: &Config) -> Result<Self, TlsError> {
+    /// The `[cluster]` peers of `config`, with TLS from its `[tls]` files;
+    /// when it lists none, the registry's `live` nodes if there is a
+    /// registry (static peers win: they are the operator's explicit word).
+    pub fn from_config(config: &Config, live: Option<Arc<LivePeers>>) -> Result<Self, TlsError> {
+        if let (true, Some(live)) = (config.cluster.peers.is_empty(), live) {
+            return Ok(Self {
+                node: config.node.id.clone(),
+                timeout: config.cluster.peer_timeout,
+                source: live,
+            });
+        }
         let domain = &config.node.trust_domain;
         let peers = config
             .cluster

@@ -5,6 +5,7 @@
 //! [cluster]
 //! peers = [{ node = "gw-2", address = "10.0.0.2:8443" }]
 //! peer_timeout_ms = 2000
+//! remember_departed_ms = 900000
 //! ```
 
 use std::collections::HashMap;
@@ -16,11 +17,14 @@ use super::sections::{agency_id, bounded};
 use super::table::{Ctx, Section};
 use crate::identity::AgencyId;
 
-pub(super) const CLUSTER_KEYS: &[&str] = &["peers", "peer_timeout_ms"];
+pub(super) const CLUSTER_KEYS: &[&str] = &["peers", "peer_timeout_ms", "remember_departed_ms"];
 const PEER_KEYS: &[&str] = &["node", "address"];
 
 /// Default of `cluster.peer_timeout_ms`.
 const DEFAULT_PEER_TIMEOUT_MS: i64 = 2000;
+
+/// Default of `cluster.remember_departed_ms`: 15 minutes.
+const DEFAULT_REMEMBER_DEPARTED_MS: i64 = 15 * 60 * 1000;
 
 /// `[cluster]`: the node's peers; none (a single replica) when absent.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +34,10 @@ pub struct ClusterConfig {
     /// The longest a peer read may take when the caller set no shorter
     /// deadline (default 2 s).
     pub peer_timeout: Duration,
+    /// Without `peers`: how long a node that left the replica registry is
+    /// still asked, and named missing when it does not answer (default
+    /// 15 min).
+    pub remember_departed: Duration,
 }
 
 impl Default for ClusterConfig {
@@ -38,6 +46,7 @@ impl Default for ClusterConfig {
             peers: Vec::new(),
             // A positive constant: the cast is lossless.
             peer_timeout: Duration::from_millis(DEFAULT_PEER_TIMEOUT_MS as u64),
+            remember_departed: Duration::from_millis(DEFAULT_REMEMBER_DEPARTED_MS as u64),
         }
     }
 }
@@ -75,6 +84,12 @@ pub(super) fn cluster(
         "peer_timeout_ms",
         (50, 60_000, DEFAULT_PEER_TIMEOUT_MS),
     );
+    let remember = bounded(
+        ctx,
+        s,
+        "remember_departed_ms",
+        (0, 7 * 24 * 3600 * 1000, DEFAULT_REMEMBER_DEPARTED_MS),
+    );
     let peers = match s.table.get("peers") {
         None => Some(Vec::new()),
         Some(value) => peers(ctx, value, own),
@@ -83,6 +98,8 @@ pub(super) fn cluster(
         peers: peers?,
         // In 50..=60000 (checked by `bounded`), so the cast is lossless.
         peer_timeout: Duration::from_millis(timeout? as u64),
+        // In 0..=7 days (checked by `bounded`), so the cast is lossless.
+        remember_departed: Duration::from_millis(remember? as u64),
     })
 }
 
@@ -198,7 +215,8 @@ key = "pki/gw.key"
         assert!(alone.cluster.peers.is_empty());
         let config = read(
             r#"peers = [{ node = "gw-2", address = "10.0.0.2:8443" }, { node = "gw-3", address = "gw-3.jisr:8443" }]
-peer_timeout_ms = 500"#,
+peer_timeout_ms = 500
+remember_departed_ms = 0"#,
         )
         .unwrap();
         let nodes: Vec<_> = config
@@ -210,6 +228,8 @@ peer_timeout_ms = 500"#,
         assert_eq!(nodes, ["gw-2", "gw-3"]);
         assert_eq!(config.cluster.peers[1].address, "gw-3.jisr:8443");
         assert_eq!(config.cluster.peer_timeout.as_millis(), 500);
+        assert!(config.cluster.remember_departed.is_zero());
+        assert_eq!(alone.cluster.remember_departed.as_secs(), 900);
         assert!(config.cluster.peer("gw-3").is_some() && config.cluster.peer("gw-1").is_none());
     }
 
@@ -235,6 +255,7 @@ peer_timeout_ms = 500"#,
             ),
             (r#"peers = "gw-2""#, "must be an array"),
             (r#"peer = []"#, "unknown key `peer`"),
+            (r#"remember_departed_ms = -1"#, "remember_departed_ms"),
         ];
         for (text, want) in cases {
             let errors = read(text).unwrap_err();

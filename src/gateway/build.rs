@@ -29,6 +29,7 @@ impl Gateway {
             audit: audit_api(config, &recorder)?,
             consents: consent_api(config, &recorder, &consents)?,
             health: health.clone(),
+            live_peers: live_peers(config, redis.as_ref()).await,
             redis,
             bus: bus.clone(),
         };
@@ -94,6 +95,25 @@ async fn register(
     let entry = crate::cluster::NodeEntry::starting(config.node.id.as_str(), &address, &verifier);
     let registry = crate::cluster::Registry::new(redis, config.node.registration_ttl);
     Ok(Some(registry.register(entry).await?))
+}
+
+/// The registry's other nodes as audit peers, with a shared Redis and no
+/// `[cluster] peers` (which win when given).
+async fn live_peers(
+    config: &Config,
+    redis: Option<&crate::redis::Shared>,
+) -> Option<Arc<crate::audit::peers::LivePeers>> {
+    let redis = redis.filter(|_| config.cluster.peers.is_empty())?;
+    let registry = crate::cluster::Registry::new(redis.clone(), config.node.registration_ttl);
+    Some(
+        crate::audit::peers::LivePeers::start(
+            &config.node.id,
+            registry,
+            (config.tls.clone(), config.node.trust_domain.clone()),
+            config.cluster.remember_departed,
+        )
+        .await,
+    )
 }
 
 /// The exchange metrics, with a slot for every declared agency and a

@@ -1,5 +1,5 @@
 //! Calls from a peer replica: the connection proved a gateway certificate
-//! of a configured `[cluster]` peer. Such a node may only read the audit
+//! of a peer node ([`Gateway::admits_peer`]). Such a node may only read the audit
 //! API, for the agency it names in `jisr-on-behalf-of`; the audit API then
 //! applies that agency's roles and answers from this node's log only.
 
@@ -17,6 +17,20 @@ use tower::ServiceExt as _;
 const AUDIT: &str = "/jisr.audit.v1.Audit/";
 
 impl Gateway {
+    /// Whether gateway node `node` (its certificate already verified against
+    /// the CA) may read this node's audit log: a `[cluster]` peer when
+    /// peers are configured, else a node live in the replica registry.
+    pub(super) fn admits_peer(&self, node: &AgencyId) -> bool {
+        let routing = self.routing.load();
+        if !routing.config.cluster.peers.is_empty() {
+            return routing.config.cluster.peer(node.as_str()).is_some();
+        }
+        self.apis
+            .live_peers
+            .as_ref()
+            .is_some_and(|live| live.is_live(node.as_str()))
+    }
+
     /// Handles one request from peer node `node`.
     pub(super) async fn dispatch_peer(
         &self,
@@ -28,11 +42,12 @@ impl Gateway {
             tracing::warn!(%node, path = request.uri().path(), reason = %refusal.message, "peer call refused");
             tonic::Status::from(refusal).into_http()
         };
-        // Checked again per call: a reload may have removed the peer.
-        if routing.config.cluster.peer(node.as_str()).is_none() {
+        // Checked again per call: a reload may have removed the peer, or it
+        // may have left the registry.
+        if !self.admits_peer(node) {
             return refuse(Refusal::new(
                 Reason::AccessDenied,
-                format!("gateway node `{node}` is no longer a [cluster] peer of this node"),
+                format!("gateway node `{node}` is no longer a peer of this node (not in [cluster] peers, nor live in the replica registry)"),
             ));
         }
         if !request.uri().path().starts_with(AUDIT) {

@@ -27,6 +27,8 @@ pub(super) struct Apis {
     pub(super) health: tonic_health::server::HealthReporter,
     /// The consent store's Redis connection, if any, for shared rate limits.
     pub(super) redis: Option<crate::redis::Shared>,
+    /// The other nodes of the replica registry (with a shared Redis).
+    pub(super) live_peers: Option<Arc<crate::audit::peers::LivePeers>>,
     /// The bus, whose topics are fixed at start.
     pub(super) bus: crate::bus::service::BusService,
 }
@@ -90,8 +92,9 @@ impl Routing {
         let node = PeerIdentity::Gateway(config.node.id.clone());
         tls::check_own_identity(&config.tls, domain, &node)?;
         // Replicas read each other's audit logs with their gateway
-        // certificates; without peers, agencies only may connect.
-        let accept = if config.cluster.peers.is_empty() {
+        // certificates; without peers (configured, or found in the registry
+        // of a shared Redis), agencies only may connect.
+        let accept = if config.cluster.peers.is_empty() && config.consent.redis_url.is_none() {
             tls::Accept::Agencies
         } else {
             tls::Accept::AgenciesAndPeers
@@ -318,7 +321,7 @@ fn own_services(config: &Config, catalogue: &Catalogue, apis: &Apis) -> Result<R
         .register_file_descriptor_set(files())
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let peers = crate::audit::peers::Peers::from_config(config)?;
+    let peers = crate::audit::peers::Peers::from_config(config, apis.live_peers.clone())?;
     let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(
         apis.audit.with_roles(roles(config)).with_peers(peers),
     );

@@ -203,14 +203,7 @@ async fn handshake(
     let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
     let consumer = match identity {
         Ok(PeerIdentity::Agency(id)) => Connected::Agency(id),
-        Ok(PeerIdentity::Gateway(node))
-            if gateway
-                .routing()
-                .config
-                .cluster
-                .peer(node.as_str())
-                .is_some() =>
-        {
+        Ok(PeerIdentity::Gateway(node)) if gateway.admits_peer(&node) => {
             tracing::debug!(%peer, %node, "peer node connected");
             return Some((stream, Connected::Peer(node)));
         }
@@ -219,7 +212,7 @@ async fn handshake(
                 .telemetry
                 .metrics()
                 .tls_failure(TlsFailure::Identity);
-            tracing::warn!(%peer, identity = ?other, "connection refused: only agencies and the configured [cluster] peers may call the gateway");
+            tracing::warn!(%peer, identity = ?other, "connection refused: only agencies and peer nodes ([cluster] peers, else nodes live in the replica registry) may call the gateway");
             return None;
         }
         Err(e) => {

@@ -24,6 +24,7 @@ mod refusals;
 mod reload;
 mod replicas;
 mod replicas_audit;
+mod replicas_registry;
 mod resilience;
 mod routing;
 mod support;

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+pub(crate) const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
-const CITIZEN: &str = "AB123456";
+pub(crate) const CITIZEN: &str = "AB123456";
 
-fn birth(citizen: &str) -> Vec<u8> {
+pub(crate) fn birth(citizen: &str) -> Vec<u8> {
     GetBirthRecordRequest {
         citizen_id: citizen.into(),
     }
@@ -27,7 +27,7 @@ fn birth(citizen: &str) -> Vec<u8> {
 }
 
 /// Waits until each node's own checkpoint covers its `sizes` entries.
-async fn checkpointed(r: &Replicas, sizes: &[u64]) {
+pub(crate) async fn checkpointed(r: &Replicas, sizes: &[u64]) {
     for (i, &size) in sizes.iter().enumerate() {
         let mut client = r.client(i, "cndp").await;
         let start = Instant::now();
@@ -50,12 +50,12 @@ async fn checkpointed(r: &Replicas, sizes: &[u64]) {
     }
 }
 
-fn pairs(entries: &[pb::Entry]) -> BTreeSet<(String, u64)> {
+pub(crate) fn pairs(entries: &[pb::Entry]) -> BTreeSet<(String, u64)> {
     entries.iter().map(|e| (e.node.clone(), e.index)).collect()
 }
 
 /// Every page of a citizen's history, asked of `client` `size` at a time.
-async fn walk_history(
+pub(crate) async fn walk_history(
     client: &mut AuditClient<Channel>,
     size: u32,
 ) -> (Vec<pb::Entry>, Vec<pb::MissingNode>) {

@@ -1,6 +1,8 @@
 //! Three in-process replicas for the multi-replica tests: each with its own
 //! node id, gateway certificate (issued here from the test CA), log and
-//! consent store, knowing the others only from `[cluster] peers`.
+//! consent store, knowing the others from `[cluster] peers`
+//! ([`Replicas::start`]) or only through the registry of a shared Redis
+//! ([`Replicas::on_registry`]).
 
 use super::*;
 use jisr::proto::jisr::audit::v1::audit_client::AuditClient;
@@ -49,8 +51,40 @@ pub struct Replicas {
 }
 
 impl Replicas {
-    /// Starts the three replicas (and the echo providers they call).
+    /// Starts the three replicas (and the echo providers they call), each
+    /// listing the others in `[cluster] peers`.
     pub async fn start() -> Self {
+        Self::start_with(|node, addrs| {
+            let peers: Vec<String> = NODES
+                .iter()
+                .zip(addrs)
+                .filter(|(n, _)| **n != node)
+                .map(|(n, a)| format!("{{ node = \"{n}\", address = \"{a}\" }}"))
+                .collect();
+            format!(
+                "\n[cluster]\npeers = [{}]\npeer_timeout_ms = 1500\n",
+                peers.join(", ")
+            )
+        })
+        .await
+    }
+
+    /// Starts the three replicas on one Redis (`redis_url`), without
+    /// `[cluster] peers`: they find each other in its registry. `cluster`
+    /// is added to their `[cluster]` section.
+    pub async fn on_registry(redis_url: &str, cluster: &str) -> Self {
+        let url = redis_url.to_owned();
+        Self::start_with(move |node, _| {
+            format!(
+                "\n[consent]\nredis_url = \"{url}\"\npath = \"{node}-consents.redb\"\n\n[cluster]\npeer_timeout_ms = 1500\n{cluster}\n"
+            )
+        })
+        .await
+    }
+
+    /// Starts the replicas with `extra(node, addresses)` appended to each
+    /// one's configuration.
+    async fn start_with(extra: impl Fn(&str, &[String]) -> String) -> Self {
         let pki = Pki::new();
         let cs = echo::Echo::start(&pki.dir, "civil-status").await;
         let tax = echo::Echo::start(&pki.dir, "tax").await;
@@ -67,17 +101,7 @@ impl Replicas {
         let mut configs = Vec::new();
         for node in NODES {
             issue_gateway(&pki, node);
-            let peers: Vec<String> = NODES
-                .iter()
-                .zip(&addrs)
-                .filter(|(n, _)| **n != node)
-                .map(|(n, a)| format!("{{ node = \"{n}\", address = \"{a}\" }}"))
-                .collect();
-            let cluster = format!(
-                "\n[cluster]\npeers = [{}]\npeer_timeout_ms = 1500\n",
-                peers.join(", ")
-            );
-            let config = gateway_config(&pki, &up, "", &cluster)
+            let config = gateway_config(&pki, &up, "", &extra(node, &addrs))
                 .replace("id = \"gw-1\"", &format!("id = \"{node}\""))
                 .replace("/gateway.crt", &format!("/{node}.crt"))
                 .replace("/gateway.key", &format!("/{node}.key"));
