@@ -203,7 +203,7 @@ fn kubernetes_pods_write_only_on_their_volume() {
 }
 
 #[test]
-fn compose_and_systemd_config_passes_check_config_and_writes_under_var_lib() {
+fn single_node_config_passes_check_config_and_writes_under_var_lib() {
     let tmp = tempfile::tempdir().unwrap();
     let pki_dir = tmp.path().join("pki");
     pki(&pki_dir, "jisr-0");
@@ -222,7 +222,7 @@ fn compose_and_systemd_config_passes_check_config_and_writes_under_var_lib() {
             tmp.path().join("state").display().to_string(),
         ),
     ];
-    check(tmp.path(), "compose.toml", &config, &replace, &[]);
+    check(tmp.path(), "single.toml", &config, &replace, &[]);
     // The systemd unit's only writable path (ProtectSystem=strict).
     let unit = read("deploy/systemd/jisr.service");
     assert!(unit.contains("ReadWritePaths=/var/lib/jisr\n"));
@@ -288,4 +288,50 @@ fn kubernetes_manifests_pass_strict_schema_validation() {
     .unwrap();
     let out = kubernetes_validate().arg(&bad).output().unwrap();
     assert!(!out.status.success(), "a misspelt field passes: {out:?}");
+}
+
+#[test]
+fn compose_replicas_config_passes_check_config_and_writes_on_their_volumes() {
+    let compose = read("deploy/compose.yaml");
+    // Every config compose mounts is one this module checks.
+    for line in compose
+        .lines()
+        .filter(|l| l.contains(":/etc/jisr/jisr.toml"))
+    {
+        let ok = line.contains("./config/replicas.toml:") || line.contains("./config/jisr.toml:");
+        assert!(ok, "compose.yaml mounts a config no test checks: {line}");
+    }
+    for n in 0..3 {
+        let mount = format!("- state-{n}:/var/lib/jisr");
+        assert!(compose.contains(&mount), "jisr-{n} has no `{mount}`");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let pki_dir = tmp.path().join("pki");
+    pki(&pki_dir, "jisr-0");
+    let config = read("deploy/config/replicas.toml");
+    let p = |f: &str| pki_dir.join(f).display().to_string();
+    let replace = [
+        ("/etc/jisr/pki/ca.crt", p("ca.crt")),
+        ("/run/jisr/gateway.crt", p("gateway-jisr-0.crt")),
+        ("/run/jisr/gateway.key", p("gateway-jisr-0.key")),
+        (
+            "/usr/share/jisr/proto",
+            crate::support::proto_dir().display().to_string(),
+        ),
+        (
+            "/var/lib/jisr",
+            tmp.path().join("state").display().to_string(),
+        ),
+        (
+            "/etc/jisr/keys",
+            tmp.path().join("keys").display().to_string(),
+        ),
+    ];
+    let env = [("JISR_NODE_ID", "jisr-0")];
+    check(tmp.path(), "replicas.toml", &config, &replace, &env);
+    assert_under(
+        &written_paths(&config),
+        &["/var/lib/jisr".to_owned()],
+        "config/replicas.toml",
+    );
 }
