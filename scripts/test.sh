@@ -19,6 +19,22 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 need_pkg redis-server redis-server
 # (nginx joins here with the benchmark work.)
 
+# The Kubernetes manifests are checked against the API's schemas
+# (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under
+# target/ so nothing is installed system-wide.
+need_pkg python3 python3
+VENV=target/venv
+if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
+  if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
+    echo "test.sh: installing python3-venv (needed by the tests)" >&2
+    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv >/dev/null
+  fi
+  echo "test.sh: installing kubernetes-validate into $VENV (needed by the tests)" >&2
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet kubernetes-validate
+fi
+
 if command -v cargo-nextest >/dev/null 2>&1; then
   # One build, tests in parallel across binaries and within them.
   cargo nextest run --no-fail-fast "$@"

@@ -162,10 +162,13 @@ pub(super) fn node(
     let advertise = s.opt_str(ctx, "advertise", "\"jisr-0.jisr:8443\"");
     let ttl_ms = bounded(ctx, s, "registration_ttl_ms", (500, 3_600_000, 15_000));
     let (id, id_source) = id?;
+    // `{id}` names the node, so one file serves every replica of a
+    // StatefulSet (`advertise = "{id}.jisr:8443"`).
+    let advertise = advertise.map(|a| a.into_inner().replace("{id}", id.as_str()));
     Some(NodeConfig {
         id,
         id_source,
-        advertise: advertise.map(Spanned::into_inner),
+        advertise,
         // At least 500 (checked above).
         registration_ttl: Duration::from_millis(ttl_ms? as u64),
         trust_domain: trust_domain?,

@@ -111,6 +111,12 @@ fn advertise_and_registration_ttl() {
     let config = load(&text, &env(&[], None)).unwrap();
     assert_eq!(config.node.advertise.as_deref(), Some("jisr-0.jisr:8443"));
     assert_eq!(config.node.registration_ttl, Duration::from_secs(2));
+    let templated = with(
+        r#"id = "gw-1""#,
+        "id = \"jisr-2\"\nadvertise = \"{id}.jisr:8443\"",
+    );
+    let config = load(&templated, &env(&[], None)).unwrap();
+    assert_eq!(config.node.advertise.as_deref(), Some("jisr-2.jisr:8443"));
     let short = with(r#"id = "gw-1""#, "id = \"gw-1\"\nregistration_ttl_ms = 100");
     one_error_in(
         &short,
