@@ -32,7 +32,8 @@ if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   fi
   echo "test.sh: installing kubernetes-validate into $VENV (needed by the tests)" >&2
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install --quiet kubernetes-validate
+  # Pinned: the tests name a Kubernetes version whose schemas it ships.
+  "$VENV/bin/pip" install --quiet kubernetes-validate==1.37.0
 fi
 
 if command -v cargo-nextest >/dev/null 2>&1; then
