@@ -112,7 +112,13 @@ impl<S: Storage> Queue<S> {
                 self.seal();
             }
             Err(e) => {
-                let why = e.to_string();
+                // Not `e.to_string()` for an `Unavailable` error: its text
+                // would be prefixed twice ("cannot record entries: cannot
+                // record entries: …") once wrapped again below.
+                let why = match e {
+                    AuditError::Unavailable(why) => why,
+                    other => other.to_string(),
+                };
                 for ack in batch.acks {
                     let _ = ack.send(Err(AuditError::Unavailable(why.clone())));
                 }
@@ -357,9 +363,10 @@ mod tests {
 
         for done in first {
             let err = done.await.unwrap().unwrap_err();
-            assert!(
-                err.to_string().contains("fsync of the fake failed"),
-                "{err}"
+            assert_eq!(
+                err.to_string(),
+                "the audit log cannot record entries: fsync of the fake failed",
+                "the reason, prefixed once"
             );
         }
         assert_eq!(
