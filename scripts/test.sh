@@ -17,6 +17,9 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 # The consent store tests start their own redis-server (and a cluster with
 # redis-cli, which the same package installs).
 need_pkg redis-server redis-server
+# The load-balanced replica tests (tests/it/replicas_lb.rs) put their own
+# haproxy, in TCP mode, in front of three `jisr serve` processes.
+need_pkg haproxy haproxy
 # (nginx joins here with the benchmark work.)
 
 # The Kubernetes manifests are checked against the API's schemas

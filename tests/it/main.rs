@@ -25,6 +25,7 @@ mod refusals;
 mod reload;
 mod replicas;
 mod replicas_audit;
+mod replicas_lb;
 mod replicas_registry;
 mod resilience;
 mod routing;

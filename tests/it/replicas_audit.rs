@@ -84,7 +84,7 @@ pub(crate) async fn walk_history(
 }
 
 /// Checks `entry`'s inclusion proof against its node's signed checkpoint.
-fn verify(entry: &pb::Entry, checkpoints: &HashMap<String, pb::SignedCheckpoint>) {
+pub(crate) fn verify(entry: &pb::Entry, checkpoints: &HashMap<String, pb::SignedCheckpoint>) {
     use jisr::audit::{merkle, note};
     let cp = &checkpoints[&entry.node];
     let verifier = note::NoteVerifier::from_text(&cp.verifier_key).unwrap();
