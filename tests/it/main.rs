@@ -26,6 +26,7 @@ mod reload;
 mod replicas;
 mod replicas_audit;
 mod replicas_lb;
+mod replicas_lb_bus;
 mod replicas_registry;
 mod resilience;
 mod routing;

@@ -103,7 +103,14 @@ impl Fleet {
     pub async fn channel(&self, addr: &str, agency: &str) -> Channel {
         super::channel(addr, &self.pki.files(agency))
             .await
-            .unwrap_or_else(|e| panic!("connect to {addr} as {agency}: {e}"))
+            .unwrap_or_else(|e| {
+                let lb = if addr == self.lb.addr {
+                    self.lb.logs()
+                } else {
+                    String::new()
+                };
+                panic!("connect to {addr} as {agency}: {e:?}\n{lb}")
+            })
     }
 
     /// The load balancer's address, then each replica's.
@@ -111,15 +118,6 @@ impl Fleet {
         std::iter::once(self.lb.addr.clone())
             .chain(self.replicas.iter().map(|r| r.addr.clone()))
             .collect()
-    }
-
-    /// Replica `i`'s log so far.
-    pub fn logs(&self, i: usize) -> String {
-        self.replicas[i]
-            .proc
-            .as_ref()
-            .map(Proc::logs)
-            .unwrap_or_default()
     }
 
     /// Kills replica `i` with SIGKILL (no drain, no goodbye to the

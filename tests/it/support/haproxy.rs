@@ -44,8 +44,9 @@ pub struct Haproxy {
     proc: Proc,
 }
 
-/// Health checks every 100 ms; one failure takes a replica out, one
-/// success brings it back (short, so the tests wait little).
+/// Health checks every 100 ms (each may take up to `timeout check`); one
+/// failure takes a replica out, one success brings it back (short, so the
+/// tests wait little).
 const CHECK: &str = "inter 100ms fall 1 rise 1";
 
 fn config(port: u16, socket: &Path, backends: &[Backend]) -> String {
@@ -62,10 +63,17 @@ fn config(port: u16, socket: &Path, backends: &[Backend]) -> String {
     format!(
         r#"global
     stats socket {socket} mode 600 level admin
+    log stderr format raw local0
 
 defaults
     mode tcp
+    log global
+    option tcplog
     timeout connect 1s
+    # A replica's /readyz waits up to `consent.timeout_ms` (300 ms here)
+    # for a Redis that does not answer: a shorter check timeout would take
+    # every replica out exactly when Redis is down (docs/operations.md).
+    timeout check 1s
     timeout client 1m
     timeout server 1m
     # A connection refused by a replica that died between two checks is
@@ -120,6 +128,11 @@ impl Haproxy {
             }
         }
         panic!("could not start haproxy: {last}");
+    }
+
+    /// What haproxy logged so far (a line per connection).
+    pub fn logs(&self) -> String {
+        self.proc.logs()
     }
 
     /// Runs one command on the stats socket and returns its answer.
