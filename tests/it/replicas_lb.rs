@@ -277,3 +277,32 @@ async fn behind_haproxy_on_a_redis_cluster_replicas_answer_for_all_and_share_con
     any_endpoint_answers_for_all(&f).await;
     consent_across_replicas(&f).await;
 }
+
+#[test]
+fn the_shipped_haproxy_config_is_valid_and_checks_readyz_in_tcp_mode() {
+    let cfg = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/haproxy.cfg");
+    let out = std::process::Command::new("haproxy")
+        .arg("-c")
+        .arg("-f")
+        .arg(&cfg)
+        .output()
+        .expect("haproxy is installed by scripts/test.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    for line in [
+        "mode tcp",
+        "option httpchk GET /readyz",
+        "timeout check",
+        "option redispatch",
+    ] {
+        assert!(text.contains(line), "deploy/haproxy.cfg lacks `{line}`");
+    }
+    assert!(
+        !text.lines().any(|l| l.trim() == "mode http"),
+        "TLS must pass through"
+    );
+}
