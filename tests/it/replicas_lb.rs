@@ -5,7 +5,8 @@
 //! of any replica) lists each exchange once with a proof against its own
 //! node's checkpoint; a SIGKILLed replica is named missing, in the API and
 //! by `jisr audit`, until it is back; a consent granted, used and revoked
-//! through three different replicas is refused everywhere at once.
+//! through three different replicas is refused everywhere at once. Both
+//! on the standalone Redis and on the Cluster.
 
 use crate::consent::{call, grant, portal, reason_of, CONSENT_RULES};
 use crate::consent_store::{Cluster, Redis};
@@ -229,52 +230,55 @@ async fn consent_across_replicas(f: &Fleet) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_haproxy_any_replica_answers_for_all_and_names_a_killed_one() {
-    let redis = Redis::with_aof();
-    let mut f = Fleet::start(&redis.url(), CONSENT_RULES).await;
-    let all = any_endpoint_answers_for_all(&f).await;
-
-    // gw-2 killed: haproxy takes it out; the others answer what they have
-    // and name it, in the API and in the CLI's output and exit status.
+/// gw-2 killed: haproxy takes it out; the others answer what they have
+/// and name it, in the API and in the CLI's output and exit status. Back
+/// on the same address: complete again, everywhere.
+async fn a_killed_replica_is_named_until_it_is_back(f: &mut Fleet, all: &Pairs) {
     f.kill(1);
     let live: Pairs = all.iter().filter(|(n, _)| n != "gw-2").cloned().collect();
     for addr in [&f.lb.addr, &f.replicas[0].addr, &f.replicas[2].addr] {
-        answers(&f, addr, &live, &["gw-2"]).await;
+        answers(f, addr, &live, &["gw-2"]).await;
     }
     let lb = f.lb.addr.clone();
     let query = ["query", "--as", "portal", "--citizen", CITIZEN];
-    let (ok, stdout, stderr) = cli(&f, &lb, &query).await;
+    let (ok, stdout, stderr) = cli(f, &lb, &query).await;
     assert!(!ok, "a partial answer must fail the command: {stdout}");
     assert!(
         stderr.contains("partial: node gw-2 did not answer"),
         "{stderr}"
     );
     assert_eq!(stdout.lines().count(), live.len(), "{stdout}");
-    let (ok, stdout, stderr) = cli(&f, &lb, &["checkpoints"]).await;
+    let (ok, stdout, stderr) = cli(f, &lb, &["checkpoints"]).await;
     assert!(!ok && stderr.contains("partial: node gw-2 did not answer"));
     assert!(
         stdout.contains("gw-1") && stdout.contains("gw-3") && !stdout.contains("gw-2"),
         "{stdout}"
     );
 
-    // Back on the same address: complete again, everywhere.
     f.restart(1).await;
     for addr in f.endpoints() {
-        answers(&f, &addr, &all, &[]).await;
+        answers(f, &addr, all, &[]).await;
     }
-    let (ok, stdout, stderr) = cli(&f, &lb, &query).await;
+    let (ok, stdout, stderr) = cli(f, &lb, &query).await;
     assert!(ok, "{stderr}");
     assert_eq!(stdout.lines().count(), all.len(), "{stdout}");
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_haproxy_any_replica_answers_for_all_and_names_a_killed_one() {
+    let redis = Redis::with_aof();
+    let mut f = Fleet::start(&redis.url(), CONSENT_RULES).await;
+    let all = any_endpoint_answers_for_all(&f).await;
+    a_killed_replica_is_named_until_it_is_back(&mut f, &all).await;
     consent_across_replicas(&f).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_haproxy_on_a_redis_cluster_replicas_answer_for_all_and_share_consents() {
+async fn behind_haproxy_on_a_redis_cluster_the_audit_answer_and_consents_hold_across_a_kill() {
     let cluster = Cluster::start();
-    let f = Fleet::start(&cluster.url(), CONSENT_RULES).await;
-    any_endpoint_answers_for_all(&f).await;
+    let mut f = Fleet::start(&cluster.url(), CONSENT_RULES).await;
+    let all = any_endpoint_answers_for_all(&f).await;
+    a_killed_replica_is_named_until_it_is_back(&mut f, &all).await;
     consent_across_replicas(&f).await;
 }
 
