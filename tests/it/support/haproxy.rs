@@ -44,10 +44,11 @@ pub struct Haproxy {
     proc: Proc,
 }
 
-/// Health checks every 100 ms (each may take up to `timeout check`); one
-/// failure takes a replica out, one success brings it back (short, so the
-/// tests wait little).
-const CHECK: &str = "inter 100ms fall 1 rise 1";
+/// Health checks every 100 ms (each may take up to `timeout check`); two
+/// failures in a row take a replica out (one slow check on a loaded
+/// machine does not), one success brings it back: short, so the tests wait
+/// little.
+const CHECK: &str = "inter 100ms fall 2 rise 1";
 
 fn config(port: u16, socket: &Path, backends: &[Backend]) -> String {
     let servers: String = backends
@@ -73,7 +74,7 @@ defaults
     # A replica's /readyz waits up to `consent.timeout_ms` (300 ms here)
     # for a Redis that does not answer: a shorter check timeout would take
     # every replica out exactly when Redis is down (docs/operations.md).
-    timeout check 1s
+    timeout check 2s
     timeout client 1m
     timeout server 1m
     # A connection refused by a replica that died between two checks is
