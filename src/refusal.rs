@@ -193,6 +193,19 @@ impl Refusal {
     }
 }
 
+/// How long to wait before retrying, as a refusal's message says it
+/// ("retry in 200 ms", "retry in 12 s"): the same delay as the binary
+/// `RetryInfo` detail, for callers whose client does not decode details.
+/// Rounded up, so a caller who waits what it reads is never early.
+pub fn retry_in(delay: std::time::Duration) -> String {
+    let ms = delay.as_nanos().div_ceil(1_000_000).max(1);
+    if ms < 10_000 {
+        format!("retry in {ms} ms")
+    } else {
+        format!("retry in {} s", ms.div_ceil(1000))
+    }
+}
+
 impl From<Refusal> for tonic::Status {
     /// A refusal by one of the gateway's own APIs, which name no request id.
     fn from(refusal: Refusal) -> Self {
@@ -217,6 +230,16 @@ mod tests {
             Some("req-1")
         );
         assert!(status.get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn retry_delays_read_in_milliseconds_or_seconds_rounded_up() {
+        use std::time::Duration;
+        assert_eq!(retry_in(Duration::from_millis(200)), "retry in 200 ms");
+        assert_eq!(retry_in(Duration::from_micros(1)), "retry in 1 ms");
+        assert_eq!(retry_in(Duration::from_micros(1500)), "retry in 2 ms");
+        assert_eq!(retry_in(Duration::from_millis(9_999)), "retry in 9999 ms");
+        assert_eq!(retry_in(Duration::from_millis(59_001)), "retry in 60 s");
     }
 
     #[test]

@@ -238,11 +238,7 @@ fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
                 .transpose()?;
             let written = match (agency, gateway_node) {
                 (Some(agency), _) => {
-                    let domain = match domain {
-                        Some(domain) => domain,
-                        None => pki::ca_trust_domain(&dir)?,
-                    };
-                    pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)?
+                    pki::issue_agency(&dir, domain.as_ref(), &AgencyId::parse(&agency)?)?
                 }
                 (None, Some(node)) => {
                     pki::issue_gateway(&dir, domain.as_ref(), &AgencyId::parse(&node)?, &hosts)?

@@ -153,7 +153,8 @@ pub enum PkiCommand {
         /// PKI directory holding ca.crt and ca.key.
         #[arg(long)]
         dir: PathBuf,
-        /// Trust domain (default: the CA's, as `jisr pki init` named it).
+        /// Trust domain: the CA's, read from its name (as `jisr pki init`
+        /// names it); if given, it must match it.
         #[arg(long)]
         trust_domain: Option<String>,
         /// Agency id.
