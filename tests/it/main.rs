@@ -21,6 +21,7 @@ mod consent_redis;
 mod consent_store;
 mod deploy;
 mod lifecycle;
+mod onboard;
 mod refusals;
 mod reload;
 mod replicas;
