@@ -20,6 +20,7 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod deploy;
+mod docs;
 mod lifecycle;
 mod onboard;
 mod refusals;

@@ -119,6 +119,7 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let addition = format!("{block}{}", rule_template(&id, &methods, &config));
     let ca_dir = ca_dir(args.pki.as_deref(), &config)?;
+    let ca_dir = relative(&ca_dir);
     let (crt, key) = (
         ca_dir.join(format!("{id}.crt")),
         ca_dir.join(format!("{id}.key")),
@@ -269,6 +270,17 @@ fn ca_dir(given: Option<&Path>, config: &Config) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(dir)
+}
+
+/// `path` relative to the working directory when it is inside it: the
+/// configuration resolves paths to absolute ones, but the operator reads
+/// them, and copies them into commands, from where they stand.
+fn relative(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_owned))
+        .filter(|rest| !rest.as_os_str().is_empty())
+        .unwrap_or_else(|| path.to_owned())
 }
 
 /// Replaces the file at once (a gateway polling it never reads half).
