@@ -388,4 +388,61 @@ mod tests {
         let retry = status.get_details_retry_info().expect("retry info");
         assert_eq!(retry.retry_delay, Some(delay));
     }
+
+    /// `PermissionDenied` → `PERMISSION_DENIED`, as the docs write codes.
+    fn screaming(code: Code) -> String {
+        let mut out = String::new();
+        for (i, c) in format!("{code:?}").chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// The refusal table of docs/onboarding.md ("Read refusals") names
+    /// every reason an exchange can end with, each with its code.
+    #[test]
+    fn the_onboarding_guide_lists_every_exchange_refusal_with_its_code() {
+        let guide = include_str!("../docs/onboarding.md");
+        let rows: Vec<(&str, &str)> = guide
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let reason = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                reason
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
+                    .then_some((reason, code))
+            })
+            .collect();
+        for (reason, code) in &rows {
+            assert!(
+                TABLE
+                    .iter()
+                    .any(|(_, c, text)| text == reason && &screaming(*c) == code),
+                "the guide says {reason} is {code}"
+            );
+        }
+        let not_on_exchanges = [
+            Reason::NoCallerIdentity,
+            Reason::EventSubjectMismatch,
+            Reason::NotFound,
+            Reason::OutOfRange,
+            Reason::NotYetCheckpointed,
+            Reason::UnknownTopic,
+            Reason::UnknownSubscription,
+            Reason::BusUnavailable,
+        ];
+        for (reason, _, text) in TABLE {
+            if !not_on_exchanges.contains(&reason) {
+                assert!(
+                    rows.iter().any(|(r, _)| r == &text),
+                    "{text} is missing from the guide's refusal table"
+                );
+            }
+        }
+    }
 }

@@ -82,6 +82,69 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
             return Ok(invalid(&errors));
         }
     };
+    let (id, block) = new_block(args, &current)?;
+    let candidate = format!("{}\n{block}", text.trim_end());
+    let loaded = Config::from_toml(&candidate, path)
+        .and_then(check_loaded)
+        .and_then(|(config, catalogue)| check_tls(&config).map(|()| (config, catalogue)));
+    let (config, catalogue) = match loaded {
+        Ok(loaded) => loaded,
+        Err(errors) => {
+            println!("with this block added:\n{block}");
+            return Ok(invalid(&errors));
+        }
+    };
+    let methods: Vec<String> = catalogue
+        .methods()
+        .iter()
+        .filter(|m| m.provider == id)
+        .map(|m| m.qualified())
+        .collect();
+    let addition = format!("{block}{}", rule_template(&id, &methods, &config));
+    let ca_dir = relative(&ca_dir(args.pki.as_deref(), &config)?);
+    let (crt, key) = (
+        ca_dir.join(format!("{id}.crt")),
+        ca_dir.join(format!("{id}.key")),
+    );
+    if crt.exists() && !args.force {
+        bail!(
+            "{} already exists; pass --force to replace it (a renewal), or remove it",
+            crt.display()
+        );
+    }
+    if args.dry_run {
+        dry_run(
+            path,
+            &addition,
+            (&crt, &key),
+            &config.node.trust_domain.agency_uri(&id),
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The certificate first: a configuration naming an agency without one
+    // would be worse than a certificate without a configuration.
+    pki::issue_agency(&ca_dir, Some(&config.node.trust_domain), &id)?;
+    println!("issued {} and {}", crt.display(), key.display());
+    write_config(path, &format!("{}\n{addition}", text.trim_end()))?;
+    println!("added agency `{id}` to {}", path.display());
+    let checked = check_config(path);
+    let steps = next_steps(&id, (&config, path), (&crt, &key, &ca_dir), &methods);
+    print!("{steps}");
+    Ok(checked)
+}
+
+fn dry_run(path: &Path, addition: &str, (crt, key): (&Path, &Path), uri: &str) {
+    println!("would append to {}:\n{addition}", path.display());
+    println!(
+        "would issue {} and {} for {uri}",
+        crt.display(),
+        key.display()
+    );
+    println!("checked: the configuration with this block loads (contracts, rules, TLS); nothing was written");
+}
+
+/// The agency's id and `[[agency]]` block, from what the command was given.
+fn new_block(args: &AddArgs, current: &Config) -> anyhow::Result<(AgencyId, String)> {
     let id = AgencyId::parse(&args.id)?;
     if let Some(existing) = current.agencies.iter().find(|a| a.id == id) {
         bail!(
@@ -100,57 +163,7 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         _ => {}
     }
     let block = agency_block(&id, &args.upstreams, &contracts);
-    let candidate = format!("{}\n{block}", text.trim_end());
-    let (config, catalogue) = match Config::from_toml(&candidate, path).and_then(check_loaded) {
-        Ok(loaded) => loaded,
-        Err(errors) => {
-            println!("with this block added:\n\n{block}");
-            return Ok(invalid(&errors));
-        }
-    };
-    if let Err(errors) = check_tls(&config) {
-        return Ok(invalid(&errors));
-    }
-    let methods: Vec<String> = catalogue
-        .methods()
-        .iter()
-        .filter(|m| m.provider == id)
-        .map(|m| m.qualified())
-        .collect();
-    let addition = format!("{block}{}", rule_template(&id, &methods, &config));
-    let ca_dir = ca_dir(args.pki.as_deref(), &config)?;
-    let ca_dir = relative(&ca_dir);
-    let (crt, key) = (
-        ca_dir.join(format!("{id}.crt")),
-        ca_dir.join(format!("{id}.key")),
-    );
-    if crt.exists() && !args.force {
-        bail!(
-            "{} already exists; pass --force to replace it (a renewal), or remove it",
-            crt.display()
-        );
-    }
-    if args.dry_run {
-        println!("would append to {}:\n{addition}", path.display());
-        println!(
-            "would issue {} and {} for {}",
-            crt.display(),
-            key.display(),
-            config.node.trust_domain.agency_uri(&id)
-        );
-        println!("checked: the configuration with this block loads (contracts, rules, TLS); nothing was written");
-        return Ok(ExitCode::SUCCESS);
-    }
-    pki::issue_agency(&ca_dir, Some(&config.node.trust_domain), &id)?;
-    println!("issued {} and {}", crt.display(), key.display());
-    write_config(path, &format!("{}\n{addition}", text.trim_end()))?;
-    println!("added agency `{id}` to {}", path.display());
-    let checked = check_config(path);
-    print!(
-        "{}",
-        next_steps(&id, (&config, path), (&crt, &key, &ca_dir), &methods)
-    );
-    Ok(checked)
+    Ok((id, block))
 }
 
 /// A contract as the config names it: relative to an include directory,
