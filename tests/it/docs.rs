@@ -6,9 +6,11 @@
 //! guide cannot drift from the code unnoticed.
 
 use crate::support::echo::Echo;
+use crate::support::proc::{jisr, wait_for_file, Proc};
 use crate::support::*;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -67,6 +69,11 @@ fn session(body: &str) -> Vec<(String, Vec<String>)> {
 /// Runs a command line as the guide's reader would, from `dir`, with the
 /// `jisr` under test first on the PATH; returns its stdout and stderr.
 fn shell(dir: &Path, command: &str) -> String {
+    try_shell(dir, command).unwrap_or_else(|text| panic!("`{command}` failed:\n{text}"))
+}
+
+/// [`shell`], a failure being the command's output.
+fn try_shell(dir: &Path, command: &str) -> Result<String, String> {
     let bin = Path::new(env!("CARGO_BIN_EXE_jisr")).parent().unwrap();
     let path = format!(
         "{}:{}",
@@ -84,8 +91,11 @@ fn shell(dir: &Path, command: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "`{command}` failed:\n{text}");
-    text
+    if out.status.success() {
+        Ok(text)
+    } else {
+        Err(text)
+    }
 }
 
 /// Every line the guide shows is printed, in order; `...` stands for
@@ -210,4 +220,47 @@ async fn the_onboarding_guide_runs_as_written() {
     let (_, reason, _) =
         framed_status(call_raw(&client, RawCall::new(listing, body, "school-grant")).await);
     assert_eq!(reason, "ACCESS_DENIED");
+}
+
+/// The README's walk through a `jisr demo --serve` network: its commands,
+/// run against a real one (the demo started as the README starts it; the
+/// README's waits replaced by waiting for what they wait for).
+#[test]
+fn the_readme_demo_walkthrough_runs_as_written() {
+    let readme = blocks(&read(&repo().join("README.md")));
+    let walk = block(&readme, "demo --serve --dir /tmp/x &");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("x");
+    let here = |line: &str| {
+        line.replace("$J", "jisr")
+            .replace("/tmp/x", dir.to_str().unwrap())
+    };
+    let mut demo: Option<Proc> = None;
+    for line in walk.lines() {
+        let command = here(line.split("   #").next().unwrap().trim());
+        if let Some(args) = command.strip_prefix("jisr demo ") {
+            let args = args.trim_end_matches('&').split_whitespace();
+            let proc = Proc::spawn("demo", jisr().arg("demo").args(args));
+            wait_for_file(&dir.join("consent.id"), &proc);
+            demo = Some(proc);
+        } else if command.starts_with("jisr audit prove") {
+            // The README waits a second for a checkpoint; poll for it.
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while let Err(text) = try_shell(tmp.path(), &command) {
+                assert!(text.contains("checkpoint"), "{text}");
+                assert!(Instant::now() < deadline, "{text}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        } else if command.starts_with("kill") {
+            let status = demo.as_mut().expect("the demo runs").terminate();
+            assert!(status.success(), "{status:?}");
+        } else if command.starts_with("jisr ") {
+            let printed = shell(tmp.path(), &command);
+            if command.starts_with("jisr audit verify") {
+                assert!(printed.contains("OK:"), "{printed}");
+            }
+        }
+    }
+    assert!(demo.is_some(), "the walkthrough starts the demo");
+    assert!(dir.join("receipt-0.json").is_file());
 }

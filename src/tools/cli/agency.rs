@@ -264,13 +264,15 @@ fn ca_dir(given: Option<&Path>, config: &Config) -> anyhow::Result<PathBuf> {
             .map(Path::to_owned)
             .unwrap_or_default(),
     };
-    let domain = pki::ca_trust_domain(&dir)?;
-    if domain != config.node.trust_domain {
-        bail!(
+    match pki::ca_trust_domain(&dir) {
+        Ok(domain) if domain != config.node.trust_domain => bail!(
             "the CA in {} issues certificates for trust domain `{domain}`, but this node's is `{}`; pass --pki with the directory of this node's CA",
             dir.display(),
             config.node.trust_domain
-        );
+        ),
+        // A CA not named by `jisr pki init`: the node's trust domain is used.
+        Ok(_) | Err(pki::PkiError::UnknownTrustDomain(_)) => {}
+        Err(e) => return Err(e.into()),
     }
     let ca = std::fs::read_to_string(dir.join("ca.crt"))?;
     let trusted = std::fs::read_to_string(&config.tls.ca)
