@@ -66,7 +66,11 @@ fn a_request_without_subject_must_say_why() {
     let route = catalogue.get("/extra.v1.S/Get").unwrap();
     assert_eq!(route.category, Category::NotPersonal);
     assert_eq!(route.no_subject.as_deref(), Some("lists office codes"));
-    assert!(catalogue.render().contains("category=not-personal"));
+    let listing = catalogue.render();
+    assert!(
+        listing.contains("category=not-personal  subject=none (lists office codes)"),
+        "{listing}"
+    );
 }
 
 #[test]

@@ -198,14 +198,19 @@ impl Catalogue {
             } else {
                 ""
             };
+            // A method about no citizen shows why, as its contract says.
+            let subject = match (&m.subject_field, &m.no_subject) {
+                (Some(field), _) => field.clone(),
+                (None, Some(why)) => format!("none ({why})"),
+                (None, None) => "-".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "    {:<24} {:<16} category={}{}  subject={}  request={}",
+                "    {:<24} {:<16} category={}{}  subject={subject}  request={}",
                 m.method,
                 m.streaming.as_str(),
                 m.category.as_str(),
                 sensitive,
-                m.subject_field.as_deref().unwrap_or("-"),
                 m.request_type,
             );
         }
