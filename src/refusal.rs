@@ -193,6 +193,19 @@ impl Refusal {
     }
 }
 
+/// How long to wait before retrying, as a refusal's message says it
+/// ("retry in 200 ms", "retry in 12 s"): the same delay as the binary
+/// `RetryInfo` detail, for callers whose client does not decode details.
+/// Rounded up, so a caller who waits what it reads is never early.
+pub fn retry_in(delay: std::time::Duration) -> String {
+    let ms = delay.as_nanos().div_ceil(1_000_000).max(1);
+    if ms < 10_000 {
+        format!("retry in {ms} ms")
+    } else {
+        format!("retry in {} s", ms.div_ceil(1000))
+    }
+}
+
 impl From<Refusal> for tonic::Status {
     /// A refusal by one of the gateway's own APIs, which name no request id.
     fn from(refusal: Refusal) -> Self {
@@ -217,6 +230,16 @@ mod tests {
             Some("req-1")
         );
         assert!(status.get_details_retry_info().is_none());
+    }
+
+    #[test]
+    fn retry_delays_read_in_milliseconds_or_seconds_rounded_up() {
+        use std::time::Duration;
+        assert_eq!(retry_in(Duration::from_millis(200)), "retry in 200 ms");
+        assert_eq!(retry_in(Duration::from_micros(1)), "retry in 1 ms");
+        assert_eq!(retry_in(Duration::from_micros(1500)), "retry in 2 ms");
+        assert_eq!(retry_in(Duration::from_millis(9_999)), "retry in 9999 ms");
+        assert_eq!(retry_in(Duration::from_millis(59_001)), "retry in 60 s");
     }
 
     #[test]
@@ -364,5 +387,62 @@ mod tests {
         assert_eq!(status.code(), Code::Unavailable);
         let retry = status.get_details_retry_info().expect("retry info");
         assert_eq!(retry.retry_delay, Some(delay));
+    }
+
+    /// `PermissionDenied` → `PERMISSION_DENIED`, as the docs write codes.
+    fn screaming(code: Code) -> String {
+        let mut out = String::new();
+        for (i, c) in format!("{code:?}").chars().enumerate() {
+            if c.is_uppercase() && i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_uppercase());
+        }
+        out
+    }
+
+    /// The refusal table of docs/onboarding.md ("Read refusals") names
+    /// every reason an exchange can end with, each with its code.
+    #[test]
+    fn the_onboarding_guide_lists_every_exchange_refusal_with_its_code() {
+        let guide = include_str!("../docs/onboarding.md");
+        let rows: Vec<(&str, &str)> = guide
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let reason = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                reason
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b == b'_')
+                    .then_some((reason, code))
+            })
+            .collect();
+        for (reason, code) in &rows {
+            assert!(
+                TABLE
+                    .iter()
+                    .any(|(_, c, text)| text == reason && &screaming(*c) == code),
+                "the guide says {reason} is {code}"
+            );
+        }
+        let not_on_exchanges = [
+            Reason::NoCallerIdentity,
+            Reason::EventSubjectMismatch,
+            Reason::NotFound,
+            Reason::OutOfRange,
+            Reason::NotYetCheckpointed,
+            Reason::UnknownTopic,
+            Reason::UnknownSubscription,
+            Reason::BusUnavailable,
+        ];
+        for (reason, _, text) in TABLE {
+            if !not_on_exchanges.contains(&reason) {
+                assert!(
+                    rows.iter().any(|(r, _)| r == &text),
+                    "{text} is missing from the guide's refusal table"
+                );
+            }
+        }
     }
 }

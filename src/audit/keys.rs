@@ -26,8 +26,28 @@ fn create_secret(path: &Path, text: &str) -> Result<(), AuditError> {
     file.sync_all().map_err(|e| AuditError::io("sync", path, e))
 }
 
+/// What a signing key signs, so the line logged when one is created names
+/// the right key (the operator must back up and publish each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// The audit log's checkpoints (`[audit] signing_key`).
+    Checkpoints,
+    /// Consent artefacts (`[consent] signing_key`).
+    Consents,
+}
+
 /// Loads the checkpoint signing key, or creates it for `origin`.
 pub fn load_or_create_signer(path: &Path, origin: &str) -> Result<NoteSigner, AuditError> {
+    load_or_create_key(path, origin, KeyUse::Checkpoints)
+}
+
+/// Loads a signing key named `origin`, or creates it, logging which key was
+/// created and what to do with it.
+pub fn load_or_create_key(
+    path: &Path,
+    origin: &str,
+    used_for: KeyUse,
+) -> Result<NoteSigner, AuditError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
             let signer = NoteSigner::from_secret_text(text.trim()).map_err(|e| AuditError::Key {
@@ -51,11 +71,19 @@ pub fn load_or_create_signer(path: &Path, origin: &str) -> Result<NoteSigner, Au
                 what: format!("cannot make a key for origin `{origin}`: {e}"),
             })?;
             create_secret(path, &format!("{}\n", signer.to_secret_text()))?;
-            tracing::warn!(
-                key = %path.display(),
-                verifier = %signer.verifier().to_text(),
-                "created a new audit signing key; publish the verifier key so others can check this node's checkpoints"
-            );
+            let verifier = signer.verifier().to_text();
+            match used_for {
+                KeyUse::Checkpoints => tracing::warn!(
+                    key = %path.display(),
+                    %verifier,
+                    "created a new audit signing key; publish the verifier key so others can check this node's checkpoints"
+                ),
+                KeyUse::Consents => tracing::warn!(
+                    key = %path.display(),
+                    %verifier,
+                    "created a new consent signing key; copy it to every replica and keep it safe: it signs the consents citizens give"
+                ),
+            }
             Ok(signer)
         }
         Err(e) => Err(AuditError::io("read", path, e)),

@@ -93,6 +93,14 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
         archive: dir.join(ARCHIVE_FILE).exists(),
         ..Report::default()
     };
+    // Said first: a missing directory would otherwise read as a missing key.
+    if !dir.is_dir() {
+        report.problems.push(format!(
+            "{} does not exist or is not a directory; pass the log's directory (`[audit] dir` of the node, or its `archive_dir`)",
+            dir.display()
+        ));
+        return report;
+    }
     let Some(verifier) = verifier.or_else(|| own_verifier(dir, &mut report)) else {
         return report;
     };

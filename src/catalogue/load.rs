@@ -1,12 +1,11 @@
 //! Compiling contracts into a [`Catalogue`].
 
+use super::annotations::{self, Annotations, Places};
 use super::subject::find_subject;
 use super::{wire, Catalogue, Category, MethodRoute, Streaming};
 use crate::config::{Config, ConfigError, ConfigErrors, Location};
 use crate::identity::AgencyId;
-use prost_reflect::{
-    DescriptorPool, ExtensionDescriptor, MethodDescriptor, ServiceDescriptor, Value,
-};
+use prost_reflect::{DescriptorPool, ExtensionDescriptor, MethodDescriptor, ServiceDescriptor};
 use protox::file::{
     ChainFileResolver, File, FileResolver, GoogleFileResolver, IncludeFileResolver,
 };
@@ -17,13 +16,12 @@ use std::sync::Arc;
 /// The annotations contract, embedded so agency contracts can import
 /// `jisr/annotations.proto` without shipping it.
 pub const ANNOTATIONS_PROTO: &str = include_str!("../../proto/jisr/annotations.proto");
-const ANNOTATIONS_NAME: &str = "jisr/annotations.proto";
 
 struct Embedded;
 
 impl FileResolver for Embedded {
     fn open_file(&self, name: &str) -> Result<File, protox::Error> {
-        if name == ANNOTATIONS_NAME {
+        if name == annotations::IMPORT {
             File::from_source(name, ANNOTATIONS_PROTO)
         } else {
             Err(protox::Error::file_not_found(name))
@@ -43,7 +41,9 @@ impl Catalogue {
         }
         resolver.add(GoogleFileResolver::new());
         let mut compiler = protox::Compiler::with_file_resolver(resolver);
-        compiler.include_imports(true).include_source_info(false);
+        // Source info: an annotation missing from a method is reported at
+        // the method's line in the contract.
+        compiler.include_imports(true).include_source_info(true);
 
         let mut owner: HashMap<&str, &AgencyId> = HashMap::new();
         for agency in &config.agencies {
@@ -81,42 +81,6 @@ impl Catalogue {
     }
 }
 
-/// The `jisr.*` options a contract may carry, looked up once per pool.
-struct Annotations {
-    subject: Option<ExtensionDescriptor>,
-    category: Option<ExtensionDescriptor>,
-    default_category: Option<ExtensionDescriptor>,
-}
-
-impl Annotations {
-    fn of(pool: &DescriptorPool) -> Self {
-        Self {
-            subject: pool.get_extension_by_name("jisr.subject"),
-            category: pool.get_extension_by_name("jisr.category"),
-            default_category: pool.get_extension_by_name("jisr.default_category"),
-        }
-    }
-
-    /// The service's default category, which its methods' own options override.
-    fn service_category(&self, service: &ServiceDescriptor) -> Option<i32> {
-        self.default_category
-            .as_ref()
-            .and_then(|ext| enum_option(&service.options(), ext))
-    }
-
-    fn method_category(
-        &self,
-        method: &MethodDescriptor,
-        service_category: Option<i32>,
-    ) -> Category {
-        self.category
-            .as_ref()
-            .and_then(|ext| enum_option(&method.options(), ext))
-            .or(service_category)
-            .map_or(Category::Unspecified, Category::from_number)
-    }
-}
-
 fn build(
     pool: &DescriptorPool,
     owner: &HashMap<&str, &AgencyId>,
@@ -134,7 +98,15 @@ fn build(
             errors.0.push(reserved_service(&service, at));
             continue;
         }
-        for route in service_routes(&service, provider, &annotations, &at, errors) {
+        let routes = service_routes(&service, provider, &annotations, &at, errors);
+        let places = Places {
+            include: &config.catalogue.include,
+            fallback: at,
+        };
+        errors
+            .0
+            .extend(annotations::check_service(&service, &routes, &places));
+        for (_, route) in routes {
             by_path.insert(route.path.clone(), Arc::new(route));
         }
     }
@@ -167,7 +139,7 @@ fn service_routes(
     annotations: &Annotations,
     at: &Option<Location>,
     errors: &mut ConfigErrors,
-) -> Vec<MethodRoute> {
+) -> Vec<(MethodDescriptor, MethodRoute)> {
     let service_category = annotations.service_category(service);
     let mut routes = Vec::new();
     for method in service.methods() {
@@ -178,7 +150,10 @@ fn service_routes(
             category,
             annotations.subject.as_ref(),
         ) {
-            Ok(route) => routes.push(route),
+            Ok(mut route) => {
+                route.no_subject = annotations.no_subject(&method);
+                routes.push((method, route));
+            }
             Err(message) => errors.0.push(ConfigError {
                 at: at.clone(),
                 message: format!("contract `{}`: {message}", service.parent_file().name()),
@@ -219,18 +194,9 @@ fn method_route(
         request_type: input.full_name().to_owned(),
         response: method.output(),
         subject_field: (!names.is_empty()).then(|| names.join(".")),
+        no_subject: None,
         schema: wire::Schema::compile(&input, numbers),
     })
-}
-
-fn enum_option(options: &prost_reflect::DynamicMessage, ext: &ExtensionDescriptor) -> Option<i32> {
-    if !options.has_extension(ext) {
-        return None;
-    }
-    match options.get_extension(ext).as_ref() {
-        Value::EnumNumber(n) => Some(*n),
-        _ => None,
-    }
 }
 
 fn agency_location(config: &Config, id: &AgencyId) -> Option<Location> {
@@ -279,6 +245,11 @@ fn protox_error(e: &protox::Error, contract: &str, at: &Location, config: &Confi
                     .join(", ")
             ),
         )
+    } else if let Some(name) = unimported_annotation(e, on_disk.as_deref()) {
+        (
+            format!("contract `{file}` uses `({name})` but does not import `{}`, which defines it", annotations::IMPORT),
+            format!("add `import \"{}\";` after the `package` line of `{file}` (the gateway has the file built in)", annotations::IMPORT),
+        )
     } else {
         (
             format!("contract `{file}` does not compile: {e}"),
@@ -294,7 +265,25 @@ fn protox_error(e: &protox::Error, contract: &str, at: &Location, config: &Confi
     }
 }
 
-fn find_on_disk(name: &str, include: &[PathBuf]) -> Option<PathBuf> {
+/// The `jisr.*` name a contract uses without importing the annotations
+/// (protox only says the name is not defined).
+fn unimported_annotation(e: &protox::Error, on_disk: Option<&Path>) -> Option<String> {
+    let text = e.to_string();
+    if !text.contains("is not defined") {
+        return None;
+    }
+    let name = text.split('\'').nth(1)?;
+    let name = name.trim_matches(|c| c == '(' || c == ')' || c == '.');
+    if !name.starts_with("jisr.") {
+        return None;
+    }
+    let imported = on_disk
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .is_some_and(|source| source.contains(annotations::IMPORT));
+    (!imported).then(|| name.to_owned())
+}
+
+pub(super) fn find_on_disk(name: &str, include: &[PathBuf]) -> Option<PathBuf> {
     include
         .iter()
         .map(|dir| dir.join(name))

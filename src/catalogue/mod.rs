@@ -9,6 +9,7 @@
 
 pub mod wire;
 
+mod annotations;
 mod load;
 mod subject;
 
@@ -45,6 +46,8 @@ pub enum Category {
     Education,
     /// Social protection.
     Social,
+    /// Declared as no personal data at all.
+    NotPersonal,
 }
 
 impl Category {
@@ -55,6 +58,7 @@ impl Category {
             3 => Self::Health,
             4 => Self::Education,
             5 => Self::Social,
+            6 => Self::NotPersonal,
             _ => Self::Unspecified,
         }
     }
@@ -68,6 +72,7 @@ impl Category {
             Self::Health => "health",
             Self::Education => "education",
             Self::Social => "social",
+            Self::NotPersonal => "not-personal",
         }
     }
 
@@ -127,6 +132,9 @@ pub struct MethodRoute {
     pub response: MessageDescriptor,
     /// Dotted name path of the subject field, e.g. `citizen_id`.
     pub subject_field: Option<String>,
+    /// Why the request names no citizen (`(jisr.no_subject)`), when it
+    /// has no subject field.
+    pub no_subject: Option<String>,
     /// Wire schema of the request, with the subject's field number path.
     pub schema: wire::Schema,
 }
@@ -190,14 +198,19 @@ impl Catalogue {
             } else {
                 ""
             };
+            // A method about no citizen shows why, as its contract says.
+            let subject = match (&m.subject_field, &m.no_subject) {
+                (Some(field), _) => field.clone(),
+                (None, Some(why)) => format!("none ({why})"),
+                (None, None) => "-".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "    {:<24} {:<16} category={}{}  subject={}  request={}",
+                "    {:<24} {:<16} category={}{}  subject={subject}  request={}",
                 m.method,
                 m.streaming.as_str(),
                 m.category.as_str(),
                 sensitive,
-                m.subject_field.as_deref().unwrap_or("-"),
                 m.request_type,
             );
         }
@@ -205,5 +218,7 @@ impl Catalogue {
     }
 }
 
+#[cfg(test)]
+mod annotation_tests;
 #[cfg(test)]
 mod tests;

@@ -58,7 +58,7 @@ include = [{}]
 }
 
 /// A temporary include directory holding `files` (path, contents).
-fn contracts(files: &[(&str, &str)]) -> tempfile::TempDir {
+pub(super) fn contracts(files: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for (name, text) in files {
         let path = dir.path().join(name);
@@ -73,7 +73,7 @@ fn samples() -> Catalogue {
 }
 
 /// One agency `extra` providing `extra.proto` from `dir`, with the samples' include too.
-fn load_extra(dir: &Path) -> Result<Catalogue, Vec<ConfigError>> {
+pub(super) fn load_extra(dir: &Path) -> Result<Catalogue, Vec<ConfigError>> {
     let agencies = r#"
 [[agency]]
 id = "extra"
@@ -84,7 +84,7 @@ contracts = ["extra.proto"]
 }
 
 #[track_caller]
-fn one_error(result: Result<Catalogue, Vec<ConfigError>>) -> ConfigError {
+pub(super) fn one_error(result: Result<Catalogue, Vec<ConfigError>>) -> ConfigError {
     let mut errors = match result {
         Ok(_) => panic!("expected an error"),
         Err(errors) => errors,
@@ -178,7 +178,8 @@ service Mixed {
 }
 
 service Plain {
-  rpc Ping(Empty) returns (Empty);
+  option (jisr.default_category) = NOT_PERSONAL;
+  rpc Ping(Empty) returns (Empty) { option (jisr.no_subject) = "a liveness check"; }
 }
 
 message Empty {}
@@ -212,8 +213,9 @@ fn nested_subjects_method_categories_and_every_call_shape() {
     assert!(!Streaming::Client.is_supported() && !Streaming::Bidi.is_supported());
     assert!(Streaming::Unary.is_supported() && Streaming::Server.is_supported());
     let ping = route("/extra.v1.Plain/Ping");
-    assert_eq!(ping.category, Category::Unspecified);
+    assert_eq!(ping.category, Category::NotPersonal);
     assert_eq!(ping.subject_field, None);
+    assert_eq!(ping.no_subject.as_deref(), Some("a liveness check"));
     assert_eq!(ping.schema.walk(&[0x0a, 1, b'A']), Ok(None));
     // The annotations and imported files offer no services of their own.
     assert_eq!(catalogue.methods().len(), 5);
@@ -230,7 +232,7 @@ fn two_subject_fields_are_refused_naming_both() {
         r#"syntax = "proto3";
 package extra.v1;
 import "jisr/annotations.proto";
-service S { rpc Get(Req) returns (Req); }
+service S { option (jisr.default_category) = CIVIL; rpc Get(Req) returns (Req); }
 message Inner { string citizen_id = 1 [(jisr.subject) = true]; }
 message Req {
   string citizen_id = 1 [(jisr.subject) = true];
@@ -257,7 +259,7 @@ fn a_subject_that_is_not_a_single_string_is_refused() {
     ] {
         let text = format!(
             "syntax = \"proto3\";\npackage extra.v1;\nimport \"jisr/annotations.proto\";\n\
-             service S {{ rpc Get(Req) returns (Req); }}\n\
+             service S {{ option (jisr.default_category) = CIVIL; rpc Get(Req) returns (Req); }}\n\
              message Req {{ {field} [(jisr.subject) = true]; }}\n"
         );
         let dir = contracts(&[("extra.proto", &text)]);

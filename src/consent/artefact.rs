@@ -21,7 +21,11 @@ impl ConsentSigner {
     /// Loads the key, or creates it, named `<trust-domain>/jisr/consents`.
     pub fn load_or_create(path: &Path, name: &str) -> Result<Self, AuditError> {
         Ok(Self {
-            signer: crate::audit::keys::load_or_create_signer(path, name)?,
+            signer: crate::audit::keys::load_or_create_key(
+                path,
+                name,
+                crate::audit::keys::KeyUse::Consents,
+            )?,
         })
     }
 

@@ -94,7 +94,7 @@ pub fn call_metadata(headers: &HeaderMap) -> Result<CallMetadata, Refusal> {
         None => {
             return Err(Refusal::new(
                 Reason::PurposeRequired,
-                "every call must state its purpose: set the `jisr-purpose` metadata to the purpose code of your procedure (e.g. `bac-candidature`)",
+                "every call must state its purpose: set the `jisr-purpose` metadata to the purpose code of your procedure",
             ))
         }
     };

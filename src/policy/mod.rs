@@ -94,6 +94,18 @@ impl MethodAccess {
         }
     }
 
+    /// The purposes for which `consumer` may call this method, sorted
+    /// (empty when no rule lets it call the method at all).
+    pub fn purposes_of(&self, consumer: &AgencyId) -> Vec<String> {
+        let mut allowed: Vec<String> = self
+            .consumers
+            .get(consumer)
+            .map(|purposes| purposes.keys().cloned().collect())
+            .unwrap_or_default();
+        allowed.sort();
+        allowed
+    }
+
     /// The consumers with at least one rule on this method.
     pub fn consumers(&self) -> impl Iterator<Item = &AgencyId> {
         self.consumers.keys()

@@ -68,7 +68,10 @@ fn certificate_reason(err: &CertificateError) -> String {
         | CertificateError::ExpiredRevocationListContext { .. } => {
             "the configured CRL is out of date; fetch a fresh one from the CA".into()
         }
-        CertificateError::BadSignature => "certificate signature invalid".into(),
+        // webpki checks a signature only against a trusted CA of the
+        // issuer's name: failing, the certificate comes from another CA of
+        // that name (every `jisr pki init` CA is named after its domain).
+        CertificateError::BadSignature => "certificate issued by a different CA (its signature does not verify with the key of the trusted CA of the same name, e.g. another development CA); issue it from the CA in `[tls] ca`".into(),
         CertificateError::BadEncoding => "certificate is not valid X.509".into(),
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             "certificate not valid for this use (check its extended key usage)".into()

@@ -275,3 +275,38 @@ fn tonic_config_builds_and_provider_install_is_idempotent() {
     files.key = pki.path().join("nope.key");
     assert!(tonic_client_tls(&files).is_err());
 }
+
+/// Every development CA has the same name; a certificate from another one
+/// fails its signature check, which the log must call a different CA.
+#[tokio::test]
+async fn a_certificate_from_another_ca_of_the_same_name_is_named_as_such() {
+    let ours = make_pki();
+    let theirs = make_pki();
+    let expected = "issued by a different CA";
+    // A consumer whose certificate comes from the other CA.
+    let server = server_config(
+        &TlsFiles::for_agency(ours.path(), "gateway"),
+        &td(),
+        Accept::Agencies,
+    )
+    .unwrap();
+    let mut foreign = TlsFiles::for_agency(theirs.path(), "tax");
+    foreign.ca = ours.path().join("ca.crt");
+    let client = client_config(&foreign, &td(), gateway()).unwrap();
+    let (server_side, _) = handshake(server, client).await;
+    let reason = handshake_failure_reason(&server_side.unwrap_err());
+    assert!(reason.contains(expected), "{reason}");
+    // A provider whose certificate comes from the other CA.
+    let mut provider = TlsFiles::for_agency(theirs.path(), "tax");
+    provider.ca = ours.path().join("ca.crt");
+    let server = server_config(&provider, &td(), Accept::Gateways).unwrap();
+    let client = client_config(
+        &TlsFiles::for_agency(ours.path(), "gateway"),
+        &td(),
+        agency("tax"),
+    )
+    .unwrap();
+    let (_, client_side) = handshake(server, client).await;
+    let reason = handshake_failure_reason(&client_side.unwrap_err());
+    assert!(reason.contains(expected), "{reason}");
+}

@@ -234,6 +234,30 @@ fn the_demo_plays_the_procedure_and_exits_zero() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+    // Its temporary directory is gone when it ends: no command names it.
+    assert!(!stdout.contains("jisr audit verify /"), "{stdout}");
+    assert!(stdout.contains("jisr demo --dir DIR"), "{stdout}");
+    // Three keys are created at first start, each logged under its name.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (line, times) in [
+        ("created a new audit signing key", 1),
+        ("created a new pseudonym key", 1),
+        ("created a new consent signing key", 1),
+    ] {
+        assert_eq!(stderr.matches(line).count(), times, "{line}:\n{stderr}");
+    }
+    assert_eq!(stderr.matches(" WARN ").count(), 3, "{stderr}");
+}
+
+#[test]
+fn audit_verify_says_when_the_directory_does_not_exist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let gone = tmp.path().join("audit");
+    let out = run(&["audit", "verify", gone.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = text(&out);
+    assert!(said.contains("does not exist"), "{said}");
+    assert!(!said.contains("no verifier key"), "{said}");
 }
 
 // Multi-threaded: the client's connection must keep answering HTTP/2 pings

@@ -11,6 +11,7 @@ use prost::Message as _;
 use tonic::Code;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
 const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
 
 fn birth(citizen: &str) -> Bytes {
@@ -39,6 +40,25 @@ async fn access_rules_refuse_with_reasons() {
         (Code::PermissionDenied, "PURPOSE_REQUIRED")
     );
     assert!(message.contains("jisr-purpose"), "{message}");
+    assert!(message.contains("for `bac-candidature`"), "{message}");
+
+    // The purpose suggested is one the rules allow this consumer for this
+    // method, never another procedure's.
+    let (_, reason, message) = refused(&tax, RawCall::new(FAMILY, birth("AB123456"), "")).await;
+    assert_eq!(reason, "PURPOSE_REQUIRED");
+    assert!(
+        message
+            .contains("call `ma.civilstatus.v1.CivilStatus/GetFamilyRecord` for `tax-household`"),
+        "{message}"
+    );
+    assert!(!message.contains("bac-candidature"), "{message}");
+    let (_, reason, message) = refused(&tax, RawCall::new(BIRTH, birth("AB123456"), "")).await;
+    assert_eq!(reason, "PURPOSE_REQUIRED");
+    assert!(
+        message.contains("no access rule of this gateway lets agency `tax` call"),
+        "{message}"
+    );
+    assert!(!message.contains("bac-candidature"), "{message}");
 
     let (code, reason, message) = refused(
         &education,

@@ -341,7 +341,7 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
     let admin = admin_addr(&pki, "gateway", &gw);
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
     let agency = jisr::identity::AgencyId::parse("employment").unwrap();
-    jisr::tools::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    jisr::tools::pki::issue_agency(&pki.dir, Some(&domain), &agency).unwrap();
     let contracts = pki.root().join("contracts");
     std::fs::create_dir_all(contracts.join("employment/v1")).unwrap();
     std::fs::write(
@@ -464,7 +464,7 @@ async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
     );
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
     let agency = jisr::identity::AgencyId::parse("employment").unwrap();
-    jisr::tools::pki::issue_agency(&pki.dir, &domain, &agency).unwrap();
+    jisr::tools::pki::issue_agency(&pki.dir, Some(&domain), &agency).unwrap();
     edit(&pki, |text| {
         text + "\n[[agency]]\nid = \"employment\"\n" + EMPLOYMENT_MAY_READ_BIRTHS
     });

@@ -156,6 +156,9 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
         wait > Duration::from_secs(50) && wait <= Duration::from_secs(60),
         "{wait:?}"
     );
+    // The delay is in the text too, for clients that do not decode details.
+    let said = jisr::refusal::retry_in(wait);
+    assert!(status.message().contains(&said), "{status:?}");
     // The healthy route was never affected.
     latencies(&education, 5).await;
     let logs = gw.logs();
@@ -221,6 +224,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     assert_eq!(reason(&status), "OVERLOADED");
     assert!(status.message().contains("2 calls in flight"), "{status:?}");
     assert_eq!(retry_delay(&status), Duration::from_millis(200));
+    assert!(status.message().contains("retry in 200 ms"), "{status:?}");
     // Other providers are not limited by health's limit.
     call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
         .await
@@ -262,6 +266,8 @@ async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
         wait > Duration::ZERO && wait <= Duration::from_millis(500),
         "{wait:?}"
     );
+    let said = jisr::refusal::retry_in(wait);
+    assert!(status.message().contains(&said), "{status:?}");
     // Another consumer has no limit.
     let family = jisr::proto::ma::civilstatus::v1::GetFamilyRecordRequest {
         citizen_id: "AB123456".into(),

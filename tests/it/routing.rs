@@ -137,7 +137,7 @@ async fn a_contract_onboarded_by_config_is_routed_without_rebuild() {
     let domain = jisr::identity::TrustDomain::parse(DOMAIN).unwrap();
     jisr::tools::pki::issue_agency(
         &pki.dir,
-        &domain,
+        Some(&domain),
         &jisr::identity::AgencyId::parse("social").unwrap(),
     )
     .unwrap();

@@ -127,7 +127,8 @@ impl Exchange {
         cx: CallContext<'_>,
         trail: &mut Trail,
     ) -> Result<Answer, Refusal> {
-        let metadata = metadata::call_metadata(request.headers())?;
+        let metadata = metadata::call_metadata(request.headers())
+            .map_err(|refusal| self.without_purpose(cx.consumer, refusal))?;
         trail.purpose.clone_from(&metadata.purpose);
         trail.procedure = metadata.procedure.clone().unwrap_or_default();
         trail.official = metadata.official.clone().unwrap_or_default();
@@ -191,6 +192,33 @@ impl Exchange {
             ));
         }
         Ok(())
+    }
+
+    /// A call without `jisr-purpose`: the refusal names the purposes the
+    /// rules of this gateway allow this consumer for this method, so the
+    /// caller learns what to send rather than a made-up example.
+    fn without_purpose(&self, consumer: &AgencyId, refusal: Refusal) -> Refusal {
+        if refusal.reason != Reason::PurposeRequired {
+            return refusal;
+        }
+        let method = self.route.qualified();
+        let allowed = self.access.purposes_of(consumer);
+        let hint = if allowed.is_empty() {
+            format!("no access rule of this gateway lets agency `{consumer}` call `{method}` yet; ask the platform operator for a rule naming your purpose and its legal basis")
+        } else {
+            format!(
+                "the rules of this gateway let agency `{consumer}` call `{method}` for {}",
+                allowed
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        Refusal::new(
+            Reason::PurposeRequired,
+            format!("every call must state its purpose: set the `jisr-purpose` metadata to the purpose code of your procedure; {hint}"),
+        )
     }
 
     fn denied(&self, consumer: &AgencyId, metadata: &CallMetadata, denial: Denial) -> Refusal {

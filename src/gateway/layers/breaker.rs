@@ -247,11 +247,12 @@ where
             }),
             Err(wait) => {
                 let provider = self.upstream.provider();
+                let wait = wait.max(Duration::from_millis(1));
                 Either::Left(ready(Err(Refusal::new(
                     Reason::ProviderUnavailable,
-                    format!("the `{provider}` service failed repeatedly and is set aside for a while; retry after the delay given, and tell the platform operator if it lasts"),
+                    format!("the `{provider}` service failed repeatedly and is set aside for a while; {}, and tell the platform operator if it lasts", crate::refusal::retry_in(wait)),
                 )
-                .retry_after(wait.max(Duration::from_millis(1))))))
+                .retry_after(wait))))
             }
         }
     }

@@ -209,14 +209,17 @@ async fn take_redis(
 }
 
 fn over(bucket: &Bucket, consumer: &AgencyId, wait: Duration) -> Refusal {
+    let wait = wait.max(Duration::from_millis(1));
     Refusal::new(
         Reason::RateLimited,
         format!(
-            "agency `{consumer}` may make {} calls per second (bursts of {}) and is over it; retry after the delay given, and spread the calls out",
-            bucket.config.per_second, bucket.config.burst
+            "agency `{consumer}` may make {} calls per second (bursts of {}) and is over it; {}, and spread the calls out",
+            bucket.config.per_second,
+            bucket.config.burst,
+            crate::refusal::retry_in(wait)
         ),
     )
-    .retry_after(wait.max(Duration::from_millis(1)))
+    .retry_after(wait)
 }
 
 /// Adds [`RateLimit`] in front of a service.

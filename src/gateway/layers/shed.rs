@@ -120,7 +120,7 @@ where
                 let provider = &call.exchange.route.provider;
                 Either::Left(ready(Err(Refusal::new(
                     Reason::Overloaded,
-                    format!("the `{provider}` service already has {} calls in flight through this gateway, its limit; retry after the delay given", self.limit.max),
+                    format!("the `{provider}` service already has {} calls in flight through this gateway, its limit; {}", self.limit.max, crate::refusal::retry_in(OVERLOAD_RETRY)),
                 )
                 .retry_after(OVERLOAD_RETRY))))
             }

@@ -21,6 +21,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         } => serve(&config, addr_file.as_deref(), admin_addr_file.as_deref()),
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
+        Command::Agency { command } => return super::agency::run(command),
         Command::Pki { command } => pki_command(command),
         Command::Audit { command } => return verdict(super::audit::run(command)),
         Command::Consent { command } => return verdict(super::consent::run(command)),
@@ -147,7 +148,12 @@ fn start_error(e: StartError) -> anyhow::Error {
 
 /// Loads everything a gateway would at start, without listening.
 fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
-    let config = Config::load(path)?;
+    check_loaded(Config::load(path)?)
+}
+
+/// The contracts, rules, routes and topics of a parsed config, as a
+/// gateway would load them at start.
+pub(super) fn check_loaded(config: Config) -> Result<(Config, Catalogue), ConfigErrors> {
     let catalogue = Catalogue::load(&config)?;
     Policy::compile(&config, &catalogue)?;
     crate::gateway::check_routes(&config, &catalogue)?;
@@ -155,19 +161,27 @@ fn load_all(path: &Path) -> Result<(Config, Catalogue), ConfigErrors> {
     Ok((config, catalogue))
 }
 
-fn check_config(path: &Path) -> ExitCode {
+/// The node's own certificate and the `[tls]` files, as `serve` loads them.
+pub(super) fn check_tls(config: &Config) -> Result<(), ConfigErrors> {
+    let domain = &config.node.trust_domain;
+    let node = crate::identity::PeerIdentity::Gateway(config.node.id.clone());
+    tls::check_own_identity(&config.tls, domain, &node)
+        .and_then(|()| tls::server_config(&config.tls, domain, tls::Accept::Agencies))
+        .map(drop)
+        .map_err(|e| {
+            ConfigErrors(vec![config::ConfigError {
+                at: None,
+                message: format!("[tls]: {e}"),
+                fix: "fix the [tls] paths or the certificate files; `jisr pki init` makes a development set".into(),
+            }])
+        })
+}
+
+pub(super) fn check_config(path: &Path) -> ExitCode {
     match load_all(path) {
         Ok((config, catalogue)) => {
             let domain = &config.node.trust_domain;
-            let node = crate::identity::PeerIdentity::Gateway(config.node.id.clone());
-            let tls_check = tls::check_own_identity(&config.tls, domain, &node)
-                .and_then(|()| tls::server_config(&config.tls, domain, tls::Accept::Agencies));
-            if let Err(e) = tls_check {
-                let errors = ConfigErrors(vec![config::ConfigError {
-                    at: None,
-                    message: format!("[tls]: {e}"),
-                    fix: "fix the [tls] paths or the certificate files; `jisr pki init` makes a development set".into(),
-                }]);
+            if let Err(errors) = check_tls(&config) {
                 println!("{}", config::report(&errors));
                 return ExitCode::from(EXIT_INVALID_CONFIG);
             }
@@ -238,11 +252,7 @@ fn pki_command(command: PkiCommand) -> anyhow::Result<()> {
                 .transpose()?;
             let written = match (agency, gateway_node) {
                 (Some(agency), _) => {
-                    let domain = match domain {
-                        Some(domain) => domain,
-                        None => pki::ca_trust_domain(&dir)?,
-                    };
-                    pki::issue_agency(&dir, &domain, &AgencyId::parse(&agency)?)?
+                    pki::issue_agency(&dir, domain.as_ref(), &AgencyId::parse(&agency)?)?
                 }
                 (None, Some(node)) => {
                     pki::issue_gateway(&dir, domain.as_ref(), &AgencyId::parse(&node)?, &hosts)?

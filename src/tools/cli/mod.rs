@@ -1,6 +1,7 @@
 //! The `jisr` command line: argument parsing, logging set-up and dispatch.
 //! Each subcommand is a thin wrapper over the library.
 
+pub mod agency;
 pub mod audit;
 pub mod bus;
 mod commands;
@@ -65,6 +66,12 @@ pub enum Command {
         /// The configuration file naming the contracts.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Onboard an agency on this node (contracts, certificate, configuration).
+    Agency {
+        /// What to do.
+        #[command(subcommand)]
+        command: agency::AgencyCommand,
     },
     /// Development PKI.
     Pki {
@@ -153,7 +160,8 @@ pub enum PkiCommand {
         /// PKI directory holding ca.crt and ca.key.
         #[arg(long)]
         dir: PathBuf,
-        /// Trust domain (default: the CA's, as `jisr pki init` named it).
+        /// Trust domain: the CA's, read from its name (as `jisr pki init`
+        /// names it); if given, it must match it.
         #[arg(long)]
         trust_domain: Option<String>,
         /// Agency id.

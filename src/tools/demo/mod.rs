@@ -16,6 +16,7 @@ use std::path::PathBuf;
 /// and its files stay in `dir` (default: a temporary directory).
 pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     let temp;
+    let kept = dir.is_some();
     let dir = match dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;
@@ -45,7 +46,7 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
     };
     let dir = network.dir.clone();
     network.stop().await;
-    if !serve && outcome.is_ok() && !report::print_verification(&dir) {
+    if !serve && outcome.is_ok() && !report::print_verification(&dir, kept) {
         anyhow::bail!("the demo's audit log does not verify");
     }
     outcome

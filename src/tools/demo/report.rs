@@ -87,7 +87,9 @@ pub(super) async fn print_trail(network: &Network) -> anyhow::Result<()> {
 }
 
 /// Verifies the stopped network's audit log offline and prints the result.
-pub(super) fn print_verification(dir: &std::path::Path) -> bool {
+/// `kept`: the directory outlives the demo (`--dir`), so the command to
+/// verify it again can be suggested; a temporary one is deleted on return.
+pub(super) fn print_verification(dir: &std::path::Path, kept: bool) -> bool {
     let log = dir.join("audit");
     let report = crate::audit::verify::verify(&log, None);
     let latest = report
@@ -95,11 +97,14 @@ pub(super) fn print_verification(dir: &std::path::Path) -> bool {
         .as_ref()
         .map_or_else(|| "none".to_owned(), |c| format!("size {}", c.size));
     if report.ok() {
+        let again = if kept {
+            format!("`jisr audit verify {}`", log.display())
+        } else {
+            "its temporary directory is deleted now; run `jisr demo --dir DIR` to keep the log, then `jisr audit verify DIR/audit`".to_owned()
+        };
         println!(
-            "\nAudit log verified offline: {} entries, {} signed checkpoints consistent, latest checkpoint {latest} (`jisr audit verify {}`).",
-            report.entries,
-            report.checkpoints,
-            log.display()
+            "\nAudit log verified offline: {} entries, {} signed checkpoints consistent, latest checkpoint {latest} ({again}).",
+            report.entries, report.checkpoints,
         );
     } else {
         println!("\nAudit log verification FAILED:");

@@ -14,7 +14,7 @@ const CA_NAME: (&str, &str) = ("Jisr development CA (", ")");
 
 /// Issues the certificate of gateway node `node` with the CA in `dir`, as
 /// `gateway-<node>.crt`/`.key` (replacing an earlier one, which is how it
-/// is renewed). The trust domain is `domain`, else the CA's. `hosts` are
+/// is renewed). The trust domain is the CA's (see [`resolve_domain`]). `hosts` are
 /// extra DNS names or IP addresses (e.g. the pod's stable name). Returns
 /// the written paths.
 pub fn issue_gateway(
@@ -24,16 +24,30 @@ pub fn issue_gateway(
     hosts: &[String],
 ) -> Result<Vec<PathBuf>, PkiError> {
     let issuer = load_ca(dir)?;
-    let domain = match domain {
-        Some(domain) => domain.clone(),
-        None => ca_trust_domain(dir)?,
-    };
+    let domain = resolve_domain(dir, domain)?;
     let hosts = hosts
         .iter()
         .map(|h| host_san(h))
         .collect::<Result<_, _>>()?;
     let stem = format!("gateway-{node}");
     write_gateway(dir, &stem, (&domain, node), hosts, &issuer)
+}
+
+/// The trust domain to issue a certificate in with the CA in `dir`: the
+/// CA's own, read from its name. A `given` domain must match it (a typo
+/// would issue a certificate every gateway of the CA's domain refuses); it
+/// is used as is only for a CA whose name does not say its domain.
+pub fn resolve_domain(dir: &Path, given: Option<&TrustDomain>) -> Result<TrustDomain, PkiError> {
+    match (ca_trust_domain(dir), given) {
+        (Ok(ca), Some(given)) if &ca != given => Err(PkiError::DomainMismatch {
+            given: given.clone(),
+            ca,
+            path: dir.join("ca.crt"),
+        }),
+        (Ok(ca), _) => Ok(ca),
+        (Err(PkiError::UnknownTrustDomain(_)), Some(given)) => Ok(given.clone()),
+        (Err(e), _) => Err(e),
+    }
 }
 
 /// The trust domain of the CA in `dir`, read from its name.

@@ -25,7 +25,7 @@ use time::{Duration, OffsetDateTime};
 use crate::identity::{AgencyId, TrustDomain};
 
 pub use fixtures::fixtures;
-pub use gateway::{ca_trust_domain, issue_gateway};
+pub use gateway::{ca_trust_domain, issue_gateway, resolve_domain};
 
 /// Validity of agency and gateway certificates (the CA/Browser Forum's old
 /// maximum, which common clients still accept).
@@ -77,6 +77,16 @@ pub enum PkiError {
     /// `jisr pki init`).
     #[error("cannot read the trust domain from {0} (its name is not `Jisr development CA (<trust domain>)`); pass --trust-domain")]
     UnknownTrustDomain(PathBuf),
+    /// `--trust-domain` names another domain than the CA's.
+    #[error("the CA in {path} issues certificates for trust domain `{ca}`, not `{given}`; leave out --trust-domain (the CA's is used) or pass --dir of the `{given}` PKI")]
+    DomainMismatch {
+        /// The domain asked for.
+        given: TrustDomain,
+        /// The CA's domain.
+        ca: TrustDomain,
+        /// The CA certificate.
+        path: PathBuf,
+    },
     /// An extra gateway host name is not a valid DNS name or IP address.
     #[error("`{0}` is not a valid DNS name or IP address for the gateway certificate; fix --host")]
     InvalidHost(String),
@@ -154,14 +164,16 @@ pub fn init(opts: &PkiOptions) -> Result<Vec<PathBuf>, PkiError> {
 
 /// Loads `dir/ca.crt` and `dir/ca.key` and issues a certificate for one more
 /// agency into `dir` (replacing an earlier one for the same agency, which is
-/// how a certificate is renewed). Returns the written paths.
+/// how a certificate is renewed), in the CA's trust domain (`domain`, if
+/// given, must match it: see [`resolve_domain`]). Returns the written paths.
 pub fn issue_agency(
     dir: &Path,
-    domain: &TrustDomain,
+    domain: Option<&TrustDomain>,
     agency: &AgencyId,
 ) -> Result<Vec<PathBuf>, PkiError> {
     let issuer = load_ca(dir)?;
-    write_agency(dir, domain, agency, &issuer)
+    let domain = resolve_domain(dir, domain)?;
+    write_agency(dir, &domain, agency, &issuer)
 }
 
 fn write_agency(

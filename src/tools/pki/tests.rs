@@ -104,15 +104,38 @@ fn init_refuses_to_overwrite_without_force() {
 fn issue_agency_uses_the_existing_ca() {
     let dir = tempfile::tempdir().unwrap();
     init(&options(dir.path())).unwrap();
-    let written = issue_agency(dir.path(), &td(), &id("health")).unwrap();
+    let written = issue_agency(dir.path(), Some(&td()), &id("health")).unwrap();
     assert_eq!(written.len(), 2);
     assert_eq!(
         identity_of(&dir.path().join("health.crt")),
         Ok(PeerIdentity::Agency(id("health")))
     );
     let empty = tempfile::tempdir().unwrap();
-    let err = issue_agency(empty.path(), &td(), &id("health")).unwrap_err();
+    let err = issue_agency(empty.path(), None, &id("health")).unwrap_err();
     assert!(err.to_string().contains("jisr pki init"), "{err}");
+}
+
+#[test]
+fn issuing_reads_the_trust_domain_from_the_ca_and_refuses_another() {
+    let dir = tempfile::tempdir().unwrap();
+    init(&options(dir.path())).unwrap();
+    issue_agency(dir.path(), None, &id("health")).unwrap();
+    assert_eq!(
+        identity_of(&dir.path().join("health.crt")),
+        Ok(PeerIdentity::Agency(id("health")))
+    );
+    let typo = TrustDomain::parse("interop.gouv.ma").unwrap();
+    let err = issue_agency(dir.path(), Some(&typo), &id("social")).unwrap_err();
+    assert!(matches!(err, PkiError::DomainMismatch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("`interop.gov.ma`, not `interop.gouv.ma`"),
+        "{err}"
+    );
+    assert!(!dir.path().join("social.crt").exists());
+    let node = id("gw-2");
+    assert!(issue_gateway(dir.path(), Some(&typo), &node, &[]).is_err());
+    assert!(!dir.path().join("gateway-gw-2.crt").exists());
 }
 
 #[test]

@@ -64,7 +64,18 @@ impl Echo {
         Self::serve(pki, agency, hang, "127.0.0.1:0").await
     }
 
+    /// An echo provider on a listener bound beforehand (its address was
+    /// needed before its certificate existed).
+    pub async fn start_on(pki: &Path, agency: &str, listener: TcpListener) -> Self {
+        Self::serve_on(pki, agency, false, listener)
+    }
+
     async fn serve(pki: &Path, agency: &str, hang: bool, addr: &str) -> Self {
+        let listener = TcpListener::bind(addr).await.unwrap();
+        Self::serve_on(pki, agency, hang, listener)
+    }
+
+    fn serve_on(pki: &Path, agency: &str, hang: bool, listener: TcpListener) -> Self {
         tls::install_crypto_provider();
         let domain = TrustDomain::parse(super::DOMAIN).unwrap();
         let server_tls = tls::server_config(
@@ -74,7 +85,6 @@ impl Echo {
         )
         .unwrap();
         let acceptor = TlsAcceptor::from(server_tls);
-        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(async move {
             loop {

@@ -1,0 +1,248 @@
+//! Onboarding with `jisr agency add`, as a newcomer does it: the command
+//! checks the contract, issues the certificate, writes the configuration;
+//! the operator fills in the rule it templates; calls then go through a
+//! real gateway to the new provider, and the new consumer's certificate is
+//! accepted.
+
+use crate::support::echo::Echo;
+use crate::support::proc::jisr;
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const COVERAGE: &str = r#"syntax = "proto3";
+package ma.socialsecurity.v1;
+import "jisr/annotations.proto";
+service Coverage {
+  option (jisr.default_category) = SOCIAL;
+  rpc GetCoverage(GetCoverageRequest) returns (CoverageStatus);
+  rpc ListOffices(ListOfficesRequest) returns (Offices) {
+    option (jisr.category) = NOT_PERSONAL;
+    option (jisr.no_subject) = "lists the fund's office codes";
+  }
+}
+message GetCoverageRequest { string citizen_id = 1 [(jisr.subject) = true]; }
+message CoverageStatus { bool covered = 1; }
+message ListOfficesRequest {}
+message Offices { repeated string codes = 1; }
+"#;
+
+fn run(args: &[&str]) -> (Output, String) {
+    let out = jisr().args(args).output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, text)
+}
+
+/// The standard test node, searching `contracts` too, with a purpose for
+/// the new provider; returns the config file and the contract's path.
+fn node(pki: &Pki, contract: &str) -> (PathBuf, PathBuf) {
+    let contracts = pki.root().join("contracts");
+    let file = contracts.join("agencies/socialsecurity/v1/coverage.proto");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, contract).unwrap();
+    let up = Upstreams {
+        civil_status: "127.0.0.1:9".into(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let extra = "\n[[purpose]]\ncode = \"school-grant\"\ndescription = \"School grant\"\n";
+    let proto = proto_dir().display().to_string();
+    let config = gateway_config(pki, &up, "", extra).replace(
+        &format!("include = [\"{proto}\"]"),
+        &format!("include = [\"{proto}\", \"{}\"]", contracts.display()),
+    );
+    (write_config(pki, "gateway", &config), file)
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// The operator's part: the commented rule, filled in and uncommented.
+fn fill_in_rule(config: &Path, consumer: &str, purpose: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let start = text.find("# [[rule]]").expect("a rule template");
+    let mut filled = text[..start].to_owned();
+    for line in text[start..].lines().take(5) {
+        let line = line.trim_start_matches("# ");
+        let line = line.split("     #").next().unwrap().trim_end();
+        filled.push_str(
+            &line
+                .replace("<consumer agency>", consumer)
+                .replace("<purpose>", purpose)
+                .replace("law:<reference>", "law:65-00"),
+        );
+        filled.push('\n');
+    }
+    std::fs::write(config, filled).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agency_add_onboards_a_provider_and_a_consumer_end_to_end() {
+    let pki = Pki::new();
+    let (config, contract) = node(&pki, COVERAGE);
+    let before = std::fs::read_to_string(&config).unwrap();
+    // The back-end's address is needed before its certificate exists.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap().to_string();
+    let add = [
+        "agency",
+        "add",
+        "social-security",
+        "--config",
+        arg(&config),
+        "--contract",
+        arg(&contract),
+        "--upstream",
+        &upstream,
+    ];
+
+    let (out, text) = run(&[&add[..], &["--dry-run"]].concat());
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("contracts = [\"agencies/socialsecurity/v1/coverage.proto\"]"),
+        "{text}"
+    );
+    assert!(text.contains("\"ma.socialsecurity.v1.Coverage/GetCoverage\", \"ma.socialsecurity.v1.Coverage/ListOffices\""), "{text}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert!(!pki.dir.join("social-security.crt").exists());
+
+    let (out, text) = run(&add);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("ok — 7 agencies, 7 methods, 2 rules"),
+        "{text}"
+    );
+    assert!(text.contains("next steps for `social-security`"), "{text}");
+    assert!(
+        text.contains("spiffe://interop.gov.ma/gateway/<node-id>"),
+        "{text}"
+    );
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(written.starts_with(&before), "the existing text is kept");
+    let identity = jisr::identity::PeerIdentity::from_cert_der(
+        &rustls_pem(&pki.dir.join("social-security.crt")),
+        &jisr::identity::TrustDomain::parse(DOMAIN).unwrap(),
+    );
+    assert_eq!(
+        identity,
+        Ok(jisr::identity::PeerIdentity::Agency(
+            jisr::identity::AgencyId::parse("social-security").unwrap()
+        ))
+    );
+    // Adding it again is refused; the file does not change.
+    let (out, text) = run(&add);
+    assert!(!out.status.success());
+    assert!(text.contains("already declared"), "{text}");
+
+    fill_in_rule(&config, "education", "school-grant");
+    let (out, text) = run(&["check-config", arg(&config)]);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("3 rules"), "{text}");
+
+    let _backend = Echo::start_on(&pki.dir, "social-security", listener).await;
+    let gateway = Gateway::start("gateway", &config);
+    let education = channel(&gateway.addr, &pki.files("education"))
+        .await
+        .unwrap();
+    let body = b"\x0a\x08AB123456".to_vec();
+    let path = "/ma.socialsecurity.v1.Coverage/GetCoverage";
+    let (echoed, md) = call_raw(&education, RawCall::new(path, body.clone(), "school-grant"))
+        .await
+        .unwrap();
+    assert_eq!(&echoed[..], &body[..]);
+    assert_eq!(md.get("jisr-basis").unwrap(), "law:65-00");
+
+    // A consumer: a certificate and a declaration, no contract.
+    let (out, text) = run(&["agency", "add", "family-fund", "--config", arg(&config)]);
+    assert!(out.status.success(), "{text}");
+    let written = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        written.contains("# consumer = \"family-fund\""),
+        "{written}"
+    );
+    let family = channel(&gateway.addr, &pki.files("family-fund"))
+        .await
+        .unwrap();
+    let (_, reason, message) =
+        framed_status(call_raw(&family, RawCall::new(path, body, "school-grant")).await);
+    // Let in (its certificate is accepted), and refused by the rules only.
+    assert_eq!(reason, "ACCESS_DENIED", "{message}");
+}
+
+#[test]
+fn agency_add_writes_nothing_for_a_contract_without_annotations() {
+    let pki = Pki::new();
+    let bare = COVERAGE
+        .replace("  option (jisr.default_category) = SOCIAL;\n", "")
+        .replace(" [(jisr.subject) = true]", "");
+    let (config, contract) = node(&pki, &bare);
+    let before = std::fs::read_to_string(&config).unwrap();
+    let (out, text) = run(&[
+        "agency",
+        "add",
+        "social-security",
+        "--config",
+        arg(&config),
+        "--contract",
+        arg(&contract),
+        "--upstream",
+        "127.0.0.1:9",
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{text}");
+    let at = format!("{}:4:1: error:", contract.display());
+    assert!(text.contains(&at), "{text}");
+    assert!(
+        text.contains("declares no data category for `GetCoverage`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("has no field marked (jisr.subject)"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was written"), "{text}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    assert!(!pki.dir.join("social-security.crt").exists());
+}
+
+#[test]
+fn agency_add_refuses_a_ca_the_node_does_not_trust() {
+    let pki = Pki::new();
+    let (config, _) = node(&pki, COVERAGE);
+    let other = tempfile::tempdir().unwrap();
+    let (out, text) = run(&[
+        "pki",
+        "init",
+        "--dir",
+        arg(other.path()),
+        "--trust-domain",
+        DOMAIN,
+        "--agency",
+        "tax",
+    ]);
+    assert!(out.status.success(), "{text}");
+    let (out, text) = run(&[
+        "agency",
+        "add",
+        "family-fund",
+        "--config",
+        arg(&config),
+        "--pki",
+        arg(other.path()),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text.contains("is not among the CAs the node trusts"),
+        "{text}"
+    );
+    assert!(!other.path().join("family-fund.crt").exists());
+}
+
+fn rustls_pem(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject as _;
+    rustls::pki_types::CertificateDer::from_pem_file(path).unwrap()
+}
