@@ -24,9 +24,11 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{
-    BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent, Waiter,
+    BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, Retention, StoredEvent,
+    TopicState, Waiter,
 };
 use crate::audit::keys::Pseudonymizer;
+use crate::bus::figures::Figures;
 use crate::redis::{Shared, Target};
 
 mod block;
@@ -35,6 +37,7 @@ mod fetch;
 mod groups;
 mod reply;
 mod sealed;
+mod trim;
 
 /// Publishes once per idempotency key, atomically: returns {id, duplicate}.
 /// Sent by digest (`EVALSHA`), loaded on first use.
@@ -42,24 +45,28 @@ static PUBLISH: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_LUA));
 
 /// KEYS: the stream, the idempotency key; ARGV: the event, the window, then
-/// every subscriber. A key whose event is no longer in the stream does not
+/// every subscriber; returns {id, duplicate, groups it had to create}. A key whose event is no longer in the stream does not
 /// count: Redis lost the event (or it was removed), and publishing again is
 /// what delivers it (at least once). Each subscriber's group is created
 /// (from `0`, see `recreate_groups`) before the entry is appended, so no
 /// publish is answered OK that a subscription cannot see, even when Redis
-/// came back empty; any other failure is an error reply, never an OK.
+/// came back empty; any other failure is an error reply, never an OK. A
+/// group it had to create was lost by Redis (every group is made at start).
 const PUBLISH_LUA: &str = r"
 local seen = redis.call('GET', KEYS[2])
-if seen and #redis.call('XRANGE', KEYS[1], seen, seen) > 0 then return {seen, 1} end
+if seen and #redis.call('XRANGE', KEYS[1], seen, seen) > 0 then return {seen, 1, {}} end
+local created = {}
 for i = 3, #ARGV do
   local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[i], '0', 'MKSTREAM')
-  if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
-    return made
+  if type(made) == 'table' and made.err then
+    if not string.find(made.err, 'BUSYGROUP', 1, true) then return made end
+  else
+    created[#created + 1] = ARGV[i]
   end
 end
 local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
 redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
-return {id, 0}
+return {id, 0, created}
 ";
 
 /// Subscribe streams that block on a connection of their own at once; more
@@ -81,6 +88,8 @@ pub struct RedisBusStore {
     blocked: std::sync::Arc<tokio::sync::Semaphore>,
     /// Seals events and names idempotency keys (see [`sealed`]).
     seal: std::sync::Arc<sealed::EventSeal>,
+    /// Where a loss of data (a group made again) is told.
+    figures: std::sync::Arc<Figures>,
 }
 
 impl std::fmt::Debug for RedisBusStore {
@@ -149,13 +158,14 @@ fn split_id(id: &str) -> Result<(bool, &str), BusError> {
 impl RedisBusStore {
     /// Connects to Redis (`redis://…` or `redis+cluster://…`); fails now if
     /// it cannot be reached. `consumer` names this node in the groups;
-    /// events are sealed under a key derived from `pseudonyms`'s.
+    /// events are sealed under a key derived from `pseudonyms`'s; a loss of
+    /// data is told to `figures`.
     pub async fn connect(
         url: &str,
         limits: Limits,
         timeout: Duration,
-        node: &str,
-        pseudonyms: Pseudonymizer,
+        (node, pseudonyms): (&str, Pseudonymizer),
+        figures: std::sync::Arc<Figures>,
     ) -> Result<Self, BusError> {
         let redis = Shared::new(url, timeout, "bus store");
         redis.connection().await.map_err(unavailable)?;
@@ -166,6 +176,7 @@ impl RedisBusStore {
             target: std::sync::Arc::new(crate::redis::parse(url)),
             blocked: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKED_READERS)),
             seal: std::sync::Arc::new(sealed::EventSeal::new(pseudonyms)),
+            figures,
         })
     }
 
@@ -314,6 +325,16 @@ impl BusStore for RedisBusStore {
                 .first()
                 .and_then(text)
                 .ok_or_else(|| BusError::Unavailable("redis answered publish oddly".into()))?;
+            let made: Vec<String> = parts
+                .get(2)
+                .map(items)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(text)
+                .collect();
+            if !made.is_empty() {
+                self.lost_groups(topic, &made);
+            }
             Ok(Published {
                 event_id,
                 duplicate: parts.get(1).map(int) == Some(1),
@@ -395,6 +416,17 @@ impl BusStore for RedisBusStore {
         _now: i64,
     ) -> BusFuture<'a, u32> {
         Box::pin(self.replay_inner(topic, subscriber, event_ids))
+    }
+
+    fn trim<'a>(
+        &'a self,
+        topic: &'a str,
+        subscribers: &'a [String],
+        retention: Retention,
+        _now: i64,
+    ) -> BusFuture<'a, TopicState> {
+        // Redis's own clock: the one its entry ids carry.
+        Box::pin(self.trim_inner(topic, subscribers, retention))
     }
 
     fn waiter(&self) -> Option<Box<dyn Waiter>> {
