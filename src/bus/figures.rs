@@ -78,6 +78,12 @@ impl Figures {
         }
     }
 
+    /// Whether the node has no subscription and has trimmed no topic (no
+    /// topic configured): nothing to show.
+    pub fn is_empty(&self) -> bool {
+        self.counters.is_empty() && self.lengths().is_empty()
+    }
+
     /// Counts a delivery sent to `sub` on `topic`.
     pub fn delivered(&self, topic: &str, sub: &str, attempt: u32) {
         if let Some(c) = self.counters.get(topic).and_then(|t| t.get(sub)) {

@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::prometheus::{escape, header};
 use super::ready::Check;
-use crate::bus::figures::{Figures, Loss};
+use crate::bus::figures::{Figures, Loss, SubscriptionFigures};
 
 /// The name of the bus's readiness line.
 pub(crate) const BUS_DATA: &str = "bus data";
@@ -29,7 +29,8 @@ pub(super) fn check(loss: &Loss) -> Check {
     }
 }
 
-/// Every bus metric; `now` (µs since the epoch) ages the oldest owed event.
+/// Every bus metric: the gauges here, then [`counters`]; `now` (µs since
+/// the epoch) ages the oldest owed event.
 pub(super) fn lines(out: &mut String, figures: &Figures, now: i64) {
     let subs = figures.subscriptions();
     let lengths = figures.lengths();
@@ -66,13 +67,18 @@ pub(super) fn lines(out: &mut String, figures: &Figures, now: i64) {
             s.dead_letters
         );
     }
+    counters(out, figures, &subs);
+}
+
+/// Deliveries per subscription, what retention removed, and data lost.
+fn counters(out: &mut String, figures: &Figures, subs: &[SubscriptionFigures]) {
     header(
         out,
         "jisr_bus_deliveries_total",
         "counter",
         "Deliveries sent by this node (first attempts and redeliveries).",
     );
-    for s in &subs {
+    for s in subs {
         let _ = writeln!(
             out,
             "jisr_bus_deliveries_total{{{}}} {}",
@@ -86,7 +92,7 @@ pub(super) fn lines(out: &mut String, figures: &Figures, now: i64) {
         "counter",
         "Deliveries sent by this node that were not the event's first (attempt > 1).",
     );
-    for s in &subs {
+    for s in subs {
         let _ = writeln!(
             out,
             "jisr_bus_redeliveries_total{{{}}} {}",

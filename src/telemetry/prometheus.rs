@@ -142,7 +142,7 @@ pub fn render(
     }
     consent_and_tls_lines(&mut out, metrics);
     audit_lines(&mut out, audit, audit_up);
-    if let Some(bus) = metrics.bus() {
+    if let Some(bus) = metrics.bus().filter(|b| !b.is_empty()) {
         super::bus::lines(&mut out, bus, crate::consent::artefact::now_micros());
     }
     header(
