@@ -317,3 +317,35 @@ async fn dead_letters_go_past_their_retention_and_redis_data_loss_is_reported_no
         ["D-2"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_runs_on_a_redis_cluster() {
+    let cluster = crate::consent_store::Cluster::start();
+    let net = BusNet::start(&format!(
+        "redis_url = \"{}\"\nidempotency_window_ms = 1000\nretention_ms = 1000\n",
+        cluster.url()
+    ));
+    let a = net.gateway.admin.as_str();
+    let mut publisher = net.client("civil-status").await;
+    for act in ["C-1", "C-2"] {
+        publish_death(&mut publisher, "CIN-1", act).await.unwrap();
+    }
+    drain(&net, "tax", "tax-household", 2).await;
+    drain(&net, "health", "civil-event", 2).await;
+    // The script's keys share the topic's slot: it runs, and trims both.
+    until(
+        10,
+        "both events trimmed on the cluster",
+        move || async move { metric(a, "jisr_bus_trimmed_events_total").await == 2.0 },
+    )
+    .await;
+    assert_eq!(
+        metric(
+            a,
+            "jisr_bus_stream_length{topic=\"civil-status.death-registered\"}"
+        )
+        .await,
+        0.0
+    );
+    assert_eq!(metric(a, "jisr_bus_data_lost").await, 0.0);
+}

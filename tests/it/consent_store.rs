@@ -437,12 +437,12 @@ async fn no_use_is_counted_after_a_revocation_returned() {
 
 /// Three cluster nodes and `redis-cli --cluster create`; any failure to
 /// build the cluster fails the test with the reason.
-struct Cluster {
+pub(crate) struct Cluster {
     nodes: Vec<Redis>,
 }
 
 impl Cluster {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         require("redis-cli");
         let nodes: Vec<_> = (0..3)
             .map(|_| {
@@ -487,7 +487,7 @@ impl Cluster {
         Cluster { nodes }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let hosts: Vec<_> = self
             .nodes
             .iter()
