@@ -1,11 +1,12 @@
-//! Bus retention on Redis, against a real redis-server and gateways: a
-//! long run of published and acknowledged events leaves the stream empty
-//! and small once the retention passed; what a subscription still owes,
+//! Bus retention, against gateways and a real redis-server (and a 3-master
+//! Cluster): a long run of published and acknowledged events leaves the
+//! stream empty and small once the retention passed; what a subscription still owes,
 //! dead letters within their retention, and events for a subscriber added
 //! later by another replica's configuration are not trimmed; and Redis
 //! coming back empty is told by `/readyz` and `/metrics` while the node
-//! stays ready. The embedded store's bound (rows and file size) is tested
-//! on a set clock in `src/bus/store/embedded/retention_tests.rs`.
+//! stays ready. A gateway on the embedded store trims in the background
+//! too; that store's bound (rows and file size) is tested on a set clock in
+//! `src/bus/store/embedded/retention_tests.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -348,4 +349,46 @@ async fn retention_runs_on_a_redis_cluster() {
         0.0
     );
     assert_eq!(metric(a, "jisr_bus_data_lost").await, 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_on_the_embedded_store_trims_in_the_background() {
+    let net = BusNet::start("idempotency_window_ms = 1000\nretention_ms = 1000\n");
+    let a = net.gateway.admin.as_str();
+    let mut publisher = net.client("civil-status").await;
+    for act in ["E-1", "E-2", "E-3"] {
+        publish_death(&mut publisher, "CIN-1", act).await.unwrap();
+    }
+    drain(&net, "tax", "tax-household", 3).await;
+    // Health has not acknowledged anything yet: nothing goes.
+    let health = "{topic=\"civil-status.death-registered\",subscriber=\"health\"}";
+    until(
+        10,
+        "health's backlog older than the retention",
+        move || async move {
+            metric(
+                a,
+                &format!("jisr_bus_oldest_unacknowledged_age_seconds{health}"),
+            )
+            .await
+                > 1.5
+        },
+    )
+    .await;
+    assert_eq!(metric(a, "jisr_bus_trimmed_events_total").await, 0.0);
+    drain(&net, "health", "civil-event", 3).await;
+    until(
+        10,
+        "the events trimmed once health acknowledged",
+        move || async move {
+            metric(
+                a,
+                "jisr_bus_stream_length{topic=\"civil-status.death-registered\"}",
+            )
+            .await
+                == 0.0
+        },
+    )
+    .await;
+    assert_eq!(metric(a, "jisr_bus_trimmed_events_total").await, 3.0);
 }

@@ -122,7 +122,12 @@ impl Inner {
             }
             (gone.len() as u64, trimmed_dead)
         };
-        txn.commit().map_err(|e| self.failed(e))?;
+        if done == (0, 0) {
+            // Nothing removed: no commit, so an idle node pays no fsync.
+            txn.abort().map_err(|e| self.failed(e))?;
+        } else {
+            txn.commit().map_err(|e| self.failed(e))?;
+        }
         Ok(done)
     }
 
