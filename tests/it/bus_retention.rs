@@ -392,3 +392,61 @@ async fn a_gateway_on_the_embedded_store_trims_in_the_background() {
     .await;
     assert_eq!(metric(a, "jisr_bus_trimmed_events_total").await, 3.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trim_removes_a_backlog_larger_than_a_script_call_takes() {
+    use jisr::bus::store::{redis::RedisBusStore, BusStore, Limits, Retention, StoredEvent};
+    let redis = Redis::start();
+    let limits = Limits {
+        ack_deadline: Duration::from_secs(30),
+        max_attempts: 5,
+        max_in_flight: 10_000,
+        idempotency_window: Duration::from_secs(1),
+    };
+    let store = RedisBusStore::connect(
+        &redis.url(),
+        limits,
+        Duration::from_secs(2),
+        ("gw-1", jisr::audit::keys::Pseudonymizer::new(&[9; 32])),
+        std::sync::Arc::new(jisr::bus::Figures::default()),
+    )
+    .await
+    .unwrap();
+    let (topic, subs) = ("t", vec!["tax".to_owned()]);
+    store
+        .prepare(&[(topic.into(), "tax".into())])
+        .await
+        .unwrap();
+    let n = 1_200;
+    for i in 0..n {
+        let event = StoredEvent {
+            type_url: "type.googleapis.com/x.Y".into(),
+            payload: vec![1; 64],
+            idempotency_key: format!("k{i}"),
+            ..StoredEvent::default()
+        };
+        store.publish(topic, &subs, event).await.unwrap();
+    }
+    // Retention of 1 ms: everything acknowledged is due.
+    let retention = Retention {
+        events: Duration::from_millis(1),
+        dead_letters: Duration::from_secs(60),
+    };
+    let got = store.fetch(topic, "tax", n, 0).await.unwrap();
+    let owed = store.trim(topic, &subs, retention, 0).await.unwrap();
+    assert_eq!(
+        (owed.trimmed, owed.length),
+        (0, u64::from(n)),
+        "all are in flight"
+    );
+    let ids: Vec<String> = got.into_iter().map(|p| p.id).collect();
+    assert_eq!(store.ack(topic, "tax", &ids).await.unwrap(), n);
+    // Each script call removes at most 500; one trim loops until done.
+    let state = store.trim(topic, &subs, retention, 0).await.unwrap();
+    assert_eq!((state.trimmed, state.length), (u64::from(n), 0));
+    assert_eq!(xlen_of(&redis, "jisr:bus:{t}:events"), 0);
+}
+
+fn xlen_of(redis: &Redis, key: &str) -> u64 {
+    command(redis, &["XLEN", key])
+}

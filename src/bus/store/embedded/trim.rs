@@ -173,10 +173,25 @@ impl Inner {
         let events = txn.open_table(EVENTS).map_err(|e| self.failed(e))?;
         let pending = txn.open_table(PENDING).map_err(|e| self.failed(e))?;
         let dead = txn.open_table(DEAD).map_err(|e| self.failed(e))?;
-        state.length = events
-            .range((topic, 0u64)..=(topic, u64::MAX))
+        // The span from the oldest event held to the newest, read at both
+        // ends instead of counted (a topic may hold millions): exact but
+        // for events trimmed between two kept for dead letters.
+        let mut held = events.range((topic, 0u64)..=(topic, u64::MAX)).map_err(f)?;
+        let first = held
+            .next()
+            .transpose()
             .map_err(f)?
-            .count() as u64;
+            .map(|(k, _)| k.value().1);
+        let last = held
+            .next_back()
+            .transpose()
+            .map_err(f)?
+            .map(|(k, _)| k.value().1);
+        let last = last.or(first);
+        state.length = match (first, last) {
+            (Some(a), Some(b)) => b - a + 1,
+            _ => 0,
+        };
         for sub in configured {
             let oldest = match first_row(&pending, topic, sub).map_err(f)? {
                 Some(seq) => Some(self.event(&events, topic, seq)?.published_unix_micros),

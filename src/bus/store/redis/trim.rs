@@ -65,8 +65,10 @@ local function trim(stream, cutoff, groups, cap)
     local bound = g[1] or after(g[2])
     if before(bound, minid) then minid = bound end
   end
-  local first = redis.call('XRANGE', stream, '-', '+', 'COUNT', cap + 1)
-  if #first > cap and before(first[cap + 1][1], minid) then minid = first[cap + 1][1] end
+  if minid == '0-0' then return 0 end
+  local below = redis.call('XRANGE', stream, '-', '(' .. minid, 'COUNT', cap + 1)
+  if #below == 0 then return 0 end
+  if #below > cap then minid = below[cap + 1][1] end
   return redis.call('XTRIM', stream, 'MINID', minid)
 end
 local t = redis.call('TIME')
