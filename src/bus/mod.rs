@@ -15,6 +15,8 @@
 //! delivery (consent, minimisation, audit).
 
 pub mod deliver;
+pub mod figures;
+pub mod retention;
 pub mod service;
 pub mod store;
 mod stream;
@@ -28,7 +30,8 @@ use crate::catalogue::{Catalogue, Category};
 use crate::config::{Basis, Config, ConfigError, ConfigErrors, TopicConfig};
 use crate::identity::AgencyId;
 use crate::policy::release::Release;
-pub use store::{BusError, BusStore, Limits, Waiter};
+pub use figures::Figures;
+pub use store::{BusError, BusStore, Limits, Retention, Waiter};
 
 /// One subscriber's terms.
 #[derive(Debug, Clone)]
@@ -119,6 +122,17 @@ impl Topics {
             .by_name
             .values()
             .flat_map(|t| t.subscriber_ids.iter().map(|s| (t.name.clone(), s.clone())))
+            .collect();
+        all.sort();
+        all
+    }
+
+    /// Every topic with its subscribers, what retention trims.
+    pub(crate) fn with_subscribers(&self) -> Vec<(String, Vec<String>)> {
+        let mut all: Vec<_> = self
+            .by_name
+            .values()
+            .map(|t| (t.name.clone(), t.subscriber_ids.clone()))
             .collect();
         all.sort();
         all
@@ -257,11 +271,13 @@ fn compile_subscribers(
 /// Opens the bus store: Redis Streams when `bus.redis_url` is set, else
 /// the embedded one; nothing on disk or in Redis when no topic is
 /// configured. On Redis, events are sealed under a key derived from
-/// `pseudonyms`'s, which every replica shares.
+/// `pseudonyms`'s, which every replica shares; a loss of data Redis
+/// suffered is told to `figures`.
 pub async fn open_store(
     config: &Config,
     topics: &Topics,
     pseudonyms: &crate::audit::keys::Pseudonymizer,
+    figures: &Arc<Figures>,
 ) -> Result<Arc<dyn BusStore>, BusError> {
     let bus = &config.bus;
     let limits = Limits {
@@ -279,8 +295,8 @@ pub async fn open_store(
                 url,
                 limits,
                 bus.timeout,
-                config.node.id.as_str(),
-                pseudonyms.clone(),
+                (config.node.id.as_str(), pseudonyms.clone()),
+                figures.clone(),
             )
             .await?,
         ),

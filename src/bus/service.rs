@@ -58,6 +58,8 @@ pub(super) struct Inner {
     pub(super) wake: HashMap<String, watch::Sender<u64>>,
     /// Set at the start of a drain: open streams end.
     pub(super) closing: watch::Sender<bool>,
+    /// Deliveries counted, what retention found, data lost.
+    figures: Arc<super::Figures>,
 }
 
 impl std::fmt::Debug for BusService {
@@ -87,6 +89,10 @@ pub struct BusParts {
     pub ack_deadline: Duration,
     /// The in-flight bound per subscription.
     pub max_in_flight: u32,
+    /// How long what no subscription owes is kept.
+    pub retention: super::Retention,
+    /// The bus's figures (the store was given them too).
+    pub figures: Arc<super::Figures>,
 }
 
 /// The one place a store failure becomes a refusal; why the store failed
@@ -119,6 +125,16 @@ impl BusService {
             .into_iter()
             .map(|n| (n.to_owned(), watch::channel(0).0))
             .collect();
+        let closing = watch::channel(false).0;
+        super::retention::start(
+            Arc::downgrade(&parts.store),
+            parts.figures.clone(),
+            super::retention::Plan {
+                topics: parts.topics.with_subscribers(),
+                retention: parts.retention,
+            },
+            closing.subscribe(),
+        );
         Self {
             inner: Arc::new(Inner {
                 topics: parts.topics,
@@ -130,9 +146,15 @@ impl BusService {
                 ack_deadline: parts.ack_deadline,
                 max_in_flight: parts.max_in_flight,
                 wake,
-                closing: watch::channel(false).0,
+                closing,
+                figures: parts.figures,
             }),
         }
+    }
+
+    /// The bus's figures, for metrics and readiness.
+    pub fn figures(&self) -> Arc<super::Figures> {
+        self.inner.figures.clone()
     }
 
     /// Ends every open Subscribe stream (at the start of a drain), so that
@@ -201,7 +223,10 @@ impl Inner {
         let (mut refused, mut later) = (Vec::new(), Vec::new());
         for (p, prepared) in batch.into_iter().zip(prepared) {
             match prepared {
-                Prepared::Send(d) => out.push(*d),
+                Prepared::Send(d) => {
+                    self.figures.delivered(&topic.name, rx.agency, d.attempt);
+                    out.push(*d);
+                }
                 Prepared::Refused => refused.push(p.id),
                 Prepared::Later => later.push(p.id),
             }

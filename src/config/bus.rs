@@ -24,6 +24,8 @@ pub(super) const BUS_KEYS: &[&str] = &[
     "idempotency_window_ms",
     "max_in_flight",
     "timeout_ms",
+    "retention_ms",
+    "dead_letter_retention_ms",
 ];
 pub(super) const TOPIC_KEYS: &[&str] = &["name", "owner", "event", "subscriber"];
 const SUBSCRIBER_KEYS: &[&str] = &["agency", "purposes", "basis", "release"];
@@ -49,6 +51,13 @@ pub struct BusConfig {
     pub max_in_flight: u32,
     /// Bound on each store operation (default 2 s).
     pub timeout: Duration,
+    /// An event acknowledged by every subscription is removed once it is
+    /// this old (default: the idempotency window, never shorter, so that a
+    /// key always expires before its event goes).
+    pub retention: Duration,
+    /// A dead letter not replayed is removed once it is this old (default
+    /// 7 days).
+    pub dead_letter_retention: Duration,
 }
 
 /// A `[[topic]]`: one kind of event, its owner and its subscribers.
@@ -127,6 +136,13 @@ pub(super) fn bus(ctx: &mut Ctx, s: Option<&Section<'_, '_>>, base: &Path) -> Op
     );
     let in_flight = ms(ctx, s, "max_in_flight", (1, 10_000, 256));
     let timeout = ms(ctx, s, "timeout_ms", (10, 30_000, 2_000));
+    let retention = window.and_then(|w| retention(ctx, s, w));
+    let dead_retention = ms(
+        ctx,
+        s,
+        "dead_letter_retention_ms",
+        (1_000, MAX_RETENTION_MS, 7 * 86_400_000),
+    );
     // Every value is range-checked by `bounded`, so the casts are lossless.
     Some(BusConfig {
         path: path?,
@@ -136,7 +152,45 @@ pub(super) fn bus(ctx: &mut Ctx, s: Option<&Section<'_, '_>>, base: &Path) -> Op
         idempotency_window: Duration::from_millis(window? as u64),
         max_in_flight: in_flight? as u32,
         timeout: Duration::from_millis(timeout? as u64),
+        retention: Duration::from_millis(retention? as u64),
+        dead_letter_retention: Duration::from_millis(dead_retention? as u64),
     })
+}
+
+/// The longest retention either key accepts: a year.
+const MAX_RETENTION_MS: i64 = 365 * 86_400_000;
+
+/// `retention_ms`, which defaults to the idempotency `window` and may not
+/// be shorter: an event removed while its key still counts would let a
+/// retry with that key publish it again (on Redis a key counts only while
+/// its event is in the stream), delivering it twice.
+fn retention(ctx: &mut Ctx, s: Option<&Section<'_, '_>>, window: i64) -> Option<i64> {
+    let Some(s) = s else {
+        return Some(window);
+    };
+    let set = super::sections::in_range(
+        ctx,
+        s,
+        "retention_ms",
+        (1_000, MAX_RETENTION_MS),
+        ("86400000", "idempotency_window_ms"),
+    )?;
+    match set {
+        None => Some(window),
+        Some(r) if r >= window => Some(r),
+        Some(r) => {
+            ctx.error(
+                &s.span_of("retention_ms"),
+                format!(
+                    "`retention_ms` = {r} in [bus] is shorter than `idempotency_window_ms` = {window}: \
+                     an acknowledged event removed while its idempotency key still counts could be \
+                     published and delivered again by a retry with the same key"
+                ),
+                format!("set `retention_ms` to at least {window}, or shorten `idempotency_window_ms`"),
+            );
+            None
+        }
+    }
 }
 
 fn valid_topic(name: &str) -> bool {

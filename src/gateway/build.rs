@@ -39,6 +39,8 @@ impl Gateway {
         let routing = Arc::new(ArcSwap::from_pointee(routing));
         let reload = Arc::new(reload::ReloadStatus::default());
         metrics.set_audit_log(recorder.log.clone());
+        metrics.set_bus(bus.figures());
+        readiness.set_bus(bus.figures());
         metrics.set_gateway(Arc::new(figures::Figures {
             reload: reload.clone(),
             routing: routing.clone(),
@@ -220,7 +222,8 @@ async fn open_bus(
     consents: &exchange::Consents,
 ) -> Result<crate::bus::service::BusService, StartError> {
     let topics = crate::bus::Topics::compile(config, catalogue)?;
-    let store = crate::bus::open_store(config, &topics, &recorder.pseudonyms).await?;
+    let figures = Arc::new(crate::bus::Figures::new(&topics.subscriptions()));
+    let store = crate::bus::open_store(config, &topics, &recorder.pseudonyms, &figures).await?;
     Ok(crate::bus::service::BusService::new(
         crate::bus::service::BusParts {
             topics,
@@ -238,6 +241,11 @@ async fn open_bus(
             timeout: config.bus.timeout,
             ack_deadline: config.bus.ack_deadline,
             max_in_flight: config.bus.max_in_flight,
+            retention: crate::bus::Retention {
+                events: config.bus.retention,
+                dead_letters: config.bus.dead_letter_retention,
+            },
+            figures,
         },
     ))
 }

@@ -72,6 +72,7 @@ pub struct Metrics {
     tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub(crate) otel: OnceLock<OtelInstruments>,
     audit: OnceLock<Arc<crate::audit::AuditLog>>,
+    bus: OnceLock<Arc<crate::bus::Figures>>,
     gateway: OnceLock<Arc<dyn GatewayView>>,
     /// Open client connections on each lane, once the lanes run.
     lanes: OnceLock<Vec<Arc<AtomicUsize>>>,
@@ -95,6 +96,7 @@ impl Metrics {
             tls_failures: Default::default(),
             otel: OnceLock::new(),
             audit: OnceLock::new(),
+            bus: OnceLock::new(),
             gateway: OnceLock::new(),
             lanes: OnceLock::new(),
         }
@@ -242,6 +244,16 @@ impl Metrics {
     /// Names the audit log whose writer figures are exported.
     pub fn set_audit_log(&self, log: Arc<crate::audit::AuditLog>) {
         let _ = self.audit.set(log);
+    }
+
+    /// Names the bus whose figures are exported.
+    pub fn set_bus(&self, figures: Arc<crate::bus::Figures>) {
+        let _ = self.bus.set(figures);
+    }
+
+    /// The bus's figures, once the bus is built.
+    pub(crate) fn bus(&self) -> Option<&crate::bus::Figures> {
+        self.bus.get().map(|f| &**f)
     }
 
     /// The audit writer's figures, once the log is known.

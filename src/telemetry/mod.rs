@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod agencies;
+mod bus;
 pub mod histogram;
 pub mod labels;
 mod logged;

@@ -142,6 +142,9 @@ pub fn render(
     }
     consent_and_tls_lines(&mut out, metrics);
     audit_lines(&mut out, audit, audit_up);
+    if let Some(bus) = metrics.bus().filter(|b| !b.is_empty()) {
+        super::bus::lines(&mut out, bus, crate::consent::artefact::now_micros());
+    }
     header(
         &mut out,
         "jisr_ready",
@@ -381,13 +384,13 @@ fn seconds(micros: u64) -> String {
     format!("{}", micros as f64 / 1_000_000.0)
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(super) fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Label values are ids and paths checked at load, but escape anyway.
-fn escape(value: &str) -> std::borrow::Cow<'_, str> {
+pub(super) fn escape(value: &str) -> std::borrow::Cow<'_, str> {
     if value.contains(['\\', '"', '\n']) {
         value
             .replace('\\', "\\\\")

@@ -54,6 +54,8 @@ pub struct Readiness {
     audit: Arc<AuditLog>,
     /// The shared consent store's Redis, when there is one.
     redis: Option<Arc<dyn Probe>>,
+    /// The bus, which reports data Redis lost (see [`super::bus::check`]).
+    bus: std::sync::OnceLock<Arc<crate::bus::Figures>>,
     draining: AtomicBool,
 }
 
@@ -80,6 +82,7 @@ impl Readiness {
             }),
             audit,
             redis,
+            bus: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
         }
     }
@@ -92,6 +95,11 @@ impl Readiness {
             methods,
         };
         *self.serving.lock().unwrap_or_else(|e| e.into_inner()) = serving;
+    }
+
+    /// Names the bus whose lost data `/readyz` reports.
+    pub fn set_bus(&self, figures: Arc<crate::bus::Figures>) {
+        let _ = self.bus.set(figures);
     }
 
     /// Marks the node as draining: never ready again.
@@ -122,6 +130,9 @@ impl Readiness {
         checks.push(self.audit_check());
         if let Some(store) = &self.redis {
             checks.push(consent_store_check(store.probe().await));
+        }
+        if let Some(loss) = self.bus.get().and_then(|b| b.loss()) {
+            checks.push(super::bus::check(&loss));
         }
         if self.draining.load(Ordering::Relaxed) {
             checks.push(Check {

@@ -16,7 +16,7 @@ use crate::support::start_gateway;
 use tonic::Code;
 
 /// Runs one command on `redis` (from the test, not through a gateway).
-fn command<T: redis::FromRedisValue>(redis: &Redis, args: &[&str]) -> T {
+pub(crate) fn command<T: redis::FromRedisValue>(redis: &Redis, args: &[&str]) -> T {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = client.get_connection().unwrap();
     let mut cmd = redis::cmd(args[0]);

@@ -13,6 +13,7 @@ mod bench;
 mod bus;
 mod bus_redis;
 mod bus_redis_sealed;
+mod bus_retention;
 mod certificates;
 mod cli;
 mod consent;

@@ -24,7 +24,7 @@ use redb::{Database, Durability, ReadableTable, TableDefinition};
 
 use super::{
     exhausted_reason, BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published,
-    StoredEvent,
+    Retention, StoredEvent, TopicState,
 };
 
 const EVENTS: TableDefinition<'static, (&str, u64), &[u8]> = TableDefinition::new("bus_events");
@@ -355,11 +355,25 @@ impl BusStore for EmbeddedBusStore {
         let (topic, sub, ids) = (topic.to_owned(), subscriber.to_owned(), event_ids.to_vec());
         Box::pin(self.blocking(move |s| s.replay(&topic, &sub, &ids)))
     }
+
+    fn trim<'a>(
+        &'a self,
+        topic: &'a str,
+        subscribers: &'a [String],
+        retention: Retention,
+        now: i64,
+    ) -> BusFuture<'a, TopicState> {
+        let (topic, subs) = (topic.to_owned(), subscribers.to_vec());
+        Box::pin(self.blocking(move |s| s.trim(&topic, &subs, retention, now)))
+    }
 }
 
 mod dead;
 mod publish;
 #[cfg(test)]
+mod retention_tests;
+#[cfg(test)]
 mod tests;
+mod trim;
 
 use publish::{PublishJob, Writer};

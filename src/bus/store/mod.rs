@@ -50,6 +50,41 @@ pub struct Limits {
     pub idempotency_window: Duration,
 }
 
+/// How long what the bus no longer owes is kept.
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// An event acknowledged by every subscription (or owed to none) goes
+    /// once it is this old; never shorter than the idempotency window.
+    pub events: Duration,
+    /// A dead letter not replayed goes once it is this old.
+    pub dead_letters: Duration,
+}
+
+/// What one retention run of a topic removed, and what it found after.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TopicState {
+    /// Events removed.
+    pub trimmed: u64,
+    /// Dead letters removed.
+    pub trimmed_dead: u64,
+    /// Events the topic holds now.
+    pub length: u64,
+    /// Each configured subscription.
+    pub subscriptions: Vec<SubscriptionState>,
+}
+
+/// One subscription as a retention run found it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SubscriptionState {
+    /// The subscribing agency.
+    pub subscriber: String,
+    /// When the oldest event it still owes was published (µs since the
+    /// epoch): the head of its backlog, in flight or not.
+    pub oldest_owed_unix_micros: Option<i64>,
+    /// Its dead letters.
+    pub dead_letters: u64,
+}
+
 /// What `publish` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -163,6 +198,19 @@ pub trait BusStore: Send + Sync + std::fmt::Debug {
         event_ids: &'a [String],
         now: i64,
     ) -> BusFuture<'a, u32>;
+    /// Removes what `topic` no longer owes anyone and is older than the
+    /// retention: events every subscription acknowledged (never one still
+    /// owed to a subscription, in flight, or kept for a dead letter), and
+    /// dead letters past theirs. Bounded work per call; safe while other
+    /// replicas do the same. `subscribers` are the configured ones, whose
+    /// state is reported.
+    fn trim<'a>(
+        &'a self,
+        topic: &'a str,
+        subscribers: &'a [String],
+        retention: Retention,
+        now: i64,
+    ) -> BusFuture<'a, TopicState>;
     /// A reader for one Subscribe stream that waits in the store for new
     /// events instead of polling, holding what it needs (a connection)
     /// until it is dropped. `None`: the store cannot wait (the embedded one,

@@ -24,43 +24,21 @@ use std::time::Duration;
 use redis::Value;
 
 use super::{
-    BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, StoredEvent, Waiter,
+    BusError, BusFuture, BusStore, DeadLetter, Limits, Pending, Published, Retention, StoredEvent,
+    TopicState, Waiter,
 };
 use crate::audit::keys::Pseudonymizer;
+use crate::bus::figures::Figures;
 use crate::redis::{Shared, Target};
 
 mod block;
 mod dead;
 mod fetch;
 mod groups;
+mod publish;
 mod reply;
 mod sealed;
-
-/// Publishes once per idempotency key, atomically: returns {id, duplicate}.
-/// Sent by digest (`EVALSHA`), loaded on first use.
-static PUBLISH: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(PUBLISH_LUA));
-
-/// KEYS: the stream, the idempotency key; ARGV: the event, the window, then
-/// every subscriber. A key whose event is no longer in the stream does not
-/// count: Redis lost the event (or it was removed), and publishing again is
-/// what delivers it (at least once). Each subscriber's group is created
-/// (from `0`, see `recreate_groups`) before the entry is appended, so no
-/// publish is answered OK that a subscription cannot see, even when Redis
-/// came back empty; any other failure is an error reply, never an OK.
-const PUBLISH_LUA: &str = r"
-local seen = redis.call('GET', KEYS[2])
-if seen and #redis.call('XRANGE', KEYS[1], seen, seen) > 0 then return {seen, 1} end
-for i = 3, #ARGV do
-  local made = redis.pcall('XGROUP', 'CREATE', KEYS[1], ARGV[i], '0', 'MKSTREAM')
-  if type(made) == 'table' and made.err and not string.find(made.err, 'BUSYGROUP', 1, true) then
-    return made
-  end
-end
-local id = redis.call('XADD', KEYS[1], '*', 'e', ARGV[1])
-redis.call('SET', KEYS[2], id, 'PX', ARGV[2])
-return {id, 0}
-";
+mod trim;
 
 /// Subscribe streams that block on a connection of their own at once; more
 /// streams poll (each blocked reader holds one connection to Redis).
@@ -81,6 +59,8 @@ pub struct RedisBusStore {
     blocked: std::sync::Arc<tokio::sync::Semaphore>,
     /// Seals events and names idempotency keys (see [`sealed`]).
     seal: std::sync::Arc<sealed::EventSeal>,
+    /// Where a loss of data (a group made again) is told.
+    figures: std::sync::Arc<Figures>,
 }
 
 impl std::fmt::Debug for RedisBusStore {
@@ -92,7 +72,7 @@ impl std::fmt::Debug for RedisBusStore {
     }
 }
 
-use reply::{int, items, text};
+use reply::{int, items};
 
 /// A Redis failure in the bus's words: which setting to check when it
 /// cannot connect; only what failed once connected (the caller decides
@@ -149,13 +129,14 @@ fn split_id(id: &str) -> Result<(bool, &str), BusError> {
 impl RedisBusStore {
     /// Connects to Redis (`redis://…` or `redis+cluster://…`); fails now if
     /// it cannot be reached. `consumer` names this node in the groups;
-    /// events are sealed under a key derived from `pseudonyms`'s.
+    /// events are sealed under a key derived from `pseudonyms`'s; a loss of
+    /// data is told to `figures`.
     pub async fn connect(
         url: &str,
         limits: Limits,
         timeout: Duration,
-        node: &str,
-        pseudonyms: Pseudonymizer,
+        (node, pseudonyms): (&str, Pseudonymizer),
+        figures: std::sync::Arc<Figures>,
     ) -> Result<Self, BusError> {
         let redis = Shared::new(url, timeout, "bus store");
         redis.connection().await.map_err(unavailable)?;
@@ -166,6 +147,7 @@ impl RedisBusStore {
             target: std::sync::Arc::new(crate::redis::parse(url)),
             blocked: std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_BLOCKED_READERS)),
             seal: std::sync::Arc::new(sealed::EventSeal::new(pseudonyms)),
+            figures,
         })
     }
 
@@ -288,37 +270,7 @@ impl BusStore for RedisBusStore {
         subscribers: &'a [String],
         event: StoredEvent,
     ) -> BusFuture<'a, Published> {
-        Box::pin(async move {
-            let k = keys(topic, "");
-            let idem = format!(
-                "jisr:bus:{{{topic}}}:idem:{}",
-                self.seal.idempotency_name(&event.idempotency_key)
-            );
-            // Sealed here: the script appends what it is given.
-            let sealed = self.seal.seal(topic, &event)?;
-            let mut invocation = PUBLISH.key(&k.events);
-            invocation
-                .key(&idem)
-                .arg(sealed)
-                .arg(Self::ms(self.limits.idempotency_window))
-                .arg(subscribers);
-            let reply: Value = self
-                .redis
-                .call("publish", |mut conn| async move {
-                    invocation.invoke_async(&mut conn).await
-                })
-                .await
-                .map_err(unavailable)?;
-            let parts = items(&reply);
-            let event_id = parts
-                .first()
-                .and_then(text)
-                .ok_or_else(|| BusError::Unavailable("redis answered publish oddly".into()))?;
-            Ok(Published {
-                event_id,
-                duplicate: parts.get(1).map(int) == Some(1),
-            })
-        })
+        Box::pin(self.publish_inner(topic, subscribers, event))
     }
 
     fn fetch<'a>(
@@ -395,6 +347,17 @@ impl BusStore for RedisBusStore {
         _now: i64,
     ) -> BusFuture<'a, u32> {
         Box::pin(self.replay_inner(topic, subscriber, event_ids))
+    }
+
+    fn trim<'a>(
+        &'a self,
+        topic: &'a str,
+        subscribers: &'a [String],
+        retention: Retention,
+        _now: i64,
+    ) -> BusFuture<'a, TopicState> {
+        // Redis's own clock: the one its entry ids carry.
+        Box::pin(self.trim_inner(topic, subscribers, retention))
     }
 
     fn waiter(&self) -> Option<Box<dyn Waiter>> {

@@ -89,6 +89,40 @@ fn bus_limits_are_range_checked() {
 }
 
 #[test]
+fn retention_defaults_to_the_idempotency_window_and_may_not_be_shorter() {
+    let config = load(BASE).unwrap();
+    assert_eq!(config.bus.retention, config.bus.idempotency_window);
+    assert_eq!(
+        config.bus.dead_letter_retention,
+        Duration::from_secs(7 * 86_400)
+    );
+    let longer = load(&format!(
+        "{BASE}\n[bus]\nidempotency_window_ms = 7200000\ndead_letter_retention_ms = 60000\n"
+    ))
+    .unwrap();
+    assert_eq!(longer.bus.retention, Duration::from_secs(7200));
+    assert_eq!(longer.bus.dead_letter_retention, Duration::from_secs(60));
+
+    let text = format!("{BASE}\n[bus]\nidempotency_window_ms = 60000\nretention_ms = 1000\n");
+    let found = errors(&text);
+    assert!(
+        found.iter().any(|(line, m, f)| *line == 36
+            && m.contains(
+                "`retention_ms` = 1000 in [bus] is shorter than `idempotency_window_ms` = 60000"
+            )
+            && f.contains("at least 60000")),
+        "{found:?}"
+    );
+    let found = errors(&format!("{BASE}\n[bus]\ndead_letter_retention_ms = 5\n"));
+    assert!(
+        found
+            .iter()
+            .any(|(_, m, _)| m.contains("`dead_letter_retention_ms` = 5")),
+        "{found:?}"
+    );
+}
+
+#[test]
 fn undeclared_agencies_and_purposes_and_duplicates_are_located() {
     let text = BASE
         .replace("agency = \"tax\"", "agency = \"taxes\"")

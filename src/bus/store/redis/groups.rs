@@ -52,13 +52,26 @@ impl RedisBusStore {
     /// publish creates the groups it needs before appending), all of which
     /// is owed to the subscriber.
     pub(super) async fn recreate_groups(&self, topic: &str, sub: &str) -> Result<(), BusError> {
-        tracing::warn!(
-            topic,
-            subscriber = sub,
-            address = %self.redis.address(),
-            "the bus's consumer group is gone from Redis (it lost its data); recreating it: \
-             events published before the loss and not yet acknowledged are lost, see docs/bus.md"
-        );
+        self.lost_groups(topic, std::slice::from_ref(&sub.to_owned()));
         self.create_groups(topic, sub, "0").await
+    }
+
+    /// Tells the log and the bus's figures (metrics, `/readyz`) that Redis
+    /// lost the groups of `subs` on `topic`, and what went with them.
+    pub(super) fn lost_groups(&self, topic: &str, subs: &[String]) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        for sub in subs {
+            tracing::warn!(
+                topic,
+                subscriber = %sub,
+                address = %self.redis.address(),
+                "the bus's consumer group is gone from Redis (it lost its data); recreating it: \
+                 events of this topic published before the loss and not yet acknowledged by this \
+                 subscriber, its in-flight deliveries and its dead letters are lost, see docs/bus.md"
+            );
+            self.figures.data_lost(topic, sub, now);
+        }
     }
 }
