@@ -20,6 +20,7 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod deploy;
+mod faults;
 mod lifecycle;
 mod refusals;
 mod reload;

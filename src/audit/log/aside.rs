@@ -22,7 +22,7 @@ fn name(path: &Path, why: &str) -> PathBuf {
 }
 
 /// Copies `path` aside (durably) before it is cut; returns the copy's path.
-pub(super) fn copy(path: &Path, why: &str) -> Result<PathBuf, AuditError> {
+pub(crate) fn copy(path: &Path, why: &str) -> Result<PathBuf, AuditError> {
     let to = name(path, why);
     std::fs::copy(path, &to).map_err(|e| AuditError::io("copy aside", path, e))?;
     sync(&to)?;
@@ -30,7 +30,7 @@ pub(super) fn copy(path: &Path, why: &str) -> Result<PathBuf, AuditError> {
 }
 
 /// Moves `path` aside (durably) before it is rebuilt; returns where to.
-pub(super) fn rename(path: &Path, why: &str) -> Result<PathBuf, AuditError> {
+pub(crate) fn rename(path: &Path, why: &str) -> Result<PathBuf, AuditError> {
     let to = name(path, why);
     std::fs::rename(path, &to).map_err(|e| AuditError::io("move aside", path, e))?;
     sync(&to)?;

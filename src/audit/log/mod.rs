@@ -3,7 +3,7 @@
 //! API and `jisr audit` use while the writer appends.
 
 pub mod archive;
-mod aside;
+pub(crate) mod aside;
 pub(crate) mod files;
 pub(crate) mod hashes;
 mod queue;

@@ -87,8 +87,24 @@ fn check_latest(dir: &Path, verifier: &NoteVerifier, size: u64) -> Result<(), Au
         ))
     })?;
     if checkpoint.size > size {
+        let last = super::segment::list(dir)
+            .ok()
+            .and_then(|f| f.last().copied())
+            .map_or(
+                format!(
+                    "no segment at all: {} is missing",
+                    super::segment::segment_path(dir, 0).display()
+                ),
+                |first| {
+                    format!(
+                        "the last segment is {}",
+                        super::segment::segment_path(dir, first).display()
+                    )
+                },
+            );
         return Err(inconsistent(format!(
-            "the last signed checkpoint covers {} entries but only {size} are in the log",
+            "the last signed checkpoint ({}) covers {} entries but only {size} are in the log ({last}): acknowledged entries were cut or removed",
+            path.display(),
             checkpoint.size
         )));
     }
