@@ -12,6 +12,7 @@
 //! once sealed. Those are checked for their signature and their order, and
 //! reported as not in the archive, not as damage.
 
+mod published;
 mod stored;
 
 use super::log::segment::{self, Problem, Scan};
@@ -204,7 +205,7 @@ fn checkpoints(dir: &Path, verifier: &NoteVerifier, report: &mut Report) -> Vec<
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     let notes = history(dir, report);
     if !report.archive {
-        latest_in_history(dir, &notes, report);
+        published::latest_in_history(dir, &notes, report);
     }
     for (i, note) in notes.iter().enumerate() {
         match open_note(note, verifier)
@@ -227,37 +228,6 @@ fn checkpoints(dir: &Path, verifier: &NoteVerifier, report: &mut Report) -> Vec<
         }
     }
     checkpoints
-}
-
-/// The published checkpoint (`checkpoint`) must be the history's last
-/// note, or the one before it (the writer appends to the history first,
-/// then replaces `checkpoint`: a crash between leaves one more there); and
-/// one cannot be without the other.
-fn latest_in_history(dir: &Path, notes: &[String], report: &mut Report) {
-    let path = dir.join("checkpoint");
-    match std::fs::read_to_string(&path) {
-        Ok(latest) => {
-            if !notes.iter().rev().take(2).any(|n| *n == latest) {
-                report.problems.push(format!(
-                    "{} is not the last checkpoint of checkpoints.log ({} kept there): one of the two was replaced, altered or cut",
-                    path.display(),
-                    notes.len()
-                ));
-            }
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if !notes.is_empty() {
-                report.problems.push(format!(
-                    "{} is missing but checkpoints.log holds {} signed checkpoints: it was deleted",
-                    path.display(),
-                    notes.len()
-                ));
-            }
-        }
-        Err(e) => report
-            .problems
-            .push(format!("cannot read {}: {e}", path.display())),
-    }
 }
 
 /// The Merkle tree rebuilt entry by entry across the segments, with what
@@ -383,7 +353,7 @@ fn scan_problems(
     match &scan.problem {
         Some(Problem::Damage { what }) => report.problems.push(format!("{}: {what} (entry {})", path.display(), report.entries)),
         Some(Problem::TornTail) if !sealed => report.notes.push(format!(
-            "{} ends with an interrupted write at offset {} (never acknowledged; truncated at the next start)",
+            "{} ends with an interrupted write at offset {} (never acknowledged; copied aside and cut at the next start)",
             path.display(),
             scan.valid_len
         )),

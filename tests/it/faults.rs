@@ -11,7 +11,7 @@
 //! whether the node starts.
 
 use crate::support::bus::{publish_death, BusNet};
-use crate::support::{start_gateway, Gateway};
+use crate::support::start_gateway;
 use jisr::audit::log::segment;
 use std::path::{Path, PathBuf};
 
@@ -142,10 +142,18 @@ fn content_len(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
 }
 
-/// Damages `file` (relative to the node's directory); returns its bytes
-/// afterwards (`None`: deleted), or `None, false` when the damage does not
-/// apply (no older copy differs).
-fn damage(base: &Baseline, file: &str, how: Damage) -> Option<Option<Vec<u8>>> {
+/// What damaging a file left.
+enum Damaged {
+    /// The damage does not apply (the older copy is the same).
+    NotApplicable,
+    /// The file is gone.
+    Deleted,
+    /// The file's bytes now.
+    Bytes(Vec<u8>),
+}
+
+/// Damages `file` (relative to the node's directory).
+fn damage(base: &Baseline, file: &str, how: Damage) -> Damaged {
     let path = base.pki.root().join(file);
     let len = content_len(&path);
     match how {
@@ -165,18 +173,20 @@ fn damage(base: &Baseline, file: &str, how: Damage) -> Option<Option<Vec<u8>>> {
         }
         Damage::Delete => {
             std::fs::remove_file(&path).unwrap();
-            return Some(None);
+            return Damaged::Deleted;
         }
         Damage::Older => {
             let older = base.older.path().join(file);
-            let old = std::fs::read(&older).ok()?;
+            let Ok(old) = std::fs::read(&older) else {
+                return Damaged::NotApplicable;
+            };
             if old == std::fs::read(&path).unwrap() {
-                return None;
+                return Damaged::NotApplicable;
             }
             std::fs::write(&path, old).unwrap();
         }
     }
-    Some(Some(std::fs::read(&path).unwrap()))
+    Damaged::Bytes(std::fs::read(&path).unwrap())
 }
 
 /// Starts the node on its files as `jisr serve` would, then stops it.
@@ -225,9 +235,10 @@ async fn suite(file: &str, expect: impl Fn(Damage) -> Expect) {
     for how in DAMAGES {
         copy_tree(base.pristine.path(), base.pki.root());
         let aside = asides(&base);
-        let Some(damaged) = damage(&base, file, how) else {
+        let damaged = damage(&base, file, how);
+        if matches!(damaged, Damaged::NotApplicable) {
             continue;
-        };
+        }
         let outcome = start(&base.config);
         let case = format!("{file}, {how:?}");
         match (&outcome, expect(how)) {
@@ -264,7 +275,7 @@ async fn suite(file: &str, expect: impl Fn(Damage) -> Expect) {
         // integrity check, or a repair from its other commit slot), even
         // when it then refuses it: a store's damaged bytes are not kept
         // (docs/operations.md says so); the log's files are.
-        if let (Some(bytes), false) = (damaged, file.ends_with(".redb")) {
+        if let (Damaged::Bytes(bytes), false) = (damaged, file.ends_with(".redb")) {
             assert!(
                 kept(&base, file, &bytes, how),
                 "{case}: the damaged bytes are gone"

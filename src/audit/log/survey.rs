@@ -6,9 +6,9 @@
 //! once it has decided to go on does start-up repair what is derived or
 //! torn, keeping a copy of what it replaces ([`super::aside`]).
 //!
-//! Cost: one sequential read of every segment and of `tree.hashes`, one
-//! SHA-256 per entry and per stored hash (about 1 s per million entries of
-//! a few hundred bytes on one core), once per start.
+//! Cost: one sequential read of every segment and of `tree.hashes`, a
+//! CRC-32 and about two SHA-256 per entry, once per start (figures in
+//! docs/ARCHITECTURE.md, "Recovery at start").
 
 use super::aside;
 use crate::audit::note::{open_note, Checkpoint, NoteVerifier};

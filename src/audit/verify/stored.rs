@@ -3,8 +3,7 @@
 //! they were appended, so one altered byte anywhere in the file is found
 //! with one sequential read of it.
 
-use crate::audit::log::hashes::Cache;
-use crate::audit::merkle::{self, Hash, HashReader, MerkleError};
+use crate::audit::merkle::{self, Hash};
 use std::fs::File;
 use std::io::{BufReader, Read as _};
 use std::path::Path;
@@ -12,8 +11,9 @@ use std::path::Path;
 /// The comparison so far.
 #[derive(Debug)]
 pub(super) struct StoredCheck {
-    /// The tree's right edge, rebuilt from the entries alone.
-    cache: Cache,
+    /// The tree's right edge, rebuilt from the entries alone: the hash of
+    /// each perfect subtree with its height, left to right.
+    edge: Vec<(u32, Hash)>,
     file: Option<BufReader<File>>,
     /// Whole hashes the file holds.
     count: u64,
@@ -25,17 +25,6 @@ pub(super) struct StoredCheck {
     pub(super) last_bad: Option<u64>,
 }
 
-/// The edge is all the rebuild needs: it never reads back from a file.
-struct EdgeOnly;
-
-impl HashReader for EdgeOnly {
-    fn read_hashes(&self, indexes: &[u64]) -> Result<Vec<Hash>, MerkleError> {
-        Err(MerkleError::Read(format!(
-            "stored hashes {indexes:?} are not on the tree's edge"
-        )))
-    }
-}
-
 impl StoredCheck {
     /// Starts comparing with the file at `path` (none: nothing to compare).
     pub(super) fn open(path: &Path) -> Self {
@@ -45,7 +34,7 @@ impl StoredCheck {
             .and_then(|f| f.metadata().ok())
             .map_or(0, |m| m.len() / 32);
         Self {
-            cache: Cache::default(),
+            edge: Vec::new(),
             file: file.map(|f| BufReader::with_capacity(1 << 20, f)),
             count,
             read: 0,
@@ -63,11 +52,7 @@ impl StoredCheck {
         if self.read >= self.count {
             return;
         }
-        let Ok(stored) = self.cache.add_leaf(n, leaf, &EdgeOnly) else {
-            // Cannot happen (the edge holds every sibling); stop comparing.
-            self.count = self.read;
-            return;
-        };
+        let stored = self.add_leaf(leaf);
         let Some(file) = self.file.as_mut() else {
             return;
         };
@@ -86,6 +71,26 @@ impl StoredCheck {
                 self.last_bad = Some(n);
             }
         }
+    }
+
+    /// Adds a leaf to the edge; returns the stored hashes it adds, in the
+    /// order the writer appends them (`merkle::stored_hashes_for_leaf`):
+    /// the leaf's, then each subtree it completes, smallest first.
+    fn add_leaf(&mut self, leaf: Hash) -> Vec<Hash> {
+        let mut h = leaf;
+        let mut out = vec![h];
+        let mut height = 0;
+        while let Some(&(top, left)) = self.edge.last() {
+            if top != height {
+                break;
+            }
+            self.edge.pop();
+            h = merkle::node_hash(&left, &h);
+            out.push(h);
+            height += 1;
+        }
+        self.edge.push((height, h));
+        out
     }
 
     /// How many entries have all their stored hashes in the file: the
