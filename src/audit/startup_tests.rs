@@ -201,4 +201,3 @@ async fn a_batch_failing_across_a_segment_boundary_keeps_later_indexes_right() {
     assert_eq!(report.entries, size);
     assert_eq!(report.latest.unwrap().root, root);
 }
-

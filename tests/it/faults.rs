@@ -241,6 +241,9 @@ async fn suite(file: &str, expect: impl Fn(Damage) -> Expect) {
         }
         let outcome = start(&base.config);
         let case = format!("{file}, {how:?}");
+        // Said on every run (nextest shows it with a failure): which way
+        // each "either" case went.
+        eprintln!("{case}: {outcome:?}");
         match (&outcome, expect(how)) {
             (Ok(()), Expect::Refuses) => panic!("{case}: the node started"),
             (Err(e), Expect::Serves) => panic!("{case}: the node refused: {e}"),
