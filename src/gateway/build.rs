@@ -20,7 +20,7 @@ impl Gateway {
         tls::install_crypto_provider();
         let metrics = metrics(config);
         let prepared = Routing::prepare(config, None, &metrics)?;
-        check_consent_store_kept(config)?;
+        check_consent_files_kept(config)?;
         let recorder = open_audit(config)?;
         let (consents, redis) = open_consents(config, &recorder.pseudonyms).await?;
         // Reports SERVING for "" from the start.
@@ -214,25 +214,34 @@ async fn open_consents(
     Ok((exchange::Consents { store, timeout }, redis))
 }
 
-/// The embedded consent store is made at a node's first start: missing
-/// later (the audit log exists), it was deleted, and opening would make an
-/// empty one, silently losing every consent.
-fn check_consent_store_kept(config: &Config) -> Result<(), StartError> {
+/// The embedded consent store and the consent signing key are made at a
+/// node's first start: missing later (the audit log exists), they were
+/// deleted, and opening would make new ones, silently losing every consent
+/// (or every consent's signature).
+fn check_consent_files_kept(config: &Config) -> Result<(), StartError> {
+    let log = &config.audit.dir;
+    if !log.join(crate::audit::log::FORMAT_FILE).exists() {
+        return Ok(());
+    }
+    let key = &config.consent.signing_key;
+    if !key.exists() {
+        return Err(crate::audit::AuditError::Key {
+            path: key.clone(),
+            what: format!(
+                "the consent signing key is missing but this node has run before (its audit log {} exists); restore it from its backup (every replica shares it): a new key would make every consent issued so far fail verification",
+                log.display()
+            ),
+        }
+        .into());
+    }
     let path = &config.consent.path;
-    if config.consent.redis_url.is_some()
-        || path.exists()
-        || !config
-            .audit
-            .dir
-            .join(crate::audit::log::FORMAT_FILE)
-            .exists()
-    {
+    if config.consent.redis_url.is_some() || path.exists() {
         return Ok(());
     }
     Err(crate::consent::StoreError::Unavailable(format!(
         "the consent store {} is missing but this node has run before (its audit log {} exists): it was deleted or moved. Restore it from a backup; only if this node never kept consents in that file (it used Redis until now) create it empty (`touch {}`)",
         path.display(),
-        config.audit.dir.display(),
+        log.display(),
         path.display()
     ))
     .into())

@@ -391,3 +391,8 @@ async fn a_damaged_consent_store_refuses_to_start_or_is_intact() {
 async fn a_damaged_bus_store_refuses_to_start_or_is_intact() {
     suite("bus.redb", store).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_consent_signing_key_refuses_to_start() {
+    suite("consent-signing.key", key_file).await;
+}
