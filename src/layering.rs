@@ -21,6 +21,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("redis", 0),
     ("clock", 0),
     ("proto", 0),
+    ("embedded", 0),
     ("policy", 1),
     ("audit", 1),
     ("consent", 1),

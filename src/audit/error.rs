@@ -37,6 +37,14 @@ pub enum AuditError {
         /// What disagrees.
         what: String,
     },
+    /// Start-up found the log's files disagreeing and changed nothing.
+    #[error("audit log {}: {what}; the node did not start and changed nothing. Keep a copy of the directory, run `jisr audit verify {}` for the full report, then restore the file it names from the archive ([audit] archive_dir) or a backup (see \"When the gateway refuses to start\" in docs/operations.md)", dir.display(), dir.display())]
+    Refused {
+        /// The log directory.
+        dir: PathBuf,
+        /// What disagrees, naming the file and the entry or checkpoint.
+        what: String,
+    },
     /// A key file is unusable.
     #[error("audit key {}: {what}", path.display())]
     Key {

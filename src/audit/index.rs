@@ -85,12 +85,46 @@ pub struct Page {
 }
 
 impl AuditIndex {
-    /// Opens the index at `path`, creating it if absent.
+    /// Opens the index at `path`, creating it if absent. Every page is
+    /// checked on open: a damaged file is an error, never a panic (see
+    /// [`crate::embedded`]).
     pub fn open(path: &Path) -> Result<Self, IndexError> {
-        let db = Database::create(path).map_err(|source| IndexError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
+        crate::embedded::guard(|| Self::open_checked(path)).unwrap_or_else(|panic| {
+            Err(IndexError::Damaged {
+                path: path.to_owned(),
+                what: format!("the storage library failed reading it: {panic}"),
+            })
+        })
+    }
+
+    /// Opens the index, or, when it is damaged, moves it aside
+    /// (`index.redb.damaged-<time>`) and starts an empty one: the index is
+    /// derived from the log, and the node indexes the log into it again
+    /// before it serves queries. An index in use elsewhere is still an error.
+    pub fn open_or_rebuild(path: &Path) -> Result<Self, IndexError> {
+        match Self::open(path) {
+            Err(e) if is_damage(&e) => {
+                let moved = crate::audit::log::aside::rename(path, "damaged").map_err(|io| {
+                    IndexError::Damaged {
+                        path: path.to_owned(),
+                        what: format!("{e}; moving it aside to rebuild it failed: {io}"),
+                    }
+                })?;
+                tracing::warn!(index = %path.display(), copy = %moved.display(), error = %e, "audit index damaged: moved aside and rebuilt from the log");
+                Self::open(path)
+            }
+            other => other,
+        }
+    }
+
+    fn open_checked(path: &Path) -> Result<Self, IndexError> {
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|source| IndexError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         let index = Self {
             db,
             path: path.to_owned(),
@@ -267,5 +301,20 @@ impl AuditIndex {
             path: self.path.clone(),
             source: e.into(),
         }
+    }
+}
+
+/// Whether an error opening the index means its file is damaged (rather
+/// than in use, unreadable or on a failing disk).
+fn is_damage(e: &IndexError) -> bool {
+    use redb::{DatabaseError, Error, StorageError};
+    match e {
+        IndexError::Damaged { .. } => true,
+        IndexError::Open { source, .. } => matches!(
+            source,
+            DatabaseError::Storage(StorageError::Corrupted(_)) | DatabaseError::UpgradeRequired(_)
+        ),
+        IndexError::Db { source, .. } => matches!(source, Error::Corrupted(_)),
+        _ => false,
     }
 }

@@ -2,7 +2,7 @@
 //! checkpoint signing key and the pseudonym key. Both are created at first
 //! start when absent (mode 0600) and never logged.
 
-use super::note::NoteSigner;
+use super::note::{open_note, NoteSigner, NoteVerifier};
 use super::AuditError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -90,6 +90,39 @@ pub fn load_or_create_key(
     }
 }
 
+/// Checks that `signer` (from `key`) is the key that signed the log in
+/// `dir`: when the log's published checkpoint does not verify with it but
+/// does with the log's own `verifier.key`, the key file is what changed,
+/// and the error names it (otherwise the log's own checks name what is
+/// wrong).
+pub fn check_signer(dir: &Path, signer: &NoteSigner, key: &Path) -> Result<(), AuditError> {
+    let Ok(checkpoint) = std::fs::read_to_string(dir.join("checkpoint")) else {
+        return Ok(());
+    };
+    if open_note(&checkpoint, &signer.verifier()).is_ok() {
+        return Ok(());
+    }
+    let logs_own = std::fs::read_to_string(dir.join("verifier.key"))
+        .ok()
+        .and_then(|t| NoteVerifier::from_text(t.trim()).ok());
+    match logs_own {
+        Some(own) if open_note(&checkpoint, &own).is_ok() => Err(AuditError::Key {
+            path: key.to_owned(),
+            what: format!(
+                "it is not the key that signed the log in {} (the log's verifier.key, {}, verifies its checkpoints): the key file was replaced or altered; restore the node's signing key from its backup",
+                dir.display(),
+                own.to_text()
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The file in the log directory that remembers which pseudonym key made
+/// the log's pseudonyms (a keyed digest of a fixed text: it reveals
+/// nothing of the key).
+const PSEUDONYM_CHECK: &str = "pseudonym.check";
+
 /// Turns citizen ids into pseudonyms with a keyed hash (HMAC-SHA-256): the
 /// same citizen gets the same pseudonym on every node sharing the key, and
 /// nobody without the key can recover the id.
@@ -129,6 +162,30 @@ impl Pseudonymizer {
                 Ok(Self::new(&key))
             }
             Err(e) => Err(AuditError::io("read", path, e)),
+        }
+    }
+
+    /// Checks that this is the key that made the pseudonyms of the log in
+    /// `dir` (remembered there on first use): a replaced key would give
+    /// every citizen new pseudonyms, hiding their past entries.
+    pub fn check_log(&self, dir: &Path, key: &Path) -> Result<(), AuditError> {
+        let path = dir.join(PSEUDONYM_CHECK);
+        let mine = format!("{}\n", hex(&self.digest(b"jisr-pseudonym-key-check")));
+        match std::fs::read_to_string(&path) {
+            Ok(have) if have == mine => Ok(()),
+            Ok(_) => Err(AuditError::Key {
+                path: key.to_owned(),
+                what: format!(
+                    "it is not the key that made the pseudonyms of the log in {} ({} differs): the key file was replaced or altered; restore the operator's pseudonym key from its backup",
+                    dir.display(),
+                    path.display()
+                ),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create", dir, e))?;
+                std::fs::write(&path, mine).map_err(|e| AuditError::io("write", &path, e))
+            }
+            Err(e) => Err(AuditError::io("read", &path, e)),
         }
     }
 

@@ -24,6 +24,10 @@ pub use log::{AuditLog, LogOptions, SignedCheckpoint};
 pub mod index;
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
+mod startup_tests;
+#[cfg(test)]
 mod tests;
 
 /// Rebuilds the query indexes of the log in `dir` from its entries. The

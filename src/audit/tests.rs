@@ -10,7 +10,7 @@ use prost::Message as _;
 use std::path::Path;
 use std::time::Duration;
 
-fn options(dir: &Path, signer: &NoteSigner, rps: u64) -> LogOptions {
+pub(super) fn options(dir: &Path, signer: &NoteSigner, rps: u64) -> LogOptions {
     LogOptions {
         dir: dir.to_owned(),
         signer: NoteSigner::from_secret_text(&signer.to_secret_text()).unwrap(),
@@ -20,7 +20,7 @@ fn options(dir: &Path, signer: &NoteSigner, rps: u64) -> LogOptions {
     }
 }
 
-fn record(i: u64) -> Vec<u8> {
+pub(super) fn record(i: u64) -> Vec<u8> {
     AuditRecord {
         time_unix_micros: i as i64,
         request_id: format!("req-{i}"),
@@ -33,7 +33,7 @@ fn record(i: u64) -> Vec<u8> {
 
 /// A fresh directory and signer, and a log there with `rps` records per
 /// segment.
-fn new_log(rps: u64) -> (tempfile::TempDir, NoteSigner, AuditLog) {
+pub(super) fn new_log(rps: u64) -> (tempfile::TempDir, NoteSigner, AuditLog) {
     let dir = tempfile::tempdir().unwrap();
     let signer = NoteSigner::generate("test.example/jisr/gw-1").unwrap();
     let log = AuditLog::open(options(dir.path(), &signer, rps)).unwrap();
@@ -42,7 +42,7 @@ fn new_log(rps: u64) -> (tempfile::TempDir, NoteSigner, AuditLog) {
 
 /// A log with `rps` records per segment holding entries `0..entries`,
 /// closed, in a fresh directory.
-async fn closed_log(rps: u64, entries: u64) -> (tempfile::TempDir, NoteSigner) {
+pub(super) async fn closed_log(rps: u64, entries: u64) -> (tempfile::TempDir, NoteSigner) {
     let (dir, signer, log) = new_log(rps);
     fill(&log, 0..entries).await;
     log.close().await;
@@ -63,7 +63,7 @@ async fn close_and_verify(log: AuditLog, dir: &Path, signer: &NoteSigner, entrie
     verifies(dir, signer, entries);
 }
 
-async fn fill(log: &AuditLog, range: std::ops::Range<u64>) -> Vec<u64> {
+pub(super) async fn fill(log: &AuditLog, range: std::ops::Range<u64>) -> Vec<u64> {
     let appends = range.map(|i| log.append(record(i)));
     futures_util::future::join_all(appends)
         .await
@@ -186,7 +186,7 @@ async fn lost_stored_hashes_are_rebuilt_from_the_records_on_open() {
 }
 
 /// The records' end and the file's length of a segment.
-fn ends(path: &Path) -> (u64, u64) {
+pub(super) fn ends(path: &Path) -> (u64, u64) {
     let scan = segment::scan(path, |_, _| {}).unwrap();
     assert_eq!(scan.problem, None, "{}", path.display());
     (scan.valid_len, scan.file_len)

@@ -12,10 +12,12 @@
 //! once sealed. Those are checked for their signature and their order, and
 //! reported as not in the archive, not as damage.
 
-use super::log::hashes::HashFile;
+mod published;
+mod stored;
+
 use super::log::segment::{self, Problem, Scan};
 use super::log::{archive::ARCHIVE_FILE, FORMAT_FILE};
-use super::merkle::{self, Frontier, HashReader as _};
+use super::merkle::{self, Frontier};
 use super::note::{open_note, Checkpoint, NoteVerifier};
 use crate::proto::jisr::audit::v1::AuditRecord;
 use prost::Message as _;
@@ -42,12 +44,36 @@ pub struct Report {
     pub uncovered: Vec<u64>,
     /// The largest checkpoint checked against the entries.
     pub covered: u64,
+    /// Problems that start-up may repair rather than refuse on, as said
+    /// in [`at_start`]: each is also in `problems`.
+    pub recoverable: Vec<String>,
+    /// The first entry whose stored hashes (`tree.hashes`) differ from the
+    /// hashes of the entries.
+    pub first_bad_hash: Option<u64>,
+    /// The last such entry.
+    pub last_bad_hash: Option<u64>,
+    /// Where `checkpoints.log` ends in an interrupted write, if it does.
+    pub history_valid_len: Option<u64>,
 }
 
 impl Report {
     /// Whether the log verifies.
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+
+    /// A problem that start-up can repair without losing anything.
+    fn recoverable(&mut self, problem: String) {
+        self.recoverable.push(problem.clone());
+        self.problems.push(problem);
+    }
+
+    /// The problems start-up cannot repair, first first.
+    pub fn fatal(&self) -> Vec<&String> {
+        self.problems
+            .iter()
+            .filter(|p| !self.recoverable.contains(p))
+            .collect()
     }
 }
 
@@ -62,19 +88,27 @@ fn history(dir: &Path, report: &mut Report) -> Vec<String> {
             // The history is appended, never padded: zeros at its end are
             // an interrupted write, as any other cut frame.
             if scan.padding() > 0 {
-                report.problems.push(format!(
+                report.history_valid_len = Some(scan.valid_len);
+                report.recoverable(format!(
                     "{}: an interrupted write at its end ({} zero bytes at offset {})",
                     path.display(),
                     scan.padding(),
                     scan.valid_len
                 ));
             }
-            if let Some(problem) = scan.problem {
-                let what = match problem {
-                    Problem::TornTail => "an interrupted write at its end".to_owned(),
-                    Problem::Damage { what } => what,
-                };
-                report.problems.push(format!("{}: {what}", path.display()));
+            match scan.problem {
+                Some(Problem::TornTail) => {
+                    report.history_valid_len = Some(scan.valid_len);
+                    report.recoverable(format!(
+                        "{}: an interrupted write at its end (offset {})",
+                        path.display(),
+                        scan.valid_len
+                    ));
+                }
+                Some(Problem::Damage { what }) => {
+                    report.problems.push(format!("{}: {what}", path.display()));
+                }
+                None => {}
             }
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -89,6 +123,19 @@ fn history(dir: &Path, report: &mut Report) -> Vec<String> {
 /// with the log's own `verifier.key` when none is given (weaker: someone who
 /// can rewrite the log can rewrite that file too).
 pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
+    verify_with(dir, verifier, true)
+}
+
+/// The check the node makes of its own log before it serves (the records'
+/// encoding aside: start-up checks what is on disk, not what was appended).
+/// Recoverable problems (an interrupted write at the end of
+/// `checkpoints.log`; `tree.hashes` differing from the entries) are marked
+/// so; the caller decides whether to repair them or refuse.
+pub fn at_start(dir: &Path, verifier: NoteVerifier) -> Report {
+    verify_with(dir, Some(verifier), false)
+}
+
+fn verify_with(dir: &Path, verifier: Option<NoteVerifier>, decode: bool) -> Report {
     let mut report = Report {
         archive: dir.join(ARCHIVE_FILE).exists(),
         ..Report::default()
@@ -112,7 +159,7 @@ pub fn verify(dir: &Path, verifier: Option<NoteVerifier>) -> Report {
             return report;
         }
     };
-    let mut replay = Replay::new(dir, &checkpoints, &mut report);
+    let mut replay = Replay::new(dir, &checkpoints, decode, &mut report);
     let firsts = match segment::list(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -164,7 +211,11 @@ fn own_verifier(dir: &Path, report: &mut Report) -> Option<NoteVerifier> {
 /// must never shrink.
 fn checkpoints(dir: &Path, verifier: &NoteVerifier, report: &mut Report) -> Vec<Checkpoint> {
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
-    for (i, note) in history(dir, report).iter().enumerate() {
+    let notes = history(dir, report);
+    if !report.archive {
+        published::latest_in_history(dir, &notes, report);
+    }
+    for (i, note) in notes.iter().enumerate() {
         match open_note(note, verifier)
             .map_err(|e| e.to_string())
             .and_then(|t| Checkpoint::parse(t).map_err(|e| e.to_string()))
@@ -191,23 +242,24 @@ fn checkpoints(dir: &Path, verifier: &NoteVerifier, report: &mut Report) -> Vec<
 /// must be compared against it as it grows: each checkpoint when the tree
 /// reaches its size, and the stored leaf hash of every entry.
 struct Replay<'a> {
-    stored: Option<HashFile>,
+    stored: stored::StoredCheck,
     frontier: Frontier,
     /// Checkpoints by size, those not yet reached.
     pending: Peekable<std::vec::IntoIter<&'a Checkpoint>>,
-    first_bad_leaf: Option<u64>,
+    /// Whether each record must decode as an audit record.
+    decode: bool,
 }
 
 impl<'a> Replay<'a> {
     /// Starts at the empty tree, checking the checkpoints of the empty log.
-    fn new(dir: &Path, checkpoints: &'a [Checkpoint], report: &mut Report) -> Self {
+    fn new(dir: &Path, checkpoints: &'a [Checkpoint], decode: bool, report: &mut Report) -> Self {
         let mut sorted: Vec<&Checkpoint> = checkpoints.iter().collect();
         sorted.sort_by_key(|c| c.size);
         let mut replay = Self {
-            stored: HashFile::open(&dir.join("tree.hashes")).ok(),
+            stored: stored::StoredCheck::open(&dir.join("tree.hashes")),
             frontier: Frontier::default(),
             pending: sorted.into_iter().peekable(),
-            first_bad_leaf: None,
+            decode,
         };
         while let Some(c) = replay.pending.next_if(|c| c.size == 0) {
             if c.root != merkle::empty_root() {
@@ -225,9 +277,10 @@ impl<'a> Replay<'a> {
         let start = report.entries;
         let mut count = 0u64;
         let mut bad_record: Option<u64> = None;
+        let decode = self.decode;
         let scan = segment::scan(path, |_, payload| {
             let n = start + count;
-            if AuditRecord::decode(payload).is_err() && bad_record.is_none() {
+            if decode && bad_record.is_none() && AuditRecord::decode(payload).is_err() {
                 bad_record = Some(n);
             }
             self.entry(n, payload, report);
@@ -251,17 +304,7 @@ impl<'a> Replay<'a> {
     /// Adds entry `n` to the tree and checks the checkpoints of its size.
     fn entry(&mut self, n: u64, payload: &[u8], report: &mut Report) {
         let leaf = merkle::leaf_hash(payload);
-        if self.first_bad_leaf.is_none() {
-            if let Some(h) = self
-                .stored
-                .as_ref()
-                .and_then(|s| s.read_hashes(&[merkle::stored_hash_index(0, n)]).ok())
-            {
-                if h[0] != leaf {
-                    self.first_bad_leaf = Some(n);
-                }
-            }
-        }
+        self.stored.leaf(n, leaf);
         self.frontier.push(leaf);
         let size = self.frontier.size();
         while let Some(c) = self.pending.next_if(|c| c.size == size) {
@@ -276,8 +319,16 @@ impl<'a> Replay<'a> {
     /// Reports the first altered entry first, since every later problem may
     /// follow from it, and the checkpoints the entries never reached.
     fn finish(self, report: &mut Report) {
-        if let Some(n) = self.first_bad_leaf {
-            report.problems.insert(0, format!("entry {n} is not the entry that was appended at that position (its leaf hash differs from the stored tree): altered, removed, inserted or swapped entries start there"));
+        if let Some(n) = self.stored.first_bad {
+            let problem = format!("entry {n} is not the entry that was appended at that position (its hashes differ from the stored tree, tree.hashes): altered, removed, inserted or swapped entries start there, or tree.hashes itself was altered");
+            report.first_bad_hash = Some(n);
+            report.last_bad_hash = self.stored.last_bad;
+            report.recoverable.push(problem.clone());
+            report.problems.insert(0, problem);
+        }
+        let hashed = self.stored.hashed_entries();
+        if !report.archive && hashed > report.entries {
+            report.problems.push(format!("tree.hashes holds the hashes of {hashed} entries but the segments hold {}: entries {}..{hashed} were acknowledged (their hashes are written once they are durable, before the acknowledgement) and their records are missing, cut or damaged", report.entries, report.entries));
         }
         for c in self.pending {
             if report.archive {
@@ -310,7 +361,7 @@ fn scan_problems(
     match &scan.problem {
         Some(Problem::Damage { what }) => report.problems.push(format!("{}: {what} (entry {})", path.display(), report.entries)),
         Some(Problem::TornTail) if !sealed => report.notes.push(format!(
-            "{} ends with an interrupted write at offset {} (never acknowledged; truncated at the next start)",
+            "{} ends with an interrupted write at offset {} (never acknowledged; copied aside and cut at the next start)",
             path.display(),
             scan.valid_len
         )),

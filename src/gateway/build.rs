@@ -20,6 +20,7 @@ impl Gateway {
         tls::install_crypto_provider();
         let metrics = metrics(config);
         let prepared = Routing::prepare(config, None, &metrics)?;
+        check_consent_files_kept(config)?;
         let recorder = open_audit(config)?;
         let (consents, redis) = open_consents(config, &recorder.pseudonyms).await?;
         // Reports SERVING for "" from the start.
@@ -136,7 +137,8 @@ fn audit_api(
     config: &Config,
     recorder: &crate::audit::record::Recorder,
 ) -> Result<crate::audit::service::AuditService, StartError> {
-    let index = crate::audit::index::AuditIndex::open(&config.audit.dir.join("index.redb"))?;
+    let index =
+        crate::audit::index::AuditIndex::open_or_rebuild(&config.audit.dir.join("index.redb"))?;
     Ok(crate::audit::service::AuditService::new(
         config.node.id.clone(),
         recorder.log.clone(),
@@ -214,6 +216,39 @@ async fn open_consents(
     Ok((exchange::Consents { store, timeout }, redis))
 }
 
+/// The embedded consent store and the consent signing key are made at a
+/// node's first start: missing later (the audit log exists), they were
+/// deleted, and opening would make new ones, silently losing every consent
+/// (or every consent's signature).
+fn check_consent_files_kept(config: &Config) -> Result<(), StartError> {
+    let log = &config.audit.dir;
+    if !log.join(crate::audit::log::FORMAT_FILE).exists() {
+        return Ok(());
+    }
+    let key = &config.consent.signing_key;
+    if !key.exists() {
+        return Err(crate::audit::AuditError::Key {
+            path: key.clone(),
+            what: format!(
+                "the consent signing key is missing but this node has run before (its audit log {} exists); restore it from its backup (every replica shares it): a new key would make every consent issued so far fail verification",
+                log.display()
+            ),
+        }
+        .into());
+    }
+    let path = &config.consent.path;
+    if config.consent.redis_url.is_some() || path.exists() {
+        return Ok(());
+    }
+    Err(crate::consent::StoreError::Unavailable(format!(
+        "the consent store {} is missing but this node has run before (its audit log {} exists): it was deleted or moved. Restore it from a backup; only if this node never kept consents in that file (it used Redis until now) create it empty (`touch {}`)",
+        path.display(),
+        log.display(),
+        path.display()
+    ))
+    .into())
+}
+
 /// Compiles the topics and opens the bus store.
 async fn open_bus(
     config: &Config,
@@ -255,19 +290,38 @@ fn open_audit(config: &Config) -> Result<crate::audit::record::Recorder, StartEr
     use crate::audit::{keys, AuditLog, LogOptions};
     let origin = format!("{}/jisr/{}", config.node.trust_domain, config.node.id);
     let key = &config.audit.signing_key;
-    if !key.exists() && config.audit.dir.join("checkpoint").exists() {
+    let dir = &config.audit.dir;
+    let has_log = ["checkpoint", "checkpoints.log", "FORMAT"]
+        .iter()
+        .any(|f| dir.join(f).exists());
+    if !key.exists() && has_log {
         // A new key could never sign checkpoints consistent with the old ones.
         return Err(crate::audit::AuditError::Key {
             path: key.clone(),
             what: format!(
                 "the key is missing but the log in {} has signed checkpoints; restore the node's signing key (do not create a new one for an existing log)",
-                config.audit.dir.display()
+                dir.display()
+            ),
+        }
+        .into());
+    }
+    let pseudonym_key = &config.audit.pseudonym_key;
+    if !pseudonym_key.exists() && has_log {
+        // A new key would give every citizen new pseudonyms: their history
+        // in the log could no longer be found.
+        return Err(crate::audit::AuditError::Key {
+            path: pseudonym_key.clone(),
+            what: format!(
+                "the key is missing but the log in {} has entries made with it; restore the node's pseudonym key from its backup (a new one would hide every citizen's past entries)",
+                dir.display()
             ),
         }
         .into());
     }
     let signer = keys::load_or_create_signer(&config.audit.signing_key, &origin)?;
+    keys::check_signer(dir, &signer, key)?;
     let pseudonyms = keys::Pseudonymizer::load_or_create(&config.audit.pseudonym_key)?;
+    pseudonyms.check_log(dir, pseudonym_key)?;
     let log = AuditLog::open(LogOptions {
         dir: config.audit.dir.clone(),
         signer,

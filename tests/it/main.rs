@@ -22,6 +22,7 @@ mod consent_redis;
 mod consent_store;
 mod deploy;
 mod docs;
+mod faults;
 mod lifecycle;
 mod onboard;
 mod refusals;

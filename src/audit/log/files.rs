@@ -215,6 +215,41 @@ impl SegmentFiles {
         Ok(())
     }
 
+    /// Seals the tail segment if it is full, then writes as much of `rest`
+    /// as fits in it; returns how many records that is.
+    fn write_next_chunk(&mut self, rest: &[Vec<u8>]) -> Result<usize, AuditError> {
+        let rps = self.shared.records_per_segment;
+        if self.tail.records == rps {
+            self.seal_segment()?;
+        }
+        let room = (rps - self.tail.records) as usize;
+        let chunk = &rest[..rest.len().min(room)];
+        self.write_chunk(chunk)?;
+        Ok(chunk.len())
+    }
+
+    /// A batch that spans a segment boundary and fails after its first
+    /// `done` records are durable (and sealed): those are in the log now,
+    /// so the tree and the size move past them and the next batch is
+    /// numbered after them. Their appends are refused all the same: in
+    /// the log though told otherwise, as after a crash between the fsync
+    /// and the acknowledgement — never acknowledged under a wrong index.
+    fn keep_durable_part(&mut self, done: usize) {
+        if done == 0 {
+            return;
+        }
+        self.leaves.truncate(done);
+        match self.extend_tree() {
+            Ok(()) => self.shared.size.store(
+                self.first + done as u64,
+                std::sync::atomic::Ordering::Release,
+            ),
+            Err(e) => self.shared.fail(format!(
+                "after a batch failed half-way, its durable part could not be hashed: {e}"
+            )),
+        }
+    }
+
     /// Adds the batch's leaves to the tree and appends the stored hashes.
     fn extend_tree(&mut self) -> Result<(), AuditError> {
         let first = self.first;
@@ -254,7 +289,6 @@ impl Storage for SegmentFiles {
         self.leaves.clear();
         self.leaves
             .extend(batch.iter().map(|payload| merkle::leaf_hash(payload)));
-        let rps = self.shared.records_per_segment;
         let mut done = 0;
         while done < batch.len() {
             // Records still unsynced here filled the segment.
@@ -262,13 +296,13 @@ impl Storage for SegmentFiles {
                 self.shared.fail(why.clone());
                 return Err(AuditError::Unavailable(why));
             }
-            if self.tail.records == rps {
-                self.seal_segment()?;
+            match self.write_next_chunk(&batch[done..]) {
+                Ok(n) => done += n,
+                Err(e) => {
+                    self.keep_durable_part(done);
+                    return Err(e);
+                }
             }
-            let room = (rps - self.tail.records) as usize;
-            let chunk = &batch[done..batch.len().min(done + room)];
-            self.write_chunk(chunk)?;
-            done += chunk.len();
         }
         Ok(())
     }

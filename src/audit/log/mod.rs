@@ -3,12 +3,14 @@
 //! API and `jisr audit` use while the writer appends.
 
 pub mod archive;
+pub(crate) mod aside;
 pub(crate) mod files;
 pub(crate) mod hashes;
 mod queue;
 mod recover;
 pub mod segment;
 mod storage;
+mod survey;
 
 use crate::audit::merkle::{self, Hash};
 use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
@@ -179,16 +181,17 @@ impl AuditLog {
         let dir = opts.dir.clone();
         let lock = lock_dir(&dir)?;
         let rps = recover::layout(&dir, opts.records_per_segment.max(1))?;
-        let (size, tail) = recover::recover_segments(&dir, rps)?;
+        let segments = recover::read_segments(&dir, rps)?;
+        let verifier = opts.signer.verifier();
+        // Nothing is changed before this decision; only then are torn
+        // writes cut and derived files rebuilt, copies kept aside.
+        let decision = survey::decide(&dir, &verifier, segments.size)?;
+        segments.repair(&dir)?;
+        decision.repair(&dir)?;
+        let (size, tail) = (segments.size, segments.tail);
         let hashes = HashFile::open(&dir.join("tree.hashes"))?;
         let cache = recover::rebuild_hashes(&dir, rps, size, &hashes)?;
-        let verifier = opts.signer.verifier();
-        let vkey_path = dir.join("verifier.key");
-        write_durable(
-            &dir,
-            &vkey_path,
-            format!("{}\n", verifier.to_text()).as_bytes(),
-        )?;
+        recover::write_verifier_key(&dir, &verifier)?;
         let checkpoint =
             recover::check_last_checkpoint(&dir, &verifier, size, &cache.over(&hashes))?;
         let shared = Arc::new(Shared {

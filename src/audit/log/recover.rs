@@ -26,6 +26,13 @@ pub(super) fn layout(dir: &Path, wanted: u64) -> Result<u64, AuditError> {
                 what: "it does not say `records_per_segment N`".into(),
             }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let existing = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
+            if !existing.is_empty() || dir.join("checkpoints.log").exists() {
+                return Err(AuditError::Damaged {
+                    segment: path,
+                    what: "it is missing but the directory holds a log; restore it from the archive or a backup (it says `records_per_segment N`, 65536 unless the log was made by a test)".into(),
+                });
+            }
             let text = format!("jisr audit log v1\nrecords_per_segment {wanted}\n");
             write_durable(dir, &path, text.as_bytes())?;
             Ok(wanted)
@@ -45,27 +52,94 @@ pub(super) struct Tail {
     pub(super) len: u64,
 }
 
-/// Checks the segments and truncates a torn tail. Zero padding after the
-/// tail's records is kept as it is: the writer continues over it. Returns
-/// the number of entries and the tail segment.
-pub(super) fn recover_segments(dir: &Path, rps: u64) -> Result<(u64, Tail), AuditError> {
+/// What reading the segments found, and what start-up will change once it
+/// has decided to go on: nothing is changed while reading.
+#[derive(Debug)]
+pub(super) struct Segments {
+    /// Entries in the segments.
+    pub(super) size: u64,
+    /// The tail segment, as it will be once its torn write is cut.
+    pub(super) tail: Tail,
+    /// The tail's length on disk when it ends in an interrupted write.
+    torn: Option<u64>,
+    /// Offset indexes (derived) to write: each segment's path and offsets.
+    indexes: Vec<(u64, Vec<u64>)>,
+}
+
+/// Checks the segments without changing them. Zero padding after the
+/// tail's records is kept as it is: the writer continues over it.
+pub(super) fn read_segments(dir: &Path, rps: u64) -> Result<Segments, AuditError> {
     let firsts = segment::list(dir).map_err(|e| AuditError::io("list", dir, e))?;
     check_contiguous(dir, &firsts, rps)?;
     let Some((&last, sealed)) = firsts.split_last() else {
-        return Ok((
-            0,
-            Tail {
+        return Ok(Segments {
+            size: 0,
+            tail: Tail {
                 first: 0,
                 records: 0,
                 len: 0,
             },
-        ));
+            torn: None,
+            indexes: Vec::new(),
+        });
     };
+    let mut indexes = Vec::new();
     for &first in sealed {
-        check_sealed(dir, first, rps)?;
+        if let Some(offsets) = check_sealed(dir, first, rps)? {
+            indexes.push((first, offsets));
+        }
     }
-    let tail = recover_tail(dir, last, rps)?;
-    Ok((last + tail.records, tail))
+    let (tail, torn, offsets) = read_tail(dir, last, rps)?;
+    indexes.push((last, offsets));
+    Ok(Segments {
+        size: last + tail.records,
+        tail,
+        torn,
+        indexes,
+    })
+}
+
+impl Segments {
+    /// Once start-up has decided to go on: copies a torn tail aside, then
+    /// cuts it; writes the offset indexes that disagree with the segments
+    /// (moving a wrong one aside first, so nothing is lost).
+    pub(super) fn repair(&self, dir: &Path) -> Result<(), AuditError> {
+        if let Some(file_len) = self.torn {
+            let path = segment::segment_path(dir, self.tail.first);
+            let aside = super::aside::copy(&path, "torn")?;
+            tracing::warn!(
+                segment = %path.display(),
+                offset = self.tail.len,
+                dropped_bytes = file_len - self.tail.len,
+                copy = %aside.display(),
+                "audit log: cutting an interrupted write off the end of the log (never acknowledged: no stored hash records it); the segment as it was is kept in the copy"
+            );
+            segment::truncate(&path, self.tail.len)
+                .map_err(|e| AuditError::io("truncate", &path, e))?;
+        }
+        for (first, offsets) in &self.indexes {
+            write_index(&segment::index_path(dir, *first), offsets)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a derived offset index; one whose content is not a prefix of the
+/// right one (altered rather than behind) is moved aside first.
+fn write_index(path: &Path, offsets: &[u64]) -> Result<(), AuditError> {
+    let mut bytes = Vec::with_capacity(offsets.len() * 8);
+    for offset in offsets {
+        bytes.extend_from_slice(&offset.to_le_bytes());
+    }
+    match std::fs::read(path) {
+        Ok(have) if have == bytes => return Ok(()),
+        Ok(have) if !bytes.starts_with(&have) => {
+            let aside = super::aside::rename(path, "damaged")?;
+            tracing::warn!(index = %path.display(), copy = %aside.display(), "audit log: rebuilding an offset index that disagrees with its segment; the old one is kept aside");
+        }
+        _ => {}
+    }
+    std::fs::write(path, bytes).map_err(|e| AuditError::io("write", path, e))
 }
 
 /// Segment `k` must start at entry `k * rps`: a gap is a missing segment.
@@ -81,30 +155,21 @@ fn check_contiguous(dir: &Path, firsts: &[u64], rps: u64) -> Result<(), AuditErr
     Ok(())
 }
 
-/// Scans the last segment, cuts a torn write off its end and rewrites its
-/// index.
-fn recover_tail(dir: &Path, last: u64, rps: u64) -> Result<Tail, AuditError> {
+/// Scans the last segment: its records, and where an interrupted write
+/// at its end starts (cut only by [`Segments::repair`]).
+fn read_tail(dir: &Path, last: u64, rps: u64) -> Result<(Tail, Option<u64>, Vec<u64>), AuditError> {
     let path = segment::segment_path(dir, last);
     let scan = segment::scan(&path, |_, _| {}).map_err(|e| AuditError::io("read", &path, e))?;
-    match &scan.problem {
-        None => {}
-        Some(Problem::TornTail) => {
-            tracing::warn!(
-                segment = %path.display(),
-                offset = scan.valid_len,
-                dropped_bytes = scan.file_len - scan.valid_len,
-                "audit log: truncating an interrupted write at the end of the log (those entries were never acknowledged)"
-            );
-            segment::truncate(&path, scan.valid_len)
-                .map_err(|e| AuditError::io("truncate", &path, e))?;
-        }
+    let torn = match &scan.problem {
+        None => None,
+        Some(Problem::TornTail) => Some(scan.file_len),
         Some(Problem::Damage { what }) => {
             return Err(AuditError::Damaged {
                 segment: path,
                 what: what.clone(),
             });
         }
-    }
+    };
     let records = scan.offsets.len() as u64;
     if records > rps {
         return Err(AuditError::Damaged {
@@ -112,18 +177,17 @@ fn recover_tail(dir: &Path, last: u64, rps: u64) -> Result<Tail, AuditError> {
             what: format!("{records} records in a segment of {rps}"),
         });
     }
-    let idx = segment::index_path(dir, last);
-    segment::write_index(&idx, &scan.offsets).map_err(|e| AuditError::io("write", &idx, e))?;
-    Ok(Tail {
+    let tail = Tail {
         first: last,
         records,
         len: scan.valid_len,
-    })
+    };
+    Ok((tail, torn, scan.offsets))
 }
 
-/// A sealed segment must hold exactly `rps` valid records; its index is
-/// rebuilt if it disagrees.
-fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
+/// A sealed segment must hold exactly `rps` valid records; returns its
+/// offsets when its index disagrees (to be rewritten).
+fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<Option<Vec<u64>>, AuditError> {
     let path = segment::segment_path(dir, first);
     let idx = segment::index_path(dir, first);
     let idx_ok = std::fs::metadata(&idx)
@@ -143,7 +207,7 @@ fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
             if idx_file.read_exact_at(&mut offset, (rps - 1) * 8).is_ok()
                 && u64::from_le_bytes(offset) + (segment::HEADER + last.len()) as u64 == len
             {
-                return Ok(());
+                return Ok(None);
             }
         }
     }
@@ -176,7 +240,7 @@ fn check_sealed(dir: &Path, first: u64, rps: u64) -> Result<(), AuditError> {
             ),
         });
     }
-    segment::write_index(&idx, &scan.offsets).map_err(|e| AuditError::io("write", &idx, e))
+    Ok(Some(scan.offsets))
 }
 
 /// Brings the stored-hash file in line with the `size` records; returns the
@@ -220,6 +284,22 @@ pub(super) fn rebuild_hashes(
         hashes.append(&new)?;
     }
     Ok(cache)
+}
+
+/// Writes the checkpoints' verifier key next to the log (derived from the
+/// signing key, for `jisr audit verify`); one that differs is moved aside.
+pub(super) fn write_verifier_key(dir: &Path, verifier: &NoteVerifier) -> Result<(), AuditError> {
+    let path = dir.join("verifier.key");
+    let text = format!("{}\n", verifier.to_text());
+    match std::fs::read_to_string(&path) {
+        Ok(have) if have == text => return Ok(()),
+        Ok(_) => {
+            let moved = super::aside::rename(&path, "replaced")?;
+            tracing::warn!(key = %path.display(), copy = %moved.display(), "audit log: verifier.key differed from the signing key's verifier (which every checkpoint verifies with); rewritten, the old one kept aside");
+        }
+        Err(_) => {}
+    }
+    write_durable(dir, &path, text.as_bytes())
 }
 
 /// Loads the last checkpoint and checks the log against it; a log with no

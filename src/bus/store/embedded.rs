@@ -80,14 +80,27 @@ fn seq_of(id: &str) -> Result<u64, BusError> {
 
 impl EmbeddedBusStore {
     /// Opens the store at `path`, creating the file and its tables if absent.
+    /// Every page is checked on open: a damaged file is an error naming it
+    /// and the fix, never a panic (see [`crate::embedded`]).
     pub fn open(path: &Path, limits: Limits) -> Result<Self, BusError> {
-        let db = Database::create(path).map_err(|e| {
-            BusError::Unavailable(format!(
-                "cannot open the bus store {}: {e}; if another gateway uses it, stop that one",
+        let opened = crate::embedded::guard(|| {
+            let db = Database::builder()
+                .set_check_integrity_on_open(true)
+                .create(path)
+                .map_err(|e| {
+                    BusError::Unavailable(format!(
+                        "cannot open the bus store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), keep it and restore it from a backup: undelivered events are kept nowhere else",
+                        path.display()
+                    ))
+                })?;
+            Self::with(db, path, limits)
+        });
+        opened.unwrap_or_else(|panic| {
+            Err(BusError::Unavailable(format!(
+                "the bus store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Keep the file, and restore it from a backup: undelivered events are kept nowhere else (the audit log's bus entries say what was published and delivered since the backup)",
                 path.display()
-            ))
-        })?;
-        Self::with(db, path, limits)
+            )))
+        })
     }
 
     /// A store in memory, for a node without topics: it never holds an

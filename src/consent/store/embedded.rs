@@ -84,13 +84,27 @@ impl std::fmt::Debug for EmbeddedConsentStore {
 
 impl EmbeddedConsentStore {
     /// Opens the store at `path`, creating the file and its tables if absent.
+    /// Every page is checked on open: a damaged file is an error naming it
+    /// and the fix, never a panic (see [`crate::embedded`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot open the consent store {}: {e}; if another gateway uses it, stop that one",
+        crate::embedded::guard(|| Self::open_checked(path)).unwrap_or_else(|panic| {
+            Err(StoreError::Unavailable(format!(
+                "the consent store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Keep the file, and restore it from a backup: consents are kept nowhere else (the audit log's consent entries say what changed since the backup)",
                 path.display()
-            ))
-        })?;
+            )))
+        })
+    }
+
+    fn open_checked(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_check_integrity_on_open(true)
+            .create(path)
+            .map_err(|e| {
+                StoreError::Unavailable(format!(
+                    "cannot open the consent store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), keep it and restore it from a backup: consents are kept nowhere else",
+                    path.display()
+                ))
+            })?;
         let inner = Inner {
             db,
             path: path.to_owned(),

@@ -239,3 +239,27 @@ async fn the_copy_never_shows_a_revoked_consent_as_active() {
         assert_eq!(on_disk.revoked_unix_micros, 99);
     }
 }
+
+#[tokio::test]
+async fn a_damaged_file_is_an_error_naming_it_never_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("consents.redb");
+    {
+        let store = EmbeddedConsentStore::open(&path).unwrap();
+        store.put(consent("c1", "AB123456", 10, 5)).await.unwrap();
+    }
+    let pristine = std::fs::read(&path).unwrap();
+    // A byte of the stored consent itself: a page redb uses.
+    let at = pristine
+        .windows(15)
+        .position(|w| w == b"bac-candidature")
+        .expect("the consent is in the file");
+    let mut damaged = pristine;
+    damaged[at + 3] ^= 0x01;
+    std::fs::write(&path, &damaged).unwrap();
+    let err = EmbeddedConsentStore::open(&path).unwrap_err().to_string();
+    assert!(
+        err.contains(&path.display().to_string()) && err.contains("restore it from a backup"),
+        "{err}"
+    );
+}
