@@ -127,7 +127,8 @@ async fn the_bus_recovers_when_redis_comes_back_empty() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_while_redis_is_down_is_refused_never_ok() {
-    let mut redis = Redis::with_aof();
+    // B-1 was acknowledged before the kill and must survive it.
+    let mut redis = Redis::with_aof_always();
     let net = BusNet::start(&format!(
         "redis_url = \"{}\"\ntimeout_ms = 300\n",
         redis.url()

@@ -37,6 +37,15 @@ impl Redis {
         Self::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"])
     }
 
+    /// One that writes and fsyncs its append-only file before answering,
+    /// for tests that kill it and count on every answered write surviving:
+    /// with `everysec`, Redis may postpone the write (not only the fsync)
+    /// by up to two seconds while a previous fsync is slow, and still
+    /// answer, so a kill right after loses what it acknowledged.
+    pub(crate) fn with_aof_always() -> Self {
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
+    }
+
     /// Starts one on a free port, trying another if the port was taken in
     /// between (other tests pick ports too).
     fn start_with(extra: &[&str]) -> Self {
