@@ -19,6 +19,7 @@ mod consent;
 mod consent_cli;
 mod consent_redis;
 mod consent_store;
+mod console;
 mod deploy;
 mod lifecycle;
 mod refusals;
