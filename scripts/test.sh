@@ -18,6 +18,10 @@ need_pkg() { # need_pkg COMMAND PACKAGE
 # redis-cli, which the same package installs).
 need_pkg redis-server redis-server
 # (nginx joins here with the benchmark work.)
+# The web console's tests drive headless Chromium over WebDriver
+# (tests/it/support/browser.rs).
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
 
 # The Kubernetes manifests are checked against the API's schemas
 # (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under
