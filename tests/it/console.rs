@@ -317,6 +317,34 @@ async fn every_page_needs_a_session_and_forms_need_their_token() {
     );
     assert!(!page.body.contains("<script>"), "no inline script");
 
+    // The purpose filter: both exchanges were for bac-candidature, none
+    // for tax-household.
+    let bac = setup
+        .http(
+            Method::GET,
+            "/exchanges?purpose=bac-candidature",
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert!(
+        bac.body.contains("<td data-label=\"Consumer\">tax</td>"),
+        "{}",
+        bac.body
+    );
+    assert!(bac
+        .body
+        .contains("<td data-label=\"Consumer\">education</td>"));
+    let none = setup
+        .http(
+            Method::GET,
+            "/exchanges?purpose=tax-household",
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert!(none.body.contains("id=\"none\""), "{}", none.body);
+
     // Sign-out without the page's token: refused, the session lives on.
     let refused = setup
         .http(Method::POST, "/signout", Some(&cookie), Some(""))
@@ -355,4 +383,47 @@ async fn every_page_needs_a_session_and_forms_need_their_token() {
         .http(Method::GET, "/exchanges", Some(&cookie), None)
         .await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_turns_the_console_on_and_prints_how_to_sign_in() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (demo, dir) = demo_serve(tmp.path());
+    let console = wait_for_file(&dir.join("console.addr"), &demo);
+    let out = jisr()
+        .args(["console", "login", "--config"])
+        .arg(dir.join("jisr.toml"))
+        .args(["--as", "cndp", "--address", &console])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let link = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let token = link.split_once("?t=").unwrap().1.to_owned();
+    let ca = dir.join("pki/ca.crt");
+    let form = format!("t={token}");
+    let signed = web::console(&console, &ca, Method::POST, "/signin", None, Some(&form)).await;
+    assert_eq!(signed.status, StatusCode::SEE_OTHER, "{}", signed.body);
+    let cookie = signed.headers["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = web::console(
+        &console,
+        &ca,
+        Method::GET,
+        "/exchanges",
+        Some(&cookie),
+        None,
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("<strong id=\"agency\">cndp</strong>"));
+    drop(demo);
 }
