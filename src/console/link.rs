@@ -50,10 +50,16 @@ impl LinkKey {
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key: [u8; 32] = rand::random();
-                create_secret(path, &format!("{}\n", hex(&key)))
-                    .map_err(|e| error(format!("cannot create it: {e}")))?;
-                tracing::info!(key = %path.display(), "created the console's sign-in key");
-                Ok(Self(key))
+                match create_secret(path, &format!("{}\n", hex(&key))) {
+                    Ok(()) => {
+                        tracing::info!(key = %path.display(), "created the console's sign-in key");
+                        Ok(Self(key))
+                    }
+                    // The gateway and `jisr console login` raced to make
+                    // it: the one written first is the key.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Self::load_or_create(path),
+                    Err(e) => Err(error(format!("cannot create it: {e}"))),
+                }
             }
             Err(e) => Err(error(format!("cannot read it: {e}"))),
         }

@@ -49,3 +49,17 @@ fn interpolated_text_is_escaped() {
         "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
     );
 }
+
+#[test]
+fn a_session_ends_when_it_expires() {
+    let (_dir, key) = key();
+    let token = key.mint(&AgencyId::parse("cndp").unwrap(), 1000);
+    let sessions = Sessions::default();
+    let (id, _) = sessions
+        .start(key.open(&token, 1).unwrap(), Duration::ZERO, 1)
+        .unwrap();
+    assert!(
+        sessions.get(&id).is_none(),
+        "a session past its lifetime is gone"
+    );
+}
