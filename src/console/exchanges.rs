@@ -121,7 +121,7 @@ impl Filters {
 
 /// A `datetime-local` value (`YYYY-MM-DDTHH:MM[:SS]`, read as UTC) in
 /// microseconds since the epoch; 0 when empty.
-fn micros(text: &str, field: &str) -> Result<i64, String> {
+pub(super) fn micros(text: &str, field: &str) -> Result<i64, String> {
     if text.is_empty() {
         return Ok(0);
     }

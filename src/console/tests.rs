@@ -63,3 +63,20 @@ fn a_session_ends_when_it_expires() {
         "a session past its lifetime is gone"
     );
 }
+
+#[test]
+fn a_time_in_the_search_form_is_read_as_utc() {
+    use super::exchanges::micros;
+    assert_eq!(micros("", "from"), Ok(0));
+    assert_eq!(
+        micros("2026-12-07T09:30", "from"),
+        Ok(1_796_635_800_000_000)
+    );
+    assert_eq!(
+        micros("2026-12-07T09:30:15", "to"),
+        Ok(1_796_635_815_000_000)
+    );
+    assert!(micros("yesterday", "to")
+        .unwrap_err()
+        .contains("`to` must be a date"));
+}

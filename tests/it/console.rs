@@ -345,6 +345,49 @@ async fn every_page_needs_a_session_and_forms_need_their_token() {
         .await;
     assert!(none.body.contains("id=\"none\""), "{}", none.body);
 
+    // More exchanges than a page holds: the next page follows the link.
+    let tax = setup.channel("tax").await;
+    let body = GetBirthRecordRequest {
+        citizen_id: CITIZEN.into(),
+    }
+    .encode_to_vec();
+    for _ in 0..30 {
+        let refused = call_raw(&tax, RawCall::new(BIRTH, body.clone(), "bac-candidature")).await;
+        assert!(refused.is_err());
+    }
+    let first = setup
+        .http(
+            Method::GET,
+            "/exchanges?agency=tax&outcome=refused",
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(first.body.matches("class=\"detail\"").count(), 25);
+    let older = first
+        .body
+        .split("id=\"older\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let next = setup
+        .http(
+            Method::GET,
+            &older.replace("&amp;", "&"),
+            Some(&cookie),
+            None,
+        )
+        .await;
+    assert_eq!(next.status, StatusCode::OK);
+    assert_eq!(
+        next.body.matches("class=\"detail\"").count(),
+        6,
+        "31 refusals of tax in all"
+    );
+    assert!(!next.body.contains("id=\"older\""));
+
     // Sign-out without the page's token: refused, the session lives on.
     let refused = setup
         .http(Method::POST, "/signout", Some(&cookie), Some(""))
