@@ -156,6 +156,16 @@ pub(super) fn outcome(r: &pb::AuditRecord) -> String {
     }
 }
 
+/// An audit API request made as the signed-in agency: the API's own role
+/// checks then decide what it answers.
+pub(super) fn as_caller<T>(who: &Who, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request
+        .extensions_mut()
+        .insert(Caller(who.session.agency.clone()));
+    request
+}
+
 /// A refusal of the audit API as a page.
 pub(super) fn refused(status: &tonic::Status) -> Reply {
     let code = match status.code() {
@@ -191,10 +201,7 @@ pub(super) async fn search(console: &Console, who: &Who, query: &str) -> Reply {
         Ok(request) => request,
         Err(why) => return bad_field(why),
     };
-    let mut request = tonic::Request::new(request);
-    request
-        .extensions_mut()
-        .insert(Caller(who.session.agency.clone()));
+    let request = as_caller(who, request);
     let answer = match console.backend.audit().query(request).await {
         Ok(answer) => answer.into_inner(),
         Err(status) => return refused(&status),
@@ -206,8 +213,16 @@ pub(super) async fn search(console: &Console, who: &Who, query: &str) -> Reply {
     if let Err(reply) = record::reading(&console.recorder, &who.session.agency, read).await {
         return reply;
     }
-    let mut main = form;
-    main.push_str(&table(&answer.entries));
+    let main = format!("{form}{}", results(&answer, &filters));
+    html::reply(
+        http::StatusCode::OK,
+        html::page("Exchanges", Some(who.header(&roles)), &main, &[]),
+    )
+}
+
+/// The results table, missing nodes and the links to other pages.
+fn results(answer: &pb::QueryResponse, filters: &Filters) -> String {
+    let mut main = table(&answer.entries);
     if !answer.missing.is_empty() {
         let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
         let _ = write!(
@@ -233,10 +248,7 @@ pub(super) async fn search(console: &Console, who: &Who, query: &str) -> Reply {
         );
     }
     main.push_str("</nav>");
-    html::reply(
-        http::StatusCode::OK,
-        html::page("Exchanges", Some(who.header(&roles)), &main, &[]),
-    )
+    main
 }
 
 fn search_form(f: &Filters) -> String {

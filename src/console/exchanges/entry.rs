@@ -6,12 +6,11 @@
 //! The browser checks that the bytes are in the signed tree; the fields
 //! above are the server's decoding of the same bytes.
 
-use super::{outcome, refused, when};
+use super::{as_caller, outcome, refused, when};
 use crate::console::html::{self, esc, Reply};
 use crate::console::record::{self, Read};
 use crate::console::routes::{parse, value, Who};
 use crate::console::Console;
-use crate::identity::Caller;
 use crate::proto::jisr::audit::v1 as pb;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -30,31 +29,8 @@ pub(in crate::console) async fn entry(console: &Console, who: &Who, query: &str)
             "Open entries from the Exchanges page.",
         );
     };
-    let audit = console.backend.audit();
-    let mut request = tonic::Request::new(pb::GetEntryRequest {
-        index,
-        tree_size: 0,
-        node: node.clone(),
-    });
-    request
-        .extensions_mut()
-        .insert(Caller(who.session.agency.clone()));
-    let entry = match audit.get_entry(request).await {
-        Ok(entry) => entry.into_inner(),
-        Err(status) => return refused(&status),
-    };
-    let mut request = tonic::Request::new(pb::ListCheckpointsRequest::default());
-    request
-        .extensions_mut()
-        .insert(Caller(who.session.agency.clone()));
-    let verifier_key = match audit.list_checkpoints(request).await {
-        Ok(list) => list
-            .into_inner()
-            .checkpoints
-            .into_iter()
-            .find(|c| c.node == entry.node)
-            .map(|c| c.verifier_key)
-            .unwrap_or_default(),
+    let (entry, verifier_key) = match fetch(console, who, index, node).await {
+        Ok(found) => found,
         Err(status) => return refused(&status),
     };
     let record = entry.record.clone().unwrap_or_default();
@@ -77,6 +53,37 @@ pub(in crate::console) async fn entry(console: &Console, who: &Who, query: &str)
         http::StatusCode::OK,
         html::page(&title, Some(who.header(&roles)), &main, &["verify.js"]),
     )
+}
+
+/// The entry with its proof in the latest checkpoint, and the verifier
+/// key of the node that wrote it, read as the signed-in agency.
+async fn fetch(
+    console: &Console,
+    who: &Who,
+    index: u64,
+    node: String,
+) -> Result<(pb::Entry, String), tonic::Status> {
+    let audit = console.backend.audit();
+    let request = as_caller(
+        who,
+        pb::GetEntryRequest {
+            index,
+            tree_size: 0,
+            node,
+        },
+    );
+    let entry = audit.get_entry(request).await?.into_inner();
+    let request = as_caller(who, pb::ListCheckpointsRequest::default());
+    let verifier_key = audit
+        .list_checkpoints(request)
+        .await?
+        .into_inner()
+        .checkpoints
+        .into_iter()
+        .find(|c| c.node == entry.node)
+        .map(|c| c.verifier_key)
+        .unwrap_or_default();
+    Ok((entry, verifier_key))
 }
 
 fn fields(r: &pb::AuditRecord) -> String {
