@@ -21,6 +21,10 @@ need_pkg redis-server redis-server
 # haproxy, in TCP mode, in front of three `jisr serve` processes.
 need_pkg haproxy haproxy
 # (nginx joins here with the benchmark work.)
+# The web console's tests drive headless Chromium over WebDriver
+# (tests/it/support/browser.rs).
+need_pkg chromium chromium
+need_pkg chromedriver chromium-driver
 
 # The Kubernetes manifests are checked against the API's schemas
 # (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under

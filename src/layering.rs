@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("bus", 1),
     ("telemetry", 1),
     ("cluster", 1),
+    ("console", 1),
     ("gateway", 2),
     ("tools", 3),
 ];

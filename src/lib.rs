@@ -48,6 +48,7 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod consent;
+pub mod console;
 pub mod embedded;
 pub mod gateway;
 pub mod identity;

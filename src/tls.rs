@@ -240,6 +240,30 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The server side of the web console: browsers, not agencies, connect,
+/// so no client certificate is asked for (operators sign in with a link,
+/// see `console`); TLS 1.2 and 1.3, ALPN `http/1.1`. Presents `cert`/`key`.
+pub fn web_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let files = TlsFiles {
+        ca: PathBuf::new(),
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        crls: Vec::new(),
+    };
+    let key = certified_key(&files, &provider)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup {
+            ca: files.cert.clone(),
+            detail: e.to_string(),
+        })?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(key)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The client side of mutual TLS towards a provider (or another gateway):
 /// TLS 1.3, ALPN `h2`, presents `files.cert`/`files.key`, and accepts only a
 /// server whose certificate chains to `files.ca`, is not revoked by

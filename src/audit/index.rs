@@ -63,6 +63,8 @@ pub struct Query {
     pub to_unix_micros: Option<i64>,
     /// Only entries under this procedure.
     pub procedure: Option<String>,
+    /// Only entries for this purpose (checked on each entry, not indexed).
+    pub purpose: Option<String>,
     /// Only entries with this outcome (an `Outcome` value).
     pub outcome: Option<i32>,
     /// Only entries with this refusal or failure reason.

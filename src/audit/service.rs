@@ -353,6 +353,7 @@ impl Audit for AuditService {
             from_unix_micros: (q.from_unix_micros != 0).then_some(q.from_unix_micros),
             to_unix_micros: (q.to_unix_micros != 0).then_some(q.to_unix_micros),
             procedure: (!q.procedure.is_empty()).then(|| q.procedure.clone()),
+            purpose: (!q.purpose.is_empty()).then(|| q.purpose.clone()),
             outcome: (q.outcome != 0).then_some(q.outcome),
             reason: (!q.reason.is_empty()).then(|| q.reason.clone()),
             break_glass: q.break_glass,

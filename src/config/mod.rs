@@ -12,6 +12,7 @@
 
 mod bus;
 mod cluster;
+mod console;
 mod error;
 mod node;
 mod pattern;
@@ -34,6 +35,7 @@ use toml::Spanned;
 
 pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use cluster::{ClusterConfig, PeerConfig};
+pub use console::ConsoleConfig;
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, NODE_ID_VAR};
 pub use pattern::{Basis, MethodPattern};
@@ -77,6 +79,8 @@ pub struct Config {
     pub topics: Vec<TopicConfig>,
     /// The other replicas (`[cluster]`).
     pub cluster: ClusterConfig,
+    /// The operators' web console; `None` (off) without `[console]`.
+    pub console: Option<ConsoleConfig>,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -118,6 +122,9 @@ pub enum Role {
     Auditor,
     /// Records and revokes citizens' consents (the portal).
     ConsentManager,
+    /// Watches the platform (health, traffic) in the console; reads no
+    /// exchange beyond its own agency's.
+    Operator,
 }
 
 impl Role {
@@ -126,6 +133,7 @@ impl Role {
         match self {
             Self::Auditor => "auditor",
             Self::ConsentManager => "consent-manager",
+            Self::Operator => "operator",
         }
     }
 
@@ -134,6 +142,7 @@ impl Role {
         match s {
             "auditor" => Some(Self::Auditor),
             "consent-manager" => Some(Self::ConsentManager),
+            "operator" => Some(Self::Operator),
             _ => None,
         }
     }

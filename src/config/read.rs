@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "bus",
     "topic",
     "cluster",
+    "console",
 ];
 
 /// Reads every section, then checks the sections against each other.
@@ -72,6 +73,7 @@ pub(super) fn read(
         bus: one.bus?,
         topics: topics?,
         cluster: one.cluster?,
+        console: one.console?,
     })
 }
 
@@ -86,6 +88,10 @@ struct Singles {
     telemetry: Option<TelemetryConfig>,
     bus: Option<BusConfig>,
     cluster: Option<cluster::ClusterConfig>,
+    /// `Some(None)`: no `[console]`, the console is off.
+    // Wrong (reported), absent (off) and set are three real states.
+    #[allow(clippy::option_option)]
+    console: Option<Option<super::ConsoleConfig>>,
 }
 
 impl Singles {
@@ -135,7 +141,14 @@ impl Singles {
                 .and_then(|s| cluster::cluster(ctx, Some(&s), own)),
             None => cluster::cluster(ctx, None, own),
         };
+        let console = match top.table.get("console") {
+            Some(v) => Section::new("[console]", v, super::console::CONSOLE_KEYS, ctx)
+                .and_then(|s| super::console::console(ctx, &s, base, tls.as_ref()))
+                .map(Some),
+            None => Some(None),
+        };
         Self {
+            console,
             node,
             tls,
             catalogue,

@@ -387,7 +387,7 @@ fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {
                 ctx.error(
                     &value.span(),
                     format!("unknown role `{}` in [[agency]]", value.get_ref()),
-                    "use `auditor` (reads the whole audit log) or `consent-manager` (records consents)",
+                    "use `auditor` (reads the whole audit log), `consent-manager` (records consents) or `operator` (watches health and traffic in the console)",
                 );
             }
         }

@@ -522,6 +522,7 @@ fn example_config_loads() {
     );
 }
 
+mod console;
 mod node;
 mod resilience;
 mod telemetry;

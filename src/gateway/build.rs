@@ -52,7 +52,10 @@ impl Gateway {
             metrics,
             readiness,
         )?);
+        let console = super::console::open(config, &routing, &apis.audit, &recorder)?;
         let gateway = Self {
+            console,
+            console_listener: std::sync::Mutex::new(None),
             domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
             lanes: config.node.lane_count(),

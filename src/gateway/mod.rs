@@ -15,6 +15,7 @@
 
 pub mod body;
 mod build;
+mod console;
 pub mod exchange;
 mod figures;
 pub mod lanes;
@@ -80,6 +81,9 @@ pub enum StartError {
     /// Another live replica holds this node id.
     #[error("{0}")]
     Registry(#[from] crate::cluster::RegistryError),
+    /// The web console's certificate or sign-in key.
+    #[error("{0}")]
+    Console(#[from] crate::console::ConsoleError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].
@@ -102,6 +106,10 @@ pub struct Gateway {
     bus: crate::bus::service::BusService,
     /// The node's entry in the replica registry (with a shared Redis).
     registration: Option<crate::cluster::Registration>,
+    /// The web console, when `[console]` is configured.
+    console: Option<Arc<crate::console::Console>>,
+    /// Its listener, once [`Gateway::bind_console`] bound it.
+    console_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
 }
 
 pub use routing::Routing;

@@ -112,7 +112,7 @@ fn rebuild(
 }
 
 /// Settings a running node cannot change: its identity, its port, its audit
-/// log, its consent store, its bus and its telemetry.
+/// log, its consent store, its bus, its telemetry and its console.
 fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
     let changed: Vec<&str> = [
         ("`[node] id`", old.node.id != new.node.id),
@@ -141,6 +141,9 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
         // The exporters, the admin listener and the log format are set up
         // once, at start.
         ("[telemetry]", old.telemetry != new.telemetry),
+        // The console's listener, certificate and sign-in key are set up
+        // once, at start (its roles follow reloads).
+        ("[console]", old.console != new.console),
     ]
     .into_iter()
     .filter_map(|(name, changed)| changed.then_some(name))
@@ -282,6 +285,9 @@ key = "gw.key"
             "[[purpose]]\ncode = \"x\"\ndescription = \"x\"\n\n[tls]",
         ));
         assert!(restart_only(&old, &new).is_ok());
+        let new = config(&BASE.replace("[tls]", "[console]\nlisten = \"127.0.0.1:8444\"\n\n[tls]"));
+        let message = restart_only(&old, &new).unwrap_err().to_string();
+        assert!(message.contains("[console]"), "{message}");
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Routing {
     pub(super) exchanges: HashMap<String, Arc<Exchange>>,
     pub(super) upstreams: HashMap<AgencyId, Arc<Upstream>>,
     pub(super) own: Routes,
+    /// The audit API as `own` serves it (this config's roles, peers), for
+    /// the console; set by [`Prepared::finish`].
+    pub(super) audit: Option<crate::audit::service::AuditService>,
     pub(super) catalogue: Catalogue,
     pub(super) terms: Vec<RuleTerms>,
     pub(super) limits: RateLimits,
@@ -120,6 +123,7 @@ impl Routing {
                 exchanges,
                 upstreams,
                 own: Routes::default(),
+                audit: None,
                 catalogue,
                 terms,
                 limits: RateLimits::default(),
@@ -208,7 +212,14 @@ impl Prepared {
     /// and the rate limits (which may count in the consent store's Redis).
     pub(super) fn finish(self, apis: &Apis) -> Result<Routing, StartError> {
         let mut routing = self.routing;
-        routing.own = own_services(&routing.config, &routing.catalogue, apis)?;
+        let peers =
+            crate::audit::peers::Peers::from_config(&routing.config, apis.live_peers.clone())?;
+        let audit = apis
+            .audit
+            .with_roles(roles(&routing.config))
+            .with_peers(peers);
+        routing.own = own_services(&routing.config, &routing.catalogue, apis, audit.clone())?;
+        routing.audit = Some(audit);
         routing.limits = RateLimits::new(
             &routing.config.rate_limits,
             self.previous_limits.as_ref(),
@@ -301,7 +312,12 @@ fn tls_digest(files: &tls::TlsFiles) -> Result<[u8; 32], StartError> {
     Ok(hash.finalize().into())
 }
 
-fn own_services(config: &Config, catalogue: &Catalogue, apis: &Apis) -> Result<Routes, StartError> {
+fn own_services(
+    config: &Config,
+    catalogue: &Catalogue,
+    apis: &Apis,
+    audit: crate::audit::service::AuditService,
+) -> Result<Routes, StartError> {
     let health = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(apis.health.clone()),
     );
@@ -321,10 +337,7 @@ fn own_services(config: &Config, catalogue: &Catalogue, apis: &Apis) -> Result<R
         .register_file_descriptor_set(files())
         .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
-    let peers = crate::audit::peers::Peers::from_config(config, apis.live_peers.clone())?;
-    let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(
-        apis.audit.with_roles(roles(config)).with_peers(peers),
-    );
+    let audit = crate::proto::jisr::audit::v1::audit_server::AuditServer::new(audit);
     let mut consents = apis.consents.clone();
     consents.roles = Arc::new(roles(config));
     consents.purposes = Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect());

@@ -66,6 +66,7 @@ async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Futu
     tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
     let lanes = start_lanes(&gateway);
+    let console = gateway.start_console().await;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -96,6 +97,11 @@ async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Futu
     }
     drop(listener);
     watcher_task.abort();
+    if let Some((stop, task)) = console {
+        // Its pages finish within the drain timeout, before the log closes.
+        let _ = stop.send(true);
+        let _ = task.await;
+    }
     drain(&gateway, graceful, lanes).await;
 }
 

@@ -20,6 +20,7 @@ mod consent;
 mod consent_cli;
 mod consent_redis;
 mod consent_store;
+mod console;
 mod deploy;
 mod docs;
 mod faults;

@@ -156,6 +156,7 @@ pub(super) fn matches(q: &Query, r: &AuditRecord) -> bool {
         && q.subject.is_none_or(|s| r.subject == s.as_slice())
         && range_of(q).contains(r.time_unix_micros)
         && q.procedure.as_ref().is_none_or(|p| r.procedure == *p)
+        && q.purpose.as_ref().is_none_or(|p| r.purpose == *p)
         && q.outcome.is_none_or(|o| r.outcome == o)
         && q.reason.as_ref().is_none_or(|reason| r.reason == *reason)
         && (!q.break_glass || r.break_glass)

@@ -569,6 +569,7 @@ fn arb_query() -> impl Strategy<Value = Query> {
                     from_unix_micros: from,
                     to_unix_micros: to,
                     procedure,
+                    purpose: None,
                     outcome,
                     reason,
                     break_glass: bg,

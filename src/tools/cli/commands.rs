@@ -25,6 +25,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::Pki { command } => pki_command(command),
         Command::Audit { command } => return verdict(super::audit::run(command)),
         Command::Consent { command } => return verdict(super::consent::run(command)),
+        Command::Console { command } => super::console::run(command),
         Command::Bus { command } => block_on(super::bus::run(command)),
         Command::Bench(args) => block_on(crate::tools::bench::run(args)),
         Command::Demo { serve, dir } => block_on(demo::run(serve, dir)),

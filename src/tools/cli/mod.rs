@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bus;
 mod commands;
 pub mod consent;
+pub mod console;
 
 pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
@@ -99,6 +100,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: consent::ConsentCommand,
+    },
+    /// The web console: sign-in links.
+    Console {
+        /// What to do.
+        #[command(subcommand)]
+        command: console::ConsoleCommand,
     },
     /// The message bus on a running gateway: dead letters, benchmark.
     Bus {

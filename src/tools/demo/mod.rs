@@ -27,7 +27,7 @@ pub async fn run(serve: bool, dir: Option<PathBuf>) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
-    let network = Network::start(&dir).await?;
+    let network = Network::start_with(&dir, serve).await?;
     let outcome = if serve {
         report::print_serving(&network);
         let consent = script::record_consent(&network).await?;

@@ -58,6 +58,8 @@ pub struct Network {
     pub gateway: SocketAddr,
     /// The admin listener's address (`/metrics`, `/healthz`, `/readyz`).
     pub admin: SocketAddr,
+    /// The web console's address, when started with it.
+    pub console: Option<SocketAddr>,
     /// The providers' addresses.
     pub providers: Vec<(SampleAgency, SocketAddr)>,
     /// The loaded config.
@@ -107,6 +109,12 @@ pub fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
 impl Network {
     /// Creates the PKI, config and contracts under `dir` and starts everything.
     pub async fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(dir, false).await
+    }
+
+    /// [`Network::start`], with the web console on a loopback port when
+    /// `console` (as `jisr demo --serve` runs it).
+    pub async fn start_with(dir: &Path, console: bool) -> anyhow::Result<Self> {
         tls::install_crypto_provider();
         let domain = TrustDomain::parse(TRUST_DOMAIN)?;
         let pki_dir = prepare(dir).context("creating the demo PKI and contracts")?;
@@ -126,7 +134,11 @@ impl Network {
             }));
         }
         let config_path = dir.join("jisr.toml");
-        write_atomic(&config_path, &config_text(&providers))?;
+        let mut text = config_text(&providers);
+        if console {
+            text.push_str("\n# The operators' web console (`jisr demo --serve`).\n[console]\nlisten = \"127.0.0.1:0\"\n");
+        }
+        write_atomic(&config_path, &text)?;
         let config =
             Config::load(&config_path).map_err(|e| anyhow::anyhow!("{}", config::report(&e)))?;
         let (gateway, _) = Gateway::build(&config)
@@ -136,6 +148,10 @@ impl Network {
         let gateway_addr = listener.local_addr()?;
         let admin = crate::tools::cli::bind_admin(&config).await?;
         let admin_addr = admin.local_addr()?;
+        let console_addr = gateway.bind_console().await?;
+        if let Some(addr) = console_addr {
+            write_atomic(&dir.join("console.addr"), &addr.to_string())?;
+        }
         let shutdown = stopped(rx.clone());
         tasks.push(tokio::spawn(gateway::run(
             gateway,
@@ -151,6 +167,7 @@ impl Network {
             config_path,
             gateway: gateway_addr,
             admin: admin_addr,
+            console: console_addr,
             providers,
             config,
             stop,

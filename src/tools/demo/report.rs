@@ -18,6 +18,16 @@ pub(super) fn print_serving(network: &Network) {
         network.admin,
         network.dir.join("admin.addr").display()
     );
+    if let Some(console) = network.console {
+        println!(
+            "  console      https://{console}/   (also in {}); sign in with a link from:",
+            network.dir.join("console.addr").display()
+        );
+        println!(
+            "               jisr console login --config {} --as cndp --address {console}",
+            network.config_path.display()
+        );
+    }
     for (agency, addr) in &network.providers {
         println!("  provider     {:<13} {addr}", agency.id());
     }

@@ -29,6 +29,8 @@ pub struct Gateway {
     pub addr: String,
     /// Its admin listener (`/metrics`, `/healthz`, `/readyz`).
     pub admin: String,
+    /// Its web console, when the config has `[console]`.
+    pub console: Option<String>,
     name: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -83,7 +85,15 @@ impl Gateway {
                         None => TcpListener::bind("127.0.0.1:0").await.unwrap(),
                     };
                     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                    let addrs = (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+                    let console = match gateway.bind_console().await {
+                        Ok(console) => console,
+                        Err(e) => return drop(started.send(Err(e.to_string()))),
+                    };
+                    let addrs = (
+                        listener.local_addr().unwrap(),
+                        admin.local_addr().unwrap(),
+                        console,
+                    );
                     let _ = started.send(Ok(addrs));
                     let shutdown = async {
                         // Dropping the sender stops the gateway too.
@@ -93,17 +103,19 @@ impl Gateway {
                 });
             })
             .unwrap();
-        let (addr, admin): (SocketAddr, SocketAddr) = match on_start.recv() {
-            Ok(Ok(addrs)) => addrs,
-            Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
-            Err(_) => {
-                let _ = thread.join();
-                panic!("gateway {name} panicked while starting")
-            }
-        };
+        let (addr, admin, console): (SocketAddr, SocketAddr, Option<SocketAddr>) =
+            match on_start.recv() {
+                Ok(Ok(addrs)) => addrs,
+                Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
+                Err(_) => {
+                    let _ = thread.join();
+                    panic!("gateway {name} panicked while starting")
+                }
+            };
         Self {
             addr: addr.to_string(),
             admin: admin.to_string(),
+            console: console.map(|c| c.to_string()),
             name: name.to_owned(),
             stop: Some(stop),
             thread: Some(thread),

@@ -3,6 +3,7 @@
 //! PKI with its broken fixtures, raw gRPC clients and an echo provider.
 
 pub mod admin;
+pub mod browser;
 pub mod bus;
 pub mod client;
 pub mod echo;
@@ -12,6 +13,7 @@ pub mod haproxy;
 pub mod otlp;
 pub mod proc;
 pub mod replicas;
+pub mod web;
 
 use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};

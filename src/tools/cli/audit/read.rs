@@ -58,6 +58,8 @@ async fn run_query(
         break_glass: filter.break_glass,
         page_size,
         page_token: token,
+        // The CLI has no purpose filter yet; the console does.
+        purpose: String::new(),
     };
     Ok(client
         .query(request)

@@ -1,0 +1,111 @@
+// Checks an audit entry's receipt in the browser, trusting only the
+// verifier key: the entry's leaf hash, its RFC 6962 inclusion path to the
+// root of the signed checkpoint (SHA-256 via SubtleCrypto), and the
+// checkpoint's Ed25519 signature (C2SP signed note) with WebCrypto.
+"use strict";
+(function () {
+  const utf8 = (s) => new TextEncoder().encode(s);
+  const b64 = (s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
+  const hex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  const concat = (...parts) => {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  };
+  const sha256 = async (b) => new Uint8Array(await crypto.subtle.digest("SHA-256", b));
+  const same = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+  const leafHash = (data) => sha256(concat(new Uint8Array([0]), data));
+  const nodeHash = (l, r) => sha256(concat(new Uint8Array([1]), l, r));
+
+  // RFC 9162 section 2.1.3.2, step for step (BigInt: sizes beyond 2^32).
+  async function rootFromPath(index, size, leaf, proof) {
+    if (index >= size) throw new Error("the entry is beyond the tree");
+    let fn = index, sn = size - 1n, r = leaf;
+    for (const p of proof) {
+      if (sn === 0n) throw new Error("the proof is too long");
+      if ((fn & 1n) === 1n || fn === sn) {
+        r = await nodeHash(p, r);
+        while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else {
+        r = await nodeHash(r, p);
+      }
+      fn >>= 1n; sn >>= 1n;
+    }
+    if (sn !== 0n) throw new Error("the proof is too short");
+    return r;
+  }
+
+  // `<name>+<hex key id>+base64(0x01 || public key)`.
+  async function parseVerifier(text) {
+    // The name has no "+", the id is 8 hex digits; base64 may hold "+".
+    const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(text.trim());
+    if (!m) throw new Error("the verifier key is malformed");
+    const [, name, id, key] = m;
+    const raw = b64(key);
+    if (raw.length !== 33 || raw[0] !== 1) throw new Error("the verifier key is not Ed25519");
+    const computed = (await sha256(concat(utf8(name + "\n"), raw))).slice(0, 4);
+    if (hex(computed) !== id) throw new Error("the verifier key's id does not match its key");
+    return { name, id: computed, key: raw.slice(1) };
+  }
+
+  // The note's text (signed bytes) and its checkpoint fields.
+  function parseNote(note) {
+    const split = note.indexOf("\n\n");
+    if (split < 0) throw new Error("the checkpoint is not a signed note");
+    const text = note.slice(0, split + 1);
+    const lines = text.split("\n");
+    if (lines.length < 4) throw new Error("the checkpoint has fewer than three lines");
+    const signatures = note.slice(split + 2).split("\n").filter((l) => l.length > 0);
+    return { text, origin: lines[0], size: BigInt(lines[1]), root: b64(lines[2]), signatures };
+  }
+
+  async function signatureOk(note, verifier) {
+    const key = await crypto.subtle.importKey("raw", verifier.key, { name: "Ed25519" }, false, ["verify"]);
+    for (const line of note.signatures) {
+      const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+      if (!m || m[1] !== verifier.name) continue;
+      const blob = b64(m[2]);
+      if (blob.length !== 68 || !same(blob.slice(0, 4), verifier.id)) continue;
+      if (await crypto.subtle.verify({ name: "Ed25519" }, key, blob.slice(4), utf8(note.text))) return true;
+    }
+    return false;
+  }
+
+  async function check(receipt, step) {
+    const verifier = await parseVerifier(receipt.verifier_key);
+    const note = parseNote(receipt.checkpoint);
+    if (!(await signatureOk(note, verifier))) throw new Error("the checkpoint is not signed by " + verifier.name);
+    step("Checkpoint signed by " + verifier.name + " (Ed25519): tree of " + note.size + " entries.");
+    if (note.size !== BigInt(receipt.tree_size)) throw new Error("the proof is for another tree size");
+    const leaf = await leafHash(b64(receipt.record));
+    step("Entry hash: " + hex(leaf) + ".");
+    const proof = receipt.proof.map(b64);
+    const root = await rootFromPath(BigInt(receipt.index), note.size, leaf, proof);
+    if (!same(root, note.root)) throw new Error("the inclusion proof leads to another root than the checkpoint's");
+    step("Inclusion path of " + proof.length + " hashes leads to the signed root " + hex(root) + ".");
+  }
+
+  async function run() {
+    const verdict = document.getElementById("verdict");
+    const steps = document.getElementById("steps");
+    const data = document.getElementById("receipt");
+    if (!verdict || !steps || !data) return;
+    steps.replaceChildren();
+    verdict.dataset.state = "checking";
+    verdict.textContent = "Checking…";
+    const step = (text) => { const li = document.createElement("li"); li.textContent = text; steps.append(li); };
+    try {
+      await check(JSON.parse(data.textContent), step);
+      verdict.dataset.state = "verified";
+      verdict.textContent = "Verified: this entry is in the log the node signed.";
+    } catch (e) {
+      verdict.dataset.state = "not-verified";
+      verdict.textContent = "NOT verified: " + e.message + ".";
+    }
+  }
+
+  const again = document.getElementById("recheck");
+  if (again) again.addEventListener("click", run);
+  run();
+})();

@@ -1,0 +1,152 @@
+//! The operators' web console: server-rendered pages on the node's own
+//! HTTPS listener (`[console]`), for auditors, operators and each agency's
+//! data protection officer.
+//!
+//! - [`link`]: single-use sign-in links, minted by `jisr console login`
+//!   with the key file the config names (no call to the gateway);
+//! - `session`: the session cookie and the CSRF token;
+//! - `routes`: which page answers which path, and the sign-in gate every
+//!   page but the sign-in itself is behind;
+//! - `exchanges`: the Exchanges pages, which read the log through the
+//!   audit API itself (`AuditService`) so that the console applies the
+//!   very role checks agencies get over gRPC;
+//! - `assets/`: the console's only script and style, served from the binary.
+//!
+//! The console reads the gateway through [`Backend`], which the gateway
+//! implements: it sees the current roles after every reload.
+
+mod exchanges;
+mod html;
+pub mod link;
+mod record;
+mod routes;
+mod session;
+#[cfg(test)]
+mod tests;
+
+use crate::audit::record::Recorder;
+use crate::audit::service::AuditService;
+use crate::config::{ConsoleConfig, Role};
+use crate::identity::AgencyId;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+/// A browser has this long to complete its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the console needs from the gateway, read per request so that a
+/// reload's roles apply at once.
+pub trait Backend: Send + Sync + 'static {
+    /// The audit API with the current roles and peers.
+    fn audit(&self) -> AuditService;
+    /// The roles of `agency`, or `None` when it is not declared (any more).
+    fn roles(&self, agency: &AgencyId) -> Option<Vec<Role>>;
+}
+
+/// Why the console could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// Its certificate or key.
+    #[error("console: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// Its sign-in key.
+    #[error("{0}")]
+    Key(#[from] link::KeyError),
+}
+
+/// A node's console: its TLS config, sign-in key and sessions.
+pub struct Console {
+    backend: Arc<dyn Backend>,
+    recorder: Recorder,
+    key: link::LinkKey,
+    sessions: session::Sessions,
+    session_ttl: Duration,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl std::fmt::Debug for Console {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Console")
+            .field("session_ttl", &self.session_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Console {
+    /// Loads the certificate and the sign-in key (made if absent).
+    pub fn open(
+        config: &ConsoleConfig,
+        backend: Arc<dyn Backend>,
+        recorder: Recorder,
+    ) -> Result<Self, ConsoleError> {
+        Ok(Self {
+            backend,
+            recorder,
+            key: link::LinkKey::load_or_create(&config.signin_key)?,
+            sessions: session::Sessions::default(),
+            session_ttl: config.session,
+            tls: crate::tls::web_server_config(&config.cert, &config.key)?,
+        })
+    }
+}
+
+/// Serves the console on `listener` until `stop` turns true, then lets
+/// open requests finish within `drain` and returns.
+pub async fn serve(
+    console: Arc<Console>,
+    listener: TcpListener,
+    mut stop: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let acceptor = TlsAcceptor::from(console.tls.clone());
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "console: accept failed");
+                // Out of descriptors and the like: back off, don't spin.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let watcher = graceful.watcher();
+        let (console, acceptor) = (console.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    return tracing::debug!(%peer, error = %e, "console: TLS handshake failed")
+                }
+                Err(_) => return tracing::debug!(%peer, "console: TLS handshake timed out"),
+            };
+            let service = service_fn(move |request| {
+                let console = console.clone();
+                async move { Ok::<_, Infallible>(routes::answer(&console, request).await) }
+            });
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tls), service);
+            if let Err(e) = watcher.watch(connection).await {
+                tracing::debug!(error = %e, "console: connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("console: drain timed out; closing its remaining connections");
+    }
+}
