@@ -89,6 +89,14 @@ pub(super) async fn prove(
 ) -> anyhow::Result<()> {
     let mut client = connect(conn).await?;
     let checkpoint = checkpoint_of(&mut client, node).await?;
+    // Asked with tree_size 0, the gateway would prove against whatever
+    // checkpoint is latest by then, not the one this receipt carries.
+    if index >= checkpoint.size {
+        anyhow::bail!(
+            "entry {index} is not covered by the latest signed checkpoint (of {} entries) yet; a new checkpoint is signed within a second — retry",
+            checkpoint.size
+        );
+    }
     let entry = client
         .get_entry(pb::GetEntryRequest {
             index,
