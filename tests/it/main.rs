@@ -26,6 +26,7 @@ mod reload;
 mod replicas;
 mod replicas_audit;
 mod replicas_registry;
+mod replicas_verify;
 mod resilience;
 mod routing;
 mod support;
