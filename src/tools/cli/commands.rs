@@ -22,6 +22,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Pki { command } => pki_command(command),
+        Command::Keys { command } => super::keys::run(command),
         Command::Audit { command } => return verdict(super::audit::run(command)),
         Command::Consent { command } => return verdict(super::consent::run(command)),
         Command::Bus { command } => block_on(super::bus::run(command)),

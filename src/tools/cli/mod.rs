@@ -5,6 +5,7 @@ pub mod audit;
 pub mod bus;
 mod commands;
 pub mod consent;
+pub mod keys;
 
 pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
@@ -65,6 +66,12 @@ pub enum Command {
         /// The configuration file naming the contracts.
         #[arg(long)]
         config: PathBuf,
+    },
+    /// Create the keys every replica shares, without starting a node.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Development PKI.
     Pki {

@@ -115,6 +115,9 @@ pub enum AuditCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Measure a citizen's history merged across in-process replicas (each
+    /// log filled first), beside one replica answering from its own log.
+    BenchReplicas(crate::tools::bench::replicas::ReplicasBenchArgs),
     /// Every node's latest signed checkpoint and verifier key (exits 1 when
     /// some node did not answer).
     Checkpoints {
@@ -247,6 +250,15 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             .map(|()| true),
         AuditCommand::Checkpoints { conn } => receipt::checkpoints(&conn).await,
         AuditCommand::CheckReceipt { receipt, key } => check_receipt(&receipt, key.as_deref()),
+        AuditCommand::BenchReplicas(args) => {
+            let run = crate::tools::bench::replicas::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                println!("\n{}", crate::tools::bench::replicas::render(&run));
+            }
+            Ok(true)
+        }
         AuditCommand::Bench {
             entries,
             concurrency,
