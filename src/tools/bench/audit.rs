@@ -172,7 +172,8 @@ pub(super) async fn fill(
     node: &Node,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let pseudonyms = Pseudonymizer::new(&PSEUDONYM_KEY);
-    let per_task = entries / concurrency as u64;
+    // Every entry is written: the first `extra` appenders take one more.
+    let (per_task, extra) = (entries / concurrency as u64, entries % concurrency as u64);
     let mut tasks = Vec::new();
     for t in 0..concurrency as u64 {
         let log = log.clone();
@@ -181,8 +182,8 @@ pub(super) async fn fill(
         tasks.push(tokio::spawn(async move {
             let mut latencies = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid bounds");
-            for k in 0..per_task {
-                let i = t * per_task + k;
+            let (first, count) = (t * per_task + t.min(extra), per_task + u64::from(t < extra));
+            for i in first..first + count {
                 let payload = record(&pseudonyms, i, (i * 7919) % citizens, &node);
                 let started = Instant::now();
                 log.append(payload).await?;
