@@ -491,7 +491,7 @@ async fn closed_log(n: usize) -> (Pki, PathBuf) {
 }
 
 /// Byte ranges of the frames of a segment.
-fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
+pub(crate) fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos + 8 <= bytes.len() {
@@ -505,7 +505,7 @@ fn frames(bytes: &[u8]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+pub(crate) fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();

@@ -135,3 +135,32 @@ fn consent_bench_measures_every_store_against_the_redis_floor() {
         assert!(row["count"].as_u64().unwrap() >= 30, "{row}");
     }
 }
+
+/// `jisr audit bench-replicas` at a tiny size: three in-process replicas
+/// over mutual TLS, every merged answer holds each replica's entries of the
+/// citizen, the single-replica one only its own. No timing assertions.
+#[test]
+fn the_replicas_bench_merges_every_replicas_history() {
+    let out = jisr()
+        .args(["audit", "bench-replicas", "--entries", "1024"])
+        .args(["--citizens", "64", "--queries", "20", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(doc["replicas"], 3, "{doc:#}");
+    assert_eq!(doc["entries_per_replica"], 1024, "{doc:#}");
+    // 1024 entries over 64 citizens: 16 each per replica, 48 merged.
+    assert_eq!(doc["single"]["mean_results"], 16.0, "{doc:#}");
+    assert_eq!(doc["merged"]["mean_results"], 48.0, "{doc:#}");
+    for figure in ["merged", "single"] {
+        let f = &doc[figure];
+        let (p50, p99) = (f["p50_us"].as_u64().unwrap(), f["p99_us"].as_u64().unwrap());
+        assert!(0 < p50 && p50 <= p99, "{doc:#}");
+    }
+}

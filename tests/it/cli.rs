@@ -295,3 +295,57 @@ async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
     let status = demo.terminate();
     assert!(status.success(), "{status:?}\n{}", demo.logs());
 }
+
+/// `jisr keys init` writes the shared keys (0600), refuses to replace them
+/// unless asked, and a node configured with them starts on them as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_init_makes_the_shared_keys_a_node_starts_with() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pki = Pki::new();
+    let keys = pki.root().join("keys");
+    let init = |extra: &[&str]| {
+        let mut args = vec!["keys", "init", "--dir", keys.to_str().unwrap()];
+        args.extend_from_slice(&["--trust-domain", DOMAIN]);
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let out = init(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("kubectl create secret generic jisr-keys"));
+    let files = [keys.join("pseudonym.key"), keys.join("consent-signing.key")];
+    let read = || files.clone().map(|f| std::fs::read(f).unwrap());
+    for f in &files {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    let first = read();
+    let again = init(&[]);
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+    assert_eq!(read(), first, "a refused init must leave the keys alone");
+    let forced = init(&["--force"]);
+    assert!(forced.status.success(), "{}", text(&forced));
+    let made = read();
+    assert_ne!(made[0], first[0]);
+    assert_ne!(made[1], first[1]);
+
+    // A node whose config names them: check-config accepts it, and it starts
+    // on them (a key in the wrong format or with another name is refused at
+    // start), leaving them as they were.
+    let extra = format!(
+        "[audit]\ndir = \"keys-audit\"\nsigning_key = \"keys-audit.key\"\npseudonym_key = \"{}\"\n\n[consent]\npath = \"keys-consents.redb\"\nsigning_key = \"{}\"\n",
+        files[0].display(),
+        files[1].display()
+    );
+    let up = Upstreams {
+        civil_status: "127.0.0.1:9101".into(),
+        tax: "127.0.0.1:9102".into(),
+        health: "127.0.0.1:9103".into(),
+    };
+    let path = write_config(&pki, "keys", &gateway_config(&pki, &up, "", &extra));
+    let out = run(&["check-config", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let gateway = Gateway::start("keys", &path);
+    gateway.stop();
+    assert_eq!(read(), made);
+}

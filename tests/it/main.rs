@@ -33,6 +33,7 @@ mod replicas_audit;
 mod replicas_lb;
 mod replicas_lb_bus;
 mod replicas_registry;
+mod replicas_verify;
 mod resilience;
 mod routing;
 mod support;

@@ -89,11 +89,36 @@ impl TreeEdge {
     }
 }
 
+/// Which node's log a fill writes, among how many: entry `i` of node `nth`
+/// of `of` is timed at `i * of + nth`, so the nodes' entries interleave in
+/// time as a load balancer spreads calls.
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    pub(super) name: String,
+    pub(super) nth: u64,
+    pub(super) of: u64,
+}
+
+impl Node {
+    fn single() -> Self {
+        Self {
+            name: "gw-1".into(),
+            nth: 0,
+            of: 1,
+        }
+    }
+}
+
+/// The citizen id of citizen number `n` (its pseudonym is in the records).
+pub(super) fn citizen_id(n: u64) -> String {
+    format!("ZZ{n:06}")
+}
+
 /// A realistic exchange record for citizen number `citizen`.
-fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64) -> Vec<u8> {
+fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64, node: &Node) -> Vec<u8> {
     AuditRecord {
-        time_unix_micros: 1_790_000_000_000_000 + i as i64,
-        node: "gw-1".into(),
+        time_unix_micros: 1_790_000_000_000_000 + (i * node.of + node.nth) as i64,
+        node: node.name.clone(),
         kind: Kind::Exchange as i32,
         request_id: format!("{:032x}", u128::from(i) * 0x9e37_79b9_7f4a_7c15),
         trace_id: String::new(),
@@ -105,7 +130,7 @@ fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64) -> Vec<u8> {
         procedure: "bac-2027-free-candidate".into(),
         basis: "law:55-19".into(),
         consent_id: String::new(),
-        subject: pseudonyms.pseudonym(&format!("ZZ{citizen:06}")).to_vec(),
+        subject: pseudonyms.pseudonym(&citizen_id(citizen)).to_vec(),
         outcome: Outcome::Allowed as i32,
         reason: String::new(),
         grpc_status: 0,
@@ -119,8 +144,15 @@ fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64) -> Vec<u8> {
     .encode_to_vec()
 }
 
+/// The pseudonym key of the benchmark's records.
+pub(super) const PSEUDONYM_KEY: [u8; 32] = [42; 32];
+
 fn open(dir: &Path) -> anyhow::Result<Arc<AuditLog>> {
-    let signer = NoteSigner::generate("bench.example/jisr/gw-1")?;
+    open_signed(dir, NoteSigner::generate("bench.example/jisr/gw-1")?)
+}
+
+/// Opens (creating) the log in `dir`, signed by `signer`.
+pub(super) fn open_signed(dir: &Path, signer: NoteSigner) -> anyhow::Result<Arc<AuditLog>> {
     Ok(Arc::new(AuditLog::open(LogOptions {
         dir: dir.to_owned(),
         signer,
@@ -132,24 +164,27 @@ fn open(dir: &Path) -> anyhow::Result<Arc<AuditLog>> {
 
 /// Appends `entries` records with `concurrency` appenders, each waiting for
 /// durability before its next append; returns the log and the latencies.
-async fn fill(
+pub(super) async fn fill(
     log: &Arc<AuditLog>,
     entries: u64,
     concurrency: usize,
     citizens: u64,
+    node: &Node,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
-    let pseudonyms = Pseudonymizer::new(&[42; 32]);
-    let per_task = entries / concurrency as u64;
+    let pseudonyms = Pseudonymizer::new(&PSEUDONYM_KEY);
+    // Every entry is written: the first `extra` appenders take one more.
+    let (per_task, extra) = (entries / concurrency as u64, entries % concurrency as u64);
     let mut tasks = Vec::new();
     for t in 0..concurrency as u64 {
         let log = log.clone();
         let pseudonyms = pseudonyms.clone();
+        let node = node.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid bounds");
-            for k in 0..per_task {
-                let i = t * per_task + k;
-                let payload = record(&pseudonyms, i, (i * 7919) % citizens);
+            let (first, count) = (t * per_task + t.min(extra), per_task + u64::from(t < extra));
+            for i in first..first + count {
+                let payload = record(&pseudonyms, i, (i * 7919) % citizens, &node);
                 let started = Instant::now();
                 log.append(payload).await?;
                 let _ = latencies.record((started.elapsed().as_micros() as u64).max(1));
@@ -179,7 +214,7 @@ pub async fn appends(
         let n = entries.min(concurrency as u64 * 2_000);
         let n = (n / concurrency as u64).max(1) * concurrency as u64;
         let started = Instant::now();
-        let latencies = fill(&log, n, concurrency, 100_000).await?;
+        let latencies = fill(&log, n, concurrency, 100_000, &Node::single()).await?;
         let elapsed = started.elapsed().as_secs_f64();
         let stats = log.stats();
         log.close().await;
@@ -213,18 +248,18 @@ pub async fn history(
 ) -> anyhow::Result<HistoryRun> {
     let dir = root.join("history");
     let log = open(&dir)?;
-    fill(&log, entries, 1024, citizens).await?;
+    fill(&log, entries, 1024, citizens, &Node::single()).await?;
     let index = AuditIndex::open(&dir.join("index.redb"))?;
     let started = Instant::now();
     catch_up(&index, &log)?;
     let index_per_second = entries as f64 / started.elapsed().as_secs_f64();
-    let pseudonyms = Pseudonymizer::new(&[42; 32]);
+    let pseudonyms = Pseudonymizer::new(&PSEUDONYM_KEY);
     let mut latencies = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
     let mut results = 0usize;
     for q in 0..queries as u64 {
         let citizen = (q * 104_729) % citizens;
         let query = Query {
-            subject: Some(pseudonyms.pseudonym(&format!("ZZ{citizen:06}"))),
+            subject: Some(pseudonyms.pseudonym(&citizen_id(citizen))),
             page_size: 50,
             ..Query::default()
         };

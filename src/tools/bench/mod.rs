@@ -19,6 +19,7 @@ mod disk;
 mod load;
 mod nginx;
 mod procs;
+pub mod replicas;
 mod report;
 
 use std::path::Path;

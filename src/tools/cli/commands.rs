@@ -23,6 +23,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::Catalog { config } => catalog(&config),
         Command::Agency { command } => return super::agency::run(command),
         Command::Pki { command } => pki_command(command),
+        Command::Keys { command } => super::keys::run(command),
         Command::Audit { command } => return verdict(super::audit::run(command)),
         Command::Consent { command } => return verdict(super::consent::run(command)),
         Command::Console { command } => super::console::run(command),

@@ -7,6 +7,7 @@ pub mod bus;
 mod commands;
 pub mod consent;
 pub mod console;
+pub mod keys;
 
 pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
@@ -73,6 +74,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: agency::AgencyCommand,
+    },
+    /// Create the keys every replica shares, without starting a node.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
     },
     /// Development PKI.
     Pki {

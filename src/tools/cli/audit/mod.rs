@@ -10,9 +10,12 @@ use pb::audit_client::AuditClient;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 
+mod deployment;
+mod offline;
 mod read;
 mod receipt;
 mod render;
+mod seen;
 
 use read::{query, tail};
 use receipt::{check_receipt, prove};
@@ -23,13 +26,32 @@ pub use render::{format_time, render};
 /// `jisr audit …`.
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Check a log directory offline: checksums, records, Merkle tree, checkpoints.
+    /// Check logs offline (one or more log directories or archives, one per
+    /// node: checksums, records, Merkle tree, checkpoints), or every node of
+    /// a running deployment (--gateway: each node's signed checkpoint, and
+    /// with --state its pinned key and consistency with the last run).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["dirs", "gateway"])))]
     Verify {
-        /// The log directory.
-        dir: PathBuf,
-        /// The node's published verifier key (file); default: DIR/verifier.key.
-        #[arg(long)]
-        key: Option<PathBuf>,
+        /// Log directories or archives, one per node.
+        #[arg(conflicts_with = "gateway")]
+        dirs: Vec<PathBuf>,
+        /// A node's published verifier key (file), repeated for several
+        /// directories (matched by name); default: each DIR/verifier.key.
+        #[arg(long = "key", conflicts_with = "gateway")]
+        keys: Vec<PathBuf>,
+        /// Verify the deployment this gateway belongs to (host:port or @FILE).
+        #[arg(long, requires = "pki")]
+        gateway: Option<String>,
+        /// PKI directory holding `ca.crt` and `<agency>.crt`/`.key`.
+        #[arg(long, requires = "gateway")]
+        pki: Option<PathBuf>,
+        /// The agency to call as.
+        #[arg(long = "as", default_value = "portal", requires = "gateway")]
+        caller: String,
+        /// The auditor's state file: pinned keys and the checkpoints seen
+        /// by the last run (created if absent, replaced atomically).
+        #[arg(long, requires = "gateway")]
+        state: Option<PathBuf>,
     },
     /// Rebuild a log's query indexes from its entries (gateway stopped).
     Reindex {
@@ -93,6 +115,9 @@ pub enum AuditCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Measure a citizen's history merged across in-process replicas (each
+    /// log filled first), beside one replica answering from its own log.
+    BenchReplicas(crate::tools::bench::replicas::ReplicasBenchArgs),
     /// Every node's latest signed checkpoint and verifier key (exits 1 when
     /// some node did not answer).
     Checkpoints {
@@ -182,7 +207,24 @@ pub enum OutcomeArg {
 /// Runs an audit subcommand; returns the process exit status.
 pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
     match command {
-        AuditCommand::Verify { dir, key } => verify(&dir, key.as_deref()),
+        AuditCommand::Verify {
+            dirs,
+            keys,
+            gateway,
+            pki,
+            caller,
+            state,
+        } => match (gateway, pki) {
+            (Some(gateway), Some(pki)) => {
+                let conn = Connection {
+                    gateway,
+                    pki,
+                    caller,
+                };
+                deployment::verify(&conn, state.as_deref()).await
+            }
+            _ => offline::verify(&dirs, &keys),
+        },
         AuditCommand::Reindex { dir } => {
             let n = audit::reindex(&dir)?;
             println!(
@@ -208,6 +250,15 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             .map(|()| true),
         AuditCommand::Checkpoints { conn } => receipt::checkpoints(&conn).await,
         AuditCommand::CheckReceipt { receipt, key } => check_receipt(&receipt, key.as_deref()),
+        AuditCommand::BenchReplicas(args) => {
+            let run = crate::tools::bench::replicas::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&run)?);
+            } else {
+                println!("\n{}", crate::tools::bench::replicas::render(&run));
+            }
+            Ok(true)
+        }
         AuditCommand::Bench {
             entries,
             concurrency,
@@ -224,55 +275,6 @@ fn read_verifier(path: &Path) -> anyhow::Result<NoteVerifier> {
         .map_err(|e| anyhow::anyhow!("cannot read verifier key {}: {e}", path.display()))?;
     NoteVerifier::from_text(text.trim())
         .map_err(|e| anyhow::anyhow!("{} is not a signed-note verifier key: {e}", path.display()))
-}
-
-fn verify(dir: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
-    let verifier = key.map(read_verifier).transpose()?;
-    let report = audit::verify::verify(dir, verifier);
-    for note in &report.notes {
-        println!("note: {note}");
-    }
-    match &report.latest {
-        Some(c) if report.archive => println!(
-            "archive: {} entries (sealed segments), {} of {} checkpoints checked against them; latest checkpoint: size {} root {}{}",
-            report.entries,
-            report.checkpoints,
-            report.checkpoints + report.uncovered.len(),
-            c.size,
-            b64(&c.root),
-            if c.size > report.entries {
-                format!(
-                    "; entries {}..{} not in the archive (tail segment)",
-                    report.entries, c.size
-                )
-            } else {
-                String::new()
-            }
-        ),
-        Some(c) => println!(
-            "{} entries, {} checkpoints checked; latest checkpoint: size {} root {}",
-            report.entries,
-            report.checkpoints,
-            c.size,
-            b64(&c.root)
-        ),
-        None => println!("{} entries, no checkpoint yet", report.entries),
-    }
-    if report.ok() && report.archive {
-        println!(
-            "OK: the archive {} verifies: {} entries, checked against the checkpoint of size {}",
-            dir.display(),
-            report.entries,
-            report.covered
-        );
-    } else if report.ok() {
-        println!("OK: {} verifies", dir.display());
-    } else {
-        for problem in &report.problems {
-            println!("FAIL: {problem}");
-        }
-    }
-    Ok(report.ok())
 }
 
 fn b64(bytes: &[u8]) -> String {
