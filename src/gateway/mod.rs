@@ -39,7 +39,7 @@ use std::time::Duration;
 use tonic::body::Body;
 use tower::ServiceExt as _;
 
-pub use server::run;
+pub use server::{listen, run, Listening};
 
 /// HTTP/2 flow-control window per stream, both legs: a default-size
 /// (4 MiB) message flows without waiting for a window update.

@@ -33,5 +33,6 @@ mod replicas_lb_bus;
 mod replicas_registry;
 mod resilience;
 mod routing;
+mod serve_signals;
 mod support;
 mod telemetry;

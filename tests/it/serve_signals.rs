@@ -1,0 +1,60 @@
+//! `jisr serve` and its signals: the address files say the node is up only
+//! once it takes SIGHUP as a reload, so a supervisor that reloads as soon as
+//! it sees them never kills the node (SIGHUP's default action) nor loses
+//! the reload.
+
+use std::time::{Duration, Instant};
+
+use crate::support::proc::{jisr, Proc};
+use crate::support::{self, Pki, Upstreams};
+
+#[test]
+fn a_sighup_sent_as_soon_as_the_address_file_appears_is_a_reload() {
+    let pki = Pki::new();
+    let upstreams = Upstreams {
+        // Nothing is called through them: the test only reloads.
+        civil_status: "127.0.0.1:9".into(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    // No file polling: a reload can only come from the signal.
+    let config = support::gateway_config(&pki, &upstreams, "reload_poll_ms = 0", "");
+    let path = support::write_config(&pki, "hup", &config);
+    let addr_file = pki.root().join("hup.addr");
+    let mut proc = Proc::spawn(
+        "hup",
+        jisr()
+            .arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .arg("--addr-file")
+            .arg(&addr_file),
+    );
+    // Polled tightly, so the signal lands as close to the file as a
+    // supervisor watching it would send it.
+    let start = Instant::now();
+    while !addr_file.exists() {
+        let exited = proc.child.as_mut().unwrap().try_wait().unwrap();
+        assert!(
+            exited.is_none(),
+            "exited before listening:\n{}",
+            proc.logs()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no address file; log:\n{}",
+            proc.logs()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    proc.hangup();
+
+    let logs = proc.wait_log("configuration reloaded");
+    assert!(
+        logs.contains("SIGHUP: reloading the configuration"),
+        "{logs}"
+    );
+    let exited = proc.child.as_mut().unwrap().try_wait().unwrap();
+    assert!(exited.is_none(), "the SIGHUP ended it: {exited:?}\n{logs}");
+    assert!(proc.terminate().success(), "{}", proc.logs());
+}
