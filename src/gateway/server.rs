@@ -77,6 +77,14 @@ pub async fn listen(
             tracing::warn!(%node, error = %e, "gateway listening on an address it cannot name")
         }
     }
+    // The first answer before `/readyz` is served, then one in the
+    // background every interval: a `/readyz` request never waits on Redis.
+    gateway.telemetry.ready().probe_store().await;
+    let telemetry = gateway.telemetry.clone();
+    tokio::spawn(async move {
+        let stopped = telemetry.stopped();
+        telemetry.ready().probe_store_until(stopped).await;
+    });
     if let Some(admin) = admin {
         if let Ok(addr) = admin.local_addr() {
             tracing::info!(%addr, "admin listener (/metrics, /healthz, /readyz)");
