@@ -80,6 +80,9 @@ pub enum StartError {
     /// Another live replica holds this node id.
     #[error("{0}")]
     Registry(#[from] crate::cluster::RegistryError),
+    /// The replica's instance token cannot be read or made.
+    #[error("{0}")]
+    Token(#[from] crate::cluster::token::TokenError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].
