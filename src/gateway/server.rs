@@ -99,6 +99,11 @@ pub async fn listen(
 }
 
 impl Listening {
+    /// The gateway about to serve (its reload status, telemetry, …).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
     /// Serves until `shutdown` resolves, reloading the configuration on
     /// SIGHUP and when its files change (see [`super::reload`]). Then stops
     /// accepting, lets in-flight calls finish within the drain timeout,

@@ -58,3 +58,49 @@ fn a_sighup_sent_as_soon_as_the_address_file_appears_is_a_reload() {
     assert!(exited.is_none(), "the SIGHUP ended it: {exited:?}\n{logs}");
     assert!(proc.terminate().success(), "{}", proc.logs());
 }
+
+/// The order itself, in this process (one process per test): a SIGHUP
+/// that arrives after `gateway::listen` returned and before the gateway
+/// serves is kept and applied once it serves. Were the handler installed
+/// later, the signal's default action would end this test's process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_between_listen_and_serve_is_kept_and_applied() {
+    let pki = Pki::new();
+    let upstreams = Upstreams {
+        civil_status: "127.0.0.1:9".into(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    let config = support::gateway_config(&pki, &upstreams, "reload_poll_ms = 0", "");
+    let path = support::write_config(&pki, "held", &config);
+    let config = jisr::config::Config::load(&path).unwrap();
+    let (gateway, _) = jisr::gateway::Gateway::build(&config).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listening = jisr::gateway::listen(gateway, listener, None).await;
+    let status = listening.gateway().reload_status().clone();
+
+    let pid = std::process::id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    assert_eq!(status.reloads(), 0, "reloaded before serving");
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(listening.serve(async {
+        let _ = stopped.await;
+    }));
+    let start = Instant::now();
+    while status.reloads() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the SIGHUP was not applied: {:?}",
+            status.last_error()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status.failures(), 0, "{:?}", status.last_error());
+    let _ = stop.send(());
+    serving.await.unwrap();
+}
