@@ -8,9 +8,13 @@
 //! An entry lives as long as its heartbeat: it is set with a TTL
 //! (`[node] registration_ttl_ms`) that the holder renews every third of it,
 //! and removed at a clean shutdown. A node killed outright holds its id for
-//! at most one TTL more. Redis being down never stops a node from starting:
-//! it logs a warning and registers as soon as Redis answers.
+//! at most one TTL more, except to itself: a replica restarted with the
+//! same audit log (the same [`token`]) takes its registration back at once,
+//! so an orchestrator restarting a crashed replica does not crash-loop it
+//! for a TTL. Redis being down never stops a node from starting: it logs a
+//! warning and registers as soon as Redis answers.
 
 mod registry;
+pub mod token;
 
 pub use registry::{NodeEntry, Registration, Registry, RegistryError};

@@ -1,7 +1,10 @@
 //! The registry of live nodes in the shared Redis: one key per node id,
 //! `jisr:node:{<node-id>}`, holding a [`NodeEntry`] as JSON, claimed with
 //! `SET NX PX` and renewed by its holder only (a script compares the
-//! instance id before touching the key). A set, `jisr:nodes`, names the ids
+//! instance id before touching the key). At start a live entry with the
+//! same owner (the SHA-256 of the replica's instance token, see
+//! [`super::token`]) is the same replica's, left by a crash: it is taken
+//! over at once. A set, `jisr:nodes`, names the ids
 //! so that [`Registry::list`] works on a Redis Cluster too, where keys of
 //! different slots cannot be scanned as one.
 
@@ -12,13 +15,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::redis::{Error, Shared};
 
+mod heartbeat;
+use heartbeat::heartbeat;
+
 /// The set of registered node ids.
 const MEMBERS: &str = "jisr:nodes";
 
-/// Claims the key if free (`""`), else returns its holder's entry.
+/// Claims the key if free (`{0, ''}`); else takes it over if its holder
+/// has owner ARGV[3] (not empty) (`{1, previous}`); else returns its
+/// holder's entry (`{2, holder}`).
 const CLAIM: &str = r"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return '' end
-return redis.call('GET', KEYS[1]) or ''
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return {0, ''} end
+local v = redis.call('GET', KEYS[1]) or ''
+if ARGV[3] ~= '' then
+  local ok, held = pcall(cjson.decode, v)
+  if ok and type(held) == 'table' and held.owner == ARGV[3] then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return {1, v}
+  end
+end
+return {2, v}
 ";
 
 /// Replaces the entry and renews its TTL if the key is held by instance
@@ -52,6 +68,10 @@ pub struct NodeEntry {
     pub verifier_key: String,
     /// When it started, in milliseconds since the Unix epoch.
     pub started_ms: u64,
+    /// The SHA-256 of its instance token (see [`super::token`]): a restart
+    /// of the same replica shows the same; empty when not given.
+    #[serde(default)]
+    pub owner: String,
 }
 
 impl NodeEntry {
@@ -66,6 +86,16 @@ impl NodeEntry {
             address: address.to_owned(),
             verifier_key: verifier_key.to_owned(),
             started_ms,
+            owner: String::new(),
+        }
+    }
+
+    /// The entry of the replica holding instance token `token`.
+    #[must_use]
+    pub fn owned_by(self, token: &str) -> Self {
+        Self {
+            owner: super::token::owner(token),
+            ..self
         }
     }
 
@@ -92,7 +122,7 @@ impl NodeEntry {
 pub enum RegistryError {
     /// Another live instance holds the node id.
     #[error(
-        "node id `{node}` is already live in this deployment: {holder}; give each replica its own node id (`[node] id`, or `id_from = \"env\"` / `\"hostname\"`); if that replica is gone, wait up to {} s for its registration to expire",
+        "node id `{node}` is already live in this deployment: {holder}; give each replica its own node id (`[node] id`, or `id_from = \"env\"` / `\"hostname\"`); if that replica is gone, start it again with its own audit log (its instance token) to take its registration back at once, or wait up to {} s for the registration to expire",
         .ttl.as_secs_f64().ceil()
     )]
     Taken {
@@ -115,6 +145,8 @@ pub struct Registry {
 /// What a claim found.
 enum Claim {
     Ours,
+    /// Ours, taken over from a previous instance of this replica (its entry).
+    TookOver(String),
     Held(String),
 }
 
@@ -133,8 +165,12 @@ impl Registry {
     /// not answer, logs a warning and registers once it does: a replica
     /// starts without its Redis, as it serves without it.
     pub async fn register(&self, entry: NodeEntry) -> Result<Registration, RegistryError> {
-        let registered = match self.claim(&entry).await {
+        let registered = match self.claim(&entry, true).await {
             Ok(Claim::Ours) => true,
+            Ok(Claim::TookOver(previous)) => {
+                tracing::info!(node = %entry.node, previous = %describe(&previous), "took over this replica's own registration, left by its previous instance (same instance token)");
+                true
+            }
             Ok(Claim::Held(holder)) => {
                 return Err(RegistryError::Taken {
                     node: entry.node.clone(),
@@ -204,9 +240,16 @@ impl Registry {
             .await
     }
 
-    async fn claim(&self, entry: &NodeEntry) -> Result<Claim, Error> {
+    /// Claims the node id; with `take_over`, also from a live entry of the
+    /// same owner (at start only: the heartbeat never takes an entry back).
+    async fn claim(&self, entry: &NodeEntry, take_over: bool) -> Result<Claim, Error> {
         let (key, value, ttl) = (Self::key(&entry.node), entry.json(), self.ttl_ms());
-        let held: String = self
+        let owner = if take_over {
+            entry.owner.clone()
+        } else {
+            String::new()
+        };
+        let (status, held): (i64, String) = self
             .redis
             .call("register the node", |mut conn| async move {
                 let script = redis::Script::new(CLAIM);
@@ -214,15 +257,20 @@ impl Registry {
                     .key(key)
                     .arg(value)
                     .arg(ttl)
+                    .arg(owner)
                     .invoke_async(&mut conn)
                     .await
             })
             .await?;
-        if !held.is_empty() {
+        if status == 2 {
             return Ok(Claim::Held(held));
         }
         self.add_member(&entry.node).await?;
-        Ok(Claim::Ours)
+        Ok(if status == 1 {
+            Claim::TookOver(held)
+        } else {
+            Claim::Ours
+        })
     }
 
     async fn add_member(&self, node: &str) -> Result<(), Error> {
@@ -330,45 +378,6 @@ impl Drop for Registration {
         // Without heartbeats the entry expires within its TTL.
         if let Some(task) = lock(&self.heartbeat).take() {
             task.abort();
-        }
-    }
-}
-
-/// Renews the entry every third of its TTL; claims it again when it was
-/// lost (Redis was down at start, restarted empty, or failed over). Logs
-/// only when the state changes, not at every beat.
-async fn heartbeat(registry: Registry, entry: Arc<Mutex<NodeEntry>>, mut registered: bool) {
-    let mut conflict = false;
-    loop {
-        tokio::time::sleep(registry.ttl / 3).await;
-        let current = lock(&entry).clone();
-        let outcome = match registry.renew(&current).await {
-            Ok(true) => Ok(None),
-            Ok(false) => registry.claim(&current).await.map(|claim| match claim {
-                Claim::Ours => None,
-                Claim::Held(holder) => Some(holder),
-            }),
-            Err(e) => Err(e),
-        };
-        match outcome {
-            Ok(None) => {
-                if !registered || conflict {
-                    tracing::info!(node = %current.node, "registered in the replica registry");
-                }
-                (registered, conflict) = (true, false);
-            }
-            Ok(Some(holder)) => {
-                if !conflict {
-                    tracing::error!(node = %current.node, holder = %describe(&holder), "another replica holds this node id: two nodes now write logs under one name; stop one and give each replica its own node id");
-                }
-                (registered, conflict) = (false, true);
-            }
-            Err(e) => {
-                if registered {
-                    tracing::warn!(node = %current.node, error = %e, "cannot renew the node's registration; retrying");
-                }
-                registered = false;
-            }
         }
     }
 }

@@ -98,7 +98,11 @@ async fn register(
         .clone()
         .unwrap_or_else(|| config.node.listen.to_string());
     let verifier = gateway.recorder.log.verifier().to_text();
-    let entry = crate::cluster::NodeEntry::starting(config.node.id.as_str(), &address, &verifier);
+    // Kept beside the audit log, whose lock this process holds: proof that
+    // a live entry with the same token is this replica's, left by a crash.
+    let token = crate::cluster::token::load_or_create(&config.audit.dir)?;
+    let entry = crate::cluster::NodeEntry::starting(config.node.id.as_str(), &address, &verifier)
+        .owned_by(&token);
     let registry = crate::cluster::Registry::new(redis, config.node.registration_ttl);
     Ok(Some(registry.register(entry).await?))
 }

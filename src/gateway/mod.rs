@@ -40,7 +40,7 @@ use std::time::Duration;
 use tonic::body::Body;
 use tower::ServiceExt as _;
 
-pub use server::run;
+pub use server::{listen, run, Listening};
 
 /// HTTP/2 flow-control window per stream, both legs: a default-size
 /// (4 MiB) message flows without waiting for a window update.
@@ -84,6 +84,9 @@ pub enum StartError {
     /// The web console's certificate or sign-in key.
     #[error("{0}")]
     Console(#[from] crate::console::ConsoleError),
+    /// The replica's instance token cannot be read or made.
+    #[error("{0}")]
+    Token(#[from] crate::cluster::token::TokenError),
 }
 
 /// A gateway node: what survives reloads, and the current [`Routing`].

@@ -194,16 +194,13 @@ async fn current_fingerprint(gateway: &Gateway) -> [u8; 32] {
 }
 
 /// Reloads on SIGHUP and when the watched files change, until aborted.
-pub(super) fn spawn_watcher(gateway: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+/// `hangup` was installed by [`super::server::listen`] before the node said
+/// it was up, so no SIGHUP falls between the two.
+pub(super) fn spawn_watcher(
+    gateway: Arc<Gateway>,
+    mut hangup: Option<tokio::signal::unix::Signal>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-        {
-            Ok(s) => Some(s),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
-                None
-            }
-        };
         let mut seen = current_fingerprint(&gateway).await;
         loop {
             let poll = gateway.routing().config.node.reload_poll;

@@ -24,11 +24,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_STREAMS: u32 = 1024;
 
 /// Serves a built gateway on `listener`, and `/metrics`, `/healthz` and
-/// `/readyz` on `admin` (none when `None`), until `shutdown` resolves.
-/// Meanwhile it reloads its configuration on SIGHUP and when its files
-/// change (see [`super::reload`]). Then it stops accepting, lets in-flight
-/// calls finish within the drain timeout, closes the audit log with a final
-/// checkpoint, and returns.
+/// `/readyz` on `admin` (none when `None`), until `shutdown` resolves:
+/// [`listen`] then [`Listening::serve`].
 ///
 /// This is what `jisr serve`, the demo and the black-box tests run, each
 /// after [`Gateway::build`]: the gateway is built before any port is bound,
@@ -40,6 +37,36 @@ pub async fn run(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) {
+    listen(gateway, listener, admin).await.serve(shutdown).await;
+}
+
+/// A gateway about to serve: its SIGHUP handler is installed, its listener
+/// advertised to the other replicas and its admin listener answering.
+/// Whatever tells the outside world the node is up (`serve --addr-file`)
+/// comes after [`listen`], so a SIGHUP sent once it is seen is a reload,
+/// never lost nor the signal's default action (terminate).
+#[derive(Debug)]
+pub struct Listening {
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    hangup: Option<tokio::signal::unix::Signal>,
+}
+
+/// Readies a built gateway to serve on `listener` (and the admin listener):
+/// see [`Listening`].
+pub async fn listen(
+    gateway: Gateway,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+) -> Listening {
+    // First, before any await: from here on SIGHUP is queued for the watcher.
+    let hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload on file change only");
+            None
+        }
+    };
     let node = gateway.routing().config.node.id.clone();
     match listener.local_addr() {
         Ok(addr) => {
@@ -50,19 +77,51 @@ pub async fn run(
             tracing::warn!(%node, error = %e, "gateway listening on an address it cannot name")
         }
     }
+    // The first answer before `/readyz` is served, then one in the
+    // background every interval: a `/readyz` request never waits on Redis.
+    gateway.telemetry.ready().probe_store().await;
+    let telemetry = gateway.telemetry.clone();
+    tokio::spawn(async move {
+        let stopped = telemetry.stopped();
+        telemetry.ready().probe_store_until(stopped).await;
+    });
     if let Some(admin) = admin {
         if let Ok(addr) = admin.local_addr() {
             tracing::info!(%addr, "admin listener (/metrics, /healthz, /readyz)");
         }
         gateway.spawn_admin(admin);
     }
-    serve(Arc::new(gateway), listener, shutdown).await;
+    Listening {
+        gateway: Arc::new(gateway),
+        listener,
+        hangup,
+    }
+}
+
+impl Listening {
+    /// The gateway about to serve (its reload status, telemetry, …).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Serves until `shutdown` resolves, reloading the configuration on
+    /// SIGHUP and when its files change (see [`super::reload`]). Then stops
+    /// accepting, lets in-flight calls finish within the drain timeout,
+    /// closes the audit log with a final checkpoint, and returns.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        serve(self.gateway, self.listener, self.hangup, shutdown).await;
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then drains and closes.
-async fn serve(gateway: Arc<Gateway>, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+async fn serve(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    hangup: Option<tokio::signal::unix::Signal>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
-    let watcher_task = super::reload::spawn_watcher(gateway.clone());
+    let watcher_task = super::reload::spawn_watcher(gateway.clone(), hangup);
     tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
     let lanes = start_lanes(&gateway);

@@ -55,7 +55,7 @@ async fn answer(telemetry: &Telemetry, request: Request<Incoming>) -> Response<F
     match request.uri().path() {
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => {
-            let checks = telemetry.ready().check().await;
+            let checks = telemetry.ready().check();
             let ready = super::ready::is_ready(&checks);
             let mut body = String::from(if ready { "ready\n" } else { "not ready\n" });
             for c in &checks {
@@ -76,7 +76,7 @@ async fn answer(telemetry: &Telemetry, request: Request<Incoming>) -> Response<F
             text(status, body)
         }
         "/metrics" => {
-            let checks = telemetry.ready().check().await;
+            let checks = telemetry.ready().check();
             let body = telemetry.prometheus(&checks);
             let mut response = text(StatusCode::OK, body);
             response.headers_mut().insert(

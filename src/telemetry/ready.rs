@@ -4,7 +4,11 @@
 //! needed to be ready: without it the node still serves every law-based
 //! exchange, and refuses only what rests on consent (CONSENT_UNAVAILABLE);
 //! a load balancer that dropped every replica when Redis fails would refuse
-//! those too. Checked on each `/readyz` request.
+//! those too. Checked on each `/readyz` request, which never waits on Redis:
+//! the consent store is probed in the background every
+//! [`STORE_PROBE_INTERVAL`], each probe bounded by [`STORE_PROBE_DEADLINE`],
+//! and `/readyz` shows the last answer (at most their sum old), so a Redis
+//! that hangs cannot make a load balancer's check time out.
 
 use super::view::Probe;
 use crate::audit::AuditLog;
@@ -12,8 +16,15 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
+
+/// How often the consent store's Redis is probed for `/readyz`.
+pub const STORE_PROBE_INTERVAL: Duration = Duration::from_millis(500);
+/// A probe unanswered this long counts as the store being down: a Redis
+/// that takes longer to answer a PING does not serve consent calls either.
+pub const STORE_PROBE_DEADLINE: Duration = Duration::from_secs(1);
 
 /// One readiness check's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,10 +64,18 @@ pub struct Readiness {
     serving: std::sync::Mutex<Serving>,
     audit: Arc<AuditLog>,
     /// The shared consent store's Redis, when there is one.
-    redis: Option<Arc<dyn Probe>>,
+    store: Option<Store>,
     /// The bus, which reports data Redis lost (see [`super::bus::check`]).
     bus: std::sync::OnceLock<Arc<crate::bus::Figures>>,
     draining: AtomicBool,
+}
+
+/// The shared consent store as the background probe last found it.
+#[derive(Debug)]
+struct Store {
+    probe: Arc<dyn Probe>,
+    /// The last probe's answer: what `/readyz` shows.
+    last: Mutex<Result<(), String>>,
 }
 
 /// The node certificate's validity (unix seconds) and the routable methods.
@@ -81,7 +100,10 @@ impl Readiness {
                 methods,
             }),
             audit,
-            redis,
+            store: redis.map(|probe| Store {
+                probe,
+                last: Mutex::new(Err("not probed yet".into())),
+            }),
             bus: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
         }
@@ -115,8 +137,47 @@ impl Readiness {
         }
     }
 
-    /// Runs every check.
-    pub async fn check(&self) -> Vec<Check> {
+    /// Asks the consent store once, bounded by [`STORE_PROBE_DEADLINE`],
+    /// and keeps the answer for `/readyz`; logs when the store goes down or
+    /// comes back.
+    pub async fn probe_store(&self) {
+        let Some(store) = &self.store else { return };
+        let answer = tokio::time::timeout(STORE_PROBE_DEADLINE, store.probe.probe())
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "Redis did not answer a PING within {} ms; check that it runs and is not overloaded",
+                    STORE_PROBE_DEADLINE.as_millis()
+                ))
+            });
+        let was_up = std::mem::replace(&mut *lock(&store.last), answer.clone()).is_ok();
+        match answer {
+            Err(why) if was_up => {
+                tracing::warn!(reason = %why, "the consent store is down: consent calls are refused, law-based exchanges are served")
+            }
+            Ok(()) if !was_up => tracing::info!("the consent store answers"),
+            _ => {}
+        }
+    }
+
+    /// Probes the consent store every [`STORE_PROBE_INTERVAL`] until
+    /// `stopped` turns true (at once when there is no shared store).
+    pub async fn probe_store_until(&self, mut stopped: watch::Receiver<bool>) {
+        if self.store.is_none() {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(STORE_PROBE_INTERVAL) => {}
+                _ = stopped.wait_for(|s| *s) => return,
+            }
+            self.probe_store().await;
+        }
+    }
+
+    /// Runs every check; the consent store's is the background probe's
+    /// last answer, so this never waits.
+    pub fn check(&self) -> Vec<Check> {
         let mut checks = Vec::with_capacity(5);
         let (cert, methods) = {
             let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
@@ -128,8 +189,8 @@ impl Readiness {
         checks.push(certificate_check(&cert, now));
         checks.push(catalogue_check(methods));
         checks.push(self.audit_check());
-        if let Some(store) = &self.redis {
-            checks.push(consent_store_check(store.probe().await));
+        if let Some(store) = &self.store {
+            checks.push(consent_store_check(lock(&store.last).clone()));
         }
         if let Some(loss) = self.bus.get().and_then(|b| b.loss()) {
             checks.push(super::bus::check(&loss));
@@ -163,6 +224,11 @@ impl Readiness {
             },
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The answer is replaced whole under the lock: never half-written.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The shared consent store's state and what the node serves because of it.

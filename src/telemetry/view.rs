@@ -2,8 +2,9 @@
 //! gateway's reloads and provider pools ([`GatewayView`]) and the shared
 //! Redis readiness asks after ([`Probe`]). Telemetry defines these and the
 //! gateway implements them, so telemetry knows nothing of the gateway's
-//! types and the dependency points one way. Both are read when metrics are
-//! scraped or `/readyz` is asked, never on the exchange path.
+//! types and the dependency points one way. Neither is read on the
+//! exchange path: the view when metrics are scraped, the probe by
+//! readiness's background task (never by a `/readyz` request).
 
 use std::future::Future;
 use std::pin::Pin;

@@ -88,9 +88,11 @@ async fn a_frozen_redis_refuses_consent_calls_in_time_and_law_based_calls_flow()
             .await
             .expect("a law-based call while Redis is frozen");
     }
-    let (status, body) = crate::support::admin::get(&gw.admin, "/readyz").await;
+    // Polled: readiness shows the background probe's last answer (changed
+    // in issue 16: the first /readyz after the freeze used to say DOWN).
+    let (status, body) =
+        crate::support::admin::wait_readyz(&gw.admin, "DOWN consent store: ").await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("DOWN consent store: "), "{body}");
     drop(frozen);
 
     // Continued: the same consent serves again, without a restart.
@@ -102,6 +104,52 @@ async fn a_frozen_redis_refuses_consent_calls_in_time_and_law_based_calls_flow()
         assert!(Instant::now() < deadline, "no consent call after SIGCONT");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `/readyz` never waits on Redis: with a frozen Redis and the longest
+/// store bound (10 s), `/readyz` shows the store DOWN (the background
+/// probe's answer) while the node stays ready. Before issue 16 each
+/// `/readyz` pinged Redis and waited the whole store bound, past this
+/// poll's deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_answers_while_redis_is_frozen_showing_the_store_down() {
+    let redis = Redis::start();
+    let (_pki, gw, _addr, _echos) = echo_network(
+        "",
+        &format!(
+            "{CONSENT_RULES}\n[consent]\nredis_url = \"{}\"\ntimeout_ms = 10000\n",
+            redis.url()
+        ),
+    )
+    .await;
+    crate::support::admin::wait_readyz(&gw.admin, "ok   consent store: answers").await;
+
+    let frozen = Frozen::freeze(&redis);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let (status, body) = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (status, body) =
+            tokio::time::timeout(left, crate::support::admin::get(&gw.admin, "/readyz"))
+                .await
+                .expect("no /readyz answer showing the store DOWN before the deadline");
+        if body.contains("DOWN consent store: ") {
+            break (status, body);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ready\n"), "{body}");
+    assert!(
+        body.contains("Redis did not answer a PING within 1000 ms"),
+        "{body}"
+    );
+    // Asked again while still frozen: answered again, still DOWN.
+    let (status, body) = crate::support::admin::get(&gw.admin, "/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("DOWN consent store: "), "{body}");
+
+    drop(frozen);
+    crate::support::admin::wait_readyz(&gw.admin, "ok   consent store: answers").await;
 }
 
 /// Fails naming the form when `citizen`'s id is in any blob: in clear, or

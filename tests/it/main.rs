@@ -36,5 +36,6 @@ mod replicas_registry;
 mod replicas_verify;
 mod resilience;
 mod routing;
+mod serve_signals;
 mod support;
 mod telemetry;

@@ -95,6 +95,60 @@ fn a_second_replica_with_a_live_node_id_refuses_to_start_naming_the_first() {
     assert!(!entry.contains(&first_addr), "{entry}");
 }
 
+/// A replica SIGKILLed and restarted at once with its own audit log (its
+/// instance token) takes its registration back without waiting for the
+/// TTL; another log under the same node id is still refused.
+#[test]
+fn a_killed_replica_restarted_with_its_own_log_takes_its_registration_back_at_once() {
+    let pki = Pki::new();
+    let redis = Redis::start();
+    // A TTL far longer than the test: only the takeover can let it start.
+    let config = |name: &str| {
+        config(&pki, &redis, name, "").replace(
+            &format!("registration_ttl_ms = {TTL_MS}"),
+            "registration_ttl_ms = 600000",
+        )
+    };
+    let (mut first, first_addr) = support::spawn_gateway(&pki, "own", &config("own"));
+    first.wait_log("gateway listening");
+    let token = pki.root().join("own-audit").join("instance.token");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&token).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "{}", token.display());
+    first.kill();
+    let left = registration(&redis, "gw-1").expect("a SIGKILL leaves the registration");
+    assert!(left.contains(&first_addr), "{left}");
+
+    // Another replica (its own log) with the same id: refused, as before.
+    let (status, logs) = serve_until_exit(&pki, "stranger", &config("stranger"));
+    assert!(!status.success(), "{logs}");
+    assert!(
+        logs.contains("node id `gw-1` is already live in this deployment"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains(&format!("at {first_addr} started ")),
+        "{logs}"
+    );
+
+    // The same replica (same log dir), restarted at once: it starts.
+    let (again, again_addr) = support::spawn_gateway(&pki, "own", &config("own"));
+    let logs = again.wait_log("gateway listening");
+    assert!(
+        logs.contains("took over this replica's own registration"),
+        "{logs}"
+    );
+    let entry = registration(&redis, "gw-1").expect("registered again");
+    let start = Instant::now();
+    let mut entry = entry;
+    // The bound address is written just after the takeover.
+    while !entry.contains(&again_addr) {
+        assert!(start.elapsed() < Duration::from_secs(10), "{entry}");
+        std::thread::sleep(Duration::from_millis(20));
+        entry = registration(&redis, "gw-1").expect("registered again");
+    }
+}
+
 #[test]
 fn the_heartbeat_keeps_the_registration_alive_and_it_expires_after_a_kill() {
     let pki = Pki::new();

@@ -120,13 +120,17 @@ fn serve(
                 )
             })?;
         let admin = bind_admin(&config).await?;
+        let (addr, admin_addr) = (listener.local_addr()?, admin.local_addr()?);
+        // The address files say the node is up: written once it takes
+        // SIGHUP as a reload (see `gateway::Listening`).
+        let listening = gateway::listen(gateway, listener, Some(admin)).await;
         if let Some(file) = admin_addr_file {
-            demo::write_atomic(file, &admin.local_addr()?.to_string())?;
+            demo::write_atomic(file, &admin_addr.to_string())?;
         }
         if let Some(file) = addr_file {
-            demo::write_atomic(file, &listener.local_addr()?.to_string())?;
+            demo::write_atomic(file, &addr.to_string())?;
         }
-        gateway::run(gateway, listener, Some(admin), shutdown_signal()).await;
+        listening.serve(shutdown_signal()).await;
         Ok(())
     })
 }

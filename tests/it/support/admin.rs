@@ -24,6 +24,24 @@ pub async fn get(addr: &str, path: &str) -> (u16, String) {
     (status, body.to_owned())
 }
 
+/// Polls `/readyz` (up to 10 s) until its body contains `needle`; returns
+/// that answer. Readiness shows what a background probe last found, so a
+/// change (Redis killed, frozen, back) shows within a probe or two.
+pub async fn wait_readyz(addr: &str, needle: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        let (status, body) = get(addr, "/readyz").await;
+        if body.contains(needle) {
+            return (status, body);
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "/readyz never showed {needle:?}; last:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Polls `/metrics` (up to 10 s) until a line starts with `line`; returns it.
 pub async fn wait_metric(addr: &str, line: &str) -> String {
     let start = Instant::now();
