@@ -105,6 +105,14 @@ pub async fn run(args: &ReplicasBenchArgs) -> anyhow::Result<ReplicasRun> {
         root.join("pseudonym.key"),
         format!("{}\n", crate::audit::keys::hex(&PSEUDONYM_KEY)),
     )?;
+    // Shared by every replica and made before any of them runs, as `jisr
+    // keys init` makes it: a node whose log exists refuses to start
+    // without it rather than make a new one.
+    let consent_signer = NoteSigner::generate(&format!("{TRUST_DOMAIN}/jisr/consents"))?;
+    std::fs::write(
+        root.join("consent-signing.key"),
+        format!("{}\n", consent_signer.to_secret_text()),
+    )?;
     let nodes: Vec<String> = (1..=args.replicas).map(|k| format!("gw-{k}")).collect();
     let started = Instant::now();
     let mut entries = 0;
@@ -148,6 +156,11 @@ async fn prefill(
         root.join(format!("{node}-audit-signing.key")),
         format!("{}\n", signer.to_secret_text()),
     )?;
+    // The node's consent store exists before its log, as on a node that
+    // has run: a node whose log exists refuses to start without it.
+    drop(crate::consent::store::embedded::EmbeddedConsentStore::open(
+        &root.join(format!("{node}-consents.redb")),
+    )?);
     let dir = root.join(format!("{node}-audit"));
     let log = open_signed(&dir, signer)?;
     // Appenders in flight: the writer syncs each batch once.
