@@ -35,6 +35,7 @@ pub(super) const AGENCY_KEYS: &[&str] = &[
     "contracts",
     "connections",
     "roles",
+    "official_prefix",
     // Resilience (read in `resilience.rs`).
     "timeout_ms",
     "max_in_flight",
@@ -361,6 +362,7 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         ("2", "(one per lane, at least 2)"),
     );
     let roles = roles(ctx, s);
+    let official_prefix = official_prefix(ctx, s);
     Some(AgencyConfig {
         id: id?,
         upstreams: upstreams?,
@@ -369,8 +371,33 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         // In 1..=64 (checked by `in_range`), so the cast is lossless.
         connections: connections?.map(|n| n as usize),
         roles: roles?,
+        official_prefix: official_prefix?,
         at: ctx.at(&s.span),
     })
+}
+
+/// `official_prefix`: what every `jisr-official` the agency sends must
+/// start with (by default `<id>.`); `Some(None)` when absent.
+// Wrong (`None`, reported), absent, set: the parser's three states.
+#[allow(clippy::option_option)]
+fn official_prefix(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<String>> {
+    let Some(value) = s.opt_str(ctx, "official_prefix", "\"dgi.\"") else {
+        return s.table.get("official_prefix").is_none().then_some(None);
+    };
+    let text = value.get_ref();
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if valid {
+        return Some(Some(text.clone()));
+    }
+    ctx.error(
+        &value.span(),
+        format!("`official_prefix` = `{text}` in [[agency]] is not a valid prefix"),
+        "use 1 to 64 characters among letters, digits and `-_.:`, e.g. `official_prefix = \"dgi.\"`, or remove the key for the default `<agency id>.`",
+    );
+    None
 }
 
 fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {

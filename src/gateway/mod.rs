@@ -172,6 +172,7 @@ impl Gateway {
             consents: &self.consents,
             terms: &routing.terms,
             limits: &routing.limits,
+            agency: routing.config.agency(consumer),
             telemetry: &self.telemetry,
         };
         if let Some(refusal) = bad_id {

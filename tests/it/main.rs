@@ -24,6 +24,7 @@ mod deploy;
 mod docs;
 mod faults;
 mod lifecycle;
+mod officials;
 mod onboard;
 mod refusals;
 mod reload;
