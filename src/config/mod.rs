@@ -167,6 +167,23 @@ pub struct NodeConfig {
     /// Threads that serve connections, each with its own runtime (see
     /// `gateway::lanes`); 0 (the default) means one per CPU core.
     pub lanes: usize,
+    /// How long connections may stay without a call, and how many may be open.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on the clients' connections, so that connections that never
+/// call cannot hold the node's file descriptors and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the TCP accept to the first request (TLS handshake, HTTP/2
+    /// preface, first request headers); default 10 s.
+    pub first_request: Duration,
+    /// A connection with no call in flight for this long is sent GOAWAY
+    /// and closed; default 300 s.
+    pub idle: Duration,
+    /// Open client connections on the node (peers included); the next is
+    /// closed at once; default 10,000.
+    pub max: usize,
 }
 
 impl NodeConfig {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::table::{Ctx, Section};
-use super::{AgencyConfig, CatalogueConfig, NodeConfig, PurposeConfig, Role};
+use super::{AgencyConfig, CatalogueConfig, ConnectionLimits, NodeConfig, PurposeConfig, Role};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 
@@ -25,6 +25,9 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "id_from",
     "advertise",
     "registration_ttl_ms",
+    "first_request_timeout_ms",
+    "idle_timeout_ms",
+    "max_connections",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
@@ -162,6 +165,7 @@ pub(super) fn node(
     let lanes = bounded(ctx, s, "lanes", (0, MAX_LANES, 0));
     let advertise = s.opt_str(ctx, "advertise", "\"jisr-0.jisr:8443\"");
     let ttl_ms = bounded(ctx, s, "registration_ttl_ms", (500, 3_600_000, 15_000));
+    let connections = connection_limits(ctx, s);
     let (id, id_source) = id?;
     // `{id}` names the node, so one file serves every replica of a
     // StatefulSet (`advertise = "{id}.jisr:8443"`).
@@ -182,6 +186,20 @@ pub(super) fn node(
             .map(|ms| Duration::from_millis(ms as u64)),
         // In 0..=MAX_LANES (checked above).
         lanes: lanes? as usize,
+        connections: connections?,
+    })
+}
+
+/// `first_request_timeout_ms`, `idle_timeout_ms` and `max_connections`.
+fn connection_limits(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<ConnectionLimits> {
+    let first_ms = bounded(ctx, s, "first_request_timeout_ms", (100, 600_000, 10_000));
+    let idle_ms = bounded(ctx, s, "idle_timeout_ms", (100, 86_400_000, 300_000));
+    let max = bounded(ctx, s, "max_connections", (1, 1_000_000, 10_000));
+    // Each within its positive bounds (checked above), so the casts are lossless.
+    Some(ConnectionLimits {
+        first_request: Duration::from_millis(first_ms? as u64),
+        idle: Duration::from_millis(idle_ms? as u64),
+        max: max? as usize,
     })
 }
 

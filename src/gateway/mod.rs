@@ -15,6 +15,7 @@
 
 pub mod body;
 mod build;
+mod connections;
 pub mod exchange;
 mod figures;
 pub mod lanes;

@@ -16,6 +16,7 @@ mod bus_redis_sealed;
 mod bus_retention;
 mod certificates;
 mod cli;
+mod connections;
 mod consent;
 mod consent_cli;
 mod consent_redis;
