@@ -216,7 +216,19 @@ async fn handshake(
     };
     let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
     let consumer = match identity {
-        Ok(PeerIdentity::Agency(id)) => Connected::Agency(id),
+        Ok(PeerIdentity::Agency(id)) if gateway.routing().config.agency(&id).is_some() => {
+            Connected::Agency(id)
+        }
+        Ok(PeerIdentity::Agency(id)) => {
+            // Refused before any request: an agency the node does not know
+            // can neither call its services nor add entries to its log.
+            gateway
+                .telemetry
+                .metrics()
+                .tls_failure(TlsFailure::Undeclared);
+            tracing::warn!(%peer, agency = %id, "connection refused: the agency's certificate is valid but the configuration does not declare it; add an [[agency]] for it (`jisr agency add`) if it should call");
+            return None;
+        }
         Ok(PeerIdentity::Gateway(node)) if gateway.admits_peer(&node) => {
             tracing::debug!(%peer, %node, "peer node connected");
             return Some((stream, Connected::Peer(node)));

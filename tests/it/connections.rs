@@ -119,3 +119,36 @@ async fn closed_by_server_now(stream: &mut TlsStream<TcpStream>) -> bool {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agency_the_configuration_does_not_declare_is_refused_and_counted() {
+    let (pki, gw, addr, _echos) = echo_network("", "").await;
+    let domain = TrustDomain::parse(DOMAIN).unwrap();
+    let ghost = AgencyId::parse("ghost").unwrap();
+    jisr::tools::pki::issue_agency(&pki.dir, Some(&domain), &ghost).unwrap();
+    let entries = || async {
+        let (_, text) = admin::get(&gw.admin, "/metrics").await;
+        text.lines()
+            .find(|l| l.starts_with("jisr_audit_entries_total "))
+            .map(str::to_owned)
+    };
+    let before = entries().await;
+    assert!(before.is_some(), "test bug: no audit entry count");
+    let mut stream = tls(&addr, &pki, "ghost").await.unwrap();
+    assert!(
+        closed_by_server(&mut stream).await,
+        "an undeclared agency's connection must be closed before any request"
+    );
+    let (_, metrics) = admin::get(&gw.admin, "/metrics").await;
+    assert!(
+        metrics.contains("jisr_tls_handshake_failures_total{reason=\"undeclared_agency\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(entries().await, before, "nothing is added to the log");
+    // A declared agency of the same CA is served.
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    let status = call_raw(&education, RawCall::new("/no.Such/Method", Vec::new(), "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+}
