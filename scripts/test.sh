@@ -20,6 +20,9 @@ need_pkg redis-server redis-server
 # The load-balanced replica tests (tests/it/replicas_lb.rs) put their own
 # haproxy, in TCP mode, in front of three `jisr serve` processes.
 need_pkg haproxy haproxy
+# The certificate tests make RSA-1024 and SHA-1 client certificates, which
+# Jisr's own PKI tool refuses to issue.
+need_pkg openssl openssl
 # (nginx joins here with the benchmark work.)
 # The web console's tests drive headless Chromium over WebDriver
 # (tests/it/support/browser.rs).

@@ -176,6 +176,23 @@ pub struct NodeConfig {
     /// Threads that serve connections, each with its own runtime (see
     /// `gateway::lanes`); 0 (the default) means one per CPU core.
     pub lanes: usize,
+    /// How long connections may stay without a call, and how many may be open.
+    pub connections: ConnectionLimits,
+}
+
+/// Bounds on the clients' connections, so that connections that never
+/// call cannot hold the node's file descriptors and memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// From the TCP accept to the first request (TLS handshake, HTTP/2
+    /// preface, first request headers); default 10 s.
+    pub first_request: Duration,
+    /// A connection with no call in flight for this long is sent GOAWAY
+    /// and closed; default 300 s.
+    pub idle: Duration,
+    /// Open client connections on the node (peers included); the next is
+    /// closed at once; default 10,000.
+    pub max: usize,
 }
 
 impl NodeConfig {
@@ -223,6 +240,9 @@ pub struct AgencyConfig {
     pub roles: Vec<Role>,
     /// Timeout, in-flight limit and breaker thresholds towards its upstream.
     pub limits: ProviderLimits,
+    /// What each `jisr-official` it sends must start with; `None`: its
+    /// own namespace, `<id>.` (see [`AgencyConfig::admits_official`]).
+    pub official_prefix: Option<String>,
     /// Where it is declared.
     pub at: Location,
 }
@@ -233,6 +253,29 @@ impl AgencyConfig {
     /// that each lane has a connection of its own (see `gateway::lanes`).
     pub fn connections_on(&self, lanes: usize) -> usize {
         self.connections.unwrap_or(lanes.max(2))
+    }
+
+    /// The form its `jisr-official` values must take, for refusals:
+    /// `tax.…` or the configured prefix followed by `…`.
+    pub fn official_form(&self) -> String {
+        match &self.official_prefix {
+            Some(prefix) => format!("{prefix}…"),
+            None => format!("{}.…", self.id),
+        }
+    }
+
+    /// Whether `official` lies in the agency's namespace: the configured
+    /// prefix, else `<id>.`, followed by at least one character. The value
+    /// is asserted by the consumer; this only keeps one agency from naming
+    /// another's officials.
+    pub fn admits_official(&self, official: &str) -> bool {
+        let rest = match &self.official_prefix {
+            Some(prefix) => official.strip_prefix(prefix.as_str()),
+            None => official
+                .strip_prefix(self.id.as_str())
+                .and_then(|r| r.strip_prefix('.')),
+        };
+        rest.is_some_and(|r| !r.is_empty())
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::table::{Ctx, Section};
-use super::{AgencyConfig, CatalogueConfig, NodeConfig, PurposeConfig, Role};
+use super::{AgencyConfig, CatalogueConfig, ConnectionLimits, NodeConfig, PurposeConfig, Role};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 
@@ -25,6 +25,9 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "id_from",
     "advertise",
     "registration_ttl_ms",
+    "first_request_timeout_ms",
+    "idle_timeout_ms",
+    "max_connections",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
@@ -35,6 +38,7 @@ pub(super) const AGENCY_KEYS: &[&str] = &[
     "contracts",
     "connections",
     "roles",
+    "official_prefix",
     // Resilience (read in `resilience.rs`).
     "timeout_ms",
     "max_in_flight",
@@ -161,6 +165,7 @@ pub(super) fn node(
     let lanes = bounded(ctx, s, "lanes", (0, MAX_LANES, 0));
     let advertise = s.opt_str(ctx, "advertise", "\"jisr-0.jisr:8443\"");
     let ttl_ms = bounded(ctx, s, "registration_ttl_ms", (500, 3_600_000, 15_000));
+    let connections = connection_limits(ctx, s);
     let (id, id_source) = id?;
     // `{id}` names the node, so one file serves every replica of a
     // StatefulSet (`advertise = "{id}.jisr:8443"`).
@@ -181,6 +186,20 @@ pub(super) fn node(
             .map(|ms| Duration::from_millis(ms as u64)),
         // In 0..=MAX_LANES (checked above).
         lanes: lanes? as usize,
+        connections: connections?,
+    })
+}
+
+/// `first_request_timeout_ms`, `idle_timeout_ms` and `max_connections`.
+fn connection_limits(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<ConnectionLimits> {
+    let first_ms = bounded(ctx, s, "first_request_timeout_ms", (100, 600_000, 10_000));
+    let idle_ms = bounded(ctx, s, "idle_timeout_ms", (100, 86_400_000, 300_000));
+    let max = bounded(ctx, s, "max_connections", (1, 1_000_000, 10_000));
+    // Each within its positive bounds (checked above), so the casts are lossless.
+    Some(ConnectionLimits {
+        first_request: Duration::from_millis(first_ms? as u64),
+        idle: Duration::from_millis(idle_ms? as u64),
+        max: max? as usize,
     })
 }
 
@@ -361,6 +380,7 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         ("2", "(one per lane, at least 2)"),
     );
     let roles = roles(ctx, s);
+    let official_prefix = official_prefix(ctx, s);
     Some(AgencyConfig {
         id: id?,
         upstreams: upstreams?,
@@ -369,8 +389,33 @@ pub(super) fn agency(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<AgencyConfig>
         // In 1..=64 (checked by `in_range`), so the cast is lossless.
         connections: connections?.map(|n| n as usize),
         roles: roles?,
+        official_prefix: official_prefix?,
         at: ctx.at(&s.span),
     })
+}
+
+/// `official_prefix`: what every `jisr-official` the agency sends must
+/// start with (by default `<id>.`); `Some(None)` when absent.
+// Wrong (`None`, reported), absent, set: the parser's three states.
+#[allow(clippy::option_option)]
+fn official_prefix(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<String>> {
+    let Some(value) = s.opt_str(ctx, "official_prefix", "\"dgi.\"") else {
+        return s.table.get("official_prefix").is_none().then_some(None);
+    };
+    let text = value.get_ref();
+    let valid = (1..=64).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    if valid {
+        return Some(Some(text.clone()));
+    }
+    ctx.error(
+        &value.span(),
+        format!("`official_prefix` = `{text}` in [[agency]] is not a valid prefix"),
+        "use 1 to 64 characters among letters, digits and `-_.:`, e.g. `official_prefix = \"dgi.\"`, or remove the key for the default `<agency id>.`",
+    );
+    None
 }
 
 fn roles(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Vec<Role>> {

@@ -15,6 +15,7 @@
 
 pub mod body;
 mod build;
+mod connections;
 mod console;
 pub mod exchange;
 mod figures;
@@ -183,6 +184,7 @@ impl Gateway {
             consents: &self.consents,
             terms: &routing.terms,
             limits: &routing.limits,
+            agency: routing.config.agency(consumer),
             telemetry: &self.telemetry,
         };
         if let Some(refusal) = bad_id {

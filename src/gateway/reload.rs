@@ -131,6 +131,10 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
             "`[node] drain_timeout_ms`",
             old.node.drain_timeout != new.node.drain_timeout,
         ),
+        (
+            "`[node] first_request_timeout_ms`, `idle_timeout_ms` or `max_connections`",
+            old.node.connections != new.node.connections,
+        ),
         // Lanes are threads started with the listener.
         ("`[node] lanes`", old.node.lanes != new.node.lanes),
         ("[audit]", old.audit != new.audit),

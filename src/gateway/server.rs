@@ -1,6 +1,7 @@
 //! The listener: TLS handshakes, the caller's identity (read once per
 //! connection), HTTP/2 serving and graceful shutdown.
 
+use super::connections::{Activity, Busy, Connections, Expired, Place, Tracked};
 use super::lanes::Lanes;
 use super::Gateway;
 use crate::identity::{AgencyId, PeerIdentity};
@@ -8,18 +9,19 @@ use crate::telemetry::TlsFailure;
 use crate::tls;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-/// A peer has this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection sent GOAWAY for idleness may take to close
+/// before it is cut.
+const GOAWAY_GRACE: Duration = Duration::from_secs(10);
 /// Concurrent calls per connection.
 const MAX_STREAMS: u32 = 1024;
 
@@ -120,7 +122,7 @@ async fn serve(
     hangup: Option<tokio::signal::unix::Signal>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
+    let connections = Connections::new(gateway.routing().config.node.connections);
     let watcher_task = super::reload::spawn_watcher(gateway.clone(), hangup);
     tokio::spawn(gateway.clone().watch_audit());
     tokio::pin!(shutdown);
@@ -130,14 +132,21 @@ async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, peer)) => {
-                    let watcher = graceful.watcher();
+                    let accepted = Instant::now();
+                    // Over the cap: closed at once, before any TLS work.
+                    let Some(place) = connections.admit(peer) else {
+                        drop(tcp);
+                        continue;
+                    };
                     let gateway = gateway.clone();
                     // Looked up per connection so reloaded certificates
                     // apply to the next handshake; open connections keep theirs.
                     let acceptor = TlsAcceptor::from(gateway.routing().server_tls().clone());
                     let connection = move |tcp| async move {
-                        if let Some((stream, consumer)) = handshake(&gateway, &acceptor, tcp, peer).await {
-                            serve_connection(gateway, stream, consumer, watcher).await;
+                        let deadline = accepted + place.limits().first_request;
+                        if let Some((stream, consumer)) = handshake(&gateway, &acceptor, tcp, (peer, deadline)).await {
+                            let activity = Activity::new(accepted);
+                            serve_connection(gateway, stream, consumer, (place, activity)).await;
                         }
                     };
                     match &lanes {
@@ -161,7 +170,7 @@ async fn serve(
         let _ = stop.send(true);
         let _ = task.await;
     }
-    drain(&gateway, graceful, lanes).await;
+    drain(&gateway, &connections, lanes).await;
 }
 
 /// The lanes' threads, or none (and an error line) when they cannot start:
@@ -186,10 +195,14 @@ fn start_lanes(gateway: &Gateway) -> Option<Lanes> {
 /// Stops serving: `NOT_SERVING`, the open connections' calls finish within
 /// the drain timeout, the rest are closed, then the audit log is closed
 /// with a final checkpoint.
-async fn drain(gateway: &Gateway, graceful: GracefulShutdown, lanes: Option<Lanes>) {
+async fn drain(gateway: &Gateway, connections: &Connections, lanes: Option<Lanes>) {
     gateway.set_not_serving().await;
-    tracing::info!(connections = graceful.count(), "draining in-flight calls");
-    match tokio::time::timeout(gateway.drain_timeout, graceful.shutdown()).await {
+    tracing::info!(
+        connections = connections.count(),
+        "draining in-flight calls"
+    );
+    connections.drain();
+    match tokio::time::timeout(gateway.drain_timeout, connections.all_closed()).await {
         Ok(()) => tracing::info!("drained; gateway stopped"),
         Err(_) => {
             tracing::warn!(timeout = ?gateway.drain_timeout, "drain timed out; closing the remaining connections")
@@ -242,10 +255,11 @@ async fn handshake(
     gateway: &Arc<Gateway>,
     acceptor: &TlsAcceptor,
     tcp: TcpStream,
-    peer: SocketAddr,
+    (peer, deadline): (SocketAddr, Instant),
 ) -> Option<(TlsStream<TcpStream>, Connected)> {
     let _ = tcp.set_nodelay(true);
-    let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    // The handshake counts towards `first_request_timeout_ms`.
+    let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -267,7 +281,19 @@ async fn handshake(
     };
     let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
     let consumer = match identity {
-        Ok(PeerIdentity::Agency(id)) => Connected::Agency(id),
+        Ok(PeerIdentity::Agency(id)) if gateway.routing().config.agency(&id).is_some() => {
+            Connected::Agency(id)
+        }
+        Ok(PeerIdentity::Agency(id)) => {
+            // Refused before any request: an agency the node does not know
+            // can neither call its services nor add entries to its log.
+            gateway
+                .telemetry
+                .metrics()
+                .tls_failure(TlsFailure::Undeclared);
+            tracing::warn!(%peer, agency = %id, "connection refused: the agency's certificate is valid but the configuration does not declare it; add an [[agency]] for it (`jisr agency add`) if it should call");
+            return None;
+        }
         Ok(PeerIdentity::Gateway(node)) if gateway.admits_peer(&node) => {
             tracing::debug!(%peer, %node, "peer node connected");
             return Some((stream, Connected::Peer(node)));
@@ -293,24 +319,33 @@ async fn handshake(
     Some((stream, consumer))
 }
 
-/// Serves HTTP/2 on an authenticated connection until it closes or the
-/// gateway drains.
+/// Serves HTTP/2 on an authenticated connection until it closes, the
+/// gateway drains, no request comes within `first_request_timeout_ms`, or
+/// no call runs for `idle_timeout_ms`.
 async fn serve_connection(
     gateway: Arc<Gateway>,
     stream: TlsStream<TcpStream>,
     consumer: Connected,
-    watcher: Watcher,
+    (place, activity): (Place, Arc<Activity>),
 ) {
+    let limits = place.limits();
+    let mut draining = place.draining();
+    if *draining.borrow_and_update() {
+        return;
+    }
+    let calls = activity.clone();
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         let consumer = consumer.clone();
+        let busy = Busy::new(&calls);
         // Boxed: the call's future is several kilobytes, and hyper moves
         // what it is given into the stream's task (a copy per move).
         Box::pin(async move {
-            Ok::<_, Infallible>(match &consumer {
+            let response = match &consumer {
                 Connected::Agency(agency) => gateway.dispatch(request, agency).await,
                 Connected::Peer(node) => gateway.dispatch_peer(request, node).await,
-            })
+            };
+            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }))
         })
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
@@ -322,7 +357,42 @@ async fn serve_connection(
         .initial_connection_window_size(super::CONNECTION_WINDOW)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .serve_connection(TokioIo::new(stream), service);
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(error = %e, "connection ended with an error");
+    tokio::pin!(connection);
+    let (mut goaway_sent, mut cut_at) = (false, None);
+    loop {
+        let wake = match (cut_at, activity.next(limits)) {
+            (Some(at), _) | (None, Ok(at)) => at,
+            (None, Err(Expired::NoRequest)) => {
+                tracing::debug!(timeout = ?limits.first_request, "connection closed: no request within first_request_timeout_ms");
+                return;
+            }
+            (None, Err(Expired::Idle)) => {
+                tracing::debug!(timeout = ?limits.idle, "idle connection sent GOAWAY (idle_timeout_ms)");
+                if !goaway_sent {
+                    connection.as_mut().graceful_shutdown();
+                    goaway_sent = true;
+                }
+                cut_at = Some(Instant::now() + GOAWAY_GRACE);
+                continue;
+            }
+        };
+        tokio::select! {
+            ended = connection.as_mut() => {
+                if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = draining.changed(), if !goaway_sent => {
+                connection.as_mut().graceful_shutdown();
+                goaway_sent = true;
+            }
+            () = tokio::time::sleep_until(wake) => {
+                if cut_at.is_some_and(|at| at <= Instant::now()) {
+                    tracing::debug!("connection cut: still open after GOAWAY");
+                    return;
+                }
+            }
+        }
     }
 }

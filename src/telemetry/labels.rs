@@ -136,6 +136,9 @@ pub enum TlsFailure {
     BadCertificate,
     /// The SPIFFE identity check refused it (wrong trust domain, kind, …).
     Identity,
+    /// A valid agency certificate for an agency the configuration does not
+    /// declare: refused once the handshake is done, before any request.
+    Undeclared,
     /// Not TLS 1.3 with ALPN h2, or malformed handshake messages.
     Protocol,
     /// The peer sent an alert.
@@ -150,13 +153,14 @@ pub enum TlsFailure {
 
 impl TlsFailure {
     /// Every code, in label order.
-    pub const ALL: [TlsFailure; 11] = [
+    pub const ALL: [TlsFailure; 12] = [
         Self::NoCertificate,
         Self::Expired,
         Self::UnknownIssuer,
         Self::Revoked,
         Self::BadCertificate,
         Self::Identity,
+        Self::Undeclared,
         Self::Protocol,
         Self::Alert,
         Self::Closed,
@@ -173,6 +177,7 @@ impl TlsFailure {
             Self::Revoked => "revoked",
             Self::BadCertificate => "bad_certificate",
             Self::Identity => "identity",
+            Self::Undeclared => "undeclared_agency",
             Self::Protocol => "protocol",
             Self::Alert => "alert",
             Self::Closed => "closed",

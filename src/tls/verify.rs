@@ -29,6 +29,13 @@ pub(super) enum PeerRefused {
         /// Who the server accepts.
         allowed: &'static str,
     },
+    /// An RSA key shorter than Jisr accepts (its handshake signature would
+    /// otherwise fail as a bare bad signature).
+    #[error("certificate has a weak key: RSA of {bits} bits; Jisr requires at least {MIN_RSA_BITS} (use `jisr pki` or your CA to issue a new key and certificate)")]
+    WeakKey {
+        /// The key's modulus length.
+        bits: usize,
+    },
     /// A server other than the one the client meant to reach.
     #[error("unexpected server: it is {found}, not {expected}")]
     NotExpected {
@@ -37,6 +44,22 @@ pub(super) enum PeerRefused {
         /// The identity the client expected.
         expected: String,
     },
+}
+
+/// The shortest RSA key accepted, in bits.
+pub(super) const MIN_RSA_BITS: usize = 2048;
+
+/// The key length of a certificate's RSA key shorter than
+/// [`MIN_RSA_BITS`]; `None` for a longer one, another kind, or a
+/// certificate that does not parse (the chain check then says why).
+fn weak_rsa_bits(cert: &CertificateDer<'_>) -> Option<usize> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::public_key::PublicKey;
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    match parsed.public_key().parsed().ok()? {
+        PublicKey::RSA(rsa) if rsa.key_size() < MIN_RSA_BITS => Some(rsa.key_size()),
+        _ => None,
+    }
 }
 
 /// `agency `tax`` / `gateway node `gw-1``, for messages.
@@ -95,6 +118,9 @@ impl ClientCertVerifier for SpiffeClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, Error> {
+        if let Some(bits) = weak_rsa_bits(end_entity) {
+            return Err(refuse(PeerRefused::WeakKey { bits }));
+        }
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;

@@ -108,3 +108,111 @@ async fn the_gateway_verifies_the_providers_identity() {
     );
     gw.wait_log("not agency `civil-status`");
 }
+
+/// A client certificate for `education` issued by the test CA with
+/// openssl, which (unlike `jisr pki`) makes weak ones: `newkey` as given to
+/// `openssl req`, signed with `digest` (`-sha256`, `-sha1`).
+fn openssl_client(pki: &Pki, name: &str, newkey: &[&str], digest: &str) {
+    let dir = &pki.dir;
+    let ext = dir.join(format!("{name}.ext"));
+    std::fs::write(
+        &ext,
+        format!("subjectAltName=URI:spiffe://{DOMAIN}/agency/education\nextendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"),
+    )
+    .unwrap();
+    let path = |ext: &str| dir.join(format!("{name}.{ext}"));
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl (scripts/test.sh installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let mut req = vec![os("req"), os("-new")];
+    req.extend(newkey.iter().map(|s| os(s)));
+    req.extend([
+        os("-nodes"),
+        os("-subj"),
+        os("/CN=education"),
+        os("-keyout"),
+    ]);
+    req.extend([path("key").into(), os("-out"), path("csr").into()]);
+    run(&req
+        .iter()
+        .map(std::ffi::OsString::as_os_str)
+        .collect::<Vec<_>>());
+    let sign = [
+        os("x509"),
+        os("-req"),
+        os("-in"),
+        path("csr").into(),
+        os("-CA"),
+        dir.join("ca.crt").into(),
+        os("-CAkey"),
+        dir.join("ca.key").into(),
+        os("-CAcreateserial"),
+        os("-days"),
+        os("2"),
+        os(digest),
+        os("-extfile"),
+        ext.into(),
+        os("-out"),
+        path("crt").into(),
+    ];
+    run(&sign
+        .iter()
+        .map(std::ffi::OsString::as_os_str)
+        .collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn weak_keys_weak_signatures_and_a_ca_as_client_are_logged_as_such() {
+    let net = Network::spawn("", "");
+    openssl_client(&net.pki, "rsa1024", &["-newkey", "rsa:1024"], "-sha256");
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    openssl_client(&net.pki, "sha1", &ec, "-sha1");
+    for ext in ["crt", "key"] {
+        std::fs::copy(
+            net.pki.dir.join(format!("ca.{ext}")),
+            net.pki.dir.join(format!("ca-client.{ext}")),
+        )
+        .unwrap();
+    }
+    let cases = [
+        ("rsa1024", "certificate has a weak key: RSA of 1024 bits"),
+        ("sha1", "certificate signed with SHA-1 (ecdsa-with-SHA1)"),
+        ("ca-client", "CA certificate used as a client"),
+    ];
+    for (fixture, reason) in cases {
+        // openssl's client, as an attacker's would: rustls (ring) will not
+        // even load an RSA-1024 key.
+        let files = net.pki.files(fixture);
+        let mut client = std::process::Command::new("openssl")
+            // Security level 0: openssl itself would not send a weak key.
+            .args(["s_client", "-tls1_3", "-alpn", "h2"])
+            .args(["-cipher", "DEFAULT@SECLEVEL=0", "-connect", &net.addr])
+            .arg("-cert")
+            .arg(&files.cert)
+            .arg("-key")
+            .arg(&files.key)
+            .arg("-CAfile")
+            .arg(&files.ca)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_client");
+        net.gateway.wait_log(reason);
+        let _ = client.kill();
+        let _ = client.wait();
+    }
+    // The good certificate still works afterwards.
+    try_call(&net.addr, &net.pki.files("education"))
+        .await
+        .unwrap();
+}

@@ -165,12 +165,22 @@ async fn agency_add_onboards_a_provider_and_a_consumer_end_to_end() {
         written.contains("# consumer = \"family-fund\""),
         "{written}"
     );
-    let family = channel(&gateway.addr, &pki.files("family-fund"))
-        .await
-        .unwrap();
-    let (_, reason, message) =
-        framed_status(call_raw(&family, RawCall::new(path, body, "school-grant")).await);
-    // Let in (its certificate is accepted), and refused by the rules only.
+    // Let in once the gateway has reloaded the file (an undeclared agency's
+    // connections are refused, issue 19), and refused by the rules only.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let (reason, message) = loop {
+        let answer = match channel(&gateway.addr, &pki.files("family-fund")).await {
+            Ok(family) => {
+                let call = RawCall::new(path, body.clone(), "school-grant");
+                framed_status(call_raw(&family, call).await)
+            }
+            Err(e) => (tonic::Code::Unavailable, String::new(), e.to_string()),
+        };
+        if !answer.1.is_empty() || std::time::Instant::now() > deadline {
+            break (answer.1, answer.2);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(reason, "ACCESS_DENIED", "{message}");
 }
 

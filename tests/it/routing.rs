@@ -84,7 +84,7 @@ async fn request_bytes_reach_the_provider_unchanged_with_jisr_metadata() {
     body.extend(birth_request("AB123456"));
     let call = RawCall::new(BIRTH, body.clone(), "bac-candidature")
         .with("jisr-request-id", "req-42")
-        .with("jisr-official", "agent-7")
+        .with("jisr-official", "education.agent-7")
         .with("jisr-consumer", "health"); // a spoofing attempt: must be replaced
     let mut call = call;
     // Under the route's timeout (10 s by default), which would cap it.
@@ -95,7 +95,7 @@ async fn request_bytes_reach_the_provider_unchanged_with_jisr_metadata() {
     assert_eq!(md.get("x-echo-jisr-consumer").unwrap(), "education");
     assert_eq!(md.get("x-echo-jisr-request-id").unwrap(), "req-42");
     assert_eq!(md.get("jisr-request-id").unwrap(), "req-42");
-    assert_eq!(md.get("x-echo-jisr-official").unwrap(), "agent-7");
+    assert_eq!(md.get("x-echo-jisr-official").unwrap(), "education.agent-7");
     // The deadline is propagated, reduced by the time already spent.
     let timeout = md
         .get("x-echo-grpc-timeout")

@@ -95,8 +95,34 @@ pub struct CallContext<'a> {
     pub terms: &'a [RuleTerms],
     /// Calls per second per consumer.
     pub limits: &'a RateLimits,
+    /// The consumer's `[[agency]]`, if declared (its officials' namespace).
+    pub agency: Option<&'a crate::config::AgencyConfig>,
     /// Metrics and spans.
     pub telemetry: &'a Telemetry,
+}
+
+/// Refuses a `jisr-official` outside the consumer's namespace: the value is
+/// the consumer's own assertion, so it may name only the consumer's people.
+fn official_in_namespace(official: &str, cx: CallContext<'_>) -> Result<(), Refusal> {
+    let (admitted, form) = match cx.agency {
+        Some(agency) => (agency.admits_official(official), agency.official_form()),
+        None => {
+            let rest = official
+                .strip_prefix(cx.consumer.as_str())
+                .and_then(|r| r.strip_prefix('.'));
+            (
+                rest.is_some_and(|r| !r.is_empty()),
+                format!("{}.…", cx.consumer),
+            )
+        }
+    };
+    if admitted {
+        return Ok(());
+    }
+    Err(Refusal::new(
+        Reason::InvalidRequest,
+        format!("`jisr-official` `{official}` is not in `{}`'s namespace: send it as `{form}` (an official of your own agency)", cx.consumer),
+    ))
 }
 
 impl Exchange {
@@ -132,6 +158,9 @@ impl Exchange {
         trail.purpose.clone_from(&metadata.purpose);
         trail.procedure = metadata.procedure.clone().unwrap_or_default();
         trail.official = metadata.official.clone().unwrap_or_default();
+        if let Some(official) = &metadata.official {
+            official_in_namespace(official, cx)?;
+        }
         self.carried(&request)?;
         let timeout = metadata::grpc_timeout(request.headers())?;
         let deadline = timeout.map(|t| Instant::now() + t);
