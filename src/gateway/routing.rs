@@ -248,7 +248,13 @@ fn exchanges(
         let releases = (0..config.rules.len())
             .filter_map(|rule| Some((rule, policy.release(&route.path, rule)?.clone())))
             .collect();
+        // A catalogue path is `/<package>.<Service>/<Method>` of
+        // identifier characters, always a valid URI path.
+        let Ok(uri_path) = route.path.parse() else {
+            continue;
+        };
         let exchange = Exchange {
+            uri_path,
             route: route.clone(),
             access: policy.access(&route.path).cloned().unwrap_or_default(),
             upstream: upstream.clone(),

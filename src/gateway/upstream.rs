@@ -77,6 +77,9 @@ pub struct Upstream {
 /// One instance (address) of a provider's back-end.
 struct Instance {
     addr: String,
+    /// `addr` as the request URI's authority, parsed once rather than per
+    /// call; `None` when it does not parse (each call is then refused).
+    authority: Option<http::uri::Authority>,
     server_name: ServerName<'static>,
     slots: Box<[Slot]>,
     next: AtomicUsize,
@@ -142,6 +145,7 @@ impl Upstream {
             .iter()
             .map(|addr| Instance {
                 addr: addr.clone(),
+                authority: addr.parse().ok(),
                 server_name: server_name(addr),
                 slots: (0..connections.max(1)).map(|_| Slot::default()).collect(),
                 next: AtomicUsize::new(0),
@@ -252,6 +256,11 @@ impl<'a> Target<'a> {
     /// The `host:port` of the instance.
     pub fn addr(&self) -> &'a str {
         &self.instance.addr
+    }
+
+    /// The instance's address as a URI authority, `None` if it is not one.
+    pub fn authority(&self) -> Option<&'a http::uri::Authority> {
+        self.instance.authority.as_ref()
     }
 
     /// The provider agency.

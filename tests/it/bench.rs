@@ -51,6 +51,48 @@ fn bench_runs_real_calls_through_its_own_network() {
     }
 }
 
+#[test]
+fn bench_compare_runs_real_calls_through_haproxy() {
+    // nginx is left out: it is not among what scripts/test.sh installs.
+    let out = jisr()
+        .args(["bench", "--compare", "--no-nginx", "--rounds", "1"])
+        .args([
+            "--requests",
+            "100",
+            "--connections",
+            "1",
+            "--in-flight",
+            "4",
+        ])
+        .args(["--warmup", "0s", "--json"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    // Every call went through haproxy (its own process, listening on its
+    // own port) and came back answered by a provider.
+    let haproxy = &doc["haproxy"];
+    assert_eq!(haproxy["requests"], 100, "{doc:#}");
+    assert_eq!(haproxy["errors"]["total"], 0, "{doc:#}");
+    assert_eq!(haproxy["gateway"]["processes"], 1, "{doc:#}");
+    assert!(haproxy["gateway"]["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    for name in ["direct", "jisr"] {
+        assert_eq!(doc[name]["requests"], 100, "{doc:#}");
+        assert_eq!(doc[name]["errors"]["total"], 0, "{doc:#}");
+    }
+    let ratio = doc["ratios"]["jisr_over_haproxy_throughput"].as_f64();
+    assert!(ratio.is_some_and(|r| r > 0.0), "{doc:#}");
+    assert!(doc["ratios"]["haproxy_added_p50_us"].is_i64(), "{doc:#}");
+    assert_eq!(doc["skipped"]["nginx"], "left out (--no-nginx)", "{doc:#}");
+    assert!(doc.get("nginx").is_none(), "{doc:#}");
+    // The machine is named, so figures are not compared across CPUs blindly.
+    assert!(doc["load"]["cpu"]
+        .as_str()
+        .is_some_and(|c| c.contains("cores")));
+}
+
 /// Runs `jisr bench` (40 calls, 1 connection × 4) against a named gateway;
 /// returns the error count on its `jisr` line and the whole output.
 fn bench_gateway(addr: &str, pki: &Path, extra: &[&str]) -> (Option<String>, String) {

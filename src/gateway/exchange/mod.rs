@@ -60,6 +60,10 @@ pub struct Exchange {
     pub timeout: std::time::Duration,
     /// Its counters, labels resolved at load.
     pub metrics: Arc<RouteMetrics>,
+    /// `route.path` as the provider request's path, built once at load:
+    /// cloning it per call shares its bytes instead of formatting and
+    /// parsing a URI.
+    pub uri_path: http::uri::PathAndQuery,
 }
 
 /// The consent store and how long a check may wait for it.

@@ -16,7 +16,8 @@ use crate::refusal::{Reason, Refusal};
 use bytes::Bytes;
 use http::header::{HeaderName, HOST};
 use http::request::Parts;
-use http::Request;
+use http::uri::{PathAndQuery, Scheme};
+use http::{Request, Uri};
 use std::time::Instant as StdInstant;
 
 /// The W3C trace context header.
@@ -56,7 +57,7 @@ pub(crate) async fn prepare(targeted: Targeted<'_>) -> Result<Prepared<'_>, Refu
         parts,
         message,
         &target,
-        &route.path,
+        &exchange.uri_path,
         permit.grant(),
         cx.request_id,
         trail,
@@ -107,19 +108,22 @@ fn address(
     mut parts: Parts,
     message: Bytes,
     target: &Target<'_>,
-    path: &str,
+    path: &PathAndQuery,
     grant: &Grant<'_>,
     request_id: &str,
     trail: &Trail,
 ) -> Result<Request<Bytes>, Refusal> {
-    parts.uri = format!("https://{}{}", target.addr(), path)
-        .parse()
-        .map_err(|_| {
-            Refusal::new(
-                Reason::ProviderUnavailable,
-                "the provider's address is invalid; tell the operator",
-            )
-        })?;
+    // From parts parsed at load: no per-call formatting or parsing.
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTPS);
+    uri.authority = target.authority().cloned();
+    uri.path_and_query = Some(path.clone());
+    parts.uri = Uri::from_parts(uri).map_err(|_| {
+        Refusal::new(
+            Reason::ProviderUnavailable,
+            "the provider's address is invalid; tell the operator",
+        )
+    })?;
     let headers = &mut parts.headers;
     headers.remove(HOST);
     headers.remove(metadata::CONSUMER);

@@ -49,7 +49,7 @@ pub struct BenchArgs {
     #[arg(long, requires = "gateway")]
     pub gateway_pid: Option<u32>,
     /// Compare, on the own network: direct to the providers, through Jisr,
-    /// and through nginx.
+    /// through nginx and through HAProxy.
     #[arg(long)]
     pub compare: bool,
     /// Measured rounds per target (default 3 with --compare, else 1).
@@ -58,6 +58,9 @@ pub struct BenchArgs {
     /// With --compare, leave nginx out.
     #[arg(long)]
     pub no_nginx: bool,
+    /// With --compare, leave HAProxy out.
+    #[arg(long)]
+    pub no_haproxy: bool,
     /// nginx's `worker_processes` (a number or auto).
     #[arg(long, default_value = "auto")]
     pub nginx_workers: String,
@@ -120,6 +123,41 @@ pub(super) fn load_line(args: &BenchArgs, rounds: u32) -> LoadLine {
         },
         rounds,
         rate: args.rate,
+        cpu: cpu_model(),
         fsync: [None, None],
+    }
+}
+
+/// The CPU model from `/proc/cpuinfo` and the cores this process may use,
+/// e.g. "AMD EPYC 7B13 × 2 cores"; `None` where there is no such file.
+pub(super) fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let model = model_name(&info)?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    Some(format!("{model} × {cores} cores"))
+}
+
+/// The first `model name` in `/proc/cpuinfo`'s text.
+fn model_name(cpuinfo: &str) -> Option<String> {
+    cpuinfo
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(key, _)| key.trim() == "model name")
+        .map(|(_, value)| value.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|m| !m.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::model_name;
+
+    #[test]
+    fn the_cpu_model_is_read_from_cpuinfo() {
+        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC  7B13 64-Core Processor\nprocessor\t: 1\nmodel name\t: other\n";
+        assert_eq!(
+            model_name(info).as_deref(),
+            Some("AMD EPYC 7B13 64-Core Processor")
+        );
+        assert_eq!(model_name("processor\t: 0\n"), None);
     }
 }

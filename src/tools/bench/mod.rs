@@ -8,14 +8,16 @@
 //! network: the sample providers and a gateway started as separate processes
 //! from this executable (`procs`), so the gateway's CPU and memory are its
 //! own. With `--compare` the same load is run, in interleaved rounds, against
-//! the providers directly, through Jisr, and through nginx as a plain
-//! mutual-TLS gRPC proxy (`nginx`).
+//! the providers directly, through Jisr, through nginx as a plain
+//! mutual-TLS gRPC proxy (`nginx`) and through HAProxy as a plain
+//! mutual-TLS HTTP/2 proxy (`haproxy`).
 
 mod args;
 pub mod audit;
 pub mod bus;
 pub mod consent;
 mod disk;
+mod haproxy;
 mod load;
 mod nginx;
 mod procs;
@@ -181,20 +183,23 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
     })
 }
 
-/// The own network: Jisr alone, or with `--compare` direct, Jisr and nginx.
+/// The own network: Jisr alone, or with `--compare` direct, Jisr, nginx and
+/// HAProxy.
 async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
     let exe = std::env::current_exe()?;
     let mut network = LocalNetwork::start(dir, &exe).await?;
     let as_agency = tls::tonic_client_tls(&TlsFiles::for_agency(&network.pki, &args.agency))?;
     let k = args.connections.max(1);
     let gateway_pid = network.gateway_pid();
-    // Declared before the targets that borrow it.
+    // Declared before the targets that borrow them.
     let mut nginx = None;
+    let mut haproxy = None;
     let mut targets = Vec::new();
     let mut skipped = Vec::new();
     if args.compare {
         targets.push(direct_target(&network, k).await?);
         nginx = compared_nginx(args, dir, &network, &mut skipped).await;
+        haproxy = haproxy::compared(args, dir, &network, &mut skipped).await;
     }
     let jisr = Endpoints::gateway(&network.gateway, &as_agency, k)
         .await?
@@ -207,6 +212,12 @@ async fn own_network(args: &BenchArgs, dir: &Path) -> anyhow::Result<Report> {
             .await?
             .with_consents(network.consents());
         targets.push(Target::new("nginx", endpoints, || nginx.stats()));
+    }
+    if let Some(haproxy) = &haproxy {
+        let endpoints = Endpoints::gateway(&haproxy.addr.to_string(), &as_agency, k)
+            .await?
+            .with_consents(network.consents());
+        targets.push(Target::new("haproxy", endpoints, || haproxy.stats()));
     }
     let count = args
         .rounds
@@ -267,6 +278,7 @@ fn target_note(name: &str, args: &BenchArgs, k: usize, gateway_pid: u32) -> Opti
         "direct" => Some(format!("the sample providers over mutual TLS with the gateway's certificate ({k} connections to each)")),
         "jisr" => Some(format!("gateway process {gateway_pid}, full path: rules, subject walk, durable audit")),
         "nginx" => Some(format!("grpc_pass grpcs://, worker_processes {}; CPU and memory of master and workers", args.nginx_workers)),
+        "haproxy" => Some(format!("mode http, alpn h2 both legs, http-reuse always, nbthread {}", std::thread::available_parallelism().map_or(1, usize::from))),
         _ => None,
     }
 }

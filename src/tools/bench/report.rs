@@ -43,7 +43,7 @@ impl Percentiles {
 /// One target's line of the report.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
-    /// `direct`, `jisr` or `nginx`.
+    /// `direct`, `jisr`, `nginx` or `haproxy`.
     pub(crate) name: &'static str,
     /// Successful calls.
     pub(crate) ok: u64,
@@ -134,6 +134,9 @@ pub(crate) struct LoadLine {
     pub(crate) amount: String,
     pub(crate) rounds: u32,
     pub(crate) rate: Option<f64>,
+    /// The machine's CPU model and core count, so figures from different
+    /// machines are not compared as if alike.
+    pub(crate) cpu: Option<String>,
     /// The audit disk's `fdatasync` latency before and after the rounds
     /// (own network only).
     pub(crate) fsync: [Option<Fsync>; 2],
@@ -152,10 +155,12 @@ pub(crate) struct Report {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(crate) struct Ratios {
     pub(crate) jisr_over_nginx: Option<f64>,
+    pub(crate) jisr_over_haproxy: Option<f64>,
     pub(crate) jisr_over_direct: Option<f64>,
     /// p50 added over calling the provider directly, µs (may be negative).
     pub(crate) jisr_added_p50_us: Option<i64>,
     pub(crate) nginx_added_p50_us: Option<i64>,
+    pub(crate) haproxy_added_p50_us: Option<i64>,
 }
 
 impl Report {
@@ -164,7 +169,8 @@ impl Report {
     }
 
     pub(crate) fn ratios(&self) -> Ratios {
-        let (direct, jisr, nginx) = (self.get("direct"), self.get("jisr"), self.get("nginx"));
+        let (direct, jisr) = (self.get("direct"), self.get("jisr"));
+        let (nginx, haproxy) = (self.get("nginx"), self.get("haproxy"));
         let over = |a: Option<&Summary>, b: Option<&Summary>| {
             let (a, b) = (a?, b?);
             (b.requests_per_s > 0.0).then(|| a.requests_per_s / b.requests_per_s)
@@ -175,9 +181,11 @@ impl Report {
         };
         Ratios {
             jisr_over_nginx: over(jisr, nginx),
+            jisr_over_haproxy: over(jisr, haproxy),
             jisr_over_direct: over(jisr, direct),
             jisr_added_p50_us: added(jisr),
             nginx_added_p50_us: added(nginx),
+            haproxy_added_p50_us: added(haproxy),
         }
     }
 
@@ -211,6 +219,9 @@ impl Report {
                 .map(|r| format!(", rate {r}/s"))
                 .unwrap_or_default(),
         );
+        if let Some(cpu) = &load.cpu {
+            out.insert_str(out.len() - 1, &format!("cpu: {cpu}\n"));
+        }
         if let Some(line) = fsync_line(&load.fsync) {
             out.insert_str(out.len() - 1, &line);
         }
@@ -269,6 +280,9 @@ impl Report {
         if let Some(r) = ratios.jisr_over_nginx {
             lines.push(format!("Jisr/nginx throughput {r:.2}×"));
         }
+        if let Some(r) = ratios.jisr_over_haproxy {
+            lines.push(format!("Jisr/HAProxy throughput {r:.2}×"));
+        }
         if let Some(r) = ratios.jisr_over_direct {
             lines.push(format!("Jisr/direct throughput {r:.2}×"));
         }
@@ -277,6 +291,9 @@ impl Report {
         }
         if let Some(us) = ratios.nginx_added_p50_us {
             lines.push(format!("nginx {us:+} µs"));
+        }
+        if let Some(us) = ratios.haproxy_added_p50_us {
+            lines.push(format!("HAProxy {us:+} µs"));
         }
         if !lines.is_empty() {
             let _ = writeln!(out, "\n{}", lines.join(", "));
@@ -292,6 +309,12 @@ impl Report {
             lines.push(format!(
                 "target Jisr ≥ 1.0× nginx throughput: {} ({r:.2}×)",
                 mark(r >= 1.0)
+            ));
+        }
+        if let Some(r) = ratios.jisr_over_haproxy {
+            lines.push(format!(
+                "target Jisr ≥ 0.75× HAProxy throughput: {} ({r:.2}×)",
+                mark(r >= 0.75)
             ));
         }
         if let (Some(j), Some(n)) = (ratios.jisr_added_p50_us, ratios.nginx_added_p50_us) {
@@ -325,6 +348,7 @@ impl Report {
                 "amount": load.amount,
                 "rounds": load.rounds,
                 "rate_per_s": load.rate,
+                "cpu": load.cpu,
             },
         });
         let probe = |f: &Option<Fsync>| f.map(|f| json!({"p50": f.p50_us, "p99": f.p99_us}));
@@ -340,9 +364,11 @@ impl Report {
         let ratios = self.ratios();
         doc["ratios"] = json!({
             "jisr_over_nginx_throughput": ratios.jisr_over_nginx.map(|r| round(r, 3)),
+            "jisr_over_haproxy_throughput": ratios.jisr_over_haproxy.map(|r| round(r, 3)),
             "jisr_over_direct_throughput": ratios.jisr_over_direct.map(|r| round(r, 3)),
             "jisr_added_p50_us": ratios.jisr_added_p50_us,
             "nginx_added_p50_us": ratios.nginx_added_p50_us,
+            "haproxy_added_p50_us": ratios.haproxy_added_p50_us,
         });
         if !self.skipped.is_empty() {
             doc["skipped"] = self
@@ -450,6 +476,7 @@ mod tests {
                 amount: "1s per round".into(),
                 rounds: 3,
                 rate: None,
+                cpu: None,
                 fsync: [None, None],
             },
             targets: vec![direct, jisr, nginx],
@@ -485,6 +512,38 @@ mod tests {
         let nginx = table.lines().find(|l| l.starts_with("nginx ")).unwrap();
         let cols: Vec<&str> = nginx.split_whitespace().collect();
         assert_eq!(&cols[7..], ["-", "-", "-"], "{nginx:?}");
+    }
+
+    #[test]
+    fn haproxy_gets_a_row_a_ratio_a_verdict_and_a_json_object() {
+        let mut r = report();
+        r.load.cpu = Some("Example CPU @ 3.00GHz × 2 cores".into());
+        r.targets.push(Summary::new(
+            "haproxy",
+            &outcome(std::iter::repeat_n(1_200, 5_000), 1),
+            None,
+        ));
+        assert_eq!(r.ratios().jisr_over_haproxy, Some(0.6));
+        let table = r.table();
+        assert!(
+            table.lines().nth(1) == Some("cpu: Example CPU @ 3.00GHz × 2 cores"),
+            "{table}"
+        );
+        let row = table.lines().find(|l| l.starts_with("haproxy ")).unwrap();
+        assert_eq!(row.split_whitespace().nth(1), Some("5000"), "{table}");
+        assert!(table.contains("Jisr/HAProxy throughput 0.60×"), "{table}");
+        assert!(table.contains("HAProxy +"), "{table}");
+        let verdicts = r.verdicts();
+        assert!(
+            verdicts
+                .iter()
+                .any(|v| v.contains("0.75× HAProxy throughput: NOT met (0.60×)")),
+            "{verdicts:?}"
+        );
+        let doc = r.json();
+        assert_eq!(doc["haproxy"]["requests"], 5_000);
+        assert_eq!(doc["ratios"]["jisr_over_haproxy_throughput"], 0.6);
+        assert_eq!(doc["load"]["cpu"], "Example CPU @ 3.00GHz × 2 cores");
     }
 
     #[test]
