@@ -49,7 +49,8 @@ pub struct Labels {
 
 impl Labels {
     /// Every label a citizen could miss: each declared purpose and agency,
-    /// and each labelled procedure, in each of [`LANGS`]. For warnings.
+    /// and each labelled procedure, in each of [`LANGS`]. For warnings
+    /// (see `Config::missing_labels`).
     pub fn missing(&self, purposes: &[&str], agencies: &[&str]) -> Vec<String> {
         let mut out = Vec::new();
         let mut check = |kind: &str, code: &str, has: &dyn Fn(&str) -> bool| {

@@ -136,6 +136,18 @@ pub(super) async fn history(
         .iter()
         .filter_map(|e| line(console, &labels, words, e))
         .collect();
+    render(who, &citizen, words, &lines, &answer, json)
+}
+
+/// The history as JSON (`json`) or as the page.
+fn render(
+    who: &Who,
+    citizen: &str,
+    words: &Words,
+    lines: &[Line],
+    answer: &pb::QueryResponse,
+    json: bool,
+) -> Reply {
     if json {
         let body = serde_json::json!({
             "lang": words.lang,
@@ -148,9 +160,9 @@ pub(super) async fn history(
     let roles = who.role_names();
     let main = format!(
         "{}<p class=\"hint\">{}</p>{}",
-        switcher(who, &citizen, words),
+        switcher(who, citizen, words),
         esc(words.intro),
-        table(words, &lines, &answer)
+        table(words, lines, answer)
     );
     html::reply(
         StatusCode::OK,

@@ -324,3 +324,11 @@ fn check_config_warns_on_each_missing_label_and_refuses_an_unknown_language() {
     );
     assert!(out.contains("ar, zgh, fr, en, es"), "{out}");
 }
+
+#[test]
+fn check_config_without_labels_gives_no_label_warnings() {
+    let pki = Pki::new();
+    let (code, out) = check(&pki, "good.toml", &good_config(&pki));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}
