@@ -28,6 +28,13 @@ need_pkg openssl openssl
 # (tests/it/support/browser.rs).
 need_pkg chromium chromium
 need_pkg chromedriver chromium-driver
+# The citizen page (tests/it/citizen.rs) must render Tifinagh (U+2D30…) as
+# glyphs: DejaVu Sans covers it and Arabic, and the page's CSS names it.
+if ! fc-list ':charset=2d30' 2>/dev/null | grep -q .; then
+  echo "test.sh: installing fonts-dejavu-core (Tifinagh glyphs for the citizen page)" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq fonts-dejavu-core fontconfig >/dev/null
+fi
 
 # The Kubernetes manifests are checked against the API's schemas
 # (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under

@@ -14,6 +14,7 @@ mod bus;
 mod cluster;
 mod console;
 mod error;
+mod labels;
 mod node;
 mod pattern;
 mod read;
@@ -37,6 +38,7 @@ pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use cluster::{ClusterConfig, PeerConfig};
 pub use console::ConsoleConfig;
 pub use error::{report, ConfigError, ConfigErrors, Location};
+pub use labels::{Labels, Text, LANGS};
 pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, NODE_ID_VAR};
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
@@ -81,6 +83,8 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// The operators' web console; `None` (off) without `[console]`.
     pub console: Option<ConsoleConfig>,
+    /// What citizens read for purposes, procedures and agencies (`[labels]`).
+    pub labels: Labels,
 }
 
 /// `[consent]`: the consent store and the key that signs consents.
@@ -357,6 +361,18 @@ impl Config {
             Some(config) if ctx.errors.is_empty() => Ok(config),
             _ => Err(read::finish(ctx)),
         }
+    }
+
+    /// Warnings for `check-config`: each label a citizen would miss, once
+    /// the file has `[labels]` (a node without any has not taken up the
+    /// citizen page's labels, and gets no warnings: the page shows codes).
+    pub fn missing_labels(&self) -> Vec<String> {
+        if self.labels == Labels::default() {
+            return Vec::new();
+        }
+        let purposes: Vec<_> = self.purposes.iter().map(|p| p.code.as_str()).collect();
+        let agencies: Vec<_> = self.agencies.iter().map(|a| a.id.as_str()).collect();
+        self.labels.missing(&purposes, &agencies)
     }
 
     /// The agency with this id, if declared.

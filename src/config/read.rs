@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "topic",
     "cluster",
     "console",
+    "labels",
 ];
 
 /// Reads every section, then checks the sections against each other.
@@ -54,6 +55,10 @@ pub(super) fn read(
     let redis = matches!(&one.consent, Some(c) if c.redis_url.is_some());
     let entries = Entries::read(ctx, &top, redis);
     let topics: Option<Vec<_>> = topics.into_iter().collect();
+    let labels = match top.table.get("labels") {
+        Some(v) => super::labels::read(ctx, v),
+        None => Some(super::Labels::default()),
+    };
     if let Some(topics) = &topics {
         bus::check_topic_references(ctx, topics, &entries.agency_ids, &entries.purpose_codes);
     }
@@ -74,6 +79,7 @@ pub(super) fn read(
         topics: topics?,
         cluster: one.cluster?,
         console: one.console?,
+        labels: labels?,
     })
 }
 

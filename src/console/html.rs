@@ -49,12 +49,25 @@ pub(super) fn page(
     main: &str,
     scripts: &[&str],
 ) -> String {
+    page_in(("en", "ltr"), title, header, main, scripts)
+}
+
+/// [`page`] in language `lang` written in direction `dir` (`ltr`, `rtl`).
+pub(super) fn page_in(
+    (lang, dir): (&str, &str),
+    title: &str,
+    header: Option<Header<'_>>,
+    main: &str,
+    scripts: &[&str],
+) -> String {
     let mut html = String::with_capacity(main.len() + 1024);
     let _ = write!(
         html,
-        "<!doctype html>\n<html lang=\"en\" dir=\"ltr\"><head><meta charset=\"utf-8\">\
+        "<!doctype html>\n<html lang=\"{}\" dir=\"{}\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>{} · Jisr console</title><link rel=\"stylesheet\" href=\"/static/console.css\">",
+        esc(lang),
+        esc(dir),
         esc(title)
     );
     for script in scripts {
@@ -68,7 +81,7 @@ pub(super) fn page(
     if let Some(h) = header {
         let _ = write!(
             html,
-            "<nav aria-label=\"Pages\"><a href=\"/exchanges\">Exchanges</a></nav>\
+            "<nav aria-label=\"Pages\"><a href=\"/exchanges\">Exchanges</a><a href=\"/citizen\">Citizen</a></nav>\
              <span class=\"who\">Signed in as <strong id=\"agency\">{}</strong> ({})</span>\
              <form method=\"post\" action=\"/signout\" class=\"inline\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
@@ -84,6 +97,11 @@ pub(super) fn page(
         esc(title)
     );
     html
+}
+
+/// A JSON answer with the security headers.
+pub(super) fn json(status: StatusCode, body: String) -> Reply {
+    with_headers(status, "application/json", Bytes::from(body))
 }
 
 /// An HTML answer with the security headers.

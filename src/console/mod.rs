@@ -7,6 +7,8 @@
 //! - `session`: the session cookie and the CSRF token;
 //! - `routes`: which page answers which path, and the sign-in gate every
 //!   page but the sign-in itself is behind;
+//! - `citizen`: the citizen's page (issue 18), for the portal
+//!   (`consent-manager`): one citizen's history in five languages;
 //! - `exchanges`: the Exchanges pages, which read the log through the
 //!   audit API itself (`AuditService`) so that the console applies the
 //!   very role checks agencies get over gRPC;
@@ -15,6 +17,7 @@
 //! The console reads the gateway through [`Backend`], which the gateway
 //! implements: it sees the current roles after every reload.
 
+mod citizen;
 mod exchanges;
 mod html;
 pub mod link;
@@ -48,6 +51,11 @@ pub trait Backend: Send + Sync + 'static {
     fn audit(&self) -> AuditService;
     /// The roles of `agency`, or `None` when it is not declared (any more).
     fn roles(&self, agency: &AgencyId) -> Option<Vec<Role>>;
+    /// The labels in force (`[labels]`), for the citizen's page.
+    fn labels(&self) -> crate::config::Labels;
+    /// The data category of a method (`/pkg.Service/Method`), as its
+    /// contract declares it; `unspecified` when unknown.
+    fn category(&self, method: &str) -> &'static str;
 }
 
 /// Why the console could not start.

@@ -8,7 +8,7 @@
 use super::html::{self, esc, Reply};
 use super::link::{unix_now, LinkError};
 use super::session::{self, Session};
-use super::{exchanges, Console};
+use super::{citizen, exchanges, Console};
 use crate::config::Role;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -27,6 +27,8 @@ pub(super) struct Who {
     pub(super) session: Session,
     /// Its agency's roles in the current config.
     pub(super) roles: Vec<Role>,
+    /// The request's `Accept-Language` (the citizen page's language).
+    pub(super) accept_language: String,
 }
 
 impl Who {
@@ -115,6 +117,13 @@ async fn signed_in(
         }
         (&Method::GET, "/exchanges") => exchanges::search(console, who, query).await,
         (&Method::GET, "/exchanges/entry") => exchanges::entry(console, who, query).await,
+        (&Method::GET, "/citizen") => citizen::ask(who),
+        (&Method::POST, "/citizen") => {
+            citizen::history(console, who, form.unwrap_or_default(), false).await
+        }
+        (&Method::POST, "/citizen.json") => {
+            citizen::history(console, who, form.unwrap_or_default(), true).await
+        }
         _ => html::refused(
             StatusCode::NOT_FOUND,
             "No such page",
@@ -129,7 +138,17 @@ fn signed_in_as(console: &Console, headers: &http::HeaderMap) -> Option<Who> {
     let id = session::cookie(headers)?;
     let session = console.sessions.get(&id)?;
     let roles = console.backend.roles(&session.agency)?;
-    Some(Who { id, session, roles })
+    let accept_language = headers
+        .get(http::header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    Some(Who {
+        id,
+        session,
+        roles,
+        accept_language,
+    })
 }
 
 fn csrf_ok(who: &Who, form: &[(String, String)]) -> bool {

@@ -36,6 +36,18 @@ impl Backend for View {
             .agency(agency)
             .map(|a| a.roles.clone())
     }
+
+    fn labels(&self) -> crate::config::Labels {
+        self.routing.load().config.labels.clone()
+    }
+
+    fn category(&self, method: &str) -> &'static str {
+        self.routing
+            .load()
+            .catalogue
+            .get(method)
+            .map_or("unspecified", |m| m.category.as_str())
+    }
 }
 
 /// The console of `config`, if `[console]` turns it on.

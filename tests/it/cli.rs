@@ -349,3 +349,40 @@ async fn keys_init_makes_the_shared_keys_a_node_starts_with() {
     gateway.stop();
     assert_eq!(read(), made);
 }
+
+#[test]
+fn check_config_warns_on_each_missing_label_and_refuses_an_unknown_language() {
+    let pki = Pki::new();
+    let labelled = good_config(&pki)
+        + "\n[labels.purpose.bac-candidature]\n\
+           fr = { label = \"Candidature au bac\", explain = \"Le dossier du candidat.\" }\n\
+           [labels.agency]\neducation = { ar = \"وزارة التربية الوطنية\", zgh = \"ⵜⴰⵎⴰⵡⴰⵙⵜ\", fr = \"Éducation\", en = \"Education\", es = \"Educación\" }\n";
+    let (code, out) = check(&pki, "labels.toml", &labelled);
+    assert_eq!(code, 0, "a missing label is a warning: {out}");
+    assert!(
+        out.contains("warning: purpose `bac-candidature` has no label in ar, zgh, en, es"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warning: agency `tax` has no label in ar, zgh, fr, en, es"),
+        "{out}"
+    );
+    assert!(!out.contains("agency `education`"), "{out}");
+
+    let klingon = labelled.replace("fr = { label", "tlh = { label");
+    let (code, out) = check(&pki, "klingon.toml", &klingon);
+    assert_eq!(code, 64, "{out}");
+    assert!(
+        out.contains("`tlh` is not one of the portal's languages"),
+        "{out}"
+    );
+    assert!(out.contains("ar, zgh, fr, en, es"), "{out}");
+}
+
+#[test]
+fn check_config_without_labels_gives_no_label_warnings() {
+    let pki = Pki::new();
+    let (code, out) = check(&pki, "good.toml", &good_config(&pki));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("warning"), "{out}");
+}

@@ -20,17 +20,22 @@ const CONSOLE: &str = "\n[console]\nlisten = \"127.0.0.1:0\"\n";
 
 /// A gateway with its console, after two exchanges: education's allowed
 /// birth record (procedure bac-2027) and tax's refused one.
-struct Setup {
-    pki: Pki,
+pub(crate) struct Setup {
+    pub(crate) pki: Pki,
     _gateway: Gateway,
     addr: String,
-    console: String,
+    pub(crate) console: String,
     _echos: Vec<crate::support::echo::Echo>,
 }
 
 impl Setup {
     async fn start() -> Self {
-        let (pki, gateway, addr, echos) = echo_network("", CONSOLE).await;
+        Self::start_with("").await
+    }
+
+    /// [`Setup::start`] with `extra` appended to the config (after `[console]`).
+    pub(crate) async fn start_with(extra: &str) -> Self {
+        let (pki, gateway, addr, echos) = echo_network("", &format!("{CONSOLE}{extra}")).await;
         let console = gateway.console.clone().expect("the console is on");
         let setup = Self {
             pki,
@@ -54,7 +59,7 @@ impl Setup {
         setup
     }
 
-    async fn channel(&self, agency: &str) -> tonic::transport::Channel {
+    pub(crate) async fn channel(&self, agency: &str) -> tonic::transport::Channel {
         channel(&self.addr, &self.pki.files(agency)).await.unwrap()
     }
 
@@ -62,7 +67,7 @@ impl Setup {
         AuditClient::new(self.channel("cndp").await)
     }
 
-    async fn checkpoint_at_least(&self, size: u64) {
+    pub(crate) async fn checkpoint_at_least(&self, size: u64) {
         let mut audit = self.audit().await;
         let deadline = Instant::now() + Duration::from_secs(10);
         while audit
@@ -82,7 +87,7 @@ impl Setup {
     }
 
     /// The entries of `agency`'s exchanges, as the auditor reads them.
-    async fn entries(&self, agency: &str) -> Vec<pb::Entry> {
+    pub(crate) async fn entries(&self, agency: &str) -> Vec<pb::Entry> {
         let request = pb::QueryRequest {
             agency: agency.into(),
             ..Default::default()
@@ -97,7 +102,7 @@ impl Setup {
     }
 
     /// A sign-in link printed by `jisr console login`.
-    fn link(&self, agency: &str) -> String {
+    pub(crate) fn link(&self, agency: &str) -> String {
         let config = self.pki.root().join("gateway.toml");
         let out = jisr()
             .args(["console", "login", "--config"])
@@ -118,11 +123,11 @@ impl Setup {
         stdout
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.console)
     }
 
-    async fn http(
+    pub(crate) async fn http(
         &self,
         method: Method,
         path: &str,
@@ -142,7 +147,7 @@ impl Setup {
 }
 
 /// Signs in through the link's page, as a browser would.
-async fn sign_in(browser: &Browser, link: &str) {
+pub(crate) async fn sign_in(browser: &Browser, link: &str) {
     browser.goto(link).await;
     browser.follow("#signin").await;
 }

@@ -15,6 +15,7 @@ mod bus_redis;
 mod bus_redis_sealed;
 mod bus_retention;
 mod certificates;
+mod citizen;
 mod cli;
 mod connections;
 mod consent;

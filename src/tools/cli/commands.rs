@@ -205,6 +205,10 @@ pub(super) fn check_config(path: &Path) -> ExitCode {
                 "node {} ({}), audit log origin {domain}/jisr/{}",
                 config.node.id, config.node.id_source, config.node.id
             );
+            // Missing labels do not stop a node: the page shows the code.
+            for missing in config.missing_labels() {
+                println!("warning: {missing}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

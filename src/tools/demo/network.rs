@@ -199,3 +199,26 @@ pub(crate) fn config_text(providers: &[(SampleAgency, SocketAddr)]) -> String {
         health = upstream(SampleAgency::Health),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SampleAgency;
+    use crate::config::Config;
+    use std::path::Path;
+
+    /// The demo ships every label its citizens could meet.
+    #[test]
+    fn the_demo_config_labels_everything_in_five_languages() {
+        let addr = |port| std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let text = super::config_text(&[
+            (SampleAgency::CivilStatus, addr(9101)),
+            (SampleAgency::Tax, addr(9102)),
+            (SampleAgency::Health, addr(9103)),
+        ]);
+        let config = Config::from_toml(&text, Path::new("/demo/jisr.toml")).unwrap();
+        assert_eq!(config.missing_labels(), Vec::<String>::new());
+        let bac = &config.labels.procedures["bac-2027-free-candidate"]["zgh"];
+        assert!(bac.label.starts_with('ⴰ'), "{bac:?}");
+        assert_eq!(config.labels.agencies["education"].len(), 5);
+    }
+}

@@ -23,6 +23,11 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium at 1280×800 that
     /// accepts the tests' own loopback certificates.
     pub async fn start() -> Self {
+        Self::start_in("en-US,en").await
+    }
+
+    /// [`Browser::start`] sending `accept_language` as `Accept-Language`.
+    pub async fn start_in(accept_language: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -61,7 +66,8 @@ impl Browser {
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "acceptInsecureCerts": true,
-            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+            "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args,
+                "prefs": {"intl.accept_languages": accept_language}},
         }}});
         let answer = browser
             .call(Method::POST, "/session", Some(capabilities))

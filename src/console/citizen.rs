@@ -1,0 +1,300 @@
+//! The citizen's page ("who looked at my data"): one citizen's access
+//! history as the portal embeds it, in the portal's five languages, as
+//! HTML (`POST /citizen`) or JSON (`POST /citizen.json`).
+//!
+//! Only an agency with the `consent-manager` role (the portal) signed in to
+//! the console may ask, and it names the citizen in a POSTed form, never in
+//! a URL. The history is read through the audit API's `CitizenHistory` as
+//! the portal, so it covers every replica and applies the API's rules.
+
+mod words;
+
+use super::exchanges::{as_caller, refused};
+use super::html::{self, esc, Reply};
+use super::record::{self, Read};
+use super::routes::{value, Who};
+use super::Console;
+use crate::config::{Labels, Role};
+use crate::proto::jisr::audit::v1 as pb;
+use http::StatusCode;
+use pb::audit_server::Audit as _;
+use std::fmt::Write as _;
+use words::Words;
+
+/// Entries shown (the newest); the page says when there are more.
+const PAGE: u32 = 200;
+
+/// One line of the history, in one language.
+#[derive(Debug, serde::Serialize)]
+struct Line {
+    when: String,
+    time_unix_micros: i64,
+    asked_by: String,
+    asked_by_id: String,
+    official: String,
+    data_of: String,
+    data_of_id: String,
+    category: String,
+    purpose: Label,
+    procedure: Option<Label>,
+    basis: String,
+    outcome: String,
+    node: String,
+    index: u64,
+}
+
+/// A code with its label and explanation in the page's language.
+#[derive(Debug, serde::Serialize)]
+struct Label {
+    code: String,
+    label: String,
+    explain: String,
+}
+
+/// The portal's refusal, unless the signed-in agency is the portal.
+fn portal_only(who: &Who) -> Option<Reply> {
+    (!who.roles.contains(&Role::ConsentManager)).then(|| {
+        html::refused(
+            StatusCode::FORBIDDEN,
+            "Refused",
+            "A citizen's page is shown only to the citizen portal (an agency with the `consent-manager` role).",
+            "Sign in as the portal's agency; auditors use the Exchanges page.",
+        )
+    })
+}
+
+/// GET /citizen: the portal's form asking for one citizen.
+pub(super) fn ask(who: &Who) -> Reply {
+    if let Some(refusal) = portal_only(who) {
+        return refusal;
+    }
+    let words = words::choose(None, &who.accept_language);
+    let roles = who.role_names();
+    let main = format!(
+        "<form method=\"post\" action=\"/citizen\" class=\"search\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+         <label>Citizen id<input type=\"text\" name=\"citizen\" id=\"f-citizen\" autocomplete=\"off\"></label>\
+         <button type=\"submit\" id=\"show\">{}</button></form>",
+        esc(&who.session.csrf),
+        esc(words.title)
+    );
+    html::reply(
+        StatusCode::OK,
+        html::page_in(
+            (words.lang, words.dir),
+            words.title,
+            Some(who.header(&roles)),
+            &main,
+            &[],
+        ),
+    )
+}
+
+/// POST /citizen (`json` false) or /citizen.json: the citizen's history.
+pub(super) async fn history(
+    console: &Console,
+    who: &Who,
+    form: &[(String, String)],
+    json: bool,
+) -> Reply {
+    if let Some(refusal) = portal_only(who) {
+        return refusal;
+    }
+    let Some(citizen) = value(form, "citizen") else {
+        return html::refused(
+            StatusCode::BAD_REQUEST,
+            "Refused",
+            "The form names no citizen.",
+            "Post the citizen's id in the `citizen` field.",
+        );
+    };
+    let words = words::choose(value(form, "lang").as_deref(), &who.accept_language);
+    let request = pb::CitizenHistoryRequest {
+        citizen_id: citizen.clone(),
+        page_size: PAGE,
+        page_token: String::new(),
+    };
+    let answer = match console
+        .backend
+        .audit()
+        .citizen_history(as_caller(who, request))
+        .await
+    {
+        Ok(answer) => answer.into_inner(),
+        Err(status) => return refused(&status),
+    };
+    let read = Read {
+        page: "console:/citizen",
+        ..Read::default()
+    };
+    if let Err(reply) = record::reading(&console.recorder, &who.session.agency, read).await {
+        return reply;
+    }
+    let labels = console.backend.labels();
+    let lines: Vec<Line> = answer
+        .entries
+        .iter()
+        .filter_map(|e| line(console, &labels, words, e))
+        .collect();
+    render(who, &citizen, words, &lines, &answer, json)
+}
+
+/// The history as JSON (`json`) or as the page.
+fn render(
+    who: &Who,
+    citizen: &str,
+    words: &Words,
+    lines: &[Line],
+    answer: &pb::QueryResponse,
+    json: bool,
+) -> Reply {
+    if json {
+        let body = serde_json::json!({
+            "lang": words.lang,
+            "entries": lines,
+            "more": !answer.next_page_token.is_empty(),
+            "missing_nodes": answer.missing.iter().map(|m| m.node.as_str()).collect::<Vec<_>>(),
+        });
+        return html::json(StatusCode::OK, body.to_string());
+    }
+    let roles = who.role_names();
+    let main = format!(
+        "{}<p class=\"hint\">{}</p>{}",
+        switcher(who, citizen, words),
+        esc(words.intro),
+        table(words, lines, answer)
+    );
+    html::reply(
+        StatusCode::OK,
+        html::page_in(
+            (words.lang, words.dir),
+            words.title,
+            Some(who.header(&roles)),
+            &main,
+            &[],
+        ),
+    )
+}
+
+fn line(console: &Console, labels: &Labels, w: &Words, e: &pb::Entry) -> Option<Line> {
+    let r = e.record.as_ref()?;
+    let name = |id: &str| {
+        labels
+            .agencies
+            .get(id)
+            .and_then(|n| n.get(w.lang))
+            .map_or_else(|| id.to_owned(), Clone::clone)
+    };
+    let text = |map: &std::collections::BTreeMap<
+        String,
+        std::collections::BTreeMap<String, crate::config::Text>,
+    >,
+                code: &str| {
+        let t = map.get(code).and_then(|t| t.get(w.lang));
+        Label {
+            code: code.to_owned(),
+            label: t.map_or_else(|| code.to_owned(), |t| t.label.clone()),
+            explain: t.map(|t| t.explain.clone()).unwrap_or_default(),
+        }
+    };
+    let basis = if r.consent_id.is_empty() {
+        match r.basis.strip_prefix("law:") {
+            Some(law) => format!("{} {law}", w.law),
+            None => r.basis.clone(),
+        }
+    } else {
+        format!("{} ({})", w.consent, r.consent_id)
+    };
+    let outcome = match pb::Outcome::try_from(r.outcome) {
+        Ok(pb::Outcome::Allowed) => w.outcomes[0],
+        Ok(pb::Outcome::Refused) => w.outcomes[1],
+        _ => w.outcomes[2],
+    };
+    Some(Line {
+        when: w.date(r.time_unix_micros),
+        time_unix_micros: r.time_unix_micros,
+        asked_by: name(&r.consumer),
+        asked_by_id: r.consumer.clone(),
+        official: r.official.clone(),
+        data_of: name(&r.provider),
+        data_of_id: r.provider.clone(),
+        category: w.category(console.backend.category(&r.method)).to_owned(),
+        purpose: text(&labels.purposes, &r.purpose),
+        procedure: (!r.procedure.is_empty()).then(|| text(&labels.procedures, &r.procedure)),
+        basis,
+        outcome: outcome.to_owned(),
+        node: e.node.clone(),
+        index: e.index,
+    })
+}
+
+/// The language switcher: a form per language re-posting the citizen, so
+/// that the id stays out of the URL.
+fn switcher(who: &Who, citizen: &str, current: &Words) -> String {
+    let mut s = String::from("<nav class=\"langs\" aria-label=\"Language\">");
+    for w in words::ALL {
+        let pressed = if w.lang == current.lang {
+            " aria-pressed=\"true\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<form method=\"post\" action=\"/citizen\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"citizen\" value=\"{}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
+             <button type=\"submit\" id=\"lang-{}\" lang=\"{}\"{pressed}>{}</button></form>",
+            esc(&who.session.csrf),
+            esc(citizen),
+            w.lang,
+            w.lang,
+            w.lang,
+            esc(w.name)
+        );
+    }
+    s.push_str("</nav>");
+    s
+}
+
+fn table(w: &Words, lines: &[Line], answer: &pb::QueryResponse) -> String {
+    if lines.is_empty() {
+        return format!("<p id=\"none\">{}</p>", esc(w.none));
+    }
+    let mut t = format!(
+        "<table id=\"history\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        esc(w.when), esc(w.who), esc(w.data), esc(w.why), esc(w.basis), esc(w.outcome)
+    );
+    for l in lines {
+        let mut why = format!(
+            "<strong>{}</strong><br><small>{}</small>",
+            esc(&l.purpose.label),
+            esc(&l.purpose.explain)
+        );
+        if let Some(p) = &l.procedure {
+            let _ = write!(
+                why,
+                "<br><strong>{}</strong><br><small>{}</small>",
+                esc(&p.label),
+                esc(&p.explain)
+            );
+        }
+        let _ = write!(
+            t,
+            "<tr><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
+             <td data-label=\"{}\">{why}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td></tr>",
+            esc(w.when), esc(&l.when), esc(w.who), esc(&l.asked_by), esc(w.data), esc(&l.data_of),
+            esc(&l.category), esc(w.why), esc(w.basis), esc(&l.basis), esc(w.outcome), esc(&l.outcome),
+        );
+    }
+    t.push_str("</tbody></table>");
+    if !answer.missing.is_empty() {
+        let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
+        let _ = write!(
+            t,
+            "<p class=\"warn\">Partial: {}</p>",
+            esc(&nodes.join(", "))
+        );
+    }
+    t
+}

@@ -1,0 +1,222 @@
+//! The citizen page's own words in the portal's five languages, its dates
+//! and which language a request gets. The `ar` and `zgh` (Tifinagh) texts
+//! were written for the project, not by native speakers: they need review
+//! by one before a real portal shows them.
+
+use crate::config::LANGS;
+
+/// The page's fixed texts in one language.
+#[derive(Debug)]
+pub(super) struct Words {
+    pub(super) lang: &'static str,
+    /// `rtl` for Arabic, `ltr` otherwise.
+    pub(super) dir: &'static str,
+    /// The language's own name, for the switcher.
+    pub(super) name: &'static str,
+    pub(super) title: &'static str,
+    pub(super) intro: &'static str,
+    pub(super) when: &'static str,
+    pub(super) who: &'static str,
+    pub(super) data: &'static str,
+    pub(super) why: &'static str,
+    pub(super) basis: &'static str,
+    pub(super) outcome: &'static str,
+    pub(super) none: &'static str,
+    /// ALLOWED, REFUSED, FAILED.
+    pub(super) outcomes: [&'static str; 3],
+    pub(super) law: &'static str,
+    pub(super) consent: &'static str,
+    /// unspecified, civil, fiscal, health, education, social, not-personal.
+    pub(super) categories: [&'static str; 7],
+    months: [&'static str; 12],
+    /// The date's pattern: `{d}`, `{m}`, `{y}`, `{t}` (HH:MM).
+    date: &'static str,
+}
+
+const AR: Words = Words {
+    lang: "ar",
+    dir: "rtl",
+    name: "العربية",
+    title: "من اطلع على معطياتي",
+    intro: "كل تبادل لمعطياتك بين الإدارات عبر منصة جسر، من الأحدث إلى الأقدم.",
+    when: "متى",
+    who: "من طلب",
+    data: "أي معطيات",
+    why: "لماذا",
+    basis: "الأساس",
+    outcome: "النتيجة",
+    none: "لا يوجد أي تبادل لمعطياتك.",
+    outcomes: ["مقبول", "مرفوض", "فشل"],
+    law: "القانون",
+    consent: "موافقتك",
+    categories: [
+        "غير محددة",
+        "الحالة المدنية",
+        "الضرائب",
+        "الصحة",
+        "التعليم",
+        "الحماية الاجتماعية",
+        "غير شخصية",
+    ],
+    months: [
+        "يناير",
+        "فبراير",
+        "مارس",
+        "أبريل",
+        "ماي",
+        "يونيو",
+        "يوليوز",
+        "غشت",
+        "شتنبر",
+        "أكتوبر",
+        "نونبر",
+        "دجنبر",
+    ],
+    date: "{d} {m} {y}، {t}",
+};
+
+const ZGH: Words = Words {
+    lang: "zgh",
+    dir: "ltr",
+    name: "ⵜⴰⵎⴰⵣⵉⵖⵜ",
+    title: "ⵎⴰⵏⵡ ⵉⵥⵕⴰⵏ ⵉⵙⴼⴽⴰ ⵉⵏⵓ",
+    intro: "ⴽⵓ ⴰⵎⵙⵏⴼⵍ ⵏ ⵉⵙⴼⴽⴰ ⵏⵏⴽ ⴳⵔ ⵜⵙⴱⴷⴰⴷⵉⵏ ⵙ ⵓⵎⵙⵉⵡⵍ ⵊⵉⵙⵔ.",
+    when: "ⵎⵉⴽ",
+    who: "ⵎⴰⵏⵡ ⵉⵙⵓⵜⵍⵏ",
+    data: "ⵎⴰⵏ ⵉⵙⴼⴽⴰ",
+    why: "ⵎⴰⵅ",
+    basis: "ⴰⵙⵍⵙⵓ",
+    outcome: "ⵜⴰⴳⴳⵓⵜ",
+    none: "ⵓⵔ ⵉⵍⵍⵉ ⴽⵔⴰ ⵏ ⵓⵎⵙⵏⴼⵍ.",
+    outcomes: ["ⵉⵜⵜⵓⵇⴱⵍ", "ⵉⵜⵜⵓⴳⴷⵍ", "ⵓⵔ ⵉⴷⴷⵉ"],
+    law: "ⴰⵙⵍⴳⵏ",
+    consent: "ⴰⵎⵙⴰⵡⴰⵍ ⵏⵏⴽ",
+    categories: [
+        "ⵓⵔ ⵉⵜⵜⵓⵙⵎⵍ",
+        "ⴰⴷⴷⴰⴷ ⴰⵖⵔⵓⵏ",
+        "ⵜⵉⵖⵔⴰⵎⵉⵏ",
+        "ⵜⴰⴷⵓⵙⵉ",
+        "ⴰⵙⴳⵎⵉ",
+        "ⴰⵙⵜⵜⴰ ⴰⵏⴰⵎⵓⵏ",
+        "ⵓⵔ ⵉⴳⵉ ⵓⵏⵏⵉⵎⴰⵏ",
+    ],
+    months: [
+        "ⵉⵏⵏⴰⵢⵔ",
+        "ⴱⵕⴰⵢⵕ",
+        "ⵎⴰⵕⵚ",
+        "ⵉⴱⵔⵉⵔ",
+        "ⵎⴰⵢⵢⵓ",
+        "ⵢⵓⵏⵢⵓ",
+        "ⵢⵓⵍⵢⵓⵣ",
+        "ⵖⵓⵛⵜ",
+        "ⵛⵓⵜⴰⵏⴱⵉⵔ",
+        "ⴽⵜⵓⴱⵔ",
+        "ⵏⵓⵡⴰⵏⴱⵉⵔ",
+        "ⴷⵓⵊⵏⴱⵉⵔ",
+    ],
+    date: "{d} {m} {y}, {t}",
+};
+
+const FR: Words = Words {
+    lang: "fr", dir: "ltr", name: "Français",
+    title: "Qui a consulté mes données", intro: "Chaque échange de vos données entre administrations par la plateforme Jisr, du plus récent au plus ancien.",
+    when: "Quand", who: "Qui a demandé", data: "Quelles données", why: "Pourquoi", basis: "Fondement", outcome: "Résultat",
+    none: "Aucun échange de vos données.", outcomes: ["Accordé", "Refusé", "Échoué"],
+    law: "Loi", consent: "votre consentement",
+    categories: ["non précisée", "état civil", "fiscalité", "santé", "éducation", "protection sociale", "non personnelles"],
+    months: ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"],
+    date: "{d} {m} {y} à {t}",
+};
+
+const EN: Words = Words {
+    lang: "en", dir: "ltr", name: "English",
+    title: "Who looked at my data", intro: "Every exchange of your data between administrations through the Jisr platform, newest first.",
+    when: "When", who: "Who asked", data: "Which data", why: "Why", basis: "Basis", outcome: "Outcome",
+    none: "No exchange of your data.", outcomes: ["Allowed", "Refused", "Failed"],
+    law: "Law", consent: "your consent",
+    categories: ["unspecified", "civil status", "tax", "health", "education", "social protection", "not personal"],
+    months: ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"],
+    date: "{d} {m} {y}, {t}",
+};
+
+const ES: Words = Words {
+    lang: "es", dir: "ltr", name: "Español",
+    title: "Quién consultó mis datos", intro: "Cada intercambio de sus datos entre administraciones a través de la plataforma Jisr, del más reciente al más antiguo.",
+    when: "Cuándo", who: "Quién lo pidió", data: "Qué datos", why: "Por qué", basis: "Base", outcome: "Resultado",
+    none: "Ningún intercambio de sus datos.", outcomes: ["Permitido", "Denegado", "Fallido"],
+    law: "Ley", consent: "su consentimiento",
+    categories: ["sin precisar", "estado civil", "fiscales", "salud", "educación", "protección social", "no personales"],
+    months: ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"],
+    date: "{d} de {m} de {y}, {t}",
+};
+
+/// Every language's words, in [`LANGS`] order.
+pub(super) const ALL: [&Words; 5] = [&AR, &ZGH, &FR, &EN, &ES];
+
+/// The words of `lang`, if it is one of the portal's.
+pub(super) fn of(lang: &str) -> Option<&'static Words> {
+    ALL.iter().copied().find(|w| w.lang == lang)
+}
+
+/// The language for a request: `chosen` (the switcher) if it is one of
+/// [`LANGS`], else the best of `Accept-Language` by its q-values, else Arabic.
+pub(super) fn choose(chosen: Option<&str>, accept_language: &str) -> &'static Words {
+    if let Some(w) = chosen.and_then(of) {
+        return w;
+    }
+    let mut offers: Vec<(f32, &str)> = accept_language
+        .split(',')
+        .filter_map(|part| {
+            let mut pieces = part.split(';');
+            let tag = pieces.next()?.trim();
+            let q = pieces
+                .find_map(|p| p.trim().strip_prefix("q="))
+                .and_then(|q| q.parse().ok())
+                .unwrap_or(1.0);
+            let primary = tag.split('-').next()?;
+            LANGS
+                .iter()
+                .find(|l| l.eq_ignore_ascii_case(primary))
+                .map(|l| (q, *l))
+        })
+        .collect();
+    // Stable: equal q-values keep the browser's order.
+    offers.sort_by(|a, b| b.0.total_cmp(&a.0));
+    offers.first().and_then(|(_, l)| of(l)).unwrap_or(&AR)
+}
+
+impl Words {
+    /// A record's time (UTC), as this language writes dates.
+    pub(super) fn date(&self, micros: i64) -> String {
+        let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1000)
+        else {
+            return micros.to_string();
+        };
+        let month = self.months[usize::from(u8::from(t.month())) - 1];
+        self.date
+            .replace("{d}", &t.day().to_string())
+            .replace("{m}", month)
+            .replace("{y}", &t.year().to_string())
+            .replace("{t}", &format!("{:02}:{:02} UTC", t.hour(), t.minute()))
+    }
+
+    /// The category's name in this language (the config's name if unknown).
+    pub(super) fn category<'a>(&self, name: &'a str) -> &'a str
+    where
+        'static: 'a,
+    {
+        let names = [
+            "unspecified",
+            "civil",
+            "fiscal",
+            "health",
+            "education",
+            "social",
+            "not-personal",
+        ];
+        names
+            .iter()
+            .position(|n| *n == name)
+            .map_or(name, |i| self.categories[i])
+    }
+}
