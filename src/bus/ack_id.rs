@@ -88,7 +88,7 @@ mod tests {
     fn only_the_minted_id_of_this_subscription_opens() {
         let keys = Pseudonymizer::new(&[7; 32]);
         let id = mint(&keys, "civil.births", "tax", "42");
-        let ok = open_all(&keys, "civil.births", "tax", &[id.clone()]);
+        let ok = open_all(&keys, "civil.births", "tax", std::slice::from_ref(&id));
         assert_eq!(ok.ok(), Some(vec!["42".to_owned()]));
         for (topic, sub, id) in [
             ("civil.births", "health", id.as_str()),
