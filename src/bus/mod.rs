@@ -14,6 +14,7 @@
 //! [`service`] is the `jisr.bus.v1.Bus` gRPC API; [`deliver`] prepares each
 //! delivery (consent, minimisation, audit).
 
+mod ack_id;
 pub mod deliver;
 pub mod figures;
 pub mod retention;

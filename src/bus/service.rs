@@ -35,6 +35,7 @@ pub(super) const POLL: Duration = Duration::from_millis(100);
 pub(super) const SUBSCRIBE: &str = "/jisr.bus.v1.Bus/Subscribe";
 const PULL: &str = "/jisr.bus.v1.Bus/Pull";
 const PUBLISH: &str = "/jisr.bus.v1.Bus/Publish";
+const REPLAY: &str = "/jisr.bus.v1.Bus/Replay";
 
 /// What a call without a caller identity is told.
 const HOW_TO_CALL: &str = "call the bus over the gateway's mutual TLS";
@@ -198,6 +199,11 @@ impl Inner {
                 "no answer within {bound:?}"
             )))),
         }
+    }
+
+    /// The id `subscriber` acknowledges the store's delivery `id` with.
+    pub(super) fn ack_id(&self, topic: &str, subscriber: &str, id: &str) -> String {
+        super::ack_id::mint(&self.recorder.pseudonyms, topic, subscriber, id)
     }
 
     pub(super) async fn prepare_all(

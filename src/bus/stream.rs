@@ -150,8 +150,13 @@ impl Subscription<'_> {
     /// or the node drains meanwhile, the rest are released.
     async fn send_all(&mut self, deliveries: Vec<pb::Delivery>) -> bool {
         let mut it = deliveries.into_iter();
-        while let Some(d) = it.next() {
-            let id = d.id.clone();
+        while let Some(mut d) = it.next() {
+            // The store's id is kept to release with; the subscriber gets
+            // the id it acknowledges with.
+            let minted = self
+                .inner
+                .ack_id(&self.topic.name, self.caller.as_str(), &d.id);
+            let id = std::mem::replace(&mut d.id, minted);
             let delivered = tokio::select! {
                 r = self.tx.send(Ok(d)) => r.is_ok(),
                 _ = self.closing.changed() => false,

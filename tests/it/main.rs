@@ -11,6 +11,7 @@ mod archive;
 mod audit;
 mod bench;
 mod bus;
+mod bus_ack;
 mod bus_redis;
 mod bus_redis_sealed;
 mod bus_retention;

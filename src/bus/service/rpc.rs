@@ -7,10 +7,11 @@ use tonic::{Request, Response, Status};
 
 use super::checks::checked_event;
 use super::{
-    now_micros, BusService, DeliveryStream, Inner, HOW_TO_CALL, POLL, PUBLISH, PULL, STREAM_BUFFER,
-    SUBSCRIBE,
+    now_micros, BusService, DeliveryStream, Inner, HOW_TO_CALL, POLL, PUBLISH, PULL, REPLAY,
+    STREAM_BUFFER, SUBSCRIBE,
 };
 use crate::audit::record::Ending;
+use crate::bus::ack_id;
 use crate::bus::deliver::Receiver;
 use crate::identity::Caller;
 use crate::proto::jisr::audit::v1::{Kind, Outcome};
@@ -140,7 +141,10 @@ impl pb::bus_server::Bus for BusService {
                         .fetch(&topic.name, caller.as_str(), max, now_micros()),
                 )
                 .await?;
-            let deliveries = s.prepare_all(&topic, rx, batch).await?;
+            let mut deliveries = s.prepare_all(&topic, rx, batch).await?;
+            for d in &mut deliveries {
+                d.id = s.ack_id(&topic.name, caller.as_str(), &d.id);
+            }
             if !deliveries.is_empty() || tokio::time::Instant::now() >= until {
                 return Ok(Response::new(pb::PullResponse { deliveries }));
             }
@@ -179,8 +183,14 @@ impl pb::bus_server::Bus for BusService {
             )
             .into());
         }
+        let ids = ack_id::open_all(
+            &s.recorder.pseudonyms,
+            &topic.name,
+            caller.as_str(),
+            &req.ids,
+        )?;
         let acknowledged = s
-            .bounded(s.store.ack(&topic.name, caller.as_str(), &req.ids))
+            .bounded(s.store.ack(&topic.name, caller.as_str(), &ids))
             .await?;
         Ok(Response::new(pb::AckResponse { acknowledged }))
     }
@@ -232,6 +242,11 @@ impl pb::bus_server::Bus for BusService {
         let caller = Caller::of(&request, HOW_TO_CALL)?;
         let req = request.into_inner();
         let (topic, sub) = s.dead_letter_target(&caller, &req.topic, &req.subscriber)?;
+        // Recorded before the dead letters move: no entry, no replay.
+        let mut trail = Inner::trail(&caller, REPLAY, &topic);
+        trail.provider = sub.to_string();
+        trail.event_id = req.event_ids.join(",");
+        s.audit(&trail, Kind::DeadLettersReplayed, None).await?;
         let replayed = s
             .bounded(
                 s.store
