@@ -104,3 +104,22 @@ async fn a_sighup_between_listen_and_serve_is_kept_and_applied() {
     let _ = stop.send(());
     serving.await.unwrap();
 }
+
+/// The shutdown signal is registered when `shutdown_signal()` is called,
+/// not when the future is first polled: `jisr serve` calls it before it
+/// writes its address files, so a SIGTERM sent as soon as they appear is a
+/// drain. Were it registered lazily, SIGTERM's default action would end
+/// this test's process (one process per test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigterm_before_the_shutdown_future_is_polled_is_kept() {
+    let shutdown = jisr::tools::cli::shutdown_signal();
+    let pid = std::process::id().to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    tokio::time::timeout(Duration::from_secs(10), shutdown)
+        .await
+        .expect("the SIGTERM sent before the first poll resolves the future");
+}

@@ -77,25 +77,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, Signal, SignalKind};
+    // Registered now, not on the future's first poll: a SIGTERM that
+    // arrives once the address file says the node is up, before `serve`
+    // first polls this, is a drain, never the signal's default action.
+    let term = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        async fn received(signal: std::io::Result<Signal>) {
+            match signal {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+        tokio::select! {
+            () = received(term) => {},
+            () = received(interrupt) => {},
+        }
+        tracing::info!("shutdown requested");
     }
-    tracing::info!("shutdown requested");
 }
 
 fn serve(
@@ -124,13 +127,14 @@ fn serve(
         // The address files say the node is up: written once it takes
         // SIGHUP as a reload (see `gateway::Listening`).
         let listening = gateway::listen(gateway, listener, Some(admin)).await;
+        let shutdown = shutdown_signal();
         if let Some(file) = admin_addr_file {
             demo::write_atomic(file, &admin_addr.to_string())?;
         }
         if let Some(file) = addr_file {
             demo::write_atomic(file, &addr.to_string())?;
         }
-        listening.serve(shutdown_signal()).await;
+        listening.serve(shutdown).await;
         Ok(())
     })
 }
@@ -297,9 +301,10 @@ async fn sample_provider(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?;
     let local = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     if let Some(file) = addr_file {
         demo::write_atomic(file, &local.to_string())?;
     }
     tracing::info!(agency, %local, "sample provider listening");
-    samples::serve(sample, listener, server_tls, shutdown_signal()).await
+    samples::serve(sample, listener, server_tls, shutdown).await
 }
