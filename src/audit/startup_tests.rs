@@ -87,6 +87,46 @@ async fn an_altered_last_record_refuses_to_start_and_is_not_cut() {
     assert!(asides(&seg, "torn").is_empty());
 }
 
+/// The notes of `checkpoints.log`, as framed records.
+fn history(dir: &Path) -> Vec<Vec<u8>> {
+    let mut notes = Vec::new();
+    segment::scan(&dir.join("checkpoints.log"), |_, n| notes.push(n.to_vec())).unwrap();
+    notes
+}
+
+#[tokio::test]
+async fn a_crash_between_the_first_note_and_the_first_checkpoint_file_restarts() {
+    // The writer appends to `checkpoints.log`, syncs, then writes
+    // `checkpoint`: killed in between on its first checkpoint, the node
+    // holds one note and no `checkpoint`. That is a crash, not a deletion.
+    let (dir, signer) = closed_log(1000, 3).await;
+    let notes = history(dir.path());
+    assert!(!notes.is_empty(), "test bug: no checkpoint was signed");
+    let mut first = Vec::new();
+    segment::frame(&notes[0], &mut first);
+    std::fs::write(dir.path().join("checkpoints.log"), &first).unwrap();
+    std::fs::remove_file(dir.path().join("checkpoint")).unwrap();
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    let log = AuditLog::open(options(dir.path(), &signer, 1000)).unwrap();
+    fill(&log, 3..5).await;
+    log.close().await;
+    drop(log);
+    assert!(dir.path().join("checkpoint").exists());
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 5);
+    // With two notes kept, `checkpoint` has been written once: now a
+    // missing one was deleted.
+    assert!(history(dir.path()).len() > 1, "test bug: one note only");
+    std::fs::remove_file(dir.path().join("checkpoint")).unwrap();
+    let err = refused(dir.path(), &signer, 1000);
+    assert!(
+        err.contains("is missing but checkpoints.log holds"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn a_deleted_checkpoint_and_a_cut_log_refuse_to_start() {
     // Issue 19, point 1: delete `checkpoint`, cut the last records; the
