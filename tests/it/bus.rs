@@ -425,15 +425,22 @@ async fn stalled_subscriber(bus: &str) {
 }
 
 /// Publishes numbered deaths until the gateway dies; returns the keys whose
-/// publish was acknowledged.
-async fn publish_until_killed(addr: String, files: jisr::tls::TlsFiles) -> Vec<String> {
+/// publish was acknowledged, and counts them in `progress` as they are.
+async fn publish_until_killed(
+    addr: String,
+    files: jisr::tls::TlsFiles,
+    progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<String> {
     let channel = crate::support::channel(&addr, &files).await.unwrap();
     let mut cs = pb::bus_client::BusClient::new(channel);
     let mut acked = Vec::new();
     for i in 0..100_000 {
         let key = format!("ACT-K-{i}");
         match publish_death(&mut cs, &format!("C-{i}"), &key).await {
-            Ok(_) => acked.push(key),
+            Ok(_) => {
+                acked.push(key);
+                progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
             Err(_) => break,
         }
     }
@@ -442,11 +449,18 @@ async fn publish_until_killed(addr: String, files: jisr::tls::TlsFiles) -> Vec<S
 
 async fn sigkill_loses_no_acknowledged_publish(bus: &str) {
     let mut net = BusNet::spawn(bus);
+    let progress = std::sync::Arc::default();
     let publisher = tokio::spawn(publish_until_killed(
         net.addr.clone(),
         net.pki.files("civil-status"),
+        std::sync::Arc::clone(&progress),
     ));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Killed once the publisher is well under way (not after a fixed time).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while progress.load(std::sync::atomic::Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "no 10 publishes in 20 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     net.gateway.kill();
     let acked = tokio::time::timeout(Duration::from_secs(20), publisher)
         .await

@@ -9,6 +9,7 @@
 
 mod archive;
 mod audit;
+mod audit_faults;
 mod bench;
 mod bus;
 mod bus_ack;
