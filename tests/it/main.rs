@@ -27,6 +27,7 @@ mod consent_store;
 mod console;
 mod deploy;
 mod docs;
+mod drain;
 mod faults;
 mod lifecycle;
 mod officials;

@@ -350,6 +350,40 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
     assert!(refused[0] > 0 && refused[1] > 0, "refused {refused:?}");
 }
 
+/// With Redis gone, a shared limit is counted on the node's own bucket:
+/// neither every call refused nor every call let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_rate_limit_falls_back_to_the_nodes_own_bucket_when_redis_fails() {
+    let mut redis = crate::consent_store::Redis::start();
+    let extra = format!(
+        "\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\n\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 1\nburst = 3\nshared = true\n",
+        redis.port
+    );
+    let (pki, gw, addr, _echos) = crate::routing::spawned_echo_network("", &extra).await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    redis.kill();
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let answer = call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature")).await;
+        answers.push(answer.map(drop).map_err(|status| {
+            assert_eq!(reason(&status), "RATE_LIMITED", "{status:?}");
+            retry_delay(&status)
+        }));
+    }
+    // The node's bucket of 3 lets the burst through, then refuses (a
+    // refill of 1/s may let one more call through meanwhile).
+    assert!(
+        answers[..3].iter().all(Result::is_ok),
+        "refused within the burst: {answers:?}"
+    );
+    let passed = answers.iter().filter(|a| a.is_ok()).count();
+    assert!(
+        (3..10).contains(&passed),
+        "{passed} of 10 passed: {answers:?}"
+    );
+    gw.wait_log("shared rate limit unavailable: counting on this node");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
     let pki = Pki::new();
