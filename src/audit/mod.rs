@@ -26,6 +26,8 @@ pub mod index;
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
+mod fault_tests;
+#[cfg(test)]
 mod startup_tests;
 #[cfg(test)]
 mod tests;

@@ -241,3 +241,28 @@ async fn a_batch_failing_across_a_segment_boundary_keeps_later_indexes_right() {
     assert_eq!(report.entries, size);
     assert_eq!(report.latest.unwrap().root, root);
 }
+
+#[tokio::test]
+async fn a_missing_middle_segment_refuses_to_start_naming_the_gap() {
+    let (dir, signer) = closed_log(4, 12).await;
+    let gap = segment::segment_path(dir.path(), 4);
+    std::fs::remove_file(&gap).unwrap();
+    let err = refused(dir.path(), &signer, 4);
+    assert!(
+        err.contains("00000000000000000008.log")
+            && err.contains("expected the segment starting at entry 4")
+            && err.contains("a segment is missing"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_log_opened_with_another_signing_key_refuses_to_start() {
+    let (dir, _signer) = closed_log(16, 5).await;
+    let other = note::NoteSigner::generate("test.example/jisr/gw-1").unwrap();
+    let err = refused(dir.path(), &other, 16);
+    assert!(
+        err.contains("does not verify with this node's key") && err.contains("[audit] signing_key"),
+        "{err}"
+    );
+}

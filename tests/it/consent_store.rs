@@ -293,6 +293,49 @@ async fn a_revocation_through_one_replica_is_seen_by_the_other_at_once() {
     ));
 }
 
+/// `max_uses` holds across replicas: two stores (two gateways) on one Redis
+/// using the same consent at once count exactly `max_uses` uses, each
+/// number once, and refuse the rest as exhausted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_uses_through_two_replicas_count_exactly_max_uses() {
+    let redis = Redis::start();
+    // A generous bound: this test is about counting, not about time, and
+    // 40 uses at once on a loaded machine may queue past TIMEOUT.
+    let replica = || async {
+        RedisConsentStore::connect_with_timeout(&redis.url(), Duration::from_secs(10), shared_key())
+            .await
+            .unwrap()
+    };
+    let stores = [Arc::new(replica().await), Arc::new(replica().await)];
+    stores[0]
+        .put(consent("limited", "AB123456", 1, 10))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let store = Arc::clone(&stores[i % 2]);
+            tokio::spawn(async move { store.use_once("limited").await.unwrap() })
+        })
+        .collect();
+    let mut counted = Vec::new();
+    let mut exhausted = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            UseOutcome::Counted(c) => counted.push(c.uses),
+            UseOutcome::Exhausted(c) => {
+                assert_eq!(c.uses, 10);
+                exhausted += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    counted.sort_unstable();
+    assert_eq!(counted, (1..=10).collect::<Vec<_>>());
+    assert_eq!(exhausted, 30);
+    let stored = stores[1].get("limited").await.unwrap().unwrap();
+    assert_eq!(stored.uses, 10);
+}
+
 /// A replica with another pseudonym key cannot read what the others
 /// sealed: every read fails with the cause named, nothing is changed, and the
 /// replicas with the shared key still read it.

@@ -4,7 +4,6 @@ use crate::routing::spawned_echo_network;
 use crate::support::*;
 use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
-use std::time::Duration;
 
 /// A `GetBirthRecord` call, and its request bytes (which the echo
 /// provider sends back).
@@ -25,7 +24,7 @@ fn birth_call() -> (Vec<u8>, RawCall<'static>) {
 // while the test thread blocks waiting for the process to exit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
-    let (pki, mut gw, addr, _echos) = spawned_echo_network("", "").await;
+    let (pki, mut gw, addr, echos) = spawned_echo_network("", "").await;
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     let (body, call) = birth_call();
     let slow = call.with("x-echo-delay-ms", "800");
@@ -33,7 +32,8 @@ async fn sigterm_lets_in_flight_calls_finish_and_exits_zero() {
         let client = client.clone();
         async move { call_raw(&client, slow).await }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SIGTERM once the call is in flight: the provider holds it.
+    echos[0].wait_received(1).await;
     let pid = gw.child.as_ref().unwrap().id().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])

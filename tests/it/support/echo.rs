@@ -13,8 +13,11 @@ use jisr::tls::{self, Accept, TlsFiles};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 type EchoBody =
@@ -24,6 +27,10 @@ type EchoBody =
 pub struct Echo {
     /// Its address.
     pub addr: SocketAddr,
+    /// Calls answered so far (counted before the answer is sent).
+    answered: Arc<AtomicU64>,
+    /// Calls received so far (counted as their headers arrive).
+    received: watch::Sender<u64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,6 +51,32 @@ const ECHOED: [&str; 6] = [
 ];
 
 impl Echo {
+    /// How many calls this provider has answered: a test proving that an
+    /// answer was withheld checks first that there was one.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// How many calls this provider has received.
+    pub fn received(&self) -> u64 {
+        *self.received.borrow()
+    }
+
+    /// Waits (up to 10 s, then fails) until this provider has received `n`
+    /// calls: a test acts on a call in flight once it is, not after a sleep.
+    pub async fn wait_received(&self, n: u64) {
+        let mut received = self.received.subscribe();
+        let reached = received.wait_for(|&got| got >= n);
+        let waited = tokio::time::timeout(Duration::from_secs(10), reached)
+            .await
+            .is_ok_and(|r| r.is_ok());
+        assert!(
+            waited,
+            "the echo provider received {} calls in 10 s, not {n}",
+            self.received()
+        );
+    }
+
     /// Starts an echo provider with `agency`'s certificate from `pki`.
     pub async fn start(pki: &Path, agency: &str) -> Self {
         Self::start_with(pki, agency, false).await
@@ -86,22 +119,34 @@ impl Echo {
         .unwrap();
         let acceptor = TlsAcceptor::from(server_tls);
         let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        let received = watch::Sender::new(0);
+        let arrivals = received.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
                 let acceptor = acceptor.clone();
+                let counter = counter.clone();
+                let arrivals = arrivals.clone();
                 tokio::spawn(async move {
                     let Ok(stream) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let service = service_fn(move |request: Request<Incoming>| async move {
-                        if hang {
-                            let _ = request.into_body().collect().await;
-                            return std::future::pending().await;
+                    let service = service_fn(move |request: Request<Incoming>| {
+                        let counter = counter.clone();
+                        arrivals.send_modify(|n| *n += 1);
+                        async move {
+                            if hang {
+                                let _ = request.into_body().collect().await;
+                                return std::future::pending().await;
+                            }
+                            let response = answer(request).await;
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            response
                         }
-                        answer(request).await
                     });
                     let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
@@ -109,7 +154,12 @@ impl Echo {
                 });
             }
         });
-        Self { addr, task }
+        Self {
+            addr,
+            answered,
+            received,
+            task,
+        }
     }
 }
 

@@ -15,12 +15,18 @@
 //!   tests);
 //! - `/proc/<pid>` and the bench's search for the gateway's process.
 
+use jisr::audit::log::Faults;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
+
+/// What the gateway's thread hands back once it serves: its addresses and
+/// its audit writer's fault hook.
+type Started = (SocketAddr, SocketAddr, Option<SocketAddr>, Arc<Faults>);
 
 /// A gateway serving on its own runtime; stopped (and drained) when
 /// dropped or by [`Gateway::stop`].
@@ -31,6 +37,9 @@ pub struct Gateway {
     pub admin: String,
     /// Its web console, when the config has `[console]`.
     pub console: Option<String>,
+    /// Its audit writer's fault hook: a test fails the log's writes and
+    /// fsyncs through it (no root, no disk to fill).
+    pub audit_faults: Arc<Faults>,
     name: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -93,6 +102,7 @@ impl Gateway {
                         listener.local_addr().unwrap(),
                         admin.local_addr().unwrap(),
                         console,
+                        gateway.audit_log().faults(),
                     );
                     let _ = started.send(Ok(addrs));
                     let shutdown = async {
@@ -103,19 +113,19 @@ impl Gateway {
                 });
             })
             .unwrap();
-        let (addr, admin, console): (SocketAddr, SocketAddr, Option<SocketAddr>) =
-            match on_start.recv() {
-                Ok(Ok(addrs)) => addrs,
-                Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
-                Err(_) => {
-                    let _ = thread.join();
-                    panic!("gateway {name} panicked while starting")
-                }
-            };
+        let (addr, admin, console, audit_faults): Started = match on_start.recv() {
+            Ok(Ok(started)) => started,
+            Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
+            Err(_) => {
+                let _ = thread.join();
+                panic!("gateway {name} panicked while starting")
+            }
+        };
         Self {
             addr: addr.to_string(),
             admin: admin.to_string(),
             console: console.map(|c| c.to_string()),
+            audit_faults,
             name: name.to_owned(),
             stop: Some(stop),
             thread: Some(thread),

@@ -57,7 +57,11 @@ impl SegmentFiles {
                 break Ok(());
             }
             let n = (target - at).min(ZEROS.len() as u64) as usize;
-            if let Err(e) = self.segment.write_all_at(&ZEROS[..n], at) {
+            let zeros = match self.shared.faults.on_write() {
+                Some(injected) => Err(injected),
+                None => self.segment.write_all_at(&ZEROS[..n], at),
+            };
+            if let Err(e) = zeros {
                 break Err(e);
             }
             at += n as u64;
