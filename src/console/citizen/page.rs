@@ -115,6 +115,8 @@ fn basis(l: &Line) -> String {
             esc(link),
             esc(&l.basis)
         ),
+        // A call refused before its rule was found rested on nothing.
+        _ if l.basis.is_empty() => "—".to_owned(),
         _ => esc(&l.basis),
     }
 }
