@@ -74,18 +74,17 @@ impl AuditService {
     }
 }
 
-/// Entry `index` of `peer`'s log, with its proof in `tree_size`.
+/// The entry `ask` names, from `peer`'s log (the citizen it must be about,
+/// if any, goes along: the peer applies the same rule).
 pub(super) async fn entry(
     peer: &Peer,
-    index: u64,
-    tree_size: u64,
+    ask: pb::GetEntryRequest,
     caller: &AgencyId,
     timeout: Duration,
 ) -> Result<pb::Entry, tonic::Status> {
     let ask = pb::GetEntryRequest {
-        index,
-        tree_size,
         node: String::new(),
+        ..ask
     };
     let entry = peer
         .client()

@@ -118,6 +118,31 @@ impl AuditService {
         self.roles.get(agency).is_some_and(|r| r.contains(&role))
     }
 
+    /// Whether `caller` may read entry `index`: an exchange of its own, any
+    /// entry for an auditor, and for the portal (`consent-manager`) an
+    /// entry about the citizen it names (`citizen_id`), whose history it
+    /// shows them, and nothing else.
+    fn may_read(
+        &self,
+        caller: &AgencyId,
+        index: u64,
+        record: &pb::AuditRecord,
+        citizen_id: &str,
+    ) -> Result<(), Refusal> {
+        let mine = record.consumer == caller.as_str() || record.provider == caller.as_str();
+        if mine || self.has(caller, Role::Auditor) {
+            return Ok(());
+        }
+        if self.has(caller, Role::ConsentManager) && !citizen_id.is_empty() {
+            let theirs = self.pseudonyms.pseudonym(citizen_id);
+            if record.subject.as_slice() == theirs.as_slice() {
+                return Ok(());
+            }
+            return Err(Refusal::new(Reason::AccessDenied, format!("entry {index} is not about the citizen named in citizen_id; the portal reads only entries of the citizen whose history it shows")));
+        }
+        Err(Refusal::new(Reason::AccessDenied, format!("entry {index} is not about an exchange of `{caller}`; only auditors read every entry, and the citizen portal (`consent-manager`) the entries about the citizen it names in citizen_id")))
+    }
+
     /// Brings the index up to the log and runs a query on this node's log.
     pub(super) async fn run(&self, query: Query) -> Result<NodePage, Refusal> {
         let this = self.clone();
@@ -247,13 +272,10 @@ impl Audit for AuditService {
         let caller = Caller::of(&request, HOW_TO_CALL)?;
         let timeout = fanout::budget(request.metadata(), self.peers.timeout);
         let peer_read = is_peer_read(&request);
-        let pb::GetEntryRequest {
-            index,
-            tree_size,
-            node,
-        } = request.into_inner();
-        if let Some(peer) = self.elsewhere(&node, peer_read)? {
-            let entry = remote::entry(&peer, index, tree_size, &caller, timeout).await?;
+        let ask = request.into_inner();
+        let (index, tree_size) = (ask.index, ask.tree_size);
+        if let Some(peer) = self.elsewhere(&ask.node, peer_read)? {
+            let entry = remote::entry(&peer, ask, &caller, timeout).await?;
             return Ok(Response::new(entry));
         }
         let latest = self.log.checkpoint();
@@ -274,10 +296,7 @@ impl Audit for AuditService {
             .read(index)
             .map_err(|e| Refusal::new(Reason::NotFound, e.to_string()))?;
         let record = pb::AuditRecord::decode(bytes.as_slice()).map_err(unavailable)?;
-        let mine = record.consumer == caller.as_str() || record.provider == caller.as_str();
-        if !mine && !self.has(&caller, Role::Auditor) {
-            return Err(Refusal::new(Reason::AccessDenied, format!("entry {index} is not about an exchange of `{caller}`; only auditors read every entry")).into());
-        }
+        self.may_read(&caller, index, &record, &ask.citizen_id)?;
         let proof = self
             .log
             .inclusion_proof(index, size)

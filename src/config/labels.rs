@@ -45,6 +45,10 @@ pub struct Labels {
     pub procedures: BTreeMap<String, BTreeMap<String, Text>>,
     /// Agency id → language → display name.
     pub agencies: BTreeMap<String, BTreeMap<String, String>>,
+    /// Where the portal shows a consent (`https://…{consent}…`, the
+    /// consent's id in place of `{consent}`); the page links each exchange
+    /// made on a consent there. `None`: the id is shown, unlinked.
+    pub consent_link: Option<String>,
 }
 
 impl Labels {
@@ -93,10 +97,11 @@ pub(super) fn read(ctx: &mut Ctx, value: &Spanned<DeValue<'_>>) -> Option<Labels
             "purpose" => labels.purposes = texts(ctx, v, "purpose"),
             "procedure" => labels.procedures = texts(ctx, v, "procedure"),
             "agency" => labels.agencies = names(ctx, v),
+            "consent_link" => labels.consent_link = consent_link(ctx, v),
             other => ctx.error(
                 &v.span(),
                 format!("[labels] has no `{other}`"),
-                "use [labels.purpose.<code>], [labels.procedure.<id>] or [labels.agency]",
+                "use [labels.purpose.<code>], [labels.procedure.<id>], [labels.agency] or consent_link",
             ),
         }
     }
@@ -216,4 +221,18 @@ fn names(
         out.insert(id, langs);
     }
     out
+}
+
+/// `consent_link`: an https address of the portal with `{consent}` in it.
+fn consent_link(ctx: &mut Ctx, v: &Spanned<DeValue<'_>>) -> Option<String> {
+    let link = string(ctx, v, "[labels] consent_link")?;
+    if link.starts_with("https://") && link.contains("{consent}") {
+        return Some(link);
+    }
+    ctx.error(
+        &v.span(),
+        format!("[labels] consent_link `{link}` is not an https address with `{{consent}}` in it"),
+        "write the portal's consent page, e.g. \"https://portal.example/consents/{consent}\"",
+    );
+    None
 }

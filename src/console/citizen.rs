@@ -7,6 +7,8 @@
 //! a URL. The history is read through the audit API's `CitizenHistory` as
 //! the portal, so it covers every replica and applies the API's rules.
 
+mod page;
+mod receipt;
 mod words;
 
 use super::exchanges::{as_caller, refused};
@@ -18,7 +20,6 @@ use crate::config::{Labels, Role};
 use crate::proto::jisr::audit::v1 as pb;
 use http::StatusCode;
 use pb::audit_server::Audit as _;
-use std::fmt::Write as _;
 use words::Words;
 
 /// Entries shown (the newest); the page says when there are more.
@@ -37,10 +38,26 @@ struct Line {
     category: String,
     purpose: Label,
     procedure: Option<Label>,
+    /// The basis as the citizen reads it: the law, or their consent.
     basis: String,
+    /// The law's reference (`55-19`), when the basis is a law.
+    law: Option<String>,
+    /// The consent the exchange used, when it used one.
+    consent: Option<Consent>,
     outcome: String,
     node: String,
     index: u64,
+    /// The receipt file (see `receipt.rs`); `null` while the entry is not
+    /// yet under a signed checkpoint.
+    receipt: Option<serde_json::Value>,
+}
+
+/// The consent an exchange used, and where the portal shows it.
+#[derive(Debug, serde::Serialize)]
+struct Consent {
+    id: String,
+    /// `[labels] consent_link` with the id in it; `None` when not set.
+    link: Option<String>,
 }
 
 /// A code with its label and explanation in the page's language.
@@ -131,10 +148,12 @@ pub(super) async fn history(
         return reply;
     }
     let labels = console.backend.labels();
+    let receipts = receipt::receipts(console, who, &citizen, &answer.entries).await;
     let lines: Vec<Line> = answer
         .entries
         .iter()
-        .filter_map(|e| line(console, &labels, words, e))
+        .zip(receipts)
+        .filter_map(|(e, receipt)| line(console, &labels, words, e, receipt))
         .collect();
     render(who, &citizen, words, &lines, &answer, json)
 }
@@ -159,10 +178,11 @@ fn render(
     }
     let roles = who.role_names();
     let main = format!(
-        "{}<p class=\"hint\">{}</p>{}",
-        switcher(who, citizen, words),
+        "{}<p class=\"hint\">{}</p>{}{}",
+        page::switcher(who, citizen, words),
         esc(words.intro),
-        table(words, lines, answer)
+        page::table(words, lines, answer),
+        page::check_file(words),
     );
     html::reply(
         StatusCode::OK,
@@ -171,12 +191,18 @@ fn render(
             words.title,
             Some(who.header(&roles)),
             &main,
-            &[],
+            &["verify.js", "citizen.js"],
         ),
     )
 }
 
-fn line(console: &Console, labels: &Labels, w: &Words, e: &pb::Entry) -> Option<Line> {
+fn line(
+    console: &Console,
+    labels: &Labels,
+    w: &Words,
+    e: &pb::Entry,
+    receipt: Option<serde_json::Value>,
+) -> Option<Line> {
     let r = e.record.as_ref()?;
     let name = |id: &str| {
         labels
@@ -197,13 +223,18 @@ fn line(console: &Console, labels: &Labels, w: &Words, e: &pb::Entry) -> Option<
             explain: t.map(|t| t.explain.clone()).unwrap_or_default(),
         }
     };
-    let basis = if r.consent_id.is_empty() {
-        match r.basis.strip_prefix("law:") {
-            Some(law) => format!("{} {law}", w.law),
-            None => r.basis.clone(),
-        }
-    } else {
-        format!("{} ({})", w.consent, r.consent_id)
+    let law = r.basis.strip_prefix("law:").map(str::to_owned);
+    let consent = (!r.consent_id.is_empty()).then(|| Consent {
+        id: r.consent_id.clone(),
+        link: labels
+            .consent_link
+            .as_ref()
+            .map(|l| l.replace("{consent}", &url_part(&r.consent_id))),
+    });
+    let basis = match (&consent, &law) {
+        (Some(c), _) => format!("{} ({})", w.consent, c.id),
+        (None, Some(law)) => format!("{} {law}", w.law),
+        (None, None) => r.basis.clone(),
     };
     let outcome = match pb::Outcome::try_from(r.outcome) {
         Ok(pb::Outcome::Allowed) => w.outcomes[0],
@@ -222,79 +253,16 @@ fn line(console: &Console, labels: &Labels, w: &Words, e: &pb::Entry) -> Option<
         purpose: text(&labels.purposes, &r.purpose),
         procedure: (!r.procedure.is_empty()).then(|| text(&labels.procedures, &r.procedure)),
         basis,
+        law,
+        consent,
         outcome: outcome.to_owned(),
         node: e.node.clone(),
         index: e.index,
+        receipt,
     })
 }
 
-/// The language switcher: a form per language re-posting the citizen, so
-/// that the id stays out of the URL.
-fn switcher(who: &Who, citizen: &str, current: &Words) -> String {
-    let mut s = String::from("<nav class=\"langs\" aria-label=\"Language\">");
-    for w in words::ALL {
-        let pressed = if w.lang == current.lang {
-            " aria-pressed=\"true\""
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            "<form method=\"post\" action=\"/citizen\" class=\"inline\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <input type=\"hidden\" name=\"citizen\" value=\"{}\">\
-             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
-             <button type=\"submit\" id=\"lang-{}\" lang=\"{}\"{pressed}>{}</button></form>",
-            esc(&who.session.csrf),
-            esc(citizen),
-            w.lang,
-            w.lang,
-            w.lang,
-            esc(w.name)
-        );
-    }
-    s.push_str("</nav>");
-    s
-}
-
-fn table(w: &Words, lines: &[Line], answer: &pb::QueryResponse) -> String {
-    if lines.is_empty() {
-        return format!("<p id=\"none\">{}</p>", esc(w.none));
-    }
-    let mut t = format!(
-        "<table id=\"history\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        esc(w.when), esc(w.who), esc(w.data), esc(w.why), esc(w.basis), esc(w.outcome)
-    );
-    for l in lines {
-        let mut why = format!(
-            "<strong>{}</strong><br><small>{}</small>",
-            esc(&l.purpose.label),
-            esc(&l.purpose.explain)
-        );
-        if let Some(p) = &l.procedure {
-            let _ = write!(
-                why,
-                "<br><strong>{}</strong><br><small>{}</small>",
-                esc(&p.label),
-                esc(&p.explain)
-            );
-        }
-        let _ = write!(
-            t,
-            "<tr><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
-             <td data-label=\"{}\">{why}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td></tr>",
-            esc(w.when), esc(&l.when), esc(w.who), esc(&l.asked_by), esc(w.data), esc(&l.data_of),
-            esc(&l.category), esc(w.why), esc(w.basis), esc(&l.basis), esc(w.outcome), esc(&l.outcome),
-        );
-    }
-    t.push_str("</tbody></table>");
-    if !answer.missing.is_empty() {
-        let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
-        let _ = write!(
-            t,
-            "<p class=\"warn\">Partial: {}</p>",
-            esc(&nodes.join(", "))
-        );
-    }
-    t
+/// `text` percent-encoded for a URL's path or query.
+fn url_part(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

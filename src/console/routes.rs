@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 
 const CSS: &str = include_str!("assets/console.css");
 const VERIFY_JS: &str = include_str!("assets/verify.js");
+const CITIZEN_JS: &str = include_str!("assets/citizen.js");
 /// The largest form body read.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -62,6 +63,9 @@ pub(super) async fn answer(console: &Console, request: Request<Incoming>) -> Rep
         (&Method::GET, "/static/console.css") => html::asset("text/css; charset=utf-8", CSS),
         (&Method::GET, "/static/verify.js") => {
             html::asset("text/javascript; charset=utf-8", VERIFY_JS)
+        }
+        (&Method::GET, "/static/citizen.js") => {
+            html::asset("text/javascript; charset=utf-8", CITIZEN_JS)
         }
         (&Method::GET, "/signin") => signin_form(console, &query),
         (&Method::POST, "/signin") => match read_form(body).await {

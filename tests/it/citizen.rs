@@ -10,8 +10,8 @@ use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-const CITIZEN: &str = "AB123456";
-const OTHER: &str = "CD654321";
+pub(crate) const CITIZEN: &str = "AB123456";
+pub(crate) const OTHER: &str = "CD654321";
 
 /// Each language: its code, `dir`, education's name, the purpose's label,
 /// a word of the page's own (the "Why" heading).
@@ -53,10 +53,14 @@ const LANGUAGES: [(&str, &str, &str, &str, &str); 5] = [
     ),
 ];
 
+/// Each language's verdict on a receipt checked by the page, in
+/// [`LANGUAGES`] order.
+const VERIFIED: [&str; 5] = ["تم التحقق", "ⵉⵜⵜⵓⵙⴼⵇⴷ", "Vérifié", "Verified", "Verificado"];
+
 /// `[labels]` for the test network: education and the purpose in all five
 /// languages, procedure bac-2027 in French only (a missing label falls back
 /// to the code).
-fn labels() -> String {
+pub(crate) fn labels() -> String {
     let mut names = String::from("\n[labels.agency.education]\n");
     let mut purpose = String::from("\n[labels.purpose.bac-candidature]\n");
     for (lang, _, name, label, _) in LANGUAGES {
@@ -74,7 +78,7 @@ fn labels() -> String {
 /// The setup of the console tests (education's allowed call about
 /// CITIZEN for bac-2027, tax's refused one), with labels, and one call
 /// about OTHER for procedure bac-2028 that CITIZEN's page must not show.
-async fn start() -> Setup {
+pub(crate) async fn start() -> Setup {
     let setup = Setup::start_with(&labels()).await;
     let body = GetBirthRecordRequest {
         citizen_id: OTHER.into(),
@@ -123,7 +127,7 @@ async fn the_portal_reads_a_citizens_history_in_five_languages() {
         !history.contains("bac-2028"),
         "another citizen's exchange: {history}"
     );
-    for (lang, dir, name, purpose, why) in LANGUAGES {
+    for ((lang, dir, name, purpose, why), verified) in LANGUAGES.into_iter().zip(VERIFIED) {
         browser.click(&format!("#lang-{lang}")).await;
         browser
             .wait_for(
@@ -140,6 +144,17 @@ async fn the_portal_reads_a_citizens_history_in_five_languages() {
             );
         }
         assert!(!browser.url().await.contains(CITIZEN), "no id in the URL");
+        let verdict = browser
+            .wait_for(
+                "the first receipt's verdict",
+                "const s = document.querySelector('.receipt-state'); \
+                 return s && s.dataset.state !== 'checking' ? s.dataset.state + ':' + s.textContent : '';",
+            )
+            .await;
+        assert!(
+            verdict.starts_with(&format!("verified:{verified}")),
+            "{lang}: {verdict}"
+        );
         browser.screenshot(&format!("citizen-{lang}")).await;
     }
 }
@@ -257,7 +272,7 @@ async fn only_the_portal_reads_a_citizen_and_never_another_citizen() {
 
 /// A session cookie and its CSRF token for `agency`, as a browser would
 /// get them: the link's form posted, then a page read for its token.
-async fn signed_in(setup: &Setup, agency: &str) -> (String, String) {
+pub(crate) async fn signed_in(setup: &Setup, agency: &str) -> (String, String) {
     let link = setup.link(agency);
     let token = link.split_once("?t=").unwrap().1;
     let signed = setup

@@ -380,6 +380,27 @@ fn check_config_warns_on_each_missing_label_and_refuses_an_unknown_language() {
 }
 
 #[test]
+fn check_config_refuses_a_consent_link_without_https_or_the_consents_place() {
+    let pki = Pki::new();
+    for link in [
+        "http://portal.example/consents/{consent}",
+        "https://portal.example/consents",
+    ] {
+        let config = good_config(&pki) + &format!("\n[labels]\nconsent_link = \"{link}\"\n");
+        let (code, out) = check(&pki, "link.toml", &config);
+        assert_eq!(code, 64, "{link}: {out}");
+        assert!(
+            out.contains("is not an https address with `{consent}` in it"),
+            "{out}"
+        );
+    }
+    let config = good_config(&pki)
+        + "\n[labels]\nconsent_link = \"https://portal.example/consents/{consent}\"\n";
+    let (code, out) = check(&pki, "link.toml", &config);
+    assert_eq!(code, 0, "{out}");
+}
+
+#[test]
 fn check_config_without_labels_gives_no_label_warnings() {
     let pki = Pki::new();
     let (code, out) = check(&pki, "good.toml", &good_config(&pki));

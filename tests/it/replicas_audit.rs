@@ -176,6 +176,7 @@ async fn any_replica_answers_for_all_and_says_when_one_is_missing() {
                     index: e.index,
                     tree_size: checkpoints[&e.node].size,
                     node: e.node.clone(),
+                    ..Default::default()
                 })
                 .await
                 .unwrap()
@@ -255,6 +256,7 @@ async fn any_replica_answers_for_all_and_says_when_one_is_missing() {
             index: 0,
             tree_size: 0,
             node: "gw-7".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();

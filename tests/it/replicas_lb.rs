@@ -156,6 +156,7 @@ async fn proofs_verify(f: &Fleet, addr: &str, want: &Pairs) {
                 index: *index,
                 tree_size: checkpoints[node].size,
                 node: node.clone(),
+                ..Default::default()
             })
             .await
             .unwrap()

@@ -80,7 +80,8 @@
     if (note.size !== BigInt(receipt.tree_size)) throw new Error("the proof is for another tree size");
     const leaf = await leafHash(b64(receipt.record));
     step("Entry hash: " + hex(leaf) + ".");
-    const proof = receipt.proof.map(b64);
+    // `proof` on the entry page; `inclusion_proof` in receipt files.
+    const proof = (receipt.proof || receipt.inclusion_proof).map(b64);
     const root = await rootFromPath(BigInt(receipt.index), note.size, leaf, proof);
     if (!same(root, note.root)) throw new Error("the inclusion proof leads to another root than the checkpoint's");
     step("Inclusion path of " + proof.length + " hashes leads to the signed root " + hex(root) + ".");
@@ -104,6 +105,9 @@
       verdict.textContent = "NOT verified: " + e.message + ".";
     }
   }
+
+  // For other pages' scripts (the citizen page checks each line's receipt).
+  window.jisrCheckReceipt = check;
 
   const again = document.getElementById("recheck");
   if (again) again.addEventListener("click", run);

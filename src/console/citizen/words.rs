@@ -5,6 +5,21 @@
 
 use crate::config::LANGS;
 
+/// The receipt's words: the column, the states the page's script shows,
+/// the download link and the check of a receipt file.
+#[derive(Debug)]
+pub(super) struct Receipt {
+    pub(super) heading: &'static str,
+    pub(super) checking: &'static str,
+    pub(super) verified: &'static str,
+    pub(super) not_verified: &'static str,
+    pub(super) download: &'static str,
+    /// The entry is not yet under a signed checkpoint.
+    pub(super) pending: &'static str,
+    /// The label of the field that checks a receipt file.
+    pub(super) check_file: &'static str,
+}
+
 /// The page's fixed texts in one language.
 #[derive(Debug)]
 pub(super) struct Words {
@@ -26,6 +41,10 @@ pub(super) struct Words {
     pub(super) outcomes: [&'static str; 3],
     pub(super) law: &'static str,
     pub(super) consent: &'static str,
+    /// The official's reference ("Official").
+    pub(super) official: &'static str,
+    /// The receipt column and the page's checks of it.
+    pub(super) receipt: Receipt,
     /// unspecified, civil, fiscal, health, education, social, not-personal.
     pub(super) categories: [&'static str; 7],
     months: [&'static str; 12],
@@ -49,6 +68,16 @@ const AR: Words = Words {
     outcomes: ["مقبول", "مرفوض", "فشل"],
     law: "القانون",
     consent: "موافقتك",
+    official: "الموظف",
+    receipt: Receipt {
+        heading: "الإيصال",
+        checking: "جارٍ التحقق…",
+        verified: "تم التحقق: هذا التبادل مسجل في السجل الموقع",
+        not_verified: "لم يتم التحقق",
+        download: "تنزيل الإيصال",
+        pending: "الإيصال غير جاهز بعد؛ أعد تحميل الصفحة بعد لحظة",
+        check_file: "التحقق من ملف إيصال",
+    },
     categories: [
         "غير محددة",
         "الحالة المدنية",
@@ -91,6 +120,16 @@ const ZGH: Words = Words {
     outcomes: ["ⵉⵜⵜⵓⵇⴱⵍ", "ⵉⵜⵜⵓⴳⴷⵍ", "ⵓⵔ ⵉⴷⴷⵉ"],
     law: "ⴰⵙⵍⴳⵏ",
     consent: "ⴰⵎⵙⴰⵡⴰⵍ ⵏⵏⴽ",
+    official: "ⴰⵎⵙⵡⵓⵔⵉ",
+    receipt: Receipt {
+        heading: "ⴰⵡⵚⵍ",
+        checking: "ⴰⵙⴼⵇⴷ…",
+        verified: "ⵉⵜⵜⵓⵙⴼⵇⴷ: ⴰⵎⵙⵏⴼⵍ ⴰⴷ ⵉⵍⵍⴰ ⴳ ⵓⵏⵎⵎⴰⵍ ⵉⵜⵜⵓⵙⵎⴰⵍⵏ",
+        not_verified: "ⵓⵔ ⵉⵜⵜⵓⵙⴼⵇⴷ",
+        download: "ⵙⴰⴳⵎ ⴰⵡⵚⵍ",
+        pending: "ⴰⵡⵚⵍ ⵓⵔ ⵉⵀⵢⵢⴰ ⴰⵔ ⴷⵖⵉ; ⴰⵍⵙ ⴰⵙⴰⵍⴰⵢ ⵏ ⵜⴰⵙⵏⴰ",
+        check_file: "ⵙⴼⵇⴷ ⴰⴼⴰⵢⵍⵓ ⵏ ⵓⵡⵚⵍ",
+    },
     categories: [
         "ⵓⵔ ⵉⵜⵜⵓⵙⵎⵍ",
         "ⴰⴷⴷⴰⴷ ⴰⵖⵔⵓⵏ",
@@ -123,6 +162,13 @@ const FR: Words = Words {
     when: "Quand", who: "Qui a demandé", data: "Quelles données", why: "Pourquoi", basis: "Fondement", outcome: "Résultat",
     none: "Aucun échange de vos données.", outcomes: ["Accordé", "Refusé", "Échoué"],
     law: "Loi", consent: "votre consentement",
+    official: "Agent",
+    receipt: Receipt {
+        heading: "Reçu", checking: "Vérification…",
+        verified: "Vérifié : cet échange est dans le journal signé", not_verified: "NON vérifié",
+        download: "Télécharger le reçu", pending: "Reçu pas encore prêt ; rechargez la page dans un instant",
+        check_file: "Vérifier un fichier de reçu",
+    },
     categories: ["non précisée", "état civil", "fiscalité", "santé", "éducation", "protection sociale", "non personnelles"],
     months: ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"],
     date: "{d} {m} {y} à {t}",
@@ -134,6 +180,13 @@ const EN: Words = Words {
     when: "When", who: "Who asked", data: "Which data", why: "Why", basis: "Basis", outcome: "Outcome",
     none: "No exchange of your data.", outcomes: ["Allowed", "Refused", "Failed"],
     law: "Law", consent: "your consent",
+    official: "Official",
+    receipt: Receipt {
+        heading: "Receipt", checking: "Checking…",
+        verified: "Verified: this exchange is in the signed log", not_verified: "NOT verified",
+        download: "Download the receipt", pending: "Receipt not ready yet; reload the page in a moment",
+        check_file: "Check a receipt file",
+    },
     categories: ["unspecified", "civil status", "tax", "health", "education", "social protection", "not personal"],
     months: ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"],
     date: "{d} {m} {y}, {t}",
@@ -145,6 +198,13 @@ const ES: Words = Words {
     when: "Cuándo", who: "Quién lo pidió", data: "Qué datos", why: "Por qué", basis: "Base", outcome: "Resultado",
     none: "Ningún intercambio de sus datos.", outcomes: ["Permitido", "Denegado", "Fallido"],
     law: "Ley", consent: "su consentimiento",
+    official: "Funcionario",
+    receipt: Receipt {
+        heading: "Recibo", checking: "Comprobando…",
+        verified: "Verificado: este intercambio está en el registro firmado", not_verified: "NO verificado",
+        download: "Descargar el recibo", pending: "Recibo aún no disponible; recargue la página en un momento",
+        check_file: "Comprobar un archivo de recibo",
+    },
     categories: ["sin precisar", "estado civil", "fiscales", "salud", "educación", "protección social", "no personales"],
     months: ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"],
     date: "{d} de {m} de {y}, {t}",

@@ -70,6 +70,7 @@ async fn fetch(
             index,
             tree_size: 0,
             node,
+            ..Default::default()
         },
     );
     let entry = audit.get_entry(request).await?.into_inner();

@@ -27,6 +27,7 @@ use super::upstream::Upstream;
 use crate::audit::record::{Recorder, Trail};
 use crate::catalogue::MethodRoute;
 use crate::consent::ConsentStore;
+use crate::gateway::body::read_message;
 use crate::identity::AgencyId;
 use crate::policy::release::Release;
 use crate::policy::{Denial, MethodAccess};
@@ -42,6 +43,11 @@ use std::time::Instant as StdInstant;
 use tokio::time::Instant;
 use tonic::body::Body;
 use tower::Service;
+
+/// How long a call refused on its metadata may take to send the message
+/// read only to record whom it was about (`Exchange::refused_unread`);
+/// a gRPC client sends it with the headers.
+const UNREAD_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Everything one method needs at call time, resolved at load.
 #[derive(Debug)]
@@ -157,25 +163,17 @@ impl Exchange {
         cx: CallContext<'_>,
         trail: &mut Trail,
     ) -> Result<Answer, Refusal> {
-        let metadata = metadata::call_metadata(request.headers())
-            .map_err(|refusal| self.without_purpose(cx.consumer, refusal))?;
-        trail.purpose.clone_from(&metadata.purpose);
-        trail.procedure = metadata.procedure.clone().unwrap_or_default();
-        trail.official = metadata.official.clone().unwrap_or_default();
-        if let Some(official) = &metadata.official {
-            official_in_namespace(official, cx)?;
-        }
-        self.carried(&request)?;
-        let timeout = metadata::grpc_timeout(request.headers())?;
-        let deadline = timeout.map(|t| Instant::now() + t);
-        let grant = self
-            .access
-            .check(cx.consumer, &metadata.purpose)
-            .map_err(|d| self.denied(cx.consumer, &metadata, d))?;
-        trail.basis = grant.basis().to_string();
-        // Before the leg: a break-glass call without a reason is refused
-        // before it takes a rate token or a place at the provider.
-        let permit = Justified::check(grant, cx.terms, &metadata, trail)?;
+        let metadata = match metadata::call_metadata(request.headers()) {
+            Ok(metadata) => metadata,
+            Err(refusal) => {
+                let refusal = self.without_purpose(cx.consumer, refusal);
+                return Err(self.refused_unread(request, cx, trail, refusal).await);
+            }
+        };
+        let (deadline, permit) = match self.admit(&request, &metadata, cx, trail) {
+            Ok(admitted) => admitted,
+            Err(refusal) => return Err(self.refused_unread(request, cx, trail, refusal).await),
+        };
         let call = Outbound {
             exchange: self,
             request,
@@ -201,6 +199,54 @@ impl Exchange {
             }),
             None => work.await,
         }
+    }
+
+    /// The checks made on the call's metadata alone, cheap-first: the
+    /// official, that the call is carried, its deadline, the access rule
+    /// and its terms (a break-glass call without a reason is refused before
+    /// it takes a rate token or a place at the provider).
+    fn admit<'a>(
+        &'a self,
+        request: &Request<Incoming>,
+        metadata: &'a CallMetadata,
+        cx: CallContext<'a>,
+        trail: &mut Trail,
+    ) -> Result<(Option<Instant>, Justified<'a>), Refusal> {
+        trail.purpose.clone_from(&metadata.purpose);
+        trail.procedure = metadata.procedure.clone().unwrap_or_default();
+        trail.official = metadata.official.clone().unwrap_or_default();
+        if let Some(official) = &metadata.official {
+            official_in_namespace(official, cx)?;
+        }
+        self.carried(request)?;
+        let timeout = metadata::grpc_timeout(request.headers())?;
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let grant = self
+            .access
+            .check(cx.consumer, &metadata.purpose)
+            .map_err(|d| self.denied(cx.consumer, metadata, d))?;
+        trail.basis = grant.basis().to_string();
+        let permit = Justified::check(grant, cx.terms, metadata, trail)?;
+        Ok((deadline, permit))
+    }
+
+    /// A call refused on its metadata: its message is read anyway (within
+    /// the size limit and [`UNREAD_WAIT`]) only to find the citizen it was
+    /// about, whose history must show the refused attempt too. Nothing else
+    /// is done with it; a message that does not come or does not decode
+    /// leaves the entry without a subject, and the refusal stands.
+    async fn refused_unread(
+        &self,
+        request: Request<Incoming>,
+        cx: CallContext<'_>,
+        trail: &mut Trail,
+        refusal: Refusal,
+    ) -> Refusal {
+        let read = read_message(request.into_body(), cx.max_message);
+        if let Ok(Ok(message)) = tokio::time::timeout(UNREAD_WAIT, read).await {
+            let _not_about_anyone = prepare::walk(&self.route, &message, cx.recorder, trail);
+        }
+        refusal
     }
 
     /// Whether this gateway carries the call at all: a method that streams

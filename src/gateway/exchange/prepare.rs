@@ -75,7 +75,7 @@ pub(crate) async fn prepare(targeted: Targeted<'_>) -> Result<Prepared<'_>, Refu
 
 /// Walks the message against the contract to the citizen it concerns,
 /// which the audit entry records as a pseudonym (never the id itself).
-fn walk<'m>(
+pub(super) fn walk<'m>(
     route: &MethodRoute,
     message: &'m Bytes,
     recorder: &Recorder,

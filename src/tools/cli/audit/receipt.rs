@@ -102,6 +102,7 @@ pub(super) async fn prove(
             index,
             tree_size: checkpoint.size,
             node: node.unwrap_or_default().to_owned(),
+            ..Default::default()
         })
         .await
         .map_err(status_error)?

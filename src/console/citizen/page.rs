@@ -1,0 +1,154 @@
+//! The citizen page's HTML: the language switcher, the history table (a
+//! row per exchange, with its receipt for the page's script to check and
+//! offer for download) and the field that checks a receipt file.
+
+use super::words::{self, Words};
+use super::Line;
+use crate::console::html::esc;
+use crate::console::routes::Who;
+use crate::proto::jisr::audit::v1 as pb;
+use std::fmt::Write as _;
+
+/// The language switcher: a form per language re-posting the citizen, so
+/// that the id stays out of the URL.
+pub(super) fn switcher(who: &Who, citizen: &str, current: &Words) -> String {
+    let mut s = String::from("<nav class=\"langs\" aria-label=\"Language\">");
+    for w in words::ALL {
+        let pressed = if w.lang == current.lang {
+            " aria-pressed=\"true\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<form method=\"post\" action=\"/citizen\" class=\"inline\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <input type=\"hidden\" name=\"citizen\" value=\"{}\">\
+             <input type=\"hidden\" name=\"lang\" value=\"{}\">\
+             <button type=\"submit\" id=\"lang-{}\" lang=\"{}\"{pressed}>{}</button></form>",
+            esc(&who.session.csrf),
+            esc(citizen),
+            w.lang,
+            w.lang,
+            w.lang,
+            esc(w.name)
+        );
+    }
+    s.push_str("</nav>");
+    s
+}
+
+pub(super) fn table(w: &Words, lines: &[Line], answer: &pb::QueryResponse) -> String {
+    if lines.is_empty() {
+        return format!("<p id=\"none\">{}</p>", esc(w.none));
+    }
+    let r = &w.receipt;
+    // The script's words, in the page's language.
+    let mut t = format!(
+        "<table id=\"history\" data-checking=\"{}\" data-verified=\"{}\" data-not-verified=\"{}\">\
+         <thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        esc(r.checking), esc(r.verified), esc(r.not_verified),
+        esc(w.when), esc(w.who), esc(w.data), esc(w.why), esc(w.basis), esc(w.outcome), esc(r.heading)
+    );
+    for l in lines {
+        let _ = write!(
+            t,
+            "<tr><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
+             <td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td>\
+             <td data-label=\"{}\" class=\"receipt\">{}</td></tr>",
+            esc(w.when), esc(&l.when), esc(w.who), asked_by(w, l), esc(w.data), esc(&l.data_of),
+            esc(&l.category), esc(w.why), why(l), esc(w.basis), basis(l), esc(w.outcome), esc(&l.outcome),
+            esc(r.heading), receipt_cell(w, l),
+        );
+    }
+    t.push_str("</tbody></table>");
+    if !answer.missing.is_empty() {
+        let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
+        let _ = write!(
+            t,
+            "<p class=\"warn\">Partial: {}</p>",
+            esc(&nodes.join(", "))
+        );
+    }
+    t
+}
+
+/// The agency that asked, and its official's reference when given.
+fn asked_by(w: &Words, l: &Line) -> String {
+    if l.official.is_empty() {
+        return esc(&l.asked_by);
+    }
+    format!(
+        "{}<br><small class=\"official\">{}: {}</small>",
+        esc(&l.asked_by),
+        esc(w.official),
+        esc(&l.official)
+    )
+}
+
+/// The purpose, and the procedure when given, each with its explanation.
+fn why(l: &Line) -> String {
+    let mut why = format!(
+        "<strong>{}</strong><br><small>{}</small>",
+        esc(&l.purpose.label),
+        esc(&l.purpose.explain)
+    );
+    if let Some(p) = &l.procedure {
+        let _ = write!(
+            why,
+            "<br><strong>{}</strong><br><small>{}</small>",
+            esc(&p.label),
+            esc(&p.explain)
+        );
+    }
+    why
+}
+
+/// The law, or the consent (linked to the portal's page of it when
+/// `[labels] consent_link` is set).
+fn basis(l: &Line) -> String {
+    match &l.consent {
+        Some(super::Consent {
+            link: Some(link), ..
+        }) => format!(
+            "<a class=\"consent\" href=\"{}\">{}</a>",
+            esc(link),
+            esc(&l.basis)
+        ),
+        // A call refused before its rule was found rested on nothing.
+        _ if l.basis.is_empty() => "—".to_owned(),
+        _ => esc(&l.basis),
+    }
+}
+
+/// The receipt's data block, its state (set by the page's script) and
+/// its download link (made by the script from the same data).
+fn receipt_cell(w: &Words, l: &Line) -> String {
+    let Some(receipt) = &l.receipt else {
+        return format!(
+            "<small class=\"pending\">{}</small>",
+            esc(w.receipt.pending)
+        );
+    };
+    // `<` escaped so that no value can end the data block early.
+    let json = receipt.to_string().replace('<', "\\u003c");
+    format!(
+        "<span class=\"receipt-state\" data-state=\"checking\" role=\"status\">{}</span><br>\
+         <a class=\"receipt-file\" download=\"receipt-{}-{}.json\">{}</a>\
+         <script type=\"application/json\" class=\"receipt-data\">{json}</script>",
+        esc(w.receipt.checking),
+        esc(&l.node),
+        l.index,
+        esc(w.receipt.download),
+    )
+}
+
+/// A field checking a receipt file the citizen has (one downloaded here
+/// earlier, or sent to them), in the browser.
+pub(super) fn check_file(w: &Words) -> String {
+    format!(
+        "<section class=\"check-file\"><label>{}<input type=\"file\" id=\"receipt-file\" accept=\".json,application/json\"></label>\
+         <p id=\"file-verdict\" data-state=\"none\" role=\"status\"></p></section>",
+        esc(w.receipt.check_file)
+    )
+}
