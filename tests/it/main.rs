@@ -43,3 +43,4 @@ mod routing;
 mod serve_signals;
 mod support;
 mod telemetry;
+mod witness;
