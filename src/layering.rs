@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("cluster", 1),
     ("console", 1),
     ("gateway", 2),
+    ("witness", 2),
     ("tools", 3),
 ];
 

@@ -59,6 +59,7 @@ pub mod refusal;
 pub mod telemetry;
 pub mod tls;
 pub mod tools;
+pub mod witness;
 
 #[cfg(test)]
 mod layering;

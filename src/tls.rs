@@ -264,6 +264,25 @@ pub fn web_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, T
     Ok(Arc::new(config))
 }
 
+/// The client side of a plain HTTPS call (a witness, see `audit::witnessing`):
+/// no client certificate, the server's certificate must chain to `ca` and
+/// name the host the caller connects to (ordinary web PKI rules, not SPIFFE:
+/// a witness is run by another institution, with its own certificates).
+pub fn web_client_config(ca: &Path) -> Result<Arc<ClientConfig>, TlsError> {
+    let provider = provider();
+    let roots = load_roots(ca)?;
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Setup {
+            ca: ca.to_owned(),
+            detail: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The client side of mutual TLS towards a provider (or another gateway):
 /// TLS 1.3, ALPN `h2`, presents `files.cert`/`files.key`, and accepts only a
 /// server whose certificate chains to `files.ca`, is not revoked by

@@ -12,6 +12,7 @@
 //! recomputing roots without reads.
 
 mod frontier;
+mod memory;
 mod proof;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ mod tests;
 use sha2::{Digest, Sha256};
 
 pub use frontier::Frontier;
+pub use memory::MemoryTree;
 pub use proof::{prove_consistency, prove_inclusion, verify_consistency, verify_inclusion};
 
 /// A SHA-256 hash: a leaf hash, an interior node hash or a tree root.

@@ -17,6 +17,7 @@ pub mod record;
 mod remote;
 pub mod service;
 pub mod verify;
+pub mod witnessing;
 
 pub use error::AuditError;
 pub use keys::Pseudonymizer;

@@ -7,6 +7,7 @@
 //! `PRIVATE+KEY+<name>+<hex key id>+base64(0x01 ‖ seed)`.
 
 mod checkpoint;
+pub mod cosignature;
 #[cfg(test)]
 mod tests;
 
@@ -15,7 +16,9 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
+pub(crate) use checkpoint::parse_size;
 pub use checkpoint::Checkpoint;
+pub use cosignature::{CosignatureVerifier, Cosigner};
 
 /// Signature type byte for Ed25519 in the signed-note spec.
 const ALG_ED25519: u8 = 0x01;

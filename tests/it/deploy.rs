@@ -335,3 +335,64 @@ fn compose_replicas_config_passes_check_config_and_writes_on_their_volumes() {
         "config/replicas.toml",
     );
 }
+
+/// The `witness.toml: |` block of the witness's ConfigMap, unindented.
+fn witness_configmap_config(yaml: &str) -> String {
+    let mut lines = yaml.lines().skip_while(|l| l.trim() != "witness.toml: |");
+    let header = lines.next().expect("no `witness.toml: |` block");
+    let indent = header.len() - header.trim_start().len() + 2;
+    let body: Vec<&str> = lines
+        .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() >= indent)
+        .map(|l| l.get(indent..).unwrap_or(""))
+        .collect();
+    body.join("\n") + "\n"
+}
+
+/// The witness's files (docs/witness.md): the Kubernetes manifest passes
+/// the schema validator and runs one pod only; its ConfigMap's config and
+/// the template loads as `jisr witness` reads it, writing only under the
+/// pod's volume and the unit's state directory.
+#[test]
+fn witness_deployment_files_validate_and_their_configs_load() {
+    use jisr::witness::WitnessConfig;
+    let manifest = read("deploy/witness/kubernetes.yaml");
+    let out = kubernetes_validate()
+        .arg(repo().join("deploy/witness/kubernetes.yaml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubernetes-validate:\n{text}");
+    assert!(text.contains("statefulset/jisr-witness"), "{text}");
+    assert!(
+        manifest.contains("  replicas: 1\n"),
+        "one witness pod, never more"
+    );
+
+    let mounts = writable_mounts(&manifest, "witness");
+    let pod = WitnessConfig::parse(&witness_configmap_config(&manifest), Path::new("/")).unwrap();
+    assert_under(
+        &[
+            pod.key.display().to_string(),
+            pod.state_dir.display().to_string(),
+        ],
+        &mounts,
+        "the witness pod",
+    );
+    assert!(manifest.contains("mountPath: /etc/jisr-witness/tls"));
+    assert!(pod.tls_cert.starts_with("/etc/jisr-witness/tls"));
+
+    let template = read("deploy/witness/witness.toml");
+    let host = WitnessConfig::parse(&template, Path::new("/etc/jisr-witness")).unwrap();
+    let unit = read("deploy/witness/jisr-witness.service");
+    assert!(unit.contains("--config /etc/jisr-witness/witness.toml"));
+    assert_under(
+        &[
+            host.key.display().to_string(),
+            host.state_dir.display().to_string(),
+        ],
+        &["/var/lib/jisr-witness".to_owned()],
+        "the systemd unit (ReadWritePaths)",
+    );
+    assert!(unit.contains("ReadWritePaths=/var/lib/jisr-witness\n"));
+}

@@ -46,3 +46,4 @@ mod routing;
 mod serve_signals;
 mod support;
 mod telemetry;
+mod witness;

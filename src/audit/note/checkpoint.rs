@@ -79,7 +79,7 @@ impl Checkpoint {
 }
 
 /// ASCII decimal, no sign, no leading zeros (except `0` itself), fits u64.
-fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let canonical =
         !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     canonical.then(|| s.parse().ok()).flatten()

@@ -28,6 +28,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::Consent { command } => return verdict(super::consent::run(command)),
         Command::Console { command } => super::console::run(command),
         Command::Bus { command } => block_on(super::bus::run(command)),
+        Command::Witness { command } => super::witness::run(command),
         Command::Bench(args) => block_on(crate::tools::bench::run(args)),
         Command::Demo { serve, dir } => block_on(demo::run(serve, dir)),
         Command::SampleProvider {
@@ -53,7 +54,7 @@ pub(super) fn run(command: Command) -> ExitCode {
     }
 }
 
-fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+pub(super) fn block_on<T>(future: impl Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
     runtime().and_then(|rt| rt.block_on(future))
 }
 

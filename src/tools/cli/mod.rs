@@ -8,6 +8,7 @@ mod commands;
 pub mod consent;
 pub mod console;
 pub mod keys;
+pub mod witness;
 
 pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
@@ -119,6 +120,13 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: bus::BusCommand,
+    },
+    /// Run a transparency-log witness that cosigns Jisr's checkpoints
+    /// (another institution runs it; see docs/witness.md).
+    Witness {
+        /// What to do.
+        #[command(subcommand)]
+        command: witness::WitnessCommand,
     },
     /// Measure throughput and latency: through a gateway, or with --compare
     /// against calling the providers directly and through nginx.
