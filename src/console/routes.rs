@@ -8,7 +8,7 @@
 use super::html::{self, esc, Reply};
 use super::link::{unix_now, LinkError};
 use super::session::{self, Session};
-use super::{citizen, exchanges, Console};
+use super::{agencies, breakglass, citizen, consents, exchanges, traffic, Console};
 use crate::config::Role;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -117,6 +117,19 @@ async fn signed_in(
         }
         (&Method::GET, "/exchanges") => exchanges::search(console, who, query).await,
         (&Method::GET, "/exchanges/entry") => exchanges::entry(console, who, query).await,
+        (&Method::GET, "/break-glass") => breakglass::list(console, who, query).await,
+        (&Method::POST, "/break-glass/review") => {
+            breakglass::review(console, who, form.unwrap_or_default()).await
+        }
+        (&Method::GET, "/traffic") => traffic::show(console, who),
+        (&Method::GET, "/agencies") => agencies::show(console, who),
+        (&Method::GET, "/consents") => consents::ask(who),
+        (&Method::POST, "/consents") => {
+            consents::list(console, who, form.unwrap_or_default()).await
+        }
+        (&Method::POST, "/consents/revoke") => {
+            consents::revoke(console, who, form.unwrap_or_default()).await
+        }
         (&Method::GET, "/citizen") => citizen::ask(who),
         (&Method::POST, "/citizen") => {
             citizen::history(console, who, form.unwrap_or_default(), false).await

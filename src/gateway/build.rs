@@ -52,7 +52,13 @@ impl Gateway {
             metrics,
             readiness,
         )?);
-        let console = super::console::open(config, &routing, &apis.audit, &recorder)?;
+        let console = super::console::open(
+            config,
+            &routing,
+            (&apis.audit, &apis.consents),
+            &recorder,
+            &telemetry,
+        )?;
         let gateway = Self {
             console,
             console_listener: std::sync::Mutex::new(None),

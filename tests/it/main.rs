@@ -24,6 +24,7 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod console;
+mod console_pages;
 mod deploy;
 mod docs;
 mod faults;
