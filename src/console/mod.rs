@@ -29,6 +29,7 @@ pub mod link;
 mod record;
 mod routes;
 mod session;
+mod shared;
 #[cfg(test)]
 mod tests;
 mod traffic;
@@ -88,7 +89,7 @@ pub struct Console {
     backend: Arc<dyn Backend>,
     recorder: Recorder,
     key: link::LinkKey,
-    sessions: session::Sessions,
+    sessions: shared::Store,
     session_ttl: Duration,
     tls: Arc<rustls::ServerConfig>,
     /// Recent exchange totals, for calls per second.
@@ -104,17 +105,23 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    /// Loads the certificate and the sign-in key (made if absent).
+    /// Loads the certificate and the sign-in key (made if absent); with
+    /// `redis`, sessions are kept there, shared by the replicas.
     pub fn open(
         config: &ConsoleConfig,
         backend: Arc<dyn Backend>,
         recorder: Recorder,
+        redis: Option<crate::redis::Shared>,
     ) -> Result<Self, ConsoleError> {
         Ok(Self {
             backend,
             recorder,
             key: link::LinkKey::load_or_create(&config.signin_key)?,
-            sessions: session::Sessions::default(),
+            // With a Redis, sessions and used nonces are the replicas' own.
+            sessions: redis.map_or_else(
+                || shared::Store::Node(session::Sessions::default()),
+                shared::Store::Redis,
+            ),
             session_ttl: config.session,
             tls: crate::tls::web_server_config(&config.cert, &config.key)?,
             samples: traffic::Samples::default(),

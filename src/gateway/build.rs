@@ -58,6 +58,7 @@ impl Gateway {
             (&apis.audit, &apis.consents),
             &recorder,
             &telemetry,
+            apis.redis.as_ref(),
         )?;
         let gateway = Self {
             console,

@@ -89,6 +89,7 @@ pub(super) fn open(
     (audit, consents): (&AuditService, &ConsentService),
     recorder: &crate::audit::record::Recorder,
     telemetry: &Arc<Telemetry>,
+    redis: Option<&crate::redis::Shared>,
 ) -> Result<Option<Arc<Console>>, StartError> {
     let Some(settings) = &config.console else {
         return Ok(None);
@@ -99,7 +100,7 @@ pub(super) fn open(
         consents: consents.clone(),
         telemetry: telemetry.clone(),
     };
-    let console = Console::open(settings, Arc::new(view), recorder.clone())?;
+    let console = Console::open(settings, Arc::new(view), recorder.clone(), redis.cloned())?;
     Ok(Some(Arc::new(console)))
 }
 

@@ -25,6 +25,7 @@ mod consent_redis;
 mod consent_store;
 mod console;
 mod console_pages;
+mod console_replicas;
 mod deploy;
 mod docs;
 mod faults;
