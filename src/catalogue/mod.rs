@@ -101,7 +101,8 @@ impl Streaming {
         matches!(self, Self::Unary | Self::Server)
     }
 
-    fn as_str(self) -> &'static str {
+    /// Its name, for listings.
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Unary => "unary",
             Self::Server => "server-streaming",

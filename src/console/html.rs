@@ -81,7 +81,9 @@ pub(super) fn page_in(
     if let Some(h) = header {
         let _ = write!(
             html,
-            "<nav aria-label=\"Pages\"><a href=\"/exchanges\">Exchanges</a><a href=\"/citizen\">Citizen</a></nav>\
+            "<nav aria-label=\"Pages\"><a href=\"/exchanges\">Exchanges</a><a href=\"/break-glass\">Break-glass</a>\
+             <a href=\"/traffic\">Traffic</a><a href=\"/agencies\">Agencies</a><a href=\"/consents\">Consents</a>\
+             <a href=\"/citizen\">Citizen</a></nav>\
              <span class=\"who\">Signed in as <strong id=\"agency\">{}</strong> ({})</span>\
              <form method=\"post\" action=\"/signout\" class=\"inline\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{}\">\

@@ -9,6 +9,8 @@
 //!   page but the sign-in itself is behind;
 //! - `citizen`: the citizen's page (issue 18), for the portal
 //!   (`consent-manager`): one citizen's history in five languages;
+//! - `breakglass`, `traffic`, `agencies`, `consents`: the Break-glass
+//!   review, Traffic and health, Agencies and contracts, and Consents pages;
 //! - `exchanges`: the Exchanges pages, which read the log through the
 //!   audit API itself (`AuditService`) so that the console applies the
 //!   very role checks agencies get over gRPC;
@@ -17,15 +19,20 @@
 //! The console reads the gateway through [`Backend`], which the gateway
 //! implements: it sees the current roles after every reload.
 
+mod agencies;
+mod breakglass;
 mod citizen;
+mod consents;
 mod exchanges;
 mod html;
 pub mod link;
 mod record;
 mod routes;
 mod session;
+mod shared;
 #[cfg(test)]
 mod tests;
+mod traffic;
 
 use crate::audit::record::Recorder;
 use crate::audit::service::AuditService;
@@ -56,6 +63,14 @@ pub trait Backend: Send + Sync + 'static {
     /// The data category of a method (`/pkg.Service/Method`), as its
     /// contract declares it; `unspecified` when unknown.
     fn category(&self, method: &str) -> &'static str;
+    /// The configuration in force (agencies, purposes, rules).
+    fn config(&self) -> crate::config::Config;
+    /// The contracts in force.
+    fn catalogue(&self) -> crate::catalogue::Catalogue;
+    /// The Consents API with the current roles and purposes.
+    fn consents(&self) -> crate::consent::service::ConsentService;
+    /// The node's own metrics and readiness.
+    fn telemetry(&self) -> Arc<crate::telemetry::Telemetry>;
 }
 
 /// Why the console could not start.
@@ -74,9 +89,11 @@ pub struct Console {
     backend: Arc<dyn Backend>,
     recorder: Recorder,
     key: link::LinkKey,
-    sessions: session::Sessions,
+    sessions: shared::Store,
     session_ttl: Duration,
     tls: Arc<rustls::ServerConfig>,
+    /// Recent exchange totals, for calls per second.
+    samples: traffic::Samples,
 }
 
 impl std::fmt::Debug for Console {
@@ -88,19 +105,26 @@ impl std::fmt::Debug for Console {
 }
 
 impl Console {
-    /// Loads the certificate and the sign-in key (made if absent).
+    /// Loads the certificate and the sign-in key (made if absent); with
+    /// `redis`, sessions are kept there, shared by the replicas.
     pub fn open(
         config: &ConsoleConfig,
         backend: Arc<dyn Backend>,
         recorder: Recorder,
+        redis: Option<crate::redis::Shared>,
     ) -> Result<Self, ConsoleError> {
         Ok(Self {
             backend,
             recorder,
             key: link::LinkKey::load_or_create(&config.signin_key)?,
-            sessions: session::Sessions::default(),
+            // With a Redis, sessions and used nonces are the replicas' own.
+            sessions: redis.map_or_else(
+                || shared::Store::Node(session::Sessions::default()),
+                shared::Store::Redis,
+            ),
             session_ttl: config.session,
             tls: crate::tls::web_server_config(&config.cert, &config.key)?,
+            samples: traffic::Samples::default(),
         })
     }
 }

@@ -8,7 +8,7 @@
 use super::html::{self, esc, Reply};
 use super::link::{unix_now, LinkError};
 use super::session::{self, Session};
-use super::{citizen, exchanges, Console};
+use super::{agencies, breakglass, citizen, consents, exchanges, traffic, Console};
 use crate::config::Role;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -69,11 +69,15 @@ pub(super) async fn answer(console: &Console, request: Request<Incoming>) -> Rep
         }
         (&Method::GET, "/signin") => signin_form(console, &query),
         (&Method::POST, "/signin") => match read_form(body).await {
-            Ok(form) => signin(console, &form),
+            Ok(form) => signin(console, &form).await,
             Err(reply) => reply,
         },
         (method, path) => {
-            let Some(who) = signed_in_as(console, &parts.headers) else {
+            let who = match signed_in_as(console, &parts.headers).await {
+                Ok(who) => who,
+                Err(e) => return store_down(&e),
+            };
+            let Some(who) = who else {
                 return html::refused(
                     StatusCode::UNAUTHORIZED,
                     "Sign-in needed",
@@ -115,12 +119,27 @@ async fn signed_in(
     match (method, path) {
         (&Method::GET, "/") => html::see_other("/exchanges", None),
         (&Method::POST, "/signout") => {
-            console.sessions.end(&who.id);
+            if let Err(e) = console.sessions.end(&who.id).await {
+                return store_down(&e);
+            }
             tracing::info!(agency = %who.session.agency, "console: signed out");
             html::see_other("/signin", Some(session::clear_cookie()))
         }
         (&Method::GET, "/exchanges") => exchanges::search(console, who, query).await,
         (&Method::GET, "/exchanges/entry") => exchanges::entry(console, who, query).await,
+        (&Method::GET, "/break-glass") => breakglass::list(console, who, query).await,
+        (&Method::POST, "/break-glass/review") => {
+            breakglass::review(console, who, form.unwrap_or_default()).await
+        }
+        (&Method::GET, "/traffic") => traffic::show(console, who),
+        (&Method::GET, "/agencies") => agencies::show(console, who),
+        (&Method::GET, "/consents") => consents::ask(who),
+        (&Method::POST, "/consents") => {
+            consents::list(console, who, form.unwrap_or_default()).await
+        }
+        (&Method::POST, "/consents/revoke") => {
+            consents::revoke(console, who, form.unwrap_or_default()).await
+        }
         (&Method::GET, "/citizen") => citizen::ask(who),
         (&Method::POST, "/citizen") => {
             citizen::history(console, who, form.unwrap_or_default(), false).await
@@ -137,22 +156,42 @@ async fn signed_in(
     }
 }
 
+/// A page saying the session store cannot be asked.
+fn store_down(e: &super::shared::Unavailable) -> Reply {
+    tracing::warn!(error = %e, "console: session store unavailable");
+    html::refused(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Not available",
+        &format!("{e}."),
+        "Tell the platform operator if it lasts.",
+    )
+}
+
 /// The session of a request, if live and its agency still declared.
-fn signed_in_as(console: &Console, headers: &http::HeaderMap) -> Option<Who> {
-    let id = session::cookie(headers)?;
-    let session = console.sessions.get(&id)?;
-    let roles = console.backend.roles(&session.agency)?;
+async fn signed_in_as(
+    console: &Console,
+    headers: &http::HeaderMap,
+) -> Result<Option<Who>, super::shared::Unavailable> {
+    let Some(id) = session::cookie(headers) else {
+        return Ok(None);
+    };
+    let Some(session) = console.sessions.get(&id).await? else {
+        return Ok(None);
+    };
+    let Some(roles) = console.backend.roles(&session.agency) else {
+        return Ok(None);
+    };
     let accept_language = headers
         .get(http::header::ACCEPT_LANGUAGE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    Some(Who {
+    Ok(Some(Who {
         id,
         session,
         roles,
         accept_language,
-    })
+    }))
 }
 
 fn csrf_ok(who: &Who, form: &[(String, String)]) -> bool {
@@ -185,15 +224,26 @@ fn signin_form(console: &Console, query: &str) -> Reply {
 }
 
 /// Exchanges a link for a session, once.
-fn signin(console: &Console, form: &[(String, String)]) -> Reply {
+async fn signin(console: &Console, form: &[(String, String)]) -> Reply {
     let token = value(form, "t").unwrap_or_default();
     let now = unix_now();
-    let started = console.key.open(&token, now).and_then(|opened| {
+    let opened = console.key.open(&token, now).and_then(|opened| {
         if console.backend.roles(&opened.agency).is_none() {
             return Err(LinkError::Unknown);
         }
-        console.sessions.start(opened, console.session_ttl, now)
+        Ok(opened)
     });
+    let started = match opened {
+        Ok(opened) => match console
+            .sessions
+            .start(opened, console.session_ttl, now)
+            .await
+        {
+            Ok(started) => started,
+            Err(e) => return store_down(&e),
+        },
+        Err(e) => Err(e),
+    };
     match started {
         Ok((id, session)) => {
             tracing::info!(agency = %session.agency, "console: signed in");

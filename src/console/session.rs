@@ -1,6 +1,7 @@
-//! Sessions and used sign-in nonces, kept in the node's memory: a session
-//! is a random id in an HttpOnly, Secure, SameSite=Strict cookie, with its
-//! agency, its CSRF token and its expiry. A restart signs everyone out.
+//! Sessions and used sign-in nonces, kept in the node's memory (without a
+//! Redis; see `shared` for the store replicas share): a session is a random
+//! id in an HttpOnly, Secure, SameSite=Strict cookie, with its agency, its
+//! CSRF token and its expiry. A restart signs everyone out.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -20,6 +21,26 @@ pub(super) struct Session {
     /// Sent back in every state-changing form.
     pub(super) csrf: String,
     expires: Instant,
+}
+
+impl Session {
+    /// A new session of `agency` lasting `ttl`, with a fresh CSRF token.
+    pub(super) fn new(agency: AgencyId, ttl: Duration) -> Self {
+        Self {
+            agency,
+            csrf: hex(&rand::random::<[u8; 32]>()),
+            expires: Instant::now() + ttl,
+        }
+    }
+
+    /// A session read from the shared store, which expires it itself.
+    pub(super) fn shared(agency: AgencyId, csrf: String) -> Self {
+        Self {
+            agency,
+            csrf,
+            expires: Instant::now(),
+        }
+    }
 }
 
 /// The node's sessions and the nonces of links already exchanged.
@@ -53,11 +74,7 @@ impl Sessions {
         }
         inner.used.insert(link.nonce, link.expires);
         let id = hex(&rand::random::<[u8; 32]>());
-        let session = Session {
-            agency: link.agency,
-            csrf: hex(&rand::random::<[u8; 32]>()),
-            expires: now + ttl,
-        };
+        let session = Session::new(link.agency, ttl);
         inner.sessions.insert(id.clone(), session.clone());
         Ok((id, session))
     }

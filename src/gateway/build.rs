@@ -52,7 +52,14 @@ impl Gateway {
             metrics,
             readiness,
         )?);
-        let console = super::console::open(config, &routing, &apis.audit, &recorder)?;
+        let console = super::console::open(
+            config,
+            &routing,
+            (&apis.audit, &apis.consents),
+            &recorder,
+            &telemetry,
+            apis.redis.as_ref(),
+        )?;
         let gateway = Self {
             console,
             console_listener: std::sync::Mutex::new(None),

@@ -5,8 +5,10 @@
 use super::{Gateway, Routing, StartError};
 use crate::audit::service::AuditService;
 use crate::config::{Config, Role};
+use crate::consent::service::ConsentService;
 use crate::console::{Backend, Console};
 use crate::identity::AgencyId;
+use crate::telemetry::Telemetry;
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +20,9 @@ struct View {
     /// The audit API as built, should a routing lack its own (it never
     /// does once finished).
     fallback: AuditService,
+    /// The Consents API as built; the current roles are set per request.
+    consents: ConsentService,
+    telemetry: Arc<Telemetry>,
 }
 
 impl Backend for View {
@@ -48,14 +53,43 @@ impl Backend for View {
             .get(method)
             .map_or("unspecified", |m| m.category.as_str())
     }
+
+    fn config(&self) -> Config {
+        self.routing.load().config.clone()
+    }
+
+    fn catalogue(&self) -> crate::catalogue::Catalogue {
+        self.routing.load().catalogue.clone()
+    }
+
+    fn consents(&self) -> ConsentService {
+        let routing = self.routing.load();
+        let mut consents = self.consents.clone();
+        consents.roles = Arc::new(super::routing::roles(&routing.config));
+        consents.purposes = Arc::new(
+            routing
+                .config
+                .purposes
+                .iter()
+                .map(|p| p.code.clone())
+                .collect(),
+        );
+        consents
+    }
+
+    fn telemetry(&self) -> Arc<Telemetry> {
+        self.telemetry.clone()
+    }
 }
 
 /// The console of `config`, if `[console]` turns it on.
 pub(super) fn open(
     config: &Config,
     routing: &Arc<ArcSwap<Routing>>,
-    audit: &AuditService,
+    (audit, consents): (&AuditService, &ConsentService),
     recorder: &crate::audit::record::Recorder,
+    telemetry: &Arc<Telemetry>,
+    redis: Option<&crate::redis::Shared>,
 ) -> Result<Option<Arc<Console>>, StartError> {
     let Some(settings) = &config.console else {
         return Ok(None);
@@ -63,8 +97,10 @@ pub(super) fn open(
     let view = View {
         routing: routing.clone(),
         fallback: audit.clone(),
+        consents: consents.clone(),
+        telemetry: telemetry.clone(),
     };
-    let console = Console::open(settings, Arc::new(view), recorder.clone())?;
+    let console = Console::open(settings, Arc::new(view), recorder.clone(), redis.cloned())?;
     Ok(Some(Arc::new(console)))
 }
 

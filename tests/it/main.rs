@@ -26,6 +26,8 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod console;
+mod console_pages;
+mod console_replicas;
 mod deploy;
 mod docs;
 mod drain;
