@@ -235,6 +235,7 @@ pub(super) async fn review(console: &Console, who: &Who, form: &[(String, String
         index,
         tree_size: 0,
         node: node.clone(),
+        ..Default::default()
     };
     let entry = match console
         .backend
