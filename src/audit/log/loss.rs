@@ -306,7 +306,7 @@ impl Loss {
         }
         self.rewrite_checkpoints(&mut kept)?;
         if let Some(archive) = archive {
-            self.set_aside_in_archive(archive, first, &mut kept)?;
+            set_aside_in_archive(archive, first, &mut kept)?;
         }
         kept.iter().map(|p| evidence(p)).collect()
     }
@@ -337,35 +337,34 @@ impl Loss {
         }
         Ok(())
     }
+}
 
-    /// The archive's history, latest checkpoint and segments from the cut
-    /// on describe the lost log: set aside, the archive's next pass copies
-    /// the kept log's.
-    fn set_aside_in_archive(
-        &self,
-        archive: &Path,
-        first: u64,
-        kept: &mut Vec<PathBuf>,
-    ) -> Result<(), AuditError> {
-        if !archive.is_dir() {
-            return Ok(());
-        }
-        for name in ["checkpoints.log", "checkpoint"] {
-            let path = archive.join(name);
-            if path.exists() {
-                kept.push(aside::rename(&path, "lost")?);
-            }
-        }
-        let firsts = segment::list(archive).map_err(|e| AuditError::io("list", archive, e))?;
-        for f in firsts.into_iter().filter(|f| *f >= first) {
-            kept.push(aside::rename(&segment::segment_path(archive, f), "lost")?);
-            let idx = segment::index_path(archive, f);
-            if idx.exists() {
-                kept.push(aside::rename(&idx, "lost")?);
-            }
-        }
-        Ok(())
+/// The archive's history, latest checkpoint and segments from the cut on
+/// describe the lost log: set aside, so that the archive's next pass
+/// copies the kept log's instead of overwriting them.
+fn set_aside_in_archive(
+    archive: &Path,
+    first: u64,
+    kept: &mut Vec<PathBuf>,
+) -> Result<(), AuditError> {
+    if !archive.is_dir() {
+        return Ok(());
     }
+    for name in ["checkpoints.log", "checkpoint"] {
+        let path = archive.join(name);
+        if path.exists() {
+            kept.push(aside::rename(&path, "lost")?);
+        }
+    }
+    let firsts = segment::list(archive).map_err(|e| AuditError::io("list", archive, e))?;
+    for f in firsts.into_iter().filter(|f| *f >= first) {
+        kept.push(aside::rename(&segment::segment_path(archive, f), "lost")?);
+        let idx = segment::index_path(archive, f);
+        if idx.exists() {
+            kept.push(aside::rename(&idx, "lost")?);
+        }
+    }
+    Ok(())
 }
 
 /// A file's length and SHA-256, for the loss entry to name the evidence.
