@@ -22,7 +22,7 @@ pub enum AuditError {
         dir: PathBuf,
     },
     /// A segment is damaged in the middle (not an interrupted write).
-    #[error("audit log segment {} is damaged: {what}; the log cannot be trusted as it is — keep a copy, run `jisr audit verify` on it and restore the segment from a backup", segment.display())]
+    #[error("audit log segment {} is damaged: {what}; the log cannot be trusted as it is — keep a copy, run `jisr audit verify` on it and restore the segment from a backup (if none has it, `jisr audit recover --config FILE` says what accepting the loss would keep)", segment.display())]
     Damaged {
         /// The segment.
         segment: PathBuf,
@@ -30,7 +30,7 @@ pub enum AuditError {
         what: String,
     },
     /// The log does not agree with its own signed checkpoint.
-    #[error("audit log {}: {what}; entries that were acknowledged are missing or changed — keep a copy and run `jisr audit verify` on it", dir.display())]
+    #[error("audit log {}: {what}; entries that were acknowledged are missing or changed — keep a copy and run `jisr audit verify` on it; restore them from the archive or a backup, or if none has them, `jisr audit recover --config FILE` says what accepting the loss would keep", dir.display())]
     Inconsistent {
         /// The directory.
         dir: PathBuf,
@@ -38,7 +38,7 @@ pub enum AuditError {
         what: String,
     },
     /// Start-up found the log's files disagreeing and changed nothing.
-    #[error("audit log {}: {what}; the node did not start and changed nothing. Keep a copy of the directory, run `jisr audit verify {}` for the full report, then restore the file it names from the archive ([audit] archive_dir) or a backup (see \"When the gateway refuses to start\" in docs/operations.md)", dir.display(), dir.display())]
+    #[error("audit log {}: {what}; the node did not start and changed nothing. Keep a copy of the directory, run `jisr audit verify {}` for the full report, then restore the file it names from the archive ([audit] archive_dir) or a backup; only if none has it, `jisr audit recover --config FILE` says what accepting the loss would keep (see \"When the gateway refuses to start\" in docs/operations.md)", dir.display(), dir.display())]
     Refused {
         /// The log directory.
         dir: PathBuf,

@@ -16,6 +16,7 @@ pub mod peers;
 pub mod record;
 mod remote;
 pub mod service;
+pub mod summary;
 pub mod verify;
 pub mod witnessing;
 

@@ -16,6 +16,9 @@ pub struct Recorder {
     pub pseudonyms: Pseudonymizer,
     /// This node's id.
     pub node: String,
+    /// How many refusals per agency are recorded one by one; the rest are
+    /// summarised ([`crate::audit::summary`]).
+    pub refusals: Arc<crate::audit::summary::Refusals>,
 }
 
 /// The facts of one exchange, filled in step by step.
@@ -119,6 +122,51 @@ impl Recorder {
         let record = trail.to_record(&self.node, ending, kind);
         self.log.append(record.encode_to_vec()).await
     }
+
+    /// Writes the summaries of refusals that went over their budget: those
+    /// of ended windows, and with `closing` the current one's too.
+    pub async fn write_summaries(&self, closing: bool) {
+        write_summaries(&self.refusals, &self.log, &self.node, closing).await;
+    }
+
+    /// Writes the summaries every window while the log and the budget are
+    /// alive (held weakly: the task never keeps a closed node's log open).
+    pub fn spawn_summaries(&self) {
+        let refusals = Arc::downgrade(&self.refusals);
+        let log = Arc::downgrade(&self.log);
+        let node = self.node.clone();
+        let window = self.refusals.window();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(window);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let (Some(refusals), Some(log)) = (refusals.upgrade(), log.upgrade()) else {
+                    return;
+                };
+                write_summaries(&refusals, &log, &node, false).await;
+            }
+        });
+    }
+}
+
+async fn write_summaries(
+    refusals: &crate::audit::summary::Refusals,
+    log: &AuditLog,
+    node: &str,
+    closing: bool,
+) {
+    for summary in refusals.take(closing) {
+        let record = summary.record(node);
+        match log.append(record.encode_to_vec()).await {
+            Ok(index) => {
+                tracing::warn!(agency = %summary.agency, reason = %summary.reason, count = summary.count, audit_entry = index, "refused calls over the agency's budget of recorded refusals, recorded as one summary entry")
+            }
+            Err(e) => {
+                tracing::error!(agency = %summary.agency, reason = %summary.reason, count = summary.count, error = %e, "refusal summary not recorded in the audit log")
+            }
+        }
+    }
 }
 
 impl Trail {
@@ -151,6 +199,11 @@ impl Trail {
             justification: self.justification.clone(),
             topic: self.topic.clone(),
             event_id: self.event_id.clone(),
+            // Entries about the node itself fill these (`audit::log::loss`,
+            // the refusal summaries); an exchange's trail has none.
+            detail: String::new(),
+            count: 0,
+            since_unix_micros: 0,
         }
     }
 }

@@ -15,6 +15,8 @@
 mod published;
 mod stored;
 
+pub(crate) use stored::StoredCheck;
+
 use super::log::segment::{self, Problem, Scan};
 use super::log::{archive::ARCHIVE_FILE, FORMAT_FILE};
 use super::merkle::{self, Frontier};

@@ -182,6 +182,28 @@ pub struct NodeConfig {
     pub lanes: usize,
     /// How long connections may stay without a call, and how many may be open.
     pub connections: ConnectionLimits,
+    /// What one agency can make the node do: its calls to the gateway's
+    /// own services, and how many of its refusals are recorded one by one.
+    pub flood: FloodLimits,
+}
+
+/// Bounds on one agency's calls to the gateway's own services and on the
+/// entries its refused calls add to the audit log (`[node]`
+/// `own_calls_per_second`, `own_calls_burst`, `refusals_recorded`,
+/// `refusal_window_ms`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloodLimits {
+    /// Sustained calls per second per agency to the audit, consent and bus
+    /// APIs, health and reflection, on this node; default 1000.
+    pub own_per_second: u32,
+    /// Calls at once above that rate; default 2000.
+    pub own_burst: u32,
+    /// Refused calls per agency recorded one by one per window; beyond
+    /// them, counted and recorded as one summary entry per reason at the
+    /// window's end; default 100.
+    pub refusals_recorded: u32,
+    /// The window; default 60 s.
+    pub refusal_window: Duration,
 }
 
 /// Bounds on the clients' connections, so that connections that never

@@ -10,7 +10,9 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::table::{Ctx, Section};
-use super::{AgencyConfig, CatalogueConfig, ConnectionLimits, NodeConfig, PurposeConfig, Role};
+use super::{
+    AgencyConfig, CatalogueConfig, ConnectionLimits, FloodLimits, NodeConfig, PurposeConfig, Role,
+};
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
 
@@ -28,6 +30,10 @@ pub(super) const NODE_KEYS: &[&str] = &[
     "first_request_timeout_ms",
     "idle_timeout_ms",
     "max_connections",
+    "own_calls_per_second",
+    "own_calls_burst",
+    "refusals_recorded",
+    "refusal_window_ms",
 ];
 pub(super) const TLS_KEYS: &[&str] = &["ca", "cert", "key", "crls"];
 pub(super) const CATALOGUE_KEYS: &[&str] = &["include"];
@@ -166,6 +172,7 @@ pub(super) fn node(
     let advertise = s.opt_str(ctx, "advertise", "\"jisr-0.jisr:8443\"");
     let ttl_ms = bounded(ctx, s, "registration_ttl_ms", (500, 3_600_000, 15_000));
     let connections = connection_limits(ctx, s);
+    let flood = flood_limits(ctx, s);
     let (id, id_source) = id?;
     // `{id}` names the node, so one file serves every replica of a
     // StatefulSet (`advertise = "{id}.jisr:8443"`).
@@ -187,6 +194,23 @@ pub(super) fn node(
         // In 0..=MAX_LANES (checked above).
         lanes: lanes? as usize,
         connections: connections?,
+        flood: flood?,
+    })
+}
+
+/// `own_calls_per_second`, `own_calls_burst`, `refusals_recorded` and
+/// `refusal_window_ms`.
+fn flood_limits(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<FloodLimits> {
+    let rate = bounded(ctx, s, "own_calls_per_second", (1, 1_000_000, 1000));
+    let burst = bounded(ctx, s, "own_calls_burst", (1, 1_000_000, 2000));
+    let recorded = bounded(ctx, s, "refusals_recorded", (0, 1_000_000, 100));
+    let window_ms = bounded(ctx, s, "refusal_window_ms", (100, 86_400_000, 60_000));
+    // Each within its bounds (checked above), so the casts are lossless.
+    Some(FloodLimits {
+        own_per_second: rate? as u32,
+        own_burst: burst? as u32,
+        refusals_recorded: recorded? as u32,
+        refusal_window: Duration::from_millis(window_ms? as u64),
     })
 }
 

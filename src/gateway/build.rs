@@ -76,6 +76,7 @@ impl Gateway {
             telemetry,
             bus,
             registration: None,
+            own_limits: super::own::OwnLimits::new(&config.node.flood),
         };
         // Last, so that no later failure leaves the id held; an error here
         // drops the gateway, which closes nothing it has not opened.
@@ -343,9 +344,16 @@ fn open_audit(config: &Config) -> Result<crate::audit::record::Recorder, StartEr
         checkpoint_interval: config.audit.checkpoint_interval,
         archive_dir: config.audit.archive_dir.clone(),
     })?;
-    Ok(crate::audit::record::Recorder {
+    let flood = &config.node.flood;
+    let recorder = crate::audit::record::Recorder {
         log: Arc::new(log),
         pseudonyms,
         node: config.node.id.to_string(),
-    })
+        refusals: Arc::new(crate::audit::summary::Refusals::new(
+            flood.refusals_recorded,
+            flood.refusal_window,
+        )),
+    };
+    recorder.spawn_summaries();
+    Ok(recorder)
 }

@@ -22,6 +22,7 @@ mod figures;
 pub mod lanes;
 pub mod layers;
 pub mod metadata;
+mod own;
 mod peer;
 pub mod reload;
 mod routing;
@@ -114,6 +115,8 @@ pub struct Gateway {
     console: Option<Arc<crate::console::Console>>,
     /// Its listener, once [`Gateway::bind_console`] bound it.
     console_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    /// Per-agency limits on calls to the gateway's own services.
+    own_limits: own::OwnLimits,
 }
 
 pub use routing::Routing;
@@ -163,6 +166,11 @@ impl Gateway {
         let routing = self.routing.load_full();
         let path = request.uri().path();
         if is_own(path) {
+            if let Err(refusal) = self.own_limits.check(consumer) {
+                let path = path.to_owned();
+                return own::refuse(&path, request.headers(), consumer, refusal, &self.recorder)
+                    .await;
+            }
             request
                 .extensions_mut()
                 .insert(crate::identity::Caller(consumer.clone()));
@@ -211,6 +219,9 @@ impl Gateway {
         if let Some(registration) = &self.registration {
             registration.release().await;
         }
+        // What went over the refusal budgets is summarised before the
+        // final checkpoint, so that it is signed too.
+        self.recorder.write_summaries(true).await;
         self.recorder.log.close().await;
         self.telemetry.shutdown().await;
     }

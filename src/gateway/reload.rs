@@ -135,6 +135,11 @@ fn restart_only(old: &Config, new: &Config) -> Result<(), ReloadError> {
             "`[node] first_request_timeout_ms`, `idle_timeout_ms` or `max_connections`",
             old.node.connections != new.node.connections,
         ),
+        // The own services' buckets and the refusal budget are made at start.
+        (
+            "`[node] own_calls_per_second`, `own_calls_burst`, `refusals_recorded` or `refusal_window_ms`",
+            old.node.flood != new.node.flood,
+        ),
         // Lanes are threads started with the listener.
         ("`[node] lanes`", old.node.lanes != new.node.lanes),
         ("[audit]", old.audit != new.audit),

@@ -47,15 +47,15 @@ enum Expect {
 }
 
 /// A node's files after some traffic, with a copy from earlier on.
-struct Baseline {
-    pki: crate::support::Pki,
-    config: PathBuf,
+pub(crate) struct Baseline {
+    pub(crate) pki: crate::support::Pki,
+    pub(crate) config: PathBuf,
     /// A copy of the node's directory after the first round of traffic.
     older: tempfile::TempDir,
     /// A copy of it at the end (each case starts from it).
-    pristine: tempfile::TempDir,
+    pub(crate) pristine: tempfile::TempDir,
     /// The log's records at the end.
-    records: Vec<Vec<u8>>,
+    pub(crate) records: Vec<Vec<u8>>,
 }
 
 /// Publishes `n` deaths through a gateway on the node's files.
@@ -68,7 +68,7 @@ async fn traffic(addr: &str, pki: &crate::support::Pki, from: u32, n: u32) {
     }
 }
 
-async fn baseline() -> Baseline {
+pub(crate) async fn baseline() -> Baseline {
     let net = BusNet::start("");
     traffic(&net.addr, &net.pki, 0, 3).await;
     let BusNet {
@@ -98,7 +98,7 @@ async fn baseline() -> Baseline {
 }
 
 /// The records of the log in `dir`, in order.
-fn records(dir: &Path) -> Vec<Vec<u8>> {
+pub(crate) fn records(dir: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for first in segment::list(dir).unwrap() {
         segment::scan(&segment::segment_path(dir, first), |_, p| {
@@ -116,7 +116,7 @@ fn snapshot(from: &Path) -> tempfile::TempDir {
     to
 }
 
-fn copy_tree(from: &Path, to: &Path) {
+pub(crate) fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
@@ -190,7 +190,7 @@ fn damage(base: &Baseline, file: &str, how: Damage) -> Damaged {
 }
 
 /// Starts the node on its files as `jisr serve` would, then stops it.
-fn start(config: &Path) -> Result<(), String> {
+pub(crate) fn start(config: &Path) -> Result<(), String> {
     let config = jisr::config::Config::load(config).map_err(|e| jisr::config::report(&e))?;
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()

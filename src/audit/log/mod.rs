@@ -7,6 +7,7 @@ pub(crate) mod aside;
 mod faults;
 pub(crate) mod files;
 pub(crate) mod hashes;
+pub mod loss;
 mod queue;
 mod recover;
 pub mod segment;
@@ -142,8 +143,8 @@ pub struct AuditLog {
 }
 
 /// Creates the log directory and takes its lock: one gateway (or
-/// `jisr audit reindex`) per log.
-fn lock_dir(dir: &Path) -> Result<File, AuditError> {
+/// `jisr audit reindex`, or `recover`) per log.
+pub fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create", dir, e))?;
     let lock_path = dir.join("LOCK");
     let lock = File::create(&lock_path).map_err(|e| AuditError::io("create", &lock_path, e))?;
@@ -182,8 +183,14 @@ impl AuditLog {
     /// interrupted write, checks the log against its last signed checkpoint
     /// and starts the writer thread.
     pub fn open(opts: LogOptions) -> Result<Self, AuditError> {
+        let lock = lock_dir(&opts.dir)?;
+        Self::open_locked(opts, lock)
+    }
+
+    /// [`AuditLog::open`] with the directory's lock already taken (from
+    /// [`lock_dir`]), so that nothing runs between a repair and the open.
+    pub fn open_locked(opts: LogOptions, lock: File) -> Result<Self, AuditError> {
         let dir = opts.dir.clone();
-        let lock = lock_dir(&dir)?;
         let rps = recover::layout(&dir, opts.records_per_segment.max(1))?;
         let segments = recover::read_segments(&dir, rps)?;
         let verifier = opts.signer.verifier();

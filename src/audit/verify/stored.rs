@@ -10,7 +10,7 @@ use std::path::Path;
 
 /// The comparison so far.
 #[derive(Debug)]
-pub(super) struct StoredCheck {
+pub(crate) struct StoredCheck {
     /// The tree's right edge, rebuilt from the entries alone: the hash of
     /// each perfect subtree with its height, left to right.
     edge: Vec<(u32, Hash)>,
@@ -20,14 +20,14 @@ pub(super) struct StoredCheck {
     /// Hashes compared so far.
     read: u64,
     /// The first entry whose stored hashes differ from the entries'.
-    pub(super) first_bad: Option<u64>,
+    pub(crate) first_bad: Option<u64>,
     /// The last such entry.
-    pub(super) last_bad: Option<u64>,
+    pub(crate) last_bad: Option<u64>,
 }
 
 impl StoredCheck {
     /// Starts comparing with the file at `path` (none: nothing to compare).
-    pub(super) fn open(path: &Path) -> Self {
+    pub(crate) fn open(path: &Path) -> Self {
         let file = File::open(path).ok();
         let count = file
             .as_ref()
@@ -48,7 +48,7 @@ impl StoredCheck {
     /// difference (the hashes are rebuilt at start). The hashes compared
     /// are made from the entries alone, so comparing goes on after a
     /// difference: one altered hash does not hide the others.
-    pub(super) fn leaf(&mut self, n: u64, leaf: Hash) {
+    pub(crate) fn leaf(&mut self, n: u64, leaf: Hash) {
         if self.read >= self.count {
             return;
         }
@@ -96,7 +96,7 @@ impl StoredCheck {
     /// How many entries have all their stored hashes in the file: the
     /// writer appends them only once the entries are durable, just before
     /// acknowledging them.
-    pub(super) fn hashed_entries(&self) -> u64 {
+    pub(crate) fn hashed_entries(&self) -> u64 {
         // stored_hash_count grows with n: the largest n it fits.
         let (mut lo, mut hi) = (0u64, self.count + 1);
         while lo + 1 < hi {

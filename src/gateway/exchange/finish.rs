@@ -26,7 +26,19 @@ pub(super) async fn finish(
     (metrics, span): (&RouteMetrics, Option<ExchangeSpan>),
 ) -> Response<Body> {
     let (ending, answer) = ending_of(result, cx.recorder);
-    let entry = cx.recorder.record(trail, ending).await;
+    // A refusal over the agency's budget is counted for a summary entry
+    // instead (`audit::summary`): a flood cannot grow the log one by one.
+    let entry = match &answer {
+        Err(refusal)
+            if !cx
+                .recorder
+                .refusals
+                .admit(cx.consumer.as_str(), refusal.reason.as_str()) =>
+        {
+            Ok(None)
+        }
+        _ => cx.recorder.record(trail, ending).await.map(Some),
+    };
     // What the caller gets: an allowed answer whose entry failed is withheld.
     let (reason, grpc_status) = match (&answer, &entry) {
         (Ok(_), Err(_)) => (
@@ -47,7 +59,12 @@ pub(super) async fn finish(
     if let Some(span) = span {
         span.end(trail, reason, labels::outcome(reason), grpc_status);
     }
-    log_exchange(trail, &ending, entry.as_ref().ok().copied(), elapsed);
+    log_exchange(
+        trail,
+        &ending,
+        entry.as_ref().ok().copied().flatten(),
+        elapsed,
+    );
     match (answer, entry) {
         (Ok(response), Ok(_)) => response,
         (Ok(_), Err(e)) => {

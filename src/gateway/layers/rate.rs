@@ -71,6 +71,28 @@ impl Bucket {
         }
     }
 
+    /// A bucket of this node only, for a limit that is not a
+    /// `[[rate_limit]]` entry (the gateway's own services).
+    pub(crate) fn local(consumer: &AgencyId, per_second: u32, burst: u32) -> Self {
+        Self::new(&RateLimitConfig {
+            consumer: consumer.clone(),
+            per_second,
+            burst,
+            shared: false,
+            at: crate::config::Location {
+                file: std::path::PathBuf::new(),
+                line: 0,
+                column: 0,
+            },
+        })
+    }
+
+    /// Takes one call of `consumer` now, or the `RATE_LIMITED` refusal.
+    pub(crate) fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
+        self.take(now_us())
+            .map_err(|wait| over(self, consumer, wait))
+    }
+
     /// Calls refused so far.
     pub fn limited(&self) -> u64 {
         self.limited.load(Ordering::Relaxed)

@@ -140,6 +140,7 @@ fn record(pseudonyms: &Pseudonymizer, i: u64, citizen: u64, node: &Node) -> Vec<
         justification: String::new(),
         topic: String::new(),
         event_id: String::new(),
+        ..AuditRecord::default()
     }
     .encode_to_vec()
 }

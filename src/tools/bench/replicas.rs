@@ -190,6 +190,8 @@ fn config_text(node: &str, peers: &[(String, String)]) -> String {
 id = "{node}"
 trust_domain = "{TRUST_DOMAIN}"
 listen = "127.0.0.1:0"
+own_calls_per_second = 1000000
+own_calls_burst = 1000000
 
 [tls]
 ca = "pki/ca.crt"

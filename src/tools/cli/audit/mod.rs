@@ -14,6 +14,7 @@ mod deployment;
 mod offline;
 mod read;
 mod receipt;
+mod recover;
 mod render;
 mod seen;
 
@@ -52,6 +53,19 @@ pub enum AuditCommand {
         /// by the last run (created if absent, replaced atomically).
         #[arg(long, requires = "gateway")]
         state: Option<PathBuf>,
+    },
+    /// Accept the loss of entries start-up refuses on (gateway stopped):
+    /// says what it would keep, lose and set aside; changes nothing
+    /// without --accept-loss (exit 1). With it, sets every file past the
+    /// kept entries aside as evidence and records the loss as a signed
+    /// LOG_LOSS_ACCEPTED entry.
+    Recover {
+        /// The node's configuration file (its [audit] dir and keys).
+        #[arg(long)]
+        config: PathBuf,
+        /// Accept the loss: set the files aside and record it.
+        #[arg(long)]
+        accept_loss: bool,
     },
     /// Rebuild a log's query indexes from its entries (gateway stopped).
     Reindex {
@@ -225,6 +239,10 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             }
             _ => offline::verify(&dirs, &keys),
         },
+        AuditCommand::Recover {
+            config,
+            accept_loss,
+        } => recover::run(&config, accept_loss).await,
         AuditCommand::Reindex { dir } => {
             let n = audit::reindex(&dir)?;
             println!(
