@@ -360,15 +360,15 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
         Err(_) => true,
     };
     assert!(refused, "an undeclared agency must not be served");
-    // Counted once per connection: the channel may open a second one when
-    // the call finds the first closed, so the count is 1 or 2, never 0.
+    // Counted once per connection: the channel opens a new one each time
+    // the call finds the last closed, so the count is at least 1.
     let undeclared = "jisr_tls_handshake_failures_total{reason=\"undeclared_agency\"} ";
     let (_, text) = admin::get(&admin, "/metrics").await;
     let count = text
         .lines()
         .find_map(|l| l.strip_prefix(undeclared))
         .and_then(|n| n.parse::<u64>().ok());
-    assert!(matches!(count, Some(1 | 2)), "{text}");
+    assert!(count.is_some_and(|n| n >= 1), "{text}");
     assert!(!text.contains("employment"), "{text}");
 
     // The reload declares `employment` as a consumer with a rule, and as a
