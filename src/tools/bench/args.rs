@@ -70,7 +70,11 @@ pub struct BenchArgs {
     pub print_haproxy_config: Option<std::net::SocketAddr>,
     /// With --print-haproxy-config: a gRPC service and the provider that
     /// serves it, `SERVICE=HOST:PORT` (repeat; the first is the default).
-    #[arg(long, value_name = "SERVICE=HOST:PORT", requires = "print_haproxy_config")]
+    #[arg(
+        long,
+        value_name = "SERVICE=HOST:PORT",
+        requires = "print_haproxy_config"
+    )]
     pub upstream: Vec<String>,
     /// With --print-haproxy-config: HAProxy's `nbthread` (default: the
     /// machine's cores, as under --compare).

@@ -292,9 +292,16 @@ mod tests {
     fn bench_args(extra: &[&str]) -> BenchArgs {
         use clap::Parser as _;
         let cli = crate::tools::cli::Cli::try_parse_from(
-            ["jisr", "bench", "--print-haproxy-config", "127.0.0.1:8443", "--dir", "/tmp/bench"]
-                .iter()
-                .chain(extra),
+            [
+                "jisr",
+                "bench",
+                "--print-haproxy-config",
+                "127.0.0.1:8443",
+                "--dir",
+                "/tmp/bench",
+            ]
+            .iter()
+            .chain(extra),
         )
         .unwrap();
         match cli.command {
@@ -315,12 +322,21 @@ mod tests {
             "--haproxy-threads",
             "2",
         ]);
-        let printed = HaproxyConfig::for_args(&args, Path::new("/tmp/bench"), args.print_haproxy_config.unwrap()).unwrap();
+        let printed = HaproxyConfig::for_args(
+            &args,
+            Path::new("/tmp/bench"),
+            args.print_haproxy_config.unwrap(),
+        )
+        .unwrap();
         assert_eq!(printed.render(), config().render());
         let bad = bench_args(&["--upstream", "127.0.0.1:9101"]);
-        let err = HaproxyConfig::for_args(&bad, Path::new("/tmp/bench"), "127.0.0.1:1".parse().unwrap())
-            .unwrap_err()
-            .to_string();
+        let err = HaproxyConfig::for_args(
+            &bad,
+            Path::new("/tmp/bench"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("is not SERVICE=HOST:PORT"), "{err}");
     }
 }

@@ -136,7 +136,11 @@ mod tests {
                 r#type = "raw",
                 "exchange"
             );
-            tracing::warn!(error = &error as &(dyn std::error::Error + 'static), "failed: \u{1b}[2J{}", 42);
+            tracing::warn!(
+                error = &error as &(dyn std::error::Error + 'static),
+                "failed: \u{1b}[2J{}",
+                42
+            );
             tracing::error!(only = 1);
             let span = tracing::info_span!("conn", peer = %"127.0.0.1:1", id = 9);
             span.in_scope(|| tracing::info!(message = "in span", after = 1));
