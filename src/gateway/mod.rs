@@ -23,6 +23,7 @@ pub mod lanes;
 pub mod layers;
 pub mod metadata;
 mod peer;
+mod probe;
 pub mod reload;
 mod routing;
 pub mod server;

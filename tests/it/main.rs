@@ -30,6 +30,8 @@ mod faults;
 mod lifecycle;
 mod officials;
 mod onboard;
+mod probe;
+mod python;
 mod refusals;
 mod reload;
 mod replicas;

@@ -8,6 +8,7 @@ mod commands;
 pub mod consent;
 pub mod console;
 pub mod keys;
+pub mod probe;
 
 pub(crate) use commands::bind_admin;
 pub use commands::shutdown_signal;
@@ -75,6 +76,9 @@ pub enum Command {
         #[command(subcommand)]
         command: agency::AgencyCommand,
     },
+    /// Test an agency's connection to a gateway with its own certificate:
+    /// TLS, identity, rules, providers; each step ok or the fix.
+    Probe(probe::ProbeArgs),
     /// Create the keys every replica shares, without starting a node.
     Keys {
         /// What to do.
