@@ -9,6 +9,7 @@ pub mod consent;
 pub mod console;
 pub mod keys;
 mod log_fields;
+pub mod probe;
 pub mod witness;
 
 pub(crate) use commands::bind_admin;
@@ -77,6 +78,9 @@ pub enum Command {
         #[command(subcommand)]
         command: agency::AgencyCommand,
     },
+    /// Test an agency's connection to a gateway with its own certificate:
+    /// TLS, identity, rules, providers; each step ok or the fix.
+    Probe(probe::ProbeArgs),
     /// Create the keys every replica shares, without starting a node.
     Keys {
         /// What to do.
