@@ -7,6 +7,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/jisr/audit/v1/audit.proto",
         "proto/jisr/consent/v1/consent.proto",
         "proto/jisr/bus/v1/bus.proto",
+        "proto/jisr/probe/v1/probe.proto",
         "proto/agencies/civilstatus/v1/civilstatus.proto",
         "proto/agencies/tax/v1/tax.proto",
         "proto/agencies/health/v1/health.proto",
@@ -19,6 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/jisr/audit/v1/audit.proto",
             "proto/jisr/consent/v1/consent.proto",
             "proto/jisr/bus/v1/bus.proto",
+            "proto/jisr/probe/v1/probe.proto",
         ],
         ["proto"],
     )?;

@@ -4,10 +4,11 @@
 # providers (`jisr demo --serve`), the proxy under callgrind, 500 warm-up
 # calls, counters zeroed, 3,000 measured calls of the same load as agency
 # `education`. The configurations are those `jisr bench --compare`
-# generates (src/tools/bench/nginx.rs, haproxy.rs), except that nginx runs
-# as one process (`master_process off`: callgrind follows one process) and
-# HAProxy with `nbthread 1` for the same reason (valgrind runs one thread
-# at a time anyway).
+# generates (src/tools/bench/nginx.rs; HAProxy's is printed by
+# `jisr bench --print-haproxy-config`), except that nginx runs as one
+# process (`master_process off`: callgrind follows one process) and HAProxy
+# with `nbthread 1` for the same reason (valgrind runs one thread at a time
+# anyway).
 # Usage: scripts/callgrind-proxies.sh BIN OUT-PREFIX [nginx] [haproxy]
 # (CONNS, INFLIGHT: load shape). Needs valgrind, nginx (Debian nginx-light)
 # and haproxy. Prints instructions per call for each proxy.
@@ -65,33 +66,12 @@ EOF
 }
 
 haproxy_conf() {
+  # The configuration `bench --compare` runs, from the tool itself, with
+  # one thread (see above).
   mkdir -p "$D/haproxy"
-  cat "$PKI/gateway.crt" "$PKI/gateway.key" > "$D/haproxy/gateway.pem"
-  local pem=$D/haproxy/gateway.pem
-  cat > "$D/haproxy/haproxy.cfg" <<EOF
-global
-    nbthread 1
-    tune.h2.max-concurrent-streams 128
-    ssl-default-bind-options ssl-min-ver TLSv1.3
-    ssl-default-server-options ssl-min-ver TLSv1.3
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 300s
-    timeout server 300s
-    timeout http-keep-alive 300s
-    option http-keep-alive
-    http-reuse always
-frontend grpc
-    bind 127.0.0.1:$PORT ssl crt $pem ca-file $PKI/ca.crt verify required alpn h2
-    use_backend provider0 if { path_beg /ma.civilstatus.v1.CivilStatus/ }
-    use_backend provider1 if { path_beg /ma.tax.v1.TaxRecords/ }
-    default_backend provider0
-backend provider0
-    server p0 $CIVIL ssl verify required ca-file $PKI/ca.crt crt $pem alpn h2 sni str(localhost) verifyhost localhost
-backend provider1
-    server p1 $TAX ssl verify required ca-file $PKI/ca.crt crt $pem alpn h2 sni str(localhost) verifyhost localhost
-EOF
+  "$BIN" bench --print-haproxy-config "127.0.0.1:$PORT" --dir "$D" --haproxy-threads 1 \
+    --in-flight "${INFLIGHT:-8}" --upstream "ma.civilstatus.v1.CivilStatus=$CIVIL" \
+    --upstream "ma.tax.v1.TaxRecords=$TAX" > "$D/haproxy/haproxy.cfg" || exit 1
   echo haproxy -db -f "$D/haproxy/haproxy.cfg"
 }
 
@@ -102,6 +82,7 @@ load() { # load N LABEL
 
 for PROXY in $PROXIES; do
   CMD=$(${PROXY}_conf)
+  [ -n "$CMD" ] || { echo "$PROXY: no configuration (see above)" >&2; continue; }
   valgrind --tool=callgrind --callgrind-out-file="$OUT.$PROXY.%p" $CMD > "$D/$PROXY.log" 2>&1 &
   VG=$!
   for i in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.5; done

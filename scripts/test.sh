@@ -52,6 +52,12 @@ if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   # Pinned: the tests name a Kubernetes version whose schemas it ships.
   "$VENV/bin/pip" install --quiet kubernetes-validate==1.37.0
 fi
+# The Python agency of the onboarding test (tests/it/python.rs): grpcio,
+# and grpcio-tools to generate its stubs from the contract.
+if ! "$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
+  echo "test.sh: installing grpcio and grpcio-tools into $VENV (needed by the tests)" >&2
+  "$VENV/bin/pip" install --quiet grpcio==1.85.4 grpcio-tools==1.85.4
+fi
 
 # Tests that need root (a real tmpfs filled up, a loop device) are
 # `#[ignore]`d and named `…_as_root`; as root, a second pass runs them, so

@@ -28,6 +28,14 @@ pub mod jisr {
         }
     }
 
+    /// The connection test (`jisr probe`).
+    pub mod probe {
+        /// Version 1.
+        pub mod v1 {
+            tonic::include_proto!("jisr.probe.v1");
+        }
+    }
+
     /// The audit log's records and API.
     pub mod audit {
         /// Version 1.

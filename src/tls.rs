@@ -10,6 +10,7 @@
 //! resulting errors into one-line reasons for the log.
 
 mod load;
+mod probe;
 mod reason;
 mod verify;
 
@@ -26,7 +27,9 @@ use rustls::{ClientConfig, ServerConfig};
 use crate::identity::{IdentityError, PeerIdentity, TrustDomain};
 
 use load::{certified_key, load_all, load_crls, load_roots, read};
+pub use probe::{h2_greeting, probe_client_config, Greeting};
 pub use reason::handshake_failure_reason;
+pub(crate) use reason::rfc3339;
 
 /// The only application protocol Jisr speaks: gRPC over HTTP/2.
 const ALPN_H2: &[u8] = b"h2";
@@ -292,6 +295,15 @@ pub fn client_config(
     files: &TlsFiles,
     domain: &TrustDomain,
     expect: PeerIdentity,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    spiffe_client_config(files, domain, Some(expect))
+}
+
+/// [`client_config`]; `expect: None` accepts any identity of `domain`.
+fn spiffe_client_config(
+    files: &TlsFiles,
+    domain: &TrustDomain,
+    expect: Option<PeerIdentity>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&files.ca)?);

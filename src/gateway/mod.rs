@@ -24,6 +24,7 @@ pub mod layers;
 pub mod metadata;
 mod own;
 mod peer;
+mod probe;
 pub mod reload;
 mod routing;
 pub mod server;

@@ -218,7 +218,12 @@ impl Prepared {
             .audit
             .with_roles(roles(&routing.config))
             .with_peers(peers);
-        routing.own = own_services(&routing.config, &routing.catalogue, apis, audit.clone())?;
+        let probe = super::probe::ProbeService::new(
+            &routing.config,
+            &routing.catalogue,
+            &routing.upstreams,
+        );
+        routing.own = own_services(&routing, apis, audit.clone(), probe)?;
         routing.audit = Some(audit);
         routing.limits = RateLimits::new(
             &routing.config.rate_limits,
@@ -319,11 +324,12 @@ fn tls_digest(files: &tls::TlsFiles) -> Result<[u8; 32], StartError> {
 }
 
 fn own_services(
-    config: &Config,
-    catalogue: &Catalogue,
+    routing: &Routing,
     apis: &Apis,
     audit: crate::audit::service::AuditService,
+    probe: super::probe::ProbeService,
 ) -> Result<Routes, StartError> {
+    let (config, catalogue) = (&routing.config, &routing.catalogue);
     let health = tonic_health::pb::health_server::HealthServer::new(
         tonic_health::server::HealthService::from_health_reporter(apis.health.clone()),
     );
@@ -356,5 +362,6 @@ fn own_services(
         )
         .add_service(crate::proto::jisr::bus::v1::bus_server::BusServer::new(
             apis.bus.clone(),
-        )))
+        ))
+        .add_service(crate::proto::jisr::probe::v1::probe_server::ProbeServer::new(probe)))
 }

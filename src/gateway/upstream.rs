@@ -132,6 +132,32 @@ pub struct UpstreamStats {
 }
 
 impl Upstream {
+    /// Opens a mutual-TLS connection to each instance, waits for its HTTP/2
+    /// greeting and closes it: whether the gateway can reach the provider
+    /// now (for `jisr probe`). No call is sent; the pool is not touched.
+    pub async fn reach(&self) -> Vec<(String, Result<(), String>)> {
+        let tries = self.instances.iter().map(|i| async move {
+            let attempt = async {
+                let mut tls = wire::handshake(&self.tls, &i.server_name, &i.addr)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                crate::tls::h2_greeting(&mut tls)
+                    .await
+                    .map_err(|why| format!("{}: {why}", i.addr))
+            };
+            let outcome = tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(UpstreamError::ConnectTimeout {
+                        addr: i.addr.clone(),
+                    }
+                    .to_string())
+                });
+            (i.addr.clone(), outcome)
+        });
+        futures_util::future::join_all(tries).await
+    }
+
     /// A pool of `connections` connections to each of `addrs` (`host:port`);
     /// the TLS config must verify the provider's identity.
     pub fn new(

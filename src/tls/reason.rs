@@ -175,7 +175,7 @@ fn alert_reason(alert: AlertDescription) -> String {
 }
 
 /// `2026-01-01T00:00:00Z`, without depending on `time`'s formatting feature.
-fn rfc3339(t: UnixTime) -> String {
+pub(crate) fn rfc3339(t: UnixTime) -> String {
     let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
     match time::OffsetDateTime::from_unix_timestamp(secs) {
         Ok(t) => format!(

@@ -105,7 +105,7 @@ async fn a_client_without_certificate_is_refused() {
     let files = TlsFiles::for_agency(pki.path(), "tax");
     let roots = Arc::new(load_roots(&files.ca).unwrap());
     let verifier =
-        verify::SpiffeServerVerifier::new(roots, provider(), td(), gateway(), Arc::from([]));
+        verify::SpiffeServerVerifier::new(roots, provider(), td(), Some(gateway()), Arc::from([]));
     let client = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .unwrap()

@@ -177,7 +177,9 @@ pub(super) struct SpiffeServerVerifier {
     roots: Arc<RootCertStore>,
     provider: Arc<CryptoProvider>,
     domain: TrustDomain,
-    expect: PeerIdentity,
+    /// `None` accepts any identity of the trust domain (`jisr probe`, which
+    /// then reports the identity it found).
+    expect: Option<PeerIdentity>,
     crls: Arc<[webpki::CertRevocationList<'static>]>,
 }
 
@@ -186,7 +188,7 @@ impl SpiffeServerVerifier {
         roots: Arc<RootCertStore>,
         provider: Arc<CryptoProvider>,
         domain: TrustDomain,
-        expect: PeerIdentity,
+        expect: Option<PeerIdentity>,
         crls: Arc<[webpki::CertRevocationList<'static>]>,
     ) -> Self {
         Self {
@@ -267,11 +269,14 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             self.verify_chain_and_revocation(end_entity, intermediates, now)?;
         }
         let identity = PeerIdentity::from_cert_der(end_entity, &self.domain).map_err(refuse)?;
-        if identity != self.expect {
-            return Err(refuse(PeerRefused::NotExpected {
-                found: describe(&identity),
-                expected: describe(&self.expect),
-            }));
+        match &self.expect {
+            Some(expect) if &identity != expect => {
+                return Err(refuse(PeerRefused::NotExpected {
+                    found: describe(&identity),
+                    expected: describe(expect),
+                }));
+            }
+            _ => {}
         }
         Ok(ServerCertVerified::assertion())
     }

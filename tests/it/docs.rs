@@ -12,16 +12,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn read(path: &Path) -> String {
+pub(crate) fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// The fenced blocks of a Markdown text: (info string, body).
-fn blocks(markdown: &str) -> Vec<(String, String)> {
+pub(crate) fn blocks(markdown: &str) -> Vec<(String, String)> {
     let mut found = Vec::new();
     let mut open: Option<(String, String)> = None;
     for line in markdown.lines() {
@@ -39,7 +39,7 @@ fn blocks(markdown: &str) -> Vec<(String, String)> {
 }
 
 /// The one block whose body contains `needle`.
-fn block<'a>(all: &'a [(String, String)], needle: &str) -> &'a str {
+pub(crate) fn block<'a>(all: &'a [(String, String)], needle: &str) -> &'a str {
     let matching: Vec<_> = all.iter().filter(|(_, b)| b.contains(needle)).collect();
     assert_eq!(matching.len(), 1, "blocks with {needle:?}: {matching:#?}");
     &matching[0].1

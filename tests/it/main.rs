@@ -36,6 +36,8 @@ mod flood;
 mod lifecycle;
 mod officials;
 mod onboard;
+mod probe;
+mod python;
 mod recover;
 mod refusals;
 mod reload;

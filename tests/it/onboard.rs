@@ -27,7 +27,7 @@ message ListOfficesRequest {}
 message Offices { repeated string codes = 1; }
 "#;
 
-fn run(args: &[&str]) -> (Output, String) {
+pub(crate) fn run(args: &[&str]) -> (Output, String) {
     let out = jisr().args(args).output().unwrap();
     let text = format!(
         "{}{}",
@@ -39,7 +39,7 @@ fn run(args: &[&str]) -> (Output, String) {
 
 /// The standard test node, searching `contracts` too, with a purpose for
 /// the new provider; returns the config file and the contract's path.
-fn node(pki: &Pki, contract: &str) -> (PathBuf, PathBuf) {
+pub(crate) fn node(pki: &Pki, contract: &str) -> (PathBuf, PathBuf) {
     let contracts = pki.root().join("contracts");
     let file = contracts.join("agencies/socialsecurity/v1/coverage.proto");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -58,7 +58,7 @@ fn node(pki: &Pki, contract: &str) -> (PathBuf, PathBuf) {
     (write_config(pki, "gateway", &config), file)
 }
 
-fn arg(path: &Path) -> &str {
+pub(crate) fn arg(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
@@ -255,4 +255,36 @@ fn agency_add_refuses_a_ca_the_node_does_not_trust() {
 fn rustls_pem(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
     use rustls::pki_types::pem::PemObject as _;
     rustls::pki_types::CertificateDer::from_pem_file(path).unwrap()
+}
+
+#[test]
+fn check_config_warns_of_consent_asked_for_a_not_personal_method() {
+    let pki = Pki::new();
+    let (config, contract) = node(&pki, COVERAGE);
+    let (out, text) = run(&[
+        "agency",
+        "add",
+        "social-security",
+        "--config",
+        arg(&config),
+        "--contract",
+        arg(&contract),
+        "--upstream",
+        "127.0.0.1:9",
+    ]);
+    assert!(out.status.success(), "{text}");
+    let mut toml = std::fs::read_to_string(&config).unwrap();
+    toml.push_str(
+        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/*\"]\n\
+         purposes = [\"school-grant\"]\nbasis = \"consent\"\n",
+    );
+    std::fs::write(&config, toml).unwrap();
+    let (out, text) = run(&["check-config", arg(&config)]);
+    assert!(out.status.success(), "a warning, not an error: {text}");
+    assert!(
+        text.contains("the rule asks for the citizen's consent to call `ma.socialsecurity.v1.Coverage/ListOffices`, which its contract marks NOT_PERSONAL"),
+        "{text}"
+    );
+    assert!(text.contains("give the rule a law basis"), "{text}");
+    assert!(!text.contains("Coverage/GetCoverage`, which"), "{text}");
 }

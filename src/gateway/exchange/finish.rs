@@ -180,31 +180,34 @@ fn log_exchange(
     elapsed: std::time::Duration,
 ) {
     let outcome = labels::outcome_label(ending.outcome);
-    let dash = |s: &str| {
-        if s.is_empty() {
-            "-".to_owned()
-        } else {
-            s.to_owned()
-        }
-    };
     // A fixed target, not this file's module path: operators filter their
     // log pipelines on it, and it must not move when the module is split.
     tracing::info!(
         target: "jisr::gateway::exchange",
         request_id = %trail.request_id,
         consumer = %trail.consumer,
-        provider = %dash(&trail.provider),
+        provider = %Dash(&trail.provider),
         method = %trail.method,
-        purpose = %dash(&trail.purpose),
-        procedure = %dash(&trail.procedure),
-        official = %dash(&trail.official),
-        basis = %dash(&trail.basis),
+        purpose = %Dash(&trail.purpose),
+        procedure = %Dash(&trail.procedure),
+        official = %Dash(&trail.official),
+        basis = %Dash(&trail.basis),
         outcome,
-        reason = %dash(ending.reason),
+        reason = %Dash(ending.reason),
         grpc_status = ending.grpc_status,
         audit_entry = entry.map_or(-1, |e| e as i64),
-        trace_id = %dash(&trail.trace_id),
+        trace_id = %Dash(&trail.trace_id),
         micros = elapsed.as_micros() as u64,
         "exchange"
     );
+}
+
+/// A log value: the text, or `-` when empty. Written in place, where a
+/// `String` per field would cost an allocation and a copy per call.
+struct Dash<'a>(&'a str);
+
+impl std::fmt::Display for Dash<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "-" } else { self.0 })
+    }
 }

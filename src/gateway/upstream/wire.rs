@@ -48,20 +48,7 @@ pub(super) async fn connect(
     addr: &str,
     provider: &AgencyId,
 ) -> Result<Sender, UpstreamError> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .map_err(|source| UpstreamError::Connect {
-            addr: addr.to_owned(),
-            source,
-        })?;
-    let _ = tcp.set_nodelay(true);
-    let tls = tls
-        .connect(server_name.clone(), tcp)
-        .await
-        .map_err(|e| UpstreamError::Tls {
-            addr: addr.to_owned(),
-            reason: crate::tls::handshake_failure_reason(&e),
-        })?;
+    let tls = handshake(tls, server_name, addr).await?;
     let (send, connection) = h2::client::Builder::new()
         .initial_window_size(crate::gateway::STREAM_WINDOW)
         .initial_connection_window_size(crate::gateway::CONNECTION_WINDOW)
@@ -94,6 +81,27 @@ pub(super) async fn connect(
     let sender = Sender { send, closed };
     tracing::debug!(%provider, %addr, "upstream connection opened");
     Ok(sender)
+}
+
+/// TCP and mutual TLS to one instance (the provider's identity checked).
+pub(super) async fn handshake(
+    tls: &TlsConnector,
+    server_name: &ServerName<'static>,
+    addr: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, UpstreamError> {
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(|source| UpstreamError::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+    let _ = tcp.set_nodelay(true);
+    tls.connect(server_name.clone(), tcp)
+        .await
+        .map_err(|e| UpstreamError::Tls {
+            addr: addr.to_owned(),
+            reason: crate::tls::handshake_failure_reason(&e),
+        })
 }
 
 /// Pings the provider every [`KEEP_ALIVE_INTERVAL`]; returns why the

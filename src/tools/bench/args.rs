@@ -61,6 +61,25 @@ pub struct BenchArgs {
     /// With --compare, leave HAProxy out.
     #[arg(long)]
     pub no_haproxy: bool,
+    /// Write the HAProxy configuration `--compare` runs (and the PEM it
+    /// reads) under `--dir`'s `haproxy/`, listening on LISTEN, for the
+    /// network whose PKI is `--dir`'s `pki/` (as `jisr demo --serve --dir`
+    /// makes it); print it and exit. `scripts/callgrind-proxies.sh` runs
+    /// HAProxy with it.
+    #[arg(long, value_name = "LISTEN", requires_all = ["dir", "upstream"], conflicts_with_all = ["compare", "gateway"])]
+    pub print_haproxy_config: Option<std::net::SocketAddr>,
+    /// With --print-haproxy-config: a gRPC service and the provider that
+    /// serves it, `SERVICE=HOST:PORT` (repeat; the first is the default).
+    #[arg(
+        long,
+        value_name = "SERVICE=HOST:PORT",
+        requires = "print_haproxy_config"
+    )]
+    pub upstream: Vec<String>,
+    /// With --print-haproxy-config: HAProxy's `nbthread` (default: the
+    /// machine's cores, as under --compare).
+    #[arg(long, requires = "print_haproxy_config")]
+    pub haproxy_threads: Option<usize>,
     /// nginx's `worker_processes` (a number or auto).
     #[arg(long, default_value = "auto")]
     pub nginx_workers: String,

@@ -86,6 +86,55 @@ frontend grpc
     fn pem(&self) -> PathBuf {
         self.prefix.join("gateway.pem")
     }
+
+    /// Writes `pem()` from the PKI's `gateway.crt` and `gateway.key`.
+    pub(crate) fn write_pem(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.prefix)?;
+        let read = |name: &str| {
+            let path = self.pki.join(name);
+            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
+        };
+        std::fs::write(
+            self.pem(),
+            read("gateway.crt")? + "\n" + &read("gateway.key")?,
+        )?;
+        Ok(())
+    }
+
+    /// The configuration `--print-haproxy-config LISTEN` prints: the
+    /// network's files under `dir` (`pki/`, `haproxy/`), the routes from
+    /// `--upstream`, the threads from `--haproxy-threads`.
+    pub(crate) fn for_args(
+        args: &BenchArgs,
+        dir: &Path,
+        listen: SocketAddr,
+    ) -> anyhow::Result<Self> {
+        let routes = args
+            .upstream
+            .iter()
+            .map(|route| match route.split_once('=') {
+                Some((service, addr)) if !service.is_empty() && !addr.is_empty() => {
+                    Ok((service.to_owned(), addr.to_owned()))
+                }
+                _ => anyhow::bail!(
+                    "--upstream `{route}` is not SERVICE=HOST:PORT; write e.g. --upstream ma.tax.v1.TaxRecords=127.0.0.1:9102"
+                ),
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self {
+            listen,
+            prefix: dir.join("haproxy"),
+            pki: dir.join("pki"),
+            routes,
+            threads: args.haproxy_threads.unwrap_or_else(cores),
+            max_streams: args.in_flight,
+        })
+    }
+}
+
+/// The cores this process may use: HAProxy's `nbthread` under --compare.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// The haproxy binary; `Err` names the Debian package to install.
@@ -112,15 +161,7 @@ impl Haproxy {
     /// Writes the configuration and the PEM, checks the configuration with
     /// `haproxy -c`, and starts HAProxy in the foreground.
     pub(crate) async fn start(binary: &Path, config: &HaproxyConfig) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.prefix)?;
-        let read = |name: &str| {
-            let path = config.pki.join(name);
-            std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))
-        };
-        std::fs::write(
-            config.pem(),
-            read("gateway.crt")? + "\n" + &read("gateway.key")?,
-        )?;
+        config.write_pem()?;
         let cfg = config.prefix.join("haproxy.cfg");
         std::fs::write(&cfg, config.render())?;
         let check = Command::new(binary)
@@ -203,7 +244,7 @@ async fn start_for(
             ),
             ("ma.tax.v1.TaxRecords".into(), network.tax.clone()),
         ],
-        threads: std::thread::available_parallelism().map_or(1, usize::from),
+        threads: cores(),
         max_streams: args.in_flight,
     };
     Haproxy::start(binary, &config)
@@ -246,5 +287,56 @@ mod tests {
         ] {
             assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
         }
+    }
+
+    fn bench_args(extra: &[&str]) -> BenchArgs {
+        use clap::Parser as _;
+        let cli = crate::tools::cli::Cli::try_parse_from(
+            [
+                "jisr",
+                "bench",
+                "--print-haproxy-config",
+                "127.0.0.1:8443",
+                "--dir",
+                "/tmp/bench",
+            ]
+            .iter()
+            .chain(extra),
+        )
+        .unwrap();
+        match cli.command {
+            crate::tools::cli::Command::Bench(args) => args,
+            other => panic!("not bench: {other:?}"),
+        }
+    }
+
+    /// `--print-haproxy-config` renders the very configuration --compare
+    /// runs, from the network's directory and `--upstream`s.
+    #[test]
+    fn the_printed_config_is_the_compare_config() {
+        let args = bench_args(&[
+            "--upstream",
+            "ma.civilstatus.v1.CivilStatus=127.0.0.1:9101",
+            "--upstream",
+            "ma.tax.v1.TaxRecords=127.0.0.1:9102",
+            "--haproxy-threads",
+            "2",
+        ]);
+        let printed = HaproxyConfig::for_args(
+            &args,
+            Path::new("/tmp/bench"),
+            args.print_haproxy_config.unwrap(),
+        )
+        .unwrap();
+        assert_eq!(printed.render(), config().render());
+        let bad = bench_args(&["--upstream", "127.0.0.1:9101"]);
+        let err = HaproxyConfig::for_args(
+            &bad,
+            Path::new("/tmp/bench"),
+            "127.0.0.1:1".parse().unwrap(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("is not SERVICE=HOST:PORT"), "{err}");
     }
 }

@@ -47,6 +47,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             temp.path().to_owned()
         }
     };
+    if let Some(listen) = args.print_haproxy_config {
+        let config = haproxy::HaproxyConfig::for_args(&args, &dir, listen)?;
+        config.write_pem()?;
+        print!("{}", config.render());
+        return Ok(());
+    }
     let report = match &args.gateway {
         Some(addr) => external(&args, addr).await?,
         None => own_network(&args, &dir).await?,

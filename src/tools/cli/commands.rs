@@ -22,6 +22,7 @@ pub(super) fn run(command: Command) -> ExitCode {
         Command::CheckConfig { file } => return check_config(&file),
         Command::Catalog { config } => catalog(&config),
         Command::Agency { command } => return super::agency::run(command),
+        Command::Probe(args) => return super::probe::run(&args),
         Command::Pki { command } => pki_command(command),
         Command::Keys { command } => super::keys::run(command),
         Command::Audit { command } => return verdict(super::audit::run(command)),
@@ -214,6 +215,9 @@ pub(super) fn check_config(path: &Path) -> ExitCode {
             for missing in config.missing_labels() {
                 println!("warning: {missing}");
             }
+            for warning in consent_without_personal_data(&config, &catalogue) {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {
@@ -221,6 +225,33 @@ pub(super) fn check_config(path: &Path) -> ExitCode {
             ExitCode::from(EXIT_INVALID_CONFIG)
         }
     }
+}
+
+/// Rules on consent for methods that release no personal data: a citizen
+/// has nothing to consent to there, so the rule is a mistake (the method
+/// needs a law basis) or the contract's category is.
+fn consent_without_personal_data(config: &Config, catalogue: &Catalogue) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for rule in config
+        .rules
+        .iter()
+        .filter(|r| r.basis == config::Basis::Consent)
+    {
+        for m in catalogue.methods() {
+            let matched = rule
+                .methods
+                .iter()
+                .any(|p| p.matches(&m.service, &m.method));
+            if matched && m.category == crate::catalogue::Category::NotPersonal {
+                warnings.push(format!(
+                    "{}: the rule asks for the citizen's consent to call `{}`, which its contract marks NOT_PERSONAL (it releases no personal data, so there is nothing to consent to); give the rule a law basis (`basis = \"law:<reference>\"`), or fix the method's category in the contract",
+                    rule.at,
+                    m.qualified()
+                ));
+            }
+        }
+    }
+    warnings
 }
 
 fn catalog(path: &Path) -> anyhow::Result<()> {
