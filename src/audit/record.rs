@@ -156,6 +156,7 @@ async fn write_summaries(
     node: &str,
     closing: bool,
 ) {
+    use prost::Message as _;
     for summary in refusals.take(closing) {
         let record = summary.record(node);
         match log.append(record.encode_to_vec()).await {
