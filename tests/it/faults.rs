@@ -275,10 +275,20 @@ async fn suite(file: &str, expect: impl Fn(Damage) -> Expect) {
             }
         }
         // redb writes its file when it opens it (a commit after the
-        // integrity check, or a repair from its other commit slot), even
-        // when it then refuses it: a store's damaged bytes are not kept
-        // (docs/operations.md says so); the log's files are.
-        if let (Damaged::Bytes(bytes), false) = (damaged, file.ends_with(".redb")) {
+        // integrity check, or a repair from its other commit slot): a
+        // store's bytes are copied before the open and the copy kept when
+        // the open fails. A store that opened (repaired, or damaged where
+        // nothing is kept) is not evidence of anything; the audit index is
+        // derived and rebuilt from the log.
+        let evidence =
+            !file.ends_with(".redb") || (outcome.is_err() && !file.ends_with("index.redb"));
+        if let (Err(e), Damaged::Bytes(_), true) = (&outcome, &damaged, file.ends_with(".redb")) {
+            assert!(
+                file.ends_with("index.redb") || e.contains(".damaged-"),
+                "{case}: the refusal does not name the copy kept: {e}"
+            );
+        }
+        if let (Damaged::Bytes(bytes), true) = (damaged, evidence) {
             assert!(
                 kept(&base, file, &bytes, how),
                 "{case}: the damaged bytes are gone"

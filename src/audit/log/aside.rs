@@ -5,20 +5,8 @@
 use crate::audit::AuditError;
 use std::path::{Path, PathBuf};
 
-/// A free name `<path>.<why>-<UTC time>` (with `-2`, `-3`… if taken).
 fn name(path: &Path, why: &str) -> PathBuf {
-    let format = time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
-    let now = time::OffsetDateTime::now_utc()
-        .format(&format)
-        .unwrap_or_else(|_| "now".to_owned());
-    let base = format!("{}.{why}-{now}", path.display());
-    let mut candidate = PathBuf::from(&base);
-    let mut n = 2;
-    while candidate.exists() {
-        candidate = PathBuf::from(format!("{base}-{n}"));
-        n += 1;
-    }
-    candidate
+    crate::embedded::evidence_name(path, why)
 }
 
 /// Copies `path` aside (durably) before it is cut; returns the copy's path.

@@ -83,23 +83,28 @@ impl EmbeddedBusStore {
     /// Every page is checked on open: a damaged file is an error naming it
     /// and the fix, never a panic (see [`crate::embedded`]).
     pub fn open(path: &Path, limits: Limits) -> Result<Self, BusError> {
-        let opened = crate::embedded::guard(|| {
+        let opened = crate::embedded::open_keeping_evidence(path, || {
             let db = Database::builder()
                 .set_check_integrity_on_open(true)
                 .create(path)
                 .map_err(|e| {
                     BusError::Unavailable(format!(
-                        "cannot open the bus store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), keep it and restore it from a backup: undelivered events are kept nowhere else",
+                        "cannot open the bus store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), restore it from a backup: undelivered events are kept nowhere else",
                         path.display()
                     ))
                 })?;
             Self::with(db, path, limits)
         });
-        opened.unwrap_or_else(|panic| {
-            Err(BusError::Unavailable(format!(
-                "the bus store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Keep the file, and restore it from a backup: undelivered events are kept nowhere else (the audit log's bus entries say what was published and delivered since the backup)",
-                path.display()
-            )))
+        opened.map_err(|not| {
+            let kept = not.kept_note();
+            match not.failure {
+                Ok(BusError::Unavailable(e)) => BusError::Unavailable(format!("{e}.{kept}")),
+                Ok(other) => other,
+                Err(panic) => BusError::Unavailable(format!(
+                    "the bus store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Restore it from a backup: undelivered events are kept nowhere else (the audit log's bus entries say what was published and delivered since the backup).{kept}",
+                    path.display()
+                )),
+            }
         })
     }
 

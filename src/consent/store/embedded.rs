@@ -87,11 +87,16 @@ impl EmbeddedConsentStore {
     /// Every page is checked on open: a damaged file is an error naming it
     /// and the fix, never a panic (see [`crate::embedded`]).
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        crate::embedded::guard(|| Self::open_checked(path)).unwrap_or_else(|panic| {
-            Err(StoreError::Unavailable(format!(
-                "the consent store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Keep the file, and restore it from a backup: consents are kept nowhere else (the audit log's consent entries say what changed since the backup)",
-                path.display()
-            )))
+        crate::embedded::open_keeping_evidence(path, || Self::open_checked(path)).map_err(|not| {
+            let kept = not.kept_note();
+            match not.failure {
+                Ok(StoreError::Unavailable(e)) => StoreError::Unavailable(format!("{e}.{kept}")),
+                Ok(other) => other,
+                Err(panic) => StoreError::Unavailable(format!(
+                    "the consent store {} is damaged (the storage library failed reading it: {panic}); the node did not start. Restore it from a backup: consents are kept nowhere else (the audit log's consent entries say what changed since the backup).{kept}",
+                    path.display()
+                )),
+            }
         })
     }
 
@@ -101,7 +106,7 @@ impl EmbeddedConsentStore {
             .create(path)
             .map_err(|e| {
                 StoreError::Unavailable(format!(
-                    "cannot open the consent store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), keep it and restore it from a backup: consents are kept nowhere else",
+                    "cannot open the consent store {}: {e}; if another gateway uses it, stop that one; if the file is damaged (corrupted), restore it from a backup: consents are kept nowhere else",
                     path.display()
                 ))
             })?;
