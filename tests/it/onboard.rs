@@ -169,13 +169,26 @@ async fn agency_add_onboards_a_provider_and_a_consumer_end_to_end() {
     // connections are refused, issue 19), and refused by the rules only.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let (reason, message) = loop {
-        let answer = match channel(&gateway.addr, &pki.files("family-fund")).await {
-            Ok(family) => {
-                let call = RawCall::new(path, body.clone(), "school-grant");
-                framed_status(call_raw(&family, call).await)
+        // Each try is bounded: a channel whose connections the gateway
+        // keeps closing after the handshake may reconnect without end.
+        let attempt = async {
+            match channel(&gateway.addr, &pki.files("family-fund")).await {
+                Ok(family) => {
+                    let call = RawCall::new(path, body.clone(), "school-grant");
+                    framed_status(call_raw(&family, call).await)
+                }
+                Err(e) => (tonic::Code::Unavailable, String::new(), e.to_string()),
             }
-            Err(e) => (tonic::Code::Unavailable, String::new(), e.to_string()),
         };
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(5), attempt)
+            .await
+            .unwrap_or_else(|_| {
+                (
+                    tonic::Code::Unavailable,
+                    String::new(),
+                    "no answer in 5 s".into(),
+                )
+            });
         if !answer.1.is_empty() || std::time::Instant::now() > deadline {
             break (answer.1, answer.2);
         }

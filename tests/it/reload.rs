@@ -355,10 +355,17 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
     };
     // Not declared yet: its certificate is valid, but its connection is
     // refused before any request (issue 19) and counted.
-    let refused = match channel(&addr, &pki.files("employment")).await {
-        Ok(employment) => call_raw(&employment, call()).await.is_err(),
-        Err(_) => true,
+    // Bounded: the channel may keep reconnecting to a gateway that closes
+    // each connection after the handshake; no answer is a refusal too.
+    let attempt = async {
+        match channel(&addr, &pki.files("employment")).await {
+            Ok(employment) => call_raw(&employment, call()).await.is_err(),
+            Err(_) => true,
+        }
     };
+    let refused = tokio::time::timeout(std::time::Duration::from_secs(10), attempt)
+        .await
+        .unwrap_or(true);
     assert!(refused, "an undeclared agency must not be served");
     // Counted once per connection: the channel opens a new one each time
     // the call finds the last closed, so the count is at least 1.
