@@ -15,3 +15,77 @@ pub fn now_us() -> u64 {
 pub fn now_ms() -> u64 {
     now_us() / 1000
 }
+
+/// Wall-clock time, in microseconds since the Unix epoch, as a node's
+/// consent checks read it (a consent's `not_after` is wall-clock time).
+///
+/// It is the system's time unless pinned: a test pins it to either side of
+/// a consent's expiry instead of waiting for the system's clock to cross
+/// it, which a loaded machine makes late and a fast one makes early. A node
+/// owns one (`Gateway::clock`); nothing in the gateway pins it.
+#[derive(Debug)]
+pub struct Clock {
+    /// The pinned time; [`UNPINNED`] while the system's clock is read.
+    pinned: std::sync::atomic::AtomicI64,
+}
+
+/// [`Clock::pinned`] when the clock follows the system's.
+const UNPINNED: i64 = i64::MIN;
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::system()
+    }
+}
+
+impl Clock {
+    /// A clock that follows the system's.
+    pub fn system() -> Self {
+        Self {
+            pinned: std::sync::atomic::AtomicI64::new(UNPINNED),
+        }
+    }
+
+    /// Microseconds since the Unix epoch: the pinned time, else the
+    /// system's (0 if the system's clock is before the epoch).
+    pub fn unix_micros(&self) -> i64 {
+        match self.pinned.load(std::sync::atomic::Ordering::Acquire) {
+            UNPINNED => std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX)),
+            pinned => pinned,
+        }
+    }
+
+    /// Stops the clock at `unix_micros` until [`Clock::release`].
+    pub fn pin(&self, unix_micros: i64) {
+        // i64::MIN is before any time a test can mean.
+        let at = unix_micros.max(UNPINNED + 1);
+        self.pinned.store(at, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Follows the system's clock again.
+    pub fn release(&self) {
+        self.pinned
+            .store(UNPINNED, std::sync::atomic::Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Clock;
+
+    #[test]
+    fn a_pinned_clock_stays_put_and_a_released_one_follows_the_system() {
+        let clock = Clock::system();
+        let before = clock.unix_micros();
+        assert!(before > 1_600_000_000_000_000, "{before}");
+        clock.pin(42);
+        assert_eq!(clock.unix_micros(), 42);
+        assert_eq!(clock.unix_micros(), 42);
+        clock.release();
+        assert!(clock.unix_micros() >= before);
+        // The default clock is the system's, not one pinned at the epoch.
+        assert!(Clock::default().unix_micros() >= before);
+    }
+}

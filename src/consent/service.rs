@@ -2,7 +2,7 @@
 //! revokes citizens' consents; anyone holding a receipt can verify it. Every
 //! grant and revocation is an audit entry.
 
-use super::artefact::{self, now_micros, ConsentSigner};
+use super::artefact::{self, ConsentSigner};
 use super::store::{ConsentStore, StoredConsent};
 use crate::audit::record::{Ending, Recorder, Trail};
 use crate::config::{MethodPattern, Role};
@@ -35,6 +35,8 @@ pub struct ConsentService {
     pub purposes: Arc<HashSet<String>>,
     /// Bound on each store operation.
     pub timeout: Duration,
+    /// The time validity is read on (the node's, shared with its checks).
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 impl std::fmt::Debug for ConsentService {
@@ -170,7 +172,7 @@ impl ConsentService {
                 ),
             ));
         }
-        if c.not_after_unix_micros <= now_micros()
+        if c.not_after_unix_micros <= self.clock.unix_micros()
             || c.not_after_unix_micros <= c.not_before_unix_micros
         {
             return Err(Refusal::new(
@@ -182,7 +184,7 @@ impl ConsentService {
     }
 
     fn signed(&self, stored: &StoredConsent) -> pb::SignedConsent {
-        artefact::to_signed(stored, &self.signer.verifier(), now_micros())
+        artefact::to_signed(stored, &self.signer.verifier(), self.clock.unix_micros())
     }
 }
 
@@ -198,7 +200,7 @@ impl Consents for ConsentService {
             .into_inner()
             .consent
             .ok_or_else(|| Refusal::new(Reason::InvalidRequest, "`consent` is required"))?;
-        let now = now_micros();
+        let now = self.clock.unix_micros();
         consent.id = format!("{:032x}", rand::random::<u128>());
         consent.recorded_by = caller.to_string();
         consent.recorded_unix_micros = now;
@@ -244,7 +246,7 @@ impl Consents for ConsentService {
         )
         .await?;
         let revoked = self
-            .bounded(self.store.revoke(&id, now_micros()))
+            .bounded(self.store.revoke(&id, self.clock.unix_micros()))
             .await?
             .ok_or_else(|| no_consent(&id))?;
         Ok(Response::new(self.signed(&revoked)))
@@ -315,7 +317,7 @@ impl Consents for ConsentService {
             )
         })?;
         let status = match self.bounded(self.store.get(&consent.id)).await? {
-            Some(stored) => artefact::status(&stored, now_micros()),
+            Some(stored) => artefact::status(&stored, self.clock.unix_micros()),
             None => pb::Status::Unspecified,
         };
         Ok(Response::new(pb::VerifyResponse {

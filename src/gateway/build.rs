@@ -181,6 +181,7 @@ fn consent_api(
         roles: Arc::new(routing::roles(config)),
         purposes: Arc::new(config.purposes.iter().map(|p| p.code.clone()).collect()),
         timeout: consents.timeout,
+        clock: consents.clock.clone(),
     })
 }
 
@@ -228,7 +229,15 @@ async fn open_consents(
             None,
         ),
     };
-    Ok((exchange::Consents { store, timeout }, redis))
+    let clock = Arc::new(crate::clock::Clock::system());
+    Ok((
+        exchange::Consents {
+            store,
+            timeout,
+            clock,
+        },
+        redis,
+    ))
 }
 
 /// The embedded consent store and the consent signing key are made at a

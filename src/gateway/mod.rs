@@ -157,6 +157,13 @@ impl Gateway {
         &self.recorder.log
     }
 
+    /// The clock consent validity is checked on (the calls' checks and the
+    /// consents API read the same one): a test pins it either side of an
+    /// expiry.
+    pub fn clock(&self) -> Arc<crate::clock::Clock> {
+        self.consents.clock.clone()
+    }
+
     /// Handles one request from an authenticated agency.
     pub async fn dispatch(
         &self,

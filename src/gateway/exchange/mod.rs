@@ -79,6 +79,8 @@ pub struct Consents {
     pub store: Arc<dyn ConsentStore>,
     /// Bound on each store operation.
     pub timeout: std::time::Duration,
+    /// The time a consent's validity is checked against.
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 /// What a rule adds beyond allowing the call.

@@ -132,7 +132,7 @@ impl<'a> Justified<'a> {
             route,
             purpose: grant.purpose(),
             procedure: metadata.procedure.as_deref(),
-            now: crate::consent::artefact::now_micros(),
+            now: consents.clock.unix_micros(),
         };
         // The store may take the configured bound, but never past the
         // caller's deadline.

@@ -24,9 +24,15 @@ use tokio::net::TcpListener;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::oneshot;
 
-/// What the gateway's thread hands back once it serves: its addresses and
-/// its audit writer's fault hook.
-type Started = (SocketAddr, SocketAddr, Option<SocketAddr>, Arc<Faults>);
+/// What the gateway's thread hands back once it serves: its addresses, its
+/// audit writer's fault hook and its consent clock.
+type Started = (
+    SocketAddr,
+    SocketAddr,
+    Option<SocketAddr>,
+    Arc<Faults>,
+    Arc<jisr::clock::Clock>,
+);
 
 /// A gateway serving on its own runtime; stopped (and drained) when
 /// dropped or by [`Gateway::stop`].
@@ -40,6 +46,9 @@ pub struct Gateway {
     /// Its audit writer's fault hook: a test fails the log's writes and
     /// fsyncs through it (no root, no disk to fill).
     pub audit_faults: Arc<Faults>,
+    /// The clock its consent checks read: a test pins it either side of a
+    /// consent's expiry instead of waiting for the expiry.
+    pub clock: Arc<jisr::clock::Clock>,
     name: String,
     stop: Option<oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -103,6 +112,7 @@ impl Gateway {
                         admin.local_addr().unwrap(),
                         console,
                         gateway.audit_log().faults(),
+                        gateway.clock(),
                     );
                     let _ = started.send(Ok(addrs));
                     let shutdown = async {
@@ -113,7 +123,7 @@ impl Gateway {
                 });
             })
             .unwrap();
-        let (addr, admin, console, audit_faults): Started = match on_start.recv() {
+        let (addr, admin, console, audit_faults, clock): Started = match on_start.recv() {
             Ok(Ok(started)) => started,
             Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
             Err(_) => {
@@ -126,6 +136,7 @@ impl Gateway {
             admin: admin.to_string(),
             console: console.map(|c| c.to_string()),
             audit_faults,
+            clock,
             name: name.to_owned(),
             stop: Some(stop),
             thread: Some(thread),

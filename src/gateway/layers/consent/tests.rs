@@ -111,6 +111,7 @@ fn consents() -> Consents {
     Consents {
         store: Arc::new(Untouched),
         timeout: Duration::from_secs(1),
+        clock: Arc::default(),
     }
 }
 
