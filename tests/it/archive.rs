@@ -4,10 +4,6 @@
 
 use crate::routing::spawned_echo_network;
 use crate::support::*;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_gateways_archive_verifies_and_names_its_uncovered_tail() {
@@ -15,10 +11,7 @@ async fn a_stopped_gateways_archive_verifies_and_names_its_uncovered_tail() {
     let (pki, mut gw, addr, _echoes) = spawned_echo_network("", extra).await;
     let archive = pki.root().join("gw-archive");
     let client = channel(&addr, &pki.files("education")).await.unwrap();
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     for _ in 0..5 {
         call_raw(
             &client,

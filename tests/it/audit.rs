@@ -5,22 +5,11 @@
 use crate::routing::{echo_network, spawned_echo_network};
 use crate::support::*;
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
-use prost::Message as _;
 use std::path::PathBuf;
 use std::process::Output;
 use std::time::{Duration, Instant};
 use tonic::Code;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-
-fn birth(citizen: &str) -> Vec<u8> {
-    GetBirthRecordRequest {
-        citizen_id: citizen.into(),
-    }
-    .encode_to_vec()
-}
 
 fn run(args: &[&str]) -> Output {
     jisr().args(args).output().unwrap()

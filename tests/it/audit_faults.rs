@@ -9,12 +9,11 @@ use crate::support::client::{reason, RawCodec};
 use crate::support::echo::Echo;
 use crate::support::*;
 use bytes::Bytes;
-use jisr::proto::ma::civilstatus::v1::{GetBirthRecordRequest, ListCivilEventsRequest};
+use jisr::proto::ma::civilstatus::v1::ListCivilEventsRequest;
 use prost::Message as _;
 use std::time::{Duration, Instant};
 use tonic::{Code, Status};
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const EVENTS: &str = "/ma.civilstatus.v1.CivilStatus/ListCivilEvents";
 
 /// An in-process gateway whose civil-status provider is an echo.
@@ -31,10 +30,7 @@ async fn gateway_with_echo(pki: &Pki) -> (Gateway, Echo) {
 
 /// A unary birth-record call from education; the provider echoes it.
 async fn birth(client: &tonic::transport::Channel) -> Result<Bytes, Status> {
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = crate::support::birth(CITIZEN);
     let call = client::RawCall::new(BIRTH, body, "bac-candidature");
     client::call_raw(client, call).await.map(|(bytes, _)| bytes)
 }

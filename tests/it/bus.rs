@@ -8,9 +8,9 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use crate::consent_store::Redis;
 use crate::support::bus::{ack, client, decode_death, publish_death, pull, BusNet, BIRTHS, DEATHS};
 use crate::support::client::reason;
+use crate::support::redis_server::Redis;
 use jisr::proto::jisr::audit::v1::{audit_client::AuditClient, Kind, QueryRequest};
 use jisr::proto::jisr::bus::v1 as pb;
 use tokio_stream::StreamExt as _;
@@ -649,11 +649,29 @@ async fn jisr_bus_dlq_lists_and_replays_dead_letters() {
             .len(),
         1
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // The next fetch finds it past its deadline with no attempt left.
-    assert!(pull(&mut tax, DEATHS, "tax-household", 10, 0)
-        .await
-        .is_empty());
+    // A fetch past its deadline finds no attempt left and makes it a dead
+    // letter; until then it is in flight. Polled: a loaded machine makes
+    // that later, never different.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(pull(&mut tax, DEATHS, "tax-household", 10, 0)
+            .await
+            .is_empty());
+        let dead = tax
+            .list_dead_letters(pb::ListDeadLettersRequest {
+                topic: DEATHS.into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .dead_letters;
+        if !dead.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no dead letter after 10 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let pki = net.pki.dir.to_str().unwrap().to_owned();
     let cli = |args: &[&str]| {
         let out = crate::support::jisr()

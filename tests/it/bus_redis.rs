@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use crate::bus::{next, subscribe};
-use crate::consent_store::Redis;
 use crate::support::bus::{client, decode_death, publish_death, pull, BusNet, BIRTHS, DEATHS};
 use crate::support::client::reason;
+use crate::support::redis_server::Redis;
 use crate::support::start_gateway;
 use tonic::Code;
 

@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::consent_redis::{assert_no_citizen_id, contains, everything_in};
-use crate::consent_store::Redis;
 use crate::support::bus::{ack, death, decode_death, pull, BusNet, DEATHS};
 use crate::support::client::reason;
+use crate::support::redis_server::Redis;
 use crate::support::spawn_gateway;
 use jisr::proto::jisr::bus::v1 as pb;
 use tonic::transport::Channel;

@@ -11,9 +11,9 @@
 use std::time::{Duration, Instant};
 
 use crate::bus_redis::command;
-use crate::consent_store::Redis;
 use crate::support::admin;
 use crate::support::bus::{ack, decode_death, publish_death, pull, BusNet, DEATHS};
+use crate::support::redis_server::Redis;
 use crate::support::start_gateway;
 
 const STREAM: &str = "jisr:bus:{civil-status.death-registered}:events";
@@ -321,7 +321,7 @@ async fn dead_letters_go_past_their_retention_and_redis_data_loss_is_reported_no
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_runs_on_a_redis_cluster() {
-    let cluster = crate::consent_store::Cluster::start();
+    let cluster = crate::support::redis_server::Cluster::start();
     let net = BusNet::start(&format!(
         "redis_url = \"{}\"\nidempotency_window_ms = 1000\nretention_ms = 1000\n",
         cluster.url()

@@ -1,18 +1,15 @@
 //! Consent enforcement, black-box: every reason code, the portal's role,
 //! receipts, persistence across a restart, and two gateways sharing Redis.
 
-use crate::consent_store::Redis;
 use crate::routing::echo_network;
 use crate::support::client::reason;
+use crate::support::redis_server::Redis;
 use crate::support::*;
 use jisr::proto::jisr::consent::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::consents_client::ConsentsClient;
 use prost::Message as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tonic::Code;
-
-pub(crate) const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// Purposes whose rules rest on consent.
 pub(crate) const CONSENT_RULES: &str = r#"
@@ -30,13 +27,6 @@ methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
 purposes = ["school-enrolment", "school-grant"]
 basis = "consent"
 "#;
-
-pub(crate) fn birth(citizen: &str) -> Vec<u8> {
-    GetBirthRecordRequest {
-        citizen_id: citizen.into(),
-    }
-    .encode_to_vec()
-}
 
 fn now() -> i64 {
     jisr::consent::artefact::now_micros()
@@ -106,6 +96,16 @@ pub(crate) async fn grant(
     signed.decoded.unwrap().id
 }
 
+/// A consent's status as the portal reads it, and its end.
+async fn status_of(portal: &mut ConsentsClient<tonic::transport::Channel>, id: &str) -> (i32, i64) {
+    let signed = portal
+        .get(pb::GetRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    (signed.status, signed.decoded.unwrap().not_after_unix_micros)
+}
+
 pub(crate) fn call<'a>(purpose: &str, citizen: &str, consent: Option<&str>) -> RawCall<'a> {
     let call = RawCall::new(BIRTH, birth(citizen), purpose);
     match consent {
@@ -124,7 +124,7 @@ pub(crate) async fn reason_of(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_rules_refuse_with_every_reason_and_allow_with_a_valid_consent() {
-    let (pki, _gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
+    let (pki, gw, addr, _echos) = echo_network("", CONSENT_RULES).await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let mut portal = portal(&addr, &pki).await;
     let id = grant(
@@ -169,47 +169,44 @@ async fn consent_rules_refuse_with_every_reason_and_allow_with_a_valid_consent()
         (Code::PermissionDenied, "CONSENT_EXPIRED".into())
     );
 
-    // Expiry: allowed within the validity, refused once it is over — and
-    // never before (polled, not slept: a loaded machine only delays the
-    // refusal, it cannot make it come early).
-    let validity = Duration::from_secs(2);
-    let granted = Instant::now();
-    let short = grant(&mut portal, "AB123456", "school-enrolment", 0, validity).await;
-    let allowed = call_raw(
+    // Expiry, on the gateway's clock pinned either side of the consent's
+    // end (no wait, so no machine is too slow or too fast for it): allowed
+    // on its last microsecond, refused from its end on, by the calls' check
+    // and by the portal alike.
+    let short = grant(
+        &mut portal,
+        "AB123456",
+        "school-enrolment",
+        0,
+        Duration::from_secs(60),
+    )
+    .await;
+    let not_after = status_of(&mut portal, &short).await.1;
+    gw.clock.pin(not_after - 1);
+    call_raw(
         &education,
         call("school-enrolment", "AB123456", Some(&short)),
     )
-    .await;
-    assert!(
-        allowed.is_ok() || granted.elapsed() >= validity,
-        "refused within its validity: {allowed:?}"
+    .await
+    .expect("allowed on the last microsecond of its validity");
+    assert_eq!(
+        status_of(&mut portal, &short).await.0,
+        pb::Status::Active as i32
     );
-    let deadline = granted + validity + Duration::from_secs(10);
-    loop {
-        let answer = call_raw(
+    gw.clock.pin(not_after);
+    assert_eq!(
+        reason_of(
             &education,
-            call("school-enrolment", "AB123456", Some(&short)),
+            call("school-enrolment", "AB123456", Some(&short))
         )
-        .await;
-        let at = granted.elapsed();
-        if let Err(status) = answer {
-            assert_eq!(
-                (status.code(), reason(&status).as_str()),
-                (Code::PermissionDenied, "CONSENT_EXPIRED"),
-                "{status:?}"
-            );
-            assert!(
-                at >= validity,
-                "expired after {at:?}, before its {validity:?}"
-            );
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still allowed {at:?} after the grant"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        .await,
+        (Code::PermissionDenied, "CONSENT_EXPIRED".into())
+    );
+    assert_eq!(
+        status_of(&mut portal, &short).await.0,
+        pb::Status::Expired as i32
+    );
+    gw.clock.release();
 
     // Revocation takes effect on the next call.
     let open = grant(
@@ -567,6 +564,21 @@ async fn a_gateway_started_while_redis_is_down_fails_closed_then_recovers() {
 /// When a call started, and whether it got through (else its reason).
 type CallOutcome = (std::time::Instant, Result<(), String>);
 
+/// Waits (up to 20 s) until the callers' log satisfies `enough`.
+async fn until_logged(
+    log: &std::sync::Mutex<Vec<CallOutcome>>,
+    enough: impl Fn(&[CallOutcome]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !enough(&log.lock().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the callers made too few calls in 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
 /// Revocations race calls on another replica: once `Revoke` has returned on
 /// one gateway, no call that starts afterwards on the other gets through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -617,14 +629,19 @@ async fn no_call_gets_through_after_a_revocation_returned_on_another_replica() {
                 })
             })
             .collect();
-        // Let calls through for a moment that varies by round, then revoke.
-        tokio::time::sleep(Duration::from_millis(5 + 3 * round as u64)).await;
+        // Let a number of calls through that varies by round (counted, not
+        // timed: a loaded machine makes fewer calls in a given time), then
+        // revoke, and go on until calls started after it have answered.
+        until_logged(&log, |log| log.len() > round).await;
         portal1
             .revoke(pb::RevokeRequest { id: id.clone() })
             .await
             .unwrap();
         let revoked = Instant::now();
-        tokio::time::sleep(Duration::from_millis(30)).await;
+        until_logged(&log, |log| {
+            log.iter().filter(|(started, _)| *started > revoked).count() >= CALLERS
+        })
+        .await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for caller in callers {
             caller.await.unwrap();

@@ -6,12 +6,9 @@ use crate::routing::echo_network;
 use crate::support::*;
 use base64::Engine as _;
 use jisr::proto::jisr::consent::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use prost::Message as _;
 use std::process::Output;
 use tonic::Code;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 fn consent(addr: &str, pki: &Pki, args: &[&str]) -> Output {
     let (command, rest) = args.split_first().unwrap();
@@ -102,17 +99,7 @@ async fn the_consent_cli_grants_lists_verifies_and_revokes() {
 
     // The consent works, then its revocation is effective on the next call.
     let education = channel(&addr, &pki.files("education")).await.unwrap();
-    let call = || {
-        RawCall::new(
-            BIRTH,
-            GetBirthRecordRequest {
-                citizen_id: "AB123456".into(),
-            }
-            .encode_to_vec(),
-            "school-enrolment",
-        )
-        .with("jisr-consent", &id)
-    };
+    let call = || RawCall::new(BIRTH, birth(CITIZEN), "school-enrolment").with("jisr-consent", &id);
     call_raw(&education, call()).await.unwrap();
     let out = consent(&addr, &pki, &["revoke", &id]);
     assert!(out.status.success(), "{}", text(&out));

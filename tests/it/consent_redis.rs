@@ -2,9 +2,9 @@
 //! consent calls within the store timeout while law-based calls flow, and
 //! nothing in Redis names a citizen, in clear or as a plain hash.
 
-use crate::consent::{birth, call, grant, portal, reason_of, BIRTH, CONSENT_RULES};
-use crate::consent_store::Redis;
+use crate::consent::{call, grant, portal, reason_of, CONSENT_RULES};
 use crate::routing::echo_network;
+use crate::support::redis_server::Redis;
 use crate::support::*;
 use jisr::proto::jisr::consent::v1 as pb;
 use sha2::{Digest, Sha256};

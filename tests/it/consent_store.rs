@@ -1,12 +1,9 @@
 //! The Redis consent store against real redis-server processes that each
 //! test starts on free loopback ports: every operation, two replicas sharing
 //! one Redis, Redis killed and restarted under a live store, a revoke/use
-//! race, and a three-node Redis Cluster. `bash scripts/test.sh` installs
-//! redis-server when missing.
+//! race, and a three-node Redis Cluster (`support::redis_server` starts them).
 
-use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,142 +13,11 @@ use jisr::consent::{ConsentStore, StoreError, StoredConsent, UseOutcome};
 use jisr::proto::jisr::consent::v1::Consent;
 use prost::Message;
 
+// The Redis helpers live in `support::redis_server`; re-exported for the modules
+// that still import them from here.
+pub(crate) use crate::support::redis_server::{Cluster, Redis};
+
 const TIMEOUT: Duration = Duration::from_millis(250);
-
-/// A redis-server on a loopback port, killed on drop.
-pub(crate) struct Redis {
-    pub(crate) port: u16,
-    dir: tempfile::TempDir,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl Redis {
-    pub(crate) fn start() -> Self {
-        Self::start_with(&[])
-    }
-
-    /// One with an append-only file fsynced every second, as the bus's
-    /// Redis should be run (docs/bus.md): a restart keeps the data.
-    pub(crate) fn with_aof() -> Self {
-        Self::start_with(&["--appendonly", "yes", "--appendfsync", "everysec"])
-    }
-
-    /// One that writes and fsyncs its append-only file before answering,
-    /// for tests that kill it and count on every answered write surviving:
-    /// with `everysec`, Redis may postpone the write (not only the fsync)
-    /// by up to two seconds while a previous fsync is slow, and still
-    /// answer, so a kill right after loses what it acknowledged.
-    pub(crate) fn with_aof_always() -> Self {
-        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always"])
-    }
-
-    /// Starts one on a free port, trying another if the port was taken in
-    /// between (other tests pick ports too).
-    fn start_with(extra: &[&str]) -> Self {
-        require("redis-server");
-        let mut last = String::new();
-        for _ in 0..5 {
-            let mut redis = Redis {
-                port: free_port(),
-                dir: tempfile::tempdir().unwrap(),
-                args: extra.iter().map(|s| s.to_string()).collect(),
-                child: None,
-            };
-            match redis.spawn() {
-                Ok(()) => return redis,
-                Err(why) => last = why,
-            }
-        }
-        panic!("could not start redis-server: {last}");
-    }
-
-    fn spawn(&mut self) -> Result<(), String> {
-        let log = self.dir.path().join("redis.log");
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .arg("--logfile")
-            .arg(&log)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("cannot run redis-server: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server exited ({status}): {}", read(&log)));
-            }
-            if ping(self.port) {
-                self.child = Some(child);
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        Err(format!("redis-server did not answer PING: {}", read(&log)))
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    /// The redis-server's process id (to freeze it with SIGSTOP).
-    pub(crate) fn pid(&self) -> u32 {
-        self.child.as_ref().expect("redis-server runs").id()
-    }
-
-    pub(crate) fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again on the same port (empty unless started
-    /// [`Redis::with_aof`]).
-    pub(crate) fn restart(&mut self) {
-        self.kill();
-        self.spawn().expect("restart redis-server on the same port");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Fails (never skips) when a Redis tool is missing.
-fn require(tool: &str) {
-    if Command::new(tool).arg("--version").output().is_err() {
-        panic!("`{tool}` is not installed; run the tests with `bash scripts/test.sh`, which installs redis-server (and redis-cli)");
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
-fn ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
 
 fn consent(id: &str, subject: &str, recorded: i64, max_uses: u32) -> StoredConsent {
     let consent = Consent {
@@ -439,7 +305,9 @@ async fn no_use_is_counted_after_a_revocation_returned() {
     let b = Arc::new(connect(&redis.url()).await);
     a.put(consent("raced", "AB123456", 1, 0)).await.unwrap();
 
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..8)
         .map(|n| {
             let store = if n % 2 == 0 {
@@ -447,24 +315,39 @@ async fn no_use_is_counted_after_a_revocation_returned() {
             } else {
                 Arc::clone(&b)
             };
-            let stop = Arc::clone(&stop);
+            let (stop, made) = (Arc::clone(&stop), Arc::clone(&made));
             tokio::spawn(async move {
                 let mut seen = Vec::new();
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     let started = Instant::now();
                     let outcome = store.use_once("raced").await.unwrap();
                     seen.push((started, matches!(outcome, UseOutcome::Counted(_))));
+                    made.fetch_add(1, Ordering::Relaxed);
                 }
                 seen
             })
         })
         .collect();
-
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Counted uses made before the revocation, then as many after it (by
+    // count, not by time: a loaded machine makes fewer in a given time).
+    let until_made = |at_least: usize| {
+        let made = Arc::clone(&made);
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while made.load(Ordering::Relaxed) < at_least {
+                assert!(
+                    Instant::now() < deadline,
+                    "the workers made no {at_least} uses"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+    until_made(40).await;
     b.revoke("raced", 42).await.unwrap().unwrap();
     let revoked = Instant::now();
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    until_made(made.load(Ordering::Relaxed) + 40).await;
+    stop.store(true, Ordering::Relaxed);
 
     let (mut before, mut after) = (0, 0);
     for worker in workers {
@@ -487,68 +370,6 @@ async fn no_use_is_counted_after_a_revocation_returned() {
     );
 }
 
-/// Three cluster nodes and `redis-cli --cluster create`; any failure to
-/// build the cluster fails the test with the reason.
-pub(crate) struct Cluster {
-    nodes: Vec<Redis>,
-}
-
-impl Cluster {
-    pub(crate) fn start() -> Self {
-        require("redis-cli");
-        let nodes: Vec<_> = (0..3)
-            .map(|_| {
-                Redis::start_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"])
-            })
-            .collect();
-        let addrs: Vec<_> = nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        let out = Command::new("redis-cli")
-            .arg("--cluster")
-            .arg("create")
-            .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("run redis-cli --cluster create");
-        assert!(
-            out.status.success(),
-            "cannot create a Redis Cluster (environment?): {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        for node in &nodes {
-            loop {
-                let info = Command::new("redis-cli")
-                    .args(["-p", &node.port.to_string(), "cluster", "info"])
-                    .output()
-                    .expect("run redis-cli cluster info");
-                let info = String::from_utf8_lossy(&info.stdout).into_owned();
-                if info.contains("cluster_state:ok") {
-                    break;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "the cluster did not become ready: {info}"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Cluster { nodes }
-    }
-
-    pub(crate) fn url(&self) -> String {
-        let hosts: Vec<_> = self
-            .nodes
-            .iter()
-            .map(|n| format!("127.0.0.1:{}", n.port))
-            .collect();
-        format!("redis+cluster://{}", hosts.join(","))
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_cluster_store_does_every_operation() {
     let cluster = Cluster::start();
@@ -563,7 +384,11 @@ async fn redis_cluster_store_does_every_operation() {
     for tag in ["k1", "k2", "k3", "k4"] {
         exercise(&store, tag).await;
     }
-    let holding = cluster.nodes.iter().filter(|n| dbsize(n.port) > 0).count();
+    let holding = cluster
+        .ports()
+        .into_iter()
+        .filter(|p| dbsize(*p) > 0)
+        .count();
     assert!(
         holding >= 2,
         "the consents all landed on one node: the test does not cover slots"

@@ -5,17 +5,13 @@
 //! real mutual TLS, the log read back from its files.
 
 use crate::support::*;
-use bytes::Bytes;
 use jisr::audit::log::segment;
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
 use prost::Message as _;
 use std::path::Path;
 use std::time::Instant;
 use tonic::Code;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// The node's limits in this test: 5 calls at once to its own services,
 /// then 1 a second; 3 refusals per agency recorded one by one per hour.
@@ -57,11 +53,7 @@ async fn refused_calls_beyond_the_budget_are_summarised_and_own_services_are_lim
     let net = Network::start(LIMITS, "");
     // 40 refused exchanges by `tax` (no purpose): each is refused.
     let tax = net.channel("tax").await;
-    let body: Bytes = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec()
-    .into();
+    let body = birth(CITIZEN);
     for _ in 0..40 {
         let status = call_raw(&tax, RawCall::new(BIRTH, body.clone(), ""))
             .await

@@ -5,17 +5,10 @@
 use crate::routing::echo_network;
 use crate::support::echo::Echo;
 use crate::support::*;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
 use tonic::Code;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-
 fn birth_call(official: &str) -> RawCall<'static> {
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     RawCall::new(BIRTH, body, "bac-candidature").with("jisr-official", official)
 }
 

@@ -4,23 +4,12 @@
 use crate::routing::echo_network;
 use crate::support::client::reason;
 use crate::support::*;
-use bytes::Bytes;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
 use prost::Message as _;
 use tonic::Code;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
 const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
-
-fn birth(citizen: &str) -> Bytes {
-    GetBirthRecordRequest {
-        citizen_id: citizen.into(),
-    }
-    .encode_to_vec()
-    .into()
-}
 
 async fn refused(channel: &tonic::transport::Channel, call: RawCall<'_>) -> (Code, String, String) {
     framed_status(call_raw(channel, call).await)
@@ -161,10 +150,7 @@ async fn malformed_and_oversized_bodies_are_refused_and_the_gateway_keeps_servin
         );
         assert!(message.contains(expected), "{body:?}: {message}");
     }
-    let mut big = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let mut big = birth(CITIZEN).to_vec();
     big.extend([0x9a, 0x06, 0x80, 0x10]); // field 99, 2048 bytes follow
     big.extend(vec![b'x'; 2048]);
     let (code, reason, message) =

@@ -4,7 +4,6 @@
 //! Every gateway here is a `jisr serve` process: reloads follow SIGHUP, and
 //! their outcome is read in the process's log.
 
-use crate::resilience::birth;
 use crate::routing::spawned_echo_network;
 use crate::support::*;
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
@@ -27,7 +26,6 @@ purposes = ["job-seeker"]
 basis = "law:65-99"
 "#;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
 
 /// A rule letting `health` read birth records.
@@ -78,14 +76,17 @@ async fn a_reload_during_load_loses_no_call() {
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));
+    // Calls answered either way: what the reloads wait for.
+    let made = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (ch, stop, done) = (education.clone(), stop.clone(), done.clone());
+            let (ch, stop, done, made) =
+                (education.clone(), stop.clone(), done.clone(), made.clone());
             tokio::spawn(async move {
                 let mut errors = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     // Slow answers keep calls in flight across each swap.
-                    let call = RawCall::new(BIRTH, birth(), "bac-candidature")
+                    let call = RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature")
                         .with("x-echo-delay-ms", "30");
                     match call_raw(&ch, call).await {
                         Ok(_) => {
@@ -93,6 +94,7 @@ async fn a_reload_during_load_loses_no_call() {
                         }
                         Err(status) => errors.push(status),
                     }
+                    made.fetch_add(1, Ordering::Relaxed);
                 }
                 errors
             })
@@ -118,8 +120,17 @@ async fn a_reload_during_load_loses_no_call() {
         });
         gw.hangup();
         wait_count(&gw, "configuration reloaded", i);
-        // Let calls run on the new state before the next swap.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Calls run on the new state before the next swap: a few answered
+        // since the reload (counted, not timed).
+        let since = made.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while made.load(Ordering::Relaxed) < since + 8 {
+            assert!(
+                Instant::now() < deadline,
+                "no calls answered after reload {i}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let mut lost = Vec::new();
@@ -147,7 +158,7 @@ async fn a_reload_during_load_loses_no_call() {
 async fn a_changed_rule_applies_on_sighup() {
     let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     let health = channel(&addr, &pki.files("health")).await.unwrap();
-    let call = || RawCall::new(BIRTH, birth(), "care");
+    let call = || RawCall::new(BIRTH, birth(CITIZEN), "care");
     let (code, reason, _) = framed_status(call_raw(&health, call()).await);
     assert_eq!(
         (code, reason.as_str()),
@@ -177,9 +188,12 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
         logs.contains("gateway.toml:"),
         "the reason is located in the file: {logs}"
     );
-    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .expect("the previous configuration still serves");
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .expect("the previous configuration still serves");
     // A setting only a restart applies is refused too, and named.
     edit(&pki, |text| {
         text.split("\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.tax.v1.TaxRecords/GetTaxStatuss\"]")
@@ -213,9 +227,12 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
         admin::wait_metric(&admin, "jisr_config_last_reload_ok").await,
         "jisr_config_last_reload_ok 0"
     );
-    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .unwrap();
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,9 +300,12 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
     let (pki, gw, addr, _echos) = spawned_echo_network("reload_poll_ms = 0", "").await;
     // The revoked fixture is let in while no CRL is configured...
     let before = channel(&addr, &pki.files("revoked")).await.unwrap();
-    call_raw(&before, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .expect("an education certificate, not yet known to be revoked");
+    call_raw(
+        &before,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .expect("an education certificate, not yet known to be revoked");
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let key_line = format!("key = \"{}/gateway.key\"", pki.dir.display());
     edit(&pki, |text| {
@@ -303,7 +323,7 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
         // With TLS 1.3 the client may finish its side of the handshake
         // before the gateway refuses its certificate; the call then fails.
         // (This identity is allowed the call: any error is the handshake.)
-        Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        Ok(ch) => call_raw(&ch, RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"))
             .await
             .is_err(),
     };
@@ -314,13 +334,19 @@ async fn a_crl_added_by_reload_refuses_new_handshakes_of_the_revoked_certificate
     gw.wait_log("certificate revoked");
     // Connections opened before the reload keep working; upstream pools
     // were rebuilt with the new TLS files and still reach the providers.
-    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .expect("an open connection survives the reload");
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .expect("an open connection survives the reload");
     let fresh = channel(&addr, &pki.files("education")).await.unwrap();
-    call_raw(&fresh, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .unwrap();
+    call_raw(
+        &fresh,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .unwrap();
 }
 
 /// A contract for the `employment` agency added by a reload.
@@ -349,7 +375,7 @@ async fn an_agency_added_by_reload_is_counted_under_its_own_name() {
         EMPLOYMENT_PROTO,
     )
     .unwrap();
-    let call = || RawCall::new(BIRTH, birth(), "job-seeker");
+    let call = || RawCall::new(BIRTH, birth(CITIZEN), "job-seeker");
     let metric = |consumer: &str, outcome: &str, reason: &str| {
         format!("jisr_exchanges_total{{consumer=\"{consumer}\",provider=\"civil-status\",method=\"ma.civilstatus.v1.CivilStatus/GetBirthRecord\",outcome=\"{outcome}\",reason=\"{reason}\"}}")
     };
@@ -424,14 +450,14 @@ basis = "law:55-19"
         "the new provider has no upstream-error counter:\n{text}"
     );
     // A call to an unknown method is counted under its name too.
-    let unknown = RawCall::new("/ma.nothing.v1.Nothing/Get", birth(), "job-seeker");
+    let unknown = RawCall::new("/ma.nothing.v1.Nothing/Get", birth(CITIZEN), "job-seeker");
     let (_, reason, _) = framed_status(call_raw(&employment, unknown).await);
     assert_eq!(reason, "UNKNOWN_METHOD");
     // The new provider's failures are counted under its name.
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let to_employment = RawCall::new(
         "/ma.employment.v1.Jobs/GetRegistration",
-        birth(),
+        birth(CITIZEN),
         "bac-candidature",
     );
     let (_, reason, _) = framed_status(call_raw(&education, to_employment).await);
@@ -476,9 +502,12 @@ async fn an_agency_added_by_reload_has_its_own_label_in_otlp_metrics() {
     gw.hangup();
     gw.wait_log("configuration reloaded");
     let employment = channel(&addr, &pki.files("employment")).await.unwrap();
-    call_raw(&employment, RawCall::new(BIRTH, birth(), "job-seeker"))
-        .await
-        .expect("allowed after reload");
+    call_raw(
+        &employment,
+        RawCall::new(BIRTH, birth(CITIZEN), "job-seeker"),
+    )
+    .await
+    .expect("allowed after reload");
     let allowed = collector
         .wait_sum(
             "jisr.exchanges",

@@ -7,8 +7,8 @@
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use crate::consent_store::Redis;
 use crate::support::proc::{jisr, Proc};
+use crate::support::redis_server::Redis;
 use crate::support::{self, client, Pki, Upstreams};
 
 /// Short, so that expiry after a kill is observed quickly.

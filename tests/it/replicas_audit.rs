@@ -7,24 +7,13 @@
 use crate::support::replicas::{issue_gateway, Replicas, NODES};
 use crate::support::*;
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
-use prost::Message as _;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
-pub(crate) const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
-pub(crate) const CITIZEN: &str = "AB123456";
-
-pub(crate) fn birth(citizen: &str) -> Vec<u8> {
-    GetBirthRecordRequest {
-        citizen_id: citizen.into(),
-    }
-    .encode_to_vec()
-}
 
 /// Waits until each node's own checkpoint covers its `sizes` entries.
 pub(crate) async fn checkpointed(r: &Replicas, sizes: &[u64]) {

@@ -9,9 +9,10 @@
 //! on the standalone Redis and on the Cluster.
 
 use crate::consent::{call, grant, portal, reason_of, CONSENT_RULES};
-use crate::consent_store::{Cluster, Redis};
-use crate::replicas_audit::{birth, pairs, verify, walk_history, BIRTH, CITIZEN};
+use crate::replicas_audit::{pairs, verify, walk_history};
 use crate::support::fleet::{Fleet, NODES};
+use crate::support::redis_server::{Cluster, Redis};
+use crate::support::{birth, BIRTH, CITIZEN};
 use crate::support::{call_raw, jisr, RawCall};
 use jisr::proto::jisr::audit::v1 as pb;
 use jisr::proto::jisr::consent::v1 as cpb;

@@ -6,12 +6,12 @@
 //! refused, never answered OK; with Redis back empty, every publish answered
 //! OK is delivered.
 
-use crate::consent_store::Redis;
-use crate::replicas_audit::{birth, BIRTH, CITIZEN};
 use crate::support::admin;
 use crate::support::bus::{decode_death, pull, topics, DEATHS};
 use crate::support::client::reason;
 use crate::support::fleet::Fleet;
+use crate::support::redis_server::Redis;
+use crate::support::{birth, BIRTH, CITIZEN};
 use crate::support::{call_raw, channel, RawCall};
 use jisr::proto::jisr::bus::v1 as pb;
 use pb::bus_client::BusClient;

@@ -4,8 +4,8 @@
 //! cannot read, and a node that stopped cleanly (so left the registry) is
 //! still named missing rather than silently dropped.
 
-use crate::consent_store::Redis;
-use crate::replicas_audit::{birth, checkpointed, pairs, walk_history, BIRTH, CITIZEN};
+use crate::replicas_audit::{checkpointed, pairs, walk_history};
+use crate::support::redis_server::Redis;
 use crate::support::replicas::{issue_gateway, Replicas, NODES};
 use crate::support::*;
 use jisr::proto::jisr::audit::v1 as pb;

@@ -6,7 +6,7 @@
 //! partial); offline, several nodes' log directories at once.
 
 use crate::audit::{copy_dir, frames};
-use crate::replicas_audit::{birth, checkpointed, BIRTH, CITIZEN};
+use crate::replicas_audit::checkpointed;
 use crate::support::replicas::{Replicas, NODES};
 use crate::support::*;
 use std::path::Path;

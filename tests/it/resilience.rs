@@ -7,7 +7,6 @@ use crate::support::client::reason;
 use crate::support::echo::Echo;
 use crate::support::*;
 use bytes::Bytes;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
 use jisr::proto::ma::tax::v1::GetTaxStatusRequest;
 use prost::Message as _;
@@ -16,17 +15,8 @@ use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const TAX: &str = "/ma.tax.v1.TaxRecords/GetTaxStatus";
 const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
-
-pub(crate) fn birth() -> Bytes {
-    GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec()
-    .into()
-}
 
 fn tax() -> Bytes {
     GetTaxStatusRequest {
@@ -57,9 +47,12 @@ fn with_agency_keys(config: &str, addr: &str, keys: &str) -> String {
 /// benchmarks, not asserted here: a loaded machine would fail any bound.)
 async fn healthy_calls(channel: &Channel, n: usize) {
     for i in 0..n {
-        call_raw(channel, RawCall::new(BIRTH, birth(), "bac-candidature"))
-            .await
-            .unwrap_or_else(|e| panic!("the healthy route must answer (call {i}): {e:?}"));
+        call_raw(
+            channel,
+            RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the healthy route must answer (call {i}): {e:?}"));
     }
 }
 
@@ -202,9 +195,12 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     assert_eq!(retry_delay(&status), Duration::from_millis(200));
     assert!(status.message().contains("retry in 200 ms"), "{status:?}");
     // Other providers are not limited by health's limit.
-    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .unwrap();
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .unwrap();
     for task in slow {
         task.await.unwrap().expect("admitted calls complete");
     }
@@ -224,13 +220,19 @@ async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let tax = channel(&addr, &pki.files("tax")).await.unwrap();
     for _ in 0..3 {
-        call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-            .await
-            .expect("within the burst");
-    }
-    let status = call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
+        call_raw(
+            &education,
+            RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+        )
         .await
-        .expect_err("over the rate");
+        .expect("within the burst");
+    }
+    let status = call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .expect_err("over the rate");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     assert_eq!(reason(&status), "RATE_LIMITED");
     assert!(
@@ -263,9 +265,12 @@ async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
     }
     // After the hinted delay, education may call again.
     tokio::time::sleep(wait + Duration::from_millis(20)).await;
-    call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature"))
-        .await
-        .expect("the bucket refilled");
+    call_raw(
+        &education,
+        RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+    )
+    .await
+    .expect("the bucket refilled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +297,12 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let mut failures = 0;
     for _ in 0..20 {
-        match call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature")).await {
+        match call_raw(
+            &education,
+            RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+        )
+        .await
+        {
             Ok(_) => {}
             Err(status) => {
                 assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
@@ -313,7 +323,7 @@ async fn a_dead_instance_is_ejected_and_the_other_instance_serves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
-    let redis = crate::consent_store::Redis::start();
+    let redis = crate::support::redis_server::Redis::start();
     let extra = format!(
         "\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\n\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 1\nburst = 4\nshared = true\n",
         redis.port
@@ -334,7 +344,7 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
     let mut refused = [0, 0];
     for i in 0..8 {
         let ch = if i % 2 == 0 { &a } else { &b };
-        match call_raw(ch, RawCall::new(BIRTH, birth(), "bac-candidature")).await {
+        match call_raw(ch, RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature")).await {
             Ok(_) => passed[i % 2] += 1,
             Err(status) => {
                 assert_eq!(reason(&status), "RATE_LIMITED", "{status:?}");
@@ -354,7 +364,7 @@ async fn a_shared_rate_limit_holds_across_two_gateways_through_redis() {
 /// neither every call refused nor every call let through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shared_rate_limit_falls_back_to_the_nodes_own_bucket_when_redis_fails() {
-    let mut redis = crate::consent_store::Redis::start();
+    let mut redis = crate::support::redis_server::Redis::start();
     let extra = format!(
         "\n[consent]\nredis_url = \"redis://127.0.0.1:{}\"\n\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 1\nburst = 3\nshared = true\n",
         redis.port
@@ -364,7 +374,11 @@ async fn a_shared_rate_limit_falls_back_to_the_nodes_own_bucket_when_redis_fails
     redis.kill();
     let mut answers = Vec::new();
     for _ in 0..10 {
-        let answer = call_raw(&education, RawCall::new(BIRTH, birth(), "bac-candidature")).await;
+        let answer = call_raw(
+            &education,
+            RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
+        )
+        .await;
         answers.push(answer.map(drop).map_err(|status| {
             assert_eq!(reason(&status), "RATE_LIMITED", "{status:?}");
             retry_delay(&status)
@@ -405,7 +419,7 @@ async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
     );
     let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
-    let call = || RawCall::new(BIRTH, birth(), "bac-candidature");
+    let call = || RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature");
     // The first call finds the provider down and ejects its only instance.
     let status = call_raw(&education, call()).await.unwrap_err();
     assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");

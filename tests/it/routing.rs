@@ -4,21 +4,9 @@
 
 use crate::support::echo::Echo;
 use crate::support::*;
-use bytes::Bytes;
 use jisr::proto::ma::civilstatus::v1::civil_status_client::CivilStatusClient;
-use jisr::proto::ma::civilstatus::v1::{GetBirthRecordRequest, ListCivilEventsRequest};
-use prost::Message as _;
+use jisr::proto::ma::civilstatus::v1::ListCivilEventsRequest;
 use std::time::Duration;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-
-fn birth_request(citizen: &str) -> Bytes {
-    GetBirthRecordRequest {
-        citizen_id: citizen.into(),
-    }
-    .encode_to_vec()
-    .into()
-}
 
 /// A gateway in this process whose three providers are echo servers.
 pub(crate) async fn echo_network(
@@ -58,7 +46,7 @@ async fn allowed_call_returns_the_providers_bytes_unchanged() {
     let direct = channel(net.provider("civil-status"), &net.pki.files("gateway"))
         .await
         .unwrap();
-    let call = || RawCall::new(BIRTH, birth_request("AB123456"), "bac-candidature");
+    let call = || RawCall::new(BIRTH, birth("AB123456"), "bac-candidature");
     let (through, metadata) = call_raw(&via_gateway, call()).await.unwrap();
     let (straight, _) = call_raw(&direct, call()).await.unwrap();
     assert_eq!(
@@ -76,12 +64,9 @@ async fn request_bytes_reach_the_provider_unchanged_with_jisr_metadata() {
     let client = channel(&addr, &pki.files("education")).await.unwrap();
     // A valid request with an unknown field (99) and a repeated subject: the
     // provider must receive exactly these bytes.
-    let mut body = GetBirthRecordRequest {
-        citizen_id: "ZZ000000".into(),
-    }
-    .encode_to_vec();
+    let mut body = birth("ZZ000000").to_vec();
     body.extend_from_slice(&[0x9a, 0x06, 0x03, b'x', b'y', b'z']);
-    body.extend(birth_request("AB123456"));
+    body.extend(birth("AB123456"));
     let call = RawCall::new(BIRTH, body.clone(), "bac-candidature")
         .with("jisr-request-id", "req-42")
         .with("jisr-official", "education.agent-7")

@@ -7,11 +7,13 @@ pub mod browser;
 pub mod bus;
 pub mod client;
 pub mod echo;
+pub mod fixtures;
 pub mod fleet;
 pub mod gateway;
 pub mod haproxy;
 pub mod otlp;
 pub mod proc;
+pub mod redis_server;
 pub mod replicas;
 pub mod web;
 
@@ -19,6 +21,7 @@ use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};
 
 pub use client::{call_raw, channel, framed_status, raw_h2, RawCall};
+pub use fixtures::{birth, BIRTH, CITIZEN};
 pub use gateway::Gateway;
 pub use proc::{demo_serve, jisr, wait_for_file, Proc};
 

@@ -17,8 +17,10 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::metrics::v1::{metric, Metric};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status};
 
 #[derive(Clone, Default)]
@@ -64,6 +66,9 @@ pub struct Collector {
     /// Its address.
     pub addr: SocketAddr,
     sink: Sink,
+    /// TCP connections accepted: each is an exporter's try, even one whose
+    /// TLS handshake then fails.
+    connections: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,11 +114,40 @@ impl Collector {
         let server = builder
             .add_service(TraceServiceServer::new(sink.clone()))
             .add_service(MetricsServiceServer::new(sink.clone()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&connections);
         let task = tokio::spawn(async move {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            let incoming =
+                tokio_stream::wrappers::TcpListenerStream::new(listener).map(move |accepted| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    accepted
+                });
             let _ = server.serve_with_incoming(incoming).await;
         });
-        Self { addr, sink, task }
+        Self {
+            addr,
+            sink,
+            connections,
+            task,
+        }
+    }
+
+    /// How many TCP connections it accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Waits (up to 20 s) until it accepted `n` connections in all.
+    pub async fn wait_connections(&self, n: usize) {
+        let start = Instant::now();
+        while self.connections() < n {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{} connections to the collector, not {n}",
+                self.connections()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// How many spans arrived so far.
