@@ -3,7 +3,8 @@
 //! delivered to the caller's subscription — guessed, forged, or another
 //! subscriber's — is refused and acknowledges nothing, and every replay of
 //! dead letters, by the subscriber or an auditor, is an audit entry naming
-//! who replayed.
+//! who replayed; and a delivery unacknowledged when its gateway is
+//! SIGKILLed comes again after the restart.
 
 use std::time::{Duration, Instant};
 
@@ -12,9 +13,9 @@ use jisr::proto::jisr::audit::v1::{audit_client::AuditClient, AuditRecord, Kind,
 use jisr::proto::jisr::bus::v1 as pb;
 use tonic::Code;
 
-use crate::consent_store::Redis;
 use crate::support::bus::{ack, publish_death, pull, BusNet, DEATHS};
 use crate::support::client::reason;
+use crate::support::redis_server::Redis;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acks_of_ids_not_delivered_to_the_caller_are_refused_and_replays_audited() {
@@ -185,4 +186,66 @@ async fn replays(net: &BusNet, want: usize) -> Vec<AuditRecord> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_unacknowledged_when_the_gateway_is_killed_comes_again() {
+    // Delivery state is committed without fsync (docs/bus.md): the kill may
+    // forget the delivery was made, and then it comes as a first attempt.
+    unacknowledged_comes_again_after_sigkill("", 1..=2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_unacknowledged_when_the_gateway_is_killed_comes_again_redis() {
+    let redis = Redis::with_aof();
+    // Redis, not killed, kept the delivery: it comes as the second attempt.
+    unacknowledged_comes_again_after_sigkill(&format!("redis_url = \"{}\"\n", redis.url()), 2..=2)
+        .await;
+}
+
+/// A delivery handed out but not acknowledged when its gateway dies by
+/// SIGKILL is delivered again by the restarted gateway (the same event, as
+/// an attempt in `attempt`) once its ack deadline has passed; acknowledged
+/// then, it is settled.
+async fn unacknowledged_comes_again_after_sigkill(
+    bus: &str,
+    attempt: std::ops::RangeInclusive<u32>,
+) {
+    let mut net = BusNet::spawn(&format!("{bus}ack_deadline_ms = 500\n"));
+    let mut cs = net.client("civil-status").await;
+    let published = publish_death(&mut cs, "C-K", "ACT-K").await.unwrap();
+    let mut tax = net.client("tax").await;
+    let first = pull(&mut tax, DEATHS, "tax-household", 10, 5000).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (first[0].event_id.as_str(), first[0].attempt),
+        (published.event_id.as_str(), 1)
+    );
+
+    // Received, not acknowledged: the gateway dies and starts again.
+    net.restart();
+    let mut tax = net.client("tax").await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let again = loop {
+        let got = pull(&mut tax, DEATHS, "tax-household", 10, 1000).await;
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the unacknowledged delivery never came again after the restart"
+        );
+    };
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].event_id, published.event_id);
+    assert!(attempt.contains(&again[0].attempt), "{again:?}");
+    assert_eq!(
+        ack(&mut tax, DEATHS, vec![again[0].id.clone()]).await,
+        1,
+        "the redelivery is acknowledged"
+    );
+    // Settled: past another ack deadline (500 ms), nothing comes again.
+    assert!(pull(&mut tax, DEATHS, "tax-household", 10, 1500)
+        .await
+        .is_empty());
 }

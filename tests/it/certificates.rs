@@ -2,19 +2,12 @@
 //! gateway's log says why.
 
 use crate::support::*;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 async fn try_call(addr: &str, files: &jisr::tls::TlsFiles) -> Result<(), String> {
     let channel = channel(addr, files)
         .await
         .map_err(|e| format!("connect: {e:?}"))?;
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     call_raw(&channel, RawCall::new(BIRTH, body, "bac-candidature"))
         .await
         .map(drop)
@@ -70,10 +63,7 @@ async fn a_client_without_certificate_is_refused() {
         .tls_config(tls)
         .unwrap();
     if let Ok(channel) = endpoint.connect().await {
-        let body = GetBirthRecordRequest {
-            citizen_id: "AB123456".into(),
-        }
-        .encode_to_vec();
+        let body = birth(CITIZEN);
         assert!(
             call_raw(&channel, RawCall::new(BIRTH, body, "bac-candidature"))
                 .await
@@ -96,10 +86,7 @@ async fn the_gateway_verifies_the_providers_identity() {
     };
     let (gw, addr) = spawn_gateway(&pki, "gateway", &gateway_config(&pki, &up, "", ""));
     let client = channel(&addr, &pki.files("education")).await.unwrap();
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     let (code, reason, _) =
         framed_status(call_raw(&client, RawCall::new(BIRTH, body, "bac-candidature")).await);
     assert_eq!(
@@ -215,4 +202,48 @@ async fn weak_keys_weak_signatures_and_a_ca_as_client_are_logged_as_such() {
     try_call(&net.addr, &net.pki.files("education"))
         .await
         .unwrap();
+}
+
+/// Once any CRL is configured, a certificate from a trusted CA that has no
+/// CRL in the list has an unknown revocation status and is refused, the
+/// reason logged (docs/operations.md, "Revocation"); a certificate from the
+/// CA whose CRL is listed is let in alongside. Without CRLs, the same
+/// certificate is let in: the refusal is the missing CRL, not the trust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_issuer_without_a_crl_is_refused_once_crls_are_configured() {
+    let pki = Pki::new();
+    let cs = crate::support::echo::Echo::start(&pki.dir, "civil-status").await;
+    let up = Upstreams {
+        civil_status: cs.addr.to_string(),
+        tax: "127.0.0.1:9".into(),
+        health: "127.0.0.1:9".into(),
+    };
+    // Both CAs trusted; `ca.crl` is the first CA's only.
+    let bundle = pki.dir.join("two-cas.crt");
+    let pem = |name: &str| std::fs::read_to_string(pki.dir.join(name)).unwrap();
+    std::fs::write(&bundle, pem("ca.crt") + &pem("untrusted-ca.crt")).unwrap();
+    let dir = pki.dir.display();
+    let config = gateway_config(&pki, &up, "", "").replace(
+        &format!("ca = \"{dir}/ca.crt\""),
+        &format!("ca = \"{}\"", bundle.display()),
+    );
+    let key_line = format!("key = \"{dir}/gateway.key\"");
+    let with_crl = config
+        .replace(&key_line, &format!("{key_line}\ncrls = [\"{dir}/ca.crl\"]"))
+        .replace("gateway-audit", "gateway-crl-audit")
+        .replace("gateway-consents", "gateway-crl-consents");
+    assert_ne!(config, with_crl);
+
+    let (_plain, addr) = start_gateway(&pki, "gateway", &config);
+    try_call(&addr, &pki.files("untrusted"))
+        .await
+        .expect("the second CA is trusted: without CRLs its certificate is let in");
+
+    let (gw, addr) = spawn_gateway(&pki, "gateway-crl", &with_crl);
+    let refused = try_call(&addr, &pki.files("untrusted")).await;
+    assert!(refused.is_err(), "a CA without a CRL was let in");
+    gw.wait_log("certificate revocation status unknown (no CRL from its issuer is configured)");
+    try_call(&addr, &pki.files("education"))
+        .await
+        .expect("the CA whose CRL is listed is let in");
 }

@@ -1,20 +1,30 @@
-//! The drain at shutdown, black-box: the node turns not ready as the drain
-//! starts, and a call still in flight when the drain timeout ends is cut
+//! The drain at shutdown, black-box: the node turns not ready (`/readyz`)
+//! and `NOT_SERVING` (grpc.health) as the drain starts, and a call still in flight when the drain timeout ends is cut
 //! off rather than holding the shutdown (a hung provider, whose own route
 //! timeout is far longer, holds it).
 
 use crate::support::echo::Echo;
 use crate::support::*;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
 use std::time::{Duration, Instant};
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
+/// The next status a grpc.health watch reports (within 30 s).
+async fn next_status(watch: &mut tonic::Streaming<HealthCheckResponse>) -> ServingStatus {
+    let next = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("a health status in time")
+        .expect("the watch is open")
+        .expect("a health status, not the end of the watch");
+    ServingStatus::try_from(next.status).unwrap()
+}
+
 /// The drain timeout of these tests' gateway.
 const DRAIN: Duration = Duration::from_millis(1500);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_drain_reports_not_ready_and_its_timeout_cuts_a_hung_call_off() {
+async fn the_drain_reports_not_ready_and_not_serving_and_its_timeout_cuts_a_hung_call_off() {
     let pki = Pki::new();
     let hung = Echo::hanging(&pki.dir, "civil-status").await;
     let up = Upstreams {
@@ -36,14 +46,23 @@ async fn the_drain_reports_not_ready_and_its_timeout_cuts_a_hung_call_off() {
     let (status, body) = admin::get(&admin, "/readyz").await;
     assert_eq!(status, 200, "{body}");
     let education = channel(&addr, &pki.files("education")).await.unwrap();
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     let in_flight = tokio::spawn(async move {
         call_raw(&education, RawCall::new(BIRTH, body, "bac-candidature")).await
     });
     hung.wait_received(1).await;
+    // A health checker watching grpc.health (a stream opened before the
+    // drain: a draining node takes no new calls) sees SERVING, then
+    // NOT_SERVING as the drain starts.
+    let watcher = channel(&addr, &pki.files("tax")).await.unwrap();
+    let mut health = HealthClient::new(watcher)
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next_status(&mut health).await, ServingStatus::Serving);
 
     // Shut down (what SIGTERM does), off this runtime: `stop` returns once
     // the drain and the audit log's close are done.
@@ -52,6 +71,7 @@ async fn the_drain_reports_not_ready_and_its_timeout_cuts_a_hung_call_off() {
     let (status, body) = admin::wait_readyz(&admin, "the node is shutting down").await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("FAIL serving"), "{body}");
+    assert_eq!(next_status(&mut health).await, ServingStatus::NotServing);
 
     // The hung call is cut off when the drain times out: not answered, and
     // not by the provider's route timeout (10 min, which would fail the
