@@ -2,22 +2,13 @@
 
 use crate::routing::spawned_echo_network;
 use crate::support::*;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
 
 /// A `GetBirthRecord` call, and its request bytes (which the echo
 /// provider sends back).
 fn birth_call() -> (Vec<u8>, RawCall<'static>) {
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
-    let call = RawCall::new(
-        "/ma.civilstatus.v1.CivilStatus/GetBirthRecord",
-        body.clone(),
-        "bac-candidature",
-    );
-    (body, call)
+    let body = birth(CITIZEN);
+    let call = RawCall::new(BIRTH, body.clone(), "bac-candidature");
+    (body.to_vec(), call)
 }
 
 // Multi-threaded: the client's connection must keep answering HTTP/2 pings
