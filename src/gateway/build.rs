@@ -17,6 +17,15 @@ impl Gateway {
     /// configs, opens the audit log and the consent store. Returns the
     /// gateway and its server TLS config.
     pub async fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
+        Self::build_with_clock(config, crate::clock::Wall::system()).await
+    }
+
+    /// [`Gateway::build`] reading the time of day from `clock` where a
+    /// date decides (deferred disclosure): tests pass a date by setting it.
+    pub async fn build_with_clock(
+        config: &Config,
+        clock: crate::clock::Wall,
+    ) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
         tls::install_crypto_provider();
         let metrics = metrics(config);
         let prepared = Routing::prepare(config, None, &metrics)?;
@@ -27,7 +36,7 @@ impl Gateway {
         let (health, _) = tonic_health::server::health_reporter();
         let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
         let apis = routing::Apis {
-            audit: audit_api(config, &recorder)?,
+            audit: audit_api(config, &recorder)?.with_clock(clock),
             consents: consent_api(config, &recorder, &consents)?,
             health: health.clone(),
             live_peers: live_peers(config, redis.as_ref()).await,
