@@ -14,14 +14,19 @@ const FAR_MICROS: i64 = 10 * 366 * 86_400 * 1_000_000;
 
 const FORMS: &str = "write a date as `disclose_on = \"2027-06-30\"` (shown from 00:00 UTC that day) or a UTC time as `disclose_on = \"2027-06-30T08:00:00Z\"`";
 
-/// `disclose_on` in a `[[rule]]`: `Some(None)` when absent, `Some(Some(t))`
-/// (microseconds since the epoch) when valid, `None` after an error.
-pub(super) fn disclose_on(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<i64>> {
+/// `disclose_on` in a `[[rule]]`: `Ok(None)` when absent, `Ok(Some(t))`
+/// (microseconds since the epoch) when valid, `Err(())` once the error is
+/// recorded in `ctx`.
+pub(super) fn disclose_on(ctx: &mut Ctx, s: &Section<'_, '_>) -> Result<Option<i64>, ()> {
     let Some(value) = s.opt_str(ctx, "disclose_on", "\"2027-06-30\"") else {
-        return s.table.get("disclose_on").is_none().then_some(None);
+        return if s.table.get("disclose_on").is_none() {
+            Ok(None)
+        } else {
+            Err(())
+        };
     };
     match parse(value.get_ref()) {
-        Ok(at) => Some(Some(at)),
+        Ok(at) => Ok(Some(at)),
         Err(why) => {
             ctx.error(
                 &value.span(),
@@ -31,7 +36,7 @@ pub(super) fn disclose_on(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<Option<i
                 ),
                 FORMS,
             );
-            None
+            Err(())
         }
     }
 }

@@ -67,7 +67,7 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
         );
     }
     let disclose_from = super::deferral::disclose_on(ctx, s);
-    if let (Some(Some(_)), Some(Basis::Consent)) = (disclose_from, &basis) {
+    if let (Ok(Some(_)), Some(Basis::Consent)) = (disclose_from, &basis) {
         ctx.error(
             &s.span_of("disclose_on"),
             "a rule on consent cannot defer disclosure: the citizen gave the consent, so the exchange is no secret from them",
@@ -82,7 +82,7 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
         basis: basis?,
         release: release?,
         break_glass: break_glass?,
-        disclose_from: disclose_from?,
+        disclose_from: disclose_from.ok()?,
         at: ctx.at(&s.span),
         methods_at,
     })
