@@ -1,6 +1,7 @@
 //! The gateway's monotonic clock, in plain integers so that it can live in
 //! atomics: breakers, rate limits and upstream instances all count time on
-//! it.
+//! it. [`Clock`] is the time of day a node decides dates on (consent
+//! validity, deferred disclosure), which tests pin instead of waiting.
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -16,13 +17,15 @@ pub fn now_ms() -> u64 {
     now_us() / 1000
 }
 
-/// Wall-clock time, in microseconds since the Unix epoch, as a node's
-/// consent checks read it (a consent's `not_after` is wall-clock time).
+/// Wall-clock time, in microseconds since the Unix epoch, as a node reads
+/// it where a date decides: a consent's validity (`not_after` is wall-clock
+/// time) and a deferred disclosure's date.
 ///
 /// It is the system's time unless pinned: a test pins it to either side of
-/// a consent's expiry instead of waiting for the system's clock to cross
-/// it, which a loaded machine makes late and a fast one makes early. A node
-/// owns one (`Gateway::clock`); nothing in the gateway pins it.
+/// an expiry or a disclosure date instead of waiting for the system's clock
+/// to cross it, which a loaded machine makes late and a fast one makes
+/// early. A node owns one (`Gateway::clock`, or injected through
+/// `Gateway::build_with_clock`); nothing in the gateway pins it.
 #[derive(Debug)]
 pub struct Clock {
     /// The pinned time; [`UNPINNED`] while the system's clock is read.
@@ -44,6 +47,13 @@ impl Clock {
         Self {
             pinned: std::sync::atomic::AtomicI64::new(UNPINNED),
         }
+    }
+
+    /// A clock pinned at `unix_micros` until moved by [`Clock::pin`].
+    pub fn stopped_at(unix_micros: i64) -> Self {
+        let clock = Self::system();
+        clock.pin(unix_micros);
+        clock
     }
 
     /// Microseconds since the Unix epoch: the pinned time, else the
@@ -87,5 +97,9 @@ mod tests {
         assert!(clock.unix_micros() >= before);
         // The default clock is the system's, not one pinned at the epoch.
         assert!(Clock::default().unix_micros() >= before);
+        let stopped = Clock::stopped_at(7);
+        assert_eq!(stopped.unix_micros(), 7);
+        stopped.pin(8);
+        assert_eq!(stopped.unix_micros(), 8);
     }
 }

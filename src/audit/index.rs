@@ -320,3 +320,22 @@ fn is_damage(e: &IndexError) -> bool {
         _ => false,
     }
 }
+
+/// Indexes the entries appended since the last call.
+pub fn catch_up(index: &AuditIndex, log: &super::AuditLog) -> Result<(), IndexError> {
+    let size = log.size();
+    let mut next = index.indexed_upto()?;
+    while next < size {
+        let end = size.min(next + 1000);
+        let records = (next..end)
+            .map(|i| {
+                let bytes = log.read(i).map_err(|e| IndexError::log(i, e))?;
+                <AuditRecord as prost::Message>::decode(bytes.as_slice())
+                    .map_err(|e| IndexError::log(i, e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        index.add(next, &records)?;
+        next = end;
+    }
+    Ok(())
+}

@@ -173,6 +173,31 @@ fn order_key(e: &pb::Entry) -> (i64, String, u64) {
     (time, e.node.clone(), e.index)
 }
 
+/// The largest page a query may ask for.
+const MAX_PAGE: u32 = 1000;
+
+/// A node's own page token: a bare position in its log.
+pub(super) fn page_token(token: &str) -> Result<Option<u64>, crate::refusal::Refusal> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    token.parse().map(Some).map_err(|_| {
+        crate::refusal::Refusal::new(
+            crate::refusal::Reason::InvalidRequest,
+            "page_token must be the next_page_token of a previous answer",
+        )
+    })
+}
+
+/// The page size asked for, within bounds.
+pub(super) fn page_size(size: u32) -> usize {
+    if size == 0 {
+        50
+    } else {
+        size.min(MAX_PAGE) as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

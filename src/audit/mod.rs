@@ -5,6 +5,7 @@
 //!   inclusion and consistency proofs.
 //! - [`note`]: C2SP signed notes (Ed25519) and tlog checkpoints.
 
+pub mod disclosure;
 mod error;
 mod fanout;
 pub mod keys;

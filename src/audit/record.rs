@@ -60,6 +60,9 @@ pub struct Trail {
     pub topic: String,
     /// Bus entries: the event's id in its topic.
     pub event_id: String,
+    /// Deferred disclosure: when the citizen may see the exchange, in
+    /// microseconds since the epoch (0: at once).
+    pub disclose_from_unix_micros: i64,
 }
 
 impl Trail {
@@ -178,7 +181,7 @@ impl Trail {
     /// `wire_tests` pins the bytes against prost's encoding).
     pub fn encode_record(&self, node: &str, ending: Ending<'_>, kind: Kind) -> Vec<u8> {
         // Fields in tag order, as prost writes them; defaults are skipped.
-        let fields: [(u32, Field<'_>); 23] = [
+        let fields: [(u32, Field<'_>); 24] = [
             (1, Field::Varint(self.time_unix_micros as u64)),
             (2, Field::Bytes(node.as_bytes())),
             (3, Field::Varint(kind as i32 as i64 as u64)),
@@ -202,6 +205,8 @@ impl Trail {
             (21, Field::Bytes(self.justification.as_bytes())),
             (22, Field::Bytes(self.topic.as_bytes())),
             (23, Field::Bytes(self.event_id.as_bytes())),
+            // 24 to 26 are for entries about the node itself, never a trail.
+            (27, Field::Varint(self.disclose_from_unix_micros as u64)),
         ];
         let len = fields.iter().map(|(tag, f)| f.encoded_len(*tag)).sum();
         let mut buf = Vec::with_capacity(len);
@@ -245,6 +250,7 @@ impl Trail {
             detail: String::new(),
             count: 0,
             since_unix_micros: 0,
+            disclose_from_unix_micros: self.disclose_from_unix_micros,
         }
     }
 }
@@ -324,6 +330,7 @@ mod wire_tests {
             traceparent: None,
             topic: text("civil-status.death-registered"),
             event_id: text("42"),
+            disclose_from_unix_micros: 1_814_313_600_000_000,
         }
     }
 

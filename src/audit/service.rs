@@ -6,10 +6,12 @@
 //! (see [`super::fanout`]); a read a peer makes for one of its callers
 //! ([`PeerRead`]) is answered from this node's log only.
 
+use super::disclosure::{self, disclosed};
 use super::fanout::{self, Forward};
+pub use super::index::catch_up;
 use super::index::{AuditIndex, IndexError, Query};
 use super::keys::Pseudonymizer;
-use super::merge::NodePage;
+use super::merge::{page_size, page_token, NodePage};
 use super::peers::Peers;
 use super::remote;
 use super::AuditLog;
@@ -31,6 +33,8 @@ pub struct AuditService {
     pseudonyms: Pseudonymizer,
     roles: Arc<HashMap<AgencyId, Vec<Role>>>,
     pub(super) peers: Peers,
+    /// Decides when a deferred entry is disclosed ([`super::disclosure`]).
+    clock: Arc<crate::clock::Clock>,
 }
 
 /// Marks a call made by a peer node for one of its callers (put in the
@@ -45,8 +49,6 @@ pub struct PeerRead {
 fn is_peer_read<T>(request: &Request<T>) -> bool {
     request.extensions().get::<PeerRead>().is_some()
 }
-
-const MAX_PAGE: u32 = 1000;
 
 /// What a call without a caller identity is told.
 const HOW_TO_CALL: &str =
@@ -80,6 +82,7 @@ impl AuditService {
             pseudonyms,
             roles: Arc::new(roles),
             peers: Peers::alone(node),
+            clock: Arc::new(crate::clock::Clock::system()),
         }
     }
 
@@ -88,6 +91,15 @@ impl AuditService {
     pub fn with_peers(&self, peers: Peers) -> Self {
         Self {
             peers,
+            ..self.clone()
+        }
+    }
+
+    /// The same service reading the time of day from `clock`.
+    #[must_use]
+    pub fn with_clock(&self, clock: Arc<crate::clock::Clock>) -> Self {
+        Self {
+            clock,
             ..self.clone()
         }
     }
@@ -121,7 +133,9 @@ impl AuditService {
     /// Whether `caller` may read entry `index`: an exchange of its own, any
     /// entry for an auditor, and for the portal (`consent-manager`) an
     /// entry about the citizen it names (`citizen_id`), whose history it
-    /// shows them, and nothing else.
+    /// shows them, once disclosed to them, and nothing else. A deferred
+    /// entry is refused as another citizen's would be: the refusal must
+    /// not tell the portal that an investigation exists.
     fn may_read(
         &self,
         caller: &AgencyId,
@@ -135,7 +149,8 @@ impl AuditService {
         }
         if self.has(caller, Role::ConsentManager) && !citizen_id.is_empty() {
             let theirs = self.pseudonyms.pseudonym(citizen_id);
-            if record.subject.as_slice() == theirs.as_slice() {
+            let now = self.clock.unix_micros();
+            if record.subject.as_slice() == theirs.as_slice() && disclosed(record, now) {
                 return Ok(());
             }
             return Err(Refusal::new(Reason::AccessDenied, format!("entry {index} is not about the citizen named in citizen_id; the portal reads only entries of the citizen whose history it shows")));
@@ -200,44 +215,6 @@ impl AuditService {
         }
         let timeout = fanout::budget(request.metadata(), self.peers.timeout);
         self.merged(caller, query, forward, token, timeout).await
-    }
-}
-
-/// Indexes the entries appended since the last call.
-pub fn catch_up(index: &AuditIndex, log: &AuditLog) -> Result<(), IndexError> {
-    let size = log.size();
-    let mut next = index.indexed_upto()?;
-    while next < size {
-        let end = size.min(next + 1000);
-        let records = (next..end)
-            .map(|i| {
-                let bytes = log.read(i).map_err(|e| IndexError::log(i, e))?;
-                pb::AuditRecord::decode(bytes.as_slice()).map_err(|e| IndexError::log(i, e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        index.add(next, &records)?;
-        next = end;
-    }
-    Ok(())
-}
-
-fn page_token(token: &str) -> Result<Option<u64>, Refusal> {
-    if token.is_empty() {
-        return Ok(None);
-    }
-    token.parse().map(Some).map_err(|_| {
-        Refusal::new(
-            Reason::InvalidRequest,
-            "page_token must be the next_page_token of a previous answer",
-        )
-    })
-}
-
-fn page_size(size: u32) -> usize {
-    if size == 0 {
-        50
-    } else {
-        size.min(MAX_PAGE) as usize
     }
 }
 
@@ -391,7 +368,8 @@ impl Audit for AuditService {
         request: Request<pb::CitizenHistoryRequest>,
     ) -> Result<Response<pb::QueryResponse>, Status> {
         let caller = Caller::of(&request, HOW_TO_CALL)?;
-        if !self.has(&caller, Role::Auditor) && !self.has(&caller, Role::ConsentManager) {
+        let auditor = self.has(&caller, Role::Auditor);
+        if !auditor && !self.has(&caller, Role::ConsentManager) {
             return Err(Refusal::new(Reason::AccessDenied, "a citizen's access history is shown through the citizen portal (`consent-manager` role) or to auditors").into());
         }
         let q = request.get_ref().clone();
@@ -408,9 +386,12 @@ impl Audit for AuditService {
             ..Query::default()
         };
         let token = q.page_token.clone();
-        let answer = self
+        let mut answer = self
             .answer(&request, &caller, query, Forward::History(q), &token)
             .await?;
+        if !auditor {
+            disclosure::for_the_citizen(&mut answer, self.clock.unix_micros());
+        }
         Ok(Response::new(answer))
     }
 }

@@ -13,6 +13,7 @@
 mod bus;
 mod cluster;
 mod console;
+mod deferral;
 mod error;
 mod labels;
 mod node;
@@ -37,6 +38,7 @@ use toml::Spanned;
 pub use bus::{BusConfig, SubscriberConfig, TopicConfig};
 pub use cluster::{ClusterConfig, PeerConfig};
 pub use console::ConsoleConfig;
+pub use deferral::{format as format_disclosure, parse as parse_disclosure};
 pub use error::{report, ConfigError, ConfigErrors, Location};
 pub use labels::{Labels, Text, LANGS};
 pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, NODE_ID_VAR};
@@ -325,6 +327,10 @@ pub struct RuleConfig {
     /// An emergency rule: `jisr-justification` is required and the exchange
     /// is flagged for review.
     pub break_glass: bool,
+    /// Deferred disclosure (`disclose_on`): the rule's exchanges are kept
+    /// from the citizen's history until this time (microseconds since the
+    /// epoch); `None` shows them at once.
+    pub disclose_from: Option<i64>,
 }
 
 impl Config {

@@ -16,6 +16,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "basis",
     "release",
     "break_glass",
+    "disclose_on",
 ];
 
 /// Reads a `[[rule]]` on its own; whether its consumer and purposes are
@@ -65,6 +66,14 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
             "name the legal basis of emergency access, e.g. `basis = \"law:emergency-care\"`",
         );
     }
+    let disclose_from = super::deferral::disclose_on(ctx, s);
+    if let (Ok(Some(_)), Some(Basis::Consent)) = (disclose_from, &basis) {
+        ctx.error(
+            &s.span_of("disclose_on"),
+            "a rule on consent cannot defer disclosure: the citizen gave the consent, so the exchange is no secret from them",
+            "give the investigation's rule its legal basis (`basis = \"law:<reference>\"`), or remove `disclose_on`",
+        );
+    }
     let (methods, methods_at) = methods?;
     Some(RuleConfig {
         consumer: consumer?,
@@ -73,6 +82,7 @@ pub(super) fn rule(ctx: &mut Ctx, s: &Section<'_, '_>) -> Option<RuleConfig> {
         basis: basis?,
         release: release?,
         break_glass: break_glass?,
+        disclose_from: disclose_from.ok()?,
         at: ctx.at(&s.span),
         methods_at,
     })

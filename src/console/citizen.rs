@@ -9,6 +9,8 @@
 
 mod page;
 mod receipt;
+#[cfg(test)]
+mod tests;
 mod words;
 
 use super::exchanges::{as_caller, refused};
@@ -45,6 +47,9 @@ struct Line {
     /// The consent the exchange used, when it used one.
     consent: Option<Consent>,
     outcome: String,
+    /// Deferred disclosure: when the exchange was first shown to the
+    /// citizen, in the page's language (`null` when shown at once).
+    disclosed_from: Option<String>,
     node: String,
     index: u64,
     /// The receipt file (see `receipt.rs`); `null` while the entry is not
@@ -256,6 +261,8 @@ fn line(
         law,
         consent,
         outcome: outcome.to_owned(),
+        disclosed_from: (r.disclose_from_unix_micros != 0)
+            .then(|| w.date(r.disclose_from_unix_micros)),
         node: e.node.clone(),
         index: e.index,
         receipt,

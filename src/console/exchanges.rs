@@ -295,11 +295,17 @@ fn table(entries: &[pb::Entry]) -> String {
     for e in entries {
         let Some(r) = &e.record else { continue };
         let kind = pb::Kind::try_from(r.kind).map_or("UNKNOWN", |k| k.as_str_name());
-        let flag = if r.break_glass {
-            " <span class=\"flag\">break-glass</span>"
-        } else {
-            ""
-        };
+        let mut flag = String::new();
+        if r.break_glass {
+            flag.push_str(" <span class=\"flag\">break-glass</span>");
+        }
+        if r.disclose_from_unix_micros != 0 {
+            let _ = write!(
+                flag,
+                " <span class=\"flag deferred\">deferred until {}</span>",
+                esc(&when(r.disclose_from_unix_micros))
+            );
+        }
         let link = form_urlencoded::Serializer::new(String::new())
             .append_pair("node", &e.node)
             .append_pair("index", &e.index.to_string())

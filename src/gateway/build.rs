@@ -17,17 +17,27 @@ impl Gateway {
     /// configs, opens the audit log and the consent store. Returns the
     /// gateway and its server TLS config.
     pub async fn build(config: &Config) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
+        Self::build_with_clock(config, Arc::new(crate::clock::Clock::system())).await
+    }
+
+    /// [`Gateway::build`] reading the time of day from `clock` where a
+    /// date decides (consent validity, deferred disclosure): tests pass a
+    /// date by pinning it.
+    pub async fn build_with_clock(
+        config: &Config,
+        clock: Arc<crate::clock::Clock>,
+    ) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
         tls::install_crypto_provider();
         let metrics = metrics(config);
         let prepared = Routing::prepare(config, None, &metrics)?;
         check_consent_files_kept(config)?;
         let recorder = open_audit(config)?;
-        let (consents, redis) = open_consents(config, &recorder.pseudonyms).await?;
+        let (consents, redis) = open_consents(config, &recorder.pseudonyms, clock.clone()).await?;
         // Reports SERVING for "" from the start.
         let (health, _) = tonic_health::server::health_reporter();
         let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
         let apis = routing::Apis {
-            audit: audit_api(config, &recorder)?,
+            audit: audit_api(config, &recorder)?.with_clock(clock.clone()),
             consents: consent_api(config, &recorder, &consents)?,
             health: health.clone(),
             live_peers: live_peers(config, redis.as_ref()).await,
@@ -213,6 +223,7 @@ fn readiness(
 async fn open_consents(
     config: &Config,
     pseudonyms: &crate::audit::keys::Pseudonymizer,
+    clock: Arc<crate::clock::Clock>,
 ) -> Result<(exchange::Consents, Option<crate::redis::Shared>), StartError> {
     use crate::consent::{
         store::embedded::EmbeddedConsentStore, store::redis::RedisConsentStore, ConsentStore,
@@ -229,7 +240,6 @@ async fn open_consents(
             None,
         ),
     };
-    let clock = Arc::new(crate::clock::Clock::system());
     Ok((
         exchange::Consents {
             store,

@@ -114,6 +114,7 @@ impl Routing {
             .iter()
             .map(|r| RuleTerms {
                 break_glass: r.break_glass,
+                disclose_from: r.disclose_from,
             })
             .collect();
         Ok(Prepared {

@@ -32,6 +32,7 @@ fn rule(consumer: &str, methods: &[&str], purposes: &[&str], basis: &str) -> Rul
         methods_at: methods.iter().map(|_| at()).collect(),
         release: None,
         break_glass: false,
+        disclose_from: None,
     }
 }
 

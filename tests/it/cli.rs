@@ -17,7 +17,7 @@ fn text(out: &Output) -> String {
     )
 }
 
-fn good_config(pki: &Pki) -> String {
+pub(crate) fn good_config(pki: &Pki) -> String {
     let up = Upstreams {
         civil_status: "127.0.0.1:9101".into(),
         tax: "127.0.0.1:9102".into(),
@@ -26,7 +26,7 @@ fn good_config(pki: &Pki) -> String {
     gateway_config(pki, &up, "", "")
 }
 
-fn check(pki: &Pki, name: &str, config: &str) -> (i32, String) {
+pub(crate) fn check(pki: &Pki, name: &str, config: &str) -> (i32, String) {
     let path = pki.root().join(name);
     std::fs::write(&path, config).unwrap();
     let out = run(&["check-config", path.to_str().unwrap()]);

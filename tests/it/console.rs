@@ -3,7 +3,7 @@
 //! over WebDriver checking the proofs with its own WebCrypto. Screenshots
 //! go to `target/console-shots/`.
 
-use crate::routing::echo_network;
+use crate::routing::echo_network_with;
 use crate::support::browser::Browser;
 use crate::support::web;
 use crate::support::*;
@@ -35,7 +35,22 @@ impl Setup {
 
     /// [`Setup::start`] with `extra` appended to the config (after `[console]`).
     pub(crate) async fn start_with(extra: &str) -> Self {
-        let (pki, gateway, addr, echos) = echo_network("", &format!("{CONSOLE}{extra}")).await;
+        Self::start_clocked(extra, std::sync::Arc::default()).await
+    }
+
+    /// [`Setup::start_with`] on a gateway reading the time of day from
+    /// `clock` (see `support::Gateway::start_clocked`).
+    pub(crate) async fn start_clocked(
+        extra: &str,
+        clock: std::sync::Arc<jisr::clock::Clock>,
+    ) -> Self {
+        let start = |pki: &Pki, name: &str, config: &str| {
+            let gateway = Gateway::start_clocked(name, &write_config(pki, name, config), clock);
+            let addr = gateway.addr.clone();
+            (gateway, addr)
+        };
+        let extra = format!("{CONSOLE}{extra}");
+        let (pki, gateway, addr, echos) = echo_network_with("", &extra, start).await;
         let console = gateway.console.clone().expect("the console is on");
         let setup = Self {
             pki,

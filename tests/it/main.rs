@@ -18,6 +18,7 @@ mod bus_redis_sealed;
 mod bus_retention;
 mod certificates;
 mod citizen;
+mod citizen_deferred;
 mod citizen_receipts;
 mod cli;
 mod connections;

@@ -24,7 +24,7 @@ pub(crate) async fn spawned_echo_network(
     echo_network_with(node_extra, extra, spawn_gateway).await
 }
 
-async fn echo_network_with<G>(
+pub(crate) async fn echo_network_with<G>(
     node_extra: &str,
     extra: &str,
     start: impl FnOnce(&Pki, &str, &str) -> (G, String),

@@ -38,10 +38,28 @@ pub(super) fn switcher(who: &Who, citizen: &str, current: &Words) -> String {
     s
 }
 
+/// The history's table, or the sentence saying there is none, and the
+/// notice of a partial history when some node did not answer: an empty
+/// history may be empty only for want of that node's entries.
 pub(super) fn table(w: &Words, lines: &[Line], answer: &pb::QueryResponse) -> String {
-    if lines.is_empty() {
-        return format!("<p id=\"none\">{}</p>", esc(w.none));
+    let mut t = if lines.is_empty() {
+        format!("<p id=\"none\">{}</p>", esc(w.none))
+    } else {
+        rows(w, lines)
+    };
+    if !answer.missing.is_empty() {
+        let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
+        let text = w.partial.replace("{nodes}", &nodes.join(", "));
+        let _ = write!(
+            t,
+            "<p class=\"warn\" id=\"partial\" role=\"status\">{}</p>",
+            esc(&text)
+        );
     }
+    t
+}
+
+fn rows(w: &Words, lines: &[Line]) -> String {
     let r = &w.receipt;
     // The script's words, in the page's language.
     let mut t = format!(
@@ -56,21 +74,26 @@ pub(super) fn table(w: &Words, lines: &[Line], answer: &pb::QueryResponse) -> St
             "<tr><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
              <td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td>\
              <td data-label=\"{}\" class=\"receipt\">{}</td></tr>",
-            esc(w.when), esc(&l.when), esc(w.who), asked_by(w, l), esc(w.data), esc(&l.data_of),
+            esc(w.when), when(w, l), esc(w.who), asked_by(w, l), esc(w.data), esc(&l.data_of),
             esc(&l.category), esc(w.why), why(l), esc(w.basis), basis(l), esc(w.outcome), esc(&l.outcome),
             esc(r.heading), receipt_cell(w, l),
         );
     }
     t.push_str("</tbody></table>");
-    if !answer.missing.is_empty() {
-        let nodes: Vec<_> = answer.missing.iter().map(|m| m.node.as_str()).collect();
-        let _ = write!(
-            t,
-            "<p class=\"warn\">Partial: {}</p>",
-            esc(&nodes.join(", "))
-        );
-    }
     t
+}
+
+/// When, and under an exchange whose disclosure was deferred, since when
+/// it is shown.
+fn when(w: &Words, l: &Line) -> String {
+    match &l.disclosed_from {
+        Some(date) => format!(
+            "{}<br><small class=\"deferred\">{}</small>",
+            esc(&l.when),
+            esc(&w.deferred.replace("{date}", date))
+        ),
+        None => esc(&l.when),
+    }
 }
 
 /// The agency that asked, and its official's reference when given.

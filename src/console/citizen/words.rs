@@ -1,7 +1,8 @@
 //! The citizen page's own words in the portal's five languages, its dates
-//! and which language a request gets. The `ar` and `zgh` (Tifinagh) texts
-//! were written for the project, not by native speakers: they need review
-//! by one before a real portal shows them.
+//! and which language a request gets. The texts were written for the
+//! project, not by native speakers (the `ar` and `zgh` (Tifinagh) ones
+//! above all, the partial-history and deferred-disclosure notices
+//! included): they need review by one before a real portal shows them.
 
 use crate::config::LANGS;
 
@@ -45,6 +46,11 @@ pub(super) struct Words {
     pub(super) official: &'static str,
     /// The receipt column and the page's checks of it.
     pub(super) receipt: Receipt,
+    /// Some nodes did not answer: `{nodes}` names them.
+    pub(super) partial: &'static str,
+    /// Under a line whose disclosure was deferred: `{date}` is when it
+    /// was first shown.
+    pub(super) deferred: &'static str,
     /// unspecified, civil, fiscal, health, education, social, not-personal.
     pub(super) categories: [&'static str; 7],
     months: [&'static str; 12],
@@ -78,6 +84,9 @@ const AR: Words = Words {
         pending: "الإيصال غير جاهز بعد؛ أعد تحميل الصفحة بعد لحظة",
         check_file: "التحقق من ملف إيصال",
     },
+    partial:
+        "قد يكون هذا السجل غير مكتمل: بعض خوادم المنصة لم تستجب ({nodes}). أعد تحميل الصفحة لاحقًا.",
+    deferred: "معروض ابتداءً من {date}: كان الاطلاع عليه مؤجلاً",
     categories: [
         "غير محددة",
         "الحالة المدنية",
@@ -130,6 +139,8 @@ const ZGH: Words = Words {
         pending: "ⴰⵡⵚⵍ ⵓⵔ ⵉⵀⵢⵢⴰ ⴰⵔ ⴷⵖⵉ; ⴰⵍⵙ ⴰⵙⴰⵍⴰⵢ ⵏ ⵜⴰⵙⵏⴰ",
         check_file: "ⵙⴼⵇⴷ ⴰⴼⴰⵢⵍⵓ ⵏ ⵓⵡⵚⵍ",
     },
+    partial: "ⴰⵎⵣⵔⵓⵢ ⴰⴷ ⵉⵖⵢ ⴰⴷ ⵓⵔ ⵉⴽⵎⵉⵍ: ⴽⵔⴰ ⵏ ⵉⵎⵙⵙⵓⴷⴰⵙ ⵏ ⵓⵎⵙⵉⵡⵍ ⵓⵔ ⴷ ⵔⴰⵔⵏ ({nodes}). ⴰⵍⵙ ⴰⵙⴰⵍⴰⵢ ⵏ ⵜⴰⵙⵏⴰ ⴷⴼⴼⵉⵔ.",
+    deferred: "ⵉⵜⵜⵓⵙⴽⴰⵏ ⵙⴳ {date}: ⴰⵙⴽⴰⵏ ⵏⵏⵙ ⵉⵜⵜⵓⵙⵎⵓⵜⵜⵉ",
     categories: [
         "ⵓⵔ ⵉⵜⵜⵓⵙⵎⵍ",
         "ⴰⴷⴷⴰⴷ ⴰⵖⵔⵓⵏ",
@@ -169,6 +180,8 @@ const FR: Words = Words {
         download: "Télécharger le reçu", pending: "Reçu pas encore prêt ; rechargez la page dans un instant",
         check_file: "Vérifier un fichier de reçu",
     },
+    partial: "Cet historique est peut-être incomplet : des serveurs de la plateforme n'ont pas répondu ({nodes}). Rechargez la page plus tard.",
+    deferred: "Affiché à partir du {date} : sa communication était différée",
     categories: ["non précisée", "état civil", "fiscalité", "santé", "éducation", "protection sociale", "non personnelles"],
     months: ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre", "novembre", "décembre"],
     date: "{d} {m} {y} à {t}",
@@ -187,6 +200,8 @@ const EN: Words = Words {
         download: "Download the receipt", pending: "Receipt not ready yet; reload the page in a moment",
         check_file: "Check a receipt file",
     },
+    partial: "This history may be incomplete: some of the platform's servers did not answer ({nodes}). Reload the page later.",
+    deferred: "Shown from {date}: its disclosure was deferred",
     categories: ["unspecified", "civil status", "tax", "health", "education", "social protection", "not personal"],
     months: ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"],
     date: "{d} {m} {y}, {t}",
@@ -205,6 +220,8 @@ const ES: Words = Words {
         download: "Descargar el recibo", pending: "Recibo aún no disponible; recargue la página en un momento",
         check_file: "Comprobar un archivo de recibo",
     },
+    partial: "Este historial puede estar incompleto: algunos servidores de la plataforma no respondieron ({nodes}). Vuelva a cargar la página más tarde.",
+    deferred: "Mostrado desde el {date}: su comunicación estaba aplazada",
     categories: ["sin precisar", "estado civil", "fiscales", "salud", "educación", "protección social", "no personales"],
     months: ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto", "septiembre", "octubre", "noviembre", "diciembre"],
     date: "{d} de {m} de {y}, {t}",

@@ -90,7 +90,7 @@ async fn fetch(
 fn fields(r: &pb::AuditRecord) -> String {
     let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
     let kind = pb::Kind::try_from(r.kind).map_or("UNKNOWN", |k| k.as_str_name());
-    let rows: [(&str, String); 16] = [
+    let rows: [(&str, String); 17] = [
         ("When", when(r.time_unix_micros)),
         ("Kind", kind.to_owned()),
         ("Consumer (who)", r.consumer.clone()),
@@ -108,6 +108,17 @@ fn fields(r: &pb::AuditRecord) -> String {
                 format!("yes: {}", r.justification)
             } else {
                 "no".into()
+            },
+        ),
+        (
+            "Deferred disclosure",
+            if r.disclose_from_unix_micros == 0 {
+                "no".into()
+            } else {
+                format!(
+                    "hidden from the citizen until {}",
+                    when(r.disclose_from_unix_micros)
+                )
             },
         ),
         ("Citizen (pseudonym)", hex(&r.subject)),

@@ -88,6 +88,9 @@ pub struct Consents {
 pub struct RuleTerms {
     /// `jisr-justification` required, exchange flagged for review.
     pub break_glass: bool,
+    /// Deferred disclosure: the citizen sees the exchange from this time
+    /// on (microseconds since the epoch).
+    pub disclose_from: Option<i64>,
 }
 
 /// What one call brings along: who calls, its id, the limits, the recorder.

@@ -55,14 +55,20 @@ impl<'a> Justified<'a> {
     /// Checks the terms of the grant's rule (`terms`, by rule index). A
     /// break-glass call without `jisr-justification` is refused; one with
     /// it is flagged for review in `trail`, its justification kept there
-    /// (and only there).
+    /// (and only there). A rule deferring disclosure puts its date in
+    /// `trail` first, so that even a refused attempt stays hidden from the
+    /// citizen as long as the allowed exchanges.
     pub fn check(
         grant: Grant<'a>,
         terms: &[RuleTerms],
         metadata: &'a CallMetadata,
         trail: &mut Trail,
     ) -> Result<Self, Refusal> {
-        let break_glass = terms.get(grant.rule()).is_some_and(|t| t.break_glass);
+        let terms = terms.get(grant.rule());
+        if let Some(at) = terms.and_then(|t| t.disclose_from) {
+            trail.disclose_from_unix_micros = at;
+        }
+        let break_glass = terms.is_some_and(|t| t.break_glass);
         if !break_glass {
             return Ok(Self {
                 grant,

@@ -218,6 +218,10 @@ pub(super) fn check_config(path: &Path) -> ExitCode {
             for warning in consent_without_personal_data(&config, &catalogue) {
                 println!("warning: {warning}");
             }
+            let now = crate::clock::Clock::system().unix_micros();
+            for warning in config.disclosure_warnings(now) {
+                println!("warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(errors) => {

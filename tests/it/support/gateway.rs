@@ -59,16 +59,27 @@ impl Gateway {
     /// loopback ports picked by the system; panics, saying why, if it
     /// cannot start.
     pub fn start(name: &str, path: &Path) -> Self {
-        Self::start_with(name, path, None)
+        Self::start_with(name, path, None, Arc::default())
+    }
+
+    /// [`Gateway::start`] reading the time of day from `clock`, which the
+    /// test moves to pass a date instead of waiting for it.
+    pub fn start_clocked(name: &str, path: &Path, clock: Arc<jisr::clock::Clock>) -> Self {
+        Self::start_with(name, path, None, clock)
     }
 
     /// [`Gateway::start`] on a listener the test bound (and so whose
     /// address it could write into other gateways' configs first).
     pub fn start_on(name: &str, path: &Path, listener: std::net::TcpListener) -> Self {
-        Self::start_with(name, path, Some(listener))
+        Self::start_with(name, path, Some(listener), Arc::default())
     }
 
-    fn start_with(name: &str, path: &Path, bound: Option<std::net::TcpListener>) -> Self {
+    fn start_with(
+        name: &str,
+        path: &Path,
+        bound: Option<std::net::TcpListener>,
+        clock: Arc<jisr::clock::Clock>,
+    ) -> Self {
         let on_one_thread = Handle::try_current()
             .is_ok_and(|test| test.runtime_flavor() == RuntimeFlavor::CurrentThread);
         assert!(
@@ -91,10 +102,11 @@ impl Gateway {
                     .build()
                     .unwrap();
                 runtime.block_on(async move {
-                    let gateway = match jisr::gateway::Gateway::build(&config).await {
-                        Ok((gateway, _)) => gateway,
-                        Err(e) => return drop(started.send(Err(e.to_string()))),
-                    };
+                    let gateway =
+                        match jisr::gateway::Gateway::build_with_clock(&config, clock).await {
+                            Ok((gateway, _)) => gateway,
+                            Err(e) => return drop(started.send(Err(e.to_string()))),
+                        };
                     let listener = match bound {
                         Some(l) => {
                             l.set_nonblocking(true).unwrap();

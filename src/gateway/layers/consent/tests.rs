@@ -17,8 +17,14 @@ use std::time::Duration;
 const METHOD: &str = "ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const PATH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 /// The terms of rule 0, the only rule.
-const NONE: &[RuleTerms] = &[RuleTerms { break_glass: false }];
-const BREAK_GLASS: &[RuleTerms] = &[RuleTerms { break_glass: true }];
+const NONE: &[RuleTerms] = &[RuleTerms {
+    break_glass: false,
+    disclose_from: None,
+}];
+const BREAK_GLASS: &[RuleTerms] = &[RuleTerms {
+    break_glass: true,
+    disclose_from: None,
+}];
 
 /// A store that fails the test if the check asks it anything.
 #[derive(Debug)]
@@ -88,6 +94,7 @@ fn policy(basis: Basis, break_glass: bool) -> Policy {
         methods_at: vec![at],
         release: None,
         break_glass,
+        disclose_from: None,
     };
     let (policy, conflicts) = Policy::build(
         &[rule],
@@ -205,4 +212,40 @@ async fn break_glass_needs_a_justification_and_carries_it_in_the_permit() {
         .unwrap();
     assert_eq!(consented.justification(), Some("patient unconscious"));
     assert_eq!(consented.ground(), Ground::Law("emergency-act"));
+}
+
+#[test]
+fn a_deferring_rule_puts_its_date_in_the_trail_even_of_a_refused_call() {
+    const DATE: i64 = 1_893_456_000_000_000;
+    let consumer = AgencyId::parse("education").unwrap();
+    for (break_glass, justification) in [(false, None), (true, None), (true, Some("why"))] {
+        let policy = policy(Basis::Law("cgi-art-213".into()), break_glass);
+        let terms = [RuleTerms {
+            break_glass,
+            disclose_from: Some(DATE),
+        }];
+        let md = metadata(None, justification);
+        let grant = policy
+            .access(PATH)
+            .unwrap()
+            .check(&consumer, &md.purpose)
+            .unwrap();
+        let mut trail = trail();
+        let checked = Justified::check(grant, &terms, &md, &mut trail);
+        assert_eq!(checked.is_ok(), !break_glass || justification.is_some());
+        assert_eq!(
+            trail.disclose_from_unix_micros, DATE,
+            "{break_glass} {justification:?}"
+        );
+    }
+    let mut trail = trail();
+    let md = metadata(None, None);
+    let policy = policy(Basis::Law("55-19".into()), false);
+    let grant = policy
+        .access(PATH)
+        .unwrap()
+        .check(&consumer, &md.purpose)
+        .unwrap();
+    Justified::check(grant, NONE, &md, &mut trail).unwrap();
+    assert_eq!(trail.disclose_from_unix_micros, 0, "shown at once");
 }
