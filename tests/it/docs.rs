@@ -1,15 +1,15 @@
-//! The onboarding guide, run: its contract, its commands and its
-//! configuration blocks are taken from `docs/onboarding.md` (and the PKI
-//! command from the README) and run, in a fresh directory laid out like
-//! the repository's example, against the `jisr` binary and a real gateway.
-//! The outputs the guide shows must be what the commands print, so the
-//! guide cannot drift from the code unnoticed.
+//! The documentation, run: every block of `README.md` and
+//! `docs/onboarding.md` is either run here, against the `jisr` binary and
+//! real gateways, or marked (by its info string, see [`runner`]) as meant
+//! for another machine or language, so the pages cannot drift from the
+//! code unnoticed.
+
+pub(crate) mod runner;
 
 use crate::support::echo::Echo;
 use crate::support::proc::{jisr, wait_for_file, Proc};
-use crate::support::*;
+use runner::{free_addr, Runner, SKIPPED};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 pub(crate) fn repo() -> PathBuf {
@@ -45,69 +45,140 @@ pub(crate) fn block<'a>(all: &'a [(String, String)], needle: &str) -> &'a str {
     &matching[0].1
 }
 
-/// A shell session (`$ command`, continuation lines ending in `\`, then
-/// its output) as (command, expected output lines).
-fn session(body: &str) -> Vec<(String, Vec<String>)> {
-    let mut steps: Vec<(String, Vec<String>)> = Vec::new();
-    let mut continued = false;
-    for line in body.lines() {
-        if let Some(command) = line.strip_prefix("$ ") {
-            steps.push((command.trim_end_matches('\\').to_owned(), Vec::new()));
-            continued = line.ends_with('\\');
-        } else if let Some((command, output)) = steps.last_mut() {
-            if continued {
-                command.push_str(line.trim_end_matches('\\'));
-                continued = line.ends_with('\\');
-            } else {
-                output.push(line.to_owned());
-            }
+/// The onboarding guide from a fresh directory to a tested connection,
+/// exactly as written: every block in order, the agency's back-end (the
+/// `sh agency` block, on the fund's machine) played by an echo provider
+/// with the certificate `agency add` issued, at the address the guide
+/// gives it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_onboarding_guide_runs_as_written() {
+    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
+    let node = tempfile::tempdir().unwrap();
+    let mut run = Runner::new(node.path());
+    let backend = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap().to_string();
+    run.addresses = vec![
+        ("127.0.0.1:8443".into(), free_addr()),
+        ("127.0.0.1:9443".into(), backend_addr),
+    ];
+    let mut backend = Some(backend);
+    let mut echo = None;
+    let mut played = Vec::new();
+    for (info, body) in &guide {
+        run.block(info, body, &mut |info, _| played.push(info.to_owned()));
+        if info == "sh agency" && body.contains("coverage_provider.py") {
+            let listener = backend.take().expect("the back-end starts once");
+            listener.set_nonblocking(true).unwrap();
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            let pki = node.path().join("pki");
+            echo = Some(Echo::start_on(&pki, "social-security", listener).await);
         }
     }
-    steps
-}
-
-/// Runs a command line as the guide's reader would, from `dir`, with the
-/// `jisr` under test first on the PATH; returns its stdout and stderr.
-fn shell(dir: &Path, command: &str) -> String {
-    try_shell(dir, command).unwrap_or_else(|text| panic!("`{command}` failed:\n{text}"))
-}
-
-/// [`shell`], a failure being the command's output.
-fn try_shell(dir: &Path, command: &str) -> Result<String, String> {
-    let bin = Path::new(env!("CARGO_BIN_EXE_jisr")).parent().unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("sh")
-        .args(["-c", command])
-        .current_dir(dir)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if out.status.success() {
-        Ok(text)
-    } else {
-        Err(text)
+    assert!(echo.is_some(), "the guide starts the fund's back-end");
+    // What was not run is marked so, never left out by accident.
+    for info in ["sh agency", "python", "java", "go", "csharp", "text"] {
+        assert!(played.iter().any(|p| p == info), "no ```{info} block");
     }
 }
 
-/// Every line the guide shows is printed, in order; `...` stands for
-/// lines the guide leaves out.
-fn assert_shown(command: &str, expected: &[String], actual: &str) {
-    let mut rest = actual.lines();
-    for line in expected.iter().filter(|l| l.trim() != "...") {
+/// The guide's Python lines are the test suite's Python provider and
+/// consumer, which run through a gateway (`python.rs`).
+#[test]
+fn the_onboarding_guides_python_is_the_tested_python() {
+    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
+    let scripts = ["coverage_consumer.py", "coverage_provider.py"]
+        .map(|name| read(&repo().join("tests/it/python").join(name)));
+    let tested: Vec<&str> = scripts
+        .iter()
+        .flat_map(|s| s.lines())
+        .map(str::trim)
+        .collect();
+    for (_, body) in guide.iter().filter(|(info, _)| info == "python") {
+        for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            assert!(
+                tested.contains(&line),
+                "the guide's Python line\n  {line}\nis in none of tests/it/python/*.py"
+            );
+        }
+    }
+}
+
+/// Every README block is run by a test below or marked as not run.
+#[test]
+fn every_readme_block_is_run_or_marked() {
+    let readme = blocks(&read(&repo().join("README.md")));
+    let run_here = [WALKTHROUGH, BY_HAND];
+    for (info, body) in &readme {
+        let ran = info == "sh" && run_here.iter().any(|needle| body.contains(needle));
         assert!(
-            rest.any(|a| a.trim_end() == line.trim_end()),
-            "`{command}`: the guide shows\n  {line}\nbut the command printed:\n{actual}"
+            ran || SKIPPED.contains(&info.as_str()),
+            "README block ```{info} is neither run by tests/it/docs.rs nor marked as one of {SKIPPED:?}:\n{body}"
         );
     }
+}
+
+/// The needles of the README blocks run here.
+const WALKTHROUGH: &str = "demo --serve --dir /tmp/x &";
+const BY_HAND: &str = "$J serve --config config/example.toml";
+
+/// The README's "run the example configuration by hand": the PKI, the
+/// three sample providers, `check-config` and `serve`, in a copy of the
+/// repository's layout and on ports the test picked; then a probe as
+/// `education` shows every step ok (the gateway up, the providers reached).
+#[test]
+fn the_readme_example_configuration_runs_by_hand() {
+    let readme = blocks(&read(&repo().join("README.md")));
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(
+        &repo().join("proto/agencies"),
+        &dir.path().join("proto/agencies"),
+    );
+    let mut run = Runner::new(dir.path());
+    run.addresses = [
+        "127.0.0.1:8443",
+        "127.0.0.1:9101",
+        "127.0.0.1:9102",
+        "127.0.0.1:9103",
+    ]
+    .map(|page| (page.to_owned(), free_addr()))
+    .to_vec();
+    std::fs::create_dir_all(dir.path().join("config")).unwrap();
+    let example = run.here(&read(&repo().join("config/example.toml")));
+    std::fs::write(dir.path().join("config/example.toml"), example).unwrap();
+    for line in script(block(&readme, BY_HAND)) {
+        match line.as_str() {
+            // The binary under test is built already.
+            "cargo build" | "J=./target/debug/jisr" => {}
+            // The README runs it in the foreground, last.
+            serve if serve.starts_with("$J serve") => {
+                run.step(&format!("jisr {}&", &serve[3..]), &[])
+            }
+            _ => run.step(&line.replace("$J", "jisr"), &[]),
+        }
+    }
+    run.step(
+        "jisr probe --gateway 127.0.0.1:8443 --pki config/pki --as education",
+        &[
+            "...".into(),
+            "ok    call         grpc.health.v1.Health/Check: SERVING".into(),
+            "...".into(),
+        ],
+    );
+}
+
+/// A script's command lines, continuations (a trailing `\`) joined.
+fn script(body: &str) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    let mut continued = false;
+    for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let text = line.trim_end_matches('\\');
+        match lines.last_mut() {
+            Some(last) if continued => last.push_str(text),
+            _ => lines.push(text.to_owned()),
+        }
+        continued = line.ends_with('\\');
+    }
+    lines
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -123,113 +194,15 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A directory like the repository's: `config/jisr.toml` (the example
-/// configuration), `proto/agencies/` (the sample contracts) and the PKI
-/// made by the README's `pki init` command.
-fn example_node(readme: &[(String, String)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    copy_dir(
-        &repo().join("proto/agencies"),
-        &dir.path().join("proto/agencies"),
-    );
-    std::fs::create_dir_all(dir.path().join("config")).unwrap();
-    std::fs::copy(
-        repo().join("config/example.toml"),
-        dir.path().join("config/jisr.toml"),
-    )
-    .unwrap();
-    let by_hand = block(readme, "pki init --dir config/pki");
-    let init: String = by_hand
-        .split("\n$J ")
-        .find(|c| c.starts_with("pki init"))
-        .unwrap()
-        .lines()
-        .take_while(|l| !l.starts_with("$J"))
-        .map(|l| l.trim_end_matches('\\'))
-        .collect();
-    shell(dir.path(), &format!("jisr {init}"));
-    dir
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_onboarding_guide_runs_as_written() {
-    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
-    let readme = blocks(&read(&repo().join("README.md")));
-    let node = example_node(&readme);
-    let root = node.path();
-    let config = root.join("config/jisr.toml");
-
-    // 1. The contract, where the guide puts it.
-    let contract = block(&guide, "package ma.socialsecurity.v1;");
-    let contract_path = root.join("proto/agencies/socialsecurity/v1/coverage.proto");
-    std::fs::create_dir_all(contract_path.parent().unwrap()).unwrap();
-    std::fs::write(&contract_path, contract).unwrap();
-
-    // 2. `jisr agency add`, whose whole output the guide shows.
-    for (command, output) in session(block(&guide, "$ jisr agency add social-security")) {
-        let printed = shell(root, &command);
-        assert_eq!(
-            printed.lines().collect::<Vec<_>>(),
-            output,
-            "`{command}` printed:\n{printed}"
-        );
-    }
-    // Then the purpose and the rule of the configuration block (its
-    // [[agency]] is what `agency add` wrote).
-    let by_hand = block(&guide, "id = \"social-security\"");
-    let mut text = read(&config);
-    for table in by_hand.split("\n\n").filter(|t| !t.contains("[[agency]]")) {
-        text.push_str(&format!("\n{table}\n"));
-    }
-    std::fs::write(&config, &text).unwrap();
-
-    // 3. check-config and catalog print what the guide shows.
-    for (command, output) in session(block(&guide, "$ jisr check-config config/jisr.toml")) {
-        assert_shown(&command, &output, &shell(root, &command));
-    }
-
-    // 4. Renewing the certificate with the development PKI.
-    let issue = block(
-        &guide,
-        "jisr pki issue --dir config/pki --agency social-security",
-    );
-    shell(root, issue.trim());
-
-    // A real gateway with this configuration, the fund's back-end an echo.
-    let backend = Echo::start(&root.join("config/pki"), "social-security").await;
-    let serving = read(&config).replace(
-        "upstream = \"10.0.4.21:9443\"",
-        &format!("upstream = \"{}\"", backend.addr),
-    );
-    std::fs::write(&config, serving).unwrap();
-    let gateway = Gateway::start("guide", &config);
-    let education = jisr::tls::TlsFiles::for_agency(&root.join("config/pki"), "education");
-    let client = channel(&gateway.addr, &education).await.unwrap();
-    let body = b"\x0a\x08AB123456".to_vec();
-    let coverage = "/ma.socialsecurity.v1.Coverage/GetCoverage";
-    let (echoed, md) = call_raw(
-        &client,
-        RawCall::new(coverage, body.clone(), "school-grant"),
-    )
-    .await
-    .unwrap();
-    assert_eq!(&echoed[..], &body[..]);
-    assert_eq!(md.get("jisr-basis").unwrap(), "law:65-00");
-    // "here `education` may not call `ListReimbursements`"
-    let listing = "/ma.socialsecurity.v1.Coverage/ListReimbursements";
-    let (_, reason, _) =
-        framed_status(call_raw(&client, RawCall::new(listing, body, "school-grant")).await);
-    assert_eq!(reason, "ACCESS_DENIED");
-}
-
 /// The README's walk through a `jisr demo --serve` network: its commands,
 /// run against a real one (the demo started as the README starts it; the
 /// README's waits replaced by waiting for what they wait for).
 #[test]
 fn the_readme_demo_walkthrough_runs_as_written() {
     let readme = blocks(&read(&repo().join("README.md")));
-    let walk = block(&readme, "demo --serve --dir /tmp/x &");
+    let walk = block(&readme, WALKTHROUGH);
     let tmp = tempfile::tempdir().unwrap();
+    let run = Runner::new(tmp.path());
     let dir = tmp.path().join("x");
     let here = |line: &str| {
         line.replace("$J", "jisr")
@@ -246,7 +219,7 @@ fn the_readme_demo_walkthrough_runs_as_written() {
         } else if command.starts_with("jisr audit prove") {
             // The README waits a second for a checkpoint; poll for it.
             let deadline = Instant::now() + Duration::from_secs(15);
-            while let Err(text) = try_shell(tmp.path(), &command) {
+            while let Err(text) = run.shell(&command) {
                 assert!(text.contains("checkpoint"), "{text}");
                 assert!(Instant::now() < deadline, "{text}");
                 std::thread::sleep(Duration::from_millis(100));
@@ -255,7 +228,9 @@ fn the_readme_demo_walkthrough_runs_as_written() {
             let status = demo.as_mut().expect("the demo runs").terminate();
             assert!(status.success(), "{status:?}");
         } else if command.starts_with("jisr ") {
-            let printed = shell(tmp.path(), &command);
+            let printed = run
+                .shell(&command)
+                .unwrap_or_else(|e| panic!("`{command}`: {e}"));
             if command.starts_with("jisr audit verify") {
                 assert!(printed.contains("OK:"), "{printed}");
             }
@@ -263,4 +238,88 @@ fn the_readme_demo_walkthrough_runs_as_written() {
     }
     assert!(demo.is_some(), "the walkthrough starts the demo");
     assert!(dir.join("receipt-0.json").is_file());
+}
+
+/// The README's sample demo output is what `jisr demo` prints now, ports,
+/// times, ids and timing-dependent counts aside: the block between the
+/// `demo-output` markers is regenerated by `scripts/readme-demo.sh`.
+#[test]
+fn the_readme_demo_output_is_a_real_run() {
+    let readme = read(&repo().join("README.md"));
+    let (_, rest) = readme
+        .split_once("<!-- demo-output:begin -->\n```text\n")
+        .expect("README.md has the demo-output markers");
+    let (shown, _) = rest
+        .split_once("```\n<!-- demo-output:end -->")
+        .expect("README.md's demo output block ends at its marker");
+    let out = jisr().arg("demo").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let fresh = String::from_utf8(out.stdout).unwrap();
+    let (shown, fresh) = (normalise(shown), normalise(&fresh));
+    if let Some((i, (a, b))) = shown
+        .lines()
+        .zip(fresh.lines())
+        .enumerate()
+        .find(|(_, (a, b))| a != b)
+    {
+        panic!("README.md's demo output is not what `jisr demo` prints now (line {}):\n  README: {a}\n  run:    {b}\nrun `bash scripts/readme-demo.sh` to regenerate it, and commit README.md", i + 1);
+    }
+    assert_eq!(
+        shown.lines().count(),
+        fresh.lines().count(),
+        "README.md's demo output and `jisr demo` differ in length; run `bash scripts/readme-demo.sh` to regenerate it, and commit README.md\nrun:\n{fresh}"
+    );
+}
+
+/// What changes from run to run, replaced: `127.0.0.1:<port>`, `<time>`
+/// (RFC 3339), `<id>` (32 hex digits: request and consent ids), and the
+/// number of checkpoints signed (one a second, so as many as the run took
+/// seconds).
+fn normalise(text: &str) -> String {
+    text.lines()
+        .map(|line| match line.split_once(" signed checkpoints") {
+            Some((before, after)) => {
+                let count = before.trim_end_matches(|c: char| c.is_ascii_digit());
+                normalise_line(&format!("{count}<n> signed checkpoints{after}"))
+            }
+            None => normalise_line(line),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn normalise_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("127.0.0.1:") {
+            rest = after.trim_start_matches(|c: char| c.is_ascii_digit());
+            out.push_str("127.0.0.1:<port>");
+        } else if is_time(rest) {
+            let end = rest.find('Z').map_or(rest.len(), |z| z + 1);
+            rest = &rest[end..];
+            out.push_str("<time>");
+        } else if c.is_ascii_hexdigit() {
+            let end = rest
+                .find(|c: char| !c.is_ascii_hexdigit())
+                .unwrap_or(rest.len());
+            let run = &rest[..end];
+            out.push_str(if run.len() == 32 { "<id>" } else { run });
+            rest = &rest[end..];
+        } else {
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+        }
+    }
+    out
+}
+
+/// Whether `s` starts with `YYYY-MM-DDT`.
+fn is_time(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 11
+        && b[..4].iter().all(u8::is_ascii_digit)
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
 }

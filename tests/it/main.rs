@@ -7,6 +7,7 @@
 // Items here are `pub` for sibling modules of this test binary only.
 #![allow(unreachable_pub)]
 
+mod agency_ca;
 mod archive;
 mod audit;
 mod audit_faults;

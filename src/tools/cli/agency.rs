@@ -44,6 +44,11 @@ pub struct AddArgs {
     /// directory of `[tls] ca`).
     #[arg(long)]
     pub pki: Option<PathBuf>,
+    /// The trust domain, for a CA whose certificate does not say it (not
+    /// made by `jisr pki init`, and without a SPIFFE URI SAN or a URI name
+    /// constraint); it must be the node's.
+    #[arg(long)]
+    pub trust_domain: Option<String>,
     /// Replace the agency's existing certificate (a renewal).
     #[arg(long)]
     pub force: bool,
@@ -101,7 +106,7 @@ fn add(args: &AddArgs) -> anyhow::Result<ExitCode> {
         .map(|m| m.qualified())
         .collect();
     let addition = format!("{block}{}", rule_template(&id, &methods, &config));
-    let ca_dir = relative(&ca_dir(args.pki.as_deref(), &config)?);
+    let ca_dir = relative(&ca_dir(args, &config)?);
     let (crt, key) = (
         ca_dir.join(format!("{id}.crt")),
         ca_dir.join(format!("{id}.key")),
@@ -254,8 +259,8 @@ fn rule_template(id: &AgencyId, methods: &[String], config: &Config) -> String {
 /// The CA's directory: `--pki`, else the directory of `[tls] ca`. Its CA
 /// must be one the node trusts and of the node's trust domain, or the
 /// certificate it issues would be refused.
-fn ca_dir(given: Option<&Path>, config: &Config) -> anyhow::Result<PathBuf> {
-    let dir = match given {
+fn ca_dir(args: &AddArgs, config: &Config) -> anyhow::Result<PathBuf> {
+    let dir = match args.pki.as_deref() {
         Some(dir) => dir.to_owned(),
         None => config
             .tls
@@ -270,8 +275,17 @@ fn ca_dir(given: Option<&Path>, config: &Config) -> anyhow::Result<PathBuf> {
             dir.display(),
             config.node.trust_domain
         ),
-        // A CA not named by `jisr pki init`: the node's trust domain is used.
-        Ok(_) | Err(pki::PkiError::UnknownTrustDomain(_)) => {}
+        Ok(_) => {}
+        // A CA whose certificate does not say its domain: the operator says
+        // it, so a CA of another domain is not used by mistake.
+        Err(e @ pki::PkiError::UnknownTrustDomain(_)) => match args.trust_domain.as_deref() {
+            None => bail!("{e} (this node's is `{}`: if the CA issues for it, pass --trust-domain {0})", config.node.trust_domain),
+            Some(given) if given != config.node.trust_domain.as_str() => bail!(
+                "--trust-domain `{given}` is not this node's trust domain `{}`: its gateways would refuse the certificate; pass --trust-domain {0}",
+                config.node.trust_domain
+            ),
+            Some(_) => {}
+        },
         Err(e) => return Err(e.into()),
     }
     let ca = std::fs::read_to_string(dir.join("ca.crt"))?;
@@ -348,20 +362,18 @@ fn next_steps(
         None => "send the node SIGHUP (`systemctl reload jisr`); file polling is off".to_owned(),
     };
     let _ = writeln!(out, "3. reload: {reload}; no restart is needed.");
-    let test = match methods.first() {
-        Some(method) => format!(
-            "grpcurl -cacert {ca} -cert <consumer>.crt -key <consumer>.key -H 'jisr-purpose: <purpose>' -d '{{…}}' {} {method}",
-            config.node.listen,
-            ca = ca.display()
-        ),
-        None => format!(
-            "grpcurl -cacert {ca} -cert {crt} -key {key} {} list",
-            config.node.listen,
-            ca = ca.display(),
-            crt = crt.display(),
-            key = key.display()
-        ),
+    // `jisr probe` runs where the agency's files are: the consumer's own
+    // machine, or (for a provider) any consumer a rule lets call it.
+    let (who, why) = if methods.is_empty() {
+        (id.as_str(), "each step ok or the fix")
+    } else {
+        ("<consumer>", "as a consumer a rule lets call it; its `provider` step says whether the gateway reaches the back-end")
     };
+    let test = format!(
+        "jisr probe --gateway {} --pki {} --as {who} ({why})",
+        config.node.listen,
+        ca_dir.display()
+    );
     let _ = writeln!(out, "4. test: {test}");
     out
 }

@@ -168,7 +168,7 @@ pub enum PkiCommand {
         #[arg(long)]
         trust_domain: String,
         /// Agency ids (repeat or comma-separate).
-        #[arg(long = "agency", value_delimiter = ',', required = true)]
+        #[arg(long = "agency", value_delimiter = ',')]
         agencies: Vec<String>,
         /// The gateway node id.
         #[arg(long, default_value = "gw-1")]

@@ -78,8 +78,14 @@ pub(super) async fn print_trail(network: &Network) -> anyhow::Result<()> {
         .into_inner();
     for entry in history.entries.iter().rev() {
         if let Some(r) = &entry.record {
+            // A refused call has no basis: the citizen sees why it was refused.
+            let basis = if r.basis.is_empty() {
+                format!("refused {}", r.reason)
+            } else {
+                format!("on {}", r.basis)
+            };
             println!(
-                "  {}  {} ({}) for {} on {} — {}",
+                "  {}  {} ({}) for {} {basis} — {}",
                 crate::tools::cli::audit::format_time(r.time_unix_micros),
                 r.consumer,
                 if r.official.is_empty() {
@@ -88,7 +94,6 @@ pub(super) async fn print_trail(network: &Network) -> anyhow::Result<()> {
                     &r.official
                 },
                 r.purpose,
-                r.basis,
                 r.method
             );
         }

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{Issuer, KeyPair, SanType};
+use x509_parser::extensions::GeneralName;
 
 use super::{host_san, leaf_params, load_ca, local_sans, valid_from_now, write_leaf, PkiError};
 use crate::identity::{AgencyId, TrustDomain};
@@ -50,7 +51,11 @@ pub fn resolve_domain(dir: &Path, given: Option<&TrustDomain>) -> Result<TrustDo
     }
 }
 
-/// The trust domain of the CA in `dir`, read from its name.
+/// The trust domain of the CA in `dir`, read from the CA certificate:
+/// its name as `jisr pki init` writes it, else (a CA made otherwise, e.g.
+/// with openssl) its SPIFFE URI SAN (`spiffe://<trust domain>`, as the
+/// SPIFFE X.509 profile gives signing certificates), else its permitted
+/// URI name constraint (`<trust domain>`).
 pub fn ca_trust_domain(dir: &Path) -> Result<TrustDomain, PkiError> {
     let path = dir.join("ca.crt");
     let pem = std::fs::read(&path).map_err(|source| PkiError::Read {
@@ -60,14 +65,36 @@ pub fn ca_trust_domain(dir: &Path) -> Result<TrustDomain, PkiError> {
     let unknown = || PkiError::UnknownTrustDomain(path.clone());
     let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).map_err(|_| unknown())?;
     let cert = pem.parse_x509().map_err(|_| unknown())?;
-    let name = cert
+    let named = cert
         .subject()
         .iter_common_name()
         .next()
         .and_then(|cn| cn.as_str().ok())
-        .ok_or_else(unknown)?;
-    name.strip_prefix(CA_NAME.0)
-        .and_then(|rest| rest.strip_suffix(CA_NAME.1))
+        .and_then(|name| name.strip_prefix(CA_NAME.0)?.strip_suffix(CA_NAME.1));
+    let san = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .and_then(|san| {
+            san.value.general_names.iter().find_map(|name| match name {
+                GeneralName::URI(uri) => uri.strip_prefix("spiffe://"),
+                _ => None,
+            })
+        });
+    let constrained = cert.name_constraints().ok().flatten().and_then(|nc| {
+        nc.value
+            .permitted_subtrees
+            .iter()
+            .flatten()
+            .find_map(|subtree| match subtree.base {
+                GeneralName::URI(host) => Some(host.trim_start_matches('.')),
+                _ => None,
+            })
+    });
+    named
+        .or(san)
+        .or(constrained)
+        .map(|domain| domain.trim_end_matches('/'))
         .and_then(|domain| TrustDomain::parse(domain).ok())
         .ok_or_else(unknown)
 }

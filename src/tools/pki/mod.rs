@@ -75,7 +75,7 @@ pub enum PkiError {
     },
     /// The CA's name does not say its trust domain (a CA not made by
     /// `jisr pki init`).
-    #[error("cannot read the trust domain from {0} (its name is not `Jisr development CA (<trust domain>)`); pass --trust-domain")]
+    #[error("cannot read the trust domain from {0}: its name is not `Jisr development CA (<trust domain>)` (a CA not made by `jisr pki init`), it has no `spiffe://<trust domain>` URI subject alternative name and no permitted URI name constraint; pass --trust-domain with the domain its certificates are for")]
     UnknownTrustDomain(PathBuf),
     /// `--trust-domain` names another domain than the CA's.
     #[error("the CA in {path} issues certificates for trust domain `{ca}`, not `{given}`; leave out --trust-domain (the CA's is used) or pass --dir of the `{given}` PKI")]

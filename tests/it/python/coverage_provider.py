@@ -22,7 +22,7 @@ def from_gateway(context):
     return len(uris) == 1 and uris[0].startswith(f"spiffe://{domain}/gateway/")
 
 
-def caller(context):
+def caller(context):  # called first in each method
     if not from_gateway(context):
         context.abort(grpc.StatusCode.PERMISSION_DENIED, "not the gateway")
     return dict(context.invocation_metadata()).get("jisr-consumer", "")
