@@ -6,6 +6,8 @@
 //! (see [`super::fanout`]); a read a peer makes for one of its callers
 //! ([`PeerRead`]) is answered from this node's log only.
 
+mod history;
+
 use super::fanout::{self, Forward};
 use super::index::{AuditIndex, IndexError, Query};
 use super::keys::Pseudonymizer;
@@ -22,6 +24,8 @@ use prost::Message as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
+
+pub use history::CheckpointHistory;
 
 /// The audit API of a node.
 #[derive(Clone)]
