@@ -13,10 +13,10 @@ use prost::Message as _;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 /// An `operator` agency besides the echo network's own.
-const NOC: &str = "\n[[agency]]\nid = \"noc\"\nroles = [\"operator\"]\n";
+pub(crate) const NOC: &str = "\n[[agency]]\nid = \"noc\"\nroles = [\"operator\"]\n";
 
 /// A session cookie for `agency`, signed in over plain HTTPS.
-async fn cookie(setup: &Setup, agency: &str) -> String {
+pub(crate) async fn cookie(setup: &Setup, agency: &str) -> String {
     let link = setup.link(agency);
     let token = link.split_once("?t=").unwrap().1;
     let signed = setup
