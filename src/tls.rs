@@ -12,6 +12,7 @@
 mod load;
 mod probe;
 mod reason;
+pub mod seen;
 mod verify;
 
 use std::path::{Path, PathBuf};
@@ -24,7 +25,7 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::sign::SingleCertAndKey;
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::identity::{IdentityError, PeerIdentity, TrustDomain};
+use crate::identity::{AgencyId, IdentityError, PeerIdentity, TrustDomain};
 
 use load::{certified_key, load_all, load_crls, load_roots, read};
 pub use probe::{h2_greeting, probe_client_config, Greeting};
@@ -296,7 +297,23 @@ pub fn client_config(
     domain: &TrustDomain,
     expect: PeerIdentity,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    spiffe_client_config(files, domain, Some(expect))
+    spiffe_client_config(files, domain, Some(expect), None)
+}
+
+/// [`client_config`] towards provider `agency`, noting its certificate
+/// in `seen` at each handshake.
+pub fn provider_client_config(
+    files: &TlsFiles,
+    domain: &TrustDomain,
+    agency: AgencyId,
+    seen: Arc<seen::SeenCertificates>,
+) -> Result<Arc<ClientConfig>, TlsError> {
+    spiffe_client_config(
+        files,
+        domain,
+        Some(PeerIdentity::Agency(agency)),
+        Some(seen),
+    )
 }
 
 /// [`client_config`]; `expect: None` accepts any identity of `domain`.
@@ -304,6 +321,7 @@ fn spiffe_client_config(
     files: &TlsFiles,
     domain: &TrustDomain,
     expect: Option<PeerIdentity>,
+    seen: Option<Arc<seen::SeenCertificates>>,
 ) -> Result<Arc<ClientConfig>, TlsError> {
     let provider = provider();
     let roots = Arc::new(load_roots(&files.ca)?);
@@ -319,8 +337,9 @@ fn spiffe_client_config(
                 })
         })
         .collect::<Result<Arc<[_]>, _>>()?;
-    let verifier =
+    let mut verifier =
         verify::SpiffeServerVerifier::new(roots, provider.clone(), domain.clone(), expect, crls);
+    verifier.seen = seen;
     let key = certified_key(files, &provider)?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])

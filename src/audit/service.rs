@@ -6,6 +6,8 @@
 //! (see [`super::fanout`]); a read a peer makes for one of its callers
 //! ([`PeerRead`]) is answered from this node's log only.
 
+mod history;
+
 use super::disclosure::{self, disclosed};
 use super::fanout::{self, Forward};
 pub use super::index::catch_up;
@@ -24,6 +26,8 @@ use prost::Message as _;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tonic::{Request, Response, Status};
+
+pub use history::CheckpointHistory;
 
 /// The audit API of a node.
 #[derive(Clone)]

@@ -82,7 +82,7 @@ pub(super) fn page_in(
         let _ = write!(
             html,
             "<nav aria-label=\"Pages\"><a href=\"/exchanges\">Exchanges</a><a href=\"/break-glass\">Break-glass</a>\
-             <a href=\"/traffic\">Traffic</a><a href=\"/agencies\">Agencies</a><a href=\"/consents\">Consents</a>\
+             <a href=\"/traffic\">Traffic</a><a href=\"/integrity\">Integrity</a><a href=\"/agencies\">Agencies</a><a href=\"/consents\">Consents</a>\
              <a href=\"/citizen\">Citizen</a></nav>\
              <span class=\"who\">Signed in as <strong id=\"agency\">{}</strong> ({})</span>\
              <form method=\"post\" action=\"/signout\" class=\"inline\">\

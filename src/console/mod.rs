@@ -11,10 +11,12 @@
 //!   (`consent-manager`): one citizen's history in five languages;
 //! - `breakglass`, `traffic`, `agencies`, `consents`: the Break-glass
 //!   review, Traffic and health, Agencies and contracts, and Consents pages;
+//! - `integrity`: Log integrity, the node's checkpoints over time with
+//!   their consistency proofs, checked in the browser;
 //! - `exchanges`: the Exchanges pages, which read the log through the
 //!   audit API itself (`AuditService`) so that the console applies the
 //!   very role checks agencies get over gRPC;
-//! - `assets/`: the console's only script and style, served from the binary.
+//! - `assets/`: the console's scripts and style, served from the binary.
 //!
 //! The console reads the gateway through [`Backend`], which the gateway
 //! implements: it sees the current roles after every reload.
@@ -25,6 +27,7 @@ mod citizen;
 mod consents;
 mod exchanges;
 mod html;
+mod integrity;
 pub mod link;
 mod record;
 mod routes;

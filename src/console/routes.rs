@@ -8,7 +8,7 @@
 use super::html::{self, esc, Reply};
 use super::link::{unix_now, LinkError};
 use super::session::{self, Session};
-use super::{agencies, breakglass, citizen, consents, exchanges, traffic, Console};
+use super::{agencies, breakglass, citizen, consents, exchanges, integrity, traffic, Console};
 use crate::config::Role;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
@@ -18,6 +18,7 @@ use hyper::body::Incoming;
 const CSS: &str = include_str!("assets/console.css");
 const VERIFY_JS: &str = include_str!("assets/verify.js");
 const CITIZEN_JS: &str = include_str!("assets/citizen.js");
+const INTEGRITY_JS: &str = include_str!("assets/integrity.js");
 /// The largest form body read.
 const MAX_FORM: usize = 16 * 1024;
 
@@ -66,6 +67,9 @@ pub(super) async fn answer(console: &Console, request: Request<Incoming>) -> Rep
         }
         (&Method::GET, "/static/citizen.js") => {
             html::asset("text/javascript; charset=utf-8", CITIZEN_JS)
+        }
+        (&Method::GET, "/static/integrity.js") => {
+            html::asset("text/javascript; charset=utf-8", INTEGRITY_JS)
         }
         (&Method::GET, "/signin") => signin_form(console, &query),
         (&Method::POST, "/signin") => match read_form(body).await {
@@ -132,6 +136,7 @@ async fn signed_in(
             breakglass::review(console, who, form.unwrap_or_default()).await
         }
         (&Method::GET, "/traffic") => traffic::show(console, who),
+        (&Method::GET, "/integrity") => integrity::show(console, who, query).await,
         (&Method::GET, "/agencies") => agencies::show(console, who),
         (&Method::GET, "/consents") => consents::ask(who),
         (&Method::POST, "/consents") => {

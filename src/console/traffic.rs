@@ -1,13 +1,16 @@
 //! Traffic and health: the node's own metrics as a page for operators —
 //! calls per second and p50/p99 latency per provider, refusals by reason,
 //! provider instances ejected by their breakers, and the readiness checks
-//! (audit log, consent store's Redis, certificate, catalogue). The page
+//! (audit log, consent store's Redis, certificate, catalogue), and each
+//! agency's certificate expiry (`certificates`). The page
 //! reloads itself every [`REFRESH_SECONDS`]. It holds no personal data, so
 //! reading it is not an audit entry.
 //!
 //! Calls per second are counted between page views: each view adds the
 //! node's counters to [`Samples`], and the rate is taken against the
 //! oldest sample of the last minute.
+
+mod certificates;
 
 use super::html::{self, esc, Reply};
 use super::routes::Who;
@@ -132,6 +135,9 @@ pub(super) fn show(console: &Console, who: &Who) -> Reply {
     main.push_str(&provider_table(&providers, rate.as_ref()));
     main.push_str(&reason_table(&reasons));
     main.push_str(&instances(metrics.gateway()));
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let seen = metrics.certificates().all();
+    main.push_str(&certificates::table(&console.backend.config(), &seen, now));
     let roles = who.role_names();
     let page = html::page("Traffic and health", Some(who.header(&roles)), &main, &[]);
     // A meta refresh rather than a script: it needs nothing from the CSP.

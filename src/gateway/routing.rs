@@ -104,7 +104,7 @@ impl Routing {
         };
         let server_tls = tls::server_config(&config.tls, domain, accept)?;
         let tls_digest = tls_digest(&config.tls)?;
-        let upstreams = Self::pools(config, previous, &tls_digest)?;
+        let upstreams = Self::pools(config, previous, &tls_digest, metrics)?;
         let timeouts = route_timeouts(config, &catalogue)?;
         // Before the methods register: their counters get slots for new agencies.
         let labels = metrics.declare(config);
@@ -142,6 +142,7 @@ impl Routing {
         config: &Config,
         previous: Option<&Routing>,
         tls_digest: &[u8; 32],
+        metrics: &crate::telemetry::Metrics,
     ) -> Result<HashMap<AgencyId, Arc<Upstream>>, StartError> {
         let domain = &config.node.trust_domain;
         let mut upstreams = HashMap::new();
@@ -150,10 +151,11 @@ impl Routing {
             let pool = match kept {
                 Some(pool) => pool,
                 None => {
-                    let client_tls = tls::client_config(
+                    let client_tls = tls::provider_client_config(
                         &config.tls,
                         domain,
-                        PeerIdentity::Agency(agency.id.clone()),
+                        agency.id.clone(),
+                        metrics.certificates().clone(),
                     )?;
                     Arc::new(Upstream::new(
                         agency.id.clone(),

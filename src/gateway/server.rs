@@ -279,9 +279,14 @@ async fn handshake(
             return None;
         }
     };
-    let identity = tls::peer_identity(stream.get_ref().1.peer_certificates(), &gateway.domain);
+    let certs = stream.get_ref().1.peer_certificates();
+    let identity = tls::peer_identity(certs, &gateway.domain);
     let consumer = match identity {
         Ok(PeerIdentity::Agency(id)) if gateway.routing().config.agency(&id).is_some() => {
+            if let Some(leaf) = certs.and_then(|c| c.first()) {
+                let seen = gateway.telemetry.metrics().certificates();
+                seen.saw(&id, tls::seen::Side::Caller, leaf);
+            }
             Connected::Agency(id)
         }
         Ok(PeerIdentity::Agency(id)) => {

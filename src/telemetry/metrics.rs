@@ -76,6 +76,8 @@ pub struct Metrics {
     gateway: OnceLock<Arc<dyn GatewayView>>,
     /// Open client connections on each lane, once the lanes run.
     lanes: OnceLock<Vec<Arc<AtomicUsize>>>,
+    /// The agencies' certificates as the node saw them.
+    certificates: Arc<crate::tls::seen::SeenCertificates>,
 }
 
 impl Metrics {
@@ -99,7 +101,14 @@ impl Metrics {
             bus: OnceLock::new(),
             gateway: OnceLock::new(),
             lanes: OnceLock::new(),
+            certificates: Arc::default(),
         }
+    }
+
+    /// The agencies' certificates seen at handshakes (callers' on the
+    /// listener, providers' when the node connects to them).
+    pub fn certificates(&self) -> &Arc<crate::tls::seen::SeenCertificates> {
+        &self.certificates
     }
 
     /// Declares the agencies `config` names, so that the methods registered

@@ -25,7 +25,7 @@ pub fn probe_client_config(
     files: &TlsFiles,
     domain: &TrustDomain,
 ) -> Result<Arc<ClientConfig>, TlsError> {
-    spiffe_client_config(files, domain, None)
+    spiffe_client_config(files, domain, None, None)
 }
 
 /// Why the peer ended a connection after the TLS handshake.

@@ -181,6 +181,8 @@ pub(super) struct SpiffeServerVerifier {
     /// then reports the identity it found).
     expect: Option<PeerIdentity>,
     crls: Arc<[webpki::CertRevocationList<'static>]>,
+    /// Where a provider's accepted certificate is noted, if anywhere.
+    pub(super) seen: Option<Arc<super::seen::SeenCertificates>>,
 }
 
 impl SpiffeServerVerifier {
@@ -197,6 +199,7 @@ impl SpiffeServerVerifier {
             domain,
             expect,
             crls,
+            seen: None,
         }
     }
 
@@ -277,6 +280,9 @@ impl ServerCertVerifier for SpiffeServerVerifier {
                 }));
             }
             _ => {}
+        }
+        if let (Some(seen), PeerIdentity::Agency(agency)) = (&self.seen, &identity) {
+            seen.saw(agency, super::seen::Side::Provider, end_entity);
         }
         Ok(ServerCertVerified::assertion())
     }

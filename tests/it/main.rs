@@ -28,6 +28,8 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod console;
+mod console_certificates;
+mod console_integrity;
 mod console_pages;
 mod console_replicas;
 mod deploy;

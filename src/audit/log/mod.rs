@@ -7,6 +7,7 @@ pub(crate) mod aside;
 mod faults;
 pub(crate) mod files;
 pub(crate) mod hashes;
+pub mod history;
 pub mod loss;
 mod queue;
 mod recover;
@@ -139,6 +140,7 @@ pub struct AuditLog {
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     archive: Option<archive::Handle>,
+    history: history::History,
     _lock: File,
 }
 
@@ -236,6 +238,7 @@ impl AuditLog {
             shared,
             thread: Mutex::new(Some(thread)),
             archive,
+            history: history::History::new(&dir),
             _lock: lock,
         })
     }
@@ -328,6 +331,11 @@ impl AuditLog {
     /// The verifier key of the node's checkpoints.
     pub fn verifier(&self) -> &NoteVerifier {
         &self.shared.verifier
+    }
+
+    /// The history of its signed checkpoints (`checkpoints.log`).
+    pub fn history(&self) -> &history::History {
+        &self.history
     }
 
     /// The log directory.

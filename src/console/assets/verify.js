@@ -36,6 +36,38 @@
     return r;
   }
 
+  // RFC 9162 section 2.1.4.2: the tree of `oldSize` entries with root
+  // `oldRoot` is a prefix of the tree of `newSize` with root `newRoot`.
+  async function checkConsistency(oldSize, oldRoot, newSize, newRoot, proof) {
+    if (oldSize > newSize) throw new Error("the older checkpoint has more entries than the newer");
+    if (oldSize === newSize || oldSize === 0n) {
+      if (proof.length !== 0) throw new Error("the consistency proof should be empty");
+      const expected = oldSize === 0n ? await sha256(new Uint8Array(0)) : newRoot;
+      if (!same(oldRoot, expected)) throw new Error("two checkpoints of the same tree have different roots");
+      return;
+    }
+    if (proof.length === 0) throw new Error("the consistency proof is empty");
+    // A complete old tree is its own first node on the path.
+    const path = (oldSize & (oldSize - 1n)) === 0n ? [oldRoot, ...proof] : proof;
+    let fn = oldSize - 1n, sn = newSize - 1n;
+    while ((fn & 1n) === 1n) { fn >>= 1n; sn >>= 1n; }
+    let fr = path[0], sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === 0n) throw new Error("the consistency proof is too long");
+      if ((fn & 1n) === 1n || fn === sn) {
+        fr = await nodeHash(c, fr);
+        sr = await nodeHash(c, sr);
+        while ((fn & 1n) === 0n && fn !== 0n) { fn >>= 1n; sn >>= 1n; }
+      } else {
+        sr = await nodeHash(sr, c);
+      }
+      fn >>= 1n; sn >>= 1n;
+    }
+    if (sn !== 0n) throw new Error("the consistency proof is too short");
+    if (!same(fr, oldRoot)) throw new Error("the consistency proof does not lead to the older root");
+    if (!same(sr, newRoot)) throw new Error("the consistency proof does not lead to the newer root");
+  }
+
   // `<name>+<hex key id>+base64(0x01 || public key)`.
   async function parseVerifier(text) {
     // The name has no "+", the id is 8 hex digits; base64 may hold "+".
@@ -108,6 +140,8 @@
 
   // For other pages' scripts (the citizen page checks each line's receipt).
   window.jisrCheckReceipt = check;
+  // For the Log integrity page (assets/integrity.js).
+  window.jisrVerify = { parseVerifier, parseNote, signatureOk, checkConsistency, b64 };
 
   const again = document.getElementById("recheck");
   if (again) again.addEventListener("click", run);

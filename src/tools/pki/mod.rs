@@ -149,7 +149,13 @@ pub fn init(opts: &PkiOptions) -> Result<Vec<PathBuf>, PkiError> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     for agency in &opts.agencies {
-        written.extend(write_agency(dir, &opts.domain, agency, &issuer)?);
+        written.extend(write_agency(
+            dir,
+            &opts.domain,
+            agency,
+            &issuer,
+            valid_from_now(),
+        )?);
     }
 
     written.extend(gateway::write_gateway(
@@ -171,9 +177,22 @@ pub fn issue_agency(
     domain: Option<&TrustDomain>,
     agency: &AgencyId,
 ) -> Result<Vec<PathBuf>, PkiError> {
+    issue_agency_for(dir, domain, agency, Duration::days(LEAF_DAYS))
+}
+
+/// [`issue_agency`] valid for `validity` from now (a renewal due soon, in
+/// the tests of the console's expiry warnings).
+pub fn issue_agency_for(
+    dir: &Path,
+    domain: Option<&TrustDomain>,
+    agency: &AgencyId,
+    validity: Duration,
+) -> Result<Vec<PathBuf>, PkiError> {
     let issuer = load_ca(dir)?;
     let domain = resolve_domain(dir, domain)?;
-    write_agency(dir, &domain, agency, &issuer)
+    let (not_before, _) = valid_from_now();
+    let until = OffsetDateTime::now_utc() + validity;
+    write_agency(dir, &domain, agency, &issuer, (not_before, until))
 }
 
 fn write_agency(
@@ -181,13 +200,14 @@ fn write_agency(
     domain: &TrustDomain,
     agency: &AgencyId,
     issuer: &Issuer<'_, KeyPair>,
+    validity: (OffsetDateTime, OffsetDateTime),
 ) -> Result<Vec<PathBuf>, PkiError> {
     let uri = domain.agency_uri(agency);
     let params = leaf_params(
         &format!("{agency} (Jisr agency)"),
         Some(&uri),
         local_sans(),
-        valid_from_now(),
+        validity,
     )?;
     write_leaf(dir, agency.as_str(), &params, issuer)
 }
