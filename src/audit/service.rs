@@ -31,6 +31,7 @@ pub struct AuditService {
     pseudonyms: Pseudonymizer,
     roles: Arc<HashMap<AgencyId, Vec<Role>>>,
     pub(super) peers: Peers,
+    witnessing: Option<Arc<super::witnessing::Witnessing>>,
 }
 
 /// Marks a call made by a peer node for one of its callers (put in the
@@ -80,6 +81,7 @@ impl AuditService {
             pseudonyms,
             roles: Arc::new(roles),
             peers: Peers::alone(node),
+            witnessing: None,
         }
     }
 
@@ -101,10 +103,27 @@ impl AuditService {
         }
     }
 
-    /// This node's latest signed checkpoint and verifier key.
+    /// The same service serving the witnessed checkpoints of `witnessing`.
+    #[must_use]
+    pub fn with_witnessing(&self, witnessing: Arc<super::witnessing::Witnessing>) -> Self {
+        Self {
+            witnessing: Some(witnessing),
+            ..self.clone()
+        }
+    }
+
+    fn witnessed(&self) -> Option<super::witnessing::Witnessed> {
+        self.witnessing.as_ref()?.witnessed()
+    }
+
+    /// This node's latest signed checkpoint and verifier key, and its
+    /// latest witnessed checkpoint.
     pub(super) fn own_checkpoint(&self) -> pb::SignedCheckpoint {
         let signed = self.log.checkpoint();
+        let witnessed = self.witnessed();
         pb::SignedCheckpoint {
+            witnessed_size: witnessed.as_ref().map_or(0, |w| w.size),
+            witnessed_note: witnessed.map(|w| w.note).unwrap_or_default(),
             note: signed.note,
             verifier_key: self.log.verifier().to_text(),
             size: signed.checkpoint.size,
@@ -301,10 +320,10 @@ impl Audit for AuditService {
             .log
             .inclusion_proof(index, size)
             .map_err(|e| Refusal::new(Reason::OutOfRange, e.to_string()))?;
-        let checkpoint_note = if size == latest.checkpoint.size {
-            latest.note
-        } else {
-            String::new()
+        let checkpoint_note = match self.witnessed() {
+            Some(w) if w.size == size => w.note,
+            _ if size == latest.checkpoint.size => latest.note,
+            _ => String::new(),
         };
         Ok(Response::new(pb::Entry {
             index,
