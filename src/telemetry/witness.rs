@@ -89,7 +89,9 @@ pub(super) fn check(o: &Overview) -> Check {
         }
     }
     if !ok {
-        detail.push_str("; the node keeps serving and witnessing catches up when the witness answers");
+        detail.push_str(
+            "; the node keeps serving and witnessing catches up when the witness answers",
+        );
     }
     Check {
         name: WITNESSES,

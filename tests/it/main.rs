@@ -53,3 +53,4 @@ mod serve_signals;
 mod support;
 mod telemetry;
 mod witness;
+mod witnessing;

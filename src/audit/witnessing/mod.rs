@@ -9,6 +9,8 @@
 
 mod client;
 pub mod kept;
+#[cfg(test)]
+mod kept_tests;
 mod node;
 mod push;
 pub mod request;

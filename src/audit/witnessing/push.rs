@@ -2,7 +2,7 @@
 //! newer than what the witness cosigned, keep the verified cosignature.
 //!
 //! - A witness that does not answer (or answers 5xx, or a cosignature that
-//!   does not verify) is tried again after an exponential backoff with full
+//!   does not verify) is tried again after an exponential backoff with
 //!   jitter, bounded by `witness_retry_max_ms`, with whatever checkpoint is
 //!   latest by then.
 //! - A 409 names the size the witness knows: the task sends the
@@ -69,10 +69,12 @@ pub(super) async fn run(inner: Arc<Inner>, i: usize) {
     }
 }
 
-/// A wait drawn uniformly up to `backoff` ("full jitter"), so that nodes
-/// that lost a witness together do not all come back at once.
+/// A wait drawn uniformly between half of `backoff` and all of it, so
+/// that nodes that lost a witness together do not all come back at once.
 fn jitter(backoff: Duration) -> Duration {
-    let millis = u64::try_from(backoff.as_millis()).unwrap_or(u64::MAX).max(1);
+    let millis = u64::try_from(backoff.as_millis())
+        .unwrap_or(u64::MAX)
+        .max(1);
     Duration::from_millis(rand::random_range(millis / 2..=millis))
 }
 
@@ -95,7 +97,14 @@ async fn push(
         }
         let proof = match inner.log.consistency_proof(old, size) {
             Ok(p) => p,
-            Err(e) => return retry(inner, i, "proof", format!("cannot prove {old} → {size}: {e}")),
+            Err(e) => {
+                return retry(
+                    inner,
+                    i,
+                    "proof",
+                    format!("cannot prove {old} → {size}: {e}"),
+                )
+            }
         };
         let request = AddCheckpoint {
             old_size: old,
@@ -120,7 +129,12 @@ async fn push(
             Answer::Refused { status, body } => return refused(inner, i, size, status, &body),
         }
     }
-    retry(inner, i, "conflict", format!("the witness answered 409 {MAX_CONFLICTS} times in a row"))
+    retry(
+        inner,
+        i,
+        "conflict",
+        format!("the witness answered 409 {MAX_CONFLICTS} times in a row"),
+    )
 }
 
 /// A refusal by status: 4xx is reported and not retried, 5xx is retried.
@@ -174,8 +188,18 @@ async fn keep(
             tracing::debug!(witness = %witness.name, size, "checkpoint cosigned");
             Outcome::Cosigned
         }
-        Ok(Err(e)) => retry(inner, i, "store", format!("cannot keep the cosignature: {e}")),
-        Err(e) => retry(inner, i, "store", format!("cannot keep the cosignature: {e}")),
+        Ok(Err(e)) => retry(
+            inner,
+            i,
+            "store",
+            format!("cannot keep the cosignature: {e}"),
+        ),
+        Err(e) => retry(
+            inner,
+            i,
+            "store",
+            format!("cannot keep the cosignature: {e}"),
+        ),
     }
 }
 

@@ -74,7 +74,10 @@ impl Policy {
             match witness.verify(text, signatures) {
                 Ok((_, time)) => {
                     cosigned += 1;
-                    println!("  cosigned by {} (at {time}, POSIX seconds)", witness.name());
+                    println!(
+                        "  cosigned by {} (at {time}, POSIX seconds)",
+                        witness.name()
+                    );
                 }
                 Err(crate::audit::note::NoteError::NotSigned(_)) => {
                     println!("  not cosigned by {}", witness.name());
