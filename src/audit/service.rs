@@ -13,6 +13,8 @@ use super::merge::NodePage;
 use super::peers::Peers;
 use super::remote;
 use super::AuditLog;
+
+mod checkpoints;
 use crate::config::Role;
 use crate::identity::{AgencyId, Caller};
 use crate::proto::jisr::audit::v1 as pb;
@@ -100,36 +102,6 @@ impl AuditService {
         Self {
             roles: Arc::new(roles),
             ..self.clone()
-        }
-    }
-
-    /// The same service serving the witnessed checkpoints of `witnessing`.
-    #[must_use]
-    pub fn with_witnessing(&self, witnessing: Arc<super::witnessing::Witnessing>) -> Self {
-        Self {
-            witnessing: Some(witnessing),
-            ..self.clone()
-        }
-    }
-
-    fn witnessed(&self) -> Option<super::witnessing::Witnessed> {
-        self.witnessing.as_ref()?.witnessed()
-    }
-
-    /// This node's latest signed checkpoint and verifier key, and its
-    /// latest witnessed checkpoint.
-    pub(super) fn own_checkpoint(&self) -> pb::SignedCheckpoint {
-        let signed = self.log.checkpoint();
-        let witnessed = self.witnessed();
-        pb::SignedCheckpoint {
-            witnessed_size: witnessed.as_ref().map_or(0, |w| w.size),
-            witnessed_note: witnessed.map(|w| w.note).unwrap_or_default(),
-            note: signed.note,
-            verifier_key: self.log.verifier().to_text(),
-            size: signed.checkpoint.size,
-            root_hash: signed.checkpoint.root.to_vec(),
-            origin: signed.checkpoint.origin,
-            node: self.peers.node.to_string(),
         }
     }
 

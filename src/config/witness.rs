@@ -163,13 +163,13 @@ fn witness(
 ) -> Option<(WitnessConfig, std::ops::Range<usize>)> {
     let name = s
         .req_str(ctx, "name", "\"cndp\"")
-        .and_then(|n| label(ctx, n));
+        .and_then(|n| label(ctx, &n));
     let url = s
         .req_str(ctx, "url", "\"https://witness.cndp.ma/jisr\"")
-        .and_then(|u| url(ctx, u));
+        .and_then(|u| url(ctx, &u));
     let key = s
         .req_str(ctx, "verifier_key", "\"witness.cndp.ma/jisr+0123abcd+BA…\"")
-        .and_then(|k| verifier_key(ctx, k));
+        .and_then(|k| verifier_key(ctx, &k));
     let ca = s
         .req_str(ctx, "ca", "\"pki/cndp-ca.crt\"")
         .and_then(|v| non_empty_path(ctx, s, "ca", &v, base));
@@ -185,7 +185,7 @@ fn witness(
     ))
 }
 
-fn label(ctx: &mut Ctx, value: Spanned<String>) -> Option<(String, std::ops::Range<usize>)> {
+fn label(ctx: &mut Ctx, value: &Spanned<String>) -> Option<(String, std::ops::Range<usize>)> {
     let text = value.get_ref();
     let good = (1..=63).contains(&text.len())
         && text.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
@@ -203,7 +203,7 @@ fn label(ctx: &mut Ctx, value: Spanned<String>) -> Option<(String, std::ops::Ran
     None
 }
 
-fn url(ctx: &mut Ctx, value: Spanned<String>) -> Option<String> {
+fn url(ctx: &mut Ctx, value: &Spanned<String>) -> Option<String> {
     let text = value.get_ref();
     let parsed: Option<http::Uri> = text.parse().ok();
     let good = parsed.is_some_and(|u| {
@@ -223,7 +223,7 @@ fn url(ctx: &mut Ctx, value: Spanned<String>) -> Option<String> {
 }
 
 /// Checks `<name>+<hex8 key id>+base64(0x04 ‖ 32 bytes)` and its key id.
-fn verifier_key(ctx: &mut Ctx, value: Spanned<String>) -> Option<String> {
+fn verifier_key(ctx: &mut Ctx, value: &Spanned<String>) -> Option<String> {
     let text = value.get_ref();
     match key_problem(text) {
         None => Some(text.clone()),

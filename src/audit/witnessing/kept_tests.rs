@@ -60,7 +60,7 @@ async fn a_checkpoint_is_witnessed_at_the_quorum_and_read_back_only_where_it_ver
 
     let other_root = crate::audit::note::Checkpoint {
         root: [9; 32],
-        ..signed.checkpoint.clone()
+        ..signed.checkpoint
     }
     .to_text();
     let other_note = signer.sign(&other_root).unwrap();
