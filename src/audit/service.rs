@@ -17,6 +17,8 @@ use super::merge::{page_size, page_token, NodePage};
 use super::peers::Peers;
 use super::remote;
 use super::AuditLog;
+
+mod checkpoints;
 use crate::config::Role;
 use crate::identity::{AgencyId, Caller};
 use crate::proto::jisr::audit::v1 as pb;
@@ -39,6 +41,7 @@ pub struct AuditService {
     pub(super) peers: Peers,
     /// Decides when a deferred entry is disclosed ([`super::disclosure`]).
     clock: Arc<crate::clock::Clock>,
+    witnessing: Option<Arc<super::witnessing::Witnessing>>,
 }
 
 /// Marks a call made by a peer node for one of its callers (put in the
@@ -87,6 +90,7 @@ impl AuditService {
             roles: Arc::new(roles),
             peers: Peers::alone(node),
             clock: Arc::new(crate::clock::Clock::system()),
+            witnessing: None,
         }
     }
 
@@ -114,19 +118,6 @@ impl AuditService {
         Self {
             roles: Arc::new(roles),
             ..self.clone()
-        }
-    }
-
-    /// This node's latest signed checkpoint and verifier key.
-    pub(super) fn own_checkpoint(&self) -> pb::SignedCheckpoint {
-        let signed = self.log.checkpoint();
-        pb::SignedCheckpoint {
-            note: signed.note,
-            verifier_key: self.log.verifier().to_text(),
-            size: signed.checkpoint.size,
-            root_hash: signed.checkpoint.root.to_vec(),
-            origin: signed.checkpoint.origin,
-            node: self.peers.node.to_string(),
         }
     }
 
@@ -282,10 +273,10 @@ impl Audit for AuditService {
             .log
             .inclusion_proof(index, size)
             .map_err(|e| Refusal::new(Reason::OutOfRange, e.to_string()))?;
-        let checkpoint_note = if size == latest.checkpoint.size {
-            latest.note
-        } else {
-            String::new()
+        let checkpoint_note = match self.witnessed() {
+            Some(w) if w.size == size => w.note,
+            _ if size == latest.checkpoint.size => latest.note,
+            _ => String::new(),
         };
         Ok(Response::new(pb::Entry {
             index,

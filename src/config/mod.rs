@@ -27,6 +27,7 @@ mod table;
 mod telemetry;
 #[cfg(test)]
 mod tests;
+mod witness;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, 
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
 pub use telemetry::{LogFormat, OtlpTls, TelemetryConfig};
+pub use witness::{WitnessConfig, Witnessing};
 
 use crate::identity::{AgencyId, TrustDomain};
 use crate::tls::TlsFiles;
@@ -119,6 +121,9 @@ pub struct AuditConfig {
     pub checkpoint_interval: Duration,
     /// Where sealed segments and checkpoints are copied (none by default).
     pub archive_dir: Option<PathBuf>,
+    /// `[[audit.witness]]`, `witness_quorum`, `witness_retry_max_ms`: who
+    /// cosigns the checkpoints (none by default).
+    pub witnessing: Witnessing,
 }
 
 /// What an agency may do beyond calling services.

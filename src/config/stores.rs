@@ -14,6 +14,9 @@ pub(super) const AUDIT_KEYS: &[&str] = &[
     "pseudonym_key",
     "checkpoint_interval_ms",
     "archive_dir",
+    "witness",
+    "witness_quorum",
+    "witness_retry_max_ms",
 ];
 pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "timeout_ms"];
 
@@ -61,7 +64,9 @@ pub(super) fn audit(
         Some(s) => archive_dir(ctx, s, base, dir.as_deref()),
         None => Some(None),
     };
+    let witnessing = super::witness::read(ctx, s, base);
     Some(AuditConfig {
+        witnessing: witnessing?,
         archive_dir: archive_dir?,
         dir: dir?,
         signing_key: signing_key?,

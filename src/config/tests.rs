@@ -526,6 +526,7 @@ mod console;
 mod node;
 mod resilience;
 mod telemetry;
+mod witness;
 #[test]
 fn telemetry_defaults_to_no_export_loopback_admin_and_text_logs() {
     let config = Config::from_toml(BASE, Path::new(FILE)).unwrap();

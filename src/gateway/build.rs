@@ -36,8 +36,16 @@ impl Gateway {
         // Reports SERVING for "" from the start.
         let (health, _) = tonic_health::server::health_reporter();
         let bus = open_bus(config, prepared.catalogue(), &recorder, &consents).await?;
+        // Pushes checkpoints in the background; never on the call path.
+        let witnessing = crate::audit::witnessing::Witnessing::start(
+            recorder.log.clone(),
+            &config.audit.witnessing,
+            config.audit.checkpoint_interval,
+        )?;
         let apis = routing::Apis {
-            audit: audit_api(config, &recorder)?.with_clock(clock.clone()),
+            audit: audit_api(config, &recorder)?
+                .with_clock(clock.clone())
+                .with_witnessing(witnessing.clone()),
             consents: consent_api(config, &recorder, &consents)?,
             health: health.clone(),
             live_peers: live_peers(config, redis.as_ref()).await,
@@ -52,6 +60,7 @@ impl Gateway {
         metrics.set_audit_log(recorder.log.clone());
         metrics.set_bus(bus.figures());
         readiness.set_bus(bus.figures());
+        readiness.set_witnessing(witnessing.clone());
         metrics.set_gateway(Arc::new(figures::Figures {
             reload: reload.clone(),
             routing: routing.clone(),
@@ -78,6 +87,7 @@ impl Gateway {
             lanes: config.node.lane_count(),
             health,
             recorder,
+            witnessing,
             consents,
             apis,
             routing,

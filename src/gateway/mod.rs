@@ -100,6 +100,8 @@ pub struct Gateway {
     lanes: usize,
     health: tonic_health::server::HealthReporter,
     recorder: crate::audit::record::Recorder,
+    /// The tasks pushing checkpoints to the witnesses.
+    witnessing: Arc<crate::audit::witnessing::Witnessing>,
     consents: exchange::Consents,
     /// The gateway's own APIs as built at start; a reload only gives them
     /// the new roles and purposes.
@@ -231,6 +233,9 @@ impl Gateway {
         // final checkpoint, so that it is signed too.
         self.recorder.write_summaries(true).await;
         self.recorder.log.close().await;
+        // After the final checkpoint: a push in flight is abandoned, and
+        // the next start pushes that checkpoint.
+        self.witnessing.stop();
         self.telemetry.shutdown().await;
     }
 

@@ -22,6 +22,7 @@ pub mod prometheus;
 pub mod ready;
 pub mod trace;
 pub mod view;
+pub mod witness;
 
 pub use agencies::AgencyLabels;
 pub use labels::TlsFailure;
@@ -96,7 +97,7 @@ impl Telemetry {
     /// The Prometheus text of every metric, with readiness as `checks` found.
     pub fn prometheus(&self, checks: &[ready::Check]) -> String {
         let audit = self.metrics.audit_stats().unwrap_or_default();
-        prometheus::render(
+        let mut out = prometheus::render(
             &self.metrics,
             &audit,
             self.ready.audit_up().is_ok(),
@@ -104,7 +105,11 @@ impl Telemetry {
                 ready: ready::is_ready(checks),
                 consent_store_up: ready::consent_store_up(checks),
             },
-        )
+        );
+        if let Some(overview) = self.ready.witnessing() {
+            witness::lines(&mut out, &overview);
+        }
+        out
     }
 
     /// Resolves to `true` once the node has shut down.

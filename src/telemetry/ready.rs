@@ -67,6 +67,8 @@ pub struct Readiness {
     store: Option<Store>,
     /// The bus, which reports data Redis lost (see [`super::bus::check`]).
     bus: std::sync::OnceLock<Arc<crate::bus::Figures>>,
+    /// The node's witnesses, when it has any (never needed to be ready).
+    witnessing: std::sync::OnceLock<Arc<crate::audit::witnessing::Witnessing>>,
     draining: AtomicBool,
 }
 
@@ -105,6 +107,7 @@ impl Readiness {
                 last: Mutex::new(Err("not probed yet".into())),
             }),
             bus: std::sync::OnceLock::new(),
+            witnessing: std::sync::OnceLock::new(),
             draining: AtomicBool::new(false),
         }
     }
@@ -122,6 +125,18 @@ impl Readiness {
     /// Names the bus whose lost data `/readyz` reports.
     pub fn set_bus(&self, figures: Arc<crate::bus::Figures>) {
         let _ = self.bus.set(figures);
+    }
+
+    /// Names the witnessing whose lag `/readyz` and metrics report.
+    pub fn set_witnessing(&self, witnessing: Arc<crate::audit::witnessing::Witnessing>) {
+        if witnessing.is_on() {
+            let _ = self.witnessing.set(witnessing);
+        }
+    }
+
+    /// How witnessing is doing, when the node has witnesses.
+    pub fn witnessing(&self) -> Option<crate::audit::witnessing::Overview> {
+        self.witnessing.get().map(|w| w.figures())
     }
 
     /// Marks the node as draining: never ready again.
@@ -194,6 +209,9 @@ impl Readiness {
         }
         if let Some(loss) = self.bus.get().and_then(|b| b.loss()) {
             checks.push(super::bus::check(&loss));
+        }
+        if let Some(overview) = self.witnessing() {
+            checks.push(super::witness::check(&overview));
         }
         if self.draining.load(Ordering::Relaxed) {
             checks.push(Check {

@@ -57,3 +57,4 @@ mod serve_signals;
 mod support;
 mod telemetry;
 mod witness;
+mod witnessing;

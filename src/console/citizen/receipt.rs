@@ -1,7 +1,9 @@
 //! Each line's receipt: the entry's bytes, its inclusion proof, the signed
 //! checkpoint it is proved against and the node's verifier key, in the
 //! file format `jisr audit prove` writes and `jisr audit check-receipt`
-//! checks. The page's script checks it in the browser and offers it for
+//! checks. When the node's latest witnessed checkpoint covers the entry,
+//! the receipt is proved against it and its note carries the witnesses'
+//! cosignatures. The page's script checks it in the browser and offers it for
 //! download.
 //!
 //! Read through the audit API's `GetEntry` as the portal, naming the
@@ -31,7 +33,9 @@ pub(super) async fn receipts(
     entries: &[pb::Entry],
 ) -> Vec<Option<serde_json::Value>> {
     let audit = console.backend.audit();
-    let keys: HashMap<String, String> = match audit
+    // Each node's verifier key and the size of its latest witnessed
+    // checkpoint (0 when none).
+    let keys: HashMap<String, (String, u64)> = match audit
         .list_checkpoints(as_caller(who, pb::ListCheckpointsRequest::default()))
         .await
     {
@@ -39,7 +43,7 @@ pub(super) async fn receipts(
             .into_inner()
             .checkpoints
             .into_iter()
-            .map(|c| (c.node, c.verifier_key))
+            .map(|c| (c.node, (c.verifier_key, c.witnessed_size)))
             .collect(),
         Err(status) => {
             tracing::warn!(error = %status.message(), "citizen page: no verifier keys, so no receipts");
@@ -51,10 +55,14 @@ pub(super) async fn receipts(
     let calls: Vec<_> = entries
         .iter()
         .map(|e| {
-            let key = keys.get(&e.node).cloned();
+            let (key, witnessed) = keys.get(&e.node).cloned().unzip();
+            // Proved against the latest witnessed checkpoint when it covers
+            // the entry (the receipt then carries its cosignatures), else
+            // against the latest signed one.
+            let tree_size = witnessed.filter(|w| *w > e.index).unwrap_or(0);
             let ask = pb::GetEntryRequest {
                 index: e.index,
-                tree_size: 0,
+                tree_size,
                 node: e.node.clone(),
                 citizen_id: citizen.to_owned(),
             };

@@ -17,6 +17,7 @@ mod receipt;
 mod recover;
 mod render;
 mod seen;
+mod trust;
 
 use read::{query, tail};
 use receipt::{check_receipt, prove};
@@ -146,6 +147,11 @@ pub enum AuditCommand {
         /// The node's published verifier key (file); default: the key in the receipt.
         #[arg(long)]
         key: Option<PathBuf>,
+        /// A trust policy (TOML: `quorum` and the `witnesses`' verifier
+        /// keys): the checkpoint must carry at least `quorum` valid
+        /// cosignatures by them.
+        #[arg(long)]
+        trust: Option<PathBuf>,
     },
 }
 
@@ -267,7 +273,11 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             .await
             .map(|()| true),
         AuditCommand::Checkpoints { conn } => receipt::checkpoints(&conn).await,
-        AuditCommand::CheckReceipt { receipt, key } => check_receipt(&receipt, key.as_deref()),
+        AuditCommand::CheckReceipt {
+            receipt,
+            key,
+            trust,
+        } => check_receipt(&receipt, key.as_deref(), trust.as_deref()),
         AuditCommand::BenchReplicas(args) => {
             let run = crate::tools::bench::replicas::run(&args).await?;
             if args.json {

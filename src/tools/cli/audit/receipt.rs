@@ -88,7 +88,15 @@ pub(super) async fn prove(
     out: Option<&Path>,
 ) -> anyhow::Result<()> {
     let mut client = connect(conn).await?;
-    let checkpoint = checkpoint_of(&mut client, node).await?;
+    let mut checkpoint = checkpoint_of(&mut client, node).await?;
+    // The latest witnessed checkpoint, when it covers the entry: the
+    // receipt then carries the witnesses' cosignatures.
+    if index < checkpoint.witnessed_size {
+        checkpoint.size = checkpoint.witnessed_size;
+        checkpoint.note = std::mem::take(&mut checkpoint.witnessed_note);
+    } else if checkpoint.witnessed_size > 0 {
+        eprintln!("note: entry {index} is not under a witnessed checkpoint yet (witnessed up to {}): the receipt carries no cosignature; fetch it again later for one", checkpoint.witnessed_size);
+    }
     // Asked with tree_size 0, the gateway would prove against whatever
     // checkpoint is latest by then, not the one this receipt carries.
     if index >= checkpoint.size {
@@ -130,7 +138,12 @@ pub(super) async fn prove(
     Ok(())
 }
 
-pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
+pub(super) fn check_receipt(
+    path: &Path,
+    key: Option<&Path>,
+    trust: Option<&Path>,
+) -> anyhow::Result<bool> {
+    let policy = trust.map(super::trust::Policy::load).transpose()?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let receipt: Receipt = serde_json::from_str(&text)
@@ -143,10 +156,19 @@ pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<b
                 .map_err(|e| anyhow::anyhow!("bad verifier key in the receipt: {e}"))?
         }
     };
-    let outcome = prove_inclusion(&receipt, &verifier);
+    let outcome = prove_inclusion(&receipt, &verifier).and_then(|(size, text)| {
+        let witnessed = match &policy {
+            Some(policy) => {
+                let n = policy.check(&receipt.checkpoint, &text)?;
+                format!(", cosigned by {n} trusted witness(es)")
+            }
+            None => String::new(),
+        };
+        Ok((size, witnessed))
+    });
     match outcome {
-        Ok(size) => {
-            println!("OK: entry {} is in the log of {} (tree of {size} entries, signed checkpoint verified)", receipt.index, verifier.name());
+        Ok((size, witnessed)) => {
+            println!("OK: entry {} is in the log of {} (tree of {size} entries, signed checkpoint verified{witnessed})", receipt.index, verifier.name());
             Ok(true)
         }
         Err(e) => {
@@ -157,8 +179,9 @@ pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<b
 }
 
 /// Checks the checkpoint's signature, then the entry's inclusion in the
-/// tree it signs; prints the entry and returns the tree size.
-fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result<u64> {
+/// tree it signs; prints the entry and returns the tree size and the
+/// checkpoint's text.
+fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result<(u64, String)> {
     let body = audit::note::open_note(&receipt.checkpoint, verifier)
         .map_err(|e| anyhow::anyhow!("the checkpoint's signature does not verify: {e}"))?;
     let checkpoint = audit::note::Checkpoint::parse(body)
@@ -190,7 +213,7 @@ fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result
     .map_err(|e| anyhow::anyhow!("the inclusion proof does not verify: {e}"))?;
     let record = pb::AuditRecord::decode(record.as_slice())?;
     println!("{}", render(receipt.index, &record, false));
-    Ok(checkpoint.size)
+    Ok((checkpoint.size, body.to_owned()))
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
