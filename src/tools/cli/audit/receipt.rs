@@ -133,7 +133,7 @@ pub(super) async fn prove(
 pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<bool> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let receipt: Receipt = serde_json::from_str(&text)
+    let receipt = Receipt::parse(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a receipt: {e}", path.display()))?;
     let verifier = match key {
         Some(k) => read_verifier(k)?,
@@ -143,9 +143,9 @@ pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<b
                 .map_err(|e| anyhow::anyhow!("bad verifier key in the receipt: {e}"))?
         }
     };
-    let outcome = prove_inclusion(&receipt, &verifier);
-    match outcome {
-        Ok(size) => {
+    match receipt.check(&verifier) {
+        Ok((size, record)) => {
+            println!("{}", render(receipt.index, &record, false));
             println!("OK: entry {} is in the log of {} (tree of {size} entries, signed checkpoint verified)", receipt.index, verifier.name());
             Ok(true)
         }
@@ -156,9 +156,24 @@ pub(super) fn check_receipt(path: &Path, key: Option<&Path>) -> anyhow::Result<b
     }
 }
 
-/// Checks the checkpoint's signature, then the entry's inclusion in the
-/// tree it signs; prints the entry and returns the tree size.
-fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result<u64> {
+impl Receipt {
+    /// A receipt file's JSON: what `prove` writes and the citizen page
+    /// offers (which adds the node, ignored here).
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Checks the checkpoint's signature, then the entry's inclusion in the
+    /// tree it signs; returns the tree size and the entry.
+    pub fn check(&self, verifier: &NoteVerifier) -> anyhow::Result<(u64, pb::AuditRecord)> {
+        prove_inclusion(self, verifier)
+    }
+}
+
+fn prove_inclusion(
+    receipt: &Receipt,
+    verifier: &NoteVerifier,
+) -> anyhow::Result<(u64, pb::AuditRecord)> {
     let body = audit::note::open_note(&receipt.checkpoint, verifier)
         .map_err(|e| anyhow::anyhow!("the checkpoint's signature does not verify: {e}"))?;
     let checkpoint = audit::note::Checkpoint::parse(body)
@@ -189,8 +204,7 @@ fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result
     )
     .map_err(|e| anyhow::anyhow!("the inclusion proof does not verify: {e}"))?;
     let record = pb::AuditRecord::decode(record.as_slice())?;
-    println!("{}", render(receipt.index, &record, false));
-    Ok(checkpoint.size)
+    Ok((checkpoint.size, record))
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
