@@ -29,7 +29,12 @@ for file in fuzz/fuzz_targets/*.rs; do
 done
 
 start=$(date +%s)
-cargo build --manifest-path fuzz/Cargo.toml --bins
+# Cargo does not tell a wrapped rustc's output from a plain one: the
+# codegen-units override (no other effect in a debug build) gives the
+# instrumented jisr an artifact of its own, so that a later build without
+# the wrapper (examples/make_seeds) never links it.
+cargo build --manifest-path fuzz/Cargo.toml --bins \
+  --config 'profile.dev.package.jisr.codegen-units=255'
 built=$(date +%s)
 echo "fuzz-smoke: built ${#targets[@]} targets in $((built - start)) s"
 
