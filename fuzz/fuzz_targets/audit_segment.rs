@@ -25,7 +25,14 @@ fuzz_target!(|data: &[u8]| {
     assert!(scan.valid_len <= scan.file_len);
     let rest = &data[scan.valid_len as usize..];
     assert_eq!(scan.problem.is_none(), rest.iter().all(|b| *b == 0));
-    assert_eq!(scan.padding(), if scan.problem.is_none() { rest.len() as u64 } else { 0 });
+    assert_eq!(
+        scan.padding(),
+        if scan.problem.is_none() {
+            rest.len() as u64
+        } else {
+            0
+        }
+    );
     let mut framed = Vec::new();
     for ((offset, payload), listed) in payloads.iter().zip(&scan.offsets) {
         assert_eq!(offset, listed);

@@ -6,48 +6,14 @@
 
 #![no_main]
 
+#[path = "common.rs"]
+mod common;
+
 use jisr::catalogue::wire::WireError;
-use jisr::catalogue::{Catalogue, MethodRoute};
-use jisr::config::Config;
+use jisr::catalogue::MethodRoute;
 use libfuzzer_sys::fuzz_target;
 use prost_reflect::{DynamicMessage, MessageDescriptor, Value};
-use std::path::Path;
 use std::sync::{Arc, LazyLock};
-
-const CONFIG: &str = r#"
-[node]
-id = "gw-1"
-trust_domain = "interop.gov.ma"
-listen = "127.0.0.1:8443"
-
-[tls]
-ca = "ca.crt"
-cert = "gw.crt"
-key = "gw.key"
-
-[catalogue]
-include = ["../proto", "proto"]
-
-[[agency]]
-id = "civil-status"
-upstream = "127.0.0.1:9001"
-contracts = ["agencies/civilstatus/v1/civilstatus.proto"]
-
-[[agency]]
-id = "tax"
-upstream = "127.0.0.1:9002"
-contracts = ["agencies/tax/v1/tax.proto"]
-
-[[agency]]
-id = "health"
-upstream = "127.0.0.1:9003"
-contracts = ["agencies/health/v1/health.proto"]
-
-[[agency]]
-id = "fuzz"
-upstream = "127.0.0.1:9004"
-contracts = ["fuzz/v1/rich.proto"]
-"#;
 
 struct Target {
     route: Arc<MethodRoute>,
@@ -55,9 +21,7 @@ struct Target {
 }
 
 static TARGETS: LazyLock<Vec<Target>> = LazyLock::new(|| {
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("jisr.toml");
-    let config = Config::from_toml(CONFIG, &file).expect("the fuzz config is valid");
-    let catalogue = Catalogue::load(&config).expect("the contracts load");
+    let catalogue = &common::DEPLOYMENT.catalogue;
     catalogue
         .methods()
         .iter()

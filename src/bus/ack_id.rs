@@ -39,7 +39,7 @@ fn tag(keys: &Pseudonymizer, topic: &str, subscriber: &str, id: &str) -> [u8; 32
 }
 
 /// The acknowledgement id of the store's delivery `id` to `subscriber`.
-pub(super) fn mint(keys: &Pseudonymizer, topic: &str, subscriber: &str, id: &str) -> String {
+pub(crate) fn mint(keys: &Pseudonymizer, topic: &str, subscriber: &str, id: &str) -> String {
     let mut raw = id.as_bytes().to_vec();
     raw.extend_from_slice(&tag(keys, topic, subscriber, id)[..TAG]);
     B64.encode(raw)
@@ -47,7 +47,7 @@ pub(super) fn mint(keys: &Pseudonymizer, topic: &str, subscriber: &str, id: &str
 
 /// The store's delivery ids behind `ids`, if every one was minted for this
 /// subscription; otherwise `INVALID_REQUEST` naming the first that was not.
-pub(super) fn open_all(
+pub(crate) fn open_all(
     keys: &Pseudonymizer,
     topic: &str,
     subscriber: &str,

@@ -17,6 +17,8 @@
 mod ack_id;
 pub mod deliver;
 pub mod figures;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod retention;
 pub mod service;
 pub mod store;

@@ -249,5 +249,5 @@ impl Inner {
     }
 }
 
-mod checks;
+pub(crate) mod checks;
 mod rpc;

@@ -5,6 +5,7 @@ use super::store::StoredConsent;
 use crate::audit::note::{NoteSigner, NoteVerifier};
 use crate::audit::AuditError;
 use crate::proto::jisr::consent::v1::{Consent, SignedConsent, Status};
+use crate::refusal::{Reason, Refusal};
 use prost::Message as _;
 use std::path::Path;
 
@@ -56,6 +57,24 @@ fn signed_bytes(encoded: &[u8]) -> Vec<u8> {
 /// Whether `signature` is the consent key's signature over `encoded`.
 pub fn verify(verifier: &NoteVerifier, encoded: &[u8], signature: &[u8]) -> bool {
     verifier.verify_bytes(&signed_bytes(encoded), signature)
+}
+
+/// What `Verify` makes of an artefact any agency sends: `None` when the
+/// consent key did not sign these bytes, else the consent they encode.
+/// Bytes the key signed that do not decode are `INVALID_REQUEST` (the
+/// gateway signs only encodings it made, so this means a key was misused).
+pub fn open(verifier: &NoteVerifier, signed: &SignedConsent) -> Result<Option<Consent>, Refusal> {
+    if !verify(verifier, &signed.consent, &signed.signature) {
+        return Ok(None);
+    }
+    Consent::decode(signed.consent.as_slice())
+        .map(Some)
+        .map_err(|e| {
+            Refusal::new(
+                Reason::InvalidRequest,
+                format!("the consent bytes do not decode: {e}"),
+            )
+        })
 }
 
 /// The state of a stored consent at `now` (µs since the epoch).
@@ -121,6 +140,45 @@ mod tests {
         assert!(!signer.verifier().verify_bytes(&encoded, &signature));
         let stranger = NoteSigner::generate("interop.gov.ma/jisr/consents").unwrap();
         assert!(!verify(&stranger.verifier(), &encoded, &signature));
+    }
+
+    #[test]
+    fn an_artefact_opens_only_under_the_key_that_signed_its_bytes() {
+        let signer =
+            ConsentSigner::new(NoteSigner::generate("interop.gov.ma/jisr/consents").unwrap());
+        let consent = Consent {
+            id: "c1".into(),
+            subject: "AB123456".into(),
+            not_after_unix_micros: i64::MAX,
+            ..Default::default()
+        };
+        let (encoded, signature) = signer.sign(&consent);
+        let signed = SignedConsent {
+            consent: encoded,
+            signature,
+            ..Default::default()
+        };
+        let opened = open(&signer.verifier(), &signed).unwrap();
+        assert_eq!(opened, Some(consent));
+        let mut altered = signed.clone();
+        altered.consent.push(0);
+        assert_eq!(open(&signer.verifier(), &altered).unwrap(), None);
+        let stranger = NoteSigner::generate("interop.gov.ma/jisr/consents").unwrap();
+        assert_eq!(open(&stranger.verifier(), &signed).unwrap(), None);
+        // Bytes the key did sign that are no consent: a typed refusal.
+        let garbage = ConsentSigner::new(stranger);
+        let bytes = vec![0xff, 0xff, 0xff];
+        let signature = garbage.signer.sign_bytes(&signed_bytes(&bytes)).to_vec();
+        let refused = open(
+            &garbage.verifier(),
+            &SignedConsent {
+                consent: bytes,
+                signature,
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(refused.reason, Reason::InvalidRequest);
     }
 
     #[test]

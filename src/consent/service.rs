@@ -11,7 +11,6 @@ use crate::proto::jisr::audit::v1::{Kind, Outcome};
 use crate::proto::jisr::consent::v1 as pb;
 use crate::refusal::{Reason, Refusal};
 use pb::consents_server::Consents;
-use prost::Message as _;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -302,20 +301,13 @@ impl Consents for ConsentService {
             .into_inner()
             .consent
             .ok_or_else(|| Refusal::new(Reason::InvalidRequest, "`consent` is required"))?;
-        let valid = artefact::verify(&self.signer.verifier(), &signed.consent, &signed.signature);
-        if !valid {
+        let Some(consent) = artefact::open(&self.signer.verifier(), &signed)? else {
             return Ok(Response::new(pb::VerifyResponse {
                 signature_valid: false,
                 status: pb::Status::Unspecified as i32,
                 message: "the signature does not match: this is not a consent recorded by this gateway, or it was altered".into(),
             }));
-        }
-        let consent = pb::Consent::decode(signed.consent.as_slice()).map_err(|e| {
-            Refusal::new(
-                Reason::InvalidRequest,
-                format!("the consent bytes do not decode: {e}"),
-            )
-        })?;
+        };
         let status = match self.bounded(self.store.get(&consent.id)).await? {
             Some(stored) => artefact::status(&stored, self.clock.unix_micros()),
             None => pb::Status::Unspecified,

@@ -92,7 +92,7 @@ impl ExchangeSpan {
 /// The caller's span context from a W3C `traceparent`
 /// (`00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`); a malformed
 /// one is ignored and the exchange starts a new trace.
-pub(crate) fn parent(headers: &HeaderMap) -> Option<SpanContext> {
+pub fn parent(headers: &HeaderMap) -> Option<SpanContext> {
     let value = headers.get("traceparent")?.to_str().ok()?.trim();
     let mut parts = value.split('-');
     let version = parts.next()?;

@@ -127,7 +127,7 @@ impl Inner {
 
 /// The publish request's event, checked against its topic: the contract's
 /// type, an idempotency key, a decodable message, and the citizen it names.
-pub(super) fn checked_event(
+pub(crate) fn checked_event(
     topic: &Topic,
     caller: &AgencyId,
     req: pb::PublishRequest,

@@ -36,8 +36,8 @@ mod dead;
 mod fetch;
 mod groups;
 mod publish;
-mod reply;
-mod sealed;
+pub(crate) mod reply;
+pub(crate) mod sealed;
 mod trim;
 
 /// Subscribe streams that block on a connection of their own at once; more

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use redis::Value;
 
 /// A stream entry's fields.
-pub(super) type Fields = HashMap<String, Vec<u8>>;
+pub(crate) type Fields = HashMap<String, Vec<u8>>;
 
 pub(super) fn text(v: &Value) -> Option<String> {
     match v {

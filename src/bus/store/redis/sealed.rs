@@ -30,7 +30,7 @@ const IDEMPOTENCY_LABEL: &[u8] = b"jisr-redis-bus-idempotency-v1\0";
 
 /// Seals events and names idempotency keys with keys derived from the
 /// node's pseudonym key.
-pub(super) struct EventSeal {
+pub(crate) struct EventSeal {
     sealer: Sealer,
     pseudonyms: Pseudonymizer,
 }
@@ -42,7 +42,7 @@ impl std::fmt::Debug for EventSeal {
 }
 
 impl EventSeal {
-    pub(super) fn new(pseudonyms: Pseudonymizer) -> Self {
+    pub(crate) fn new(pseudonyms: Pseudonymizer) -> Self {
         Self {
             sealer: Sealer::new(LABEL, |label| pseudonyms.digest(label)),
             pseudonyms,
@@ -50,14 +50,14 @@ impl EventSeal {
     }
 
     /// The sealed encoding of an event of `topic`.
-    pub(super) fn seal(&self, topic: &str, event: &StoredEvent) -> Result<Vec<u8>, BusError> {
+    pub(crate) fn seal(&self, topic: &str, event: &StoredEvent) -> Result<Vec<u8>, BusError> {
         self.sealer
             .seal(topic.as_bytes(), &event.encode_to_vec())
             .map_err(|e| BusError::Invalid(format!("the event cannot be stored: {e}")))
     }
 
     /// The event in the field `e` of an entry of `topic`.
-    pub(super) fn open(&self, topic: &str, fields: &Fields) -> Result<StoredEvent, BusError> {
+    pub(crate) fn open(&self, topic: &str, fields: &Fields) -> Result<StoredEvent, BusError> {
         let sealed = fields.get("e").map_or(&[][..], Vec::as_slice);
         let clear = self
             .sealer

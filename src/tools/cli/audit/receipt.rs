@@ -146,7 +146,7 @@ pub(super) fn check_receipt(
     let policy = trust.map(super::trust::Policy::load).transpose()?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let receipt: Receipt = serde_json::from_str(&text)
+    let receipt = Receipt::parse(&text)
         .map_err(|e| anyhow::anyhow!("{} is not a receipt: {e}", path.display()))?;
     let verifier = match key {
         Some(k) => read_verifier(k)?,
@@ -156,7 +156,7 @@ pub(super) fn check_receipt(
                 .map_err(|e| anyhow::anyhow!("bad verifier key in the receipt: {e}"))?
         }
     };
-    let outcome = prove_inclusion(&receipt, &verifier).and_then(|(size, text)| {
+    let outcome = prove_inclusion(&receipt, &verifier).and_then(|(size, record, text)| {
         let witnessed = match &policy {
             Some(policy) => {
                 let n = policy.check(&receipt.checkpoint, &text)?;
@@ -164,10 +164,11 @@ pub(super) fn check_receipt(
             }
             None => String::new(),
         };
-        Ok((size, witnessed))
+        Ok((size, record, witnessed))
     });
     match outcome {
-        Ok((size, witnessed)) => {
+        Ok((size, record, witnessed)) => {
+            println!("{}", render(receipt.index, &record, false));
             println!("OK: entry {} is in the log of {} (tree of {size} entries, signed checkpoint verified{witnessed})", receipt.index, verifier.name());
             Ok(true)
         }
@@ -178,10 +179,27 @@ pub(super) fn check_receipt(
     }
 }
 
+impl Receipt {
+    /// A receipt file's JSON: what `prove` writes and the citizen page
+    /// offers (which adds the node, ignored here).
+    pub fn parse(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    /// Checks the checkpoint's signature, then the entry's inclusion in the
+    /// tree it signs; returns the tree size and the entry.
+    pub fn check(&self, verifier: &NoteVerifier) -> anyhow::Result<(u64, pb::AuditRecord)> {
+        prove_inclusion(self, verifier).map(|(size, record, _)| (size, record))
+    }
+}
+
 /// Checks the checkpoint's signature, then the entry's inclusion in the
-/// tree it signs; prints the entry and returns the tree size and the
-/// checkpoint's text.
-fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result<(u64, String)> {
+/// tree it signs; returns the tree size, the entry and the checkpoint's
+/// text (which a trust policy's cosignatures are checked on).
+fn prove_inclusion(
+    receipt: &Receipt,
+    verifier: &NoteVerifier,
+) -> anyhow::Result<(u64, pb::AuditRecord, String)> {
     let body = audit::note::open_note(&receipt.checkpoint, verifier)
         .map_err(|e| anyhow::anyhow!("the checkpoint's signature does not verify: {e}"))?;
     let checkpoint = audit::note::Checkpoint::parse(body)
@@ -212,8 +230,7 @@ fn prove_inclusion(receipt: &Receipt, verifier: &NoteVerifier) -> anyhow::Result
     )
     .map_err(|e| anyhow::anyhow!("the inclusion proof does not verify: {e}"))?;
     let record = pb::AuditRecord::decode(record.as_slice())?;
-    println!("{}", render(receipt.index, &record, false));
-    Ok((checkpoint.size, body.to_owned()))
+    Ok((checkpoint.size, record, body.to_owned()))
 }
 
 fn decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
