@@ -26,6 +26,7 @@ mod consent_cli;
 mod consent_redis;
 mod consent_store;
 mod console;
+mod console_bench;
 mod console_pages;
 mod console_replicas;
 mod deploy;
