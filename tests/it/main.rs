@@ -30,6 +30,7 @@ mod consent_store;
 mod console;
 mod console_certificates;
 mod console_integrity;
+mod console_bench;
 mod console_pages;
 mod console_replicas;
 mod deploy;

@@ -173,19 +173,33 @@ pub(super) async fn fill(
     node: &Node,
 ) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     let pseudonyms = Pseudonymizer::new(&PSEUDONYM_KEY);
+    let node = node.clone();
+    let make: Maker = Arc::new(move |i| record(&pseudonyms, i, (i * 7919) % citizens, &node));
+    fill_with(log, entries, concurrency, make).await
+}
+
+/// Makes entry `i`'s encoded record; shared by a fill's appenders.
+pub(super) type Maker = Arc<dyn Fn(u64) -> Vec<u8> + Send + Sync>;
+
+/// [`fill`] with the records `make` makes: entry `i` is `make(i)`.
+pub(super) async fn fill_with(
+    log: &Arc<AuditLog>,
+    entries: u64,
+    concurrency: usize,
+    make: Maker,
+) -> anyhow::Result<hdrhistogram::Histogram<u64>> {
     // Every entry is written: the first `extra` appenders take one more.
     let (per_task, extra) = (entries / concurrency as u64, entries % concurrency as u64);
     let mut tasks = Vec::new();
     for t in 0..concurrency as u64 {
         let log = log.clone();
-        let pseudonyms = pseudonyms.clone();
-        let node = node.clone();
+        let make = make.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
                 .expect("valid bounds");
             let (first, count) = (t * per_task + t.min(extra), per_task + u64::from(t < extra));
             for i in first..first + count {
-                let payload = record(&pseudonyms, i, (i * 7919) % citizens, &node);
+                let payload = make(i);
                 let started = Instant::now();
                 log.append(payload).await?;
                 let _ = latencies.record((started.elapsed().as_micros() as u64).max(1));

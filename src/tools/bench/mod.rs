@@ -16,6 +16,7 @@ mod args;
 pub mod audit;
 pub mod bus;
 pub mod consent;
+pub mod console;
 mod disk;
 mod haproxy;
 mod load;
