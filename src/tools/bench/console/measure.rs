@@ -199,9 +199,14 @@ fn html_lines(page: &str) -> anyhow::Result<u64> {
         .context("the citizen page has no history table")?;
     let lines = table.matches("<tr><td ").count();
     let receipts = table.matches("class=\"receipt-data\"").count();
+    let bare: Vec<&str> = table
+        .split("<tr><td ")
+        .skip(1)
+        .filter(|row| !row.contains("class=\"receipt-data\""))
+        .collect();
     ensure!(
         receipts == lines,
-        "{receipts} of the citizen page's {lines} lines have a receipt"
+        "{receipts} of the citizen page's {lines} lines have a receipt; without: {bare:?}"
     );
     Ok(lines as u64)
 }
