@@ -1,3 +1,5 @@
+//! The queue over fake storage: failed syncs, and syncs held at the fault
+//! hook's gate while the next batch is written.
 
 use super::*;
 use crate::audit::log::hashes::HashFile;
