@@ -141,10 +141,8 @@ impl<S: Storage> Queue<S> {
             stats.entries += entries;
             let _ = stats.batch_sizes.record(entries);
         }
-        let mut index = first;
-        for ack in batches.into_iter().flat_map(|w| w.acks) {
+        for (index, ack) in (first..).zip(batches.into_iter().flat_map(|w| w.acks)) {
             let _ = ack.send(Ok(index));
-            index += 1;
         }
         if self.waiting.is_empty() {
             // After the answers and with nothing in flight: appends that
