@@ -4,6 +4,8 @@
 
 use super::tests::{fill, new_log, options, record};
 use super::*;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Why an append was refused.
 async fn refused(log: &AuditLog, i: u64) -> String {
@@ -78,6 +80,115 @@ async fn a_failed_fsync_stops_the_log_for_good_and_acknowledges_nothing_after() 
     }
     let n = log.size();
     fill(&log, n..n + 2).await;
+    log.close().await;
+    drop(log);
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+}
+
+/// Waits (off the runtime's threads) until `n` fsyncs are held at the gate.
+async fn held(log: &AuditLog, n: usize) {
+    let faults = log.faults();
+    let held = tokio::task::spawn_blocking(move || faults.wait_held(n, Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert!(held, "no fsync reached the gate");
+}
+
+/// Waits until entry `i`'s record is in the first segment's bytes.
+async fn written(dir: &std::path::Path, i: u64) {
+    let mut frame = Vec::new();
+    log::segment::frame(&record(i), &mut frame);
+    let path = log::segment::segment_path(dir, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !std::fs::read(&path)
+        .unwrap()
+        .windows(frame.len())
+        .any(|w| w == frame.as_slice())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entry {i} never written"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// An append of entry `i` running on its own task.
+fn spawn_append(log: &Arc<AuditLog>, i: u64) -> tokio::task::JoinHandle<Result<u64, AuditError>> {
+    let log = log.clone();
+    tokio::spawn(async move { log.append(record(i)).await })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_written_while_the_previous_fsync_is_held_and_neither_is_acknowledged_early() {
+    let (dir, signer, log) = new_log(1024);
+    let log = Arc::new(log);
+    fill(&log, 0..2).await;
+    log.faults().hold_fsyncs();
+    let a = spawn_append(&log, 2);
+    held(&log, 1).await;
+    let b = spawn_append(&log, 3);
+    written(dir.path(), 3).await; // while entry 2's fsync is held
+    assert!(!a.is_finished() && !b.is_finished());
+    assert_eq!(log.size(), 2);
+
+    log.faults().release_fsyncs(1);
+    assert_eq!(a.await.unwrap().unwrap(), 2);
+    held(&log, 1).await; // entry 3's own fsync
+    assert!(!b.is_finished());
+    assert_eq!(log.size(), 3);
+    log.faults().release_fsyncs(1);
+    assert_eq!(b.await.unwrap().unwrap(), 3);
+    assert_eq!(log.size(), 4);
+    log.faults().stop_holding();
+    fill(&log, 4..6).await;
+    let log = Arc::into_inner(log).unwrap();
+    log.close().await;
+    drop(log);
+    let report = verify::verify(dir.path(), Some(signer.verifier()));
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.entries, 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_fsync_refuses_both_batches_in_flight_and_the_restart_recovers() {
+    let (dir, signer, log) = new_log(1024);
+    let log = Arc::new(log);
+    fill(&log, 0..2).await;
+    log.faults().hold_fsyncs();
+    let a = spawn_append(&log, 2);
+    held(&log, 1).await;
+    let b = spawn_append(&log, 3);
+    written(dir.path(), 3).await;
+    log.faults().fail_next_fsync();
+    log.faults().release_fsyncs(1);
+    for refused in [a.await.unwrap(), b.await.unwrap()] {
+        let why = refused.unwrap_err().to_string();
+        assert!(
+            why.contains("fsync") && why.contains("Input/output error"),
+            "{why}"
+        );
+    }
+    log.faults().stop_holding();
+    assert_eq!(
+        log.size(),
+        2,
+        "nothing after the failed fsync is acknowledged"
+    );
+    let again = refused(&log, 4).await;
+    assert!(again.contains("fsync"), "{again}");
+    assert_eq!(log.size(), 2);
+    let log = Arc::into_inner(log).unwrap();
+    log.close().await;
+    drop(log);
+    // The restart's recovery decides: what was acknowledged is there, the
+    // refused entries may be too (written, not known to be durable).
+    let log = AuditLog::open(options(dir.path(), &signer, 1024)).unwrap();
+    assert!(log.size() >= 2, "{}", log.size());
+    for i in 0..2 {
+        assert_eq!(log.read(i).unwrap(), record(i), "entry {i}");
+    }
     log.close().await;
     drop(log);
     let report = verify::verify(dir.path(), Some(signer.verifier()));

@@ -19,7 +19,7 @@
 //! no memory and survives restarts. `jisr_audit_archive_lag_segments` says
 //! how many full segments the archive lacks.
 
-use super::storage::Storage;
+use super::storage::{Storage, SyncJob};
 use super::{Shared, SignedCheckpoint};
 use crate::audit::AuditError;
 use std::path::PathBuf;
@@ -88,8 +88,16 @@ impl<S: Storage> Storage for Archived<S> {
         self.files.append(first, batch)
     }
 
-    fn sync(&mut self) -> Result<(), AuditError> {
-        self.files.sync()
+    fn overlaps(&self, batch: &[Vec<u8>]) -> bool {
+        self.files.overlaps(batch)
+    }
+
+    fn start_sync(&mut self) -> SyncJob {
+        self.files.start_sync()
+    }
+
+    fn synced(&mut self) -> Result<(), AuditError> {
+        self.files.synced()
     }
 
     /// Seals locally, then nudges the archiver when a segment filled: one

@@ -9,16 +9,18 @@
 use super::hashes::Cache;
 use super::recover::Tail;
 use super::segment;
-use super::storage::Storage;
+use super::storage::{Storage, SyncJob};
 use super::{write_durable, Shared, SignedCheckpoint};
 use crate::audit::merkle::{self, Hash};
 use crate::audit::AuditError;
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write as _;
 use std::os::unix::fs::FileExt as _;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod durable;
 mod padding;
 pub(crate) use padding::PAD_CHUNK;
 
@@ -40,8 +42,10 @@ struct Written {
 /// The segment files of one log directory.
 pub(super) struct SegmentFiles {
     shared: Arc<Shared>,
-    segment: File,
+    /// Shared with the sync job in flight, which fsyncs it meanwhile.
+    segment: Arc<File>,
     index: File,
+    /// The durable records of the tail segment.
     tail: Tail,
     /// The tail segment's length on disk: records up to `tail.len`, zero
     /// padding after.
@@ -49,12 +53,16 @@ pub(super) struct SegmentFiles {
     /// No padding is tried before this instant (after a failed extension).
     pad_after: Option<Instant>,
     cache: Cache,
-    /// First entry of the batch being appended.
+    /// The tree's size: the index of `leaves[0]`.
     first: u64,
-    /// The batch's leaf hashes, for the tree once its records are durable;
-    /// kept across batches so that it is not allocated again each time.
+    /// Leaf hashes of the entries written and not yet in the tree, for the
+    /// tree once their records are durable; kept across batches so that it
+    /// is not allocated again each time.
     leaves: Vec<Hash>,
-    written: Option<Written>,
+    /// Chunks written after the tail's durable records, in order.
+    unsynced: VecDeque<Written>,
+    /// How many of `unsynced` the sync in flight covers.
+    covered: usize,
 }
 
 impl SegmentFiles {
@@ -70,15 +78,16 @@ impl SegmentFiles {
             .max(tail.len);
         Ok(Self {
             shared,
-            segment,
+            segment: Arc::new(segment),
             index,
+            first: tail.first + tail.records,
             tail,
             end,
             pad_after: None,
             cache,
-            first: 0,
             leaves: Vec::new(),
-            written: None,
+            unsynced: VecDeque::new(),
+            covered: 0,
         })
     }
 
@@ -86,25 +95,38 @@ impl SegmentFiles {
         segment::segment_path(&self.shared.dir, self.tail.first)
     }
 
-    /// Writes records at the records' end of the tail segment (over its
-    /// padding); [`Self::make_durable`] syncs them.
+    /// Where the written records end: after the unsynced ones.
+    fn write_end(&self) -> u64 {
+        self.unsynced
+            .back()
+            .map_or(self.tail.len, |w| w.records_end)
+    }
+
+    /// Records in the tail segment, durable or not.
+    fn written_records(&self) -> u64 {
+        self.tail.records + self.unsynced.iter().map(|w| w.records).sum::<u64>()
+    }
+
+    /// Writes records after the written ones in the tail segment (over its
+    /// padding); a sync makes them durable.
     fn write_chunk(&mut self, chunk: &[Vec<u8>]) -> Result<(), AuditError> {
+        let at = self.write_end();
         let mut bytes = Vec::with_capacity(chunk.iter().map(|p| p.len() + segment::HEADER).sum());
         let mut offsets = Vec::with_capacity(chunk.len() * 8);
         for payload in chunk {
-            offsets.extend_from_slice(&(self.tail.len + bytes.len() as u64).to_le_bytes());
+            offsets.extend_from_slice(&(at + bytes.len() as u64).to_le_bytes());
             segment::frame(payload, &mut bytes);
         }
-        let records_end = self.tail.len + bytes.len() as u64;
+        let records_end = at + bytes.len() as u64;
         if records_end > self.end {
             // Rare: the padding ahead ran out (a burst, a new segment). If
             // it cannot be extended (full disk), the write below grows the
             // file itself, as an append would.
-            self.pad(records_end - self.tail.len);
+            self.pad(records_end - at);
         }
         let written = match self.shared.faults.on_write() {
             Some(injected) => Err(injected),
-            None => self.segment.write_all_at(&bytes, self.tail.len),
+            None => self.segment.write_all_at(&bytes, at),
         };
         if let Err(e) = written {
             // Nothing of this batch was acknowledged: cut it off with the
@@ -113,14 +135,14 @@ impl SegmentFiles {
             // keeps a stale frame of this batch from surviving after the
             // shorter next one, where a scan would take it for damage.
             let path = self.tail_path();
-            self.undo_write(&path, &e);
+            self.undo_write(at, &path, &e);
             return Err(AuditError::Unavailable(format!(
                 "writing {} failed: {e}",
                 path.display()
             )));
         }
         self.end = self.end.max(records_end);
-        self.written = Some(Written {
+        self.unsynced.push_back(Written {
             records_end,
             records: chunk.len() as u64,
             bytes: bytes.len() as u64,
@@ -129,56 +151,17 @@ impl SegmentFiles {
         Ok(())
     }
 
-    /// Syncs the records written last, then moves the tail past them and
-    /// indexes them. An error is a failed fsync, said as the log's failure.
-    fn make_durable(&mut self) -> Result<(), String> {
-        let Some(written) = self.written.take() else {
-            return Ok(());
-        };
-        let synced = Instant::now();
-        let synced_data = match self.shared.faults.on_fsync() {
-            Some(injected) => Err(injected),
-            None => self.segment.sync_data(),
-        };
-        if let Err(e) = synced_data {
-            return Err(format!(
-                "fsync of {} failed: {e}",
-                self.tail_path().display()
-            ));
-        }
-        {
-            let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-            let _ = stats
-                .fsync_micros
-                .record((synced.elapsed().as_micros() as u64).max(1));
-            stats.segment_bytes += written.bytes;
-        }
-        self.tail.len = written.records_end;
-        self.tail.records += written.records;
-        let idx_before = self.tail.records.saturating_sub(written.records) * 8;
-        let mut indexed = self.index.write_all(&written.offsets);
-        if indexed.is_err() && self.give_back_padding() {
-            // A full disk: the padding's space lets the index go on.
-            let _ = self.index.set_len(idx_before);
-            indexed = self.index.write_all(&written.offsets);
-        }
-        if let Err(e) = indexed {
-            let _ = self.index.set_len(idx_before);
-            // The index is derived; the records are durable. Restart rebuilds it.
-            self.shared
-                .fail(format!("writing the offset index failed: {e}"));
-        }
-        Ok(())
-    }
-
-    /// Cuts the tail segment back to its records after a failed write.
-    fn undo_write(&mut self, path: &std::path::Path, e: &std::io::Error) {
+    /// Cuts the tail segment back to `at`, where the failed write began,
+    /// keeping the records written before it (durable or not).
+    fn undo_write(&mut self, at: u64, path: &std::path::Path, e: &std::io::Error) {
+        // A failing fsync here stops the log: it may have taken the error
+        // that the sync in flight would otherwise have reported.
         let cut = self
             .segment
-            .set_len(self.tail.len)
+            .set_len(at)
             .and_then(|()| self.segment.sync_all());
         match cut {
-            Ok(()) => self.end = self.tail.len,
+            Ok(()) => self.end = at,
             Err(cut) => self.shared.fail(format!(
                 "cannot undo a failed write to {} ({e}): {cut}",
                 path.display()
@@ -212,7 +195,7 @@ impl SegmentFiles {
         segment::sync_dir(&self.shared.dir).map_err(|e| {
             AuditError::Unavailable(format!("fsync of the log directory failed: {e}"))
         })?;
-        self.segment = segment;
+        self.segment = Arc::new(segment);
         self.index = index;
         self.tail = Tail {
             first,
@@ -227,42 +210,57 @@ impl SegmentFiles {
     /// as fits in it; returns how many records that is.
     fn write_next_chunk(&mut self, rest: &[Vec<u8>]) -> Result<usize, AuditError> {
         let rps = self.shared.records_per_segment;
-        if self.tail.records == rps {
+        if self.written_records() == rps {
+            // Sealing needs the whole segment durable: the records of this
+            // batch that filled it (nothing else is unsynced here, as the
+            // queue waited for a batch that does not `overlap`).
+            if let Err(why) = self.make_durable_now() {
+                self.shared.fail(why.clone());
+                return Err(AuditError::Unavailable(why));
+            }
             self.seal_segment()?;
         }
-        let room = (rps - self.tail.records) as usize;
+        let room = (rps - self.written_records()) as usize;
         let chunk = &rest[..rest.len().min(room)];
         self.write_chunk(chunk)?;
         Ok(chunk.len())
     }
 
-    /// A batch that spans a segment boundary and fails after its first
-    /// `done` records are durable (and sealed): those are in the log now,
-    /// so the tree and the size move past them and the next batch is
-    /// numbered after them. Their appends are refused all the same: in
-    /// the log though told otherwise, as after a crash between the fsync
-    /// and the acknowledgement — never acknowledged under a wrong index.
-    fn keep_durable_part(&mut self, done: usize) {
-        if done == 0 {
+    /// A batch failed: forgets its leaves (the first `before` leaves are of
+    /// earlier batches). If it spanned a segment boundary and its first
+    /// records are durable (and sealed), those are in the log now, so the
+    /// tree and the size move past them and the next batch is numbered
+    /// after them. Their appends are refused all the same: in the log
+    /// though told otherwise, as after a crash between the fsync and the
+    /// acknowledgement — never acknowledged under a wrong index.
+    fn keep_durable_part(&mut self, before: usize) {
+        let durable = self.tail.first + self.tail.records;
+        let durable_leaves = (durable - self.first) as usize;
+        if durable_leaves <= before {
+            self.leaves.truncate(before);
             return;
         }
-        self.leaves.truncate(done);
+        // Only a batch that does not `overlap` crosses a boundary: nothing
+        // else was unsynced, so every leaf up to `durable` is this batch's.
+        self.leaves.truncate(durable_leaves);
         match self.extend_tree() {
-            Ok(()) => self.shared.size.store(
-                self.first + done as u64,
-                std::sync::atomic::Ordering::Release,
-            ),
+            Ok(()) => self
+                .shared
+                .size
+                .store(durable, std::sync::atomic::Ordering::Release),
             Err(e) => self.shared.fail(format!(
                 "after a batch failed half-way, its durable part could not be hashed: {e}"
             )),
         }
     }
 
-    /// Adds the batch's leaves to the tree and appends the stored hashes.
+    /// Adds the leaves of the durable entries to the tree and appends the
+    /// stored hashes.
     fn extend_tree(&mut self) -> Result<(), AuditError> {
         let first = self.first;
-        let mut new = Vec::with_capacity(self.leaves.len() * 2);
-        for (i, leaf) in self.leaves.iter().enumerate() {
+        let n = (self.tail.first + self.tail.records - first) as usize;
+        let mut new = Vec::with_capacity(n * 2);
+        for (i, leaf) in self.leaves[..n].iter().enumerate() {
             let stored = self
                 .cache
                 .add_leaf(first + i as u64, *leaf, &self.shared.hashes)
@@ -273,8 +271,8 @@ impl SegmentFiles {
         }
         let mut appended = self.shared.hashes.append(&new);
         if appended.is_err() && self.give_back_padding() {
-            // A full disk: retry in the padding's space, from where this
-            // batch's hashes start (a partial hash would misalign the rest).
+            // A full disk: retry in the padding's space, from where these
+            // hashes start (a partial hash would misalign the rest).
             appended = self
                 .shared
                 .hashes
@@ -284,7 +282,11 @@ impl SegmentFiles {
         // The records are durable; the stored hashes are derived. The
         // queue stops taking entries on this error so proofs stay right; a
         // restart rebuilds them.
-        appended.map_err(|e| AuditError::Unavailable(format!("writing stored hashes failed: {e}")))
+        appended
+            .map_err(|e| AuditError::Unavailable(format!("writing stored hashes failed: {e}")))?;
+        self.leaves.drain(..n);
+        self.first += n as u64;
+        Ok(())
     }
 }
 
@@ -293,21 +295,16 @@ impl Storage for SegmentFiles {
     /// segments: a full one is synced and sealed before the next is
     /// written, as sealing requires.
     fn append(&mut self, first: u64, batch: &[Vec<u8>]) -> Result<(), AuditError> {
-        self.first = first;
-        self.leaves.clear();
+        debug_assert_eq!(first, self.first + self.leaves.len() as u64);
+        let before = self.leaves.len();
         self.leaves
             .extend(batch.iter().map(|payload| merkle::leaf_hash(payload)));
         let mut done = 0;
         while done < batch.len() {
-            // Records still unsynced here filled the segment.
-            if let Err(why) = self.make_durable() {
-                self.shared.fail(why.clone());
-                return Err(AuditError::Unavailable(why));
-            }
             match self.write_next_chunk(&batch[done..]) {
                 Ok(n) => done += n,
                 Err(e) => {
-                    self.keep_durable_part(done);
+                    self.keep_durable_part(before);
                     return Err(e);
                 }
             }
@@ -315,16 +312,36 @@ impl Storage for SegmentFiles {
         Ok(())
     }
 
-    /// Syncs the records, then brings the derived files (offset index,
-    /// stored hashes) up to them.
-    fn sync(&mut self) -> Result<(), AuditError> {
-        self.make_durable().map_err(AuditError::Unavailable)?;
+    /// Whether `batch` fits in the tail segment and its padding after what
+    /// is written: then it needs neither sealing nor padding (which change
+    /// the file under the sync in flight).
+    fn overlaps(&self, batch: &[Vec<u8>]) -> bool {
+        let bytes: u64 = batch
+            .iter()
+            .map(|p| (p.len() + segment::HEADER) as u64)
+            .sum();
+        self.written_records() + batch.len() as u64 <= self.shared.records_per_segment
+            && self.write_end() + bytes <= self.end
+    }
+
+    fn start_sync(&mut self) -> SyncJob {
+        self.covered = self.unsynced.len();
+        let (segment, shared, path) = (self.segment.clone(), self.shared.clone(), self.tail_path());
+        Box::new(move || durable::fsync(&segment, &shared, &path))
+    }
+
+    /// Moves the tail past the records the sync covered and indexes them,
+    /// then adds their leaves to the tree.
+    fn synced(&mut self) -> Result<(), AuditError> {
+        let covered = std::mem::take(&mut self.covered);
+        self.now_durable(covered);
         self.extend_tree()
     }
 
     /// Seals a full tail segment and tops the padding up when less than
     /// half a chunk is left, so that neither often sits on a batch's path.
     fn seal(&mut self) {
+        debug_assert!(self.unsynced.is_empty(), "sealing with records in flight");
         if self.tail.records == self.shared.records_per_segment {
             // Full: seal it now rather than pad it (sealing would cut the
             // padding off again); a failure is retried by the next batch.

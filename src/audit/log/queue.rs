@@ -1,22 +1,31 @@
 //! The writer thread's queue: group commit and acknowledgement.
 //!
 //! One thread takes every append waiting in the channel (up to
-//! [`MAX_BATCH`]), hands the batch to its [`Storage`] target, and
-//! acknowledges the whole batch only once the target says it is durable.
-//! While entries arrive it signs a checkpoint at least every interval and
-//! has the target keep it. After a failed sync it stops taking entries for
-//! good: the page cache can no longer be trusted, the node must restart.
-//! Where the bytes go is the target's business, not the queue's.
+//! [`MAX_BATCH`]) and hands the batch to its [`Storage`] target at once,
+//! even while the previous batch's fsync is in flight on another thread
+//! ([`pipeline`]): batches are written as they arrive, and synced one
+//! fsync after another, each covering everything written before it began.
+//! A batch is acknowledged only once a sync that began after it was written
+//! has succeeded, and batches are acknowledged in log order. While entries
+//! arrive it signs a checkpoint of the durable entries at least every
+//! interval and has the target keep it. After a failed sync it refuses
+//! every batch not yet durable and stops taking entries for good: the page
+//! cache can no longer be trusted, the node must restart. Where the bytes
+//! go is the target's business, not the queue's.
 
 use super::storage::Storage;
 use super::{Shared, SignedCheckpoint};
 use crate::audit::merkle;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::AuditError;
+use pipeline::{Event, Syncing, Waiting};
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
+
+mod pipeline;
 
 /// Most entries written per fsync.
 const MAX_BATCH: usize = 4096;
@@ -38,13 +47,18 @@ pub(super) enum Request {
     },
 }
 
-/// The writer: its storage target and when it last signed.
+/// The writer: its storage target, what waits for a sync, and when it
+/// last signed.
 pub(super) struct Queue<S> {
     shared: Arc<Shared>,
     storage: S,
     signer: NoteSigner,
     interval: Duration,
     last_checkpoint: Instant,
+    /// Batches written and not yet acknowledged, in log order.
+    waiting: VecDeque<Waiting>,
+    /// The sync in flight, if any.
+    syncing: Option<Syncing>,
 }
 
 /// What one wake-up took from the channel.
@@ -68,62 +82,13 @@ impl<S: Storage> Queue<S> {
             signer,
             interval,
             last_checkpoint: Instant::now(),
+            waiting: VecDeque::new(),
+            syncing: None,
         }
     }
 
     fn size(&self) -> u64 {
         self.shared.size.load(Ordering::Acquire)
-    }
-
-    /// Hands a batch to storage and waits until it is durable; returns the
-    /// index of its first entry.
-    fn commit(&mut self, payloads: &[Vec<u8>]) -> Result<u64, AuditError> {
-        if let Some(why) = self.shared.failed() {
-            return Err(AuditError::Unavailable(why));
-        }
-        let first = self.size();
-        self.storage.append(first, payloads)?;
-        if let Err(e) = self.storage.sync() {
-            self.shared.fail(match &e {
-                AuditError::Unavailable(why) => why.clone(),
-                other => other.to_string(),
-            });
-            return Err(e);
-        }
-        self.shared
-            .size
-            .store(first + payloads.len() as u64, Ordering::Release);
-        let mut stats = self.shared.stats.lock().unwrap_or_else(|e| e.into_inner());
-        stats.batches += 1;
-        stats.entries += payloads.len() as u64;
-        let _ = stats.batch_sizes.record(payloads.len() as u64);
-        Ok(first)
-    }
-
-    /// Commits a batch and answers every append in it.
-    fn commit_and_answer(&mut self, batch: Batch) {
-        match self.commit(&batch.payloads) {
-            Ok(first) => {
-                for (i, ack) in batch.acks.into_iter().enumerate() {
-                    let _ = ack.send(Ok(first + i as u64));
-                }
-                // After the answers: appends that arrive meanwhile wait
-                // for the storage's upkeep, but the batch just written did not.
-                self.seal();
-            }
-            Err(e) => {
-                // Not `e.to_string()` for an `Unavailable` error: its text
-                // would be prefixed twice ("cannot record entries: cannot
-                // record entries: …") once wrapped again below.
-                let why = match e {
-                    AuditError::Unavailable(why) => why,
-                    other => other.to_string(),
-                };
-                for ack in batch.acks {
-                    let _ = ack.send(Err(AuditError::Unavailable(why.clone())));
-                }
-            }
-        }
     }
 
     /// Lets storage close and prepare between batches, unless the log has
@@ -224,8 +189,10 @@ fn drain(first: Request, rx: &mut mpsc::Receiver<Request>) -> Batch {
 
 /// The writer thread's loop.
 pub(super) fn run<S: Storage>(mut queue: Queue<S>, mut rx: mpsc::Receiver<Request>) {
+    // Its blocking pool runs the fsyncs (one at a time) beside the writer.
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_time()
+        .thread_name("jisr-audit-sync")
         .build()
     {
         Ok(rt) => rt,
@@ -239,33 +206,32 @@ pub(super) fn run<S: Storage>(mut queue: Queue<S>, mut rx: mpsc::Receiver<Reques
     queue.checkpoint();
     queue.seal();
     loop {
+        queue.start_sync(&rt);
         let wait = queue.wait();
-        let first = rt.block_on(async {
-            match wait {
-                Some(d) => tokio::time::timeout(d, rx.recv()).await.ok(),
-                None => Some(rx.recv().await),
+        match rt.block_on(queue.next_event(&mut rx, wait)) {
+            Event::Synced(result) => queue.synced(result),
+            Event::Interval => queue.checkpoint(), // entries unsigned for an interval
+            Event::Gone => {
+                // Every sender is gone: answer what is written, then stop.
+                queue.settle(&rt);
+                break;
             }
-        });
-        let first = match first {
-            None => {
-                queue.checkpoint(); // the interval passed with entries unsigned
-                continue;
+            Event::Request(first) => {
+                let mut batch = drain(first, &mut rx);
+                let close = batch.close.take();
+                if !batch.payloads.is_empty() {
+                    queue.write(&rt, batch);
+                }
+                if let Some(ack) = close {
+                    queue.settle(&rt);
+                    queue.checkpoint();
+                    let _ = ack.send(());
+                    break;
+                }
             }
-            Some(None) => break, // every sender is gone
-            Some(Some(request)) => request,
-        };
-        let mut batch = drain(first, &mut rx);
-        let close = batch.close.take();
-        if !batch.payloads.is_empty() {
-            queue.commit_and_answer(batch);
         }
         if queue.last_checkpoint.elapsed() >= queue.interval {
             queue.checkpoint();
-        }
-        if let Some(ack) = close {
-            queue.checkpoint();
-            let _ = ack.send(());
-            break;
         }
     }
     refuse_queued(rx);
@@ -284,116 +250,4 @@ fn refuse_queued(mut rx: mpsc::Receiver<Request>) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::audit::log::hashes::HashFile;
-    use crate::audit::log::WriterStats;
-    use std::sync::atomic::AtomicU64;
-    use std::sync::{Mutex, RwLock};
-
-    /// What the fake storage was asked to do.
-    #[derive(Debug, Default)]
-    struct Calls {
-        appended: Vec<usize>,
-        syncs: usize,
-    }
-
-    /// A storage whose every sync fails, as a dying disk's fsync would.
-    struct FailingSync(Arc<Mutex<Calls>>);
-
-    impl Storage for FailingSync {
-        fn append(&mut self, _first: u64, batch: &[Vec<u8>]) -> Result<(), AuditError> {
-            self.0.lock().unwrap().appended.push(batch.len());
-            Ok(())
-        }
-        fn sync(&mut self) -> Result<(), AuditError> {
-            self.0.lock().unwrap().syncs += 1;
-            Err(AuditError::Unavailable("fsync of the fake failed".into()))
-        }
-        fn seal(&mut self) {}
-        fn checkpoint(&mut self, _: &SignedCheckpoint) -> Result<(), AuditError> {
-            Ok(())
-        }
-    }
-
-    fn shared(dir: &std::path::Path, signer: &NoteSigner) -> Arc<Shared> {
-        let checkpoint = Checkpoint {
-            origin: signer.name().to_owned(),
-            size: 0,
-            root: merkle::empty_root(),
-            extensions: Vec::new(),
-        };
-        Arc::new(Shared {
-            dir: dir.to_owned(),
-            records_per_segment: 16,
-            size: AtomicU64::new(0),
-            hashes: HashFile::open(&dir.join("tree.hashes")).unwrap(),
-            checkpoint: RwLock::new(SignedCheckpoint {
-                checkpoint,
-                note: String::new(),
-            }),
-            verifier: signer.verifier(),
-            failure: Mutex::new(None),
-            stats: Mutex::new(WriterStats::default()),
-            faults: Arc::default(),
-        })
-    }
-
-    fn append(tx: &mpsc::Sender<Request>) -> oneshot::Receiver<Result<u64, AuditError>> {
-        let (ack, done) = oneshot::channel();
-        tx.try_send(Request::Append {
-            payload: b"entry".to_vec(),
-            ack,
-        })
-        .unwrap();
-        done
-    }
-
-    #[tokio::test]
-    async fn a_failed_sync_acknowledges_nothing_and_stops_the_queue_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
-        let shared = shared(dir.path(), &signer);
-        let calls = Arc::new(Mutex::new(Calls::default()));
-        let storage = FailingSync(calls.clone());
-        let queue = Queue::new(shared.clone(), storage, signer, Duration::from_secs(60));
-        let (tx, rx) = mpsc::channel(16);
-        // Queued before the thread starts, so they are one batch.
-        let first: Vec<_> = (0..3).map(|_| append(&tx)).collect();
-        let thread = std::thread::spawn(move || run(queue, rx));
-
-        for done in first {
-            let err = done.await.unwrap().unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                "the audit log cannot record entries: fsync of the fake failed",
-                "the reason, prefixed once"
-            );
-        }
-        assert_eq!(
-            shared.size.load(Ordering::Acquire),
-            0,
-            "nothing acknowledged"
-        );
-        assert_eq!(shared.failed().as_deref(), Some("fsync of the fake failed"));
-
-        // Stopped for good: a later append is refused without storage
-        // being asked to write it.
-        let err = append(&tx).await.unwrap().unwrap_err();
-        assert!(
-            err.to_string().contains("fsync of the fake failed"),
-            "{err}"
-        );
-        {
-            let calls = calls.lock().unwrap();
-            assert_eq!(calls.appended, [3]);
-            assert_eq!(calls.syncs, 1);
-        }
-        assert_eq!(shared.stats.lock().unwrap().batches, 0);
-
-        let (ack, closed) = oneshot::channel();
-        tx.try_send(Request::Close { ack }).unwrap();
-        closed.await.unwrap();
-        thread.join().unwrap();
-    }
-}
+mod tests;

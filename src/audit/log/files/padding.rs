@@ -28,14 +28,17 @@ impl SegmentFiles {
     /// hashes need space of their own, and failing them stops the log until
     /// a restart. Returns whether any space was given back.
     pub(super) fn give_back_padding(&mut self) -> bool {
-        if self.end <= self.tail.len || self.segment.set_len(self.tail.len).is_err() {
+        // Records written after the durable ones (a sync may be in flight
+        // for them) are kept: only the zeros after them go.
+        let keep = self.write_end();
+        if self.end <= keep || self.segment.set_len(keep).is_err() {
             return false;
         }
         tracing::warn!(
-            bytes = self.end - self.tail.len,
+            bytes = self.end - keep,
             "audit log: the disk is full; gave the tail segment's padding back"
         );
-        self.end = self.tail.len;
+        self.end = keep;
         self.pad_after = Some(Instant::now() + PAD_RETRY);
         true
     }
@@ -48,7 +51,7 @@ impl SegmentFiles {
         if self.pad_after.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let target = (self.tail.len + need + PAD_CHUNK).next_multiple_of(4096);
+        let target = (self.write_end() + need + PAD_CHUNK).next_multiple_of(4096);
         let started = Instant::now();
         let mut at = self.end;
         let path = self.tail_path();
