@@ -30,6 +30,10 @@ const PAGE: u32 = 200;
 /// One line of the history, in one language.
 #[derive(Debug, serde::Serialize)]
 struct Line {
+    /// What the entry records (`EXCHANGE`, `CONSOLE_READ` when an auditor
+    /// opened one of the citizen's entries in the console, …), so a reader
+    /// of the page or its JSON tells the two apart without parsing text.
+    kind: &'static str,
     when: String,
     time_unix_micros: i64,
     asked_by: String,
@@ -247,6 +251,7 @@ fn line(
         _ => w.outcomes[2],
     };
     Some(Line {
+        kind: pb::Kind::try_from(r.kind).map_or("KIND_UNSPECIFIED", |k| k.as_str_name()),
         when: w.date(r.time_unix_micros),
         time_unix_micros: r.time_unix_micros,
         asked_by: name(&r.consumer),

@@ -180,6 +180,18 @@ async fn a_refused_exchange_is_in_the_citizens_history() {
         32,
         "the refused call's citizen, as a pseudonym"
     );
+    // The auditor opens that entry in the console: the citizen sees the
+    // reading too, marked as one (who watched the watchers).
+    let (auditor, _) = signed_in(&setup, "cndp").await;
+    let opened = setup
+        .http(
+            Method::GET,
+            &format!("/exchanges/entry?node=gw-1&index={}", refused.index),
+            Some(&auditor),
+            None,
+        )
+        .await;
+    assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
     let (cookie, csrf) = signed_in(&setup, "portal").await;
     let answer = setup
         .http(
@@ -190,13 +202,22 @@ async fn a_refused_exchange_is_in_the_citizens_history() {
         )
         .await;
     let answer: serde_json::Value = serde_json::from_str(&answer.body).unwrap();
+    let read = answer["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "CONSOLE_READ")
+        .unwrap_or_else(|| panic!("the auditor's reading is not shown: {answer}"));
+    assert_eq!(read["asked_by_id"], "cndp");
+    assert_eq!(read["data_of_id"], record.provider.as_str());
     let line = answer["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["asked_by_id"] == "tax")
+        .find(|e| e["asked_by_id"] == "tax" && e["kind"] == "EXCHANGE")
         .unwrap_or_else(|| panic!("tax's refused call is not shown: {answer}"));
     assert_eq!(line["outcome"], "Refused");
+    assert_eq!(line["kind"], "EXCHANGE");
     assert_eq!(line["receipt"]["index"], refused.index);
     // The other citizen's history does not have it.
     let other = setup

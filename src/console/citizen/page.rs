@@ -71,10 +71,10 @@ fn rows(w: &Words, lines: &[Line]) -> String {
     for l in lines {
         let _ = write!(
             t,
-            "<tr><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
+            "<tr data-kind=\"{}\"><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{} · {}</td>\
              <td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td><td data-label=\"{}\">{}</td>\
              <td data-label=\"{}\" class=\"receipt\">{}</td></tr>",
-            esc(w.when), when(w, l), esc(w.who), asked_by(w, l), esc(w.data), esc(&l.data_of),
+            l.kind, esc(w.when), when(w, l), esc(w.who), asked_by(w, l), esc(w.data), esc(&l.data_of),
             esc(&l.category), esc(w.why), why(l), esc(w.basis), basis(l), esc(w.outcome), esc(&l.outcome),
             esc(r.heading), receipt_cell(w, l),
         );

@@ -193,7 +193,7 @@ fn proof_hashes(page: &str, index: u64) -> anyhow::Result<u64> {
 
 /// The lines of the citizen page, each of which must offer a receipt. A
 /// line for the console's own read of one of the citizen's entries (an
-/// auditor opening it: "who watched the watchers", official `console`) is
+/// auditor opening it: "who watched the watchers", kind `CONSOLE_READ`) is
 /// not one of the exchanges measured, and may still wait for its checkpoint.
 fn html_lines(page: &str) -> anyhow::Result<u64> {
     let table = page
@@ -201,9 +201,9 @@ fn html_lines(page: &str) -> anyhow::Result<u64> {
         .nth(1)
         .context("the citizen page has no history table")?;
     let rows: Vec<&str> = table
-        .split("<tr><td ")
+        .split("<tr data-kind=")
         .skip(1)
-        .filter(|row| !row.contains(": console</small>"))
+        .filter(|row| !row.starts_with("\"CONSOLE_READ\""))
         .collect();
     let bare: Vec<&&str> = rows
         .iter()
@@ -228,7 +228,7 @@ fn json_lines(body: &str, more: bool) -> anyhow::Result<u64> {
     // As in the HTML, the console's own reads are not the exchanges measured.
     let entries: Vec<&serde_json::Value> = entries
         .iter()
-        .filter(|e| e["official"].as_str() != Some("console"))
+        .filter(|e| e["kind"].as_str() != Some("CONSOLE_READ"))
         .collect();
     let receipts = entries.iter().filter(|e| e["receipt"].is_object()).count();
     ensure!(
