@@ -3,8 +3,9 @@
 //! presented at real handshakes, and the page warning of the one that
 //! expires within 30 days.
 
-use crate::console::Setup;
+use crate::console::{sign_in, Setup};
 use crate::console_integrity::{cookie, NOC};
+use crate::support::browser::Browser;
 use crate::support::*;
 use http::{Method, StatusCode};
 use jisr::identity::AgencyId;
@@ -84,4 +85,20 @@ async fn an_agency_certificate_expiring_within_30_days_is_warned() {
     );
     // An agency the node never saw is said to be so.
     assert!(rows(&page.body, "health")[0].contains("not seen since this node started"));
+
+    // As the operator sees it: the warning stands out in the page.
+    let browser = Browser::start().await;
+    sign_in(&browser, &setup.link("noc")).await;
+    browser.goto(&setup.url("/traffic")).await;
+    let warned = browser
+        .execute(
+            "const t = document.getElementById('certificates'); t.scrollIntoView(); \
+             return Array.from(t.querySelectorAll('.warn'), e => e.textContent).join('|');",
+        )
+        .await;
+    assert!(
+        warned.as_str().is_some_and(|w| w.contains("expires in")),
+        "{warned}"
+    );
+    browser.screenshot("traffic-certificates").await;
 }
