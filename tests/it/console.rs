@@ -29,7 +29,7 @@ pub(crate) struct Setup {
 }
 
 impl Setup {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with("").await
     }
 
@@ -168,7 +168,7 @@ pub(crate) async fn sign_in(browser: &Browser, link: &str) {
 }
 
 /// The verdict of the entry page's own script, once it has one.
-async fn verdict(browser: &Browser) -> String {
+pub(crate) async fn verdict(browser: &Browser) -> String {
     let script = "const v = document.getElementById('verdict'); \
                   return v && v.dataset.state !== 'checking' ? v.dataset.state : '';";
     browser.wait_for("the browser's verdict", script).await

@@ -31,6 +31,7 @@ mod console;
 mod console_bench;
 mod console_certificates;
 mod console_integrity;
+mod console_keyboard;
 mod console_pages;
 mod console_replicas;
 mod deploy;

@@ -8,6 +8,10 @@ use serde_json::{json, Value};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The Tab and Enter keys, as WebDriver codes them.
+pub const TAB: &str = "\u{E004}";
+pub const ENTER: &str = "\u{E007}";
+
 /// The W3C WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
@@ -183,6 +187,25 @@ impl Browser {
             .unwrap_or_else(|| panic!("no `{css}` on the page"));
         let path = self.at(&format!("/element/{id}/value"));
         self.call(Method::POST, &path, Some(json!({"text": text})))
+            .await;
+    }
+
+    /// Presses `keys` one after the other on the keyboard, as a person
+    /// would, to whatever element has the focus (WebDriver key actions;
+    /// `TAB` and `ENTER` are the W3C codes for those keys).
+    pub async fn press(&self, keys: &str) {
+        let actions: Vec<Value> = keys
+            .chars()
+            .flat_map(|c| {
+                let key = c.to_string();
+                [
+                    json!({"type": "keyDown", "value": key}),
+                    json!({"type": "keyUp", "value": key}),
+                ]
+            })
+            .collect();
+        let body = json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]});
+        self.call(Method::POST, &self.at("/actions"), Some(body))
             .await;
     }
 
