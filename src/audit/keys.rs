@@ -36,6 +36,26 @@ pub enum KeyUse {
     Consents,
 }
 
+impl KeyUse {
+    /// What the key's name must be, for an error about a wrong one.
+    fn expected_name(self) -> &'static str {
+        match self {
+            Self::Checkpoints => "this node's log origin (<trust-domain>/jisr/<node-id>) is",
+            Self::Consents => "the consent key of this trust domain must be named",
+        }
+    }
+
+    /// What to do about a damaged or wrong key file. The two keys differ:
+    /// a new checkpoint key can start a new log, but a new consent key
+    /// would make every consent already given fail verification.
+    fn restore(self) -> &'static str {
+        match self {
+            Self::Checkpoints => "restore the node's key from its backup, or remove the file to start a new log with a new key",
+            Self::Consents => "restore the consent signing key from its backup (every replica holds the same one); do not remove it: a new key would make every consent citizens already gave fail verification",
+        }
+    }
+}
+
 /// Loads the checkpoint signing key, or creates it for `origin`.
 pub fn load_or_create_signer(path: &Path, origin: &str) -> Result<NoteSigner, AuditError> {
     load_or_create_key(path, origin, KeyUse::Checkpoints)
@@ -50,16 +70,22 @@ pub fn load_or_create_key(
 ) -> Result<NoteSigner, AuditError> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let signer = NoteSigner::from_secret_text(text.trim()).map_err(|e| AuditError::Key {
-                path: path.to_owned(),
-                what: format!("not a signed-note private key ({e}); restore the node's key or remove the file to start a new log with a new key"),
-            })?;
+            let signer =
+                NoteSigner::from_secret_text(text.trim()).map_err(|e| AuditError::Key {
+                    path: path.to_owned(),
+                    what: format!(
+                        "not a signed-note private key ({e}); {}",
+                        used_for.restore()
+                    ),
+                })?;
             if signer.name() != origin {
                 return Err(AuditError::Key {
                     path: path.to_owned(),
                     what: format!(
-                        "the key is named `{}` but this node's log origin is `{origin}`; use the key made for this node (the origin is <trust-domain>/jisr/<node-id>)",
-                        signer.name()
+                        "the key is named `{}` but {} `{origin}`; {}",
+                        signer.name(),
+                        used_for.expected_name(),
+                        used_for.restore()
                     ),
                 });
             }
@@ -227,6 +253,47 @@ fn parse_hex32(text: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_damaged_or_misnamed_key_gets_the_advice_of_its_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key");
+        std::fs::write(&path, "not a key").unwrap();
+        let consent = load_or_create_key(&path, "example.ma/jisr/consents", KeyUse::Consents)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            consent.contains("restore the consent signing key")
+                && consent.contains("do not remove it")
+                && !consent.contains("new log"),
+            "{consent}"
+        );
+        let audit = load_or_create_signer(&path, "example.ma/jisr/gw-1")
+            .unwrap_err()
+            .to_string();
+        assert!(audit.contains("start a new log"), "{audit}");
+
+        std::fs::remove_file(&path).unwrap();
+        load_or_create_key(&path, "other.ma/jisr/consents", KeyUse::Consents).unwrap();
+        let misnamed = load_or_create_key(&path, "example.ma/jisr/consents", KeyUse::Consents)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            misnamed.contains("named `other.ma/jisr/consents`")
+                && misnamed.contains(
+                    "consent key of this trust domain must be named `example.ma/jisr/consents`"
+                )
+                && misnamed.contains("do not remove it"),
+            "{misnamed}"
+        );
+        let node = load_or_create_signer(&path, "example.ma/jisr/gw-1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            node.contains("log origin (<trust-domain>/jisr/<node-id>) is `example.ma/jisr/gw-1`"),
+            "{node}"
+        );
+    }
 
     #[test]
     fn pseudonyms_are_stable_keyed_and_not_the_id() {
