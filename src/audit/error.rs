@@ -22,7 +22,7 @@ pub enum AuditError {
         dir: PathBuf,
     },
     /// A segment is damaged in the middle (not an interrupted write).
-    #[error("audit log segment {} is damaged: {what}; the log cannot be trusted as it is — keep a copy, run `jisr audit verify` on it and restore the segment from a backup (if none has it, `jisr audit recover --config FILE` says what accepting the loss would keep)", segment.display())]
+    #[error("audit log segment {} is damaged: {what}; the log cannot be trusted as it is — keep a copy, run `jisr audit verify` on it and restore the segment from the archive (`[audit] archive_dir`) or a backup (if neither has it, `jisr audit recover --config FILE` says what accepting the loss would keep)", segment.display())]
     Damaged {
         /// The segment.
         segment: PathBuf,

@@ -249,9 +249,9 @@ async fn a_missing_middle_segment_refuses_to_start_naming_the_gap() {
     std::fs::remove_file(&gap).unwrap();
     let err = refused(dir.path(), &signer, 4);
     assert!(
-        err.contains("00000000000000000008.log")
-            && err.contains("expected the segment starting at entry 4")
-            && err.contains("a segment is missing"),
+        err.contains("00000000000000000004.log is damaged: it is missing: it holds entries 4..8")
+            && err.contains("the next segment present starts at entry 8")
+            && err.contains("restore the segment from the archive"),
         "{err}"
     );
 }

@@ -171,16 +171,18 @@ fn verify_with(dir: &Path, verifier: Option<NoteVerifier>, decode: bool) -> Repo
             return report;
         }
     };
-    for (k, first) in firsts.iter().enumerate() {
-        let path = segment::segment_path(dir, *first);
-        if *first != k as u64 * rps {
-            report.problems.push(format!(
-                "{}: expected the segment starting at entry {} — a segment is missing or misnamed",
-                path.display(),
-                k as u64 * rps
-            ));
-            break;
+    let on_grid = match segment::check_grid(dir, &firsts, rps) {
+        Ok(()) => firsts.len(),
+        Err(off) => {
+            report
+                .problems
+                .push(format!("{}: {}", off.path.display(), off.what));
+            // The segments before the gap are still checked.
+            off.at
         }
+    };
+    for (k, first) in firsts.iter().enumerate().take(on_grid) {
+        let path = segment::segment_path(dir, *first);
         let sealed = report.archive || k + 1 < firsts.len();
         replay.segment(&path, sealed, rps, &mut report);
     }

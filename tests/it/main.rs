@@ -45,6 +45,7 @@ mod onboard;
 mod probe;
 mod python;
 mod recover;
+mod recover_segments;
 mod refusals;
 mod reload;
 mod replicas;

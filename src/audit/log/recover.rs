@@ -144,15 +144,10 @@ fn write_index(path: &Path, offsets: &[u64]) -> Result<(), AuditError> {
 
 /// Segment `k` must start at entry `k * rps`: a gap is a missing segment.
 fn check_contiguous(dir: &Path, firsts: &[u64], rps: u64) -> Result<(), AuditError> {
-    for (k, first) in firsts.iter().enumerate() {
-        if *first != k as u64 * rps {
-            return Err(AuditError::Damaged {
-                segment: segment::segment_path(dir, *first),
-                what: format!("expected the segment starting at entry {} here; a segment is missing or misnamed", k as u64 * rps),
-            });
-        }
-    }
-    Ok(())
+    segment::check_grid(dir, firsts, rps).map_err(|off| AuditError::Damaged {
+        segment: off.path,
+        what: off.what,
+    })
 }
 
 /// Scans the last segment: its records, and where an interrupted write

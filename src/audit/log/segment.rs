@@ -57,6 +57,48 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(firsts)
 }
 
+/// Checks that segment `k` of `firsts` (from [`list`]) starts at entry
+/// `k * rps`; otherwise the file to name and what is wrong with it. A name
+/// on the grid past the expected one means the expected file is gone, so
+/// that is the one named (and to restore); a name off the grid is a file
+/// misnamed or from another log.
+pub fn check_grid(dir: &Path, firsts: &[u64], rps: u64) -> Result<(), OffGrid> {
+    for (k, first) in firsts.iter().enumerate() {
+        let expected = k as u64 * rps;
+        if *first == expected {
+            continue;
+        }
+        let (path, what) = if *first > expected && *first % rps == 0 {
+            (
+                segment_path(dir, expected),
+                format!(
+                    "it is missing: it holds entries {expected}..{} (the next segment present starts at entry {first})",
+                    expected + rps
+                ),
+            )
+        } else {
+            (
+                segment_path(dir, *first),
+                format!("its name says it starts at entry {first}, but segments start at multiples of {rps}: expected the segment starting at entry {expected}; it was misnamed or does not belong to this log"),
+            )
+        };
+        return Err(OffGrid { at: k, path, what });
+    }
+    Ok(())
+}
+
+/// A segment out of place: segments `..at` are in order, then `path` is
+/// missing or misnamed, as `what` says.
+#[derive(Debug)]
+pub struct OffGrid {
+    /// How many segments, from the first, are in order.
+    pub at: usize,
+    /// The file missing or misnamed.
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub what: String,
+}
+
 /// What scanning a segment found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scan {
@@ -269,6 +311,24 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_grid_names_a_missing_segment_and_a_misnamed_one() {
+        let dir = Path::new("/log");
+        assert!(check_grid(dir, &[0, 4, 8], 4).is_ok());
+        let missing = check_grid(dir, &[0, 8], 4).unwrap_err();
+        assert_eq!((missing.at, missing.path), (1, segment_path(dir, 4)));
+        assert!(
+            missing.what.contains("missing: it holds entries 4..8"),
+            "{}",
+            missing.what
+        );
+        let first = check_grid(dir, &[4], 4).unwrap_err();
+        assert_eq!((first.at, first.path), (0, segment_path(dir, 0)));
+        let misnamed = check_grid(dir, &[0, 3], 4).unwrap_err();
+        assert_eq!((misnamed.at, misnamed.path), (1, segment_path(dir, 3)));
+        assert!(misnamed.what.contains("misnamed"), "{}", misnamed.what);
+    }
 
     fn write(frames: &[&[u8]]) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
         let dir = tempfile::tempdir().unwrap();
