@@ -42,6 +42,7 @@ mod lifecycle;
 mod officials;
 mod onboard;
 mod probe;
+mod probe_provider;
 mod python;
 mod recover;
 mod refusals;
