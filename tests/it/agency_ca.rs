@@ -116,8 +116,11 @@ fn agency_add_reads_the_trust_domain_of_an_openssl_ca_and_the_gateway_accepts_it
 
 /// A CA that says its trust domain only in a permitted URI name
 /// constraint (the form the SPIFFE X.509 profile suggests for a CA limited
-/// to one trust domain): `agency add` reads the domain from it, and a
-/// real gateway with that CA accepts the certificate it issued.
+/// to one trust domain): `agency add` reads the domain from it and issues
+/// the agency's certificate for it. (No handshake here: rustls-webpki
+/// does not process URI name constraints and fails closed on them, so a
+/// gateway refuses every certificate under such a CA with
+/// `NameConstraintViolation`; see docs/operations.md#identities.)
 #[test]
 fn agency_add_reads_the_trust_domain_of_a_uri_name_constraint() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +144,6 @@ fn agency_add_reads_the_trust_domain_of_a_uri_name_constraint() {
         uri_of(&root.join("pki/education.crt")),
         "spiffe://interop.gov.ma/agency/education"
     );
-    accepted_by_a_gateway(root);
 }
 
 /// Starts `jisr serve` on `root/jisr.toml` and probes it as `education`

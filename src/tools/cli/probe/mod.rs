@@ -85,6 +85,7 @@ pub fn run(args: &ProbeArgs) -> ExitCode {
 #[derive(Default)]
 pub(super) struct Report {
     passed: usize,
+    warned: usize,
     failed: bool,
 }
 
@@ -101,6 +102,7 @@ impl Report {
 
     /// Something to know that does not fail the probe.
     fn warn(&mut self, step: &str, what: &str) {
+        self.warned += 1;
         println!("warn  {step:<12} {what}");
     }
 }

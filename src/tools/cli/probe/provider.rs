@@ -82,7 +82,7 @@ async fn probe(target: &Target<'_>, upstreams: &[String]) -> bool {
         target.agency,
         node.id,
         node.trust_domain.gateway_uri(node.id.as_str()),
-        target.config.tls.cert.display()
+        shown(&target.config.tls.cert)
     );
     let mut report = Report::default();
     for addr in upstreams {
@@ -177,7 +177,7 @@ async fn connect(
     let connecting = tokio_rustls::TlsConnector::from(config).connect(name, tcp);
     match tokio::time::timeout(STEP_TIMEOUT, connecting).await {
         Ok(Ok(stream)) => {
-            let ca = target.config.tls.ca.display();
+            let ca = shown(&target.config.tls.ca);
             report.ok(
                 "tls",
                 &format!("TLS 1.3, the provider's certificate chains to {ca}"),
@@ -200,6 +200,19 @@ async fn connect(
     }
 }
 
+/// A file of the configuration as the operator would type it: relative to
+/// the working directory when it lies under it (the configuration holds
+/// it resolved against its own directory).
+fn shown(path: &Path) -> String {
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf));
+    relative
+        .unwrap_or_else(|| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
 /// Why the gateway's side refused the provider's certificate, and the fix.
 fn refused_provider(
     e: &std::io::Error,
@@ -212,7 +225,7 @@ fn refused_provider(
     let rustls_error = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>());
-    let ca = target.config.tls.ca.display();
+    let ca = shown(&target.config.tls.ca);
     match rustls_error {
         Some(rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature)) => (
             format!("the provider's certificate is issued by a different CA than this node's `[tls] ca` ({ca}): {reason}"),
@@ -242,7 +255,7 @@ async fn accepted(
     let greeting = tokio::time::timeout(STEP_TIMEOUT, tls::h2_greeting(stream))
         .await
         .unwrap_or_else(|_| Err(Greeting::Other("no answer in time".into())));
-    let fix = format!("the back-end must require a client certificate from the node's CA ({}) and accept the gateway's identities, spiffe://{domain}/gateway/<node-id> (this node: {gateway}); docs/onboarding.md shows how per language", target.config.tls.ca.display());
+    let fix = format!("the back-end must require a client certificate from the node's CA ({}) and accept the gateway's identities, spiffe://{domain}/gateway/<node-id> (this node: {gateway}); docs/stacks.md shows how per language", shown(&target.config.tls.ca));
     let what = match greeting {
         Ok(()) => {
             report.ok(
