@@ -24,10 +24,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         ["proto"],
     )?;
+    // The sample agencies' contracts, for their server reflection.
+    let samples = protox::compile(
+        [
+            "proto/agencies/civilstatus/v1/civilstatus.proto",
+            "proto/agencies/tax/v1/tax.proto",
+            "proto/agencies/health/v1/health.proto",
+        ],
+        ["proto"],
+    )?;
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out.join("jisr_own.bin"),
         prost::Message::encode_to_vec(&own),
+    )?;
+    std::fs::write(
+        out.join("samples.bin"),
+        prost::Message::encode_to_vec(&samples),
     )?;
     tonic_prost_build::configure()
         .build_server(true)

@@ -8,6 +8,11 @@
 pub const JISR_FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/jisr_own.bin"));
 
+/// The encoded descriptors of the sample agencies' contracts (for their
+/// server reflection, see `tools::samples`).
+pub const SAMPLES_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/samples.bin"));
+
 /// `proto/jisr`: annotations and Jisr's own APIs.
 pub mod jisr {
     tonic::include_proto!("jisr");

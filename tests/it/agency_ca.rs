@@ -110,8 +110,45 @@ fn agency_add_reads_the_trust_domain_of_an_openssl_ca_and_the_gateway_accepts_it
         uri_of(&root.join("pki/education.crt")),
         "spiffe://interop.gov.ma/agency/education"
     );
-
     // A real gateway with that CA accepts the certificate.
+    accepted_by_a_gateway(root);
+}
+
+/// A CA that says its trust domain only in a permitted URI name
+/// constraint (the form the SPIFFE X.509 profile suggests for a CA limited
+/// to one trust domain): `agency add` reads the domain from it and issues
+/// the agency's certificate for it. (No handshake here: rustls-webpki
+/// does not process URI name constraints and fails closed on them, so a
+/// gateway refuses every certificate under such a CA with
+/// `NameConstraintViolation`; see docs/operations.md#identities.)
+#[test]
+fn agency_add_reads_the_trust_domain_of_a_uri_name_constraint() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    openssl_ca(
+        root,
+        &[
+            "-addext",
+            "nameConstraints=critical,permitted;URI:interop.gov.ma",
+        ],
+        None,
+    );
+    let out = add(root, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("issued pki/education.crt and pki/education.key"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(
+        uri_of(&root.join("pki/education.crt")),
+        "spiffe://interop.gov.ma/agency/education"
+    );
+}
+
+/// Starts `jisr serve` on `root/jisr.toml` and probes it as `education`
+/// until the gateway has accepted the agency's certificate (20 s at most).
+fn accepted_by_a_gateway(root: &Path) {
     let serve = Proc::spawn(
         "serve",
         jisr()

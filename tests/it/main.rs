@@ -43,6 +43,7 @@ mod lifecycle;
 mod officials;
 mod onboard;
 mod probe;
+mod probe_provider;
 mod python;
 mod recover;
 mod recover_segments;

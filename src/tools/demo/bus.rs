@@ -4,6 +4,7 @@
 
 use super::network::Network;
 use super::script::connect;
+use crate::proto::jisr::audit::v1::{AuditRecord, Kind};
 use crate::proto::jisr::bus::v1::{
     bus_client::BusClient, AckRequest, Delivery, PublishRequest, SubscribeRequest,
 };
@@ -151,13 +152,30 @@ async fn print_trail(network: &Network) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for entry in entries.iter().rev() {
-        if let Some(r) = entry.record.as_ref().filter(|r| r.topic == TOPIC) {
-            println!(
-                "  {}",
-                crate::tools::cli::audit::render(entry.index, r, false)
-            );
-        }
+    let mut trail: Vec<_> = (entries.iter().rev())
+        .filter_map(|e| Some((e.index, e.record.as_ref().filter(|r| r.topic == TOPIC)?)))
+        .collect();
+    in_subscriber_order(&mut trail);
+    for (index, r) in trail {
+        println!("  {}", crate::tools::cli::audit::render(index, r, false));
     }
     Ok(())
+}
+
+/// One event's deliveries go out to its subscribers concurrently, so their
+/// entries land in the log in any order: each run of them is shown by
+/// subscriber id (their log indexes say in which order they landed), so
+/// the demo prints the same trail every run.
+fn in_subscriber_order(trail: &mut [(u64, &AuditRecord)]) {
+    let delivered = |r: &AuditRecord| r.kind == Kind::EventDelivered as i32;
+    let mut i = 0;
+    while i < trail.len() {
+        let event = &trail[i].1.event_id;
+        let run = trail[i..]
+            .iter()
+            .take_while(|(_, r)| delivered(r) && &r.event_id == event)
+            .count();
+        trail[i..i + run].sort_by(|a, b| a.1.consumer.cmp(&b.1.consumer));
+        i += run.max(1);
+    }
 }

@@ -44,12 +44,22 @@ pub async fn serve(
     let local = listener.local_addr().ok();
     let (tx, rx) = mpsc::channel::<Incoming>(PENDING_CONNECTIONS);
     let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), tx));
+    // Like a well-kept back-end, each sample answers grpc.health (the whole
+    // server SERVING) and server reflection of its contract: what
+    // `jisr probe --provider` checks from the gateway's side.
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::SAMPLES_FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("cannot set up the sample's server reflection")?;
     let mut builder = Server::builder();
     let router = match agency {
         SampleAgency::CivilStatus => builder.add_service(CivilStatusServer::new(CivilStatusSample)),
         SampleAgency::Tax => builder.add_service(TaxRecordsServer::new(TaxSample)),
         SampleAgency::Health => builder.add_service(HealthRecordsServer::new(HealthSample)),
-    };
+    }
+    .add_service(health)
+    .add_service(reflection);
     tracing::info!(agency = agency.id(), address = ?local, "sample agency listening");
     let result = router
         .serve_with_incoming_shutdown(ReceiverStream::new(rx), shutdown)

@@ -1,6 +1,6 @@
 """The Ministry of Education's client of the fund's contract, in Python
 (grpcio): the ministry's certificate, the platform CA, and the jisr-*
-metadata, as docs/onboarding.md shows. Prints one JSON object per call.
+metadata, as docs/stacks.md shows. Prints one JSON object per call.
 
 Usage: coverage_consumer.py GENERATED_DIR PKI_DIR GATEWAY [CONSENT_ID]
 """

@@ -175,6 +175,9 @@ async fn answer(request: Request<Incoming>) -> Result<Response<EchoBody>, Infall
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let Some(answer) = own_service(parts.uri.path()) {
+        return Ok(answer);
+    }
     if let Some(ms) = delay {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -199,6 +202,30 @@ async fn answer(request: Request<Incoming>) -> Result<Response<EchoBody>, Infall
         }
     }
     Ok(response)
+}
+
+/// Like most back-ends, it answers `grpc.health.v1.Health/Check` (SERVING:
+/// `jisr probe --provider` asks) and offers no server reflection
+/// (UNIMPLEMENTED, a trailers-only answer); every other path is echoed.
+fn own_service(path: &str) -> Option<Response<EchoBody>> {
+    let (frames, status) = match path {
+        // A gRPC message: uncompressed, 2 bytes, `status = SERVING (1)`.
+        "/grpc.health.v1.Health/Check" => {
+            (vec![Bytes::from_static(&[0, 0, 0, 0, 2, 0x08, 0x01])], "0")
+        }
+        p if p.starts_with("/grpc.reflection.") => (Vec::new(), "12"),
+        _ => return None,
+    };
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static(status));
+    let mut body: Vec<Result<Frame<Bytes>, Infallible>> =
+        frames.into_iter().map(|f| Ok(Frame::data(f))).collect();
+    body.push(Ok(Frame::trailers(trailers)));
+    let mut response = Response::new(StreamBody::new(futures_util::stream::iter(body)));
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    Some(response)
 }
 
 fn ok_trailers() -> HeaderMap {

@@ -4,7 +4,10 @@
 //! it is), whether the gateway kept the connection (it accepted the
 //! certificate and knows the agency), a harmless health call, what the
 //! rules let the agency call, and whether the gateway reaches each
-//! provider of those methods.
+//! provider of those methods. With `--config` and `--provider` it is the
+//! gateway's side instead: from the node's own configuration and
+//! certificate, each step towards each instance of one provider
+//! ([`provider`]).
 
 use crate::identity::{AgencyId, PeerIdentity, TrustDomain};
 use crate::proto::jisr::probe::v1::{probe_client::ProbeClient, CheckRequest};
@@ -17,24 +20,35 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
 mod calls;
+mod contract;
+mod provider;
 use calls::{channel, health, rules};
 
 /// How long each network step may take.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What `jisr probe` is given.
+/// What `jisr probe` is given: `--gateway`, `--pki` and `--as` for an
+/// agency's probe of the gateway, or `--config` and `--provider` for the
+/// gateway's probe of a provider.
 #[derive(Debug, clap::Args)]
 pub struct ProbeArgs {
     /// Gateway address host:port, or @FILE to read it from a file.
-    #[arg(long)]
-    pub gateway: String,
+    #[arg(long, required_unless_present = "provider")]
+    pub gateway: Option<String>,
     /// Directory holding `ca.crt` and `<agency>.crt`/`.key`, as `jisr agency
     /// add` issued them.
-    #[arg(long)]
-    pub pki: PathBuf,
+    #[arg(long, required_unless_present = "provider")]
+    pub pki: Option<PathBuf>,
     /// The agency probing.
-    #[arg(long = "as")]
-    pub agency: String,
+    #[arg(long = "as", required_unless_present = "provider")]
+    pub agency: Option<String>,
+    /// The gateway's configuration: probe a provider from the node's side,
+    /// with the node's certificate (with --provider).
+    #[arg(long, requires = "provider")]
+    pub config: Option<PathBuf>,
+    /// The provider agency whose upstream instances to probe (with --config).
+    #[arg(long, requires = "config", conflicts_with_all = ["gateway", "pki", "agency", "ca", "cert", "key"])]
+    pub provider: Option<String>,
     /// The platform CA (default: `<pki>/ca.crt`).
     #[arg(long)]
     pub ca: Option<PathBuf>,
@@ -46,8 +60,12 @@ pub struct ProbeArgs {
     pub key: Option<PathBuf>,
 }
 
-/// Runs `jisr probe`: exit 0 when every step passed, 1 otherwise.
+/// Runs `jisr probe`: exit 0 when every step passed, 1 otherwise (64 for
+/// a configuration that does not load).
 pub fn run(args: &ProbeArgs) -> ExitCode {
+    if let (Some(config), Some(provider)) = (&args.config, &args.provider) {
+        return provider::run(config, provider);
+    }
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -65,8 +83,9 @@ pub fn run(args: &ProbeArgs) -> ExitCode {
 
 /// The printed verdicts; remembers whether one failed.
 #[derive(Default)]
-struct Report {
+pub(super) struct Report {
     passed: usize,
+    warned: usize,
     failed: bool,
 }
 
@@ -80,36 +99,42 @@ impl Report {
         self.failed = true;
         println!("FAIL  {step:<12} {what}\n      fix: {fix}");
     }
+
+    /// Something to know that does not fail the probe.
+    fn warn(&mut self, step: &str, what: &str) {
+        self.warned += 1;
+        println!("warn  {step:<12} {what}");
+    }
 }
 
 async fn probe(args: &ProbeArgs) -> anyhow::Result<bool> {
     tls::install_crypto_provider();
+    // clap requires the three unless --provider is given, handled above.
+    let (Some(gateway), Some(pki), Some(agency)) = (&args.gateway, &args.pki, &args.agency) else {
+        anyhow::bail!("pass --gateway, --pki and --as (an agency's probe of the gateway), or --config and --provider (the gateway's probe of a provider)");
+    };
     let files = TlsFiles {
-        ca: args.ca.clone().unwrap_or_else(|| args.pki.join("ca.crt")),
-        cert: (args.cert.clone()).unwrap_or_else(|| args.pki.join(format!("{}.crt", args.agency))),
-        key: (args.key.clone()).unwrap_or_else(|| args.pki.join(format!("{}.key", args.agency))),
+        ca: args.ca.clone().unwrap_or_else(|| pki.join("ca.crt")),
+        cert: (args.cert.clone()).unwrap_or_else(|| pki.join(format!("{agency}.crt"))),
+        key: (args.key.clone()).unwrap_or_else(|| pki.join(format!("{agency}.key"))),
         crls: Vec::new(),
     };
-    let addr = match args.gateway.strip_prefix('@') {
+    let addr = match gateway.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .map_err(|e| anyhow::anyhow!("cannot read {file}: {e}"))?
             .trim()
             .to_owned(),
-        None => args.gateway.clone(),
+        None => gateway.clone(),
     };
     let mut report = Report::default();
-    println!(
-        "probing {addr} as `{}` with {}",
-        args.agency,
-        files.cert.display()
-    );
-    let Some(domain) = certificate(&mut report, &files.cert, &args.agency) else {
+    println!("probing {addr} as `{agency}` with {}", files.cert.display());
+    let Some(domain) = certificate(&mut report, &files.cert, agency) else {
         return Ok(false);
     };
     let Some(mut stream) = handshake(&mut report, &files, &domain, &addr).await else {
         return Ok(false);
     };
-    if !accepted(&mut report, &mut stream, &args.agency).await {
+    if !accepted(&mut report, &mut stream, agency).await {
         return Ok(false);
     }
     drop(stream);
