@@ -15,7 +15,28 @@ use std::time::{Duration, Instant};
 /// from it (given `domain` when the CA does not say it).
 fn openssl_ca(dir: &Path, extra: &[&str], domain: Option<&str>) {
     let pki = dir.join("pki");
-    std::fs::create_dir_all(&pki).unwrap();
+    openssl_ca_cert(&pki, extra);
+    let mut issue = jisr();
+    issue.args(["pki", "issue", "--dir", "pki", "--gateway-node", "gw-1"]);
+    if let Some(domain) = domain {
+        issue.args(["--trust-domain", domain]);
+    }
+    let out = issue.current_dir(dir).output().unwrap();
+    assert!(out.status.success(), "pki issue: {out:?}");
+    std::fs::rename(pki.join("gateway-gw-1.crt"), pki.join("gateway.crt")).unwrap();
+    std::fs::rename(pki.join("gateway-gw-1.key"), pki.join("gateway.key")).unwrap();
+    let config = format!(
+        "[node]\nid = \"gw-1\"\ntrust_domain = \"interop.gov.ma\"\nlisten = \"{}\"\n\n\
+         [tls]\nca = \"pki/ca.crt\"\ncert = \"pki/gateway.crt\"\nkey = \"pki/gateway.key\"\n\n\
+         [catalogue]\ninclude = [\"proto\"]\n\n[audit]\ndir = \"audit\"\n",
+        free_addr()
+    );
+    std::fs::write(dir.join("jisr.toml"), config).unwrap();
+}
+
+/// An openssl-made CA (`ca.crt`, `ca.key`) in `pki`, with `extra` options.
+fn openssl_ca_cert(pki: &Path, extra: &[&str]) {
+    std::fs::create_dir_all(pki).unwrap();
     let mut args = vec![
         "req",
         "-x509",
@@ -40,26 +61,10 @@ fn openssl_ca(dir: &Path, extra: &[&str], domain: Option<&str>) {
     args.extend(extra);
     let out = Command::new("openssl")
         .args(&args)
-        .current_dir(&pki)
+        .current_dir(pki)
         .output()
         .expect("openssl (scripts/test.sh installs it)");
     assert!(out.status.success(), "openssl: {out:?}");
-    let mut issue = jisr();
-    issue.args(["pki", "issue", "--dir", "pki", "--gateway-node", "gw-1"]);
-    if let Some(domain) = domain {
-        issue.args(["--trust-domain", domain]);
-    }
-    let out = issue.current_dir(dir).output().unwrap();
-    assert!(out.status.success(), "pki issue: {out:?}");
-    std::fs::rename(pki.join("gateway-gw-1.crt"), pki.join("gateway.crt")).unwrap();
-    std::fs::rename(pki.join("gateway-gw-1.key"), pki.join("gateway.key")).unwrap();
-    let config = format!(
-        "[node]\nid = \"gw-1\"\ntrust_domain = \"interop.gov.ma\"\nlisten = \"{}\"\n\n\
-         [tls]\nca = \"pki/ca.crt\"\ncert = \"pki/gateway.crt\"\nkey = \"pki/gateway.key\"\n\n\
-         [catalogue]\ninclude = [\"proto\"]\n\n[audit]\ndir = \"audit\"\n",
-        free_addr()
-    );
-    std::fs::write(dir.join("jisr.toml"), config).unwrap();
 }
 
 fn add(dir: &Path, extra: &[&str]) -> Output {
@@ -114,36 +119,44 @@ fn agency_add_reads_the_trust_domain_of_an_openssl_ca_and_the_gateway_accepts_it
     accepted_by_a_gateway(root);
 }
 
-/// A CA that says its trust domain only in a permitted URI name
-/// constraint (the form the SPIFFE X.509 profile suggests for a CA limited
-/// to one trust domain): `agency add` reads the domain from it and issues
-/// the agency's certificate for it. (No handshake here: rustls-webpki
-/// does not process URI name constraints and fails closed on them, so a
-/// gateway refuses every certificate under such a CA with
-/// `NameConstraintViolation`; see docs/operations.md#identities.)
+/// A CA limited by a URI name constraint (the form the SPIFFE X.509
+/// profile suggests for a CA limited to one trust domain) cannot serve:
+/// rustls-webpki does not process URI name constraints and fails closed,
+/// so a gateway would refuse every certificate under it with
+/// `NameConstraintViolation`. Issuing from it (`pki issue`, and `agency
+/// add` through the same check of the CA) is refused up front, with or
+/// without `--trust-domain`, saying why and what CA to use; nothing is
+/// written.
 #[test]
-fn agency_add_reads_the_trust_domain_of_a_uri_name_constraint() {
+fn a_ca_with_a_uri_name_constraint_is_refused_before_anything_is_issued() {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    openssl_ca(
-        root,
+    let pki = dir.path().join("pki");
+    openssl_ca_cert(
+        &pki,
         &[
             "-addext",
             "nameConstraints=critical,permitted;URI:interop.gov.ma",
         ],
-        None,
     );
-    let out = add(root, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("issued pki/education.crt and pki/education.key"),
-        "{}",
-        text(&out)
-    );
-    assert_eq!(
-        uri_of(&root.join("pki/education.crt")),
-        "spiffe://interop.gov.ma/agency/education"
-    );
+    for extra in [&[][..], &["--trust-domain", "interop.gov.ma"][..]] {
+        let out = jisr()
+            .args(["pki", "issue", "--dir", "pki", "--gateway-node", "gw-1"])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{}", text(&out));
+        let said = text(&out);
+        for needle in [
+            "has a URI name constraint (`interop.gov.ma`)",
+            "NameConstraintViolation",
+            "nothing was issued",
+            "`spiffe://<trust domain>` URI subject alternative name",
+        ] {
+            assert!(said.contains(needle), "{needle:?} not in:\n{said}");
+        }
+        assert!(!pki.join("gateway-gw-1.crt").exists());
+    }
 }
 
 /// Starts `jisr serve` on `root/jisr.toml` and probes it as `education`

@@ -54,8 +54,11 @@ pub fn resolve_domain(dir: &Path, given: Option<&TrustDomain>) -> Result<TrustDo
 /// The trust domain of the CA in `dir`, read from the CA certificate:
 /// its name as `jisr pki init` writes it, else (a CA made otherwise, e.g.
 /// with openssl) its SPIFFE URI SAN (`spiffe://<trust domain>`, as the
-/// SPIFFE X.509 profile gives signing certificates), else its permitted
-/// URI name constraint (`<trust domain>`).
+/// SPIFFE X.509 profile gives signing certificates). A CA with a URI name
+/// constraint is refused whatever it says: rustls-webpki, the nodes'
+/// certificate check, does not process URI name constraints and fails
+/// closed, so every certificate issued under it would be refused at the
+/// handshake.
 pub fn ca_trust_domain(dir: &Path) -> Result<TrustDomain, PkiError> {
     let path = dir.join("ca.crt");
     let pem = std::fs::read(&path).map_err(|source| PkiError::Read {
@@ -81,19 +84,22 @@ pub fn ca_trust_domain(dir: &Path) -> Result<TrustDomain, PkiError> {
                 _ => None,
             })
         });
-    let constrained = cert.name_constraints().ok().flatten().and_then(|nc| {
-        nc.value
+    let uri_constraint = cert.name_constraints().ok().flatten().and_then(|nc| {
+        let subtrees = nc
+            .value
             .permitted_subtrees
             .iter()
-            .flatten()
-            .find_map(|subtree| match subtree.base {
-                GeneralName::URI(host) => Some(host.trim_start_matches('.')),
-                _ => None,
-            })
+            .chain(&nc.value.excluded_subtrees);
+        subtrees.flatten().find_map(|subtree| match subtree.base {
+            GeneralName::URI(uri) => Some(uri.to_owned()),
+            _ => None,
+        })
     });
+    if let Some(constraint) = uri_constraint {
+        return Err(PkiError::UriNameConstraint { path, constraint });
+    }
     named
         .or(san)
-        .or(constrained)
         .map(|domain| domain.trim_end_matches('/'))
         .and_then(|domain| TrustDomain::parse(domain).ok())
         .ok_or_else(unknown)

@@ -75,8 +75,17 @@ pub enum PkiError {
     },
     /// The CA's name does not say its trust domain (a CA not made by
     /// `jisr pki init`).
-    #[error("cannot read the trust domain from {0}: its name is not `Jisr development CA (<trust domain>)` (a CA not made by `jisr pki init`), it has no `spiffe://<trust domain>` URI subject alternative name and no permitted URI name constraint; pass --trust-domain with the domain its certificates are for")]
+    #[error("cannot read the trust domain from {0}: its name is not `Jisr development CA (<trust domain>)` (a CA not made by `jisr pki init`) and it has no `spiffe://<trust domain>` URI subject alternative name; pass --trust-domain with the domain its certificates are for")]
     UnknownTrustDomain(PathBuf),
+    /// The CA limits its certificates with a URI name constraint, which
+    /// the nodes' certificate check cannot process.
+    #[error("the CA in {path} has a URI name constraint (`{constraint}`): Jisr's certificate check (rustls-webpki) does not process URI name constraints and refuses every certificate under such a CA at the handshake (NameConstraintViolation), so nothing was issued; use a CA without URI name constraints that says its trust domain in a `spiffe://<trust domain>` URI subject alternative name (DNS name constraints are fine)")]
+    UriNameConstraint {
+        /// The CA certificate.
+        path: PathBuf,
+        /// The constraint found.
+        constraint: String,
+    },
     /// `--trust-domain` names another domain than the CA's.
     #[error("the CA in {path} issues certificates for trust domain `{ca}`, not `{given}`; leave out --trust-domain (the CA's is used) or pass --dir of the `{given}` PKI")]
     DomainMismatch {
