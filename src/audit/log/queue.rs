@@ -2,9 +2,10 @@
 //!
 //! One thread takes every append waiting in the channel (up to
 //! [`MAX_BATCH`]) and hands the batch to its [`Storage`] target at once,
-//! even while the previous batch's fsync is in flight on another thread
+//! even while the previous batch's fsync is in flight on the sync thread
 //! ([`pipeline`]): batches are written as they arrive, and synced one
-//! fsync after another, each covering everything written before it began.
+//! fsync after another, each covering everything written before it began;
+//! the sync thread acknowledges what each covered.
 //! A batch is acknowledged only once a sync that began after it was written
 //! has succeeded, and batches are acknowledged in log order. While entries
 //! arrive it signs a checkpoint of the durable entries at least every
@@ -154,7 +155,10 @@ impl<S: Storage> Queue<S> {
     }
 
     /// How long to wait for the next append: until the checkpoint interval
-    /// ends if entries are unsigned, else for as long as it takes.
+    /// ends if entries are unsigned, else for as long as it takes. Entries
+    /// written and not yet durable count as unsigned: the sync thread
+    /// makes them durable without waking the writer, whose timer then
+    /// signs them.
     fn wait(&self) -> Option<Duration> {
         let pending = self
             .shared
@@ -162,7 +166,7 @@ impl<S: Storage> Queue<S> {
             .read()
             .map(|c| c.checkpoint.size)
             .unwrap_or(0)
-            < self.size();
+            < self.size() + self.unacknowledged();
         pending.then(|| self.interval.saturating_sub(self.last_checkpoint.elapsed()))
     }
 }
@@ -236,7 +240,13 @@ fn write_until_closed<S: Storage>(
         // then holds callers back.
         let wait = core.room(core.lock()).wait();
         match rt.block_on(pipeline::next_event(rx, wait)) {
-            Event::Interval => core.lock().checkpoint(), // entries unsigned for an interval
+            Event::Interval => {
+                // Entries unsigned for an interval; if none became durable
+                // since the last checkpoint, look again an interval later.
+                let mut queue = core.lock();
+                queue.checkpoint();
+                queue.last_checkpoint = Instant::now();
+            }
             Event::Gone => {
                 // Every sender is gone: answer what is written, then stop.
                 drop(core.settle(core.lock()));

@@ -25,7 +25,10 @@ mod procs;
 pub mod replicas;
 mod report;
 
+use std::collections::HashMap;
 use std::path::Path;
+
+use anyhow::Context as _;
 
 use crate::tls::{self, TlsFiles};
 pub use args::BenchArgs;
@@ -164,8 +167,18 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
     let pki = args.pki.as_deref().unwrap_or(Path::new("."));
     let client = tls::tonic_client_tls(&TlsFiles::for_agency(pki, &args.agency))?;
     let mut endpoints = Endpoints::gateway(addr, &client, args.connections).await?;
-    if let Some(manager) = &args.consents_as {
-        let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
+    let consents = match (&args.consents_as, &args.consent_ids) {
+        (Some(manager), ids) => {
+            let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
+            if let Some(file) = ids {
+                save_consent_ids(file, &consents)?;
+            }
+            Some(consents)
+        }
+        (None, Some(file)) => Some(load_consent_ids(file)?),
+        (None, None) => None,
+    };
+    if let Some(consents) = consents {
         endpoints = endpoints.with_consents(std::sync::Arc::new(consents));
     }
     let pid = args.gateway_pid.or_else(|| {
@@ -188,6 +201,34 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
         targets: vec![summary],
         skipped: Vec::new(),
     })
+}
+
+/// Saves granted consents' ids, one `citizen id` pair a line.
+fn save_consent_ids(file: &Path, consents: &HashMap<String, String>) -> anyhow::Result<()> {
+    let text: String = consents
+        .iter()
+        .map(|(c, id)| format!("{c} {id}\n"))
+        .collect();
+    std::fs::write(file, text)
+        .with_context(|| format!("cannot save the consent ids to {}", file.display()))
+}
+
+/// Reads the consents' ids [`save_consent_ids`] saved.
+fn load_consent_ids(file: &Path) -> anyhow::Result<HashMap<String, String>> {
+    let text = std::fs::read_to_string(file).with_context(|| {
+        format!(
+            "cannot read the consent ids from {}: save them first with --consents-as AGENCY --consent-ids FILE",
+            file.display()
+        )
+    })?;
+    text.lines()
+        .map(|line| {
+            let (citizen, id) = line.split_once(' ').with_context(|| {
+                format!("{}: `{line}` is not a `citizen id` pair", file.display())
+            })?;
+            Ok((citizen.to_owned(), id.to_owned()))
+        })
+        .collect()
 }
 
 /// The own network: Jisr alone, or with `--compare` direct, Jisr, nginx and

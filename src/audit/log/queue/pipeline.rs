@@ -85,6 +85,11 @@ fn run_job(job: SyncJob) -> Result<(), String> {
 }
 
 impl<S: Storage> Queue<S> {
+    /// Entries written and not yet acknowledged (or refused).
+    pub(super) fn unacknowledged(&self) -> u64 {
+        self.waiting.iter().map(|w| w.entries).sum()
+    }
+
     /// Entries written and not covered by the sync in flight.
     fn uncovered(&self) -> u64 {
         let covered = self.syncing.as_ref().map_or(0, |s| s.batches);
