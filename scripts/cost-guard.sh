@@ -21,9 +21,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/debug/jisr}
-# Debug build (`cargo build`), 2026-12-07, after issue 20's sync-thread
-# acknowledgements; runs of one binary spread over a few per cent.
-BASELINE=3300000
+# Debug build (`cargo build`, rustc 1.95.0), 2026-12-07, after issue 20's sync-thread
+# acknowledgements: 2,712,537 (one run; see docs/BENCHMARKS.md).
+BASELINE=2712537
 WARM=${WARM:-20}
 CALLS=${CALLS:-100}
 
