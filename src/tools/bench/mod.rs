@@ -396,4 +396,27 @@ mod tests {
         let gateway_without_pki = Cli::try_parse_from(["bench", "--gateway", "127.0.0.1:1"]);
         assert!(gateway_without_pki.is_err());
     }
+
+    #[test]
+    fn consent_ids_read_back_as_saved_and_a_bad_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ids");
+        let saved = HashMap::from([
+            ("AB1".to_owned(), "c1".to_owned()),
+            ("CD2".into(), "c2".into()),
+        ]);
+        save_consent_ids(&file, &saved).unwrap();
+        assert_eq!(load_consent_ids(&file).unwrap(), saved);
+        std::fs::write(&file, "AB1\n").unwrap();
+        let err = format!("{:#}", load_consent_ids(&file).unwrap_err());
+        assert!(err.contains("`AB1` is not a `citizen id` pair"), "{err}");
+        let missing = format!(
+            "{:#}",
+            load_consent_ids(&dir.path().join("none")).unwrap_err()
+        );
+        assert!(
+            missing.contains("--consents-as AGENCY --consent-ids FILE"),
+            "{missing}"
+        );
+    }
 }
