@@ -19,16 +19,14 @@ pub mod consent;
 pub mod console;
 mod disk;
 mod haproxy;
+mod ids;
 mod load;
 mod nginx;
 mod procs;
 pub mod replicas;
 mod report;
 
-use std::collections::HashMap;
 use std::path::Path;
-
-use anyhow::Context as _;
 
 use crate::tls::{self, TlsFiles};
 pub use args::BenchArgs;
@@ -171,11 +169,11 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
         (Some(manager), ids) => {
             let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
             if let Some(file) = ids {
-                save_consent_ids(file, &consents)?;
+                ids::save(file, &consents)?;
             }
             Some(consents)
         }
-        (None, Some(file)) => Some(load_consent_ids(file)?),
+        (None, Some(file)) => Some(ids::load(file)?),
         (None, None) => None,
     };
     if let Some(consents) = consents {
@@ -201,34 +199,6 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
         targets: vec![summary],
         skipped: Vec::new(),
     })
-}
-
-/// Saves granted consents' ids, one `citizen id` pair a line.
-fn save_consent_ids(file: &Path, consents: &HashMap<String, String>) -> anyhow::Result<()> {
-    let text: String = consents
-        .iter()
-        .map(|(c, id)| format!("{c} {id}\n"))
-        .collect();
-    std::fs::write(file, text)
-        .with_context(|| format!("cannot save the consent ids to {}", file.display()))
-}
-
-/// Reads the consents' ids [`save_consent_ids`] saved.
-fn load_consent_ids(file: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(file).with_context(|| {
-        format!(
-            "cannot read the consent ids from {}: save them first with --consents-as AGENCY --consent-ids FILE",
-            file.display()
-        )
-    })?;
-    text.lines()
-        .map(|line| {
-            let (citizen, id) = line.split_once(' ').with_context(|| {
-                format!("{}: `{line}` is not a `citizen id` pair", file.display())
-            })?;
-            Ok((citizen.to_owned(), id.to_owned()))
-        })
-        .collect()
 }
 
 /// The own network: Jisr alone, or with `--compare` direct, Jisr, nginx and
@@ -395,28 +365,5 @@ mod tests {
         assert!(both.is_err());
         let gateway_without_pki = Cli::try_parse_from(["bench", "--gateway", "127.0.0.1:1"]);
         assert!(gateway_without_pki.is_err());
-    }
-
-    #[test]
-    fn consent_ids_read_back_as_saved_and_a_bad_file_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("ids");
-        let saved = HashMap::from([
-            ("AB1".to_owned(), "c1".to_owned()),
-            ("CD2".into(), "c2".into()),
-        ]);
-        save_consent_ids(&file, &saved).unwrap();
-        assert_eq!(load_consent_ids(&file).unwrap(), saved);
-        std::fs::write(&file, "AB1\n").unwrap();
-        let err = format!("{:#}", load_consent_ids(&file).unwrap_err());
-        assert!(err.contains("`AB1` is not a `citizen id` pair"), "{err}");
-        let missing = format!(
-            "{:#}",
-            load_consent_ids(&dir.path().join("none")).unwrap_err()
-        );
-        assert!(
-            missing.contains("--consents-as AGENCY --consent-ids FILE"),
-            "{missing}"
-        );
     }
 }
