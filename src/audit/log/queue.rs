@@ -2,9 +2,10 @@
 //!
 //! One thread takes every append waiting in the channel (up to
 //! [`MAX_BATCH`]) and hands the batch to its [`Storage`] target at once,
-//! even while the previous batch's fsync is in flight on another thread
+//! even while the previous batch's fsync is in flight on the sync thread
 //! ([`pipeline`]): batches are written as they arrive, and synced one
-//! fsync after another, each covering everything written before it began.
+//! fsync after another, each covering everything written before it began;
+//! the sync thread acknowledges what each covered.
 //! A batch is acknowledged only once a sync that began after it was written
 //! has succeeded, and batches are acknowledged in log order. While entries
 //! arrive it signs a checkpoint of the durable entries at least every
@@ -18,7 +19,7 @@ use super::{Shared, SignedCheckpoint};
 use crate::audit::merkle;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::AuditError;
-use pipeline::{Event, Syncing, Waiting};
+use pipeline::{Core, Event, Syncing, Waiting};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -59,6 +60,8 @@ pub(super) struct Queue<S> {
     waiting: VecDeque<Waiting>,
     /// The sync in flight, if any.
     syncing: Option<Syncing>,
+    /// The writer is done: the sync thread ends once nothing is left.
+    stopping: bool,
 }
 
 /// What one wake-up took from the channel.
@@ -84,6 +87,7 @@ impl<S: Storage> Queue<S> {
             last_checkpoint: Instant::now(),
             waiting: VecDeque::new(),
             syncing: None,
+            stopping: false,
         }
     }
 
@@ -151,7 +155,10 @@ impl<S: Storage> Queue<S> {
     }
 
     /// How long to wait for the next append: until the checkpoint interval
-    /// ends if entries are unsigned, else for as long as it takes.
+    /// ends if entries are unsigned, else for as long as it takes. Entries
+    /// written and not yet durable count as unsigned: the sync thread
+    /// makes them durable without waking the writer, whose timer then
+    /// signs them.
     fn wait(&self) -> Option<Duration> {
         let pending = self
             .shared
@@ -159,7 +166,7 @@ impl<S: Storage> Queue<S> {
             .read()
             .map(|c| c.checkpoint.size)
             .unwrap_or(0)
-            < self.size();
+            < self.size() + self.unacknowledged();
         pending.then(|| self.interval.saturating_sub(self.last_checkpoint.elapsed()))
     }
 }
@@ -187,54 +194,82 @@ fn drain(first: Request, rx: &mut mpsc::Receiver<Request>) -> Batch {
     batch
 }
 
-/// The writer thread's loop.
-pub(super) fn run<S: Storage>(mut queue: Queue<S>, mut rx: mpsc::Receiver<Request>) {
-    // Its blocking pool runs the fsyncs (one at a time) beside the writer.
-    let rt = match tokio::runtime::Builder::new_current_thread()
+/// The writer thread's loop; it starts the sync thread beside it.
+pub(super) fn run<S: Storage + Send + 'static>(queue: Queue<S>, mut rx: mpsc::Receiver<Request>) {
+    // Only for the checkpoint interval's timer while waiting for appends.
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
-        .thread_name("jisr-audit-sync")
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            queue
-                .shared
-                .fail(format!("cannot start the writer's runtime: {e}"));
-            return;
+        .build();
+    let shared = queue.shared.clone();
+    let core = Arc::new(Core::new(queue));
+    let syncer = rt
+        .map_err(|e| format!("cannot start the writer's runtime: {e}"))
+        .and_then(|rt| {
+            let core = core.clone();
+            std::thread::Builder::new()
+                .name("jisr-audit-sync".into())
+                .spawn(move || core.sync_loop())
+                .map(|thread| (rt, thread))
+                .map_err(|e| format!("cannot start the audit sync thread: {e}"))
+        });
+    match syncer {
+        Ok((rt, thread)) => {
+            write_until_closed(&core, &rt, &mut rx);
+            core.stop();
+            let _ = thread.join();
         }
-    };
-    queue.checkpoint();
-    queue.seal();
+        Err(why) => shared.fail(why),
+    }
+    refuse_queued(rx);
+}
+
+/// Writes what arrives until a close or until every sender is gone, then
+/// waits until everything written is answered.
+fn write_until_closed<S: Storage>(
+    core: &Core<S>,
+    rt: &tokio::runtime::Runtime,
+    rx: &mut mpsc::Receiver<Request>,
+) {
+    {
+        let mut queue = core.lock();
+        queue.checkpoint();
+        queue.seal();
+    }
     loop {
-        queue.start_sync(&rt);
-        let wait = queue.wait();
-        match rt.block_on(queue.next_event(&mut rx, wait)) {
-            Event::Synced(result) => queue.synced(result),
-            Event::Interval => queue.checkpoint(), // entries unsigned for an interval
+        // Not more than MAX_BATCH entries unsynced: the channel's bound
+        // then holds callers back.
+        let wait = core.room(core.lock()).wait();
+        match rt.block_on(pipeline::next_event(rx, wait)) {
+            Event::Interval => {
+                // Entries unsigned for an interval; if none became durable
+                // since the last checkpoint, look again an interval later.
+                let mut queue = core.lock();
+                queue.checkpoint();
+                queue.last_checkpoint = Instant::now();
+            }
             Event::Gone => {
                 // Every sender is gone: answer what is written, then stop.
-                queue.settle(&rt);
-                break;
+                drop(core.settle(core.lock()));
+                return;
             }
             Event::Request(first) => {
-                let mut batch = drain(first, &mut rx);
+                let mut batch = drain(first, rx);
                 let close = batch.close.take();
                 if !batch.payloads.is_empty() {
-                    queue.write(&rt, batch);
+                    core.write(batch);
                 }
                 if let Some(ack) = close {
-                    queue.settle(&rt);
-                    queue.checkpoint();
+                    core.settle(core.lock()).checkpoint();
                     let _ = ack.send(());
-                    break;
+                    return;
                 }
             }
         }
+        let mut queue = core.lock();
         if queue.last_checkpoint.elapsed() >= queue.interval {
             queue.checkpoint();
         }
     }
-    refuse_queued(rx);
 }
 
 /// Whatever is still queued cannot be written any more.

@@ -44,6 +44,12 @@ pub struct BenchArgs {
     /// `jisr demo --serve`.
     #[arg(long, requires = "gateway", value_name = "AGENCY")]
     pub consents_as: Option<String>,
+    /// With `--gateway`: with `--consents-as`, also save the granted
+    /// consents' ids to this file; without it, present the ids saved there
+    /// instead of granting again (a later run against the same gateway, so
+    /// that it measures the calls only: scripts/cost-guard.sh).
+    #[arg(long, requires = "gateway", value_name = "FILE")]
+    pub consent_ids: Option<PathBuf>,
     /// The process id of `--gateway`, for its CPU time and memory (default:
     /// the local process listening on its port, if any).
     #[arg(long, requires = "gateway")]

@@ -19,6 +19,7 @@ pub mod consent;
 pub mod console;
 mod disk;
 mod haproxy;
+mod ids;
 mod load;
 mod nginx;
 mod procs;
@@ -164,8 +165,18 @@ async fn external(args: &BenchArgs, addr: &str) -> anyhow::Result<Report> {
     let pki = args.pki.as_deref().unwrap_or(Path::new("."));
     let client = tls::tonic_client_tls(&TlsFiles::for_agency(pki, &args.agency))?;
     let mut endpoints = Endpoints::gateway(addr, &client, args.connections).await?;
-    if let Some(manager) = &args.consents_as {
-        let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
+    let consents = match (&args.consents_as, &args.consent_ids) {
+        (Some(manager), ids) => {
+            let consents = procs::grant_consents(addr, pki, manager, &args.agency).await?;
+            if let Some(file) = ids {
+                ids::save(file, &consents)?;
+            }
+            Some(consents)
+        }
+        (None, Some(file)) => Some(ids::load(file)?),
+        (None, None) => None,
+    };
+    if let Some(consents) = consents {
         endpoints = endpoints.with_consents(std::sync::Arc::new(consents));
     }
     let pid = args.gateway_pid.or_else(|| {

@@ -1,25 +1,30 @@
 //! Overlapped commits: the next batch is written while the previous one's
-//! fsync is in flight.
+//! fsync is in flight, and the thread that ran the fsync acknowledges.
 //!
-//! At most one sync is in flight, on the writer runtime's blocking pool; it
-//! covers every batch written before it began. Batches written meanwhile
-//! wait in [`Queue::waiting`] behind the ones it covers, and the next sync
-//! begins as soon as it ends, so the disk is never idle while something is
-//! unsynced and no batch waits for the writer to come round to it. When a
-//! sync succeeds the batches it covered are acknowledged, oldest first;
-//! none is acknowledged before a sync that began after its write has
-//! succeeded ("no audit, no data"). When one fails, every batch written and
-//! not acknowledged is refused, the log stops, and none is acknowledged
-//! after (recovery at the restart decides what the log holds).
+//! The writer thread and one sync thread share the [`Queue`] under a lock.
+//! The writer writes each batch as it arrives and, when no sync is in
+//! flight, leaves one for the sync thread ([`Queue::start_sync`]); at most
+//! one sync is in flight and it covers every batch written before it began.
+//! The sync thread runs it without the lock, then, under the lock, brings
+//! storage up to it and acknowledges the batches it covered, oldest first,
+//! and starts the next sync at once if more was written meanwhile: the disk
+//! is never idle while something is unsynced, and the writer is not woken
+//! between a sync and its acknowledgements (one thread hand-off per batch
+//! fewer than a writer that waits for its syncs; docs/BENCHMARKS.md, "Where
+//! the time goes below saturation"). None is acknowledged before a sync
+//! that began after its write has succeeded ("no audit, no data"). When one
+//! fails, every batch written and not acknowledged is refused, the log
+//! stops, and none is acknowledged after (recovery at the restart decides
+//! what the log holds).
 
 use super::{Batch, Queue, Request, MAX_BATCH};
-use crate::audit::log::storage::Storage;
+use crate::audit::log::storage::{Storage, SyncJob};
 use crate::audit::AuditError;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::runtime::Runtime;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 /// Where one append's answer goes.
 type Ack = oneshot::Sender<Result<u64, AuditError>>;
@@ -30,9 +35,10 @@ pub(in crate::audit::log) struct Waiting {
     acks: Vec<Ack>,
 }
 
-/// The fsync in flight and how many of the waiting batches it covers.
+/// The sync in flight: how many of the waiting batches it covers, and its
+/// job until the sync thread takes it.
 pub(in crate::audit::log) struct Syncing {
-    job: JoinHandle<Result<(), String>>,
+    job: Option<SyncJob>,
     batches: usize,
 }
 
@@ -42,15 +48,18 @@ pub(super) enum Event {
     Request(Request),
     /// Every sender is gone.
     Gone,
-    /// The sync in flight ended.
-    Synced(Result<(), String>),
     /// The checkpoint interval passed with entries unsigned.
     Interval,
 }
 
-/// The sync job's result, or why its thread did not return one.
-fn joined(result: Result<Result<(), String>, tokio::task::JoinError>) -> Result<(), String> {
-    result.unwrap_or_else(|e| Err(format!("the fsync thread stopped: {e}")))
+/// The queue shared by the writer and the sync thread.
+pub(super) struct Core<S> {
+    queue: Mutex<Queue<S>>,
+    /// A sync job was left, or the writer is stopping (the sync thread
+    /// waits on it).
+    work: Condvar,
+    /// A sync ended (the writer waits on it for room or to settle).
+    progress: Condvar,
 }
 
 /// The reason an error gives, without the `Unavailable` prefix: wrapped
@@ -69,7 +78,18 @@ fn refuse(acks: Vec<Ack>, why: &str) {
     }
 }
 
+/// Runs a sync job; a panic in it is a failed sync, not a lost thread.
+fn run_job(job: SyncJob) -> Result<(), String> {
+    std::panic::catch_unwind(AssertUnwindSafe(job))
+        .unwrap_or_else(|_| Err("the fsync thread stopped: the sync panicked".into()))
+}
+
 impl<S: Storage> Queue<S> {
+    /// Entries written and not yet acknowledged (or refused).
+    pub(super) fn unacknowledged(&self) -> u64 {
+        self.waiting.iter().map(|w| w.entries).sum()
+    }
+
     /// Entries written and not covered by the sync in flight.
     fn uncovered(&self) -> u64 {
         let covered = self.syncing.as_ref().map_or(0, |s| s.batches);
@@ -77,12 +97,8 @@ impl<S: Storage> Queue<S> {
     }
 
     /// Writes a batch after the ones waiting; it is answered when a sync
-    /// covering it ends. A batch that cannot be written beside a sync in
-    /// flight (see [`Storage::overlaps`]) waits for everything before it.
-    pub(super) fn write(&mut self, rt: &Runtime, batch: Batch) {
-        if !self.storage.overlaps(&batch.payloads) {
-            self.settle(rt);
-        }
+    /// covering it ends.
+    fn write(&mut self, batch: Batch) {
         if let Some(why) = self.shared.failed() {
             return refuse(batch.acks, &why);
         }
@@ -97,25 +113,27 @@ impl<S: Storage> Queue<S> {
         }
     }
 
-    /// Starts syncing what is written, unless a sync is in flight or
-    /// nothing waits; refuses what waits if the log has stopped.
-    pub(super) fn start_sync(&mut self, rt: &Runtime) {
+    /// Leaves a sync of what is written for the sync thread, unless one is
+    /// in flight or nothing waits; refuses what waits if the log has
+    /// stopped. Whether a job was left.
+    fn start_sync(&mut self) -> bool {
         if self.syncing.is_some() || self.waiting.is_empty() {
-            return;
+            return false;
         }
         if let Some(why) = self.shared.failed() {
-            return self.refuse_waiting(&why);
+            self.refuse_waiting(&why);
+            return false;
         }
-        let job = self.storage.start_sync();
         self.syncing = Some(Syncing {
-            job: rt.spawn_blocking(job),
+            job: Some(self.storage.start_sync()),
             batches: self.waiting.len(),
         });
+        true
     }
 
     /// The sync in flight ended with `result`: acknowledges the batches it
     /// covered, in order, or refuses every batch waiting and stops the log.
-    pub(super) fn synced(&mut self, result: Result<(), String>) {
+    fn synced(&mut self, result: Result<(), String>) {
         let Some(syncing) = self.syncing.take() else {
             return;
         };
@@ -158,53 +176,128 @@ impl<S: Storage> Queue<S> {
             refuse(waiting.acks, why);
         }
     }
+}
 
-    /// Waits until nothing is in flight and everything written is answered
-    /// (durable and acknowledged, or refused).
-    pub(super) fn settle(&mut self, rt: &Runtime) {
-        loop {
-            self.start_sync(rt);
-            let Some(syncing) = self.syncing.as_mut() else {
-                return;
-            };
-            let result = joined(rt.block_on(&mut syncing.job));
-            self.synced(result);
+impl<S: Storage> Core<S> {
+    pub(super) fn new(queue: Queue<S>) -> Self {
+        Self {
+            queue: Mutex::new(queue),
+            work: Condvar::new(),
+            progress: Condvar::new(),
         }
     }
 
-    /// Waits for the sync in flight, an append (unless [`MAX_BATCH`]
-    /// entries already wait unsynced: the channel's bound then holds
-    /// callers back) or the end of the checkpoint `wait`.
-    pub(super) async fn next_event(
-        &mut self,
-        rx: &mut mpsc::Receiver<Request>,
-        wait: Option<Duration>,
-    ) -> Event {
-        let take = self.uncovered() < MAX_BATCH as u64;
-        let syncing = self.syncing.as_mut();
-        let synced = async move {
-            match syncing {
-                Some(s) => joined((&mut s.job).await),
-                None => std::future::pending().await,
-            }
-        };
-        let request = async move {
-            match take {
-                true => rx.recv().await,
-                false => std::future::pending().await,
-            }
-        };
-        let interval = async move {
-            match wait {
-                Some(d) => tokio::time::sleep(d).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            result = synced => Event::Synced(result),
-            request = request => request.map_or(Event::Gone, Event::Request),
-            () = interval => Event::Interval,
+    pub(super) fn lock(&self) -> MutexGuard<'_, Queue<S>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait_progress<'a>(&self, queue: MutexGuard<'a, Queue<S>>) -> MutexGuard<'a, Queue<S>> {
+        self.progress.wait(queue).unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leaves a sync if none is in flight and wakes the sync thread for it.
+    fn start_sync(&self, queue: &mut Queue<S>) {
+        if queue.start_sync() {
+            self.work.notify_one();
         }
+    }
+
+    /// Writes a batch (the writer thread). A batch that cannot be written
+    /// beside a sync in flight (see [`Storage::overlaps`]) first waits for
+    /// everything before it.
+    pub(super) fn write(&self, batch: Batch) {
+        let mut queue = self.lock();
+        if !queue.storage.overlaps(&batch.payloads) {
+            queue = self.settle(queue);
+        }
+        queue.write(batch);
+        self.start_sync(&mut queue);
+    }
+
+    /// Waits until nothing is in flight and everything written is answered
+    /// (durable and acknowledged, or refused).
+    pub(super) fn settle<'a>(
+        &self,
+        mut queue: MutexGuard<'a, Queue<S>>,
+    ) -> MutexGuard<'a, Queue<S>> {
+        loop {
+            self.start_sync(&mut queue);
+            if queue.syncing.is_none() {
+                return queue;
+            }
+            queue = self.wait_progress(queue);
+        }
+    }
+
+    /// Waits while [`MAX_BATCH`] entries wait unsynced beside the sync in
+    /// flight: the channel's bound then holds callers back.
+    pub(super) fn room<'a>(&self, mut queue: MutexGuard<'a, Queue<S>>) -> MutexGuard<'a, Queue<S>> {
+        while queue.syncing.is_some() && queue.uncovered() >= MAX_BATCH as u64 {
+            queue = self.wait_progress(queue);
+        }
+        queue
+    }
+
+    /// Tells the sync thread to stop once nothing is left for it.
+    pub(super) fn stop(&self) {
+        self.lock().stopping = true;
+        self.work.notify_one();
+    }
+
+    /// The sync thread's loop: runs each sync left for it without the
+    /// lock, then acknowledges what it covered and starts the next.
+    pub(super) fn sync_loop(&self) {
+        let _gone = SyncerGone(self);
+        let mut queue = self.lock();
+        loop {
+            let job = queue.syncing.as_mut().and_then(|s| s.job.take());
+            if let Some(job) = job {
+                drop(queue);
+                let result = run_job(job);
+                queue = self.lock();
+                queue.synced(result);
+                // More written meanwhile: its sync starts now, here.
+                let _ = queue.start_sync();
+                self.progress.notify_all();
+                continue;
+            }
+            if queue.stopping {
+                return;
+            }
+            queue = self.work.wait(queue).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Should the sync thread end other than by [`Core::stop`] (a panic while
+/// acknowledging), the log stops and what waits is refused, so that the
+/// writer neither waits for it nor acknowledges without it.
+struct SyncerGone<'a, S: Storage>(&'a Core<S>);
+
+impl<S: Storage> Drop for SyncerGone<'_, S> {
+    fn drop(&mut self) {
+        let mut queue = self.0.lock();
+        if !queue.stopping {
+            let why = "the audit log's sync thread stopped".to_owned();
+            queue.shared.fail(why.clone());
+            queue.syncing = None;
+            queue.refuse_waiting(&why);
+        }
+        self.0.progress.notify_all();
+    }
+}
+
+/// Waits for an append (or a close) or the end of the checkpoint `wait`.
+pub(super) async fn next_event(rx: &mut mpsc::Receiver<Request>, wait: Option<Duration>) -> Event {
+    let interval = async move {
+        match wait {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        request = rx.recv() => request.map_or(Event::Gone, Event::Request),
+        () = interval => Event::Interval,
     }
 }
