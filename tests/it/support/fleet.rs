@@ -11,8 +11,7 @@ use super::{
 };
 use tonic::transport::Channel;
 
-/// The replicas' node ids.
-pub const NODES: [&str; 3] = ["gw-1", "gw-2", "gw-3"];
+pub use super::replicas::NODES;
 
 /// How long a registration outlives a killed replica: short, so that the
 /// others soon stop counting one that is gone (a restarted replica takes
