@@ -9,10 +9,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::proc::{jisr, Proc};
 use crate::support::redis_server::Redis;
+use crate::support::replicas::TTL_MS;
 use crate::support::{self, client, Pki, Upstreams};
-
-/// Short, so that expiry after a kill is observed quickly.
-const TTL_MS: u64 = 1500;
 
 fn upstreams() -> Upstreams {
     // Nothing is called through them: the tests only start gateways.

@@ -12,11 +12,7 @@ use super::{
 use tonic::transport::Channel;
 
 pub use super::replicas::NODES;
-
-/// How long a registration outlives a killed replica: short, so that the
-/// others soon stop counting one that is gone (a restarted replica takes
-/// its own back at once).
-const TTL_MS: u64 = 1500;
+use super::replicas::TTL_MS;
 
 /// One replica.
 pub struct Replica {
