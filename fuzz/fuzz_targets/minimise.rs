@@ -153,7 +153,11 @@ fuzz_target!(|data: &[u8]| {
     );
     let (once, twice) = (once.expect("decodes"), twice.expect("decodes"));
     for (a, b) in once.iter().zip(&twice) {
-        if a == a {
+        // Deliberate: a message holding a NaN does not equal itself, and
+        // is not compared.
+        #[allow(clippy::eq_op)]
+        let comparable = a == a;
+        if comparable {
             assert_eq!(a, b, "not idempotent");
         }
     }

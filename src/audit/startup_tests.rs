@@ -156,9 +156,18 @@ async fn a_deleted_checkpoint_and_a_cut_log_refuse_to_start() {
 async fn an_altered_checkpoint_history_refuses_to_start() {
     // Issue 19, point 4: one byte in the middle of checkpoints.log.
     let (dir, signer, log) = new_log(1000);
+    // Four rounds, each covered by a checkpoint of its own before the next
+    // (waited for, not slept on): the history holds at least four notes.
     for round in 0..4 {
         fill(&log, round * 10..round * 10 + 10).await;
-        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while log.checkpoint().checkpoint.size < round * 10 + 10 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no checkpoint of round {round}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
     log.close().await;
     drop(log);

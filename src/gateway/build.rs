@@ -21,15 +21,16 @@ impl Gateway {
     }
 
     /// [`Gateway::build`] reading the time of day from `clock` where a
-    /// date decides (consent validity, deferred disclosure): tests pass a
-    /// date by pinning it.
+    /// date decides (consent validity, deferred disclosure), and its
+    /// monotonic time where a delay does (breaker cooldowns, rate-limit
+    /// refills): tests pass a date by pinning it, a delay by advancing it.
     pub async fn build_with_clock(
         config: &Config,
         clock: Arc<crate::clock::Clock>,
     ) -> Result<(Self, Arc<rustls::ServerConfig>), StartError> {
         tls::install_crypto_provider();
         let metrics = metrics(config);
-        let prepared = Routing::prepare(config, None, &metrics)?;
+        let prepared = Routing::prepare(config, None, &metrics, &clock)?;
         check_consent_files_kept(config)?;
         let recorder = open_audit(config)?;
         let (consents, redis) = open_consents(config, &recorder.pseudonyms, clock.clone()).await?;
@@ -51,6 +52,7 @@ impl Gateway {
             live_peers: live_peers(config, redis.as_ref()).await,
             redis,
             bus: bus.clone(),
+            clock: clock.clone(),
         };
         let routing = prepared.finish(&apis)?;
         let server_tls = routing.server_tls.clone();

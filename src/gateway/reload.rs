@@ -108,7 +108,7 @@ fn rebuild(
 ) -> Result<Routing, ReloadError> {
     let config = Config::load(&current.config.path).map_err(StartError::Config)?;
     restart_only(&current.config, &config)?;
-    Ok(Routing::prepare(&config, Some(current), metrics)?.finish(apis)?)
+    Ok(Routing::prepare(&config, Some(current), metrics, &apis.clock)?.finish(apis)?)
 }
 
 /// Settings a running node cannot change: its identity, its port, its audit

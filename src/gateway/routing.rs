@@ -31,6 +31,9 @@ pub(super) struct Apis {
     pub(super) live_peers: Option<Arc<crate::audit::peers::LivePeers>>,
     /// The bus, whose topics are fixed at start.
     pub(super) bus: crate::bus::service::BusService,
+    /// The node's clock: the breakers' cooldowns and the rate limits'
+    /// refills count on its monotonic reading.
+    pub(super) clock: Arc<crate::clock::Clock>,
 }
 
 /// Everything a reload may change, resolved for call time.
@@ -83,11 +86,13 @@ pub(super) fn roles(config: &Config) -> HashMap<AgencyId, Vec<Role>> {
 
 impl Routing {
     /// Loads contracts, compiles rules and routes and prepares TLS and the
-    /// upstream pools; pools unchanged since `previous` are reused.
+    /// upstream pools (their breakers counting on `clock`); pools unchanged
+    /// since `previous` are reused.
     pub(super) fn prepare(
         config: &Config,
         previous: Option<&Routing>,
         metrics: &crate::telemetry::Metrics,
+        clock: &Arc<crate::clock::Clock>,
     ) -> Result<Prepared, StartError> {
         let catalogue = Catalogue::load(config)?;
         let policy = Policy::compile(config, &catalogue)?;
@@ -104,7 +109,7 @@ impl Routing {
         };
         let server_tls = tls::server_config(&config.tls, domain, accept)?;
         let tls_digest = tls_digest(&config.tls)?;
-        let upstreams = Self::pools(config, previous, &tls_digest, metrics)?;
+        let upstreams = Self::pools(config, previous, &tls_digest, metrics, clock)?;
         let timeouts = route_timeouts(config, &catalogue)?;
         // Before the methods register: their counters get slots for new agencies.
         let labels = metrics.declare(config);
@@ -143,6 +148,7 @@ impl Routing {
         previous: Option<&Routing>,
         tls_digest: &[u8; 32],
         metrics: &crate::telemetry::Metrics,
+        clock: &Arc<crate::clock::Clock>,
     ) -> Result<HashMap<AgencyId, Arc<Upstream>>, StartError> {
         let domain = &config.node.trust_domain;
         let mut upstreams = HashMap::new();
@@ -163,6 +169,7 @@ impl Routing {
                         agency.connections_on(config.node.lane_count()),
                         agency.limits.clone(),
                         client_tls,
+                        clock.clone(),
                     ))
                 }
             };
@@ -232,6 +239,7 @@ impl Prepared {
             &routing.config.rate_limits,
             self.previous_limits.as_ref(),
             apis.redis.as_ref(),
+            apis.clock.clone(),
         );
         Ok(routing)
     }

@@ -18,7 +18,7 @@ use tokio_rustls::TlsConnector;
 
 use super::layers::breaker::{Admit, Breaker, BreakerState};
 use super::layers::shed::InFlightLimit;
-use crate::clock::now_ms;
+use crate::clock::Clock;
 use crate::config::ProviderLimits;
 use crate::identity::AgencyId;
 
@@ -72,6 +72,8 @@ pub struct Upstream {
     next: AtomicUsize,
     limits: ProviderLimits,
     in_flight: InFlightLimit,
+    /// The node's clock, which the breakers' cooldowns count on.
+    clock: Arc<Clock>,
 }
 
 /// One instance (address) of a provider's back-end.
@@ -159,13 +161,15 @@ impl Upstream {
     }
 
     /// A pool of `connections` connections to each of `addrs` (`host:port`);
-    /// the TLS config must verify the provider's identity.
+    /// the TLS config must verify the provider's identity. Its breakers
+    /// count their cooldowns on `clock`'s monotonic reading.
     pub fn new(
         provider: AgencyId,
         addrs: &[String],
         connections: usize,
         limits: ProviderLimits,
         tls: Arc<rustls::ClientConfig>,
+        clock: Arc<Clock>,
     ) -> Self {
         let instances = addrs
             .iter()
@@ -185,6 +189,7 @@ impl Upstream {
             next: AtomicUsize::new(0),
             in_flight: InFlightLimit::new(limits.max_in_flight),
             limits,
+            clock,
         }
     }
 
@@ -228,7 +233,7 @@ impl Upstream {
         let n = self.instances.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut now = None;
-        let mut clock = || *now.get_or_insert_with(now_ms);
+        let mut clock = || *now.get_or_insert_with(|| self.clock.monotonic_ms());
         let mut soonest = Duration::MAX;
         for k in 0..n {
             let instance = &self.instances[(start + k) % n];
@@ -304,6 +309,11 @@ impl<'a> Target<'a> {
         &self.instance.breaker
     }
 
+    /// Milliseconds on the clock the breaker counts on.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.upstream.clock.monotonic_ms()
+    }
+
     /// Sends a request on one of the instance's connections. A request that
     /// a closed connection never started is retried once on a new connection.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response<RecvBody>, UpstreamError> {
@@ -376,6 +386,10 @@ mod tests {
     use super::*;
 
     fn pool(addrs: &[&str], limits: ProviderLimits) -> Upstream {
+        pool_on(addrs, limits, Arc::default())
+    }
+
+    fn pool_on(addrs: &[&str], limits: ProviderLimits, clock: Arc<Clock>) -> Upstream {
         crate::tls::install_crypto_provider();
         let tls = rustls::ClientConfig::builder()
             .with_root_certificates(rustls::RootCertStore::empty())
@@ -386,7 +400,30 @@ mod tests {
             2,
             limits,
             Arc::new(tls),
+            clock,
         )
+    }
+
+    #[test]
+    fn an_ejected_instance_is_probed_once_its_clock_passes_the_cooldown() {
+        let limits = ProviderLimits {
+            breaker_failures: 1,
+            breaker_cooldown: Duration::from_secs(3600),
+            ..ProviderLimits::default()
+        };
+        let clock = Arc::new(Clock::system());
+        let up = pool_on(&["127.0.0.1:1"], limits, clock.clone());
+        let (only, _) = up.pick().unwrap();
+        assert!(only.breaker().failure(false, only.now_ms()));
+        let wait = up.pick().unwrap_err();
+        assert!(wait > Duration::from_secs(3500), "{wait:?}");
+        // An hour later on the node's clock (not the process's): one probe.
+        clock.advance(wait);
+        let (probed, probe) = up.pick().expect("the cooldown has passed");
+        assert!(probe, "the first call after the cooldown is the probe");
+        assert!(up.pick().is_err(), "one probe at a time");
+        assert!(probed.breaker().success(probe), "the probe closes it");
+        assert!(matches!(up.pick(), Ok((_, false))), "back in service");
     }
 
     #[test]
@@ -399,7 +436,7 @@ mod tests {
         let up = pool(&["127.0.0.1:1", "127.0.0.1:2"], limits);
         let (first, _) = up.pick().unwrap();
         let bad = first.addr().to_owned();
-        assert!(first.breaker().failure(false, now_ms()));
+        assert!(first.breaker().failure(false, first.now_ms()));
         // Every call now goes to the other instance.
         for _ in 0..4 {
             let (target, probe) = up.pick().unwrap();
@@ -408,7 +445,7 @@ mod tests {
             target.breaker().success(false);
         }
         let (other, _) = up.pick().unwrap();
-        assert!(other.breaker().failure(false, now_ms()));
+        assert!(other.breaker().failure(false, other.now_ms()));
         let wait = up.pick().unwrap_err();
         assert!(wait <= Duration::from_secs(30), "{wait:?}");
         let stats = up.stats();

@@ -5,7 +5,7 @@
 //! nothing is written.
 
 use crate::docs::runner::free_addr;
-use crate::support::proc::{jisr, Proc};
+use crate::support::proc::{jisr, text, Proc};
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -74,14 +74,6 @@ fn add(dir: &Path, extra: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The SPIFFE id in a PEM certificate.

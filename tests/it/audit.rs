@@ -15,14 +15,6 @@ fn run(args: &[&str]) -> Output {
     jisr().args(args).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 async fn audit_client(
     addr: &str,
     pki: &Pki,

@@ -6,11 +6,7 @@ use crate::console::{sign_in, Setup};
 use crate::support::browser::Browser;
 use crate::support::*;
 use http::{Method, StatusCode};
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-pub(crate) const CITIZEN: &str = "AB123456";
 pub(crate) const OTHER: &str = "CD654321";
 
 /// Each language: its code, `dir`, education's name, the purpose's label,
@@ -80,10 +76,7 @@ pub(crate) fn labels() -> String {
 /// about OTHER for procedure bac-2028 that CITIZEN's page must not show.
 pub(crate) async fn start() -> Setup {
     let setup = Setup::start_with(&labels()).await;
-    let body = GetBirthRecordRequest {
-        citizen_id: OTHER.into(),
-    }
-    .encode_to_vec();
+    let body = birth(OTHER);
     let education = setup.channel("education").await;
     let call = RawCall::new(BIRTH, body, "bac-candidature").with("jisr-procedure", "bac-2028");
     call_raw(&education, call).await.unwrap();
@@ -201,7 +194,7 @@ async fn only_the_portal_reads_a_citizen_and_never_another_citizen() {
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     for agency in ["education", "cndp"] {
-        let (cookie, csrf) = signed_in(&setup, agency).await;
+        let (cookie, csrf) = setup.session(agency, "/exchanges").await;
         let form = format!("csrf={csrf}&citizen={CITIZEN}");
         for path in ["/citizen", "/citizen.json"] {
             let answer = setup
@@ -211,7 +204,7 @@ async fn only_the_portal_reads_a_citizen_and_never_another_citizen() {
             assert!(answer.body.contains("consent-manager"), "{}", answer.body);
         }
     }
-    let (cookie, csrf) = signed_in(&setup, "portal").await;
+    let (cookie, csrf) = setup.session("portal", "/exchanges").await;
     let without_token = setup
         .http(Method::POST, "/citizen.json", Some(&cookie), Some(&form))
         .await;
@@ -268,30 +261,4 @@ async fn only_the_portal_reads_a_citizen_and_never_another_citizen() {
         })
         .collect();
     assert_eq!(codes, ["bac-2028"], "{other}");
-}
-
-/// A session cookie and its CSRF token for `agency`, as a browser would
-/// get them: the link's form posted, then a page read for its token.
-pub(crate) async fn signed_in(setup: &Setup, agency: &str) -> (String, String) {
-    let link = setup.link(agency);
-    let token = link.split_once("?t=").unwrap().1;
-    let signed = setup
-        .http(Method::POST, "/signin", None, Some(&format!("t={token}")))
-        .await;
-    assert_eq!(signed.status, StatusCode::SEE_OTHER);
-    let cookie = signed.headers["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let page = setup
-        .http(Method::GET, "/exchanges", Some(&cookie), None)
-        .await;
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
 }

@@ -6,19 +6,16 @@
 //! over gRPC. The date is passed by moving the gateway's injected clock,
 //! never waited for. The partial-history notice, in the five languages.
 
-use crate::citizen::{labels, signed_in, CITIZEN};
+use crate::citizen::labels;
 use crate::console::{sign_in, Setup};
 use crate::support::browser::Browser;
 use crate::support::*;
 use http::{Method, StatusCode};
 use jisr::clock::Clock;
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
-use prost::Message as _;
 use std::sync::Arc;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 const SECOND: i64 = 1_000_000;
 /// `disclose_on = "2030-01-01"`: 00:00 UTC that day.
 const DATE: i64 = 1_893_456_000 * SECOND;
@@ -44,10 +41,7 @@ disclose_on = "2030-01-01"
 async fn start(clock: &Arc<Clock>) -> (Setup, u64) {
     let extra = format!("{INVESTIGATION}{}", labels());
     let setup = Setup::start_clocked(&extra, clock.clone()).await;
-    let body = GetBirthRecordRequest {
-        citizen_id: CITIZEN.into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     let tax = setup.channel("tax").await;
     call_raw(&tax, RawCall::new(BIRTH, body, "tax-investigation"))
         .await
@@ -194,7 +188,7 @@ async fn a_deferred_exchange_is_hidden_from_the_citizens_page_until_its_date_the
             .await;
     }
     // The JSON form says the same.
-    let (cookie, csrf) = signed_in(&setup, "portal").await;
+    let (cookie, csrf) = setup.session("portal", "/exchanges").await;
     let json = |lang: &'static str| {
         let form = format!("csrf={csrf}&citizen={CITIZEN}&lang={lang}");
         let (setup, cookie) = (&setup, cookie.clone());
@@ -231,7 +225,7 @@ async fn a_deferred_exchange_is_hidden_from_the_citizens_page_until_its_date_the
 async fn the_auditor_sees_a_deferred_exchange_flagged_with_its_date_before_and_after_it() {
     let clock = today();
     let (setup, index) = start(&clock).await;
-    let (cookie, _) = signed_in(&setup, "cndp").await;
+    let (cookie, _) = setup.session("cndp", "/exchanges").await;
     for now in [DATE - SECOND, DATE + SECOND] {
         clock.pin(now);
         let list = setup
@@ -269,7 +263,7 @@ async fn a_partial_history_says_so_in_each_language() {
         "\n[cluster]\npeers = [{{ node = \"gw-2\", address = \"{address}\" }}]\npeer_timeout_ms = 500\n"
     );
     let setup = Setup::start_with(&format!("{cluster}{}", labels())).await;
-    let (cookie, csrf) = signed_in(&setup, "portal").await;
+    let (cookie, csrf) = setup.session("portal", "/exchanges").await;
     for (lang, words) in [
         ("ar", "قد يكون هذا السجل غير مكتمل"),
         ("zgh", "ⴰⵎⵣⵔⵓⵢ ⴰⴷ ⵉⵖⵢ ⴰⴷ ⵓⵔ ⵉⴽⵎⵉⵍ"),

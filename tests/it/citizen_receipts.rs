@@ -6,7 +6,7 @@
 //! exchange in the citizen's history; the official and the consent (with
 //! its link) on a line, in the five languages.
 
-use crate::citizen::{signed_in, start, CITIZEN, OTHER};
+use crate::citizen::{start, OTHER};
 use crate::consent::{grant, CONSENT_RULES};
 use crate::console::{sign_in, Setup};
 use crate::support::browser::Browser;
@@ -182,7 +182,7 @@ async fn a_refused_exchange_is_in_the_citizens_history() {
     );
     // The auditor opens that entry in the console: the citizen sees the
     // reading too, marked as one (who watched the watchers).
-    let (auditor, _) = signed_in(&setup, "cndp").await;
+    let auditor = setup.cookie("cndp").await;
     let opened = setup
         .http(
             Method::GET,
@@ -192,7 +192,7 @@ async fn a_refused_exchange_is_in_the_citizens_history() {
         )
         .await;
     assert_eq!(opened.status, StatusCode::OK, "{}", opened.body);
-    let (cookie, csrf) = signed_in(&setup, "portal").await;
+    let (cookie, csrf) = setup.session("portal", "/exchanges").await;
     let answer = setup
         .http(
             Method::POST,
@@ -262,7 +262,7 @@ async fn a_line_names_the_official_the_law_and_the_consent_with_its_link() {
         .unwrap();
     setup.checkpoint_at_least(3).await;
 
-    let (cookie, csrf) = signed_in(&setup, "portal").await;
+    let (cookie, csrf) = setup.session("portal", "/exchanges").await;
     let ask = |lang: &str, path: &str| {
         let form = format!("csrf={csrf}&citizen={CITIZEN}&lang={lang}");
         let cookie = cookie.clone();

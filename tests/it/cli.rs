@@ -9,14 +9,6 @@ fn run(args: &[&str]) -> Output {
     jisr().args(args).output().unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 pub(crate) fn good_config(pki: &Pki) -> String {
     let up = Upstreams {
         civil_status: "127.0.0.1:9101".into(),
@@ -275,22 +267,13 @@ async fn demo_serve_keeps_the_network_up_and_stops_on_sigterm() {
     }
     let files = jisr::tls::TlsFiles::for_agency(&dir.join("pki"), "education");
     let client = channel(&addr, &files).await.unwrap();
-    use prost::Message as _;
-    let body = jisr::proto::ma::tax::v1::GetTaxStatusRequest {
-        citizen_id: "AB123456".into(),
-        fiscal_year: 0,
-    }
-    .encode_to_vec();
+    let body = tax(CITIZEN, 0);
     // The demo leaves an active consent for AB123456 ready to use.
     // Written once the portal has recorded it, a moment after gateway.addr.
     let consent = wait_for_file(&dir.join("consent.id"), &demo);
-    let call = RawCall::new(
-        "/ma.tax.v1.TaxRecords/GetTaxStatus",
-        body,
-        "bac-candidature",
-    )
-    .with("jisr-consent", consent.trim())
-    .with("jisr-procedure", "bac-2027-free-candidate");
+    let call = RawCall::new(TAX, body, "bac-candidature")
+        .with("jisr-consent", consent.trim())
+        .with("jisr-procedure", "bac-2027-free-candidate");
     call_raw(&client, call).await.unwrap();
     let status = demo.terminate();
     assert!(status.success(), "{status:?}\n{}", demo.logs());

@@ -20,14 +20,6 @@ fn consent(addr: &str, pki: &Pki, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_consent_cli_grants_lists_verifies_and_revokes() {
     let (pki, _gw, addr, _echos) = echo_network("", CONSENT_RULES).await;

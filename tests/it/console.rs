@@ -9,13 +9,9 @@ use crate::support::web;
 use crate::support::*;
 use http::{Method, StatusCode};
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
-use prost::Message as _;
 use std::time::{Duration, Instant};
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
-const CITIZEN: &str = "AB123456";
 const CONSOLE: &str = "\n[console]\nlisten = \"127.0.0.1:0\"\n";
 
 /// A gateway with its console, after two exchanges: education's allowed
@@ -59,10 +55,7 @@ impl Setup {
             console,
             _echos: echos,
         };
-        let body = GetBirthRecordRequest {
-            citizen_id: CITIZEN.into(),
-        }
-        .encode_to_vec();
+        let body = birth(CITIZEN);
         let education = setup.channel("education").await;
         let call =
             RawCall::new(BIRTH, body.clone(), "bac-candidature").with("jisr-procedure", "bac-2027");
@@ -138,6 +131,26 @@ impl Setup {
         stdout
     }
 
+    /// A session cookie for `agency`, signed in over plain HTTPS.
+    pub(crate) async fn cookie(&self, agency: &str) -> String {
+        let link = self.link(agency);
+        let token = link.split_once("?t=").unwrap().1;
+        let form = format!("t={token}");
+        let signed = self.http(Method::POST, "/signin", None, Some(&form)).await;
+        signed.session_cookie()
+    }
+
+    /// Signs `agency` in over plain HTTPS: its session cookie and the CSRF
+    /// token of `page`'s forms.
+    pub(crate) async fn session(&self, agency: &str, page: &str) -> (String, String) {
+        let cookie = self.cookie(agency).await;
+        let csrf = self
+            .http(Method::GET, page, Some(&cookie), None)
+            .await
+            .csrf();
+        (cookie, csrf)
+    }
+
     pub(crate) fn url(&self, path: &str) -> String {
         format!("https://{}{path}", self.console)
     }
@@ -165,13 +178,6 @@ impl Setup {
 pub(crate) async fn sign_in(browser: &Browser, link: &str) {
     browser.goto(link).await;
     browser.follow("#signin").await;
-}
-
-/// The verdict of the entry page's own script, once it has one.
-pub(crate) async fn verdict(browser: &Browser) -> String {
-    let script = "const v = document.getElementById('verdict'); \
-                  return v && v.dataset.state !== 'checking' ? v.dataset.state : '';";
-    browser.wait_for("the browser's verdict", script).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,7 +213,7 @@ async fn an_auditor_signs_in_searches_and_the_browser_verifies_an_entry() {
 
     browser.follow("a.detail").await;
     assert_eq!(
-        verdict(&browser).await,
+        browser.verdict().await,
         "verified",
         "{}",
         browser.text("#verdict").await
@@ -226,7 +232,7 @@ async fn an_auditor_signs_in_searches_and_the_browser_verifies_an_entry() {
         )
         .await;
     browser.click("#recheck").await;
-    assert_eq!(verdict(&browser).await, "not-verified");
+    assert_eq!(browser.verdict().await, "not-verified");
     assert!(browser.text("#verdict").await.contains("another root"));
     browser.screenshot("entry-tampered").await;
     assert!(
@@ -263,7 +269,7 @@ async fn an_agency_sees_only_its_own_exchanges_and_its_reads_are_logged() {
     // Its own entry: shown and verified.
     let own = format!("/exchanges/entry?node=gw-1&index={}", education_entry.index);
     browser.goto(&setup.url(&own)).await;
-    assert_eq!(verdict(&browser).await, "verified");
+    assert_eq!(browser.verdict().await, "verified");
 
     // Another agency's: refused, as the audit API refuses it.
     let other = format!("/exchanges/entry?node=gw-1&index={}", tax_entry.index);
@@ -367,10 +373,7 @@ async fn every_page_needs_a_session_and_forms_need_their_token() {
 
     // More exchanges than a page holds: the next page follows the link.
     let tax = setup.channel("tax").await;
-    let body = GetBirthRecordRequest {
-        citizen_id: CITIZEN.into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     for _ in 0..30 {
         let refused = call_raw(&tax, RawCall::new(BIRTH, body.clone(), "bac-candidature")).await;
         assert!(refused.is_err());
@@ -425,14 +428,7 @@ async fn every_page_needs_a_session_and_forms_need_their_token() {
         StatusCode::OK
     );
 
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let csrf = page.csrf();
     let out = setup
         .http(
             Method::POST,

@@ -4,15 +4,11 @@
 //! expires within 30 days.
 
 use crate::console::{sign_in, Setup};
-use crate::console_integrity::{cookie, NOC};
+use crate::console_integrity::NOC;
 use crate::support::browser::Browser;
 use crate::support::*;
 use http::{Method, StatusCode};
 use jisr::identity::AgencyId;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// The rows of the certificates table about `agency`.
 fn rows<'a>(page: &'a str, agency: &str) -> Vec<&'a str> {
@@ -42,10 +38,7 @@ async fn an_agency_certificate_expiring_within_30_days_is_warned() {
     };
     issue("education", 10);
     issue("tax", 365);
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     // New channels: each presents the new certificate at its handshake.
     let education = setup.channel("education").await;
     call_raw(
@@ -58,7 +51,7 @@ async fn an_agency_certificate_expiring_within_30_days_is_warned() {
     let refused = call_raw(&tax, RawCall::new(BIRTH, body, "bac-candidature")).await;
     assert!(refused.is_err(), "tax has no rule for birth records");
 
-    let noc = cookie(&setup, "noc").await;
+    let noc = setup.cookie("noc").await;
     let page = setup.http(Method::GET, "/traffic", Some(&noc), None).await;
     assert_eq!(page.status, StatusCode::OK);
     let education = rows(&page.body, "education");

@@ -8,30 +8,9 @@ use crate::console::{sign_in, Setup};
 use crate::support::browser::Browser;
 use crate::support::*;
 use http::{Method, StatusCode};
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
-use prost::Message as _;
 
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 /// An `operator` agency besides the echo network's own.
 pub(crate) const NOC: &str = "\n[[agency]]\nid = \"noc\"\nroles = [\"operator\"]\n";
-
-/// A session cookie for `agency`, signed in over plain HTTPS.
-pub(crate) async fn cookie(setup: &Setup, agency: &str) -> String {
-    let link = setup.link(agency);
-    let token = link.split_once("?t=").unwrap().1;
-    let signed = setup
-        .http(Method::POST, "/signin", None, Some(&format!("t={token}")))
-        .await;
-    let cookie = signed.headers["set-cookie"].to_str().unwrap();
-    cookie.split(';').next().unwrap().to_owned()
-}
-
-/// The page script's overall verdict, once it has one.
-async fn verdict(browser: &Browser) -> String {
-    let script = "const v = document.getElementById('verdict'); \
-                  return v && v.dataset.state !== 'checking' ? v.dataset.state : '';";
-    browser.wait_for("the browser's verdict", script).await
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_browser_checks_each_checkpoint_against_the_one_before() {
@@ -39,10 +18,7 @@ async fn the_browser_checks_each_checkpoint_against_the_one_before() {
     // Three more exchanges, each in a checkpoint of its own: the history
     // then holds checkpoints of growing sizes.
     let education = setup.channel("education").await;
-    let body = GetBirthRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = birth(CITIZEN);
     for size in 3..=5 {
         let call =
             RawCall::new(BIRTH, body.clone(), "bac-candidature").with("jisr-procedure", "bac-2027");
@@ -54,7 +30,7 @@ async fn the_browser_checks_each_checkpoint_against_the_one_before() {
     sign_in(&browser, &setup.link("cndp")).await;
     browser.follow("nav a[href='/integrity']").await;
     assert_eq!(
-        verdict(&browser).await,
+        browser.verdict().await,
         "verified",
         "{}",
         browser.text("#verdict").await
@@ -99,7 +75,7 @@ async fn the_browser_checks_each_checkpoint_against_the_one_before() {
         .as_u64()
         .expect("a proof with hashes");
     browser.click("#recheck").await;
-    assert_eq!(verdict(&browser).await, "not-verified");
+    assert_eq!(browser.verdict().await, "not-verified");
     let cell = browser.text(&format!("#cons-{row}")).await;
     assert!(cell.starts_with("NOT consistent"), "{cell}");
     let state = browser
@@ -112,7 +88,7 @@ async fn the_browser_checks_each_checkpoint_against_the_one_before() {
     browser.screenshot("integrity-tampered").await;
 
     // The operator reads it too; an older page starts further back.
-    let noc = cookie(&setup, "noc").await;
+    let noc = setup.cookie("noc").await;
     let older = setup
         .http(Method::GET, "/integrity?before=2", Some(&noc), None)
         .await;
@@ -126,7 +102,7 @@ async fn the_integrity_page_needs_a_session_and_the_role() {
     let anonymous = setup.http(Method::GET, "/integrity", None, None).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
     for agency in ["education", "portal"] {
-        let cookie = cookie(&setup, agency).await;
+        let cookie = setup.cookie(agency).await;
         let page = setup
             .http(Method::GET, "/integrity", Some(&cookie), None)
             .await;
@@ -140,7 +116,7 @@ async fn the_integrity_page_needs_a_session_and_the_role() {
         .http(
             Method::GET,
             "/integrity?before=x",
-            Some(&cookie(&setup, "cndp").await),
+            Some(&setup.cookie("cndp").await),
             None,
         )
         .await;

@@ -3,7 +3,7 @@
 //! link, Enter opens it and the browser verifies it; every element that
 //! takes the focus shows it (the outline the style sheet draws).
 
-use crate::console::{sign_in, verdict, Setup};
+use crate::console::{sign_in, Setup};
 use crate::support::browser::{Browser, ENTER, TAB};
 
 /// Presses Tab until the focused element matches `css`, and returns how
@@ -68,6 +68,6 @@ async fn an_auditor_searches_and_opens_an_entry_by_keyboard_alone() {
             "return location.pathname === '/exchanges/entry' ? 'yes' : '';",
         )
         .await;
-    assert_eq!(verdict(&browser).await, "verified");
+    assert_eq!(browser.verdict().await, "verified");
     browser.screenshot("entry-by-keyboard").await;
 }

@@ -13,7 +13,6 @@ use jisr::proto::jisr::audit::v1 as pb;
 use jisr::proto::jisr::consent::v1 as cpb;
 use std::time::Duration;
 
-const CITIZEN: &str = "AB123456";
 const JUSTIFICATION: &str = "pupil collapsed in class; identity needed for the ambulance";
 
 /// An emergency rule for education, an `operator` agency, and consent rules.
@@ -36,30 +35,6 @@ id = "noc"
 roles = ["operator"]
 {CONSENT_RULES}"#
     )
-}
-
-/// Signs in over plain HTTPS: the session cookie and the page's CSRF token.
-async fn session(setup: &Setup, agency: &str) -> (String, String) {
-    let link = setup.link(agency);
-    let token = link.split_once("?t=").unwrap().1;
-    let signed = setup
-        .http(Method::POST, "/signin", None, Some(&format!("t={token}")))
-        .await;
-    let cookie = signed.headers["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let page = setup
-        .http(Method::GET, "/consents", Some(&cookie), None)
-        .await;
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
-    (cookie, csrf)
 }
 
 /// The auditor's reading of `agency`'s entries of `kind`.
@@ -132,7 +107,7 @@ async fn an_auditor_reviews_a_break_glass_exchange_and_the_review_is_logged() {
     assert_eq!(review.subject, emergency.record.unwrap().subject);
 
     // A second review of the same entry, or one without a comment: refused.
-    let (cookie, csrf) = session(&setup, "cndp").await;
+    let (cookie, csrf) = setup.session("cndp", "/consents").await;
     let form = |comment: &str| {
         format!(
             "csrf={csrf}&node={}&index={}&comment={comment}",
@@ -211,7 +186,7 @@ async fn an_operator_reads_traffic_health_and_the_contracts_but_no_exchange() {
     assert!(browser.text("#refusal").await.contains("Only auditors"));
 
     // An agency without a role reads neither page.
-    let (cookie, _) = session(&setup, "cndp").await;
+    let (cookie, _) = setup.session("cndp", "/consents").await;
     assert_eq!(
         setup
             .http(Method::GET, "/traffic", Some(&cookie), None)
@@ -219,15 +194,9 @@ async fn an_operator_reads_traffic_health_and_the_contracts_but_no_exchange() {
             .status,
         StatusCode::OK
     );
-    let link = setup.link("education");
-    let token = link.split_once("?t=").unwrap().1;
-    let signed = setup
-        .http(Method::POST, "/signin", None, Some(&format!("t={token}")))
-        .await;
-    let cookie = signed.headers["set-cookie"].to_str().unwrap();
-    let cookie = cookie.split(';').next().unwrap();
+    let cookie = setup.cookie("education").await;
     for path in ["/traffic", "/agencies", "/break-glass"] {
-        let page = setup.http(Method::GET, path, Some(cookie), None).await;
+        let page = setup.http(Method::GET, path, Some(&cookie), None).await;
         assert_eq!(page.status, StatusCode::FORBIDDEN, "{path}");
     }
 }
@@ -258,7 +227,7 @@ async fn the_consent_manager_revokes_a_consent_and_an_auditor_cannot() {
         "no citizen in a URL"
     );
     // A revocation posted anyway (with the session's token) is refused.
-    let (cookie, csrf) = session(&setup, "cndp").await;
+    let (cookie, csrf) = setup.session("cndp", "/consents").await;
     let forced = setup
         .http(
             Method::POST,
@@ -314,7 +283,7 @@ async fn the_new_pages_need_a_session_and_their_forms_a_token() {
             .await;
         assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{path}");
     }
-    let (cookie, _) = session(&setup, "portal").await;
+    let (cookie, _) = setup.session("portal", "/consents").await;
     for path in ["/break-glass/review", "/consents", "/consents/revoke"] {
         let answer = setup
             .http(Method::POST, path, Some(&cookie), Some("id=x&citizen=AB1"))

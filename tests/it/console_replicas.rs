@@ -67,14 +67,7 @@ async fn replicas_sharing_a_redis_share_console_sessions_and_used_links() {
     assert!(again.body.contains("already used"), "{}", again.body);
 
     // Signing out on replica 2 ends the session on replica 1 too.
-    let csrf = page
-        .body
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap();
+    let csrf = page.csrf();
     let out = ask(
         &pki,
         &two,

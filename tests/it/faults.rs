@@ -11,7 +11,7 @@
 //! whether the node starts.
 
 use crate::support::bus::{publish_death, BusNet};
-use crate::support::start_gateway;
+use crate::support::{start_gateway, SEGMENT};
 use jisr::audit::log::segment;
 use std::path::{Path, PathBuf};
 
@@ -318,8 +318,6 @@ fn asides(base: &Baseline) -> std::collections::BTreeSet<PathBuf> {
     }
     out
 }
-
-const SEGMENT: &str = "gateway-audit/00000000000000000000.log";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_segment_refuses_to_start() {

@@ -7,12 +7,11 @@
 
 use crate::faults::{baseline, records, start, Baseline};
 use crate::support::proc::jisr;
+use crate::support::SEGMENT;
 use jisr::audit::log::segment;
 use jisr::proto::jisr::audit::v1::{AuditRecord, Kind};
 use prost::Message as _;
 use std::path::{Path, PathBuf};
-
-const SEGMENT: &str = "gateway-audit/00000000000000000000.log";
 
 fn audit_dir(base: &Baseline) -> PathBuf {
     base.pki.root().join("gateway-audit")

@@ -4,12 +4,7 @@
 use crate::routing::echo_network;
 use crate::support::client::reason;
 use crate::support::*;
-use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
-use prost::Message as _;
 use tonic::Code;
-
-const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
-const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
 
 async fn refused(channel: &tonic::transport::Channel, call: RawCall<'_>) -> (Code, String, String) {
     framed_status(call_raw(channel, call).await)
@@ -61,10 +56,7 @@ async fn access_rules_refuse_with_reasons() {
     assert!(message.contains("`bac-candidature`"), "{message}");
 
     // A certificate of another agency: tax may not read health records.
-    let body = GetVaccinationRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = vaccination(CITIZEN);
     let (code, reason, message) =
         refused(&tax, RawCall::new(VACCINATION, body, "tax-household")).await;
     assert_eq!(
@@ -210,10 +202,7 @@ async fn a_provider_that_is_down_gives_provider_unavailable() {
         "{message}"
     );
     // Other providers still answer.
-    let body = GetVaccinationRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = vaccination(CITIZEN);
     call_raw(
         &education,
         RawCall::new(VACCINATION, body, "bac-candidature"),

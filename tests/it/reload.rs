@@ -6,8 +6,6 @@
 
 use crate::routing::spawned_echo_network;
 use crate::support::*;
-use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
-use prost::Message as _;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,8 +23,6 @@ methods = ["ma.civilstatus.v1.CivilStatus/GetBirthRecord"]
 purposes = ["job-seeker"]
 basis = "law:65-99"
 "#;
-
-const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
 
 /// A rule letting `health` read birth records.
 const HEALTH_RULE: &str = r#"
@@ -239,10 +235,7 @@ async fn an_invalid_config_is_rejected_and_the_old_one_stays() {
 async fn a_contract_is_onboarded_when_the_file_changes() {
     let (pki, gw, addr, echos) = spawned_echo_network("reload_poll_ms = 100", "").await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
-    let body = GetVaccinationRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let body = vaccination(CITIZEN);
     let call = || RawCall::new(VACCINATION, body.clone(), "bac-candidature");
     call_raw(&education, call()).await.expect("served at start");
     let admin = admin_addr(&pki, "gateway", &gw);

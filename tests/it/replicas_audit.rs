@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 
-const FAMILY: &str = "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord";
-
 /// Waits until each node's own checkpoint covers its `sizes` entries.
 pub(crate) async fn checkpointed(r: &Replicas, sizes: &[u64]) {
     for (i, &size) in sizes.iter().enumerate() {

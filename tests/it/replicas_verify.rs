@@ -10,7 +10,6 @@ use crate::replicas_audit::checkpointed;
 use crate::support::replicas::{Replicas, NODES};
 use crate::support::*;
 use std::path::Path;
-use std::process::Output;
 
 /// Makes `n` calls about the citizen through replica `node`.
 async fn calls(r: &Replicas, node: usize, n: usize) {
@@ -37,14 +36,6 @@ fn verify_online(r: &Replicas, node: usize, state: &Path) -> (bool, String) {
         .output()
         .unwrap();
     (out.status.success(), text(&out))
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// The line of `node` in a run's output.

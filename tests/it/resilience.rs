@@ -6,34 +6,10 @@
 use crate::support::client::reason;
 use crate::support::echo::Echo;
 use crate::support::*;
-use bytes::Bytes;
-use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
-use jisr::proto::ma::tax::v1::GetTaxStatusRequest;
-use prost::Message as _;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 use tonic::Code;
 use tonic_types::StatusExt as _;
-
-const TAX: &str = "/ma.tax.v1.TaxRecords/GetTaxStatus";
-const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
-
-fn tax() -> Bytes {
-    GetTaxStatusRequest {
-        citizen_id: "AB123456".into(),
-        fiscal_year: 2025,
-    }
-    .encode_to_vec()
-    .into()
-}
-
-fn vaccination() -> Bytes {
-    GetVaccinationRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec()
-    .into()
-}
 
 /// Adds `keys` to the `[[agency]]` whose upstream is `addr`.
 fn with_agency_keys(config: &str, addr: &str, keys: &str) -> String {
@@ -86,7 +62,11 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
             let ch = education.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let result = call_raw(&ch, RawCall::new(TAX, tax(), "bac-candidature")).await;
+                let result = call_raw(
+                    &ch,
+                    RawCall::new(TAX, tax(CITIZEN, 2025), "bac-candidature"),
+                )
+                .await;
                 (started.elapsed(), result)
             })
         })
@@ -118,9 +98,12 @@ async fn a_hanging_provider_trips_its_timeout_and_breaker_while_another_route_st
     // The breaker is open: the next call is refused without reaching the
     // provider, with a hint.
     let reached = hung.received();
-    let status = call_raw(&education, RawCall::new(TAX, tax(), "bac-candidature"))
-        .await
-        .expect_err("the breaker is open");
+    let status = call_raw(
+        &education,
+        RawCall::new(TAX, tax(CITIZEN, 2025), "bac-candidature"),
+    )
+    .await
+    .expect_err("the breaker is open");
     assert_eq!(hung.received(), reached, "the call reached the provider");
     assert_eq!(status.code(), Code::Unavailable);
     assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
@@ -173,7 +156,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
         .map(|_| {
             let ch = education.clone();
             tokio::spawn(async move {
-                let call = RawCall::new(VACCINATION, vaccination(), "bac-candidature")
+                let call = RawCall::new(VACCINATION, vaccination(CITIZEN), "bac-candidature")
                     .with("x-echo-delay-ms", "4000");
                 call_raw(&ch, call).await
             })
@@ -184,7 +167,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     health.wait_received(2).await;
     let status = call_raw(
         &education,
-        RawCall::new(VACCINATION, vaccination(), "bac-candidature"),
+        RawCall::new(VACCINATION, vaccination(CITIZEN), "bac-candidature"),
     )
     .await
     .expect_err("two slow calls are in flight: the third is shed");
@@ -207,7 +190,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
     // Once they are done, calls are admitted again.
     call_raw(
         &education,
-        RawCall::new(VACCINATION, vaccination(), "bac-candidature"),
+        RawCall::new(VACCINATION, vaccination(CITIZEN), "bac-candidature"),
     )
     .await
     .unwrap();
@@ -216,7 +199,7 @@ async fn calls_over_a_providers_in_flight_limit_are_shed_with_a_retry_hint() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
     let extra = "\n[[rate_limit]]\nconsumer = \"education\"\nper_second = 2\nburst = 3\n";
-    let (pki, _gw, addr, _echos) = crate::routing::echo_network("", extra).await;
+    let (pki, gw, addr, _echos) = crate::routing::echo_network("", extra).await;
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let tax = channel(&addr, &pki.files("tax")).await.unwrap();
     for _ in 0..3 {
@@ -247,24 +230,15 @@ async fn a_consumer_over_its_rate_is_refused_with_a_retry_hint() {
     let said = jisr::refusal::retry_in(wait);
     assert!(status.message().contains(&said), "{status:?}");
     // Another consumer has no limit.
-    let family = jisr::proto::ma::civilstatus::v1::GetFamilyRecordRequest {
-        citizen_id: "AB123456".into(),
-    }
-    .encode_to_vec();
+    let family = family(CITIZEN);
     for _ in 0..5 {
-        call_raw(
-            &tax,
-            RawCall::new(
-                "/ma.civilstatus.v1.CivilStatus/GetFamilyRecord",
-                family.clone(),
-                "tax-household",
-            ),
-        )
-        .await
-        .unwrap();
+        call_raw(&tax, RawCall::new(FAMILY, family.clone(), "tax-household"))
+            .await
+            .unwrap();
     }
-    // After the hinted delay, education may call again.
-    tokio::time::sleep(wait + Duration::from_millis(20)).await;
+    // After the hinted delay, education may call again: the gateway's
+    // clock is moved past it rather than waited for.
+    gw.clock.advance(wait);
     call_raw(
         &education,
         RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature"),
@@ -415,27 +389,38 @@ async fn an_ejected_provider_is_probed_after_its_cooldown_and_comes_back() {
     let config = with_agency_keys(
         &gateway_config(&pki, &up, "", ""),
         &down,
-        "breaker_failures = 1\nbreaker_cooldown_ms = 400",
+        "breaker_failures = 1\nbreaker_cooldown_ms = 3600000",
     );
-    let (gw, addr) = spawn_gateway(&pki, "gateway", &config);
+    let (gw, addr) = start_gateway(&pki, "gateway", &config);
     let education = channel(&addr, &pki.files("education")).await.unwrap();
     let call = || RawCall::new(BIRTH, birth(CITIZEN), "bac-candidature");
     // The first call finds the provider down and ejects its only instance.
     let status = call_raw(&education, call()).await.unwrap_err();
     assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
-    gw.wait_log("provider instance ejected");
+    let ejected = |state: &str| {
+        format!("jisr_upstream_instance_ejected{{provider=\"civil-status\",instance=\"{down}\",state=\"{state}\"}}")
+    };
+    let open = admin::wait_metric(&gw.admin, &ejected("open")).await;
+    assert!(open.ends_with(" 1"), "{open}");
     // The next is refused without trying, with the cooldown left as hint.
     let status = call_raw(&education, call()).await.unwrap_err();
     assert_eq!(reason(&status), "PROVIDER_UNAVAILABLE");
     assert!(status.message().contains("set aside"), "{status:?}");
     let wait = retry_delay(&status);
-    assert!(wait <= Duration::from_millis(400), "{wait:?}");
-    // The provider comes back on the same address; after the cooldown the
-    // probe call reaches it and closes the breaker.
+    assert!(
+        wait > Duration::from_secs(3500) && wait <= Duration::from_secs(3600),
+        "{wait:?}"
+    );
+    // The provider comes back on the same address; an hour later on the
+    // gateway's clock (advanced, not waited for) the probe call reaches it
+    // and closes the breaker.
     let _back = Echo::start_at(&pki.dir, "civil-status", &down).await;
-    tokio::time::sleep(wait + Duration::from_millis(50)).await;
+    let status = call_raw(&education, call()).await.unwrap_err();
+    assert!(status.message().contains("set aside"), "still cooling down");
+    gw.clock.advance(wait);
     call_raw(&education, call()).await.expect("the probe call");
-    gw.wait_log("back in service");
+    let closed = admin::wait_metric(&gw.admin, &ejected("closed")).await;
+    assert!(closed.ends_with(" 0"), "back in service: {closed}");
     for _ in 0..5 {
         call_raw(&education, call()).await.unwrap();
     }

@@ -8,20 +8,7 @@
 use crate::routing::{echo_network, spawned_echo_network};
 use crate::support::otlp::{attribute, hex, Collector};
 use crate::support::*;
-use bytes::Bytes;
-use jisr::proto::ma::health::v1::GetVaccinationRecordRequest;
-use prost::Message as _;
 use std::time::Duration;
-
-const VACCINATION: &str = "/ma.health.v1.HealthRecords/GetVaccinationRecord";
-
-fn vaccination() -> Bytes {
-    GetVaccinationRecordRequest {
-        citizen_id: CITIZEN.into(),
-    }
-    .encode_to_vec()
-    .into()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_refused_call_under_its_reason() {
@@ -32,7 +19,7 @@ async fn metrics_count_a_refused_call_under_its_reason() {
     for _ in 0..2 {
         let refused = call_raw(
             &tax,
-            RawCall::new(VACCINATION, vaccination(), "tax-household"),
+            RawCall::new(VACCINATION, vaccination(CITIZEN), "tax-household"),
         )
         .await;
         assert_eq!(framed_status(refused).1, "ACCESS_DENIED");
@@ -280,7 +267,7 @@ async fn an_exchange_span_reaches_the_collector_with_its_attributes_and_parent()
     let tax = channel(&addr, &pki.files("tax")).await.unwrap();
     let refused = call_raw(
         &tax,
-        RawCall::new(VACCINATION, vaccination(), "tax-household")
+        RawCall::new(VACCINATION, vaccination(CITIZEN), "tax-household")
             .with("jisr-request-id", "req-trace-2"),
     )
     .await;

@@ -12,13 +12,9 @@ use crate::support::proc::{jisr, wait_for_file, Proc};
 use crate::support::*;
 use jisr::audit::note::{CosignatureVerifier, NoteSigner};
 use jisr::proto::jisr::audit::v1 as pb;
-use jisr::proto::ma::civilstatus::v1::GetBirthRecordRequest;
 use pb::audit_client::AuditClient;
-use prost::Message as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
 /// A `jisr witness serve` process of its own directory.
 struct Witness {
@@ -141,10 +137,7 @@ impl Setup {
 async fn call(addr: &str, pki: &Pki, n: usize, tag: &str) {
     let education = channel(addr, &pki.files("education")).await.unwrap();
     for i in 0..n {
-        let body = GetBirthRecordRequest {
-            citizen_id: format!("{tag}{i:06}"),
-        }
-        .encode_to_vec();
+        let body = birth(&format!("{tag}{i:06}"));
         call_raw(&education, RawCall::new(BIRTH, body, "bac-candidature"))
             .await
             .unwrap();

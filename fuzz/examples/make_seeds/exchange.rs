@@ -200,7 +200,6 @@ fn requests() -> Vec<(String, Vec<u8>)> {
             "GetBirthRecord",
             GetBirthRecordRequest {
                 citizen_id: id.clone(),
-                ..Default::default()
             }
             .encode_to_vec(),
         ),
@@ -208,7 +207,6 @@ fn requests() -> Vec<(String, Vec<u8>)> {
             "GetFamilyRecord",
             GetFamilyRecordRequest {
                 citizen_id: id.clone(),
-                ..Default::default()
             }
             .encode_to_vec(),
         ),
@@ -224,7 +222,6 @@ fn requests() -> Vec<(String, Vec<u8>)> {
             "GetVaccinationRecord",
             GetVaccinationRecordRequest {
                 citizen_id: id.clone(),
-                ..Default::default()
             }
             .encode_to_vec(),
         ),

@@ -12,7 +12,6 @@
 //! when it is not already zero).
 
 use super::stack::{Admitted, Answer, Targeted};
-use crate::clock::now_ms;
 use crate::gateway::upstream::{Target, Upstream};
 use crate::refusal::{Reason, Refusal};
 use futures_util::future::Either;
@@ -76,7 +75,8 @@ pub struct Breaker {
     cooldown: Duration,
     state: AtomicU8,
     failures: AtomicU32,
-    /// When (in [`now_ms`]) the cooldown ends.
+    /// When (in milliseconds on the node's monotonic clock,
+    /// [`crate::clock::Clock::monotonic_ms`]) the cooldown ends.
     retry_at: AtomicU64,
     ejections: AtomicU64,
 }
@@ -320,7 +320,11 @@ impl Ticket<'_> {
     /// The call failed at transport level or timed out.
     fn failed(mut self) {
         self.settled = true;
-        if self.target.breaker().failure(self.probe, now_ms()) {
+        if self
+            .target
+            .breaker()
+            .failure(self.probe, self.target.now_ms())
+        {
             let limits = self.target.limits();
             tracing::warn!(
                 provider = %self.target.provider(),
@@ -337,7 +341,7 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         if !self.settled && self.probe {
-            self.target.breaker().abandon(now_ms());
+            self.target.breaker().abandon(self.target.now_ms());
         }
     }
 }
@@ -418,6 +422,7 @@ mod tests {
             1,
             limits,
             std::sync::Arc::new(tls),
+            std::sync::Arc::default(),
         );
         let (target, _) = up.pick().unwrap();
         for consumers_doing in [

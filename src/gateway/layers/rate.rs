@@ -10,7 +10,7 @@
 //! own bucket for that call rather than refuse or let everything through.
 
 use super::stack::{Answer, Outbound, Then};
-use crate::clock::now_us;
+use crate::clock::{now_us, Clock};
 use crate::config::RateLimitConfig;
 use crate::identity::AgencyId;
 use crate::redis::Shared;
@@ -32,7 +32,9 @@ pub struct Bucket {
     interval: u64,
     /// How far ahead of now the arrival time may run (burst × interval).
     tolerance: u64,
-    /// Theoretical arrival time, microseconds on the [`now_us`] clock.
+    /// Theoretical arrival time, microseconds on the monotonic clock
+    /// ([`now_us`], or the node's [`Clock::monotonic_us`] for the
+    /// `[[rate_limit]]` buckets).
     tat: AtomicU64,
     limited: AtomicU64,
     fallbacks: AtomicU64,
@@ -87,7 +89,8 @@ impl Bucket {
         })
     }
 
-    /// Takes one call of `consumer` now, or the `RATE_LIMITED` refusal.
+    /// Takes one call of `consumer` now, or the `RATE_LIMITED` refusal
+    /// (the gateway's own services' limits, on the process's clock).
     pub(crate) fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
         self.take(now_us())
             .map_err(|wait| over(self, consumer, wait))
@@ -104,7 +107,12 @@ impl Bucket {
     }
 
     /// The shared count in Redis; on failure, this node's own bucket.
-    async fn take_shared(&self, redis: &Shared, consumer: &AgencyId) -> Result<(), Duration> {
+    async fn take_shared(
+        &self,
+        redis: &Shared,
+        consumer: &AgencyId,
+        clock: &Clock,
+    ) -> Result<(), Duration> {
         match take_redis(redis, consumer, self.interval, self.tolerance).await {
             Ok(0) => Ok(()),
             Ok(wait) => {
@@ -118,7 +126,7 @@ impl Bucket {
                 if n.is_multiple_of(1000) {
                     tracing::warn!(%consumer, error = %e, fallbacks = n + 1, "shared rate limit unavailable: counting on this node");
                 }
-                self.take(now_us())
+                self.take(clock.monotonic_us())
             }
         }
     }
@@ -129,15 +137,19 @@ impl Bucket {
 pub struct RateLimits {
     buckets: HashMap<AgencyId, Arc<Bucket>>,
     redis: Option<Shared>,
+    /// The node's clock, whose monotonic reading the buckets refill on.
+    clock: Arc<Clock>,
 }
 
 impl RateLimits {
-    /// Buckets for `limits`; a consumer whose limit did not change keeps its
-    /// bucket from `previous` (a reload does not hand out a new burst).
+    /// Buckets for `limits`, refilling on `clock`; a consumer whose limit
+    /// did not change keeps its bucket from `previous` (a reload does not
+    /// hand out a new burst).
     pub fn new(
         limits: &[RateLimitConfig],
         previous: Option<&RateLimits>,
         redis: Option<&Shared>,
+        clock: Arc<Clock>,
     ) -> Self {
         let buckets = limits
             .iter()
@@ -155,6 +167,7 @@ impl RateLimits {
         Self {
             buckets,
             redis: redis.cloned(),
+            clock,
         }
     }
 
@@ -169,7 +182,7 @@ impl RateLimits {
         };
         match (&self.redis, bucket.config.shared) {
             (Some(redis), true) => Decision::Shared(bucket, redis),
-            _ => match bucket.take(now_us()) {
+            _ => match bucket.take(self.clock.monotonic_us()) {
                 Ok(()) => Decision::Pass,
                 Err(wait) => Decision::Over(over(bucket, consumer, wait)),
             },
@@ -299,9 +312,10 @@ where
                 // The service polled ready goes with the call; a clone stays.
                 let clone = self.inner.clone();
                 let inner = std::mem::replace(&mut self.inner, clone);
+                let clock = &self.limits.clock;
                 let check = async move {
                     bucket
-                        .take_shared(redis, consumer)
+                        .take_shared(redis, consumer, clock)
                         .await
                         .map_err(|wait| over(bucket, consumer, wait))?;
                     Ok(call)
@@ -359,11 +373,24 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_refills_when_the_nodes_clock_is_advanced() {
+        let clock = Arc::new(Clock::system());
+        let limits = RateLimits::new(&[limit(1, 1)], None, None, clock.clone());
+        let id = AgencyId::parse("education").unwrap();
+        check(&limits, &id).unwrap();
+        let wait = check(&limits, &id).unwrap_err().retry_after.unwrap();
+        assert!(wait <= Duration::from_secs(1), "{wait:?}");
+        clock.advance(wait);
+        check(&limits, &id).expect("refilled after the hinted delay");
+        assert!(check(&limits, &id).is_err(), "one call per refill");
+    }
+
+    #[test]
     fn a_reload_keeps_an_unchanged_bucket_and_replaces_a_changed_one() {
-        let one = RateLimits::new(&[limit(10, 1)], None, None);
+        let one = RateLimits::new(&[limit(10, 1)], None, None, Arc::default());
         let id = AgencyId::parse("education").unwrap();
         check(&one, &id).unwrap();
-        let same = RateLimits::new(&[limit(10, 1)], Some(&one), None);
+        let same = RateLimits::new(&[limit(10, 1)], Some(&one), None, Arc::default());
         assert!(Arc::ptr_eq(
             one.bucket(&id).unwrap(),
             same.bucket(&id).unwrap()
@@ -371,7 +398,7 @@ mod tests {
         let refusal = check(&same, &id).unwrap_err();
         assert_eq!(refusal.reason, Reason::RateLimited);
         assert!(refusal.retry_after.is_some());
-        let changed = RateLimits::new(&[limit(20, 1)], Some(&one), None);
+        let changed = RateLimits::new(&[limit(20, 1)], Some(&one), None, Arc::default());
         check(&changed, &id).unwrap();
         let other = AgencyId::parse("tax").unwrap();
         for _ in 0..100 {

@@ -233,6 +233,14 @@ impl Browser {
         }
     }
 
+    /// The verdict of a console page's own proof-checking script (its
+    /// `#verdict` element's `data-state`), once it is no longer checking.
+    pub async fn verdict(&self) -> String {
+        let script = "const v = document.getElementById('verdict'); \
+                      return v && v.dataset.state !== 'checking' ? v.dataset.state : '';";
+        self.wait_for("the browser's verdict", script).await
+    }
+
     /// Saves a PNG screenshot of the window to `target/console-shots/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
         use base64::Engine as _;

@@ -11,13 +11,8 @@ use super::{
 };
 use tonic::transport::Channel;
 
-/// The replicas' node ids.
-pub const NODES: [&str; 3] = ["gw-1", "gw-2", "gw-3"];
-
-/// How long a registration outlives a killed replica: short, so that the
-/// others soon stop counting one that is gone (a restarted replica takes
-/// its own back at once).
-const TTL_MS: u64 = 1500;
+pub use super::replicas::NODES;
+use super::replicas::TTL_MS;
 
 /// One replica.
 pub struct Replica {

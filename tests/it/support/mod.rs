@@ -21,9 +21,11 @@ use jisr::identity::{AgencyId, TrustDomain};
 use std::path::{Path, PathBuf};
 
 pub use client::{call_raw, channel, framed_status, raw_h2, RawCall};
-pub use fixtures::{birth, BIRTH, CITIZEN};
+pub use fixtures::{
+    birth, family, tax, vaccination, BIRTH, CITIZEN, FAMILY, SEGMENT, TAX, VACCINATION,
+};
 pub use gateway::Gateway;
-pub use proc::{demo_serve, jisr, wait_for_file, Proc};
+pub use proc::{demo_serve, jisr, text, wait_for_file, Proc};
 
 /// The trust domain of every test PKI.
 pub const DOMAIN: &str = "interop.gov.ma";

@@ -11,6 +11,15 @@ pub fn jisr() -> Command {
     cmd
 }
 
+/// A finished command's stdout then stderr, as text.
+pub fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A running child whose stderr goes to a file; killed when dropped.
 pub struct Proc {
     /// The child.

@@ -11,6 +11,11 @@ use tonic::transport::Channel;
 /// The replicas' node ids.
 pub const NODES: [&str; 3] = ["gw-1", "gw-2", "gw-3"];
 
+/// The replicas' `registration_ttl_ms`: how long a registration outlives a
+/// killed replica. Short, so that the others (and the tests) soon see one
+/// that is gone; a restarted replica takes its own back at once.
+pub const TTL_MS: u64 = 1500;
+
 /// Issues a gateway certificate for `node` from the PKI's CA into
 /// `<pki>/<node>.crt` and `.key` (`jisr pki init` issues one gateway only).
 pub fn issue_gateway(pki: &Pki, node: &str) -> jisr::tls::TlsFiles {

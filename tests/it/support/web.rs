@@ -19,6 +19,25 @@ pub struct Answer {
     pub body: String,
 }
 
+impl Answer {
+    /// The session cookie (`name=value`, without its attributes) that a
+    /// sign-in answer sets; panics unless the sign-in succeeded.
+    pub fn session_cookie(&self) -> String {
+        assert_eq!(self.status, StatusCode::SEE_OTHER, "{}", self.body);
+        let cookie = self.headers["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    /// The CSRF token of the page's forms.
+    pub fn csrf(&self) -> String {
+        let after = self.body.split("name=\"csrf\" value=\"").nth(1);
+        let token = after.and_then(|rest| rest.split('"').next());
+        token
+            .unwrap_or_else(|| panic!("no CSRF token in the page: {}", self.body))
+            .to_owned()
+    }
+}
+
 async fn send<S>(io: S, request: Request<Full<Bytes>>) -> Answer
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
