@@ -57,5 +57,6 @@ mod routing;
 mod serve_signals;
 mod support;
 mod telemetry;
+mod tiles;
 mod witness;
 mod witnessing;
