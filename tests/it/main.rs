@@ -58,5 +58,6 @@ mod serve_signals;
 mod support;
 mod telemetry;
 mod tiles;
+mod tlog_proof;
 mod witness;
 mod witnessing;
