@@ -36,6 +36,15 @@ if ! fc-list ':charset=2d30' 2>/dev/null | grep -q .; then
   $SUDO apt-get update -qq && $SUDO apt-get install -y -qq fonts-dejavu-core fontconfig >/dev/null
 fi
 
+# The tlog-tiles test (tests/it/tiles.rs) checks the tiles with an
+# independent implementation, Go's golang.org/x/mod/sumdb/tlog, built in
+# GOPATH mode from Debian's packages (nothing is downloaded).
+need_pkg go golang-go
+if [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
+  echo "test.sh: installing golang-golang-x-mod-dev (Go's sumdb/tlog, for the tiles test)" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-golang-x-mod-dev >/dev/null
+fi
 # The Kubernetes manifests are checked against the API's schemas
 # (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under
 # target/ so nothing is installed system-wide.

@@ -18,6 +18,7 @@ pub mod record;
 mod remote;
 pub mod service;
 pub mod summary;
+pub mod tiles;
 pub mod verify;
 pub mod witnessing;
 

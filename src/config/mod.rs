@@ -27,6 +27,7 @@ mod table;
 mod telemetry;
 #[cfg(test)]
 mod tests;
+mod tiles;
 mod witness;
 
 use std::net::SocketAddr;
@@ -46,6 +47,7 @@ pub use node::{Environment, FixedEnvironment, NodeIdSource, ProcessEnvironment, 
 pub use pattern::{Basis, MethodPattern};
 pub use resilience::{ProviderLimits, RateLimitConfig, RouteConfig};
 pub use telemetry::{LogFormat, OtlpTls, TelemetryConfig};
+pub use tiles::TilesConfig;
 pub use witness::{WitnessConfig, Witnessing};
 
 use crate::identity::{AgencyId, TrustDomain};
@@ -124,6 +126,9 @@ pub struct AuditConfig {
     /// `[[audit.witness]]`, `witness_quorum`, `witness_retry_max_ms`: who
     /// cosigns the checkpoints (none by default).
     pub witnessing: Witnessing,
+    /// `[audit.tiles]`: the log served in the C2SP tlog-tiles layout over
+    /// HTTPS; `None` (not served) without it.
+    pub tiles: Option<TilesConfig>,
 }
 
 /// What an agency may do beyond calling services.

@@ -118,8 +118,8 @@ impl Singles {
         };
         let audit = match top.table.get("audit") {
             Some(v) => Section::new("[audit]", v, AUDIT_KEYS, ctx)
-                .and_then(|s| stores::audit(ctx, Some(&s), base)),
-            None => stores::audit(ctx, None, base),
+                .and_then(|s| stores::audit(ctx, Some(&s), base, tls.as_ref())),
+            None => stores::audit(ctx, None, base, tls.as_ref()),
         };
         let consent = match top.table.get("consent") {
             Some(v) => Section::new("[consent]", v, CONSENT_KEYS, ctx)

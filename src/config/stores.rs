@@ -17,6 +17,7 @@ pub(super) const AUDIT_KEYS: &[&str] = &[
     "witness",
     "witness_quorum",
     "witness_retry_max_ms",
+    "tiles",
 ];
 pub(super) const CONSENT_KEYS: &[&str] = &["path", "signing_key", "redis_url", "timeout_ms"];
 
@@ -46,6 +47,7 @@ pub(super) fn audit(
     ctx: &mut Ctx,
     s: Option<&Section<'_, '_>>,
     base: &Path,
+    node_tls: Option<&crate::tls::TlsFiles>,
 ) -> Option<AuditConfig> {
     let mut file = |key: &str, default: &str| file_or_default(ctx, s, base, key, default);
     let dir = file("dir", "audit");
@@ -65,7 +67,9 @@ pub(super) fn audit(
         None => Some(None),
     };
     let witnessing = super::witness::read(ctx, s, base);
+    let tiles = super::tiles::read(ctx, s, base, node_tls);
     Some(AuditConfig {
+        tiles: tiles?,
         witnessing: witnessing?,
         archive_dir: archive_dir?,
         dir: dir?,

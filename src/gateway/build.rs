@@ -81,9 +81,12 @@ impl Gateway {
             &telemetry,
             apis.redis.as_ref(),
         )?;
+        let tiles = super::tiles::open(config, &recorder.log, &witnessing)?;
         let gateway = Self {
             console,
             console_listener: std::sync::Mutex::new(None),
+            tiles,
+            tiles_listener: std::sync::Mutex::new(None),
             domain: config.node.trust_domain.clone(),
             drain_timeout: config.node.drain_timeout,
             lanes: config.node.lane_count(),

@@ -28,6 +28,7 @@ mod probe;
 pub mod reload;
 mod routing;
 pub mod server;
+mod tiles;
 pub mod upstream;
 
 use crate::catalogue::Catalogue;
@@ -118,6 +119,10 @@ pub struct Gateway {
     console: Option<Arc<crate::console::Console>>,
     /// Its listener, once [`Gateway::bind_console`] bound it.
     console_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
+    /// The log as tlog-tiles, when `[audit.tiles]` is configured.
+    tiles: Option<tiles::Served>,
+    /// Their listener, once [`Gateway::bind_tiles`] bound it.
+    tiles_listener: std::sync::Mutex<Option<tokio::net::TcpListener>>,
     /// Per-agency limits on calls to the gateway's own services.
     own_limits: own::OwnLimits,
 }

@@ -128,6 +128,7 @@ async fn serve(
     tokio::pin!(shutdown);
     let lanes = start_lanes(&gateway);
     let console = gateway.start_console().await;
+    let tiles = gateway.start_tiles().await;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -165,8 +166,9 @@ async fn serve(
     }
     drop(listener);
     watcher_task.abort();
-    if let Some((stop, task)) = console {
-        // Its pages finish within the drain timeout, before the log closes.
+    // Their pages and tiles finish within the drain timeout, before the
+    // log closes.
+    for (stop, task) in console.into_iter().chain(tiles) {
         let _ = stop.send(true);
         let _ = task.await;
     }

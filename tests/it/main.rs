@@ -60,5 +60,7 @@ mod routing;
 mod serve_signals;
 mod support;
 mod telemetry;
+mod tiles;
+mod tlog_proof;
 mod witness;
 mod witnessing;

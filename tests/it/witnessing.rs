@@ -192,6 +192,36 @@ fn value(line: &str) -> u64 {
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 
+/// The tiles serve the witnessed checkpoint, cosignatures included (the
+/// same note as `cp`'s, or a later witnessed one), and Go's tlog accepts
+/// the tiles under it.
+async fn tiles_serve_the_witnessed_checkpoint(
+    gw: &Gateway,
+    pki: &Pki,
+    log: &NoteSigner,
+    cp: &pb::SignedCheckpoint,
+    witnesses: [&Witness; 2],
+) {
+    let at = gw.tiles.as_deref().unwrap();
+    let ca = pki.dir.join("ca.crt");
+    let served =
+        crate::support::web::console(at, &ca, http::Method::GET, "/checkpoint", None, None).await;
+    assert_eq!(served.status, 200, "{}", served.body);
+    let size: u64 = served.body.lines().nth(1).unwrap().parse().unwrap();
+    assert!(size >= cp.witnessed_size, "{}", served.body);
+    if size == cp.witnessed_size {
+        assert_eq!(served.body, cp.witnessed_note);
+    }
+    let (text, lines) = split_note(&served.body);
+    for w in witnesses {
+        w.verifier.verify(text, lines).unwrap();
+    }
+    let verifier = log.verifier().to_text();
+    let bundle = format!("000.p/{size}");
+    let ok = crate::tiles::go_check(pki, at, &verifier, &bundle, "0");
+    assert!(ok.starts_with(&format!("ok size={size} ")), "{ok}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_witnesses_cosign_the_checkpoints_and_receipts_carry_their_cosignatures() {
     let setup = Setup::new().await;
@@ -203,7 +233,9 @@ async fn two_witnesses_cosign_the_checkpoints_and_receipts_carry_their_cosignatu
         cndp.section("cndp", pki),
         court.section("court", pki)
     );
-    let (gw, addr) = start_gateway(pki, "gateway", &setup.config("gateway-audit", &witnesses));
+    let tiles = "\n[audit.tiles]\nlisten = \"127.0.0.1:0\"\n";
+    let config = setup.config("gateway-audit", &format!("{witnesses}{tiles}"));
+    let (gw, addr) = start_gateway(pki, "gateway", &config);
     call(&addr, pki, 3, "AB").await;
     let cp = witnessed(&addr, pki, 3).await;
     // The log's signature and both witnesses' cosignatures, over the text.
@@ -211,6 +243,7 @@ async fn two_witnesses_cosign_the_checkpoints_and_receipts_carry_their_cosignatu
     jisr::audit::note::open_note(&cp.witnessed_note, &setup.signer.verifier()).unwrap();
     cndp.verifier.verify(text, lines).unwrap();
     court.verifier.verify(text, lines).unwrap();
+    tiles_serve_the_witnessed_checkpoint(&gw, pki, &setup.signer, &cp, [&cndp, &court]).await;
     for w in ["cndp", "court"] {
         let line = wait_metric(
             &gw.admin,
@@ -276,6 +309,8 @@ async fn two_witnesses_cosign_the_checkpoints_and_receipts_carry_their_cosignatu
         ok && text.contains("cosigned by 2 trusted witness(es)"),
         "{text}"
     );
+    let key = pki.root().join("gateway-audit/verifier.key");
+    crate::tlog_proof::tlog_proofs_check_offline(&addr, pki, &key, &both);
     let stranger = jisr::audit::note::Cosigner::generate("stranger.ma/witness").unwrap();
     let other = pki.root().join("other.toml");
     std::fs::write(

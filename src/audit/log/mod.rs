@@ -384,6 +384,21 @@ impl AuditLog {
         merkle::tree_hash(size, &self.shared.hashes).map_err(|e| AuditError::Proof(e.to_string()))
     }
 
+    /// The stored hashes at `indexes` (see [`merkle::stored_hash_index`])
+    /// of the tree of `size` entries, read as they are kept: the tiles'
+    /// hashes, without rehashing anything.
+    pub fn stored_hashes(&self, size: u64, indexes: &[u64]) -> Result<Vec<Hash>, AuditError> {
+        self.check_size(size)?;
+        let count = merkle::stored_hash_count(size);
+        if let Some(i) = indexes.iter().find(|&&i| i >= count) {
+            return Err(AuditError::OutOfRange(format!(
+                "stored hash {i} is not in a tree of {size} entries"
+            )));
+        }
+        merkle::HashReader::read_hashes(&self.shared.hashes, indexes)
+            .map_err(|e| AuditError::Proof(e.to_string()))
+    }
+
     fn check_size(&self, size: u64) -> Result<(), AuditError> {
         let have = self.size();
         if size > have {

@@ -30,6 +30,7 @@ type Started = (
     SocketAddr,
     SocketAddr,
     Option<SocketAddr>,
+    Option<SocketAddr>,
     Arc<Faults>,
     Arc<jisr::clock::Clock>,
 );
@@ -43,6 +44,8 @@ pub struct Gateway {
     pub admin: String,
     /// Its web console, when the config has `[console]`.
     pub console: Option<String>,
+    /// Its tlog-tiles listener, when the config has `[audit.tiles]`.
+    pub tiles: Option<String>,
     /// Its audit writer's fault hook: a test fails the log's writes and
     /// fsyncs through it (no root, no disk to fill).
     pub audit_faults: Arc<Faults>,
@@ -119,10 +122,15 @@ impl Gateway {
                         Ok(console) => console,
                         Err(e) => return drop(started.send(Err(e.to_string()))),
                     };
+                    let tiles = match gateway.bind_tiles().await {
+                        Ok(tiles) => tiles,
+                        Err(e) => return drop(started.send(Err(e.to_string()))),
+                    };
                     let addrs = (
                         listener.local_addr().unwrap(),
                         admin.local_addr().unwrap(),
                         console,
+                        tiles,
                         gateway.audit_log().faults(),
                         gateway.clock(),
                     );
@@ -135,7 +143,7 @@ impl Gateway {
                 });
             })
             .unwrap();
-        let (addr, admin, console, audit_faults, clock): Started = match on_start.recv() {
+        let (addr, admin, console, tiles, audit_faults, clock): Started = match on_start.recv() {
             Ok(Ok(started)) => started,
             Ok(Err(e)) => panic!("gateway {name} did not start: {e}"),
             Err(_) => {
@@ -147,6 +155,7 @@ impl Gateway {
             addr: addr.to_string(),
             admin: admin.to_string(),
             console: console.map(|c| c.to_string()),
+            tiles: tiles.map(|t| t.to_string()),
             audit_faults,
             clock,
             name: name.to_owned(),

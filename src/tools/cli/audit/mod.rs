@@ -17,6 +17,7 @@ mod receipt;
 mod recover;
 mod render;
 mod seen;
+mod tlog_proof;
 mod trust;
 
 use read::{query, tail};
@@ -111,9 +112,13 @@ pub enum AuditCommand {
         /// The node whose log holds the entry (default: the node asked).
         #[arg(long)]
         node: Option<String>,
-        /// Write the receipt (JSON) to this file instead of standard output.
+        /// Write the receipt to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// `json` (Jisr's receipt) or `tlog-proof` (the C2SP tlog-proof
+        /// text form; check it with `check-receipt --key`).
+        #[arg(long, value_enum, default_value = "json")]
+        format: receipt::Format,
     },
     /// Measure durable appends, fsync latency, bytes per entry and history queries.
     Bench {
@@ -142,7 +147,8 @@ pub enum AuditCommand {
     },
     /// Check a receipt offline against the node's verifier key.
     CheckReceipt {
-        /// The receipt file written by `jisr audit prove`.
+        /// The receipt file written by `jisr audit prove` (JSON, or a
+        /// C2SP tlog-proof, told apart by its first line).
         receipt: PathBuf,
         /// The node's published verifier key (file); default: the key in the receipt.
         #[arg(long)]
@@ -269,7 +275,8 @@ pub async fn run(command: AuditCommand) -> anyhow::Result<bool> {
             index,
             node,
             out,
-        } => prove(&conn, index, node.as_deref(), out.as_deref())
+            format,
+        } => prove(&conn, index, node.as_deref(), (out.as_deref(), format))
             .await
             .map(|()| true),
         AuditCommand::Checkpoints { conn } => receipt::checkpoints(&conn).await,

@@ -81,11 +81,21 @@ async fn checkpoint_of(
         })
 }
 
+/// How `prove` writes a receipt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Jisr's JSON receipt (with the node's verifier key inside).
+    Json,
+    /// The C2SP tlog-proof text form (c2sp.org/tlog-proof), the entry in
+    /// its `extra` line.
+    TlogProof,
+}
+
 pub(super) async fn prove(
     conn: &Connection,
     index: u64,
     node: Option<&str>,
-    out: Option<&Path>,
+    (out, format): (Option<&Path>, Format),
 ) -> anyhow::Result<()> {
     let mut client = connect(conn).await?;
     let mut checkpoint = checkpoint_of(&mut client, node).await?;
@@ -123,17 +133,20 @@ pub(super) async fn prove(
         checkpoint: checkpoint.note,
         verifier_key: checkpoint.verifier_key,
     };
-    let text = serde_json::to_string_pretty(&receipt)?;
+    let text = match format {
+        Format::Json => format!("{}\n", serde_json::to_string_pretty(&receipt)?),
+        Format::TlogProof => super::tlog_proof::write(&receipt),
+    };
     match out {
         Some(path) => {
-            std::fs::write(path, format!("{text}\n"))?;
+            std::fs::write(path, &text)?;
             println!(
                 "wrote the receipt of entry {index} (tree size {}) to {}",
                 receipt.tree_size,
                 path.display()
             );
         }
-        None => println!("{text}"),
+        None => print!("{text}"),
     }
     Ok(())
 }
@@ -146,8 +159,18 @@ pub(super) fn check_receipt(
     let policy = trust.map(super::trust::Policy::load).transpose()?;
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let receipt = Receipt::parse(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not a receipt: {e}", path.display()))?;
+    let receipt = if text.starts_with(super::tlog_proof::HEADER) {
+        // A tlog-proof names no key: the reader must bring the node's.
+        let Some(key) = key else {
+            anyhow::bail!("{} is a tlog-proof, which carries no verifier key: pass --key with the node's published verifier key (its verifier.key)", path.display());
+        };
+        let verifier = read_verifier(key)?;
+        super::tlog_proof::read(&text, verifier.to_text())
+            .map_err(|e| anyhow::anyhow!("{} is not a tlog-proof: {e}", path.display()))?
+    } else {
+        Receipt::parse(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a receipt: {e}", path.display()))?
+    };
     let verifier = match key {
         Some(k) => read_verifier(k)?,
         None => {
