@@ -58,6 +58,23 @@ if ! "$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
   echo "test.sh: installing grpcio and grpcio-tools into $VENV (needed by the tests)" >&2
   "$VENV/bin/pip" install --quiet grpcio==1.85.4 grpcio-tools==1.85.4
 fi
+# The Go agency (tests/it/golang.rs): Debian's Go, grpc-go and protobuf
+# sources (GOPATH mode, nothing fetched from the Go proxy), protoc and the
+# Go generators. github.com/golang/protobuf must be the 1.5 package (it
+# replaces the 1.3 one, which cannot decode today's generated messages).
+need_pkg go golang-go
+need_pkg protoc protobuf-compiler
+need_pkg protoc-gen-go protoc-gen-go
+need_pkg protoc-gen-go-grpc protoc-gen-go-grpc
+need_src() { # need_src FILE PACKAGE
+  [ -e "/usr/share/gocode/src/$1" ] && return 0
+  echo "test.sh: installing $2 (needed by the tests)" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
+}
+need_src google.golang.org/grpc/server.go golang-google-grpc-dev
+need_src google.golang.org/protobuf/proto/decode.go golang-google-protobuf-dev
+need_src github.com/golang/protobuf/proto/registry.go golang-github-golang-protobuf-1-5-dev
 
 # Tests that need root (a real tmpfs filled up, a loop device) are
 # `#[ignore]`d and named `…_as_root`; as root, a second pass runs them, so

@@ -39,6 +39,7 @@ mod docs;
 mod drain;
 mod faults;
 mod flood;
+mod golang;
 mod lifecycle;
 mod officials;
 mod onboard;
