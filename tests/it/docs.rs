@@ -83,9 +83,9 @@ async fn the_onboarding_guide_runs_as_written() {
 
 /// The guide's page per stack (`docs/stacks.md`) has a block for each
 /// stack, each marked with its language (none is for the gateway's
-/// machine), and its Python and Go lines are the test suite's Python and
-/// Go providers and consumers, which run through a gateway (`python.rs`,
-/// `golang.rs`).
+/// machine), and its Python, Java and Go lines are the test suite's
+/// providers and consumers in those stacks, which run through a gateway
+/// (`python.rs`, `java.rs`, `golang.rs`).
 #[test]
 fn the_onboarding_guides_python_is_the_tested_python() {
     let guide = blocks(&read(&repo().join("docs/stacks.md")));
@@ -106,6 +106,7 @@ fn the_onboarding_guides_python_is_the_tested_python() {
             "python/coverage_provider.py",
         ),
         ("go", "Go", "go/consumer/main.go", "go/provider/main.go"),
+        ("java", "Java", "java/Consumer.java", "java/Provider.java"),
     ];
     for (info, stack, consumer, provider) in tested {
         let sources = [consumer, provider].map(|name| read(&repo().join("tests/it").join(name)));

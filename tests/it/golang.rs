@@ -21,7 +21,7 @@ use std::process::Command;
 /// The import path the generated stubs get (the contract has no go_package).
 const STUBS: &str = "interop.gov.ma/socialsecurity/v1;socialsecurityv1";
 
-fn tool(name: &str) -> Command {
+pub(crate) fn tool(name: &str) -> Command {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
         .output()
@@ -35,7 +35,7 @@ fn tool(name: &str) -> Command {
     Command::new(name)
 }
 
-fn check(what: &str, cmd: &mut Command) {
+pub(crate) fn check(what: &str, cmd: &mut Command) {
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -96,6 +96,38 @@ fn build(root: &Path) -> (PathBuf, PathBuf) {
     (built.remove(0), built.remove(0))
 }
 
+/// The guide's node with the fund added by `jisr agency add` at a free
+/// port, and a rule letting the ministry check a coverage on a law; the
+/// configuration and the fund's back-end address.
+pub(crate) fn onboard_fund(pki: &Pki) -> (PathBuf, String) {
+    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
+    let (config, contract) = node(pki, block(&guide, "package ma.socialsecurity.v1;"));
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let (out, text) = run(&[
+        "agency",
+        "add",
+        "social-security",
+        "--config",
+        arg(&config),
+        "--contract",
+        arg(&contract),
+        "--upstream",
+        &upstream,
+    ]);
+    assert!(out.status.success(), "{text}");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/GetCoverage\"]\n\
+         purposes = [\"school-grant\"]\nbasis = \"law:65-00\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    (config, upstream)
+}
+
 /// Runs the Go consumer against `address`; the JSON object it prints.
 async fn consume(consumer: &Path, pki: &Pki, address: &str, name: &str) -> serde_json::Value {
     let out = tokio::process::Command::new(consumer)
@@ -116,27 +148,8 @@ async fn consume(consumer: &Path, pki: &Pki, address: &str, name: &str) -> serde
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_go_provider_and_consumer_call_through_the_gateway_and_the_provider_lets_only_it_in() {
     let pki = Pki::new();
-    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
-    let (config, contract) = node(&pki, block(&guide, "package ma.socialsecurity.v1;"));
+    let (config, upstream) = onboard_fund(&pki);
     let (consumer, provider) = build(pki.root());
-
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let (out, text) = run(&[
-        "agency",
-        "add",
-        "social-security",
-        "--config",
-        arg(&config),
-        "--contract",
-        arg(&contract),
-        "--upstream",
-        &upstream,
-    ]);
-    assert!(out.status.success(), "{text}");
     let backend = Proc::spawn(
         "go-provider",
         Command::new(&provider)
@@ -145,12 +158,6 @@ async fn a_go_provider_and_consumer_call_through_the_gateway_and_the_provider_le
     );
     backend.wait_log("listening");
 
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
-        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/GetCoverage\"]\n\
-         purposes = [\"school-grant\"]\nbasis = \"law:65-00\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
     let gateway = Gateway::start("gateway", &config);
 
     // Through the gateway: answered by the Go back-end, for the ministry.

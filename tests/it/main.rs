@@ -40,6 +40,7 @@ mod drain;
 mod faults;
 mod flood;
 mod golang;
+mod java;
 mod lifecycle;
 mod officials;
 mod onboard;
