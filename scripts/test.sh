@@ -67,6 +67,38 @@ if ! "$VENV/bin/python" -c 'import grpc, grpc_tools' 2>/dev/null; then
   echo "test.sh: installing grpcio and grpcio-tools into $VENV (needed by the tests)" >&2
   "$VENV/bin/pip" install --quiet grpcio==1.85.4 grpcio-tools==1.85.4
 fi
+# The Go agency (tests/it/golang.rs): Debian's Go, grpc-go and protobuf
+# sources (GOPATH mode, nothing fetched from the Go proxy), protoc and the
+# Go generators. github.com/golang/protobuf must be the 1.5 package (it
+# replaces the 1.3 one, which cannot decode today's generated messages).
+need_pkg go golang-go
+need_pkg protoc protobuf-compiler
+need_pkg protoc-gen-go protoc-gen-go
+need_pkg protoc-gen-go-grpc protoc-gen-go-grpc
+need_file() { # need_file PATH PACKAGE
+  [ -e "$1" ] && return 0
+  echo "test.sh: installing $2 (needed by the tests)" >&2
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
+}
+need_file /usr/share/gocode/src/google.golang.org/grpc/server.go golang-google-grpc-dev
+need_file /usr/share/gocode/src/google.golang.org/protobuf/proto/decode.go golang-google-protobuf-dev
+need_file /usr/share/gocode/src/github.com/golang/protobuf/proto/registry.go golang-github-golang-protobuf-1-5-dev
+# The Java agency (tests/it/java.rs): a JDK, grpc-java over Netty and
+# their jars in /usr/share/java, netty-tcnative (Debian's Netty has no JDK
+# ALPN, so TLS goes through OpenSSL), and the grpc-java generator.
+need_pkg javac default-jdk-headless
+need_pkg grpc_java_plugin protobuf-compiler-grpc-java-plugin
+need_file /usr/share/java/grpc-netty.jar libgrpc-java
+need_file /usr/share/java/netty-codec-http2.jar libnetty-java
+need_file /usr/share/java/protobuf.jar libprotobuf-java
+need_file /usr/share/java/perfmark-api.jar libperfmark-java
+need_file /usr/share/java/geronimo-annotation-1.3-spec.jar libgeronimo-annotation-1.3-spec-java
+need_file /usr/share/java/netty-tcnative.jar libnetty-tcnative-java
+need_file /usr/share/java/guava.jar libguava-java
+need_file /usr/share/java/jsr305.jar libjsr305-java
+need_file /usr/share/java/opencensus-api.jar libopencensus-java
+need_file /usr/lib/x86_64-linux-gnu/jni/libnetty-tcnative.so libnetty-tcnative-jni
 
 # Tests that need root (a real tmpfs filled up, a loop device) are
 # `#[ignore]`d and named `…_as_root`; as root, a second pass runs them, so

@@ -83,8 +83,9 @@ async fn the_onboarding_guide_runs_as_written() {
 
 /// The guide's page per stack (`docs/stacks.md`) has a block for each
 /// stack, each marked with its language (none is for the gateway's
-/// machine), and its Python lines are the test suite's Python provider and
-/// consumer, which run through a gateway (`python.rs`).
+/// machine), and its Python, Java and Go lines are the test suite's
+/// providers and consumers in those stacks, which run through a gateway
+/// (`python.rs`, `java.rs`, `golang.rs`).
 #[test]
 fn the_onboarding_guides_python_is_the_tested_python() {
     let guide = blocks(&read(&repo().join("docs/stacks.md")));
@@ -97,19 +98,30 @@ fn the_onboarding_guides_python_is_the_tested_python() {
     for info in ["python", "java", "go", "csharp"] {
         assert!(guide.iter().any(|(i, _)| i == info), "no ```{info} block");
     }
-    let scripts = ["coverage_consumer.py", "coverage_provider.py"]
-        .map(|name| read(&repo().join("tests/it/python").join(name)));
-    let tested: Vec<&str> = scripts
-        .iter()
-        .flat_map(|s| s.lines())
-        .map(str::trim)
-        .collect();
-    for (_, body) in guide.iter().filter(|(info, _)| info == "python") {
-        for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            assert!(
-                tested.contains(&line),
-                "the guide's Python line\n  {line}\nis in none of tests/it/python/*.py"
-            );
+    let tested = [
+        (
+            "python",
+            "Python",
+            "python/coverage_consumer.py",
+            "python/coverage_provider.py",
+        ),
+        ("go", "Go", "go/consumer/main.go", "go/provider/main.go"),
+        ("java", "Java", "java/Consumer.java", "java/Provider.java"),
+    ];
+    for (info, stack, consumer, provider) in tested {
+        let sources = [consumer, provider].map(|name| read(&repo().join("tests/it").join(name)));
+        let lines: Vec<&str> = sources
+            .iter()
+            .flat_map(|s| s.lines())
+            .map(str::trim)
+            .collect();
+        for (_, body) in guide.iter().filter(|(i, _)| i == info) {
+            for line in body.lines().map(str::trim).filter(|l| !l.is_empty()) {
+                assert!(
+                    lines.contains(&line),
+                    "the guide's {stack} line\n  {line}\nis in neither tests/it/{consumer} nor tests/it/{provider}"
+                );
+            }
         }
     }
 }

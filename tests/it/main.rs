@@ -39,6 +39,8 @@ mod docs;
 mod drain;
 mod faults;
 mod flood;
+mod golang;
+mod java;
 mod lifecycle;
 mod officials;
 mod onboard;
