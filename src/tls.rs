@@ -9,6 +9,7 @@
 //! sees an unidentified connection. [`handshake_failure_reason`] turns the
 //! resulting errors into one-line reasons for the log.
 
+pub mod https;
 mod load;
 mod probe;
 mod reason;

@@ -41,18 +41,10 @@ use crate::audit::record::Recorder;
 use crate::audit::service::AuditService;
 use crate::config::{ConsoleConfig, Role};
 use crate::identity::AgencyId;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
-
-/// A browser has this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the console needs from the gateway, read per request so that a
 /// reload's roles apply at once.
@@ -140,48 +132,13 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let acceptor = TlsAcceptor::from(console.tls.clone());
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "console: accept failed");
-                // Out of descriptors and the like: back off, don't spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let watcher = graceful.watcher();
-        let (console, acceptor) = (console.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    return tracing::debug!(%peer, error = %e, "console: TLS handshake failed")
-                }
-                Err(_) => return tracing::debug!(%peer, "console: TLS handshake timed out"),
-            };
-            let service = service_fn(move |request| {
-                let console = console.clone();
-                async move { Ok::<_, Infallible>(routes::answer(&console, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, "console: connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("console: drain timed out; closing its remaining connections");
-    }
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let tls = console.tls.clone();
+    crate::tls::https::serve_http1("console", tls, listener, stopped, drain, move |request| {
+        let console = console.clone();
+        async move { routes::answer(&console, request).await }
+    })
+    .await;
 }

@@ -3,7 +3,6 @@
 //! client certificate: as the spec says, the log's signature on the
 //! checkpoint is the only authentication a witness needs.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +11,12 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
 use super::{Verdict, Witness};
 use crate::audit::witnessing::request::MAX_BODY_BYTES;
 use crate::audit::witnessing::SIZE_CONTENT_TYPE;
 
-/// A log has this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open requests get this long to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(10);
 
@@ -36,50 +29,11 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let graceful = GracefulShutdown::new();
-    let acceptor = TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut shutdown => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "witness: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let watcher = graceful.watcher();
-        let (witness, acceptor) = (witness.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    return tracing::debug!(%peer, error = %e, "witness: TLS handshake failed")
-                }
-                Err(_) => return tracing::debug!(%peer, "witness: TLS handshake timed out"),
-            };
-            let service = service_fn(move |request| {
-                let witness = witness.clone();
-                async move { Ok::<_, Infallible>(answer(&witness, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, "witness: connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("witness: drain timed out; closing its remaining connections");
-    }
+    crate::tls::https::serve_http1("witness", tls, listener, shutdown, DRAIN, move |request| {
+        let witness = witness.clone();
+        async move { answer(&witness, request).await }
+    })
+    .await;
 }
 
 async fn answer(witness: &Witness, request: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -2,7 +2,6 @@
 //! server-authenticated TLS only. Tiles are public by design, anyone may
 //! check the log, so no client certificate is asked for.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,17 +9,10 @@ use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use super::{Resource, TileError, Tiles};
-
-/// A client has this long to complete its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Reply = Response<Full<Bytes>>;
 
@@ -33,50 +25,13 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
     drain: Duration,
 ) {
-    let graceful = GracefulShutdown::new();
-    let acceptor = TlsAcceptor::from(tls);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %e, "tiles: accept failed");
-                // Out of descriptors and the like: back off, don't spin.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let watcher = graceful.watcher();
-        let (tiles, acceptor) = (tiles.clone(), acceptor.clone());
-        tokio::spawn(async move {
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    return tracing::debug!(%peer, error = %e, "tiles: TLS handshake failed")
-                }
-                Err(_) => return tracing::debug!(%peer, "tiles: TLS handshake timed out"),
-            };
-            let service = service_fn(move |request| {
-                let tiles = tiles.clone();
-                async move { Ok::<_, Infallible>(answer(tiles, request).await) }
-            });
-            let connection = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tls), service);
-            if let Err(e) = watcher.watch(connection).await {
-                tracing::debug!(error = %e, "tiles: connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("tiles: drain timed out; closing their remaining connections");
-    }
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    crate::tls::https::serve_http1("tiles", tls, listener, stopped, drain, move |request| {
+        answer(tiles.clone(), request)
+    })
+    .await;
 }
 
 /// Answers one request.
