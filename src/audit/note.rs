@@ -8,17 +8,18 @@
 
 mod checkpoint;
 pub mod cosignature;
+mod key;
 #[cfg(test)]
 mod tests;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 
 pub(crate) use checkpoint::parse_size;
 pub use checkpoint::Checkpoint;
 pub use cosignature::{CosignatureVerifier, Cosigner};
+use key::{decode_key, key_id, key_text, Kind, PrivateKey};
 
 /// Signature type byte for Ed25519 in the signed-note spec.
 const ALG_ED25519: u8 = 0x01;
@@ -68,88 +69,57 @@ pub enum NoteError {
 /// An Ed25519 note signer: a key name (e.g. `interop.gov.ma/jisr/gw-1`) and
 /// its private key. `Debug` shows the name and key id only.
 pub struct NoteSigner {
-    name: String,
-    key_id: u32,
-    key: SigningKey,
+    key: PrivateKey,
 }
+
+/// A note signer's key: algorithm byte 0x01.
+const SIGNER: Kind = Kind {
+    alg: ALG_ED25519,
+    which: "signer",
+    not_seed: "not an Ed25519 seed",
+};
 
 impl std::fmt::Debug for NoteSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NoteSigner")
-            .field("name", &self.name)
-            .field("key_id", &format_args!("{:08x}", self.key_id))
-            .field("key", &"<redacted>")
-            .finish()
+        self.key.debug("NoteSigner", f)
     }
 }
 
 impl NoteSigner {
     /// A new signer with a fresh random key.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        check_name(name)?;
-        Ok(Self::from_seed(name, rand::random::<[u8; 32]>()))
-    }
-
-    fn from_seed(name: &str, seed: [u8; 32]) -> Self {
-        let key = SigningKey::from_bytes(&seed);
-        let key_id = key_id(name, &key.verifying_key());
-        NoteSigner {
-            name: name.to_owned(),
-            key_id,
-            key,
-        }
+        PrivateKey::generate(name, SIGNER).map(|key| Self { key })
     }
 
     /// Parses Go's private key text
     /// `PRIVATE+KEY+<name>+<hex8 key id>+base64(0x01 ‖ 32-byte seed)`,
     /// checking the key id against the key.
     pub fn from_secret_text(text: &str) -> Result<Self, NoteError> {
-        let bad = |why| NoteError::MalformedKey {
-            which: "signer",
-            why,
-        };
-        let rest = text
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
-        let (name, stated, key) =
-            split_key_text(rest).ok_or_else(|| bad("expected <name>+<key id>+<key>"))?;
-        check_name(name)?;
-        let seed: [u8; 32] = algorithm_key(key).ok_or_else(|| bad("not an Ed25519 seed"))?;
-        let signer = Self::from_seed(name, seed);
-        if signer.key_id != stated {
-            return Err(NoteError::KeyIdMismatch {
-                stated,
-                computed: signer.key_id,
-            });
-        }
-        Ok(signer)
+        PrivateKey::from_secret_text(text, SIGNER).map(|key| Self { key })
     }
 
     /// The private key text [`Self::from_secret_text`] reads. A secret: keep
     /// it out of logs.
     pub fn to_secret_text(&self) -> String {
-        format!(
-            "{SECRET_PREFIX}{}",
-            key_text(&self.name, self.key_id, self.key.as_bytes())
-        )
+        self.key.to_secret_text()
     }
 
     /// The key name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.key.name
     }
 
     /// The key id: `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[:4]`, big-endian.
     pub fn key_id(&self) -> u32 {
-        self.key_id
+        self.key.key_id
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> NoteVerifier {
         NoteVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
+            name: self.key.name.clone(),
+            key_id: self.key.key_id,
+            key: self.key.key.verifying_key(),
         }
     }
 
@@ -157,7 +127,7 @@ impl NoteSigner {
     /// put a domain-separation prefix in `message` so a signature made for
     /// one purpose cannot pass for another (e.g. a note).
     pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
-        self.key.sign(message).to_bytes()
+        self.key.key.sign(message).to_bytes()
     }
 
     /// Signs `text` (which must end in a newline and hold no control
@@ -165,13 +135,13 @@ impl NoteSigner {
     /// `text ‖ "\n" ‖ "— <name> base64(key id ‖ signature)\n"`.
     pub fn sign(&self, text: &str) -> Result<String, NoteError> {
         check_text(text)?;
-        let signature = self.key.sign(text.as_bytes());
+        let signature = self.key.key.sign(text.as_bytes());
         let mut blob = Vec::with_capacity(4 + 64);
-        blob.extend_from_slice(&self.key_id.to_be_bytes());
+        blob.extend_from_slice(&self.key.key_id.to_be_bytes());
         blob.extend_from_slice(&signature.to_bytes());
         Ok(format!(
             "{text}\n{SIG_PREFIX}{} {}\n",
-            self.name,
+            self.key.name,
             B64.encode(blob)
         ))
     }
@@ -206,9 +176,10 @@ impl NoteVerifier {
         let (name, stated, key) =
             split_key_text(vkey).ok_or_else(|| bad("expected <name>+<key id>+<key>"))?;
         check_name(name)?;
-        let bytes: [u8; 32] = algorithm_key(key).ok_or_else(|| bad("not an Ed25519 public key"))?;
+        let bytes: [u8; 32] =
+            decode_key(key, ALG_ED25519).ok_or_else(|| bad("not an Ed25519 public key"))?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| bad("not a valid Ed25519 point"))?;
-        let computed = key_id(name, &key);
+        let computed = key_id(name, &key, ALG_ED25519);
         if computed != stated {
             return Err(NoteError::KeyIdMismatch { stated, computed });
         }
@@ -221,7 +192,7 @@ impl NoteVerifier {
 
     /// The key text [`Self::from_text`] reads.
     pub fn to_text(&self) -> String {
-        key_text(&self.name, self.key_id, self.key.as_bytes())
+        key_text(&self.name, self.key_id, self.key.as_bytes(), ALG_ED25519)
     }
 
     /// The key name.
@@ -304,25 +275,6 @@ fn parse_signature_line(line: &str) -> Result<(&str, u32, Vec<u8>), NoteError> {
     Ok((name, id, signature.to_vec()))
 }
 
-/// The C2SP key id: `SHA-256(name ‖ "\n" ‖ 0x01 ‖ public key)[:4]`.
-fn key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let digest = Sha256::new()
-        .chain_update(name.as_bytes())
-        .chain_update(b"\n")
-        .chain_update([ALG_ED25519])
-        .chain_update(key.as_bytes())
-        .finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
-
-/// `<name>+<hex8 key id>+base64(0x01 ‖ key)`.
-fn key_text(name: &str, key_id: u32, key: &[u8; 32]) -> String {
-    let mut blob = Vec::with_capacity(33);
-    blob.push(ALG_ED25519);
-    blob.extend_from_slice(key);
-    format!("{name}+{key_id:08x}+{}", B64.encode(blob))
-}
-
 /// Splits `<name>+<hex8>+<base64>` (the name cannot contain `+`).
 fn split_key_text(text: &str) -> Option<(&str, u32, &str)> {
     let mut parts = text.splitn(3, '+');
@@ -331,15 +283,6 @@ fn split_key_text(text: &str) -> Option<(&str, u32, &str)> {
         return None;
     }
     Some((name, u32::from_str_radix(hex, 16).ok()?, key))
-}
-
-/// Decodes `base64(0x01 ‖ 32 bytes)` into the 32 bytes.
-fn algorithm_key(b64: &str) -> Option<[u8; 32]> {
-    let blob = B64.decode(b64).ok()?;
-    match blob.split_first() {
-        Some((&ALG_ED25519, key)) => key.try_into().ok(),
-        _ => None,
-    }
 }
 
 /// Key names: non-empty, no Unicode space, no `+`.

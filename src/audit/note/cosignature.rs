@@ -11,11 +11,11 @@
 //! `PRIVATE+KEY+<name>+<hex key id>+base64(0x04 ‖ seed)`.
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::{Signature, Signer as _, VerifyingKey};
 
+use super::key::{decode_key, key_id, key_text, Kind, PrivateKey};
 use super::{check_name, has_control, parse_signature_line, split_key_text, NoteError};
-use super::{B64, SECRET_PREFIX, SIG_PREFIX};
+use super::{B64, SIG_PREFIX};
 
 /// The algorithm byte of an Ed25519 cosignature/v1 key.
 const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -24,80 +24,49 @@ const BLOB_LEN: usize = 8 + 64;
 
 /// A witness's Ed25519 cosigning key. `Debug` shows the name and key id only.
 pub struct Cosigner {
-    name: String,
-    key_id: u32,
-    key: SigningKey,
+    key: PrivateKey,
 }
+
+/// A cosigner's key: algorithm byte 0x04.
+const COSIGNER: Kind = Kind {
+    alg: ALG_COSIGNATURE_V1,
+    which: "cosigner",
+    not_seed: "not an Ed25519 cosigner seed (0x04)",
+};
 
 impl std::fmt::Debug for Cosigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cosigner")
-            .field("name", &self.name)
-            .field("key_id", &format_args!("{:08x}", self.key_id))
-            .field("key", &"<redacted>")
-            .finish()
+        self.key.debug("Cosigner", f)
     }
 }
 
 impl Cosigner {
     /// A new cosigner with a fresh random key.
     pub fn generate(name: &str) -> Result<Self, NoteError> {
-        check_name(name)?;
-        Ok(Self::from_seed(name, rand::random::<[u8; 32]>()))
-    }
-
-    fn from_seed(name: &str, seed: [u8; 32]) -> Self {
-        let key = SigningKey::from_bytes(&seed);
-        let key_id = key_id(name, &key.verifying_key());
-        Cosigner {
-            name: name.to_owned(),
-            key_id,
-            key,
-        }
+        PrivateKey::generate(name, COSIGNER).map(|key| Self { key })
     }
 
     /// Parses `PRIVATE+KEY+<name>+<hex8 key id>+base64(0x04 ‖ seed)`.
     pub fn from_secret_text(text: &str) -> Result<Self, NoteError> {
-        let bad = |why| NoteError::MalformedKey {
-            which: "cosigner",
-            why,
-        };
-        let rest = text
-            .strip_prefix(SECRET_PREFIX)
-            .ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
-        let (name, stated, key) =
-            split_key_text(rest).ok_or_else(|| bad("expected <name>+<key id>+<key>"))?;
-        check_name(name)?;
-        let seed = cosigner_key(key).ok_or_else(|| bad("not an Ed25519 cosigner seed (0x04)"))?;
-        let cosigner = Self::from_seed(name, seed);
-        if cosigner.key_id != stated {
-            return Err(NoteError::KeyIdMismatch {
-                stated,
-                computed: cosigner.key_id,
-            });
-        }
-        Ok(cosigner)
+        PrivateKey::from_secret_text(text, COSIGNER).map(|key| Self { key })
     }
 
     /// The secret text [`Self::from_secret_text`] reads; keep it out of logs.
     pub fn to_secret_text(&self) -> String {
-        format!(
-            "{SECRET_PREFIX}{}",
-            key_text(&self.name, self.key_id, self.key.as_bytes())
-        )
+        self.key.to_secret_text()
     }
 
     /// The cosigner name (a schema-less URL by convention).
     pub fn name(&self) -> &str {
-        &self.name
+        &self.key.name
     }
 
     /// The matching verifier.
     pub fn verifier(&self) -> CosignatureVerifier {
         CosignatureVerifier {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            key: self.key.verifying_key(),
+            name: self.key.name.clone(),
+            key_id: self.key.key_id,
+            key: self.key.key.verifying_key(),
         }
     }
 
@@ -105,12 +74,12 @@ impl Cosigner {
     /// text `text` (its body with the final newline, no signature lines),
     /// made at `timestamp` (POSIX seconds).
     pub fn cosign(&self, text: &str, timestamp: u64) -> String {
-        let signature = self.key.sign(&signed_message(text, timestamp));
+        let signature = self.key.key.sign(&signed_message(text, timestamp));
         let mut blob = Vec::with_capacity(4 + BLOB_LEN);
-        blob.extend_from_slice(&self.key_id.to_be_bytes());
+        blob.extend_from_slice(&self.key.key_id.to_be_bytes());
         blob.extend_from_slice(&timestamp.to_be_bytes());
         blob.extend_from_slice(&signature.to_bytes());
-        format!("{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob))
+        format!("{SIG_PREFIX}{} {}\n", self.key.name, B64.encode(blob))
     }
 }
 
@@ -133,11 +102,11 @@ impl CosignatureVerifier {
         let (name, stated, key) =
             split_key_text(vkey).ok_or_else(|| bad("expected <name>+<key id>+<key>"))?;
         check_name(name)?;
-        let bytes = cosigner_key(key).ok_or_else(|| {
+        let bytes = decode_key(key, ALG_COSIGNATURE_V1).ok_or_else(|| {
             bad("not an Ed25519 cosignature/v1 key (base64 of 0x04 and 32 bytes)")
         })?;
         let key = VerifyingKey::from_bytes(&bytes).map_err(|_| bad("not a valid Ed25519 point"))?;
-        let computed = key_id(name, &key);
+        let computed = key_id(name, &key, ALG_COSIGNATURE_V1);
         if computed != stated {
             return Err(NoteError::KeyIdMismatch { stated, computed });
         }
@@ -150,7 +119,12 @@ impl CosignatureVerifier {
 
     /// The key text [`Self::from_text`] reads.
     pub fn to_text(&self) -> String {
-        key_text(&self.name, self.key_id, self.key.as_bytes())
+        key_text(
+            &self.name,
+            self.key_id,
+            self.key.as_bytes(),
+            ALG_COSIGNATURE_V1,
+        )
     }
 
     /// The cosigner name.
@@ -194,30 +168,4 @@ impl CosignatureVerifier {
 /// `cosignature/v1\ntime <t>\n` then the checkpoint text.
 fn signed_message(text: &str, timestamp: u64) -> Vec<u8> {
     format!("cosignature/v1\ntime {timestamp}\n{text}").into_bytes()
-}
-
-/// `SHA-256(name ‖ "\n" ‖ 0x04 ‖ public key)[:4]`, big-endian.
-fn key_id(name: &str, key: &VerifyingKey) -> u32 {
-    let digest = Sha256::new()
-        .chain_update(name.as_bytes())
-        .chain_update(b"\n")
-        .chain_update([ALG_COSIGNATURE_V1])
-        .chain_update(key.as_bytes())
-        .finalize();
-    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]])
-}
-
-fn key_text(name: &str, key_id: u32, key: &[u8; 32]) -> String {
-    let mut blob = Vec::with_capacity(33);
-    blob.push(ALG_COSIGNATURE_V1);
-    blob.extend_from_slice(key);
-    format!("{name}+{key_id:08x}+{}", B64.encode(blob))
-}
-
-fn cosigner_key(b64: &str) -> Option<[u8; 32]> {
-    let blob = B64.decode(b64).ok()?;
-    match blob.split_first() {
-        Some((&ALG_COSIGNATURE_V1, key)) => key.try_into().ok(),
-        _ => None,
-    }
 }
