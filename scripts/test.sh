@@ -7,11 +7,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# apt-get update runs once, before the first install of this run (a
+# fresh machine installs some 30 packages; one update serves them all).
+APT_UPDATED=
+apt_install() { # apt_install PACKAGE...
+  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+  if [ -z "$APT_UPDATED" ]; then
+    $SUDO apt-get update -qq
+    APT_UPDATED=1
+  fi
+  $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+
 need_pkg() { # need_pkg COMMAND PACKAGE
   command -v "$1" >/dev/null 2>&1 && return 0
   echo "test.sh: installing $2 (needed by the tests)" >&2
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
+  apt_install "$2"
 }
 
 # The consent store tests start their own redis-server (and a cluster with
@@ -32,8 +43,7 @@ need_pkg chromedriver chromium-driver
 # glyphs: DejaVu Sans covers it and Arabic, and the page's CSS names it.
 if ! fc-list ':charset=2d30' 2>/dev/null | grep -q .; then
   echo "test.sh: installing fonts-dejavu-core (Tifinagh glyphs for the citizen page)" >&2
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq fonts-dejavu-core fontconfig >/dev/null
+  apt_install fonts-dejavu-core fontconfig
 fi
 
 # The tlog-tiles test (tests/it/tiles.rs) checks the tiles with an
@@ -42,8 +52,7 @@ fi
 need_pkg go golang-go
 if [ ! -d /usr/share/gocode/src/golang.org/x/mod/sumdb/tlog ]; then
   echo "test.sh: installing golang-golang-x-mod-dev (Go's sumdb/tlog, for the tiles test)" >&2
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq golang-golang-x-mod-dev >/dev/null
+  apt_install golang-golang-x-mod-dev
 fi
 # The Kubernetes manifests are checked against the API's schemas
 # (tests/it/deploy.rs) by kubernetes-validate from PyPI, in a venv under
@@ -53,8 +62,7 @@ VENV=target/venv
 if [ ! -x "$VENV/bin/kubernetes-validate" ]; then
   if ! python3 -m venv --help >/dev/null 2>&1 || ! python3 -c 'import ensurepip' 2>/dev/null; then
     echo "test.sh: installing python3-venv (needed by the tests)" >&2
-    if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-venv >/dev/null
+    apt_install python3-venv
   fi
   echo "test.sh: installing kubernetes-validate into $VENV (needed by the tests)" >&2
   python3 -m venv "$VENV"
@@ -78,8 +86,7 @@ need_pkg protoc-gen-go-grpc protoc-gen-go-grpc
 need_file() { # need_file PATH PACKAGE
   [ -e "$1" ] && return 0
   echo "test.sh: installing $2 (needed by the tests)" >&2
-  if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$2" >/dev/null
+  apt_install "$2"
 }
 need_file /usr/share/gocode/src/google.golang.org/grpc/server.go golang-google-grpc-dev
 need_file /usr/share/gocode/src/google.golang.org/protobuf/proto/decode.go golang-google-protobuf-dev
