@@ -61,9 +61,8 @@ async fn consent_for(
     subject: &str,
     rx: &Receiver<'_>,
 ) -> Result<Option<String>, ()> {
-    let all = match tokio::time::timeout(consents.timeout, consents.store.list_by_subject(subject))
-        .await
-    {
+    let bound = consents.store.answer_bound(consents.timeout);
+    let all = match tokio::time::timeout(bound, consents.store.list_by_subject(subject)).await {
         Ok(Ok(all)) => all,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "consent store unavailable: event delivery waits (fail closed)");

@@ -32,7 +32,8 @@ pub struct ConsentService {
     pub roles: Arc<HashMap<AgencyId, Vec<Role>>>,
     /// Declared purposes.
     pub purposes: Arc<HashSet<String>>,
-    /// Bound on each store operation.
+    /// `[consent] timeout_ms`: what bounds each store operation, through
+    /// [`ConsentStore::answer_bound`].
     pub timeout: Duration,
     /// The time validity is read on (the node's, shared with its checks).
     pub clock: Arc<crate::clock::Clock>,
@@ -73,7 +74,8 @@ impl ConsentService {
         &self,
         work: impl std::future::Future<Output = Result<T, super::StoreError>>,
     ) -> Result<T, Refusal> {
-        match tokio::time::timeout(self.timeout, work).await {
+        let bound = self.store.answer_bound(self.timeout);
+        match tokio::time::timeout(bound, work).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "consent store failure");

@@ -101,7 +101,7 @@ impl Gateway {
             telemetry,
             bus,
             registration: None,
-            own_limits: super::own::OwnLimits::new(&config.node.flood),
+            own_limits: super::own::OwnLimits::new(&config.node.flood, clock.clone()),
         };
         // Last, so that no later failure leaves the id held; an error here
         // drops the gateway, which closes nothing it has not opened.

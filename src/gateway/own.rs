@@ -9,6 +9,7 @@
 use super::layers::rate::Bucket;
 use super::metadata;
 use crate::audit::record::{Ending, Recorder, Trail};
+use crate::clock::Clock;
 use crate::config::FloodLimits;
 use crate::identity::AgencyId;
 use crate::proto::jisr::audit::v1::Outcome;
@@ -26,14 +27,17 @@ pub(super) struct OwnLimits {
     per_second: u32,
     burst: u32,
     buckets: Mutex<HashMap<AgencyId, Arc<Bucket>>>,
+    /// The node's clock, whose monotonic reading the buckets refill on.
+    clock: Arc<Clock>,
 }
 
 impl OwnLimits {
-    pub(super) fn new(limits: &FloodLimits) -> Self {
+    pub(super) fn new(limits: &FloodLimits, clock: Arc<Clock>) -> Self {
         Self {
             per_second: limits.own_per_second,
             burst: limits.own_burst,
             buckets: Mutex::new(HashMap::new()),
+            clock,
         }
     }
 
@@ -46,7 +50,7 @@ impl OwnLimits {
                 .or_insert_with(|| Arc::new(Bucket::local(consumer, self.per_second, self.burst)))
                 .clone()
         };
-        bucket.check(consumer)
+        bucket.check(consumer, &self.clock)
     }
 }
 
@@ -77,4 +81,45 @@ pub(super) async fn refuse(
     }
     tracing::info!(%consumer, method = path, reason = refusal.reason.as_str(), "call to the gateway's own service refused");
     metadata::refusal_response(&refusal, &request_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::refusal::Reason;
+    use std::time::Duration;
+
+    fn limits(per_second: u32, burst: u32, clock: Arc<Clock>) -> OwnLimits {
+        let flood = FloodLimits {
+            own_per_second: per_second,
+            own_burst: burst,
+            refusals_recorded: 100,
+            refusal_window: Duration::from_secs(60),
+        };
+        OwnLimits::new(&flood, clock)
+    }
+
+    #[test]
+    fn an_own_services_bucket_refills_when_the_nodes_clock_is_advanced() {
+        let clock = Arc::new(Clock::system());
+        // One call a second, a burst of two: the third is refused until
+        // the node's clock moves (advanced here, never waited for).
+        let own = limits(1, 2, clock.clone());
+        let id = AgencyId::parse("education").expect("a valid agency id");
+        own.check(&id).expect("first call of the burst");
+        own.check(&id).expect("second call of the burst");
+        let refusal = own.check(&id).expect_err("the burst is spent");
+        assert_eq!(refusal.reason, Reason::RateLimited);
+        let wait = refusal.retry_after.expect("a retry hint");
+        assert!(
+            wait > Duration::ZERO && wait <= Duration::from_secs(1),
+            "{wait:?}"
+        );
+        clock.advance(wait);
+        own.check(&id).expect("refilled after the hinted delay");
+        assert!(own.check(&id).is_err(), "one call per refill");
+        // Another agency has its own bucket.
+        let other = AgencyId::parse("tax").expect("a valid agency id");
+        own.check(&other).expect("another agency's first call");
+    }
 }

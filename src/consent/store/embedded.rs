@@ -64,6 +64,14 @@ pub struct EmbeddedConsentStore {
 /// How many consents the in-memory copy holds before it starts over.
 pub const CACHE_CAPACITY: usize = 100_000;
 
+/// How long an operation on the embedded store may take before the call is
+/// refused. `[consent] timeout_ms` (250 ms by default) is a network round
+/// trip's bound; here an operation is a redb transaction on the blocking
+/// pool, which a loaded CPU can queue longer than that although nothing is
+/// wrong (two tests saw it at a load average of 15). This bound is for a
+/// disk that has stopped answering, which still fails closed.
+pub const LOCAL_DISK_BOUND: std::time::Duration = std::time::Duration::from_secs(10);
+
 struct Inner {
     db: Database,
     path: PathBuf,
@@ -139,6 +147,47 @@ impl EmbeddedConsentStore {
                     "a consent store task failed ({e}); the call is refused (fail closed)"
                 ))
             })?
+    }
+}
+
+#[cfg(test)]
+impl EmbeddedConsentStore {
+    /// Stalls every change (a write transaction) until the returned guard
+    /// is dropped, as a disk that is slow to answer would: the tests'
+    /// store that yields slowly, with no timing in it.
+    pub(crate) fn stall_changes(&self) -> Stall {
+        let inner = Arc::clone(&self.inner);
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let thread = std::thread::spawn(move || {
+            let _changing = inner.changing();
+            let _ = held.0.send(());
+            // Until the guard is dropped (which sends or hangs up).
+            let _ = release.1.recv();
+        });
+        // The lock is held once the thread says so (or it died, failing the
+        // test that relies on it at its first change).
+        let _ = held.1.recv();
+        Stall {
+            release: Some(release.0),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Holds the embedded store's changes until dropped.
+#[cfg(test)]
+pub(crate) struct Stall {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[cfg(test)]
+impl Drop for Stall {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -343,6 +392,10 @@ impl ConsentStore for EmbeddedConsentStore {
     fn list_by_subject<'a>(&'a self, subject: &'a str) -> StoreFuture<'a, Vec<StoredConsent>> {
         let subject = subject.to_owned();
         Box::pin(self.blocking(move |s| s.list_by_subject(&subject)))
+    }
+
+    fn answer_bound(&self, configured: std::time::Duration) -> std::time::Duration {
+        configured.max(LOCAL_DISK_BOUND)
     }
 }
 

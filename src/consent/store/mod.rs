@@ -9,6 +9,7 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 /// A consent as stored: the signed artefact plus its mutable state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +85,15 @@ pub trait ConsentStore: Send + Sync + std::fmt::Debug {
     /// always reachable once open.
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
+    }
+    /// How long one operation may wait for this store before the call it
+    /// serves is refused (fail closed), given `[consent] timeout_ms`. That
+    /// bound guards against a store across the network that hangs (a
+    /// frozen Redis), and applies as configured; a store on this node's
+    /// own disk overrides it, since there it would only measure how busy
+    /// the CPU is.
+    fn answer_bound(&self, configured: Duration) -> Duration {
+        configured
     }
 }
 

@@ -140,13 +140,13 @@ impl<'a> Justified<'a> {
             procedure: metadata.procedure.as_deref(),
             now: consents.clock.unix_micros(),
         };
-        // The store may take the configured bound, but never past the
-        // caller's deadline.
+        // The store may take its bound (the configured one for Redis, a
+        // stuck disk's for the embedded store), but never past the caller's
+        // deadline.
+        let own = consents.store.answer_bound(consents.timeout);
         let bound = match deadline {
-            Some(at) => consents
-                .timeout
-                .min(at.saturating_duration_since(Instant::now())),
-            None => consents.timeout,
+            Some(at) => own.min(at.saturating_duration_since(Instant::now())),
+            None => own,
         };
         let stored = check::check(consents.store.as_ref(), claim, bound).await?;
         Ok(Consented {

@@ -10,7 +10,7 @@
 //! own bucket for that call rather than refuse or let everything through.
 
 use super::stack::{Answer, Outbound, Then};
-use crate::clock::{now_us, Clock};
+use crate::clock::Clock;
 use crate::config::RateLimitConfig;
 use crate::identity::AgencyId;
 use crate::redis::Shared;
@@ -32,9 +32,8 @@ pub struct Bucket {
     interval: u64,
     /// How far ahead of now the arrival time may run (burst × interval).
     tolerance: u64,
-    /// Theoretical arrival time, microseconds on the monotonic clock
-    /// ([`now_us`], or the node's [`Clock::monotonic_us`] for the
-    /// `[[rate_limit]]` buckets).
+    /// Theoretical arrival time, microseconds on the node's monotonic
+    /// clock ([`Clock::monotonic_us`]).
     tat: AtomicU64,
     limited: AtomicU64,
     fallbacks: AtomicU64,
@@ -89,10 +88,12 @@ impl Bucket {
         })
     }
 
-    /// Takes one call of `consumer` now, or the `RATE_LIMITED` refusal
-    /// (the gateway's own services' limits, on the process's clock).
-    pub(crate) fn check(&self, consumer: &AgencyId) -> Result<(), Refusal> {
-        self.take(now_us())
+    /// Takes one call of `consumer` now on the node's `clock`, or the
+    /// `RATE_LIMITED` refusal (the gateway's own services' limits; the same
+    /// clock as the `[[rate_limit]]` buckets, so a test advances it rather
+    /// than waiting for a refill).
+    pub(crate) fn check(&self, consumer: &AgencyId, clock: &Clock) -> Result<(), Refusal> {
+        self.take(clock.monotonic_us())
             .map_err(|wait| over(self, consumer, wait))
     }
 

@@ -249,3 +249,93 @@ fn a_deferring_rule_puts_its_date_in_the_trail_even_of_a_refused_call() {
     Justified::check(grant, NONE, &md, &mut trail).unwrap();
     assert_eq!(trail.disclose_from_unix_micros, 0, "shown at once");
 }
+
+/// A use-limited consent of the demo citizen to education for `METHOD`.
+fn limited_consent(id: &str) -> StoredConsent {
+    use prost::Message as _;
+    let consent = crate::proto::jisr::consent::v1::Consent {
+        id: id.into(),
+        subject: "AB123456".into(),
+        consumer: "education".into(),
+        methods: vec![METHOD.into()],
+        purpose: "bac-candidature".into(),
+        not_before_unix_micros: 1,
+        not_after_unix_micros: i64::MAX,
+        max_uses: 5,
+        recorded_by: "portal".into(),
+        recorded_unix_micros: 1,
+        ..Default::default()
+    };
+    StoredConsent {
+        encoded: consent.encode_to_vec(),
+        signature: vec![7; 64],
+        consent,
+        revoked_unix_micros: 0,
+        uses: 0,
+    }
+}
+
+/// The embedded store's answer is bounded against a stuck disk, not by
+/// `[consent] timeout_ms` (a Redis round trip's bound): a loaded machine
+/// once queued its redb write past 250 ms and refused two calls with
+/// `CONSENT_UNAVAILABLE`. Here its changes stall well past a 10 ms
+/// configured bound and the check still counts its use once they resume.
+#[tokio::test]
+async fn the_embedded_store_is_not_held_to_the_redis_round_trip_bound() {
+    use crate::consent::store::embedded::EmbeddedConsentStore;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedConsentStore::open(&dir.path().join("consents.redb")).unwrap());
+    store.put(limited_consent("c-1")).await.unwrap();
+    let consents = Consents {
+        store: store.clone(),
+        timeout: Duration::from_millis(10),
+        clock: Arc::default(),
+    };
+    let (route, mut trail) = (route(), trail());
+    let policy = policy(Basis::Consent, false);
+    let consumer = AgencyId::parse("education").unwrap();
+    let md = metadata(Some("c-1"), None);
+    let grant = policy
+        .access(PATH)
+        .unwrap()
+        .check(&consumer, &md.purpose)
+        .unwrap();
+    let justified = Justified::check(grant, NONE, &md, &mut trail).unwrap();
+    let stall = store.stall_changes();
+    let check = justified.consent(Some("AB123456"), &route, &md, &consents, None, &mut trail);
+    tokio::pin!(check);
+    // Thirty times the configured bound: a check held to it would have
+    // ended by now with a refusal (its own timer fires first, and is
+    // polled first), whatever the machine's load.
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut check).await;
+    assert!(
+        early.is_err(),
+        "the check ended while the store was still working: {:?}",
+        early.map(|r| r.map(|c| c.ground()))
+    );
+    drop(stall);
+    let consented = check.await.expect("the store answered: the call goes on");
+    assert_eq!(
+        consented.ground(),
+        Ground::Consent {
+            id: "c-1",
+            counted: true
+        }
+    );
+    let stored = store.get("c-1").await.unwrap().unwrap();
+    assert_eq!(stored.uses, 1, "the use was counted once");
+}
+
+#[test]
+fn only_a_store_on_this_nodes_disk_widens_the_configured_bound() {
+    use crate::consent::store::embedded::{EmbeddedConsentStore, LOCAL_DISK_BOUND};
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = EmbeddedConsentStore::open(&dir.path().join("consents.redb")).unwrap();
+    let configured = Duration::from_millis(250);
+    assert_eq!(embedded.answer_bound(configured), LOCAL_DISK_BOUND);
+    // A configured bound above the disk's is kept.
+    let long = LOCAL_DISK_BOUND + Duration::from_secs(1);
+    assert_eq!(embedded.answer_bound(long), long);
+    // Any other store (Redis) keeps the configured one: fail closed fast.
+    assert_eq!(Untouched.answer_bound(configured), configured);
+}
