@@ -206,3 +206,62 @@ fn the_replicas_bench_merges_every_replicas_history() {
         assert!(0 < p50 && p50 <= p99, "{doc:#}");
     }
 }
+
+/// `jisr bench --faults` with a few calls per fault: every call of each
+/// fault gets that fault's refusal, the figures are there and ordered, and
+/// the untouched route answered throughout. (How fast the refusals come is
+/// what the benchmark reports, not what this test asserts.)
+#[test]
+fn bench_faults_refuses_every_call_with_the_faults_code_and_reports_its_times() {
+    let out = jisr()
+        .args(["bench", "--faults", "--requests", "6", "--in-flight", "3"])
+        .arg("--json")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    assert_eq!(doc["calls"], 6, "{doc:#}");
+    assert_eq!(doc["in_flight"], 3, "{doc:#}");
+    assert_eq!(
+        doc["build"],
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        }
+    );
+    let faults = doc["faults"].as_array().expect("a list of faults");
+    let expected = [
+        ("hung provider", "Unavailable/PROVIDER_TIMEOUT", Some(300)),
+        ("open breaker", "Unavailable/PROVIDER_UNAVAILABLE", None),
+        (
+            "hung Redis (SIGSTOP)",
+            "Unavailable/CONSENT_UNAVAILABLE",
+            Some(250),
+        ),
+        ("killed Redis", "Unavailable/CONSENT_UNAVAILABLE", Some(250)),
+    ];
+    assert_eq!(faults.len(), expected.len(), "{doc:#}");
+    for (fault, (name, code, bound)) in faults.iter().zip(expected) {
+        assert_eq!(fault["fault"], name, "{doc:#}");
+        assert_eq!(fault["expected"], code, "{fault:#}");
+        assert_eq!(fault["configured_ms"].as_u64(), bound, "{fault:#}");
+        // All six calls got the fault's refusal, and nothing else.
+        let outcomes = fault["outcomes"].as_object().expect("outcomes");
+        assert_eq!(outcomes.len(), 1, "{fault:#}");
+        assert_eq!(outcomes[code], 6, "{fault:#}");
+        let t = &fault["time_to_refusal_ms"];
+        let [p50, p99, max] = ["p50", "p99", "max"].map(|k| t[k].as_f64().unwrap());
+        assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{fault:#}");
+        // A route's timeout is a floor (a refusal before it would be a bug).
+        if name == "hung provider" {
+            assert!(p50 >= 300.0, "{fault:#}");
+        }
+        let other = &fault["other_route"];
+        assert_eq!(other["failed"], 0, "{fault:#}");
+        assert!(other["ok"].as_u64().unwrap() >= 1, "{fault:#}");
+        assert!(other["p50_ms"].as_f64().unwrap() > 0.0, "{fault:#}");
+    }
+}

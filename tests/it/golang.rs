@@ -11,8 +11,8 @@
 //! build in GOPATH mode against /usr/share/gocode, with the build cache in
 //! `target/go-cache` so grpc-go compiles once.
 
-use crate::docs::{block, blocks, read, repo};
-use crate::onboard::{arg, node, run};
+use crate::docs::repo;
+use crate::support::onboard::onboard_fund;
 use crate::support::proc::Proc;
 use crate::support::*;
 use std::path::{Path, PathBuf};
@@ -94,38 +94,6 @@ fn build(root: &Path) -> (PathBuf, PathBuf) {
         built.push(exe);
     }
     (built.remove(0), built.remove(0))
-}
-
-/// The guide's node with the fund added by `jisr agency add` at a free
-/// port, and a rule letting the ministry check a coverage on a law; the
-/// configuration and the fund's back-end address.
-pub(crate) fn onboard_fund(pki: &Pki) -> (PathBuf, String) {
-    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
-    let (config, contract) = node(pki, block(&guide, "package ma.socialsecurity.v1;"));
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let (out, text) = run(&[
-        "agency",
-        "add",
-        "social-security",
-        "--config",
-        arg(&config),
-        "--contract",
-        arg(&contract),
-        "--upstream",
-        &upstream,
-    ]);
-    assert!(out.status.success(), "{text}");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(
-        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/GetCoverage\"]\n\
-         purposes = [\"school-grant\"]\nbasis = \"law:65-00\"\n",
-    );
-    std::fs::write(&config, text).unwrap();
-    (config, upstream)
 }
 
 /// Runs the Go consumer against `address`; the JSON object it prints.

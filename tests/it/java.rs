@@ -12,7 +12,8 @@
 //! protobuf-compiler-grpc-java-plugin): the jars in /usr/share/java.
 
 use crate::docs::repo;
-use crate::golang::{check, onboard_fund, tool};
+use crate::golang::{check, tool};
+use crate::support::onboard::onboard_fund;
 use crate::support::proc::Proc;
 use crate::support::*;
 use std::path::{Path, PathBuf};

@@ -5,10 +5,9 @@
 //! accepted.
 
 use crate::support::echo::Echo;
-use crate::support::proc::jisr;
+use crate::support::onboard::{add_fund, arg, node, run};
 use crate::support::*;
-use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::path::Path;
 
 const COVERAGE: &str = r#"syntax = "proto3";
 package ma.socialsecurity.v1;
@@ -26,41 +25,6 @@ message CoverageStatus { bool covered = 1; }
 message ListOfficesRequest {}
 message Offices { repeated string codes = 1; }
 "#;
-
-pub(crate) fn run(args: &[&str]) -> (Output, String) {
-    let out = jisr().args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out, text)
-}
-
-/// The standard test node, searching `contracts` too, with a purpose for
-/// the new provider; returns the config file and the contract's path.
-pub(crate) fn node(pki: &Pki, contract: &str) -> (PathBuf, PathBuf) {
-    let contracts = pki.root().join("contracts");
-    let file = contracts.join("agencies/socialsecurity/v1/coverage.proto");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, contract).unwrap();
-    let up = Upstreams {
-        civil_status: "127.0.0.1:9".into(),
-        tax: "127.0.0.1:9".into(),
-        health: "127.0.0.1:9".into(),
-    };
-    let extra = "\n[[purpose]]\ncode = \"school-grant\"\ndescription = \"School grant\"\n";
-    let proto = proto_dir().display().to_string();
-    let config = gateway_config(pki, &up, "", extra).replace(
-        &format!("include = [\"{proto}\"]"),
-        &format!("include = [\"{proto}\", \"{}\"]", contracts.display()),
-    );
-    (write_config(pki, "gateway", &config), file)
-}
-
-pub(crate) fn arg(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// The operator's part: the commented rule, filled in and uncommented.
 fn fill_in_rule(config: &Path, consumer: &str, purpose: &str) {
@@ -205,17 +169,7 @@ fn agency_add_writes_nothing_for_a_contract_without_annotations() {
         .replace(" [(jisr.subject) = true]", "");
     let (config, contract) = node(&pki, &bare);
     let before = std::fs::read_to_string(&config).unwrap();
-    let (out, text) = run(&[
-        "agency",
-        "add",
-        "social-security",
-        "--config",
-        arg(&config),
-        "--contract",
-        arg(&contract),
-        "--upstream",
-        "127.0.0.1:9",
-    ]);
+    let (out, text) = add_fund(&config, &contract, "127.0.0.1:9");
     assert_eq!(out.status.code(), Some(64), "{text}");
     let at = format!("{}:4:1: error:", contract.display());
     assert!(text.contains(&at), "{text}");
@@ -274,17 +228,7 @@ fn rustls_pem(path: &Path) -> rustls::pki_types::CertificateDer<'static> {
 fn check_config_warns_of_consent_asked_for_a_not_personal_method() {
     let pki = Pki::new();
     let (config, contract) = node(&pki, COVERAGE);
-    let (out, text) = run(&[
-        "agency",
-        "add",
-        "social-security",
-        "--config",
-        arg(&config),
-        "--contract",
-        arg(&contract),
-        "--upstream",
-        "127.0.0.1:9",
-    ]);
+    let (out, text) = add_fund(&config, &contract, "127.0.0.1:9");
     assert!(out.status.success(), "{text}");
     let mut toml = std::fs::read_to_string(&config).unwrap();
     toml.push_str(

@@ -8,8 +8,8 @@
 //! grpcio and grpcio-tools come from PyPI into `target/venv`, which
 //! `scripts/test.sh` makes.
 
-use crate::docs::{block, blocks, read, repo};
-use crate::onboard::{arg, node, run};
+use crate::docs::repo;
+use crate::support::onboard::{arg, onboard_fund};
 use crate::support::proc::Proc;
 use crate::support::*;
 use std::path::{Path, PathBuf};
@@ -59,8 +59,9 @@ async fn consume(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_python_provider_and_consumer_onboard_and_call_through_the_gateway() {
     let pki = Pki::new();
-    let guide = blocks(&read(&repo().join("docs/onboarding.md")));
-    let (config, contract) = node(&pki, block(&guide, "package ma.socialsecurity.v1;"));
+    // `agency add` (the coverage on a law), then stubs from the contract,
+    // then the fund's back-end with the certificate the command issued.
+    let (config, upstream) = onboard_fund(&pki);
 
     // Stubs from the contract, with the annotations it imports.
     let generated = pki.root().join("generated");
@@ -84,24 +85,6 @@ async fn a_python_provider_and_consumer_onboard_and_call_through_the_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // `agency add`, then the fund's back-end with the certificate it issued.
-    let upstream = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
-    let (out, text) = run(&[
-        "agency",
-        "add",
-        "social-security",
-        "--config",
-        arg(&config),
-        "--contract",
-        arg(&contract),
-        "--upstream",
-        &upstream,
-    ]);
-    assert!(out.status.success(), "{text}");
     let provider = Proc::spawn(
         "python-provider",
         Command::new(python())
@@ -113,12 +96,11 @@ async fn a_python_provider_and_consumer_onboard_and_call_through_the_gateway() {
     );
     provider.wait_log("listening");
 
-    // The operator's rules: the coverage on a law, the care on consent.
+    // The operator's rules: the coverage on a law (added above), the care
+    // on consent.
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(
-        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/GetCoverage\"]\n\
-         purposes = [\"school-grant\"]\nbasis = \"law:65-00\"\n\
-         \n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/ListReimbursements\"]\n\
+        "\n[[rule]]\nconsumer = \"education\"\nmethods = [\"ma.socialsecurity.v1.Coverage/ListReimbursements\"]\n\
          purposes = [\"school-grant\"]\nbasis = \"consent\"\n",
     );
     std::fs::write(&config, text).unwrap();

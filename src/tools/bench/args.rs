@@ -92,6 +92,12 @@ pub struct BenchArgs {
     /// Keep the network's files (PKI, configs, logs) in this directory.
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// Measure the time to refusal under faults instead (a hung provider,
+    /// an open breaker, a hung and a killed Redis), each beside the bound
+    /// configured for it, on a network of its own with a redis-server from
+    /// PATH; `--requests` calls per fault (default 50), `--in-flight` at once.
+    #[arg(long, conflicts_with_all = ["compare", "gateway", "duration", "rate"])]
+    pub faults: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -293,14 +293,17 @@ fn row(name: &str, hist: &Histogram<u64>) -> Row {
     }
 }
 
-/// A redis-server for the run, on a free loopback port, stopped on drop.
-struct LocalRedis {
+/// A redis-server for the run, on a free loopback port, stopped on drop
+/// (also `jisr bench --faults`' Redis, which it freezes and kills).
+pub(super) struct LocalRedis {
     child: Child,
     port: u16,
 }
 
 impl LocalRedis {
-    fn start(dir: &Path) -> Result<Self, String> {
+    /// Starts redis-server from `PATH` with its files in `dir`; the reason
+    /// when it cannot.
+    pub(super) fn start(dir: &Path) -> Result<Self, String> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free port: {e}"))?
@@ -329,8 +332,39 @@ impl LocalRedis {
         Err("redis-server did not listen within 10 s".into())
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends `signal` (e.g. `STOP`, `CONT`) to the server with kill(1).
+    pub(super) fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .map_err(|e| {
+                anyhow::anyhow!("cannot run kill(1) to send SIG{signal} to redis-server: {e}")
+            })?;
+        anyhow::ensure!(
+            status.success(),
+            "kill -{signal} {pid} (redis-server) failed ({status})"
+        );
+        Ok(())
+    }
+
+    /// Kills the server (SIGKILL) and waits until its port refuses
+    /// connections (the process is reaped when this is dropped).
+    pub(super) fn kill(&self) -> anyhow::Result<()> {
+        self.signal("KILL")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "redis-server still accepts connections 10 s after SIGKILL"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
     }
 }
 

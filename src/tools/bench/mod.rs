@@ -18,6 +18,7 @@ pub mod bus;
 pub mod consent;
 pub mod console;
 mod disk;
+mod faults;
 mod haproxy;
 mod ids;
 mod load;
@@ -53,6 +54,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let config = haproxy::HaproxyConfig::for_args(&args, &dir, listen)?;
         config.write_pem()?;
         print!("{}", config.render());
+        return Ok(());
+    }
+    if args.faults {
+        faults::run(&args, &dir).await?;
         return Ok(());
     }
     let report = match &args.gateway {

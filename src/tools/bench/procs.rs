@@ -189,7 +189,7 @@ impl Spawned {
     }
 
     /// Waits for the address file the child writes once it listens.
-    async fn address(&mut self, file: &Path) -> anyhow::Result<String> {
+    pub(crate) async fn address(&mut self, file: &Path) -> anyhow::Result<String> {
         let start = Instant::now();
         loop {
             if let Ok(text) = std::fs::read_to_string(file) {
@@ -214,7 +214,7 @@ impl Drop for Spawned {
 }
 
 /// A `jisr` child: this executable with `args`, logging warnings only.
-fn jisr(exe: &Path, args: &[&str]) -> Command {
+pub(crate) fn jisr(exe: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(exe);
     command.args(args).env("RUST_LOG", "warn");
     command

@@ -38,12 +38,14 @@ pub(super) fn run(command: Command) -> ExitCode {
             pki,
             trust_domain,
             addr_file,
+            never_answer,
         } => block_on(sample_provider(
             &agency,
             &listen,
             &pki,
             &trust_domain,
             addr_file.as_deref(),
+            never_answer,
         )),
     };
     match result {
@@ -324,6 +326,7 @@ async fn sample_provider(
     pki_dir: &Path,
     trust_domain: &str,
     addr_file: Option<&Path>,
+    never_answer: bool,
 ) -> anyhow::Result<()> {
     tls::install_crypto_provider();
     let id = AgencyId::parse(agency)?;
@@ -342,5 +345,14 @@ async fn sample_provider(
         demo::write_atomic(file, &local.to_string())?;
     }
     tracing::info!(agency, %local, "sample provider listening");
-    samples::serve(sample, listener, server_tls, shutdown).await
+    let answers = if never_answer {
+        tracing::warn!(
+            agency,
+            "this sample provider never answers (--never-answer)"
+        );
+        samples::Answers::Never
+    } else {
+        samples::Answers::Always
+    };
+    samples::serve_answering(sample, listener, server_tls, shutdown, answers).await
 }

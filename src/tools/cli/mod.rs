@@ -153,6 +153,10 @@ pub enum Command {
         /// Write the bound address (host:port) to this file once listening.
         #[arg(long)]
         addr_file: Option<PathBuf>,
+        /// Accept calls and never answer them (a hung back-end), for
+        /// `jisr bench --faults`.
+        #[arg(long)]
+        never_answer: bool,
     },
 }
 

@@ -16,7 +16,7 @@ use crate::identity::AgencyId;
 use crate::proto::ma::civilstatus::v1::civil_status_server::CivilStatusServer;
 use crate::proto::ma::health::v1::health_records_server::HealthRecordsServer;
 use crate::proto::ma::tax::v1::tax_records_server::TaxRecordsServer;
-pub use server::serve;
+pub use server::{serve, serve_answering, Answers};
 pub use services::{CivilStatusSample, HealthSample, TaxSample};
 
 /// One of the three sample agencies.

@@ -41,7 +41,33 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    serve_answering(agency, listener, tls, shutdown, Answers::Always).await
+}
+
+/// Whether a sample answers its contract's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answers {
+    /// As a working back-end does.
+    Always,
+    /// Never: TLS and HTTP/2 work, each call is accepted and left waiting
+    /// (grpc.health and reflection too), as a back-end stuck on its own
+    /// database does; for `jisr bench --faults`.
+    Never,
+}
+
+/// [`serve`], answering the contract's calls or leaving them hanging.
+pub async fn serve_answering(
+    agency: SampleAgency,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    answers: Answers,
+) -> anyhow::Result<()> {
     let local = listener.local_addr().ok();
+    if answers == Answers::Never {
+        tracing::info!(agency = agency.id(), address = ?local, "sample agency listening, never answering");
+        return serve_never_answering(listener, tls, shutdown).await;
+    }
     let (tx, rx) = mpsc::channel::<Incoming>(PENDING_CONNECTIONS);
     let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), tx));
     // Like a well-kept back-end, each sample answers grpc.health (the whole
@@ -69,6 +95,46 @@ pub async fn serve(
     accept.abort();
     tracing::info!(agency = agency.id(), "sample agency stopped");
     result.with_context(|| format!("sample agency `{agency}` failed"))
+}
+
+/// Serves HTTP/2 on each connection `listener` accepts and answers no call
+/// (without tonic, whose server would end a call at its `grpc-timeout`
+/// with CANCELLED: a stuck back-end does not).
+async fn serve_never_answering(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (tx, mut rx) = mpsc::channel::<Incoming>(PENDING_CONNECTIONS);
+    let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(tls), tx));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            stream = rx.recv() => match stream {
+                Some(Ok(stream)) => drop(tokio::spawn(hold(stream))),
+                Some(Err(_)) => {}
+                None => break,
+            },
+        }
+    }
+    accept.abort();
+    Ok(())
+}
+
+/// Accepts calls on one connection and leaves each waiting; a call's wait
+/// ends when its caller resets it or the connection closes.
+async fn hold(stream: TlsStream<TcpStream>) {
+    let service = hyper::service::service_fn(|_: http::Request<hyper::body::Incoming>| {
+        std::future::pending::<Result<http::Response<tonic::body::Body>, std::convert::Infallible>>(
+        )
+    });
+    let served = hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "sample agency (never answering): connection ended");
+    }
 }
 
 /// Accepts TCP connections until tonic drops the receiving end.

@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod fleet;
 pub mod gateway;
 pub mod haproxy;
+pub mod onboard;
 pub mod otlp;
 pub mod proc;
 pub mod redis_server;

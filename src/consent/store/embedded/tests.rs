@@ -263,3 +263,41 @@ async fn a_damaged_file_is_an_error_naming_it_never_a_panic() {
         "{err}"
     );
 }
+
+impl EmbeddedConsentStore {
+    /// Stalls every change (a write transaction) until the returned guard
+    /// is dropped, as a disk that is slow to answer would: the tests'
+    /// store that yields slowly, with no timing in it.
+    pub(crate) fn stall_changes(&self) -> Stall {
+        let inner = Arc::clone(&self.inner);
+        let (held, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+        let thread = std::thread::spawn(move || {
+            let _changing = inner.changing();
+            let _ = held.0.send(());
+            // Until the guard is dropped (which sends or hangs up).
+            let _ = release.1.recv();
+        });
+        // The lock is held once the thread says so (or it died, failing the
+        // test that relies on it at its first change).
+        let _ = held.1.recv();
+        Stall {
+            release: Some(release.0),
+            thread: Some(thread),
+        }
+    }
+}
+
+/// Holds the embedded store's changes until dropped.
+pub(crate) struct Stall {
+    release: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
