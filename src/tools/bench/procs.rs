@@ -189,7 +189,7 @@ impl Spawned {
     }
 
     /// Waits for the address file the child writes once it listens.
-    async fn address(&mut self, file: &Path) -> anyhow::Result<String> {
+    pub(crate) async fn address(&mut self, file: &Path) -> anyhow::Result<String> {
         let start = Instant::now();
         loop {
             if let Ok(text) = std::fs::read_to_string(file) {
@@ -214,7 +214,7 @@ impl Drop for Spawned {
 }
 
 /// A `jisr` child: this executable with `args`, logging warnings only.
-fn jisr(exe: &Path, args: &[&str]) -> Command {
+pub(crate) fn jisr(exe: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(exe);
     command.args(args).env("RUST_LOG", "warn");
     command
@@ -239,6 +239,18 @@ impl LocalNetwork {
     pub(crate) async fn start(dir: &Path, exe: &Path) -> anyhow::Result<Self> {
         let pki_dir =
             crate::tools::demo::prepare(dir).context("creating the benchmark PKI and contracts")?;
+        Self::start_prepared(dir, exe, pki_dir, |config| config).await
+    }
+
+    /// [`Self::start`] on a PKI and contracts already written by
+    /// `demo::prepare` (so other processes can be given its files first),
+    /// with the gateway's configuration passed through `edit`.
+    pub(crate) async fn start_prepared(
+        dir: &Path,
+        exe: &Path,
+        pki_dir: PathBuf,
+        edit: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Self> {
         let mut providers = Vec::new();
         let mut addrs = Vec::new();
         for agency in ["civil-status", "tax", "health"] {
@@ -264,12 +276,12 @@ impl LocalNetwork {
         let config = dir.join("jisr.toml");
         std::fs::write(
             &config,
-            format!(
+            edit(format!(
                 include_str!("../demo/demo.toml.in"),
                 civil_status = addrs[0],
                 tax = addrs[1],
                 health = addrs[2],
-            ),
+            )),
         )?;
         let addr_file = dir.join("gateway.addr");
         let _ = std::fs::remove_file(&addr_file);
