@@ -65,4 +65,5 @@ mod telemetry;
 mod tiles;
 mod tlog_proof;
 mod witness;
+mod witness_bench;
 mod witnessing;
