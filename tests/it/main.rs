@@ -21,6 +21,7 @@ mod certificates;
 mod citizen;
 mod citizen_deferred;
 mod citizen_receipts;
+mod citizen_witnesses;
 mod cli;
 mod connections;
 mod consent;
