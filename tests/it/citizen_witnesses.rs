@@ -76,7 +76,10 @@ async fn the_page_checks_each_witness_and_shows_a_tampered_cosignature_failed() 
     let key = dir.path().join("gateway-audit.key");
     std::fs::write(&key, signer.to_secret_text()).unwrap();
     let mut witnesses = Vec::new();
-    for (label, name) in [("cndp", "cndp.ma/witness"), ("cour-des-comptes", "courdescomptes.ma/witness")] {
+    for (label, name) in [
+        ("cndp", "cndp.ma/witness"),
+        ("cour-des-comptes", "courdescomptes.ma/witness"),
+    ] {
         let home = dir.path().join(label);
         let config = configure(&home, &witness_pki, name, &[&signer]);
         witnesses.push((label, start(&home, &config, &witness_pki)));

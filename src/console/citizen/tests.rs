@@ -58,10 +58,20 @@ fn the_witness_words_are_in_each_language_with_k_and_n() {
             assert_eq!(text.matches("{n}").count(), 1, "{}: {text}", w.lang);
         }
         for text in [r.witnesses, r.cosigned, r.cosignature_bad, r.no_cosignature] {
-            assert!(!text.is_empty() && !text.contains('{'), "{}: {text}", w.lang);
+            assert!(
+                !text.is_empty() && !text.contains('{'),
+                "{}: {text}",
+                w.lang
+            );
         }
         let states = [r.cosigned, r.cosignature_bad, r.no_cosignature];
-        assert!(states.iter().all(|s| states.iter().filter(|t| *t == s).count() == 1), "{}", w.lang);
+        assert!(
+            states
+                .iter()
+                .all(|s| states.iter().filter(|t| *t == s).count() == 1),
+            "{}",
+            w.lang
+        );
     }
     let texts: std::collections::HashSet<_> = ALL.iter().map(|w| w.receipt.cosigned).collect();
     assert_eq!(texts.len(), ALL.len(), "each language its own text");
@@ -82,7 +92,10 @@ fn the_page_names_the_configured_witnesses_and_the_quorum() {
         retry_max: std::time::Duration::from_secs(30),
     };
     let block = page::witnesses(&config);
-    assert!(block.starts_with("<script type=\"application/json\" id=\"witnesses\">"), "{block}");
+    assert!(
+        block.starts_with("<script type=\"application/json\" id=\"witnesses\">"),
+        "{block}"
+    );
     assert_eq!(block.matches("</script>").count(), 1, "{block}");
     let json = block
         .trim_start_matches("<script type=\"application/json\" id=\"witnesses\">")
@@ -90,7 +103,10 @@ fn the_page_names_the_configured_witnesses_and_the_quorum() {
     let known: serde_json::Value = serde_json::from_str(json).unwrap();
     assert_eq!(known["quorum"], 1);
     assert_eq!(known["witnesses"][0]["name"], "cndp");
-    assert_eq!(known["witnesses"][0]["verifier_key"], "witness.cndp.ma/jisr+01020304+BA</script>");
+    assert_eq!(
+        known["witnesses"][0]["verifier_key"],
+        "witness.cndp.ma/jisr+01020304+BA</script>"
+    );
     config.witnesses.clear();
     assert_eq!(page::witnesses(&config), "");
 }

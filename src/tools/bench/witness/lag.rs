@@ -266,7 +266,13 @@ async fn measure(
             watch.witnessed = answer.witnessed_size;
             first = false;
         }
-        watch.saw(answer.size, answer.witnessed_size, &answer.witnessed_note, now, check);
+        watch.saw(
+            answer.size,
+            answer.witnessed_size,
+            &answer.witnessed_note,
+            now,
+            check,
+        );
         if done.load(Ordering::Acquire) {
             let until = *drain_until.get_or_insert(now + DRAIN);
             if watch.witnessed >= watch.latest || now >= until {

@@ -172,7 +172,14 @@ impl WitnessProc {
         let verifier = CosignatureVerifier::from_text(String::from_utf8_lossy(&out.stdout).trim())?;
         let addr_file = home.join("addr");
         let addr_arg = addr_file.to_string_lossy();
-        let args = ["witness", "serve", "--config", &config_arg, "--addr-file", &addr_arg];
+        let args = [
+            "witness",
+            "serve",
+            "--config",
+            &config_arg,
+            "--addr-file",
+            &addr_arg,
+        ];
         let mut proc = Spawned::start(&format!("witness-{name}"), &home, &mut jisr(&exe, &args))?;
         let addr = proc.address(&addr_file).await?;
         Ok(Self {
@@ -195,7 +202,11 @@ impl WitnessProc {
 
 /// The report as Markdown tables.
 pub fn render(run: &WitnessRun) -> String {
-    let build = if run.debug_build { "debug build" } else { "release build" };
+    let build = if run.debug_build {
+        "debug build"
+    } else {
+        "release build"
+    };
     let mut out = format!(
         "CPU: {}; {build}\n\n",
         run.cpu.as_deref().unwrap_or("unknown")
