@@ -147,6 +147,22 @@ impl Check {
     }
 }
 
+/// The demo's gateway configuration with this run's checkpoint interval
+/// and quorum.
+fn configure(config: &str, interval: u64, quorum: usize) -> String {
+    // The watcher asks often: lift the per-agency limit on the gateway's
+    // own services, as `jisr bus bench` does.
+    config
+        .replace(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:0\"\nown_calls_per_second = 1000000\nown_calls_burst = 1000000",
+        )
+        .replace(
+            "pseudonym_key = \"pseudonym.key\"\n",
+            &format!("pseudonym_key = \"pseudonym.key\"\ncheckpoint_interval_ms = {interval}\nwitness_quorum = {quorum}\n"),
+        )
+}
+
 /// Starts the network with two witnesses, loads it, watches the lag.
 pub(super) async fn run(dir: &Path, args: &super::WitnessBenchArgs) -> anyhow::Result<LagRun> {
     let exe = std::env::current_exe()?;
@@ -166,18 +182,7 @@ pub(super) async fn run(dir: &Path, args: &super::WitnessBenchArgs) -> anyhow::R
         .collect();
     let (interval, quorum) = (args.checkpoint_interval_ms, args.quorum);
     let network = LocalNetwork::start_prepared(dir, &exe, pki.clone(), |config| {
-        // The watcher asks often: lift the per-agency limit on the
-        // gateway's own services, as `jisr bus bench` does.
-        config
-            .replace(
-                "listen = \"127.0.0.1:0\"",
-                "listen = \"127.0.0.1:0\"\nown_calls_per_second = 1000000\nown_calls_burst = 1000000",
-            )
-            .replace(
-                "pseudonym_key = \"pseudonym.key\"\n",
-                &format!("pseudonym_key = \"pseudonym.key\"\ncheckpoint_interval_ms = {interval}\nwitness_quorum = {quorum}\n"),
-            )
-            + &sections
+        configure(&config, interval, quorum) + &sections
     })
     .await?;
     let check = Check {
@@ -245,6 +250,18 @@ async fn measure(
             outcome
         })
     };
+    let watched = watch(&mut audit, &done, check).await;
+    let outcome = loaded.await.context("the load task failed")?;
+    Ok((outcome, watched?))
+}
+
+/// Asks for the checkpoint every [`POLL`] until the load is `done` and the
+/// latest checkpoint is witnessed (or [`DRAIN`] passed).
+async fn watch(
+    audit: &mut AuditClient<tonic::transport::Channel>,
+    done: &AtomicBool,
+    check: &Check,
+) -> anyhow::Result<Watch> {
     let mut watch = Watch::default();
     let mut first = true;
     let mut drain_until = None;
@@ -281,6 +298,5 @@ async fn measure(
         }
         tokio::time::sleep(POLL).await;
     }
-    let outcome = loaded.await.context("the load task failed")?;
-    Ok((outcome, watch))
+    Ok(watch)
 }
