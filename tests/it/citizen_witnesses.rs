@@ -9,12 +9,12 @@
 use crate::citizen::labels;
 use crate::console::{sign_in, Setup};
 use crate::support::browser::Browser;
+use crate::support::checkpoints::witnessed_at_least;
 use crate::support::*;
 use crate::witness::{configure, pki, start, RunningWitness};
 use jisr::audit::note::NoteSigner;
 use jisr::proto::jisr::audit::v1 as pb;
 use pb::audit_client::AuditClient;
-use std::time::{Duration, Instant};
 
 /// Each witness's state and the policy's, once the page checked them all.
 async fn witness_states(browser: &Browser) -> (Vec<String>, Vec<String>) {
@@ -36,27 +36,6 @@ async fn line_verdicts(browser: &Browser) -> Vec<String> {
          return s.length > 0 && !s.includes('checking') ? s.join(',') : '';";
     let states = browser.wait_for("every receipt's verdict", script).await;
     states.split(',').map(str::to_owned).collect()
-}
-
-/// Waits until the gateway serves a witnessed checkpoint of at least `size`.
-async fn witnessed_at_least(setup: &Setup, size: u64) {
-    let mut audit = AuditClient::new(setup.channel("cndp").await);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = audit
-            .get_checkpoint(pb::GetCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if c.witnessed_size >= size {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no witnessed checkpoint of {size} entries within 20 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn section(name: &str, w: &RunningWitness, pki: &std::path::Path) -> String {
@@ -93,7 +72,8 @@ async fn the_page_checks_each_witness_and_shows_a_tampered_cosignature_failed() 
         audit.push_str(&section(label, w, &witness_pki));
     }
     let setup = Setup::start_with(&audit).await;
-    witnessed_at_least(&setup, 2).await;
+    let mut audit_api = AuditClient::new(setup.channel("cndp").await);
+    witnessed_at_least(&mut audit_api, 2).await;
 
     let browser = Browser::start_in("ar").await;
     sign_in(&browser, &setup.link("portal")).await;
