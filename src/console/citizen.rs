@@ -164,33 +164,52 @@ pub(super) async fn history(
         .zip(receipts)
         .filter_map(|(e, receipt)| line(console, &labels, words, e, receipt))
         .collect();
-    render(who, &citizen, words, &lines, &answer, json)
+    let witnessing = console.backend.config().audit.witnessing;
+    let view = View {
+        citizen: &citizen,
+        words,
+        lines: &lines,
+        answer: &answer,
+        witnessing: &witnessing,
+    };
+    render(who, &view, json)
+}
+
+/// What the history shows.
+struct View<'a> {
+    citizen: &'a str,
+    words: &'a Words,
+    lines: &'a [Line],
+    answer: &'a pb::QueryResponse,
+    witnessing: &'a crate::config::Witnessing,
 }
 
 /// The history as JSON (`json`) or as the page.
-fn render(
-    who: &Who,
-    citizen: &str,
-    words: &Words,
-    lines: &[Line],
-    answer: &pb::QueryResponse,
-    json: bool,
-) -> Reply {
+fn render(who: &Who, view: &View<'_>, json: bool) -> Reply {
+    let View {
+        citizen,
+        words,
+        lines,
+        answer,
+        witnessing,
+    } = *view;
     if json {
         let body = serde_json::json!({
             "lang": words.lang,
             "entries": lines,
             "more": !answer.next_page_token.is_empty(),
             "missing_nodes": answer.missing.iter().map(|m| m.node.as_str()).collect::<Vec<_>>(),
+            "witnesses": page::known_witnesses(witnessing),
         });
         return html::json(StatusCode::OK, body.to_string());
     }
     let roles = who.role_names();
     let main = format!(
-        "{}<p class=\"hint\">{}</p>{}{}",
+        "{}<p class=\"hint\">{}</p>{}{}{}",
         page::switcher(who, citizen, words),
         esc(words.intro),
         page::table(words, lines, answer),
+        page::witnesses(witnessing),
         page::check_file(words),
     );
     html::reply(

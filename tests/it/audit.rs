@@ -3,6 +3,7 @@
 //! safety under SIGKILL, tamper detection, and a full disk.
 
 use crate::routing::{echo_network, spawned_echo_network};
+use crate::support::checkpoints;
 use crate::support::*;
 use jisr::proto::jisr::audit::v1 as pb;
 use pb::audit_client::AuditClient;
@@ -23,27 +24,12 @@ async fn audit_client(
     AuditClient::new(channel(addr, &pki.files(agency)).await.unwrap())
 }
 
-/// Waits until the latest checkpoint covers `size` entries.
+/// Waits (up to 10 s) until the latest checkpoint covers `size` entries.
 async fn checkpoint_at_least(
     client: &mut AuditClient<tonic::transport::Channel>,
     size: u64,
 ) -> pb::SignedCheckpoint {
-    let start = Instant::now();
-    loop {
-        let cp = client
-            .get_checkpoint(pb::GetCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if cp.size >= size {
-            return cp;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no checkpoint of {size} entries after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    checkpoints::checkpoint_at_least(client, size, Duration::from_secs(10)).await
 }
 
 fn audit_dir(pki: &Pki, name: &str) -> PathBuf {

@@ -5,12 +5,13 @@
 
 use crate::routing::echo_network_with;
 use crate::support::browser::Browser;
+use crate::support::checkpoints::checkpoint_at_least;
 use crate::support::web;
 use crate::support::*;
 use http::{Method, StatusCode};
 use jisr::proto::jisr::audit::v1 as pb;
 use pb::audit_client::AuditClient;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CONSOLE: &str = "\n[console]\nlisten = \"127.0.0.1:0\"\n";
 
@@ -77,21 +78,7 @@ impl Setup {
 
     pub(crate) async fn checkpoint_at_least(&self, size: u64) {
         let mut audit = self.audit().await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while audit
-            .get_checkpoint(pb::GetCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .size
-            < size
-        {
-            assert!(
-                Instant::now() < deadline,
-                "no checkpoint of {size} entries within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        checkpoint_at_least(&mut audit, size, Duration::from_secs(10)).await;
     }
 
     /// The entries of `agency`'s exchanges, as the auditor reads them.

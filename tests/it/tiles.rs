@@ -5,6 +5,7 @@
 //! the tiles is the checkpoint's, every entry of the bundles hashes to its
 //! leaf, and inclusion proofs computed from the tiles verify.
 
+use crate::support::checkpoints::checkpoint_at_least;
 use crate::support::echo::Echo;
 use crate::support::web::console as https;
 use crate::support::*;
@@ -15,7 +16,7 @@ use pb::audit_client::AuditClient;
 use prost::Message as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const BIRTH: &str = "/ma.civilstatus.v1.CivilStatus/GetBirthRecord";
 
@@ -102,19 +103,7 @@ pub(crate) fn go_check(
 /// Waits (up to 20 s) until the latest checkpoint covers `size` entries.
 async fn checkpoint_of(addr: &str, pki: &Pki, size: u64) -> pb::SignedCheckpoint {
     let mut client = AuditClient::new(channel(addr, &pki.files("cndp")).await.unwrap());
-    let start = Instant::now();
-    loop {
-        let cp = client
-            .get_checkpoint(pb::GetCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if cp.size >= size {
-            return cp;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "{cp:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    checkpoint_at_least(&mut client, size, Duration::from_secs(20)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,15 +50,15 @@ impl TestLog {
 }
 
 /// A witness process, its directory and its client.
-struct RunningWitness {
+pub(crate) struct RunningWitness {
     proc: Proc,
     dir: PathBuf,
     config: PathBuf,
-    client: WitnessClient,
-    verifier: CosignatureVerifier,
+    pub(crate) client: WitnessClient,
+    pub(crate) verifier: CosignatureVerifier,
 }
 
-fn pki(dir: &Path) -> PathBuf {
+pub(crate) fn pki(dir: &Path) -> PathBuf {
     let pki = dir.join("pki");
     jisr::tools::pki::init(&jisr::tools::pki::PkiOptions {
         dir: pki.clone(),
@@ -72,7 +72,7 @@ fn pki(dir: &Path) -> PathBuf {
     pki
 }
 
-fn configure(dir: &Path, pki: &Path, name: &str, logs: &[&NoteSigner]) -> PathBuf {
+pub(crate) fn configure(dir: &Path, pki: &Path, name: &str, logs: &[&NoteSigner]) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
     let mut text = format!(
         "name = \"{name}\"\nlisten = \"127.0.0.1:0\"\nkey = \"witness.key\"\nstate_dir = \"state\"\n\
@@ -91,7 +91,7 @@ fn configure(dir: &Path, pki: &Path, name: &str, logs: &[&NoteSigner]) -> PathBu
     config
 }
 
-fn start(dir: &Path, config: &Path, pki: &Path) -> RunningWitness {
+pub(crate) fn start(dir: &Path, config: &Path, pki: &Path) -> RunningWitness {
     let out = jisr()
         .args(["witness", "verifier", "--config", config.to_str().unwrap()])
         .output()

@@ -7,6 +7,7 @@
 //! refused by the witness, and the gateway says so.
 
 use crate::support::admin::{get, wait_metric};
+use crate::support::checkpoints::checkpoint_until;
 use crate::support::echo::Echo;
 use crate::support::proc::{jisr, wait_for_file, Proc};
 use crate::support::*;
@@ -148,22 +149,11 @@ async fn call(addr: &str, pki: &Pki, n: usize, tag: &str) {
 /// covers at least `size` entries; returns it.
 async fn witnessed(addr: &str, pki: &Pki, size: u64) -> pb::SignedCheckpoint {
     let mut client = AuditClient::new(channel(addr, &pki.files("cndp")).await.unwrap());
-    let start = Instant::now();
-    loop {
-        let cp = client
-            .get_checkpoint(pb::GetCheckpointRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        if cp.witnessed_size >= size && cp.witnessed_size == cp.size {
-            return cp;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "not witnessed up to {size} after 20 s: {cp:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("not witnessed up to {size}");
+    checkpoint_until(&mut client, Duration::from_secs(20), &what, |cp| {
+        cp.witnessed_size >= size && cp.witnessed_size == cp.size
+    })
+    .await
 }
 
 /// The checkpoint text of a witnessed note and its signature lines.

@@ -1,7 +1,9 @@
 // Checks an audit entry's receipt in the browser, trusting only the
 // verifier key: the entry's leaf hash, its RFC 6962 inclusion path to the
 // root of the signed checkpoint (SHA-256 via SubtleCrypto), and the
-// checkpoint's Ed25519 signature (C2SP signed note) with WebCrypto.
+// checkpoint's Ed25519 signature (C2SP signed note) with WebCrypto; and,
+// for the citizen page, each witness's cosignature of that checkpoint
+// (C2SP tlog-cosignature/v1).
 "use strict";
 (function () {
   const utf8 = (s) => new TextEncoder().encode(s);
@@ -68,14 +70,16 @@
     if (!same(sr, newRoot)) throw new Error("the consistency proof does not lead to the newer root");
   }
 
-  // `<name>+<hex key id>+base64(0x01 || public key)`.
-  async function parseVerifier(text) {
+  // `<name>+<hex key id>+base64(alg || public key)`: alg 0x01 for a log's
+  // key (signed note), 0x04 for a witness's (C2SP tlog-cosignature/v1).
+  // The key id is SHA-256(name || "\n" || alg || key)[:4] either way.
+  async function parseVerifier(text, alg = 1) {
     // The name has no "+", the id is 8 hex digits; base64 may hold "+".
     const m = /^([^+\s]+)\+([0-9a-f]{8})\+(\S+)$/.exec(text.trim());
     if (!m) throw new Error("the verifier key is malformed");
     const [, name, id, key] = m;
     const raw = b64(key);
-    if (raw.length !== 33 || raw[0] !== 1) throw new Error("the verifier key is not Ed25519");
+    if (raw.length !== 33 || raw[0] !== alg) throw new Error("the verifier key is not Ed25519");
     const computed = (await sha256(concat(utf8(name + "\n"), raw))).slice(0, 4);
     if (hex(computed) !== id) throw new Error("the verifier key's id does not match its key");
     return { name, id: computed, key: raw.slice(1) };
@@ -102,6 +106,46 @@
       if (await crypto.subtle.verify({ name: "Ed25519" }, key, blob.slice(4), utf8(note.text))) return true;
     }
     return false;
+  }
+
+  // A witness's cosignature of `note` (C2SP tlog-cosignature/v1): a line
+  // `— <name> base64(key id || u64 time || Ed25519 signature)` over
+  // "cosignature/v1\ntime <time>\n" and the checkpoint text. "verified",
+  // "failed" (a line by its key that does not verify) or "absent".
+  async function cosignatureState(note, cosigner) {
+    const key = await crypto.subtle.importKey("raw", cosigner.key, { name: "Ed25519" }, false, ["verify"]);
+    let state = "absent";
+    for (const line of note.signatures) {
+      const m = /^\u2014 (\S+) (\S+)$/.exec(line);
+      if (!m || m[1] !== cosigner.name) continue;
+      let blob;
+      try { blob = b64(m[2]); } catch (e) { state = "failed"; continue; }
+      if (blob.length < 4 || !same(blob.slice(0, 4), cosigner.id)) continue;
+      if (blob.length !== 76) { state = "failed"; continue; }
+      const time = blob.slice(4, 12).reduce((t, b) => (t << 8n) | BigInt(b), 0n);
+      const signed = utf8("cosignature/v1\ntime " + time + "\n" + note.text);
+      if (await crypto.subtle.verify({ name: "Ed25519" }, key, blob.slice(12), signed)) return "verified";
+      state = "failed";
+    }
+    return state;
+  }
+
+  // Each of `witnesses` ({name, verifier_key}) with the state of its
+  // cosignature of the receipt's checkpoint; a key the page cannot read
+  // counts as failed.
+  async function checkWitnesses(receipt, witnesses) {
+    const note = parseNote(receipt.checkpoint);
+    const states = [];
+    for (const w of witnesses) {
+      let state;
+      try {
+        state = await cosignatureState(note, await parseVerifier(w.verifier_key, 4));
+      } catch (e) {
+        state = "failed";
+      }
+      states.push({ name: w.name, state });
+    }
+    return states;
   }
 
   async function check(receipt, step) {
@@ -140,6 +184,7 @@
 
   // For other pages' scripts (the citizen page checks each line's receipt).
   window.jisrCheckReceipt = check;
+  window.jisrCheckWitnesses = checkWitnesses;
   // For the Log integrity page (assets/integrity.js).
   window.jisrVerify = { parseVerifier, parseNote, signatureOk, checkConsistency, b64 };
 

@@ -63,9 +63,13 @@ fn rows(w: &Words, lines: &[Line]) -> String {
     let r = &w.receipt;
     // The script's words, in the page's language.
     let mut t = format!(
-        "<table id=\"history\" data-checking=\"{}\" data-verified=\"{}\" data-not-verified=\"{}\">\
+        "<table id=\"history\" data-checking=\"{}\" data-verified=\"{}\" data-not-verified=\"{}\" \
+         data-witnesses=\"{}\" data-cosigned=\"{}\" data-cosignature-bad=\"{}\" data-no-cosignature=\"{}\" \
+         data-quorum-met=\"{}\" data-quorum-not-met=\"{}\">\
          <thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         esc(r.checking), esc(r.verified), esc(r.not_verified),
+        esc(r.witnesses), esc(r.cosigned), esc(r.cosignature_bad), esc(r.no_cosignature),
+        esc(r.quorum_met), esc(r.quorum_not_met),
         esc(w.when), esc(w.who), esc(w.data), esc(w.why), esc(w.basis), esc(w.outcome), esc(r.heading)
     );
     for l in lines {
@@ -174,4 +178,27 @@ pub(super) fn check_file(w: &Words) -> String {
          <p id=\"file-verdict\" data-state=\"none\" role=\"status\"></p></section>",
         esc(w.receipt.check_file)
     )
+}
+
+/// The witnesses the gateway knows (`[[audit.witness]]`: each label and
+/// cosignature verifier key) and the quorum: what the page's script checks
+/// each receipt's cosignatures against (also in the JSON history).
+pub(super) fn known_witnesses(config: &crate::config::Witnessing) -> serde_json::Value {
+    serde_json::json!({
+        "quorum": config.quorum,
+        "witnesses": config.witnesses.iter().map(|w| serde_json::json!({
+            "name": w.name,
+            "verifier_key": w.verifier_key,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// [`known_witnesses`] as the page's data block; empty without witnesses.
+pub(super) fn witnesses(config: &crate::config::Witnessing) -> String {
+    if config.witnesses.is_empty() {
+        return String::new();
+    }
+    // `<` escaped so that no value can end the data block early.
+    let json = known_witnesses(config).to_string().replace('<', "\\u003c");
+    format!("<script type=\"application/json\" id=\"witnesses\">{json}</script>")
 }

@@ -239,6 +239,18 @@ impl LocalNetwork {
     pub(crate) async fn start(dir: &Path, exe: &Path) -> anyhow::Result<Self> {
         let pki_dir =
             crate::tools::demo::prepare(dir).context("creating the benchmark PKI and contracts")?;
+        Self::start_prepared(dir, exe, pki_dir, |config| config).await
+    }
+
+    /// [`Self::start`] on a PKI and contracts already written by
+    /// `demo::prepare` (so other processes can be given its files first),
+    /// with the gateway's configuration passed through `edit`.
+    pub(crate) async fn start_prepared(
+        dir: &Path,
+        exe: &Path,
+        pki_dir: PathBuf,
+        edit: impl FnOnce(String) -> String,
+    ) -> anyhow::Result<Self> {
         let mut providers = Vec::new();
         let mut addrs = Vec::new();
         for agency in ["civil-status", "tax", "health"] {
@@ -264,12 +276,12 @@ impl LocalNetwork {
         let config = dir.join("jisr.toml");
         std::fs::write(
             &config,
-            format!(
+            edit(format!(
                 include_str!("../demo/demo.toml.in"),
                 civil_status = addrs[0],
                 tax = addrs[1],
                 health = addrs[2],
-            ),
+            )),
         )?;
         let addr_file = dir.join("gateway.addr");
         let _ = std::fs::remove_file(&addr_file);

@@ -27,6 +27,10 @@ pub enum WitnessCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Measure: checkpoints per second a witness cosigns (loopback HTTPS),
+    /// and the lag to a checkpoint's k-th cosignature under exchange load
+    /// (docs/BENCHMARKS.md).
+    Bench(crate::tools::bench::witness::WitnessBenchArgs),
 }
 
 /// Runs a `jisr witness` subcommand.
@@ -41,6 +45,9 @@ pub fn run(command: WitnessCommand) -> anyhow::Result<()> {
             let cosigner = witness::load_or_create_cosigner(&config.key, &config.name)?;
             println!("{}", cosigner.verifier().to_text());
             Ok(())
+        }
+        WitnessCommand::Bench(args) => {
+            super::commands::block_on(crate::tools::bench::witness::run(args))
         }
     }
 }

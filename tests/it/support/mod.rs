@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod browser;
 pub mod bus;
+pub mod checkpoints;
 pub mod client;
 pub mod echo;
 pub mod fixtures;
