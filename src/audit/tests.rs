@@ -411,3 +411,22 @@ async fn a_segment_filled_by_a_batch_is_sealed_between_batches_not_padded() {
     fill(&log, 16..20).await;
     close_and_verify(log, dir.path(), &signer, 20).await;
 }
+
+#[tokio::test]
+async fn each_signed_checkpoint_is_published_to_those_who_wait_for_it() {
+    let (_dir, _signer, log) = new_log(16);
+    let mut published = log.published();
+    assert_eq!(*published.borrow_and_update(), 0);
+    fill(&log, 0..3).await;
+    // Checkpoints of 1 or 2 entries may come first; the bound only
+    // catches a publication that never comes.
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while *published.borrow_and_update() < 3 {
+            published.changed().await.unwrap();
+        }
+    })
+    .await
+    .expect("the checkpoint of 3 entries was signed but never published");
+    assert_eq!(log.checkpoint().checkpoint.size, 3);
+    log.close().await;
+}

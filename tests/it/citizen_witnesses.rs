@@ -4,7 +4,8 @@
 //! shows each witness's cosignature verified and the 2-of-2 policy met, in
 //! Arabic, Tifinagh and French; then one cosignature changed in what the page
 //! received: that witness shows failed and the policy unmet, while the
-//! entry's own inclusion still verifies.
+//! entry's own inclusion still verifies; and the same two receipts chosen
+//! as files are checked for their witnesses too.
 
 use crate::citizen::labels;
 use crate::console::{sign_in, Setup};
@@ -105,6 +106,8 @@ async fn the_page_checks_each_witness_and_shows_a_tampered_cosignature_failed() 
     assert!(said.contains("cosignature vérifiée"), "{said}");
     browser.screenshot("citizen-witnesses-fr").await;
 
+    let good = receipt_text(&browser).await;
+
     // One bit of the Court of Accounts' signature flipped in every
     // receipt the page received, then the page checks again.
     let tamper = "for (const d of document.querySelectorAll('.receipt-data')) { \
@@ -130,4 +133,50 @@ async fn the_page_checks_each_witness_and_shows_a_tampered_cosignature_failed() 
     assert!(said.contains("cosignature NON vérifiée"), "{said}");
     assert!(said.contains("Non témoigné"), "{said}");
     browser.screenshot("citizen-witnesses-tampered-fr").await;
+
+    // The same two receipts as files the citizen picks: the witnesses are
+    // checked there too, not only the inclusion.
+    let bad = receipt_text(&browser).await;
+    for (name, text, expected, met) in [
+        (
+            "good.json",
+            good,
+            ["cndp=verified", "cour-des-comptes=verified"],
+            "met",
+        ),
+        ("bad.json", bad, one, "not-met"),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (each, policy) = file_witnesses(&browser, &path).await;
+        assert_eq!(each, expected, "{name}");
+        assert_eq!(policy, met, "{name}");
+    }
+}
+
+/// The first line's receipt as the page holds it.
+async fn receipt_text(browser: &Browser) -> String {
+    let got = browser
+        .execute("return document.querySelector('.receipt-data').textContent;")
+        .await;
+    got.as_str().unwrap().to_owned()
+}
+
+/// Each witness's state and the policy's for the receipt file at `path`,
+/// chosen in the page's file field.
+async fn file_witnesses(browser: &Browser, path: &std::path::Path) -> (Vec<String>, String) {
+    browser
+        .execute("document.querySelectorAll('section.check-file ul.witnesses').forEach((e) => e.remove()); return '';")
+        .await;
+    browser
+        .type_into("#receipt-file", path.to_str().unwrap())
+        .await;
+    let script = "const l = document.querySelector('section.check-file ul.witnesses'); \
+                  const q = document.querySelector('section.check-file small.quorum'); \
+                  if (!l || l.dataset.state !== 'done' || !q) return ''; \
+                  const w = Array.from(l.querySelectorAll('li'), e => e.dataset.witness + '=' + e.dataset.state); \
+                  return w.join(',') + '|' + q.dataset.state;";
+    let got = browser.wait_for("the file's witnesses", script).await;
+    let (w, q) = got.split_once('|').unwrap();
+    (w.split(',').map(str::to_owned).collect(), q.to_owned())
 }

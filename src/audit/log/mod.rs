@@ -73,6 +73,9 @@ pub(super) struct Shared {
     pub(super) size: AtomicU64,
     pub(super) hashes: HashFile,
     pub(super) checkpoint: RwLock<SignedCheckpoint>,
+    /// The size of each checkpoint as it is published, for those who act
+    /// on a new one (the witness pushes) without polling for it.
+    pub(super) published: tokio::sync::watch::Sender<u64>,
     pub(super) verifier: NoteVerifier,
     /// Why the log stopped taking entries, once it has.
     pub(super) failure: Mutex<Option<String>>,
@@ -212,6 +215,7 @@ impl AuditLog {
             records_per_segment: rps,
             size: AtomicU64::new(size),
             hashes,
+            published: tokio::sync::watch::Sender::new(checkpoint.checkpoint.size),
             checkpoint: RwLock::new(checkpoint),
             verifier,
             failure: Mutex::new(None),
@@ -326,6 +330,13 @@ impl AuditLog {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Told the size of every checkpoint signed from now on: `changed()`
+    /// wakes when one is published. It never wakes with an error while
+    /// the log is open (the log holds the sender).
+    pub fn published(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.shared.published.subscribe()
     }
 
     /// The verifier key of the node's checkpoints.

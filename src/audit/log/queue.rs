@@ -122,6 +122,8 @@ impl<S: Storage> Queue<S> {
                     .checkpoint
                     .write()
                     .unwrap_or_else(|e| e.into_inner()) = signed;
+                // Published after the write above, so whoever wakes reads it.
+                self.shared.published.send_replace(size);
                 self.last_checkpoint = Instant::now();
             }
             Err(e) => {

@@ -44,6 +44,9 @@ pub(super) async fn run(inner: Arc<Inner>, i: usize) {
     let mut backoff = FIRST_BACKOFF;
     // The checkpoint a witness refused: not pushed again.
     let mut refused: Option<u64> = None;
+    // Woken when the log signs a checkpoint, so a new one is pushed at once
+    // rather than at the next poll; the poll stays, should a wake be lost.
+    let mut published = inner.log.published();
     loop {
         let target = inner.log.checkpoint();
         let size = target.checkpoint.size;
@@ -52,7 +55,12 @@ pub(super) async fn run(inner: Arc<Inner>, i: usize) {
             && known != Some(size)
             && refused.is_none_or(|r| size > r);
         if !due {
-            tokio::time::sleep(inner.poll).await;
+            match tokio::time::timeout(inner.poll, published.changed()).await {
+                // Signed, or a poll went by: look again.
+                Ok(Ok(())) | Err(_) => {}
+                // The log closed: sleep, so the loop never spins.
+                Ok(Err(_)) => tokio::time::sleep(inner.poll).await,
+            }
             continue;
         }
         match push(&inner, i, &target, &mut known).await {

@@ -2,7 +2,7 @@
 // verify.js (inclusion path and Ed25519 signed checkpoint, trusting only
 // the verifier key), shows the verdict in the page's language, and offers
 // the same receipt as a file; a receipt file the citizen picks is checked
-// the same way. Under each line, each witness the gateway knows and
+// the same way, its witnesses included. Under each line, each witness the gateway knows and
 // whether its cosignature of the receipt's checkpoint verifies, and
 // whether the k-of-n policy is met.
 "use strict";
@@ -106,7 +106,15 @@
   if (file && fileVerdict) {
     file.addEventListener("change", async () => {
       if (file.files.length === 0) return;
-      await verdict(fileVerdict, await file.files[0].text());
+      const text = await file.files[0].text();
+      await verdict(fileVerdict, text);
+      let receipt;
+      try {
+        receipt = JSON.parse(text);
+      } catch (e) {
+        return; // the verdict already says the file is not a receipt
+      }
+      await witnesses(fileVerdict.parentElement, receipt);
     });
   }
   // For a page that changes a receipt and asks again (and for tests).

@@ -51,6 +51,7 @@ fn shared(dir: &std::path::Path, signer: &NoteSigner) -> Arc<Shared> {
         records_per_segment: 16,
         size: AtomicU64::new(0),
         hashes: HashFile::open(&dir.join("tree.hashes")).unwrap(),
+        published: tokio::sync::watch::Sender::new(0),
         checkpoint: RwLock::new(SignedCheckpoint {
             checkpoint,
             note: String::new(),
