@@ -5,8 +5,8 @@
 //! change is carried over with its connections and breakers.
 
 use super::exchange::{Exchange, RuleTerms};
-use super::metadata;
 use super::layers::rate::RateLimits;
+use super::metadata;
 use super::upstream::Upstream;
 use super::StartError;
 use crate::catalogue::Catalogue;
