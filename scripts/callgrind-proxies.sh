@@ -11,7 +11,9 @@
 # anyway).
 # Usage: scripts/callgrind-proxies.sh BIN OUT-PREFIX [nginx] [haproxy]
 # (CONNS, INFLIGHT: load shape). Needs valgrind, nginx (Debian nginx-light)
-# and haproxy. Prints instructions per call for each proxy.
+# and haproxy. Prints instructions per call for each proxy. With SYSCALLS=1
+# the proxies run natively and scripts/syscalls-per-call.sh counts their
+# system calls over the measured calls instead.
 set -u
 BIN=$1; OUT=$2; shift 2
 PROXIES=${*:-nginx haproxy}
@@ -83,15 +85,23 @@ load() { # load N LABEL
 for PROXY in $PROXIES; do
   CMD=$(${PROXY}_conf)
   [ -n "$CMD" ] || { echo "$PROXY: no configuration (see above)" >&2; continue; }
-  valgrind --tool=callgrind --callgrind-out-file="$OUT.$PROXY.%p" $CMD > "$D/$PROXY.log" 2>&1 &
+  RUN="valgrind --tool=callgrind --callgrind-out-file=$OUT.$PROXY.%p"
+  [ "${SYSCALLS:-0}" = 1 ] && RUN=
+  $RUN $CMD > "$D/$PROXY.log" 2>&1 &
   VG=$!
   for i in $(seq 1 600); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.5; done
   load 500 "$PROXY-warm"
-  callgrind_control -z $VG >/dev/null 2>&1
-  load 3000 "$PROXY-run"
-  callgrind_control -d $VG >/dev/null 2>&1
-  kill $VG; wait $VG 2>/dev/null
-  grep -h "^totals:" "$OUT.$PROXY.$VG.1" | awk -v p="$PROXY" '{s+=$2} END {printf "%s: instructions per call: %.0f (total %d over 3000 calls)\n", p, s/3000, s}'
+  if [ "${SYSCALLS:-0}" = 1 ]; then
+    echo -n "$PROXY: "
+    "$(dirname "$0")/syscalls-per-call.sh" $VG 3000 bash -c "$(declare -f load); BIN='$BIN' PORT=$PORT PKI='$PKI' D='$D' CONNS=${CONNS:-2} INFLIGHT=${INFLIGHT:-8} load 3000 $PROXY-run" | grep "per call"
+    kill $VG; wait $VG 2>/dev/null
+  else
+    callgrind_control -z $VG >/dev/null 2>&1
+    load 3000 "$PROXY-run"
+    callgrind_control -d $VG >/dev/null 2>&1
+    kill $VG; wait $VG 2>/dev/null
+    grep -h "^totals:" "$OUT.$PROXY.$VG.1" | awk -v p="$PROXY" '{s+=$2} END {printf "%s: instructions per call: %.0f (total %d over 3000 calls)\n", p, s/3000, s}'
+  fi
   grep -E "^jisr " "$D/$PROXY-run.txt"
 done
 kill $DEMO; wait $DEMO 2>/dev/null

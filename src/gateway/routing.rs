@@ -6,6 +6,7 @@
 
 use super::exchange::{Exchange, RuleTerms};
 use super::layers::rate::RateLimits;
+use super::metadata;
 use super::upstream::Upstream;
 use super::StartError;
 use crate::catalogue::Catalogue;
@@ -256,6 +257,12 @@ fn exchanges(
     metrics: &crate::telemetry::Metrics,
 ) -> HashMap<String, Arc<Exchange>> {
     let mut exchanges = HashMap::new();
+    let bases: HashMap<usize, http::HeaderValue> = config
+        .rules
+        .iter()
+        .enumerate()
+        .map(|(rule, r)| (rule, metadata::header(&r.basis.to_string())))
+        .collect();
     for route in catalogue.methods() {
         // Config validation guarantees every agency with contracts has an upstream.
         let Some(upstream) = upstreams.get(&route.provider) else {
@@ -275,6 +282,7 @@ fn exchanges(
             access: policy.access(&route.path).cloned().unwrap_or_default(),
             upstream: upstream.clone(),
             releases,
+            bases: bases.clone(),
             timeout: timeouts
                 .get(route.path.as_str())
                 .copied()

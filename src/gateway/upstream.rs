@@ -24,7 +24,7 @@ use crate::identity::AgencyId;
 
 mod wire;
 pub use wire::RecvBody;
-use wire::{start, Sender};
+use wire::{ready, start, Sender};
 
 /// How long opening one connection (TCP + TLS + HTTP/2) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -314,8 +314,9 @@ impl<'a> Target<'a> {
         self.upstream.clock.monotonic_ms()
     }
 
-    /// Sends a request on one of the instance's connections. A request that
-    /// a closed connection never started is retried once on a new connection.
+    /// Sends a request on one of the instance's connections. A connection
+    /// found closed before anything was sent on it is replaced, and the
+    /// request sent once on the new one.
     pub async fn send(&self, request: Request<Bytes>) -> Result<Response<RecvBody>, UpstreamError> {
         let instance = self.instance;
         let turn = instance.next.fetch_add(1, Ordering::Relaxed);
@@ -324,18 +325,22 @@ impl<'a> Target<'a> {
         let index = super::lanes::slot(super::lanes::current(), instance.slots.len(), turn);
         let slot = &instance.slots[index];
         let sender = self.sender(slot).await?;
-        let (parts, body) = request.into_parts();
-        let response = match start(&sender, &parts, &body).await {
-            Ok(response) => response,
+        let ready = match ready(&sender).await {
+            Ok(ready) => ready,
             Err(_) => {
                 // Nothing was sent: the connection was gone. Once more on a new one.
                 discard(slot, &sender);
                 let sender = self.sender(slot).await?;
-                start(&sender, &parts, &body)
+                ready(&sender)
                     .await
                     .map_err(|source| Upstream::http(&instance.addr, source))?
             }
         };
+        // The request's head moves into h2 (its headers are not copied):
+        // it is sent only on a connection that was ready for it.
+        let response = start(ready, request)
+            .await
+            .map_err(|source| Upstream::http(&instance.addr, source))?;
         let response = response
             .await
             .map_err(|source| Upstream::http(&instance.addr, source))?;

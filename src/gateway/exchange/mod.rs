@@ -70,6 +70,9 @@ pub struct Exchange {
     /// cloning it per call shares its bytes instead of formatting and
     /// parsing a URI.
     pub uri_path: http::uri::PathAndQuery,
+    /// The `jisr-basis` answer header of each rule, by rule index, built
+    /// once at load rather than formatted per call.
+    pub bases: HashMap<usize, http::HeaderValue>,
 }
 
 /// The consent store and how long a check may wait for it.

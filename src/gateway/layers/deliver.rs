@@ -78,9 +78,12 @@ async fn answer(prepared: Prepared<'_>) -> Result<Answer, Refusal> {
         metadata::REQUEST_ID,
         metadata::request_id_header(cx.request_id),
     );
+    // Built at load for each rule; formatted here only for a rule the
+    // exchange was built without (none in practice).
+    let basis = exchange.bases.get(&grant.rule()).cloned();
     parts.headers.insert(
         metadata::BASIS,
-        metadata::header(&grant.basis().to_string()),
+        basis.unwrap_or_else(|| metadata::header(&grant.basis().to_string())),
     );
     let release = exchange.releases.get(&grant.rule());
     if route.streaming == Streaming::Server && release.is_none() {
@@ -138,13 +141,15 @@ async fn read_unary(
     })
 }
 
-/// Reads a whole unary answer, bounded like requests are.
+/// Reads a whole unary answer, bounded like requests are. An answer that
+/// came in one DATA frame (the usual unary answer) is kept as received,
+/// not copied; more frames are joined.
 async fn collect(
     route: &MethodRoute,
     mut body: RecvBody,
     limit: usize,
 ) -> Result<(Bytes, Option<HeaderMap>), Refusal> {
-    let mut data = BytesMut::new();
+    let mut data = Joined::default();
     let mut trailers = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
@@ -165,15 +170,73 @@ async fn collect(
                         format!("the `{}` service answered with more than {limit} bytes, more than this gateway carries; tell the platform operator", route.provider),
                     ));
                 }
-                data.extend_from_slice(&chunk);
+                data.push(chunk);
             }
             Err(frame) => trailers = frame.into_trailers().ok(),
         }
     }
-    Ok((data.freeze(), trailers))
+    Ok((data.into_bytes(), trailers))
+}
+
+/// An answer's bytes as they arrive: the first chunk as it came, joined
+/// into one buffer only when a second one follows.
+#[derive(Default)]
+struct Joined {
+    first: Bytes,
+    more: Option<BytesMut>,
+}
+
+impl Joined {
+    fn len(&self) -> usize {
+        self.more.as_ref().map_or(self.first.len(), BytesMut::len)
+    }
+
+    fn push(&mut self, chunk: Bytes) {
+        match &mut self.more {
+            Some(more) => more.extend_from_slice(&chunk),
+            None if self.first.is_empty() => self.first = chunk,
+            None => {
+                let mut more = BytesMut::with_capacity(self.first.len() + chunk.len());
+                more.extend_from_slice(&self.first);
+                more.extend_from_slice(&chunk);
+                self.more = Some(more);
+            }
+        }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        self.more.map_or(self.first, BytesMut::freeze)
+    }
 }
 
 /// The `grpc-status` in a header map.
 fn status_of(headers: &HeaderMap) -> Option<i32> {
     headers.get("grpc-status")?.to_str().ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_chunk_is_kept_as_received_and_more_are_joined_in_order() {
+        let only = Bytes::from_static(b"\0\0\0\0\x03abc");
+        let mut one = Joined::default();
+        one.push(only.clone());
+        assert_eq!(one.len(), 8);
+        let kept = one.into_bytes();
+        assert_eq!(kept, only);
+        assert_eq!(kept.as_ptr(), only.as_ptr(), "one chunk is not copied");
+
+        let mut three = Joined::default();
+        for part in [&b"\0\0\0"[..], b"\0\x03a", b"bc"] {
+            three.push(Bytes::copy_from_slice(part));
+        }
+        assert_eq!(three.len(), 8);
+        assert_eq!(three.into_bytes(), only);
+
+        let mut none = Joined::default();
+        none.push(Bytes::new());
+        assert!(none.into_bytes().is_empty());
+    }
 }

@@ -122,18 +122,21 @@ async fn keep_alive(mut pings: h2::PingPong) -> String {
     }
 }
 
-/// Opens a stream and sends the request on it (headers and, if any, the
-/// whole body); an error means nothing reached the provider.
+/// Waits until the connection may open one more stream; an error means the
+/// connection is gone and nothing was sent on it.
+pub(super) async fn ready(sender: &Sender) -> Result<h2::client::SendRequest<Bytes>, h2::Error> {
+    sender.send.clone().ready().await
+}
+
+/// Opens a stream on a ready connection and sends the request on it
+/// (headers and, if any, the whole body). The head is moved into h2, which
+/// encodes it, rather than copied.
 pub(super) async fn start(
-    sender: &Sender,
-    parts: &http::request::Parts,
-    body: &Bytes,
+    mut send: h2::client::SendRequest<Bytes>,
+    request: Request<Bytes>,
 ) -> Result<h2::client::ResponseFuture, h2::Error> {
-    let mut send = sender.send.clone().ready().await?;
-    let mut head = Request::new(());
-    *head.method_mut() = parts.method.clone();
-    *head.uri_mut() = parts.uri.clone();
-    *head.headers_mut() = parts.headers.clone();
+    let (parts, body) = request.into_parts();
+    let head = Request::from_parts(parts, ());
     let (response, mut stream) = send.send_request(head, body.is_empty())?;
     if !body.is_empty() {
         // Wait for the stream to be given window before queueing the body.
@@ -149,7 +152,7 @@ pub(super) async fn start(
             }
         }
         // Buffered by h2 and sent as the provider's window allows.
-        stream.send_data(body.clone(), true)?;
+        stream.send_data(body, true)?;
     }
     Ok(response)
 }
