@@ -195,9 +195,19 @@ fn fingerprint(config: &Config) -> [u8; 32] {
     hash.finalize().into()
 }
 
-async fn current_fingerprint(gateway: &Gateway) -> [u8; 32] {
+/// The fingerprint of what a reload would read now: the configuration file
+/// on disk and the files *it* names, or the running configuration's files
+/// while the file on disk does not parse.
+fn on_disk(running: &Config) -> [u8; 32] {
+    match Config::load(&running.path) {
+        Ok(config) => fingerprint(&config),
+        Err(_) => fingerprint(running),
+    }
+}
+
+async fn disk_fingerprint(gateway: &Gateway) -> [u8; 32] {
     let routing = gateway.routing();
-    tokio::task::spawn_blocking(move || fingerprint(&routing.config))
+    tokio::task::spawn_blocking(move || on_disk(&routing.config))
         .await
         .unwrap_or_default()
 }
@@ -210,7 +220,7 @@ pub(super) fn spawn_watcher(
     mut hangup: Option<tokio::signal::unix::Signal>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut seen = current_fingerprint(&gateway).await;
+        let mut seen = disk_fingerprint(&gateway).await;
         loop {
             let poll = gateway.routing().config.node.reload_poll;
             let signalled = async {
@@ -231,20 +241,26 @@ pub(super) fn spawn_watcher(
                         hangup = None;
                         continue;
                     }
+                    seen = disk_fingerprint(&gateway).await;
                     tracing::info!("SIGHUP: reloading the configuration");
                 }
                 () = tick => {
-                    if current_fingerprint(&gateway).await == seen {
+                    let now = disk_fingerprint(&gateway).await;
+                    if now == seen {
                         continue;
                     }
+                    seen = now;
                     tracing::info!("configuration files changed: reloading");
                 }
             }
-            // The outcome is logged and kept in the status by `reload`. What
-            // was seen is remembered even if the reload fails, so a broken
-            // file is reported once, not at every poll.
+            // What was seen is taken before the reload reads the files: a
+            // change landing while it reloads differs from it, and is
+            // reloaded at the next poll rather than missed (taken after, it
+            // could already hold a change the reload never read). It is kept
+            // even if the reload fails, so a broken file is reported once,
+            // not at every poll. The outcome is logged and kept in the
+            // status by `reload`.
             let _ = gateway.reload().await;
-            seen = current_fingerprint(&gateway).await;
         }
     })
 }
@@ -309,5 +325,33 @@ key = "gw.key"
         assert_ne!(before, after);
         std::fs::write(&path, format!("{BASE}\n# a comment\n")).unwrap();
         assert_ne!(after, fingerprint(&c));
+    }
+
+    #[test]
+    fn what_a_reload_would_read_follows_the_files_the_new_text_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jisr.toml");
+        std::fs::write(&path, BASE).unwrap();
+        let running = Config::load(&path).unwrap();
+        // The file on disk now names a CRL the running configuration does
+        // not: a change to it is a change of what a reload reads.
+        std::fs::write(
+            &path,
+            BASE.replace("key = \"gw.key\"", "key = \"gw.key\"\ncrls = [\"ca.crl\"]"),
+        )
+        .unwrap();
+        let named = on_disk(&running);
+        let old_set = fingerprint(&running);
+        assert_eq!(named, on_disk(&running));
+        std::fs::write(dir.path().join("ca.crl"), "a CRL").unwrap();
+        assert_ne!(named, on_disk(&running));
+        // The running configuration's own files did not see it.
+        assert_eq!(old_set, fingerprint(&running));
+        // A file that does not parse: the running configuration's files and
+        // the broken text, the same at every poll (reported once).
+        std::fs::write(&path, "[node\n").unwrap();
+        let broken = on_disk(&running);
+        assert_eq!(broken, fingerprint(&running));
+        assert_eq!(broken, on_disk(&running));
     }
 }
