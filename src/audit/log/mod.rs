@@ -22,7 +22,7 @@ use archive::Archived;
 pub use faults::Faults;
 use files::SegmentFiles;
 use hashes::HashFile;
-use queue::{Queue, Request};
+use queue::{Ack, Queue, Request};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -253,7 +253,10 @@ impl AuditLog {
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Request::Append { payload, ack })
+            .send(Request::Append {
+                payload,
+                ack: Ack::here(ack),
+            })
             .await
             .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
         done.await.map_err(|_| {

@@ -19,6 +19,7 @@ use super::{Shared, SignedCheckpoint};
 use crate::audit::merkle;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::AuditError;
+pub(super) use answers::Ack;
 use pipeline::{Core, Event, Syncing, Waiting};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
+mod answers;
 mod pipeline;
 
 /// Most entries written per fsync.
@@ -39,7 +41,7 @@ pub(super) enum Request {
         /// The encoded record.
         payload: Vec<u8>,
         /// Where the answer goes.
-        ack: oneshot::Sender<Result<u64, AuditError>>,
+        ack: Ack,
     },
     /// Flush, sign a final checkpoint and stop.
     Close {
@@ -68,7 +70,7 @@ pub(super) struct Queue<S> {
 #[derive(Default)]
 struct Batch {
     payloads: Vec<Vec<u8>>,
-    acks: Vec<oneshot::Sender<Result<u64, AuditError>>>,
+    acks: Vec<Ack>,
     close: Option<oneshot::Sender<()>>,
 }
 
@@ -279,7 +281,7 @@ fn refuse_queued(mut rx: mpsc::Receiver<Request>) {
     rx.close();
     while let Ok(request) = rx.try_recv() {
         if let Request::Append { ack, .. } = request {
-            let _ = ack.send(Err(AuditError::Unavailable(
+            ack.send(Err(AuditError::Unavailable(
                 "the audit log is closed".into(),
             )));
         }

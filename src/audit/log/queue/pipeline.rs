@@ -17,6 +17,7 @@
 //! stops, and none is acknowledged after (recovery at the restart decides
 //! what the log holds).
 
+use super::answers::{answer_all, Ack};
 use super::{Batch, Queue, Request, MAX_BATCH};
 use crate::audit::log::storage::{Storage, SyncJob};
 use crate::audit::AuditError;
@@ -24,10 +25,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
-
-/// Where one append's answer goes.
-type Ack = oneshot::Sender<Result<u64, AuditError>>;
+use tokio::sync::mpsc;
 
 /// A batch written and waiting for a sync.
 pub(in crate::audit::log) struct Waiting {
@@ -73,9 +71,10 @@ fn reason(e: AuditError) -> String {
 }
 
 fn refuse(acks: Vec<Ack>, why: &str) {
-    for ack in acks {
-        let _ = ack.send(Err(AuditError::Unavailable(why.to_owned())));
-    }
+    answer_all(
+        acks.into_iter()
+            .map(|ack| (ack, Err(AuditError::Unavailable(why.to_owned())))),
+    );
 }
 
 /// Runs a sync job; a panic in it is a failed sync, not a lost thread.
@@ -159,9 +158,9 @@ impl<S: Storage> Queue<S> {
             stats.entries += entries;
             let _ = stats.batch_sizes.record(entries);
         }
-        for (index, ack) in (first..).zip(batches.into_iter().flat_map(|w| w.acks)) {
-            let _ = ack.send(Ok(index));
-        }
+        // One hand-over per runtime that waits, not one wake per entry.
+        let acks = batches.into_iter().flat_map(|w| w.acks);
+        answer_all(acks.zip(first..).map(|(ack, index)| (ack, Ok(index))));
         if self.waiting.is_empty() {
             // After the answers and with nothing in flight: appends that
             // arrive meanwhile wait for the storage's upkeep, but the

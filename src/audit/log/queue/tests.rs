@@ -67,7 +67,7 @@ fn append(tx: &mpsc::Sender<Request>) -> oneshot::Receiver<Result<u64, AuditErro
     let (ack, done) = oneshot::channel();
     tx.try_send(Request::Append {
         payload: b"entry".to_vec(),
-        ack,
+        ack: Ack::direct(ack),
     })
     .unwrap();
     done
