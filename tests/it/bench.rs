@@ -7,25 +7,18 @@ use std::path::Path;
 
 #[test]
 fn bench_runs_real_calls_through_its_own_network() {
-    let out = jisr()
-        .args([
-            "bench",
-            "--requests",
-            "200",
-            "--connections",
-            "2",
-            "--in-flight",
-            "8",
-            "--warmup",
-            "0s",
-            "--json",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let doc = json_output(jisr().args([
+        "bench",
+        "--requests",
+        "200",
+        "--connections",
+        "2",
+        "--in-flight",
+        "8",
+        "--warmup",
+        "0s",
+        "--json",
+    ]));
     let jisr = &doc["jisr"];
     assert_eq!(jisr["errors"]["total"], 0, "{doc:#}");
     assert_eq!(jisr["requests"], 200, "{doc:#}");
@@ -54,23 +47,19 @@ fn bench_runs_real_calls_through_its_own_network() {
 #[test]
 fn bench_compare_runs_real_calls_through_haproxy() {
     // nginx is left out: it is not among what scripts/test.sh installs.
-    let out = jisr()
-        .args(["bench", "--compare", "--no-nginx", "--rounds", "1"])
-        .args([
-            "--requests",
-            "100",
-            "--connections",
-            "1",
-            "--in-flight",
-            "4",
-        ])
-        .args(["--warmup", "0s", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let doc = json_output(
+        jisr()
+            .args(["bench", "--compare", "--no-nginx", "--rounds", "1"])
+            .args([
+                "--requests",
+                "100",
+                "--connections",
+                "1",
+                "--in-flight",
+                "4",
+            ])
+            .args(["--warmup", "0s", "--json"]),
+    );
     // Every call went through haproxy (its own process, listening on its
     // own port) and came back answered by a provider.
     let haproxy = &doc["haproxy"];
@@ -154,14 +143,10 @@ fn bench_against_the_demo_grants_consents_when_asked() {
 
 #[test]
 fn consent_bench_measures_every_store_against_the_redis_floor() {
-    let out = jisr()
-        .args(["consent", "bench", "--count", "300", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let rows: Vec<serde_json::Value> = serde_json::from_value(json_output(
+        jisr().args(["consent", "bench", "--count", "300", "--json"]),
+    ))
+    .unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     // redis-server is installed by the test command, so the Redis rows are there.
     assert_eq!(rows.len(), 5, "{names:?}");
@@ -213,15 +198,11 @@ fn the_replicas_bench_merges_every_replicas_history() {
 /// what the benchmark reports, not what this test asserts.)
 #[test]
 fn bench_faults_refuses_every_call_with_the_faults_code_and_reports_its_times() {
-    let out = jisr()
-        .args(["bench", "--faults", "--requests", "6", "--in-flight", "3"])
-        .arg("--json")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let doc = json_output(
+        jisr()
+            .args(["bench", "--faults", "--requests", "6", "--in-flight", "3"])
+            .arg("--json"),
+    );
     assert_eq!(doc["calls"], 6, "{doc:#}");
     assert_eq!(doc["in_flight"], 3, "{doc:#}");
     assert_eq!(

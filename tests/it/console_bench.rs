@@ -24,17 +24,13 @@ fn expected_rows(name: &str, rows: u64) -> bool {
 
 #[test]
 fn the_console_bench_measures_every_page_and_a_browser_check() {
-    let out = jisr()
-        .env("RUST_LOG", "warn")
-        .args(["console", "bench", "--entries", "2000"])
-        .args(["--citizen-exchanges", "20", "--citizens", "100"])
-        .args(["--iterations", "5", "--browser-iterations", "5", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let doc = json_output(
+        jisr()
+            .env("RUST_LOG", "warn")
+            .args(["console", "bench", "--entries", "2000"])
+            .args(["--citizen-exchanges", "20", "--citizens", "100"])
+            .args(["--iterations", "5", "--browser-iterations", "5", "--json"]),
+    );
     assert_eq!(doc["entries"], 2000, "{doc:#}");
     assert_eq!(doc["citizen_exchanges"], 20, "{doc:#}");
     assert!(doc["cpu"].as_str().is_some_and(|c| c.contains("cores")));

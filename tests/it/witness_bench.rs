@@ -9,18 +9,14 @@ use crate::support::*;
 
 #[test]
 fn the_witness_bench_verifies_every_cosignature_it_counts() {
-    let out = jisr()
-        .env("RUST_LOG", "warn")
-        .args(["witness", "bench", "--logs", "3", "--checkpoints", "15"])
-        .args(["--entries-per-checkpoint", "7", "--duration", "3s"])
-        .args(["--checkpoint-interval-ms", "200", "--quorum", "2"])
-        .args(["--connections", "2", "--in-flight", "4", "--json"])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON on stdout");
+    let doc = json_output(
+        jisr()
+            .env("RUST_LOG", "warn")
+            .args(["witness", "bench", "--logs", "3", "--checkpoints", "15"])
+            .args(["--entries-per-checkpoint", "7", "--duration", "3s"])
+            .args(["--checkpoint-interval-ms", "200", "--quorum", "2"])
+            .args(["--connections", "2", "--in-flight", "4", "--json"]),
+    );
     assert!(doc["cpu"].as_str().is_some_and(|c| c.contains("cores")));
     assert!(doc["debug_build"].is_boolean(), "{doc:#}");
 

@@ -89,6 +89,17 @@ impl Pki {
 }
 
 /// The repository's `proto/` directory.
+/// Runs a command that prints JSON (a benchmark's `--json`), asserts it
+/// succeeded (its output in the message otherwise) and parses its stdout.
+pub fn json_output(cmd: &mut std::process::Command) -> serde_json::Value {
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON on stdout ({e}):\n{stdout}\n{stderr}"))
+}
+
 pub fn proto_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("proto")
 }
