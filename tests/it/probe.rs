@@ -16,12 +16,7 @@ async fn probe(addr: &str, pki: &Path, agency: &str, extra: &[&str]) -> (bool, S
         .args(["--as", agency])
         .args(extra);
     let out = tokio::process::Command::from(cmd).output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    outcome(&out)
 }
 
 /// A port nothing listens on (bound, then released).

@@ -17,12 +17,7 @@ async fn probe(config: &Path, agency: &str) -> (bool, String) {
         .arg(config)
         .args(["--provider", agency]);
     let out = tokio::process::Command::from(cmd).output().await.unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    outcome(&out)
 }
 
 /// A port nothing listens on (bound, then released).

@@ -24,12 +24,7 @@ fn recover(base: &Baseline, accept: bool) -> (bool, String) {
         cmd.arg("--accept-loss");
     }
     let out = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::support::outcome(&out)
 }
 
 /// Every regular file under `dir` with its bytes.

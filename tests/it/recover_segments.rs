@@ -64,12 +64,7 @@ async fn stopped_after(calls: usize) -> Pki {
 /// `jisr <args>`: success, and what it printed.
 fn run(args: &[&str]) -> (bool, String) {
     let out = jisr().args(args).output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    outcome(&out)
 }
 
 fn verify(dir: &Path) -> (bool, String) {

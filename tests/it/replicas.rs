@@ -219,10 +219,7 @@ fn check_config(path: &std::path::Path, node_id: Option<&str>) -> (bool, String)
     if let Some(id) = node_id {
         cmd.env("JISR_NODE_ID", id);
     }
-    let out = cmd.output().unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
+    crate::support::outcome(&cmd.output().unwrap())
 }
 
 #[test]

@@ -33,12 +33,7 @@ fn check(proof: &Path, key: &Path, trust: &Path) -> (bool, String) {
         .arg(trust)
         .output()
         .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    crate::support::outcome(&out)
 }
 
 /// Exports entry 1 of the gateway at `addr` as a tlog-proof and checks it

@@ -287,12 +287,7 @@ async fn two_witnesses_cosign_the_checkpoints_and_receipts_carry_their_cosignatu
             .arg(policy)
             .output()
             .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
+        outcome(&out)
     };
     let (ok, text) = check(&both);
     assert!(

@@ -89,6 +89,17 @@ impl Pki {
 }
 
 /// The repository's `proto/` directory.
+/// Whether a finished command succeeded, and what it printed (stdout, then
+/// stderr).
+pub fn outcome(out: &std::process::Output) -> (bool, String) {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
 /// Runs a command that prints JSON (a benchmark's `--json`), asserts it
 /// succeeded (its output in the message otherwise) and parses its stdout.
 pub fn json_output(cmd: &mut std::process::Command) -> serde_json::Value {
