@@ -137,15 +137,18 @@ async fn rows(browser: &Browser) -> usize {
 }
 
 /// Switches the page to `lang` through its switcher (which re-posts the
-/// citizen) and waits for it.
+/// citizen) and waits for the new page. The old one is marked first: when
+/// it is already in `lang`, its language alone would not tell the two apart.
 async fn switch_to(browser: &Browser, lang: &str) {
-    browser.click(&format!("#lang-{lang}")).await;
     browser
-        .wait_for(
-            "the page in its language",
-            &format!("return document.documentElement.lang === '{lang}' ? 'yes' : '';"),
-        )
+        .execute("document.documentElement.dataset.old = 'yes'; return '';")
         .await;
+    browser.click(&format!("#lang-{lang}")).await;
+    let script = format!(
+        "const d = document.documentElement; \
+         return d.lang === '{lang}' && d.dataset.old !== 'yes' ? 'yes' : '';"
+    );
+    browser.wait_for("the page in its language", &script).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
