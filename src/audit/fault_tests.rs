@@ -121,7 +121,7 @@ fn spawn_append(log: &Arc<AuditLog>, i: u64) -> tokio::task::JoinHandle<Result<u
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_batch_is_written_while_the_previous_fsync_is_held_and_neither_is_acknowledged_early() {
+async fn a_batch_arriving_while_an_fsync_is_held_gets_its_own_and_neither_is_acknowledged_early() {
     let (dir, signer, log) = new_log(1024);
     let log = Arc::new(log);
     fill(&log, 0..2).await;
@@ -129,13 +129,14 @@ async fn a_batch_is_written_while_the_previous_fsync_is_held_and_neither_is_ackn
     let a = spawn_append(&log, 2);
     held(&log, 1).await;
     let b = spawn_append(&log, 3);
-    written(dir.path(), 3).await; // while entry 2's fsync is held
+    tokio::task::yield_now().await;
     assert!(!a.is_finished() && !b.is_finished());
     assert_eq!(log.size(), 2);
 
     log.faults().release_fsyncs(1);
     assert_eq!(a.await.unwrap().unwrap(), 2);
-    held(&log, 1).await; // entry 3's own fsync
+    held(&log, 1).await; // entry 3's own fsync, after its write
+    written(dir.path(), 3).await;
     assert!(!b.is_finished());
     assert_eq!(log.size(), 3);
     log.faults().release_fsyncs(1);
@@ -160,7 +161,6 @@ async fn a_failed_fsync_refuses_both_batches_in_flight_and_the_restart_recovers(
     let a = spawn_append(&log, 2);
     held(&log, 1).await;
     let b = spawn_append(&log, 3);
-    written(dir.path(), 3).await;
     log.faults().fail_next_fsync();
     log.faults().release_fsyncs(1);
     for refused in [a.await.unwrap(), b.await.unwrap()] {

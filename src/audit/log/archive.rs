@@ -88,10 +88,6 @@ impl<S: Storage> Storage for Archived<S> {
         self.files.append(first, batch)
     }
 
-    fn overlaps(&self, batch: &[Vec<u8>]) -> bool {
-        self.files.overlaps(batch)
-    }
-
     fn start_sync(&mut self) -> SyncJob {
         self.files.start_sync()
     }

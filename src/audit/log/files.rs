@@ -212,8 +212,8 @@ impl SegmentFiles {
         let rps = self.shared.records_per_segment;
         if self.written_records() == rps {
             // Sealing needs the whole segment durable: the records of this
-            // batch that filled it (nothing else is unsynced here, as the
-            // queue waited for a batch that does not `overlap`).
+            // batch that filled it (nothing else is unsynced here: the
+            // queue syncs each batch before it writes the next).
             if let Err(why) = self.make_durable_now() {
                 self.shared.fail(why.clone());
                 return Err(AuditError::Unavailable(why));
@@ -240,7 +240,7 @@ impl SegmentFiles {
             self.leaves.truncate(before);
             return;
         }
-        // Only a batch that does not `overlap` crosses a boundary: nothing
+        // The queue syncs each batch before it writes the next: nothing
         // else was unsynced, so every leaf up to `durable` is this batch's.
         self.leaves.truncate(durable_leaves);
         match self.extend_tree() {
@@ -310,18 +310,6 @@ impl Storage for SegmentFiles {
             }
         }
         Ok(())
-    }
-
-    /// Whether `batch` fits in the tail segment and its padding after what
-    /// is written: then it needs neither sealing nor padding (which change
-    /// the file under the sync in flight).
-    fn overlaps(&self, batch: &[Vec<u8>]) -> bool {
-        let bytes: u64 = batch
-            .iter()
-            .map(|p| (p.len() + segment::HEADER) as u64)
-            .sum();
-        self.written_records() + batch.len() as u64 <= self.shared.records_per_segment
-            && self.write_end() + bytes <= self.end
     }
 
     fn start_sync(&mut self) -> SyncJob {

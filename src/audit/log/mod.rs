@@ -22,13 +22,13 @@ use archive::Archived;
 pub use faults::Faults;
 use files::SegmentFiles;
 use hashes::HashFile;
-use queue::{Ack, Queue, Request};
+use queue::{Ack, Intake, Queue};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 /// The file naming the log's format and layout.
 pub const FORMAT_FILE: &str = "FORMAT";
@@ -37,7 +37,7 @@ pub const FORMAT_FILE: &str = "FORMAT";
 pub const RECORDS_PER_SEGMENT: u64 = 1 << 16;
 /// How long closing the log waits for the archive's last copy.
 const ARCHIVE_AT_CLOSE: Duration = Duration::from_secs(10);
-/// Appends waiting for the writer before callers wait for room.
+/// Appends waiting for the audit thread before callers wait for room.
 const QUEUE: usize = 16 * 1024;
 
 /// How to open a log.
@@ -139,12 +139,23 @@ impl Default for WriterStats {
 /// thread.
 #[derive(Debug)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Request>,
+    tx: Appender,
     shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     archive: Option<archive::Handle>,
     history: history::History,
     _lock: File,
+}
+
+/// The log's hold on the audit thread's intake: when it goes without a
+/// close, the thread answers what was pushed and stops.
+#[derive(Debug)]
+struct Appender(Arc<Intake>);
+
+impl Drop for Appender {
+    fn drop(&mut self) {
+        self.0.gone();
+    }
 }
 
 /// Creates the log directory and takes its lock: one gateway (or
@@ -222,7 +233,7 @@ impl AuditLog {
             stats: Mutex::new(WriterStats::default()),
             faults: Arc::default(),
         });
-        let (tx, rx) = mpsc::channel(QUEUE);
+        let intake = Arc::new(Intake::new(QUEUE));
         let files = SegmentFiles::open(shared.clone(), tail, cache)?;
         let (archive, nudge) = start_archive(&shared, opts.archive_dir)?;
         let storage = Archived::new(files, shared.clone(), nudge);
@@ -232,10 +243,11 @@ impl AuditLog {
             opts.signer,
             opts.checkpoint_interval,
         );
+        let tx = Appender(intake.clone());
         let thread = std::thread::Builder::new()
             .name("jisr-audit".into())
-            .spawn(move || queue::run(queue, rx))
-            .map_err(|e| AuditError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+            .spawn(move || queue::run(queue, &intake))
+            .map_err(|e| AuditError::Unavailable(format!("cannot start the audit thread: {e}")))?;
         tracing::info!(dir = %dir.display(), entries = size, "audit log open");
         Ok(Self {
             tx,
@@ -252,13 +264,7 @@ impl AuditLog {
     /// durable: the caller must then not release any data.
     pub async fn append(&self, payload: Vec<u8>) -> Result<u64, AuditError> {
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Request::Append {
-                payload,
-                ack: Ack::here(ack),
-            })
-            .await
-            .map_err(|_| AuditError::Unavailable("the audit writer has stopped".into()))?;
+        self.tx.0.push(payload, Ack::here(ack)).await?;
         done.await.map_err(|_| {
             AuditError::Unavailable("the audit writer stopped before the entry was durable".into())
         })?
@@ -267,9 +273,9 @@ impl AuditLog {
     /// Flushes, signs a final checkpoint and stops the writer.
     pub async fn close(&self) {
         let (ack, done) = oneshot::channel();
-        if self.tx.send(Request::Close { ack }).await.is_ok() {
-            let _ = done.await;
-        }
+        self.tx.0.close(ack);
+        // An error: the thread had stopped already.
+        let _ = done.await;
         let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;

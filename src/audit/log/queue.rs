@@ -1,18 +1,19 @@
-//! The writer thread's queue: group commit and acknowledgement.
+//! The audit thread: group commit on one thread, appends handed over
+//! without a channel.
 //!
-//! One thread takes every append waiting in the channel (up to
-//! [`MAX_BATCH`]) and hands the batch to its [`Storage`] target at once,
-//! even while the previous batch's fsync is in flight on the sync thread
-//! ([`pipeline`]): batches are written as they arrive, and synced one
-//! fsync after another, each covering everything written before it began;
-//! the sync thread acknowledges what each covered.
-//! A batch is acknowledged only once a sync that began after it was written
-//! has succeeded, and batches are acknowledged in log order. While entries
-//! arrive it signs a checkpoint of the durable entries at least every
-//! interval and has the target keep it. After a failed sync it refuses
-//! every batch not yet durable and stops taking entries for good: the page
-//! cache can no longer be trusted, the node must restart. Where the bytes
-//! go is the target's business, not the queue's.
+//! Lanes push their appends onto the [`intake`] list under its lock and
+//! wake the thread only when it sleeps. The thread (`jisr-audit`) loops:
+//! it takes everything pending (up to [`MAX_BATCH`]), writes it, fsyncs,
+//! acknowledges the batch in log order and seals or prepares segments
+//! ([`commit`]), then goes round again at once if more arrived during the
+//! sync. While entries arrive it signs a checkpoint of the durable entries
+//! at least every interval and has the target keep it; when nothing
+//! arrives it sleeps until the interval ends (if entries are unsigned) or
+//! until an append, a close, or the log's handle going away. A close
+//! commits what was pushed before it, signs a final checkpoint and stops.
+//! After a failed sync every batch is refused and the log takes no entry
+//! again: the node must restart. Where the bytes go is the target's
+//! business ([`Storage`]), not the queue's.
 
 use super::storage::Storage;
 use super::{Shared, SignedCheckpoint};
@@ -20,58 +21,26 @@ use crate::audit::merkle;
 use crate::audit::note::{Checkpoint, NoteSigner};
 use crate::audit::AuditError;
 pub(super) use answers::Ack;
-use pipeline::{Core, Event, Syncing, Waiting};
-use std::collections::VecDeque;
+pub(super) use intake::Intake;
+use intake::{Batch, Next};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot};
 
 mod answers;
-mod pipeline;
+mod commit;
+mod intake;
 
 /// Most entries written per fsync.
 const MAX_BATCH: usize = 4096;
 
-/// A message to the writer.
-#[derive(Debug)]
-pub(super) enum Request {
-    /// Append one encoded record; answer with its index once durable.
-    Append {
-        /// The encoded record.
-        payload: Vec<u8>,
-        /// Where the answer goes.
-        ack: Ack,
-    },
-    /// Flush, sign a final checkpoint and stop.
-    Close {
-        /// Answered when done.
-        ack: oneshot::Sender<()>,
-    },
-}
-
-/// The writer: its storage target, what waits for a sync, and when it
-/// last signed.
+/// The audit thread's state: its storage target and when it last signed.
 pub(super) struct Queue<S> {
     shared: Arc<Shared>,
     storage: S,
     signer: NoteSigner,
     interval: Duration,
     last_checkpoint: Instant,
-    /// Batches written and not yet acknowledged, in log order.
-    waiting: VecDeque<Waiting>,
-    /// The sync in flight, if any.
-    syncing: Option<Syncing>,
-    /// The writer is done: the sync thread ends once nothing is left.
-    stopping: bool,
-}
-
-/// What one wake-up took from the channel.
-#[derive(Default)]
-struct Batch {
-    payloads: Vec<Vec<u8>>,
-    acks: Vec<Ack>,
-    close: Option<oneshot::Sender<()>>,
 }
 
 impl<S: Storage> Queue<S> {
@@ -87,9 +56,6 @@ impl<S: Storage> Queue<S> {
             signer,
             interval,
             last_checkpoint: Instant::now(),
-            waiting: VecDeque::new(),
-            syncing: None,
-            stopping: false,
         }
     }
 
@@ -158,135 +124,64 @@ impl<S: Storage> Queue<S> {
         Ok(signed)
     }
 
-    /// How long to wait for the next append: until the checkpoint interval
-    /// ends if entries are unsigned, else for as long as it takes. Entries
-    /// written and not yet durable count as unsigned: the sync thread
-    /// makes them durable without waking the writer, whose timer then
-    /// signs them.
-    fn wait(&self) -> Option<Duration> {
-        let pending = self
+    /// Until when to wait for the next append: the end of the checkpoint
+    /// interval if durable entries are unsigned, else no end.
+    fn deadline(&self) -> Option<Instant> {
+        let signed = self
             .shared
             .checkpoint
             .read()
             .map(|c| c.checkpoint.size)
-            .unwrap_or(0)
-            < self.size() + self.unacknowledged();
-        pending.then(|| self.interval.saturating_sub(self.last_checkpoint.elapsed()))
+            .unwrap_or(0);
+        (signed < self.size()).then(|| self.last_checkpoint + self.interval)
     }
 }
 
-/// Takes `first` and whatever else is queued, up to [`MAX_BATCH`] appends
-/// or a close.
-fn drain(first: Request, rx: &mut mpsc::Receiver<Request>) -> Batch {
-    let mut batch = Batch::default();
-    let mut next = Some(first);
-    while let Some(request) = next.take() {
-        match request {
-            Request::Append { payload, ack } => {
-                batch.payloads.push(payload);
-                batch.acks.push(ack);
-            }
-            Request::Close { ack } => {
-                batch.close = Some(ack);
-                break;
-            }
-        }
-        if batch.payloads.len() < MAX_BATCH {
-            next = rx.try_recv().ok();
-        }
-    }
-    batch
-}
-
-/// The writer thread's loop; it starts the sync thread beside it.
-pub(super) fn run<S: Storage + Send + 'static>(queue: Queue<S>, mut rx: mpsc::Receiver<Request>) {
-    // Only for the checkpoint interval's timer while waiting for appends.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build();
+/// The audit thread's loop, until a close or until the log's handle is
+/// gone; appends are refused once it ends, however it ends.
+pub(super) fn run<S: Storage>(mut queue: Queue<S>, intake: &Intake) {
     let shared = queue.shared.clone();
-    let core = Arc::new(Core::new(queue));
-    let syncer = rt
-        .map_err(|e| format!("cannot start the writer's runtime: {e}"))
-        .and_then(|rt| {
-            let core = core.clone();
-            std::thread::Builder::new()
-                .name("jisr-audit-sync".into())
-                .spawn(move || core.sync_loop())
-                .map(|thread| (rt, thread))
-                .map_err(|e| format!("cannot start the audit sync thread: {e}"))
-        });
-    match syncer {
-        Ok((rt, thread)) => {
-            write_until_closed(&core, &rt, &mut rx);
-            core.stop();
-            let _ = thread.join();
-        }
-        Err(why) => shared.fail(why),
-    }
-    refuse_queued(rx);
-}
-
-/// Writes what arrives until a close or until every sender is gone, then
-/// waits until everything written is answered.
-fn write_until_closed<S: Storage>(
-    core: &Core<S>,
-    rt: &tokio::runtime::Runtime,
-    rx: &mut mpsc::Receiver<Request>,
-) {
-    {
-        let mut queue = core.lock();
-        queue.checkpoint();
-        queue.seal();
-    }
+    let _stopped = Stopped(intake, &shared);
+    queue.checkpoint();
+    queue.seal();
+    let mut batch = Batch::default();
     loop {
-        // Not more than MAX_BATCH entries unsynced: the channel's bound
-        // then holds callers back.
-        let wait = core.room(core.lock()).wait();
-        match rt.block_on(pipeline::next_event(rx, wait)) {
-            Event::Interval => {
+        match intake.next(&mut batch, queue.deadline()) {
+            Next::Commit => queue.commit(&mut batch),
+            Next::Interval => {
                 // Entries unsigned for an interval; if none became durable
                 // since the last checkpoint, look again an interval later.
-                let mut queue = core.lock();
                 queue.checkpoint();
                 queue.last_checkpoint = Instant::now();
             }
-            Event::Gone => {
-                // Every sender is gone: answer what is written, then stop.
-                drop(core.settle(core.lock()));
+            Next::Close(ack) => {
+                queue.checkpoint();
+                let _ = ack.send(());
                 return;
             }
-            Event::Request(first) => {
-                let mut batch = drain(first, rx);
-                let close = batch.close.take();
-                if !batch.payloads.is_empty() {
-                    core.write(batch);
-                }
-                if let Some(ack) = close {
-                    core.settle(core.lock()).checkpoint();
-                    let _ = ack.send(());
-                    return;
-                }
-            }
+            // Everything pushed is answered: stop as a crash would.
+            Next::Gone => return,
         }
-        let mut queue = core.lock();
         if queue.last_checkpoint.elapsed() >= queue.interval {
             queue.checkpoint();
         }
     }
 }
 
-/// Whatever is still queued cannot be written any more.
-fn refuse_queued(mut rx: mpsc::Receiver<Request>) {
-    rx.close();
-    while let Ok(request) = rx.try_recv() {
-        if let Request::Append { ack, .. } = request {
-            ack.send(Err(AuditError::Unavailable(
-                "the audit log is closed".into(),
-            )));
+/// Refuses what waits, and every later append, when the thread ends (a
+/// panic included), so that no caller waits for it.
+struct Stopped<'a>(&'a Intake, &'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.1.fail("the audit thread stopped: it panicked".into());
         }
+        self.0.stopped();
     }
 }
 
+#[cfg(test)]
+mod gated_tests;
 #[cfg(test)]
 mod tests;

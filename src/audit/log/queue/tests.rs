@@ -1,5 +1,6 @@
-//! The queue over fake storage: failed syncs, and syncs held at the fault
-//! hook's gate while the next batch is written.
+//! The queue over fake storage: failed syncs, syncs held at the fault
+//! hook's gate while appends arrive, the intake's bound, and a close with
+//! appends pending.
 
 use super::*;
 use crate::audit::log::hashes::HashFile;
@@ -7,6 +8,7 @@ use crate::audit::log::storage::SyncJob;
 use crate::audit::log::WriterStats;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
+use tokio::sync::oneshot;
 
 /// What the fake storage was asked to do.
 #[derive(Debug, Default)]
@@ -23,9 +25,6 @@ impl Storage for FailingSync {
         self.0.lock().unwrap().appended.push(batch.len());
         Ok(())
     }
-    fn overlaps(&self, _: &[Vec<u8>]) -> bool {
-        true
-    }
     fn start_sync(&mut self) -> SyncJob {
         self.0.lock().unwrap().syncs += 1;
         Box::new(|| Err("fsync of the fake failed".into()))
@@ -39,7 +38,7 @@ impl Storage for FailingSync {
     }
 }
 
-fn shared(dir: &std::path::Path, signer: &NoteSigner) -> Arc<Shared> {
+pub(super) fn shared(dir: &std::path::Path, signer: &NoteSigner) -> Arc<Shared> {
     let checkpoint = Checkpoint {
         origin: signer.name().to_owned(),
         size: 0,
@@ -63,14 +62,25 @@ fn shared(dir: &std::path::Path, signer: &NoteSigner) -> Arc<Shared> {
     })
 }
 
-fn append(tx: &mpsc::Sender<Request>) -> oneshot::Receiver<Result<u64, AuditError>> {
+pub(super) type Done = oneshot::Receiver<Result<u64, AuditError>>;
+
+/// Pushes an append answered directly; there is room for it.
+pub(super) async fn append(intake: &Intake, payload: &[u8]) -> Done {
     let (ack, done) = oneshot::channel();
-    tx.try_send(Request::Append {
-        payload: b"entry".to_vec(),
-        ack: Ack::direct(ack),
-    })
-    .unwrap();
+    intake
+        .push(payload.to_vec(), Ack::direct(ack))
+        .await
+        .unwrap();
     done
+}
+
+/// The refusal an append meets, at the push or in its answer.
+pub(super) async fn refused(intake: &Intake) -> String {
+    let (ack, done) = oneshot::channel();
+    match intake.push(b"late".to_vec(), Ack::direct(ack)).await {
+        Err(e) => e.to_string(),
+        Ok(()) => done.await.unwrap().unwrap_err().to_string(),
+    }
 }
 
 #[tokio::test]
@@ -81,10 +91,16 @@ async fn a_failed_sync_acknowledges_nothing_and_stops_the_queue_for_good() {
     let calls = Arc::new(Mutex::new(Calls::default()));
     let storage = FailingSync(calls.clone());
     let queue = Queue::new(shared.clone(), storage, signer, Duration::from_secs(60));
-    let (tx, rx) = mpsc::channel(16);
-    // Queued before the thread starts, so they are one batch.
-    let first: Vec<_> = (0..3).map(|_| append(&tx)).collect();
-    let thread = std::thread::spawn(move || run(queue, rx));
+    let intake = Arc::new(Intake::new(16));
+    // Pushed before the thread starts, so they are one batch.
+    let mut first = Vec::new();
+    for _ in 0..3 {
+        first.push(append(&intake, b"entry").await);
+    }
+    let thread = std::thread::spawn({
+        let intake = intake.clone();
+        move || run(queue, &intake)
+    });
 
     for done in first {
         let err = done.await.unwrap().unwrap_err();
@@ -103,11 +119,8 @@ async fn a_failed_sync_acknowledges_nothing_and_stops_the_queue_for_good() {
 
     // Stopped for good: a later append is refused without storage
     // being asked to write it.
-    let err = append(&tx).await.unwrap().unwrap_err();
-    assert!(
-        err.to_string().contains("fsync of the fake failed"),
-        "{err}"
-    );
+    let err = refused(&intake).await;
+    assert!(err.contains("fsync of the fake failed"), "{err}");
     {
         let calls = calls.lock().unwrap();
         assert_eq!(calls.appended, [3]);
@@ -116,42 +129,35 @@ async fn a_failed_sync_acknowledges_nothing_and_stops_the_queue_for_good() {
     assert_eq!(shared.stats.lock().unwrap().batches, 0);
 
     let (ack, closed) = oneshot::channel();
-    tx.try_send(Request::Close { ack }).unwrap();
+    intake.close(ack);
     closed.await.unwrap();
     thread.join().unwrap();
 }
 
-/// A storage that records what it is asked, in order, and whose sync
-/// jobs go through the fault hook: tests hold them at its gate.
-struct Gated {
-    events: Arc<Mutex<Vec<String>>>,
-    faults: Arc<crate::audit::log::Faults>,
+/// A storage that keeps each batch's payloads as written, and counts the
+/// entries made durable by a sync that followed their write.
+#[derive(Default)]
+struct Recording {
+    written: Arc<Mutex<Vec<Vec<u8>>>>,
+    durable: Arc<AtomicU64>,
 }
 
-impl Gated {
-    fn note(&self, event: String) {
-        self.events.lock().unwrap().push(event);
-    }
-}
-
-impl Storage for Gated {
+impl Storage for Recording {
     fn append(&mut self, first: u64, batch: &[Vec<u8>]) -> Result<(), AuditError> {
-        self.note(format!("write {first}+{}", batch.len()));
+        let mut written = self.written.lock().unwrap();
+        assert_eq!(first, written.len() as u64, "written after the last");
+        written.extend(batch.iter().cloned());
         Ok(())
     }
-    fn overlaps(&self, _: &[Vec<u8>]) -> bool {
-        true
-    }
     fn start_sync(&mut self) -> SyncJob {
-        self.note("sync".into());
-        let faults = self.faults.clone();
-        Box::new(move || match faults.on_fsync() {
-            Some(e) => Err(format!("fsync of the fake failed: {e}")),
-            None => Ok(()),
+        let (written, durable) = (self.written.clone(), self.durable.clone());
+        Box::new(move || {
+            let n = written.lock().unwrap().len() as u64;
+            durable.store(n, Ordering::SeqCst);
+            Ok(())
         })
     }
     fn synced(&mut self) -> Result<(), AuditError> {
-        self.note("synced".into());
         Ok(())
     }
     fn seal(&mut self) {}
@@ -160,166 +166,98 @@ impl Storage for Gated {
     }
 }
 
-type Done = oneshot::Receiver<Result<u64, AuditError>>;
-
-/// A writer thread over [`Gated`] storage whose fsyncs are held.
-struct Rig {
-    shared: Arc<Shared>,
-    events: Arc<Mutex<Vec<String>>>,
-    tx: mpsc::Sender<Request>,
-    thread: std::thread::JoinHandle<()>,
-    _dir: tempfile::TempDir,
-}
-
-impl Rig {
-    /// Starts the writer with `first` appends queued (one batch).
-    fn start(first: usize) -> (Self, Vec<Done>) {
-        let dir = tempfile::tempdir().unwrap();
-        let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
-        let shared = shared(dir.path(), &signer);
-        shared.faults.hold_fsyncs();
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let storage = Gated {
-            events: events.clone(),
-            faults: shared.faults.clone(),
-        };
-        let queue = Queue::new(shared.clone(), storage, signer, Duration::from_secs(60));
-        let (tx, rx) = mpsc::channel(16);
-        let done = (0..first).map(|_| append(&tx)).collect();
-        let thread = std::thread::spawn(move || run(queue, rx));
-        let rig = Self {
-            shared,
-            events,
-            tx,
-            thread,
-            _dir: dir,
-        };
-        (rig, done)
-    }
-
-    /// Waits until an fsync is held at the gate.
-    fn held(&self) {
-        let held = self.shared.faults.wait_held(1, Duration::from_secs(10));
-        assert!(held, "no fsync reached the gate: {:?}", self.events());
-    }
-
-    /// Waits until `n` entries were written (bounded).
-    fn wait_written(&self, n: u64) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while written(&self.events()) < n {
-            assert!(
-                Instant::now() < deadline,
-                "not {n} written: {:?}",
-                self.events()
-            );
-            std::thread::yield_now();
+/// `n` appends from a thread of its own, on a runtime of its own (so
+/// answered through its inbox, as a lane's): each payload with its index,
+/// and whether its entry was durable when its answer arrived.
+fn lane(intake: &Intake, durable: &AtomicU64, name: &str, n: usize) -> Vec<(Vec<u8>, u64, bool)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut waiting = Vec::new();
+        for i in 0..n {
+            let payload = format!("{name}-{i}").into_bytes();
+            let (ack, done) = oneshot::channel();
+            intake.push(payload.clone(), Ack::here(ack)).await.unwrap();
+            waiting.push((payload, done));
+            if i % 7 == 0 {
+                // Let some answers in between, so batches vary in size.
+                tokio::task::yield_now().await;
+            }
         }
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.events.lock().unwrap().clone()
-    }
-
-    fn size(&self) -> u64 {
-        self.shared.size.load(Ordering::Acquire)
-    }
-
-    async fn close(self) {
-        self.shared.faults.stop_holding();
-        let (ack, closed) = oneshot::channel();
-        self.tx.try_send(Request::Close { ack }).unwrap();
-        closed.await.unwrap();
-        self.thread.join().unwrap();
-    }
+        let mut got = Vec::new();
+        for (payload, done) in waiting {
+            let index = done.await.unwrap().unwrap();
+            got.push((payload, index, durable.load(Ordering::SeqCst) > index));
+        }
+        got
+    })
 }
 
-/// Entries written, from the events' "write first+n".
-fn written(events: &[String]) -> u64 {
-    events
-        .iter()
-        .filter_map(|e| e.strip_prefix("write "))
-        .map(|e| e.split_once('+').unwrap().1.parse::<u64>().unwrap())
-        .sum()
+#[test]
+fn appends_from_two_threads_are_acknowledged_in_log_order_once_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
+    let shared = shared(dir.path(), &signer);
+    let storage = Recording::default();
+    let (written, durable) = (storage.written.clone(), storage.durable.clone());
+    let queue = Queue::new(shared.clone(), storage, signer, Duration::from_secs(60));
+    let intake = Arc::new(Intake::new(64));
+    let thread = std::thread::spawn({
+        let intake = intake.clone();
+        move || run(queue, &intake)
+    });
+    const N: usize = 500;
+    let lanes: Vec<_> = ["one", "two"]
+        .into_iter()
+        .map(|name| {
+            let (intake, durable) = (intake.clone(), durable.clone());
+            std::thread::spawn(move || lane(&intake, &durable, name, N))
+        })
+        .collect();
+    let answers: Vec<_> = lanes.into_iter().map(|t| t.join().unwrap()).collect();
+
+    let written = written.lock().unwrap().clone();
+    assert_eq!(written.len(), 2 * N);
+    for got in &answers {
+        for (payload, index, was_durable) in got {
+            assert_eq!(
+                &written[*index as usize], payload,
+                "answered with its own index"
+            );
+            assert!(was_durable, "entry {index} answered before its sync");
+        }
+        // Each thread's appends, pushed in order, are in the log in order.
+        assert!(got.windows(2).all(|w| w[0].1 < w[1].1));
+    }
+    assert_eq!(shared.size.load(Ordering::Acquire), 2 * N as u64);
+    let (ack, closed) = oneshot::channel();
+    intake.close(ack);
+    closed.blocking_recv().unwrap();
+    thread.join().unwrap();
 }
 
-/// Whether an answer has arrived, without waiting for one.
-fn answered(done: &mut [Done]) -> Vec<bool> {
-    done.iter_mut()
-        .map(|d| !matches!(d.try_recv(), Err(oneshot::error::TryRecvError::Empty)))
-        .collect()
-}
-
-#[tokio::test]
-async fn the_next_batch_is_written_while_a_sync_is_held_and_each_waits_for_its_own() {
-    let (rig, mut first) = Rig::start(2);
-    rig.held(); // the first batch's fsync is in flight, held
-    let mut second = vec![append(&rig.tx), append(&rig.tx)];
-    // Written while the first sync is held (one batch or two, as the
-    // writer happened to take them).
-    rig.wait_written(4);
-    assert_eq!(answered(&mut first), [false, false]);
-    assert_eq!(answered(&mut second), [false, false]);
-    assert_eq!(rig.size(), 0);
-
-    rig.shared.faults.release_fsyncs(1);
-    for (i, done) in first.into_iter().enumerate() {
-        assert_eq!(done.await.unwrap().unwrap(), i as u64);
-    }
-    // The second batch's own sync began after the first ended; it is
-    // held, and its batch is not acknowledged meanwhile.
-    rig.held();
-    assert_eq!(answered(&mut second), [false, false]);
-    assert_eq!(rig.size(), 2);
-    rig.shared.faults.release_fsyncs(1);
-    for (i, done) in second.into_iter().enumerate() {
-        assert_eq!(done.await.unwrap().unwrap(), 2 + i as u64);
-    }
-    assert_eq!(rig.size(), 4);
-    let events = rig.events();
-    let first_synced = events.iter().position(|e| e == "synced").unwrap();
-    assert_eq!(written(&events[..first_synced]), 4, "{events:?}");
-    assert_eq!(
-        events.iter().filter(|e| *e == "sync").count(),
-        2,
-        "{events:?}"
+#[test]
+fn the_handle_gone_without_a_close_stops_the_thread_and_later_appends_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
+    let shared = shared(dir.path(), &signer);
+    let queue = Queue::new(
+        shared,
+        Recording::default(),
+        signer,
+        Duration::from_secs(60),
     );
-    rig.close().await;
-}
-
-#[tokio::test]
-async fn a_failed_sync_refuses_both_batches_in_flight_and_everything_after() {
-    let (rig, first) = Rig::start(2);
-    rig.held();
-    let second = vec![append(&rig.tx), append(&rig.tx)];
-    rig.wait_written(4);
-    rig.shared.faults.fail_next_fsync();
-    rig.shared.faults.release_fsyncs(1);
-    for done in first.into_iter().chain(second) {
-        let err = done.await.unwrap().unwrap_err();
-        assert!(
-            err.to_string().contains("fsync of the fake failed"),
-            "{err}"
-        );
-    }
-    assert_eq!(rig.size(), 0, "nothing acknowledged");
-    assert!(rig.shared.failed().is_some());
-    // Stopped for good: nothing later is written, synced or answered
-    // with an index, though the next fsync would succeed.
-    rig.shared.faults.stop_holding();
-    let err = append(&rig.tx).await.unwrap().unwrap_err();
-    assert!(err.to_string().contains("fsync"), "{err}");
-    assert_eq!(rig.size(), 0);
-    let events = rig.events();
-    assert_eq!(
-        events.iter().filter(|e| *e == "sync").count(),
-        1,
-        "{events:?}"
-    );
-    assert!(!events.iter().any(|e| e == "synced"), "{events:?}");
-    assert_eq!(
-        written(&events),
-        4,
-        "the later append was not written: {events:?}"
-    );
-    rig.close().await;
+    let intake = Arc::new(Intake::new(4));
+    let thread = std::thread::spawn({
+        let intake = intake.clone();
+        move || run(queue, &intake)
+    });
+    intake.gone();
+    thread.join().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = rt.block_on(refused(&intake));
+    assert!(err.contains("the audit writer has stopped"), "{err}");
 }
