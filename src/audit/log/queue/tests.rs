@@ -6,6 +6,7 @@ use super::*;
 use crate::audit::log::hashes::HashFile;
 use crate::audit::log::storage::SyncJob;
 use crate::audit::log::WriterStats;
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Mutex, RwLock};
 use tokio::sync::oneshot;
@@ -134,12 +135,26 @@ async fn a_failed_sync_acknowledges_nothing_and_stops_the_queue_for_good() {
     thread.join().unwrap();
 }
 
-/// A storage that keeps each batch's payloads as written, and counts the
-/// entries made durable by a sync that followed their write.
-#[derive(Default)]
+/// A storage that keeps each batch's payloads as written, counts the
+/// entries made durable by a sync that followed their write, and notes
+/// any sync that finds its entries already acknowledged (the log's size
+/// moves past a batch before its answers are sent).
 struct Recording {
+    shared: Arc<Shared>,
     written: Arc<Mutex<Vec<Vec<u8>>>>,
     durable: Arc<AtomicU64>,
+    early: Arc<AtomicBool>,
+}
+
+impl Recording {
+    fn new(shared: &Arc<Shared>) -> Self {
+        Self {
+            shared: shared.clone(),
+            written: Arc::default(),
+            durable: Arc::default(),
+            early: Arc::default(),
+        }
+    }
 }
 
 impl Storage for Recording {
@@ -151,7 +166,11 @@ impl Storage for Recording {
     }
     fn start_sync(&mut self) -> SyncJob {
         let (written, durable) = (self.written.clone(), self.durable.clone());
+        let (shared, early) = (self.shared.clone(), self.early.clone());
         Box::new(move || {
+            if shared.size.load(Ordering::SeqCst) > durable.load(Ordering::SeqCst) {
+                early.store(true, Ordering::SeqCst);
+            }
             let n = written.lock().unwrap().len() as u64;
             durable.store(n, Ordering::SeqCst);
             Ok(())
@@ -199,8 +218,9 @@ fn appends_from_two_threads_are_acknowledged_in_log_order_once_durable() {
     let dir = tempfile::tempdir().unwrap();
     let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
     let shared = shared(dir.path(), &signer);
-    let storage = Recording::default();
+    let storage = Recording::new(&shared);
     let (written, durable) = (storage.written.clone(), storage.durable.clone());
+    let early = storage.early.clone();
     let queue = Queue::new(shared.clone(), storage, signer, Duration::from_secs(60));
     let intake = Arc::new(Intake::new(64));
     let thread = std::thread::spawn({
@@ -231,6 +251,10 @@ fn appends_from_two_threads_are_acknowledged_in_log_order_once_durable() {
         assert!(got.windows(2).all(|w| w[0].1 < w[1].1));
     }
     assert_eq!(shared.size.load(Ordering::Acquire), 2 * N as u64);
+    assert!(
+        !early.load(Ordering::SeqCst),
+        "entries acknowledged before their sync"
+    );
     let (ack, closed) = oneshot::channel();
     intake.close(ack);
     closed.blocking_recv().unwrap();
@@ -242,12 +266,8 @@ fn the_handle_gone_without_a_close_stops_the_thread_and_later_appends_are_refuse
     let dir = tempfile::tempdir().unwrap();
     let signer = NoteSigner::generate("test.example/jisr/queue").unwrap();
     let shared = shared(dir.path(), &signer);
-    let queue = Queue::new(
-        shared,
-        Recording::default(),
-        signer,
-        Duration::from_secs(60),
-    );
+    let storage = Recording::new(&shared);
+    let queue = Queue::new(shared, storage, signer, Duration::from_secs(60));
     let intake = Arc::new(Intake::new(4));
     let thread = std::thread::spawn({
         let intake = intake.clone();
