@@ -1,6 +1,6 @@
 //! Making the tail segment's written records durable: the fsync itself
-//! (run by the queue off the writer thread, or inline where a segment
-//! fills), then what follows once it succeeded — the tail moves past the
+//! (a job the audit thread runs after each batch's write, or inline where
+//! a segment fills), then what follows once it succeeded — the tail moves past the
 //! records and the offset index gets their offsets.
 
 use super::SegmentFiles;
