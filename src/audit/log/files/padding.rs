@@ -28,8 +28,8 @@ impl SegmentFiles {
     /// hashes need space of their own, and failing them stops the log until
     /// a restart. Returns whether any space was given back.
     pub(super) fn give_back_padding(&mut self) -> bool {
-        // Records written after the durable ones (a sync may be in flight
-        // for them) are kept: only the zeros after them go.
+        // Records written after the durable ones (their batch's sync has
+        // not run yet) are kept: only the zeros after them go.
         let keep = self.write_end();
         if self.end <= keep || self.segment.set_len(keep).is_err() {
             return false;

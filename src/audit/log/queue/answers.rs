@@ -1,17 +1,17 @@
 //! Answers to appends: one wake per runtime per acknowledged batch.
 //!
-//! An append's caller waits on a oneshot. Sent from the sync thread, each
+//! An append's caller waits on a oneshot. Sent from the audit thread, each
 //! answer would wake its caller's task from outside its runtime: a remote
 //! schedule, which on a lane (a current-thread runtime parked in epoll)
 //! writes the lane's eventfd once per call (docs/BENCHMARKS.md, "Where the
 //! CPU goes: Jisr beside nginx and HAProxy"). Instead each thread that
 //! appends from a runtime has an [`Inbox`] for that runtime, drained by one
-//! task spawned on it: the sync thread moves a batch's answers into the
+//! task spawned on it: the audit thread moves a batch's answers into the
 //! inboxes they belong to and wakes each inbox's task once, and that task
 //! sends them on its own thread, where waking a caller is a push on the
 //! local run queue and no system call.
 //!
-//! Order and durability stay the sync thread's: an answer is handed over
+//! Order and durability stay the audit thread's: an answer is handed over
 //! only when it would have been sent, every answer of a batch before any
 //! of the next, and an inbox sends in the order it received. An inbox whose
 //! task is gone (its runtime shut down) is closed: what it holds, and

@@ -162,7 +162,7 @@ async fn here() -> (Option<Arc<Inbox>>, Answer) {
     let (tx, rx) = oneshot::channel();
     let ack = Ack::here(tx);
     let inbox = ack.inbox.clone();
-    // From another thread, as the sync thread answers.
+    // From another thread, as the audit thread answers.
     std::thread::spawn(move || answer_all([(ack, Ok(7))]))
         .join()
         .unwrap();
