@@ -90,6 +90,18 @@ impl Rig {
         assert!(held, "no fsync reached the gate: {:?}", self.events());
     }
 
+    /// Appends `a`, waits until its fsync is held at the gate, then
+    /// appends `b` and `c`, which wait for it: `a`'s answer, theirs.
+    async fn one_held_two_pending(&self) -> (Done, Vec<Done>) {
+        let a = append(&self.intake, b"a").await;
+        self.held();
+        let pending = vec![
+            append(&self.intake, b"b").await,
+            append(&self.intake, b"c").await,
+        ];
+        (a, pending)
+    }
+
     fn events(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
     }
@@ -125,12 +137,9 @@ async fn indexes(done: Vec<Done>) -> Vec<u64> {
 #[tokio::test]
 async fn appends_arriving_during_a_sync_wait_for_it_and_are_answered_after_their_own() {
     let rig = Rig::start(16);
-    let mut first = vec![append(&rig.intake, b"a").await];
-    rig.held(); // the first batch's fsync is held
-    let mut second = vec![
-        append(&rig.intake, b"b").await,
-        append(&rig.intake, b"c").await,
-    ];
+    // The first batch's fsync is held.
+    let (a, mut second) = rig.one_held_two_pending().await;
+    let mut first = vec![a];
     assert_eq!(answered(&mut first), [false], "answered before its sync");
     assert_eq!(rig.size(), 0);
 
@@ -164,12 +173,7 @@ impl Wake for Flag {
 #[tokio::test]
 async fn a_full_intake_makes_appends_wait_and_taking_it_lets_them_on() {
     let rig = Rig::start(2);
-    let a = append(&rig.intake, b"a").await;
-    rig.held();
-    let bc = vec![
-        append(&rig.intake, b"b").await,
-        append(&rig.intake, b"c").await,
-    ];
+    let (a, bc) = rig.one_held_two_pending().await;
     // Two wait: the next append waits for room, without blocking.
     let (ack, d) = oneshot::channel();
     {
@@ -201,12 +205,7 @@ async fn a_full_intake_makes_appends_wait_and_taking_it_lets_them_on() {
 #[tokio::test]
 async fn a_failed_sync_refuses_its_batch_every_pending_append_and_all_later_ones() {
     let rig = Rig::start(16);
-    let a = append(&rig.intake, b"a").await;
-    rig.held();
-    let pending = vec![
-        append(&rig.intake, b"b").await,
-        append(&rig.intake, b"c").await,
-    ];
+    let (a, pending) = rig.one_held_two_pending().await;
     rig.shared.faults.fail_next_fsync();
     rig.shared.faults.release_fsyncs(1);
     for done in std::iter::once(a).chain(pending) {
@@ -235,12 +234,7 @@ async fn a_failed_sync_refuses_its_batch_every_pending_append_and_all_later_ones
 #[tokio::test]
 async fn a_close_commits_the_appends_pushed_before_it_then_refuses_appends() {
     let rig = Rig::start(16);
-    let a = append(&rig.intake, b"a").await;
-    rig.held();
-    let pending = vec![
-        append(&rig.intake, b"b").await,
-        append(&rig.intake, b"c").await,
-    ];
+    let (a, pending) = rig.one_held_two_pending().await;
     let (ack, mut closed) = oneshot::channel();
     rig.intake.close(ack);
     let err = refused(&rig.intake).await;
