@@ -26,6 +26,7 @@ mod nginx;
 mod procs;
 pub mod replicas;
 mod report;
+mod verdicts;
 pub mod witness;
 
 use std::path::Path;

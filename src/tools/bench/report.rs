@@ -85,7 +85,7 @@ impl Summary {
     }
 
     /// The proxy's CPU time per successful call, µs.
-    fn cpu_us_per_call(&self) -> Option<f64> {
+    pub(super) fn cpu_us_per_call(&self) -> Option<f64> {
         let proxy = self.proxy.as_ref()?;
         (self.ok > 0).then(|| proxy.cpu.as_secs_f64() * 1e6 / self.ok as f64)
     }
@@ -164,7 +164,7 @@ pub(crate) struct Ratios {
 }
 
 impl Report {
-    fn get(&self, name: &str) -> Option<&Summary> {
+    pub(super) fn get(&self, name: &str) -> Option<&Summary> {
         self.targets.iter().find(|t| t.name == name)
     }
 
@@ -300,44 +300,6 @@ impl Report {
         }
     }
 
-    /// The targets, each met or not, with the numbers behind it.
-    pub(crate) fn verdicts(&self) -> Vec<String> {
-        let ratios = self.ratios();
-        let mark = |met: bool| if met { "met" } else { "NOT met" };
-        let mut lines = Vec::new();
-        if let Some(r) = ratios.jisr_over_nginx {
-            lines.push(format!(
-                "target Jisr ≥ 1.0× nginx throughput: {} ({r:.2}×)",
-                mark(r >= 1.0)
-            ));
-        }
-        if let Some(r) = ratios.jisr_over_haproxy {
-            lines.push(format!(
-                "target Jisr ≥ 0.75× HAProxy throughput: {} ({r:.2}×)",
-                mark(r >= 0.75)
-            ));
-        }
-        if let (Some(j), Some(n)) = (ratios.jisr_added_p50_us, ratios.nginx_added_p50_us) {
-            lines.push(format!(
-                "target added p50 over direct ≤ nginx's: {} (Jisr {j:+} µs, nginx {n:+} µs)",
-                mark(j <= n)
-            ));
-        }
-        let errors: u64 = self.targets.iter().map(Summary::error_count).sum();
-        lines.push(format!(
-            "target zero errors: {} ({errors} errors)",
-            mark(errors == 0)
-        ));
-        if let Some(proxy) = self.get("jisr").and_then(|j| j.proxy) {
-            let mb = proxy.peak_rss_kb as f64 / 1024.0;
-            lines.push(format!(
-                "target gateway peak RSS ≤ 64 MB: {} ({mb:.1} MB)",
-                mark(mb <= 64.0)
-            ));
-        }
-        lines
-    }
-
     /// The report as JSON: one object per target under its name.
     pub(crate) fn json(&self) -> Value {
         let load = &self.load;
@@ -406,11 +368,14 @@ pub(crate) fn seconds(d: Duration) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::super::load::ErrorKey;
     use super::*;
 
-    fn outcome(latencies: impl IntoIterator<Item = u64>, secs: u64) -> Outcome {
+    pub(in crate::tools::bench) fn outcome(
+        latencies: impl IntoIterator<Item = u64>,
+        secs: u64,
+    ) -> Outcome {
         let mut o = Outcome::empty();
         for us in latencies {
             o.latency.record(us).unwrap();
@@ -444,7 +409,9 @@ mod tests {
         assert!(p.p999 >= 50_000, "{p:?}");
     }
 
-    fn report() -> Report {
+    /// direct 4,000 calls at 1 ms, Jisr 3,000 at 1.5 ms (2 refused; 1.5 s
+    /// of CPU, 20 MB), nginx 2,000 at 3 ms, each over 1 s.
+    pub(in crate::tools::bench) fn report() -> Report {
         let direct = Summary::new(
             "direct",
             &outcome(std::iter::repeat_n(1_000, 4_000), 1),
@@ -544,16 +511,6 @@ mod tests {
         assert_eq!(doc["haproxy"]["requests"], 5_000);
         assert_eq!(doc["ratios"]["jisr_over_haproxy_throughput"], 0.6);
         assert_eq!(doc["load"]["cpu"], "Example CPU @ 3.00GHz × 2 cores");
-    }
-
-    #[test]
-    fn verdicts_name_each_target() {
-        let verdicts = report().verdicts();
-        assert_eq!(verdicts.len(), 4, "{verdicts:?}");
-        assert!(verdicts[0].contains(": met (1.50×)"), "{verdicts:?}");
-        assert!(verdicts[1].contains(": met (Jisr +"), "{verdicts:?}");
-        assert!(verdicts[2].contains("NOT met (2 errors)"), "{verdicts:?}");
-        assert!(verdicts[3].contains(": met (20.0 MB)"), "{verdicts:?}");
     }
 
     #[test]
