@@ -312,12 +312,18 @@ key = "gw.key"
         assert!(message.contains("[console]"), "{message}");
     }
 
-    #[test]
-    fn the_fingerprint_follows_the_files_contents() {
+    /// `BASE` written as `jisr.toml` in a new directory, and loaded.
+    fn loaded() -> (tempfile::TempDir, std::path::PathBuf, Config) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("jisr.toml");
         std::fs::write(&path, BASE).unwrap();
-        let c = Config::load(&path).unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, path, config)
+    }
+
+    #[test]
+    fn the_fingerprint_follows_the_files_contents() {
+        let (dir, path, c) = loaded();
         let before = fingerprint(&c);
         assert_eq!(before, fingerprint(&c));
         std::fs::write(dir.path().join("ca.crt"), "new CA").unwrap();
@@ -329,10 +335,7 @@ key = "gw.key"
 
     #[test]
     fn what_a_reload_would_read_follows_the_files_the_new_text_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jisr.toml");
-        std::fs::write(&path, BASE).unwrap();
-        let running = Config::load(&path).unwrap();
+        let (dir, path, running) = loaded();
         // The file on disk now names a CRL the running configuration does
         // not: a change to it is a change of what a reload reads.
         std::fs::write(

@@ -451,6 +451,15 @@ pub(super) mod tests {
         }
     }
 
+    /// HAProxy: 5,000 calls at 1.2 ms over 1 s (Jisr carries 0.6× of it).
+    pub(in crate::tools::bench) fn haproxy() -> Summary {
+        Summary::new(
+            "haproxy",
+            &outcome(std::iter::repeat_n(1_200, 5_000), 1),
+            None,
+        )
+    }
+
     #[test]
     fn ratios_compare_jisr_with_nginx_and_direct() {
         let r = report().ratios();
@@ -485,11 +494,7 @@ pub(super) mod tests {
     fn haproxy_gets_a_row_a_ratio_a_verdict_and_a_json_object() {
         let mut r = report();
         r.load.cpu = Some("Example CPU @ 3.00GHz × 2 cores".into());
-        r.targets.push(Summary::new(
-            "haproxy",
-            &outcome(std::iter::repeat_n(1_200, 5_000), 1),
-            None,
-        ));
+        r.targets.push(haproxy());
         assert_eq!(r.ratios().jisr_over_haproxy, Some(0.6));
         let table = r.table();
         assert!(

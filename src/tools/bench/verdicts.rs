@@ -101,8 +101,7 @@ impl Report {
 mod tests {
     use super::super::disk::Fsync;
     use super::super::procs::ProcStats;
-    use super::super::report::tests::{outcome, report};
-    use super::*;
+    use super::super::report::tests::{haproxy, report};
     use std::time::Duration;
 
     #[test]
@@ -129,11 +128,7 @@ mod tests {
             peak_rss_kb: 40 * 1024,
             processes: 3,
         });
-        r.targets.push(Summary::new(
-            "haproxy",
-            &outcome(std::iter::repeat_n(1_200, 5_000), 1),
-            None,
-        ));
+        r.targets.push(haproxy());
         let verdicts = r.verdicts();
         assert!(
             verdicts.contains(&"target Jisr ≥ 0.75× HAProxy throughput: NOT met (0.60×)".into()),
